@@ -1,0 +1,1 @@
+"""Format converters: Keras → TFLite variants, TFLite → TFLite-Micro sources, Edge TPU."""

@@ -1,0 +1,118 @@
+"""Keras / SavedModel → `.tflite`: float32, float16, dynamic range, full int8 and 16x8.
+
+The model is traced with a fixed batch of 1, so no SHAPE/STRIDED_SLICE pair is left over
+from a dynamic batch. Full-integer schemes need representative inputs (`calibration`).
+
+>>> from edgekit.converters.tflite import convert                       # doctest: +SKIP
+>>> artifact = convert(loaded, "int8", io_dtype="int8", calibration=x)   # doctest: +SKIP
+>>> artifact.scheme, len(artifact.data) > 0                               # doctest: +SKIP
+('int8', True)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit._fdcapture import capture_native_output
+from edgekit.errors import EdgekitError, ToolError
+from edgekit.models import LoadedModel
+
+SCHEMES = ("float32", "float16", "dynamic", "int8", "int16x8")
+MAX_CALIBRATION_SAMPLES = 500
+
+
+@dataclass(frozen=True)
+class ConvertedModel:
+    """One conversion's output: the flatbuffer bytes and how they were made."""
+
+    data: bytes
+    scheme: str
+    io_dtype: str
+    per_channel: bool
+    calibration_samples: int
+    seconds: float
+
+    @property
+    def model_bytes(self) -> int:
+        return len(self.data)
+
+
+def _io_type(tf, io_dtype: str):
+    return {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[io_dtype]
+
+
+def convert(
+    loaded: LoadedModel,
+    scheme: str,
+    *,
+    io_dtype: str = "float32",
+    per_channel: bool = True,
+    calibration: np.ndarray | None = None,
+) -> ConvertedModel:
+    """Convert with the TFLite converter. Full-integer schemes need `calibration` inputs."""
+    if scheme not in SCHEMES:
+        raise EdgekitError(f"unknown quantization scheme {scheme!r}; expected one of {SCHEMES}")
+    if loaded.is_tflite:
+        raise EdgekitError(f"{loaded.source}: already a .tflite model; it cannot be re-converted")
+    needs_data = scheme in ("int8", "int16x8")
+    if needs_data and calibration is None:
+        raise EdgekitError(f"{scheme} quantization needs calibration data")
+    from edgekit._tf import tensorflow
+
+    tf = tensorflow()
+    started = time.perf_counter()
+    samples = 0
+    with capture_native_output() as log:
+        try:
+            converter = tf.lite.TFLiteConverter.from_concrete_functions(
+                [loaded.concrete_function()], loaded.trackable
+            )
+            if scheme != "float32":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if scheme == "float16":
+                converter.target_spec.supported_types = [tf.float16]
+            if needs_data:
+                data = np.asarray(calibration[:MAX_CALIBRATION_SAMPLES], dtype=loaded.input_dtype)
+                samples = len(data)
+
+                def representative():
+                    for i in range(len(data)):
+                        yield [data[i : i + 1]]
+
+                converter.representative_dataset = representative
+                ops = (
+                    tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+                    if scheme == "int8"
+                    else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+                )
+                converter.target_spec.supported_ops = [ops]
+                converter.inference_input_type = _io_type(tf, io_dtype)
+                converter.inference_output_type = _io_type(tf, io_dtype)
+                if not per_channel:
+                    converter._experimental_disable_per_channel = True
+            flatbuffer = converter.convert()
+            error = None
+        except Exception as exc:  # the converter raises ConverterError and friends
+            error = exc
+    if error is not None:
+        detail = _converter_error(str(error) + "\n" + log.text)
+        raise ToolError(f"TFLite conversion ({scheme}) of {loaded.source} failed: {detail}")
+    return ConvertedModel(
+        data=bytes(flatbuffer),
+        scheme=scheme,
+        io_dtype=io_dtype if needs_data else "float32",
+        per_channel=per_channel,
+        calibration_samples=samples,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _converter_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line:
+            return line[line.index("error:") + 6 :].strip()
+    return lines[0] if lines else "unknown error"

@@ -1,0 +1,236 @@
+"""Compatibility and budget checks of a `.tflite` model against a target profile.
+
+Each check is a :class:`Check`: a name, whether it passed, and a one-line detail with the
+numbers. `edgekit inspect --target` and `edgekit deploy` share these.
+
+>>> from edgekit.checks import Check
+>>> Check("flash_budget", False, "needs 1.2 MB, 0.9 MB available").to_dict()["ok"]
+False
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from edgekit.targets import TargetProfile
+from edgekit.tflite_model import TFLiteModel
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib
+
+QUANTIZED = {"int8": ("INT8", "UINT8"), "int16x8": ("INT16",)}
+NUMPY_IO = {"int8": "INT8", "uint8": "UINT8", "int16": "INT16", "float32": "FLOAT32"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+def kib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1024:.1f} KiB"
+
+
+@cache
+def _runtime_table() -> dict[str, dict[int, str]]:
+    text = resources.files("edgekit").joinpath("data/op_runtime_versions.toml").read_text()
+    return {
+        op: {int(v): rt for v, rt in versions.items()}
+        for op, versions in tomllib.loads(text)["ops"].items()
+    }
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def min_runtime_for(op: str, version: int) -> str | None:
+    """The oldest LiteRT/TF Lite runtime that has `op` at `version`, or None if unknown."""
+    return _runtime_table().get(op, {}).get(version)
+
+
+def check_static_shapes(model: TFLiteModel) -> Check:
+    dynamic = [t.name for t in model.tensors if t.dynamic]
+    shape_ops = [op.name for op in model.operators if op.name == "SHAPE"]
+    if dynamic or shape_ops:
+        what = f"dynamic tensors: {', '.join(dynamic[:3])}" if dynamic else "a SHAPE op"
+        return Check("static_shapes", False, f"{what}; convert with a fixed batch of 1")
+    return Check("static_shapes", True, "every tensor shape is static")
+
+
+def check_quantization(model: TFLiteModel, profile: TargetProfile) -> list[Check]:
+    quant = profile.quantization
+    checks = []
+    io_want = NUMPY_IO[quant.io_dtype]
+    io_have = {t.dtype for t in model.input_tensors() + model.output_tensors()}
+    checks.append(
+        Check(
+            "io_dtype",
+            io_have == {io_want},
+            f"inputs/outputs are {', '.join(sorted(d.lower() for d in io_have))}; "
+            f"{profile.name} expects {quant.io_dtype}",
+        )
+    )
+    if quant.scheme in QUANTIZED:
+        allowed = (
+            QUANTIZED[quant.scheme] + ("INT32",) + (("INT8",) if quant.scheme == "int16x8" else ())
+        )
+        io = set(model.inputs + model.outputs)
+        bad = [
+            op.name
+            for op in model.operators
+            for idx in op.inputs + op.outputs
+            if idx >= 0
+            and idx not in io
+            and model.tensors[idx].dtype not in allowed
+            and not model.tensors[idx].is_constant
+        ]
+        checks.append(
+            Check(
+                "fully_quantized",
+                not bad,
+                f"float tensors around {', '.join(sorted(set(bad)))}"
+                if bad
+                else f"every activation is {quant.scheme}",
+            )
+        )
+    return checks
+
+
+def check_runtime_ops(model: TFLiteModel, profile: TargetProfile) -> Check:
+    """Would the device's runtime know every op at its version?"""
+    if profile.op_rules == "tflm" or profile.runtime == "tflm":
+        from edgekit.converters.tflm import missing_ops
+
+        lacking = missing_ops(model)
+        if lacking:
+            return Check("runtime_ops", False, f"TFLM has no kernel for: {', '.join(lacking)}")
+        return Check(
+            "runtime_ops",
+            True,
+            f"TFLM has kernels for all {len(model.opcodes)} op types "
+            "(TFLM resolves by builtin code and does not check op versions)",
+        )
+    runtime = profile.runtime_version
+    too_new, unknown = [], []
+    for op, version in model.opcodes:
+        needed = min_runtime_for(op, version)
+        if needed is None:
+            unknown.append(f"{op} v{version}")
+        elif version_tuple(needed) > version_tuple(runtime):
+            too_new.append(f"{op} version {version} needs runtime {needed}")
+    meta = model.min_runtime_version
+    if meta and version_tuple(meta) > version_tuple(runtime):
+        too_new.append(f"model metadata min_runtime_version {meta}")
+    if too_new:
+        return Check(
+            "runtime_ops",
+            False,
+            f"{'; '.join(too_new)}; {profile.name} typically runs "
+            f"{profile.runtime_label or runtime}"
+            ' ("Didn\'t find op for builtin opcode" on the device)',
+        )
+    note = f"; versions not in edgekit's table: {', '.join(unknown)}" if unknown else ""
+    return Check("runtime_ops", True, f"every op version runs on runtime {runtime} or newer{note}")
+
+
+def check_allowed_ops(model: TFLiteModel, profile: TargetProfile) -> Check | None:
+    if not profile.allowed_ops:
+        return None
+    extra = sorted({op for op, _ in model.opcodes} - set(profile.allowed_ops))
+    return Check(
+        "allowed_ops",
+        not extra,
+        f"not allowed on {profile.name}: {', '.join(extra)}" if extra else "all ops allowed",
+    )
+
+
+def check_flash(model_bytes: int, profile: TargetProfile) -> Check | None:
+    available = profile.memory.model_flash_bytes
+    if available is None:
+        return None
+    return Check(
+        "flash_budget",
+        model_bytes <= available,
+        f"model needs {kib(model_bytes)}; {kib(available)} of flash available "
+        f"({kib(profile.memory.flash_bytes)} minus "
+        f"{kib(profile.memory.reserve_flash_bytes)} reserve)",
+    )
+
+
+def check_ram(arena_bytes: int, profile: TargetProfile) -> Check | None:
+    available = profile.memory.arena_ram_bytes
+    if available is None:
+        return None
+    return Check(
+        "ram_budget",
+        arena_bytes <= available,
+        f"tensor arena needs {kib(arena_bytes)}; {kib(available)} of RAM available "
+        f"({kib(profile.memory.ram_bytes)} minus {kib(profile.memory.reserve_ram_bytes)} reserve)",
+    )
+
+
+def check_edgetpu(model: TFLiteModel, profile: TargetProfile) -> tuple[list[Check], Any]:
+    from edgekit.converters.edgetpu import analyze
+
+    analysis = analyze(model, profile.memory.parameter_cache_bytes)
+    first = analysis.first_cpu_op
+    total = len(analysis.placements)
+    mapping = Check(
+        "edgetpu_ops",
+        first is None,
+        f"all {total} ops map to the Edge TPU"
+        if first is None
+        else f"{len(analysis.mapped)} of {total} ops on the Edge TPU; CPU from op #{first.index} "
+        f"{first.op}: {first.reason}",
+    )
+    cache_check = Check(
+        "edgetpu_parameter_cache",
+        analysis.fits_cache,
+        f"parameters {kib(analysis.parameter_bytes)} of {kib(analysis.cache_bytes)} on-chip cache",
+    )
+    return [mapping, cache_check], analysis
+
+
+def check_model(
+    model: TFLiteModel, profile: TargetProfile, arena_bytes: int | None = None
+) -> list[Check]:
+    """Every check that needs only the model file (and a measured arena, when known).
+
+    For MCU targets the arena is measured here with TFLM when not given.
+    """
+    checks = [check_static_shapes(model), *check_quantization(model, profile)]
+    checks.append(check_runtime_ops(model, profile))
+    for extra in (check_allowed_ops(model, profile), check_flash(model.size_bytes, profile)):
+        if extra is not None:
+            checks.append(extra)
+    if profile.op_rules == "edgetpu":
+        checks += check_edgetpu(model, profile)[0]
+    if profile.is_mcu:
+        if arena_bytes is None and checks[-1].ok is not False:
+            from edgekit.converters.tflm import measure_arena
+            from edgekit.errors import ToolError
+
+            try:
+                arena_bytes = measure_arena(model).tensor_arena_bytes
+            except ToolError as exc:
+                checks.append(Check("tflm_runs", False, str(exc)))
+        if arena_bytes is not None:
+            ram = check_ram(arena_bytes, profile)
+            if ram is not None:
+                checks.append(ram)
+    return checks

@@ -1,0 +1,342 @@
+"""The `edgekit` command. Each command parses arguments, calls one library function, prints.
+
+Heavy modules (TensorFlow, the runtimes) are imported inside the commands that need them, so
+`edgekit --help` and `edgekit targets list` start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+
+TARGETS_DIR = click.option(
+    "--targets-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Extra directory of target profiles (*.toml); also EDGEKIT_TARGETS_PATH.",
+)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Pipes and CI logs get a wide fixed width instead of rich's 80 columns.
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgekit")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Take a Keras model to an edge device and prove it works there.
+
+    \b
+    Quick start:
+      edgekit deploy --example digits --target coral
+      edgekit targets list
+      edgekit inspect MODEL.tflite --target cortex-m4
+    """
+
+
+@cli.group()
+def targets() -> None:
+    """List and show target profiles."""
+
+
+@targets.command("list")
+@TARGETS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def targets_list(targets_dir: str | None, as_json: bool) -> None:
+    """Print a table of every target profile."""
+    from edgekit.targets import list_targets
+
+    profiles = list_targets(targets_dir)
+    if as_json:
+        _print_json([p.to_dict() for p in profiles])
+        return
+    from rich.table import Table
+
+    table = Table(title="edgekit targets")
+    for column in (
+        "name",
+        "aliases",
+        "family",
+        "runtime",
+        "quantization",
+        "flash",
+        "RAM",
+        "harness",
+    ):
+        table.add_column(column)
+    for p in profiles:
+        mem = p.memory
+        table.add_row(
+            p.name,
+            ", ".join(p.aliases),
+            p.family,
+            f"{p.runtime} {p.runtime_version}",
+            f"{p.quantization.scheme} ({p.quantization.io_dtype} IO)",
+            _size(mem.flash_bytes),
+            _size(mem.ram_bytes),
+            p.harness,
+        )
+    _console().print(table)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1048576:g} MiB" if n >= 1048576 else f"{n / 1024:g} KiB"
+
+
+@targets.command("show")
+@click.argument("name")
+@TARGETS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def targets_show(name: str, targets_dir: str | None, as_json: bool) -> None:
+    """Print one target profile."""
+    from edgekit.targets import load_target
+
+    profile = load_target(name, targets_dir)
+    data = profile.to_dict()
+    if as_json:
+        _print_json(data)
+        return
+    console = _console()
+    console.print(f"[bold]{profile.name}[/bold]: {profile.description}")
+    for key, value in data.items():
+        if key in ("name", "description"):
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        console.print(f"  {key:16} {value}")
+
+
+@cli.command("inspect")
+@click.argument("model", type=click.Path())
+@click.option("--target", default=None, help="Also run every check for this target.")
+@TARGETS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect_cmd(model: str, target: str | None, targets_dir: str | None, as_json: bool) -> None:
+    """Print ops, MACs, tensors and memory of a .tflite model."""
+    from edgekit.inspection import COLUMNS, inspect
+    from edgekit.targets import load_target
+
+    profile = load_target(target, targets_dir) if target else None
+    info = inspect(model, profile)
+    if as_json:
+        _print_json(info.to_dict())
+        return 1 if any(not c.ok for c in info.checks) else 0
+    from rich.table import Table
+
+    console = _console()
+    console.print(
+        f"[bold]{info.source}[/bold]  {info.model_bytes:,} bytes  sha256 {info.sha256[:16]}…"
+    )
+    for label, rows in (("input", info.inputs), ("output", info.outputs)):
+        for row in rows:
+            quant = (
+                f" scale={row['scale']:.6g} zero_point={row['zero_point']}" if row["scale"] else ""
+            )
+            console.print(f"  {label}: {row['name']} {row['shape']} {row['dtype']}{quant}")
+    ops = Table(title="ops")
+    for column in ("op", "count", "MACs"):
+        ops.add_column(column, justify="left" if column == "op" else "right")
+    for op in info.ops:
+        ops.add_row(op.op, str(op.count), f"{op.macs:,}")
+    ops.add_row("[bold]total[/bold]", str(sum(o.count for o in info.ops)), f"{info.macs:,}")
+    console.print(ops)
+    dtypes = Table(title="tensors")
+    for column in ("dtype", "tensors", "parameter bytes", "activation bytes"):
+        dtypes.add_column(column, justify="left" if column == "dtype" else "right")
+    for d in info.dtypes:
+        dtypes.add_row(d.dtype, str(d.tensors), f"{d.parameter_bytes:,}", f"{d.activation_bytes:,}")
+    console.print(dtypes)
+    console.print(f"parameters: {info.parameters:,} ({info.parameter_bytes:,} bytes)")
+    console.print(
+        f"activation lower bound: {info.activation_lower_bound_bytes:,} bytes "
+        f"(at op {info.peak_op})"
+    )
+    console.print(f"min_runtime_version (metadata): {info.min_runtime_version or 'absent'}")
+    if info.checks:
+        _print_checks(console, info.checks)
+    console.print("\n[dim]columns:[/dim]")
+    for name, meaning in COLUMNS.items():
+        console.print(f"[dim]  {name}: {meaning}[/dim]")
+    return 1 if any(not c.ok for c in info.checks) else 0
+
+
+def _print_checks(console, checks) -> None:
+    from rich.table import Table
+
+    table = Table(title="checks")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for c in checks:
+        table.add_row(c.name, "[green]pass[/green]" if c.ok else "[red]FAIL[/red]", c.detail)
+    console.print(table)
+
+
+class _Progress:
+    """Shows each deploy step on stderr as it runs, with its time when done."""
+
+    def __init__(self) -> None:
+        self.console = _console(stderr=True)
+        self.status = None
+
+    def __call__(self, event: str, name: str, step) -> None:
+        if event == "note":
+            self.console.print(f"[dim]… {name}[/dim]")
+        elif event == "start":
+            self.status = self.console.status(f"{name} …")
+            self.status.start()
+        else:
+            if self.status is not None:
+                self.status.stop()
+                self.status = None
+            mark = "[green]✓[/green]" if step.ran else "[yellow]–[/yellow]"
+            self.console.print(f"{mark} {name} [dim]({step.seconds:.1f} s) {step.detail}[/dim]")
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path())
+@click.option("--target", "-t", required=True, help="Target profile name, alias or .toml path.")
+@click.option(
+    "--example", type=click.Choice(["digits"]), default=None, help="Deploy a built-in example."
+)
+@click.option("--calibration", default=None, help="Calibration inputs: .npy/.npz, or 'random'.")
+@click.option("--validation", default=None, help="Validation inputs: .npy or .npz with x (and y).")
+@click.option(
+    "--out",
+    "-o",
+    default="edgekit-out",
+    show_default=True,
+    type=click.Path(),
+    help="Output directory.",
+)
+@click.option("--delegate", default=None, help="Override the profile's delegate (e.g. gpu).")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+@TARGETS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
+def deploy(
+    model: str | None,
+    target: str,
+    example: str | None,
+    calibration: str | None,
+    validation: str | None,
+    out: str,
+    delegate: str | None,
+    force: bool,
+    targets_dir: str | None,
+    as_json: bool,
+) -> int:
+    """Convert, check and verify MODEL for a target, and write a bundle.
+
+    Exit codes: 0 deployed and every check passed; 1 a check failed; 2 bad input.
+    """
+    if model is None and example is None:
+        raise EdgekitError("no model given: pass MODEL or --example digits")
+    from edgekit.pipeline import deploy as run_deploy
+
+    progress = None if as_json else _Progress()
+    try:
+        bundle = run_deploy(
+            model,
+            target,
+            calibration=calibration,
+            validation=validation,
+            out=out,
+            force=force,
+            example=example,
+            delegate=delegate,
+            targets_dir=targets_dir,
+            on_step=progress,
+        )
+    finally:
+        if progress:
+            progress.close()
+    report = bundle.report
+    if as_json:
+        _print_json(report.to_dict())
+        return 0 if bundle.ok else 1
+    console = _console()
+    m = report.metrics
+    console.print()
+    for key in ("float_accuracy", "deployed_accuracy", "top1_agreement"):
+        if m.get(key) is not None:
+            console.print(f"  {key:28} {100 * m[key]:.1f} %")
+    if m.get("output_sqnr_db") is not None:
+        console.print(f"  {'output_sqnr_db':28} {m['output_sqnr_db']:.1f} dB")
+    sizes = f"{m['model_bytes']:,} B"
+    if m.get("float_model_bytes"):
+        ratio = m["model_bytes"] / m["float_model_bytes"]
+        sizes += f" (float32 {m['float_model_bytes']:,} B, {ratio:.2f}x)"
+    console.print(f"  {'model_bytes':28} {sizes}")
+    if m.get("tensor_arena_bytes") is not None:
+        console.print(f"  {'tensor_arena_bytes':28} {m['tensor_arena_bytes']:,} B")
+    if m.get("accuracy_meaningful") is False:
+        console.print("  [yellow]calibration was random: accuracy figures are meaningless[/yellow]")
+    _print_checks(console, report.checks)
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/dim]")
+    verdict = "[green]deployed[/green]" if bundle.ok else "[red]FAILED[/red]"
+    failed = ", ".join(c.name for c in report.failed_checks())
+    console.print(f"{verdict}: {bundle.path}{'  (failed: ' + failed + ')' if failed else ''}")
+    return 0 if bundle.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one-line errors, exit codes 0/1/2, tracebacks only with --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("EDGEKIT_DEBUG") == "1"
+    try:
+        result = cli.main(args=args, prog_name="edgekit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except EdgekitError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # a bug: say so in one line unless debugging
+        if debug:
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            err=True,
+        )
+        return 3
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The built-in `digits` example: a small edge CNN trained on scikit-learn's bundled digits.
+
+It uses the ops edge models are made of (Conv2D, DepthwiseConv2D, BatchNorm, ReLU/ReLU6, max
+and average pooling, Dense), trains deterministically on the CPU, and is cached in the user
+cache directory (override with `EDGEKIT_CACHE_DIR`). It brings its own calibration split and a
+labelled validation split, so `edgekit deploy --example digits --target coral` needs nothing else.
+
+>>> from edgekit.examples import load_example
+>>> example = load_example("digits")        # doctest: +SKIP
+>>> example.validation.x.shape              # doctest: +SKIP
+(500, 8, 8, 1)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.data import Dataset
+from edgekit.errors import EdgekitError
+
+VERSION = 2  # bump when the architecture, data split or training changes
+SEED = 0
+EPOCHS = 30
+VALIDATION_SAMPLES = 500
+CALIBRATION_SAMPLES = 200
+
+
+@dataclass(frozen=True)
+class Example:
+    """A ready model plus its data splits."""
+
+    name: str
+    model_path: Path
+    calibration: Dataset
+    validation: Dataset
+
+
+def cache_root() -> Path:
+    override = os.environ.get("EDGEKIT_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("edgekit"))
+
+
+def digits_splits() -> tuple[Dataset, Dataset, Dataset]:
+    """(train, calibration, validation) from scikit-learn's bundled digits, scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images.astype(np.float32) / 16.0)[..., None]
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(SEED).permutation(len(x))
+    x, y = x[order], y[order]
+    val = Dataset(x[:VALIDATION_SAMPLES], y[:VALIDATION_SAMPLES], "digits:validation")
+    train = Dataset(x[VALIDATION_SAMPLES:], y[VALIDATION_SAMPLES:], "digits:train")
+    calib = Dataset(train.x[:CALIBRATION_SAMPLES], None, "digits:calibration (from train)")
+    return train, calib, val
+
+
+def build_model(keras):
+    """The example CNN, for `keras` = tf_keras (or any Keras with the same layer names)."""
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input(shape=(8, 8, 1), name="image"),
+            layers.Conv2D(32, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.DepthwiseConv2D(3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(max_value=6.0),
+            layers.Conv2D(64, 1),
+            layers.ReLU(),
+            layers.MaxPooling2D(2),
+            layers.AveragePooling2D(2),
+            layers.Flatten(),
+            layers.Dense(256, activation="relu"),
+            layers.Dense(10),
+            layers.Softmax(),
+        ],
+        name="digits_cnn",
+    )
+
+
+def train_digits(out_dir: Path, epochs: int = EPOCHS) -> Path:
+    """Train deterministically and save `digits.keras` (tf_keras format) into `out_dir`."""
+    from edgekit._tf import tensorflow, tf_keras
+
+    tf = tensorflow()
+    keras = tf_keras()
+    keras.utils.set_random_seed(SEED)
+    tf.config.experimental.enable_op_determinism()
+    train, _, _ = digits_splits()
+    model = build_model(keras)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(train.x, train.y, epochs=epochs, batch_size=32, shuffle=True, verbose=0)
+    path = out_dir / "digits.keras"
+    model.save(path)
+    return path
+
+
+def load_example(name: str = "digits", progress: Callable[[str], None] | None = None) -> Example:
+    """Return the cached example, training it first when the cache is empty."""
+    if name != "digits":
+        raise EdgekitError(f"unknown example {name!r}; available: digits")
+    root = cache_root() / "examples" / f"digits-v{VERSION}"
+    model_path = root / "digits.keras"
+    if not model_path.exists():
+        if progress:
+            progress(f"training the digits example (once; cached in {root})")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".digits-", dir=root.parent))
+        try:
+            train_digits(staging)
+            try:
+                staging.rename(root)
+            except OSError:  # another process finished first: keep theirs
+                pass
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _, calib, val = digits_splits()
+    return Example("digits", model_path, calib, val)

@@ -1,0 +1,213 @@
+"""Load a model from any supported source into one :class:`LoadedModel`.
+
+Sources: a live Keras model (Keras 2 `tf_keras` or Keras 3), `.keras`, legacy `.h5` (loaded
+with `tf_keras`), a SavedModel directory, and `.tflite` (already converted: it can be inspected,
+exported for TFLM and verified, but not re-quantized). Keras files load in safe mode; custom
+objects are used only when passed explicitly.
+
+>>> from edgekit.models import load_model
+>>> loaded = load_model("model.keras")     # doctest: +SKIP
+>>> loaded.input_shape                      # doctest: +SKIP
+(1, 8, 8, 1)
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import EdgekitError
+from edgekit.tflite_model import TFLiteModel, load_tflite
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to convert: one input, a static batch-1 shape, and how to call it."""
+
+    name: str
+    source: str
+    kind: str  # "keras2" | "keras3" | "savedmodel" | "tflite"
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    keras_model: Any = None
+    saved_model: Any = None
+    tflite: TFLiteModel | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_tflite(self) -> bool:
+        return self.kind == "tflite"
+
+    def concrete_function(self) -> Any:
+        """A TF concrete function with a fixed [1, ...] input: no dynamic batch survives."""
+        from edgekit._tf import tensorflow
+
+        tf = tensorflow()
+        spec = tf.TensorSpec(self.input_shape, tf.as_dtype(self.input_dtype), name="input")
+        if self.kind == "savedmodel":
+            signature = self.saved_model.signatures["serving_default"]
+            arg = next(iter(signature.structured_input_signature[1]))
+
+            def call(x):
+                return signature(**{arg: x})
+
+        else:
+            model = self.keras_model
+
+            def call(x):
+                return model(x, training=False)
+
+        return tf.function(call).get_concrete_function(spec)
+
+    @property
+    def trackable(self) -> Any:
+        return self.saved_model if self.kind == "savedmodel" else self.keras_model
+
+
+def _static_input(shape: Any, source: str) -> tuple[int, ...]:
+    dims = list(shape)
+    if not dims:
+        raise EdgekitError(f"{source}: model input has no shape")
+    rest = dims[1:]
+    if any(d is None or int(d) < 0 for d in rest):
+        raise EdgekitError(
+            f"{source}: input shape {[None if d is None else int(d) for d in dims]} has unknown "
+            "dimensions besides the batch; edge runtimes need static shapes. Rebuild the model "
+            "with a fixed input size (e.g. keras.Input(shape=(96, 96, 3)))"
+        )
+    return (1, *(int(d) for d in rest))
+
+
+def from_keras(model: Any, source: str = "<keras model>", name: str | None = None) -> LoadedModel:
+    """Wrap a live Keras 2 (`tf_keras`) or Keras 3 model."""
+    module = type(model).__module__
+    kind = "keras2" if module.startswith("tf_keras") else "keras3"
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise EdgekitError(
+            f"{source}: the model has no defined inputs; build it (call it once or use "
+            "keras.Input) before deploying"
+        )
+    if len(inputs) != 1:
+        raise EdgekitError(f"{source}: models with {len(inputs)} inputs are not supported yet")
+    dtype = getattr(inputs[0], "dtype", "float32")
+    dtype = getattr(dtype, "name", dtype)
+    return LoadedModel(
+        name=name or getattr(model, "name", "model") or "model",
+        source=source,
+        kind=kind,
+        input_shape=_static_input(inputs[0].shape, source),
+        input_dtype=str(dtype),
+        keras_model=model,
+    )
+
+
+def _keras_file_version(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = json.loads(archive.read("metadata.json"))
+        return str(meta.get("keras_version", ""))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise EdgekitError(f"{path}: not a valid .keras archive ({exc})") from None
+
+
+def _load_keras_file(path: Path, custom_objects: dict | None) -> LoadedModel:
+    from edgekit._tf import tf_keras
+
+    keras2 = tf_keras()
+    try:
+        if path.suffix == ".keras" and _keras_file_version(path).startswith("3"):
+            import keras  # Keras 3 file: load with Keras 3
+
+            model = keras.saving.load_model(
+                path, custom_objects=custom_objects, compile=False, safe_mode=True
+            )
+        elif path.suffix == ".keras":
+            model = keras2.models.load_model(
+                path, custom_objects=custom_objects, compile=False, safe_mode=True
+            )
+        else:
+            _check_hdf5(path)
+            model = keras2.models.load_model(path, custom_objects=custom_objects, compile=False)
+    except EdgekitError:
+        raise
+    except Exception as exc:
+        raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
+    return from_keras(model, str(path), name=path.stem)
+
+
+def _check_hdf5(path: Path) -> None:
+    with path.open("rb") as handle:
+        if handle.read(8) != b"\x89HDF\r\n\x1a\n":
+            raise EdgekitError(f"{path}: not an HDF5 file (legacy .h5 Keras models are HDF5)")
+
+
+def _load_saved_model(path: Path) -> LoadedModel:
+    from edgekit._tf import tensorflow
+
+    tf = tensorflow()
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise EdgekitError(f"{path}: cannot load SavedModel ({_one_line(exc)})") from exc
+    signature = getattr(loaded, "signatures", {}).get("serving_default")
+    if signature is None:
+        raise EdgekitError(f"{path}: SavedModel has no 'serving_default' signature")
+    specs = signature.structured_input_signature[1]
+    if len(specs) != 1:
+        raise EdgekitError(f"{path}: SavedModels with {len(specs)} inputs are not supported yet")
+    spec = next(iter(specs.values()))
+    return LoadedModel(
+        name=path.name,
+        source=str(path),
+        kind="savedmodel",
+        input_shape=_static_input(spec.shape, str(path)),
+        input_dtype=spec.dtype.name,
+        saved_model=loaded,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".strip()
+
+
+def load_model(model: Any, custom_objects: dict | None = None) -> LoadedModel:
+    """Load a path (str/Path) or wrap a live Keras model."""
+    if isinstance(model, LoadedModel):
+        return model
+    if not isinstance(model, (str, Path)):
+        return from_keras(model)
+    path = Path(model)
+    if not path.exists():
+        raise EdgekitError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            return _load_saved_model(path)
+        raise EdgekitError(f"{path}: directory is not a SavedModel (no saved_model.pb)")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        tflite = load_tflite(path)
+        if len(tflite.inputs) != 1:
+            raise EdgekitError(
+                f"{path}: models with {len(tflite.inputs)} inputs are not supported yet"
+            )
+        tensor = tflite.input_tensors()[0]
+        return LoadedModel(
+            name=path.stem,
+            source=str(path),
+            kind="tflite",
+            input_shape=tensor.shape,
+            input_dtype=tensor.dtype.lower(),
+            tflite=tflite,
+        )
+    if suffix in KERAS_SUFFIXES:
+        return _load_keras_file(path, custom_objects)
+    raise EdgekitError(
+        f"{path}: unsupported model file; expected .keras, .h5, .tflite or a SavedModel directory"
+    )

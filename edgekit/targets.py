@@ -1,0 +1,351 @@
+"""Target profiles: what a device runs, what it accepts and how much room it has.
+
+Profiles are TOML files (`targets/*.toml` ships eight). Users add their own from a directory
+given by `--targets-dir` or `EDGEKIT_TARGETS_PATH` (os.pathsep-separated). A user profile with a
+built-in's name replaces it. Every file is validated when loaded; a bad one is one error naming
+the file and the field.
+
+Profile layout (every key is documented in docs/targets.md)::
+
+    name = "cortex-m4"                 # what --target takes
+    aliases = []                       # other names
+    description = "..."
+    family = "mcu"                     # android | linux | coral | mcu
+    runtime = "tflm"                   # litert | tflm: the reference runtime for verification
+    runtime_version = "..."            # what devices typically carry
+    runtime_label = "..."              # human description of that runtime
+    harness = "mcu"                    # linux | android | mcu: which devices/ harness benchmarks it
+    transport = "serial"               # local | ssh | adb | serial
+    [quantization]
+    scheme = "int8"                    # int8 | float16 | dynamic | int16x8 | float32
+    io_dtype = "int8"                  # int8 | uint8 | float32 (int16 for int16x8)
+    per_channel = true
+    [ops]
+    rules = "tflm"                     # litert | tflm | edgetpu: which rule set judges the ops
+    allowed = []                       # optional allow-list of builtin op names
+    [memory]                           # all optional; bytes
+    flash_bytes, ram_bytes, reserve_flash_bytes, reserve_ram_bytes, parameter_cache_bytes
+    [execution]
+    threads = 1
+    delegate = "none"                  # none | xnnpack | edgetpu | gpu | nnapi
+    [delegates.gpu]                    # optional per-delegate overrides
+    quantization = "float16"
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import EdgekitError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+FAMILIES = ("android", "linux", "coral", "mcu")
+RUNTIMES = ("litert", "tflm")
+HARNESSES = ("linux", "android", "mcu")
+TRANSPORTS = ("local", "ssh", "adb", "serial")
+SCHEMES = ("int8", "float16", "dynamic", "int16x8", "float32")
+IO_DTYPES = ("int8", "uint8", "int16", "float32")
+OP_RULES = ("litert", "tflm", "edgetpu")
+DELEGATES = ("none", "xnnpack", "edgetpu", "gpu", "nnapi")
+MEMORY_FIELDS = (
+    "flash_bytes",
+    "ram_bytes",
+    "reserve_flash_bytes",
+    "reserve_ram_bytes",
+    "parameter_cache_bytes",
+)
+ENV_TARGETS_PATH = "EDGEKIT_TARGETS_PATH"
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a target wants the model quantized."""
+
+    scheme: str = "int8"
+    io_dtype: str = "int8"
+    per_channel: bool = True
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Full-integer schemes need representative inputs to fix activation ranges."""
+        return self.scheme in ("int8", "int16x8")
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """Flash and RAM on the device, and what code, stack and heap keep for themselves."""
+
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+    reserve_flash_bytes: int = 0
+    reserve_ram_bytes: int = 0
+    parameter_cache_bytes: int | None = None
+
+    @property
+    def model_flash_bytes(self) -> int | None:
+        """Flash left for the model after the reserve, or None when unbounded."""
+        return None if self.flash_bytes is None else self.flash_bytes - self.reserve_flash_bytes
+
+    @property
+    def arena_ram_bytes(self) -> int | None:
+        """RAM left for the tensor arena after the reserve, or None when unbounded."""
+        return None if self.ram_bytes is None else self.ram_bytes - self.reserve_ram_bytes
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """One device family's deployment rules. Load with :func:`load_target`.
+
+    >>> profile = load_target("cortex-m4")
+    >>> profile.runtime, profile.quantization.io_dtype
+    ('tflm', 'int8')
+    """
+
+    name: str
+    description: str
+    family: str
+    runtime: str
+    runtime_version: str
+    runtime_label: str
+    harness: str
+    transport: str
+    quantization: Quantization
+    op_rules: str
+    memory: MemoryBudget
+    threads: int = 1
+    delegate: str = "none"
+    aliases: tuple[str, ...] = ()
+    allowed_ops: tuple[str, ...] = ()
+    delegate_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def is_mcu(self) -> bool:
+        return self.runtime == "tflm"
+
+    def with_delegate(self, delegate: str) -> TargetProfile:
+        """The same profile with another delegate, applying that delegate's overrides.
+
+        >>> load_target("android-arm64").with_delegate("gpu").quantization.scheme
+        'float16'
+        """
+        if delegate not in DELEGATES:
+            raise EdgekitError(
+                f"unknown delegate {delegate!r}; expected one of: {', '.join(DELEGATES)}"
+            )
+        override = self.delegate_overrides.get(delegate, {})
+        quant = self.quantization
+        if "quantization" in override:
+            scheme = override["quantization"]
+            io = "float32" if scheme in ("float16", "float32", "dynamic") else quant.io_dtype
+            quant = replace(quant, scheme=scheme, io_dtype=io)
+        return replace(self, delegate=delegate, quantization=quant)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict for reports and `--json`."""
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "description": self.description,
+            "family": self.family,
+            "runtime": self.runtime,
+            "runtime_version": self.runtime_version,
+            "runtime_label": self.runtime_label,
+            "harness": self.harness,
+            "transport": self.transport,
+            "quantization": {
+                "scheme": self.quantization.scheme,
+                "io_dtype": self.quantization.io_dtype,
+                "per_channel": self.quantization.per_channel,
+            },
+            "ops": {"rules": self.op_rules, "allowed": list(self.allowed_ops)},
+            "memory": {name: getattr(self.memory, name) for name in MEMORY_FIELDS},
+            "execution": {"threads": self.threads, "delegate": self.delegate},
+            "delegates": self.delegate_overrides,
+            "source": self.source,
+        }
+
+
+class _Fields:
+    """Reads typed fields out of one TOML table, naming file and field on any error."""
+
+    def __init__(self, source: str, table: dict[str, Any], prefix: str = "") -> None:
+        self.source, self.table, self.prefix = source, table, prefix
+
+    def fail(self, key: str, message: str) -> EdgekitError:
+        return EdgekitError(f"{self.source}: field '{self.prefix}{key}' {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., choices=()) -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise self.fail(key, "is missing")
+            return default
+        value = self.table[key]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(key, f"must be {names}; received {value!r}")
+        if choices and value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}; received {value!r}")
+        if kind is int and value < 0:
+            raise self.fail(key, f"must be >= 0; received {value}")
+        return value
+
+    def sub(self, key: str) -> _Fields:
+        table = self.get(key, dict, default={})
+        return _Fields(self.source, table, f"{self.prefix}{key}.")
+
+    def reject_unknown(self, known: tuple[str, ...]) -> None:
+        for key in self.table:
+            if key not in known:
+                raise self.fail(key, f"is not a profile field (known: {', '.join(known)})")
+
+
+def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
+    """Validate one profile's TOML table. Errors name `source` and the field."""
+    top = _Fields(source, data)
+    top.reject_unknown(
+        (
+            "name", "aliases", "description", "family", "runtime", "runtime_version",
+            "runtime_label", "harness", "transport", "quantization", "ops", "memory",
+            "execution", "delegates",
+        )
+    )  # fmt: skip
+    quant = top.sub("quantization")
+    quant.reject_unknown(("scheme", "io_dtype", "per_channel"))
+    ops = top.sub("ops")
+    ops.reject_unknown(("rules", "allowed"))
+    mem = top.sub("memory")
+    mem.reject_unknown(MEMORY_FIELDS)
+    exe = top.sub("execution")
+    exe.reject_unknown(("threads", "delegate"))
+    delegates = top.get("delegates", dict, default={})
+    for name, override in delegates.items():
+        sub = top.sub("delegates").sub(name)
+        if name not in DELEGATES:
+            raise top.fail(f"delegates.{name}", f"is not a delegate ({', '.join(DELEGATES)})")
+        sub.reject_unknown(("quantization",))
+        sub.get("quantization", str, default="", choices=SCHEMES)
+        delegates[name] = dict(override)
+
+    runtime = top.get("runtime", str, choices=RUNTIMES)
+    scheme = quant.get("scheme", str, choices=SCHEMES)
+    io_dtype = quant.get("io_dtype", str, choices=IO_DTYPES)
+    if scheme in ("float16", "float32", "dynamic") and io_dtype != "float32":
+        raise quant.fail("io_dtype", f"must be float32 for scheme {scheme!r}")
+    if runtime == "tflm" and scheme not in ("int8", "int16x8", "float32"):
+        raise quant.fail("scheme", f"{scheme!r} is not supported by TFLM (use int8)")
+    allowed = ops.get("allowed", list, default=[])
+    if not all(isinstance(op, str) for op in allowed):
+        raise ops.fail("allowed", "must be a list of builtin op names")
+    memory = MemoryBudget(
+        **{
+            name: mem.get(name, int, default=0 if name.startswith("reserve") else None)
+            for name in MEMORY_FIELDS
+        }
+    )
+    for budget, reserve in (
+        ("flash_bytes", "reserve_flash_bytes"),
+        ("ram_bytes", "reserve_ram_bytes"),
+    ):
+        total = getattr(memory, budget)
+        if total is not None and getattr(memory, reserve) >= total:
+            raise mem.fail(reserve, f"must be smaller than {budget} ({total})")
+    aliases = top.get("aliases", list, default=[])
+    return TargetProfile(
+        name=top.get("name", str),
+        aliases=tuple(aliases),
+        description=top.get("description", str),
+        family=top.get("family", str, choices=FAMILIES),
+        runtime=runtime,
+        runtime_version=top.get("runtime_version", str),
+        runtime_label=top.get("runtime_label", str, default=""),
+        harness=top.get("harness", str, choices=HARNESSES),
+        transport=top.get("transport", str, choices=TRANSPORTS),
+        quantization=Quantization(
+            scheme=scheme,
+            io_dtype=io_dtype,
+            per_channel=quant.get("per_channel", bool, default=True),
+        ),
+        op_rules=ops.get("rules", str, default=runtime, choices=OP_RULES),
+        allowed_ops=tuple(allowed),
+        memory=memory,
+        threads=exe.get("threads", int, default=1),
+        delegate=exe.get("delegate", str, default="none", choices=DELEGATES),
+        delegate_overrides=delegates,
+        source=source,
+    )
+
+
+def load_profile_file(path: str | os.PathLike[str]) -> TargetProfile:
+    """Read and validate one profile file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EdgekitError(f"{path}: cannot read profile ({exc.strerror})") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EdgekitError(f"{path}: not valid TOML ({exc})") from exc
+    return parse_profile(data, str(path))
+
+
+def _search_dirs(targets_dir: str | os.PathLike[str] | None) -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get(ENV_TARGETS_PATH, "").split(os.pathsep) if p]
+    if targets_dir is not None:
+        dirs.append(Path(targets_dir))
+    for directory in dirs:
+        if not directory.is_dir():
+            raise EdgekitError(f"targets directory {directory} does not exist")
+    return dirs
+
+
+def list_targets(targets_dir: str | os.PathLike[str] | None = None) -> list[TargetProfile]:
+    """All profiles: the built-in ones, then user directories (a later name wins).
+
+    >>> [p.name for p in list_targets()][:2]
+    ['android-arm64', 'coral-devboard']
+    """
+    found: dict[str, TargetProfile] = {}
+    builtin = resources.files("edgekit.profiles")
+    for entry in sorted(builtin.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            with resources.as_file(entry) as path:
+                profile = load_profile_file(path)
+            found[profile.name] = replace(profile, source=f"built-in:{entry.name}")
+    for directory in _search_dirs(targets_dir):
+        for path in sorted(directory.glob("*.toml")):
+            profile = load_profile_file(path)
+            found[profile.name] = profile
+    return sorted(found.values(), key=lambda p: p.name)
+
+
+def load_target(
+    name: str | TargetProfile, targets_dir: str | os.PathLike[str] | None = None
+) -> TargetProfile:
+    """Find a profile by name or alias, or read it from a `.toml` path.
+
+    >>> load_target("coral").name
+    'coral-usb'
+    """
+    if isinstance(name, TargetProfile):
+        return name
+    if name.endswith(".toml") and Path(name).is_file():
+        return load_profile_file(name)
+    profiles = list_targets(targets_dir)
+    for profile in profiles:
+        if name == profile.name or name in profile.aliases:
+            return profile
+    names = [p.name for p in profiles] + [a for p in profiles for a in p.aliases]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise EdgekitError(
+        f"unknown target {name!r}{hint} (run 'edgekit targets list' to see all targets)"
+    )

@@ -1,0 +1,268 @@
+"""Read a `.tflite` flatbuffer into plain objects, with the schema LiteRT ships.
+
+This module never imports TensorFlow: `edgekit inspect` and the Edge TPU analysis stay light.
+
+>>> import numpy as np
+>>> from edgekit.tflite_model import read_tflite
+>>> read_tflite(b"not a model", "x.tflite")  # doctest: +IGNORE_EXCEPTION_DETAIL
+Traceback (most recent call last):
+edgekit.errors.EdgekitError: x.tflite: not a .tflite model (no TFL3 identifier)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+DTYPE_BYTES = {
+    "FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "STRING": 0, "BOOL": 1,
+    "INT16": 2, "COMPLEX64": 8, "INT8": 1, "FLOAT64": 8, "COMPLEX128": 16, "UINT64": 8,
+    "RESOURCE": 0, "VARIANT": 0, "UINT32": 4, "UINT16": 2, "INT4": 0.5, "BFLOAT16": 2,
+}  # fmt: skip
+ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+@cache
+def _enum_names(enum_name: str) -> dict[int, str]:
+    enum = getattr(_schema(), enum_name)
+    return {v: k for k, v in vars(enum).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+@dataclass(frozen=True)
+class Quant:
+    """Affine quantization of one tensor: real = scale * (q - zero_point)."""
+
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    axis: int
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scales) > 1
+
+
+@dataclass(frozen=True)
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dynamic: bool  # the shape signature has a -1
+    dtype: str  # schema name, e.g. "INT8"
+    is_constant: bool
+    quant: Quant | None
+    is_variable: bool = False
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape) if self.shape else 1
+
+    @property
+    def bytes(self) -> int:
+        return int(math.ceil(self.elements * DTYPE_BYTES.get(self.dtype, 0)))
+
+
+@dataclass(frozen=True)
+class Operator:
+    index: int
+    name: str  # builtin name, or "CUSTOM:<code>"
+    version: int
+    inputs: tuple[int, ...]  # -1 marks an omitted optional input
+    outputs: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fused_activation(self) -> str:
+        return ACTIVATIONS.get(self.options.get("fusedActivationFunction", 0), "?")
+
+
+@dataclass(frozen=True)
+class TFLiteModel:
+    """The main subgraph of a `.tflite` file, plus file-level facts."""
+
+    source: str
+    data: bytes
+    schema_version: int
+    subgraph_count: int
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    opcodes: tuple[tuple[str, int], ...]
+    metadata: dict[str, bytes]
+    constant_data: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def min_runtime_version(self) -> str | None:
+        raw = self.metadata.get("min_runtime_version")
+        return raw.rstrip(b"\0").decode("ascii", "replace") if raw else None
+
+    def input_tensors(self) -> list[Tensor]:
+        return [self.tensors[i] for i in self.inputs]
+
+    def output_tensors(self) -> list[Tensor]:
+        return [self.tensors[i] for i in self.outputs]
+
+    def weights(self, tensor_index: int) -> np.ndarray | None:
+        """A constant tensor's values in its stored dtype, or None for activations."""
+        return self.constant_data.get(tensor_index)
+
+
+def _np_dtype(dtype: str) -> np.dtype | None:
+    numeric = ("FLOAT32", "FLOAT16", "FLOAT64", "INT8", "INT16", "INT32", "INT64", "UINT8",
+               "UINT16", "UINT32", "UINT64", "BOOL")  # fmt: skip
+    return np.dtype(dtype.lower()) if dtype in numeric else None
+
+
+def _options(op: Any) -> dict[str, Any]:
+    opts = getattr(op, "builtinOptions", None)
+    if opts is None:
+        return {}
+    return {k: v for k, v in vars(opts).items() if isinstance(v, (int, float, bool))}
+
+
+def read_tflite(data: bytes, source: str = "<bytes>") -> TFLiteModel:
+    """Parse and sanity-check a `.tflite` flatbuffer. Corrupt input is one `EdgekitError`."""
+    schema = _schema()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise EdgekitError(f"{source}: not a .tflite model (no TFL3 identifier)")
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(data), 0))
+        return _build(model, data, source)
+    except EdgekitError:
+        raise
+    except Exception as exc:  # the flatbuffer reader raises many kinds on bad offsets
+        raise EdgekitError(
+            f"{source}: corrupt or truncated .tflite ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
+    op_names = _enum_names("BuiltinOperator")
+    type_names = _enum_names("TensorType")
+    if not model.subgraphs:
+        raise EdgekitError(f"{source}: corrupt .tflite (no subgraphs)")
+    buffers = model.buffers or []
+    opcodes = []
+    for code in model.operatorCodes or []:
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        name = op_names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            name = f"CUSTOM:{(code.customCode or b'').decode('utf-8', 'replace')}"
+        opcodes.append((name, int(code.version)))
+
+    graph = model.subgraphs[0]
+    tensors: list[Tensor] = []
+    constants: dict[int, np.ndarray] = {}
+    for i, t in enumerate(graph.tensors or []):
+        buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
+        if t.buffer >= len(buffers):
+            raise EdgekitError(f"{source}: corrupt .tflite (tensor {i} names buffer {t.buffer})")
+        raw = _buffer_bytes(buf, data, source) if buf is not None else b""
+        dtype = type_names.get(t.type, f"TYPE_{t.type}")
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+        sig = t.shapeSignature
+        quant = None
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale) > 0:
+            quant = Quant(
+                tuple(float(s) for s in q.scale),
+                tuple(int(z) for z in (q.zeroPoint if q.zeroPoint is not None else [0])),
+                int(q.quantizedDimension),
+            )
+        tensor = Tensor(
+            index=i,
+            name=(t.name or b"").decode("utf-8", "replace"),
+            shape=shape,
+            dynamic=sig is not None and any(int(d) < 0 for d in sig),
+            dtype=dtype,
+            is_constant=len(raw) > 0,
+            quant=quant,
+            is_variable=bool(t.isVariable),
+        )
+        np_dtype = _np_dtype(dtype)
+        if raw and np_dtype is not None and t.sparsity is None:
+            if len(raw) != tensor.elements * np_dtype.itemsize:
+                raise EdgekitError(
+                    f"{source}: corrupt .tflite (tensor {tensor.name!r} holds {len(raw)} bytes, "
+                    f"its shape {list(shape)} needs {tensor.elements * np_dtype.itemsize})"
+                )
+            constants[i] = np.frombuffer(raw, dtype=np_dtype).reshape(shape)
+        tensors.append(tensor)
+
+    operators = []
+    for i, op in enumerate(graph.operators or []):
+        if not 0 <= op.opcodeIndex < len(opcodes):
+            raise EdgekitError(f"{source}: corrupt .tflite (operator {i} has a bad opcode index)")
+        name, version = opcodes[op.opcodeIndex]
+        ins = tuple(int(x) for x in (op.inputs if op.inputs is not None else ()))
+        outs = tuple(int(x) for x in (op.outputs if op.outputs is not None else ()))
+        for idx in ins + outs:
+            if idx >= len(tensors) or idx < -1:
+                raise EdgekitError(f"{source}: corrupt .tflite (operator {i} names tensor {idx})")
+        operators.append(Operator(i, name, version, ins, outs, _options(op)))
+
+    metadata = {}
+    for entry in model.metadata or []:
+        if 0 <= entry.buffer < len(buffers):
+            key = (entry.name or b"").decode("utf-8", "replace")
+            metadata[key] = _buffer_bytes(buffers[entry.buffer], data, source)
+    return TFLiteModel(
+        source=source,
+        data=bytes(data),
+        schema_version=int(model.version),
+        subgraph_count=len(model.subgraphs),
+        tensors=tuple(tensors),
+        operators=tuple(operators),
+        inputs=tuple(int(x) for x in graph.inputs),
+        outputs=tuple(int(x) for x in graph.outputs),
+        opcodes=tuple(opcodes),
+        metadata=metadata,
+        constant_data=constants,
+    )
+
+
+def _buffer_bytes(buf: Any, data: bytes, source: str) -> bytes:
+    if buf.data is not None and len(buf.data):
+        return np.asarray(buf.data, dtype=np.uint8).tobytes()
+    if buf.offset and buf.offset > 1:  # data stored after the flatbuffer (models > 2 GB)
+        end = buf.offset + buf.size
+        if end > len(data):
+            raise EdgekitError(f"{source}: truncated .tflite (buffer ends at byte {end})")
+        return bytes(data[buf.offset : end])
+    return b""
+
+
+def load_tflite(path: str | Path) -> TFLiteModel:
+    """Read a `.tflite` file from disk with a one-line error for missing or corrupt files."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise EdgekitError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise EdgekitError(f"{path}: is a directory, expected a .tflite file") from None
+    except OSError as exc:
+        raise EdgekitError(f"{path}: cannot read ({exc.strerror})") from None
+    return read_tflite(data, str(path))

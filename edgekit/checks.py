@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib
 
 QUANTIZED = {"int8": ("INT8", "UINT8"), "int16x8": ("INT16",)}
+VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 NUMPY_IO = {"int8": "INT8", "uint8": "UINT8", "int16": "INT16", "float32": "FLOAT32"}
 
 
@@ -66,6 +67,14 @@ def min_runtime_for(op: str, version: int) -> str | None:
 def check_static_shapes(model: TFLiteModel) -> Check:
     dynamic = [t.name for t in model.tensors if t.dynamic]
     shape_ops = [op.name for op in model.operators if op.name == "SHAPE"]
+    variables = [op.name for op in model.operators if op.name in VARIABLE_OPS]
+    if variables:
+        return Check(
+            "static_shapes",
+            False,
+            f"resource-variable ops ({', '.join(sorted(set(variables)))}): weights were not "
+            "frozen into constants",
+        )
     if dynamic or shape_ops:
         what = f"dynamic tensors: {', '.join(dynamic[:3])}" if dynamic else "a SHAPE op"
         return Check("static_shapes", False, f"{what}; convert with a fixed batch of 1")

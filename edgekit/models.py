@@ -49,7 +49,7 @@ class LoadedModel:
 
         tf = tensorflow()
         spec = tf.TensorSpec(self.input_shape, tf.as_dtype(self.input_dtype), name="input")
-        if self.kind == "savedmodel":
+        if self.saved_model is not None:
             signature = self.saved_model.signatures["serving_default"]
             arg = next(iter(signature.structured_input_signature[1]))
 
@@ -66,7 +66,7 @@ class LoadedModel:
 
     @property
     def trackable(self) -> Any:
-        return self.saved_model if self.kind == "savedmodel" else self.keras_model
+        return self.saved_model if self.saved_model is not None else self.keras_model
 
 
 def _static_input(shape: Any, source: str) -> tuple[int, ...]:
@@ -104,7 +104,21 @@ def from_keras(model: Any, source: str = "<keras model>", name: str | None = Non
         input_shape=_static_input(inputs[0].shape, source),
         input_dtype=str(dtype),
         keras_model=model,
+        saved_model=_keras3_saved_model(model) if kind == "keras3" else None,
     )
+
+
+def _keras3_saved_model(model: Any) -> Any:
+    """Keras 3 variables are not frozen when traced directly (the converter leaves
+    VAR_HANDLE/READ_VARIABLE ops); its own SavedModel export converts cleanly."""
+    import tempfile
+
+    from edgekit._tf import tensorflow
+
+    tf = tensorflow()
+    with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        return tf.saved_model.load(tmp)
 
 
 def _keras_file_version(path: Path) -> str:
@@ -119,9 +133,13 @@ def _keras_file_version(path: Path) -> str:
 def _load_keras_file(path: Path, custom_objects: dict | None) -> LoadedModel:
     from edgekit._tf import tf_keras
 
+    # Cheap format checks first: a corrupt file is reported before TensorFlow loads.
+    is_keras3 = path.suffix == ".keras" and _keras_file_version(path).startswith("3")
+    if path.suffix != ".keras":
+        _check_hdf5(path)
     keras2 = tf_keras()
     try:
-        if path.suffix == ".keras" and _keras_file_version(path).startswith("3"):
+        if is_keras3:
             import keras  # Keras 3 file: load with Keras 3
 
             model = keras.saving.load_model(
@@ -132,7 +150,6 @@ def _load_keras_file(path: Path, custom_objects: dict | None) -> LoadedModel:
                 path, custom_objects=custom_objects, compile=False, safe_mode=True
             )
         else:
-            _check_hdf5(path)
             model = keras2.models.load_model(path, custom_objects=custom_objects, compile=False)
     except EdgekitError:
         raise

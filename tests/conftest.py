@@ -1,0 +1,45 @@
+"""Shared fixtures. Expensive things (training the example, converting it) happen once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# The example trains into a fresh cache for the session, as on a new machine.
+os.environ.setdefault("EDGEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="edgekit-test-cache-"))
+
+
+@pytest.fixture(scope="session")
+def example():
+    from edgekit.examples import load_example
+
+    return load_example("digits")
+
+
+@pytest.fixture(scope="session")
+def example_loaded(example):
+    from edgekit.models import load_model
+
+    return load_model(example.model_path)
+
+
+@pytest.fixture(scope="session")
+def digits_tflite(example, example_loaded, tmp_path_factory):
+    """The example converted once per scheme/IO: {name: Path}."""
+    from edgekit.converters.tflite import convert
+
+    out = tmp_path_factory.mktemp("digits-tflite")
+    variants = {
+        "float32": dict(scheme="float32"),
+        "int8": dict(scheme="int8", io_dtype="int8"),
+        "uint8": dict(scheme="int8", io_dtype="uint8"),
+    }
+    paths = {}
+    for name, kwargs in variants.items():
+        converted = convert(example_loaded, calibration=example.calibration.x, **kwargs)
+        path = out / f"digits_{name}.tflite"
+        path.write_bytes(converted.data)
+        paths[name] = path
+    return paths

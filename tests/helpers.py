@@ -1,0 +1,48 @@
+"""Helpers shared by the tests (imported as `helpers`; pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_edgekit(*args: str, cwd: Path | None = None, env: dict | None = None, timeout=600):
+    """Run the installed console script as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+def tf_keras():
+    from edgekit._tf import tf_keras as _tf_keras
+
+    return _tf_keras()
+
+
+def convert_keras(model, scheme="int8", io_dtype="int8", calibration=None, per_channel=True):
+    """Convert a live Keras model with edgekit's converter; returns (bytes, TFLiteModel)."""
+    from edgekit.converters.tflite import convert
+
+    from edgekit.models import from_keras
+    from edgekit.tflite_model import read_tflite
+
+    loaded = from_keras(model)
+    if calibration is None and scheme in ("int8", "int16x8"):
+        rng = np.random.default_rng(0)
+        calibration = rng.random((32, *loaded.input_shape[1:]), dtype=np.float32)
+    data = convert(
+        loaded, scheme, io_dtype=io_dtype, calibration=calibration, per_channel=per_channel
+    ).data
+    return data, read_tflite(data, f"{model.name}.tflite")

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import pytest
+from helpers import run_edgekit
+
+from edgekit.errors import EdgekitError
+from edgekit.targets import list_targets, load_target
+
+BUILTIN = {
+    "android-arm64", "raspberry-pi-4", "raspberry-pi-5", "coral-usb", "coral-devboard",
+    "cortex-m4", "cortex-m7", "esp32-s3",
+}  # fmt: skip
+
+VALID = """
+name = "my-board"
+description = "test board"
+family = "mcu"
+runtime = "tflm"
+runtime_version = "tflm"
+harness = "mcu"
+transport = "serial"
+[quantization]
+scheme = "int8"
+io_dtype = "int8"
+[memory]
+flash_bytes = 1000
+ram_bytes = 500
+reserve_ram_bytes = 100
+"""
+
+
+def test_eight_builtin_profiles_load_with_datasheet_budgets():
+    profiles = {p.name: p for p in list_targets()}
+    assert set(profiles) == BUILTIN
+    m4, m7, esp = profiles["cortex-m4"], profiles["cortex-m7"], profiles["esp32-s3"]
+    assert (m4.memory.flash_bytes, m4.memory.ram_bytes) == (1 << 20, 256 << 10)
+    assert (m7.memory.flash_bytes, m7.memory.ram_bytes) == (2 << 20, 1 << 20)
+    assert (esp.memory.flash_bytes, esp.memory.ram_bytes) == (8 << 20, 512 << 10)
+    assert profiles["coral-usb"].memory.parameter_cache_bytes == 8 << 20
+    assert profiles["coral-usb"].quantization.io_dtype == "uint8"
+    for name in ("cortex-m4", "cortex-m7", "esp32-s3"):
+        assert profiles[name].runtime == "tflm" and profiles[name].harness == "mcu"
+        assert profiles[name].memory.reserve_ram_bytes > 0
+    for name in ("raspberry-pi-4", "raspberry-pi-5"):
+        assert profiles[name].threads == 4 and profiles[name].delegate == "xnnpack"
+
+
+def test_alias_and_gpu_delegate_override():
+    assert load_target("coral").name == "coral-usb"
+    android = load_target("android-arm64")
+    assert android.quantization.scheme == "int8"
+    gpu = android.with_delegate("gpu")
+    assert (gpu.quantization.scheme, gpu.quantization.io_dtype) == ("float16", "float32")
+    with pytest.raises(EdgekitError, match="unknown delegate"):
+        android.with_delegate("tpu9000")
+
+
+def test_unknown_target_suggests_close_names():
+    with pytest.raises(EdgekitError, match=r"did you mean .*cortex-m4"):
+        load_target("cortex-m5")
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda t: t.replace('family = "mcu"', 'family = "toaster"'), "family"),
+        (lambda t: t.replace('io_dtype = "int8"', 'io_dtype = 8'), "quantization.io_dtype"),
+        (lambda t: t.replace("flash_bytes = 1000", "flash_bytes = -5"), "memory.flash_bytes"),
+        (lambda t: t.replace("reserve_ram_bytes = 100", "reserve_ram_bytes = 600"),
+         "memory.reserve_ram_bytes"),
+        (lambda t: t.replace('runtime_version = "tflm"\n', ""), "runtime_version"),
+        (lambda t: t + "\n[execution]\nthreds = 2\n", "execution.threds"),
+        (lambda t: t.replace('scheme = "int8"\nio_dtype = "int8"', 'scheme = "float16"\nio_dtype = "float32"'), "quantization.scheme"),
+    ],
+)  # fmt: skip
+def test_bad_profile_is_one_error_naming_file_and_field(tmp_path, edit, field):
+    path = tmp_path / "my-board.toml"
+    path.write_text(edit(VALID))
+    with pytest.raises(EdgekitError) as info:
+        list_targets(tmp_path)
+    message = str(info.value)
+    assert str(path) in message and f"'{field}'" in message
+    assert "\n" not in message
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    (tmp_path / "broken.toml").write_text("name = [unclosed")
+    with pytest.raises(EdgekitError, match=r"broken\.toml: not valid TOML"):
+        list_targets(tmp_path)
+
+
+def test_user_profiles_from_dir_and_env(tmp_path, monkeypatch):
+    (tmp_path / "my-board.toml").write_text(VALID)
+    assert load_target("my-board", tmp_path).memory.arena_ram_bytes == 400
+    monkeypatch.setenv("EDGEKIT_TARGETS_PATH", str(tmp_path))
+    assert "my-board" in {p.name for p in list_targets()}
+    result = run_edgekit("targets", "show", "my-board", "--json")
+    assert result.returncode == 0, result.stderr
+    assert '"flash_bytes": 1000' in result.stdout
+
+
+def test_cli_targets_list_and_show():
+    listing = run_edgekit("targets", "list")
+    assert listing.returncode == 0
+    for name in BUILTIN:
+        assert name in listing.stdout
+    shown = run_edgekit("targets", "show", "esp32-s3")
+    assert shown.returncode == 0 and "524288" in shown.stdout
+    unknown = run_edgekit("targets", "show", "esp32-s4")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().count("\n") == 0 and "esp32-s3" in unknown.stderr
+    assert "Traceback" not in unknown.stderr

@@ -212,7 +212,7 @@ def deploy(
             "samples": len(val.x),
             "labels": val.y is not None,
         }
-        if calibration == "random":
+        if calib is not None and calib.source == "random":
             report.metrics["accuracy_meaningful"] = False
         report.status = "deployed" if report.ok else "failed"
         write_report(report, staging)

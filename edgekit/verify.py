@@ -11,7 +11,7 @@ deployed model in the TFLM interpreter (`tflite_micro`). The figures:
 
 >>> from edgekit.verify import sqnr_db
 >>> round(sqnr_db(np.array([1.0, 2.0]), np.array([1.0, 2.1])), 1)
-26.0
+27.0
 """
 
 from __future__ import annotations

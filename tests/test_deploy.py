@@ -1,0 +1,171 @@
+"""The deploy pipeline end to end: bundles, reports, exit codes, the Python API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from helpers import run_edgekit, tf_keras
+
+import edgekit
+from edgekit.errors import EdgekitError
+from edgekit.tflite_model import load_tflite
+
+REPORT_KEYS = {"target", "artifacts", "metrics", "checks", "steps", "status", "model", "notes"}
+METRIC_KEYS = {
+    "float_accuracy", "deployed_accuracy", "top1_agreement", "output_sqnr_db", "model_bytes",
+    "parameters", "macs",
+}  # fmt: skip
+
+
+def _check_bundle(path):
+    report = json.loads((path / "report.json").read_text())
+    assert REPORT_KEYS <= set(report)
+    assert METRIC_KEYS <= set(report["metrics"])
+    for artifact in report["artifacts"]:
+        data = (path / artifact["path"]).read_bytes()
+        assert len(data) == artifact["bytes"]
+        assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
+    assert (path / "report.md").read_text().startswith("# ")
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".partial")]
+    return report
+
+
+@pytest.mark.slow
+def test_cli_deploy_example_to_coral(tmp_path):
+    out = tmp_path / "out"
+    result = run_edgekit("deploy", "--example", "digits", "--target", "coral", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    bundle = out / "digits-coral-usb"
+    report = _check_bundle(bundle)
+    assert report["status"] == "deployed" and report["target"]["name"] == "coral-usb"
+    m = report["metrics"]
+    assert m["top1_agreement"] >= 0.97 and m["output_sqnr_db"] > 20
+    assert m["deployed_accuracy"] >= m["float_accuracy"] - 0.02
+    assert m["model_bytes"] <= 0.31 * m["float_model_bytes"]
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["edgetpu_compiler"]["ran"] is False
+    assert "not installed" in steps["edgetpu_compiler"]["detail"]
+    assert report["edgetpu"]["analysis"]["ops_on_cpu"] == 0
+    model = load_tflite(bundle / "digits_int8.tflite")
+    assert model.input_tensors()[0].dtype == "UINT8"
+    assert "deployed:" in result.stdout
+
+    again = run_edgekit("deploy", "--example", "digits", "--target", "coral", "--out", str(out))
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert json.loads((bundle / "report.json").read_text())["created"] == report["created"]
+
+
+@pytest.mark.slow
+def test_cli_deploy_example_to_mcu_with_json_and_force(tmp_path):
+    out = tmp_path / "out"
+    args = ("deploy", "--example", "digits", "--target", "cortex-m4", "--out", str(out), "--json")
+    first = run_edgekit(*args)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    bundle = out / "digits-cortex-m4"
+    assert _check_bundle(bundle)["metrics"] == report["metrics"]
+    m = report["metrics"]
+    assert m["tensor_arena_bytes"] == m["tensor_arena_minimum_bytes"] + 16
+    assert m["tflm_max_diff_steps"] <= 1 and m["tflm_accuracy"] > 0.9
+    header = (bundle / "tflm" / "model_ops.h").read_text()
+    assert f"kTensorArenaSize = {m['tensor_arena_bytes']};" in header
+    forced = run_edgekit(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["created"] >= report["created"]
+    assert sorted(p.name for p in out.iterdir()) == ["digits-cortex-m4"]
+
+
+def test_python_api_with_live_model_and_arrays(example, tmp_path):
+    keras = tf_keras()
+    model = keras.models.load_model(example.model_path)
+    x, y = example.validation.x[:200], example.validation.y[:200]
+    bundle = edgekit.deploy(
+        model,
+        "raspberry-pi-4",
+        calibration=example.calibration.x,
+        validation=(x, y),
+        out=tmp_path,
+    )
+    assert bundle.ok and bundle.path == tmp_path / "digits_cnn-raspberry-pi-4"
+    report = _check_bundle(bundle.path)
+    assert report["metrics"]["validation_samples"] == 200
+    assert report["data"]["validation"]["labels"] is True
+    assert bundle.report.metrics["deployed_accuracy"] > 0.9
+    assert edgekit.load_target("rpi4").name == "raspberry-pi-4"
+    assert edgekit.inspect(bundle.path / "digits_cnn_int8.tflite").macs > 0
+
+
+def test_random_calibration_marks_accuracy_meaningless(example, tmp_path):
+    bundle = edgekit.deploy(example.model_path, "cortex-m7", calibration="random", out=tmp_path)
+    assert bundle.report.metrics["accuracy_meaningful"] is False
+    assert any("random" in note for note in bundle.report.notes)
+    assert "meaningless" in (bundle.path / "report.md").read_text()
+
+
+def test_collapse_fails_the_deploy_with_exit_1(example, tmp_path):
+    calib = tmp_path / "tiny.npy"
+    np.save(calib, example.calibration.x / 1000)
+    val = tmp_path / "val.npz"
+    np.savez(val, x=example.validation.x, y=example.validation.y)
+    result = run_edgekit(
+        "deploy", str(example.model_path), "--target", "raspberry-pi-5",
+        "--calibration", str(calib), "--validation", str(val), "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    report = _check_bundle(tmp_path / "o" / "digits-raspberry-pi-5")
+    assert report["status"] == "failed"
+    agreement = {c["name"]: c for c in report["checks"]}["top1_agreement"]
+    assert not agreement["ok"] and "collapse" in agreement["detail"]
+    assert "FAILED" in result.stdout
+
+
+def test_tflite_input_deploys_without_reconversion(digits_tflite, example, tmp_path):
+    bundle = edgekit.deploy(
+        digits_tflite["int8"], "esp32-s3", validation=(example.validation.x, example.validation.y),
+        out=tmp_path,
+    )  # fmt: skip
+    assert bundle.ok
+    assert (bundle.path / "digits_int8_as-given.tflite").read_bytes() == digits_tflite[
+        "int8"
+    ].read_bytes()
+    steps = {s.name: s for s in bundle.report.steps}
+    assert steps["convert"].ran is False
+    assert bundle.report.metrics["top1_agreement"] is None
+    assert bundle.report.metrics["tflm_accuracy"] > 0.9
+
+
+def test_gpu_delegate_deploys_float16(example, tmp_path):
+    bundle = edgekit.deploy(
+        example.model_path, "android-arm64", delegate="gpu", example=None,
+        calibration=example.calibration.x, out=tmp_path,
+    )  # fmt: skip
+    assert bundle.ok
+    model = load_tflite(bundle.path / "digits_float16.tflite")
+    assert "FLOAT16" in {t.dtype for t in model.tensors if t.is_constant}
+    assert bundle.report.target["quantization"]["scheme"] == "float16"
+
+
+def test_unsupported_op_fails_mcu_deploy_with_reason(tmp_path):
+    import tensorflow as tf
+
+    keras = tf_keras()
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: tf.tile(x, [1, 2]))(inputs)
+    model = keras.Model(inputs, outputs, name="tiler")
+    bundle = edgekit.deploy(model, "cortex-m4", calibration="random", out=tmp_path)
+    assert not bundle.ok
+    checks = {c.name: c for c in bundle.report.checks}
+    assert not checks["runtime_ops"].ok and "TILE" in checks["runtime_ops"].detail
+    steps = {s.name: s for s in bundle.report.steps}
+    assert steps["tflm export"].ran is False and "TILE" in steps["tflm export"].detail
+
+
+def test_existing_bundle_is_kept_without_force(example, tmp_path):
+    (tmp_path / "digits-cortex-m7").mkdir()
+    (tmp_path / "digits-cortex-m7" / "keep.txt").write_text("mine")
+    with pytest.raises(EdgekitError, match="already exists"):
+        edgekit.deploy(example.model_path, "cortex-m7", calibration="random", out=tmp_path)
+    assert (tmp_path / "digits-cortex-m7" / "keep.txt").read_text() == "mine"

@@ -1,0 +1,32 @@
+"""The runnable examples in public docstrings run (examples that need files are skipped)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "edgekit",
+    "edgekit.targets",
+    "edgekit.checks",
+    "edgekit.data",
+    "edgekit.tflite_model",
+    "edgekit.verify",
+    "edgekit.inspection",
+    "edgekit.pipeline",
+    "edgekit.models",
+    "edgekit.examples.digits",
+    "edgekit.converters.tflm",
+    "edgekit.converters.edgetpu",
+    "edgekit.converters.tflite",
+    "edgekit._tf",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

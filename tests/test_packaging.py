@@ -1,0 +1,80 @@
+"""One import namespace, both install modes, and a CLI that starts without TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from helpers import REPO
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("edgekit-*.whl")
+    return path
+
+
+def test_wheel_has_only_the_edgekit_namespace(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"edgekit", next(t for t in tops if t.endswith(".dist-info"))}
+    for expected in (
+        "edgekit/converters/tflm.py",
+        "edgekit/converters/edgetpu.py",
+        "edgekit/profiles/coral-usb.toml",
+        "edgekit/profiles/esp32-s3.toml",
+        "edgekit/data/op_runtime_versions.toml",
+        "edgekit/devices/__init__.py",
+    ):
+        assert expected in names
+
+
+def test_regular_install_in_a_venv(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
+    probe = (
+        "import importlib.util, edgekit, edgekit.converters.tflm as t;"
+        "print(edgekit.__file__);"
+        "print(importlib.util.find_spec('converters'))"
+    )
+    out = subprocess.run(
+        [str(py), "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0].startswith(str(venv)) and out[1] == "None"
+    listing = subprocess.run(
+        [str(venv / "bin" / "edgekit"), "targets", "list"], capture_output=True, text=True
+    )
+    assert listing.returncode == 0 and "coral-usb" in listing.stdout
+
+
+def test_no_generic_top_level_package_in_this_environment(tmp_path):
+    probe = "import importlib.util as u; print(u.find_spec('converters'), u.find_spec('targets'))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["None", "None"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["targets", "list"], ["targets", "show", "coral"]])
+def test_light_commands_do_not_import_tensorflow(args, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "edgekit", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    heavy = {m for m in imported if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")}
+    assert not heavy, sorted(heavy)[:5]
+    assert "edgekit.cli" in imported

@@ -1,0 +1,1 @@
+"""On-device benchmark harnesses (installed as `edgekit.devices`); see devices/README.md."""

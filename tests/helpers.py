@@ -34,7 +34,6 @@ def tf_keras():
 def convert_keras(model, scheme="int8", io_dtype="int8", calibration=None, per_channel=True):
     """Convert a live Keras model with edgekit's converter; returns (bytes, TFLiteModel)."""
     from edgekit.converters.tflite import convert
-
     from edgekit.models import from_keras
     from edgekit.tflite_model import read_tflite
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgekit.converters.tflite import convert
 from helpers import convert_keras, tf_keras
 
+from edgekit.converters.tflite import convert
 from edgekit.errors import EdgekitError
 from edgekit.models import load_model
 from edgekit.tflite_model import read_tflite

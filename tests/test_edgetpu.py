@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from helpers import convert_keras, tf_keras
+
 from edgekit.converters.edgetpu import (
     PARAMETER_CACHE_BYTES,
     analyze,
     parse_compiler_log,
     run_compiler,
 )
-from helpers import convert_keras, tf_keras
-
 from edgekit.tflite_model import load_tflite
 
 # Output in the format edgetpu_compiler 16 prints (coral.ai/docs/edgetpu/compiler).
@@ -79,7 +79,6 @@ def test_example_maps_fully(digits_tflite):
 
 def test_float_output_leaves_dequantize_on_cpu(example, example_loaded):
     from edgekit.converters.tflite import convert
-
     from edgekit.tflite_model import read_tflite
 
     # int8 internals with float IO: QUANTIZE in, DEQUANTIZE out

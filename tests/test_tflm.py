@@ -8,6 +8,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from helpers import convert_keras, tf_keras
+
 from edgekit.converters.tflm import (
     measure_arena,
     missing_ops,
@@ -16,8 +18,6 @@ from edgekit.converters.tflm import (
     resolver_source,
     write_tflm_sources,
 )
-from helpers import convert_keras, tf_keras
-
 from edgekit.errors import ToolError
 from edgekit.tflite_model import load_tflite
 
@@ -25,7 +25,6 @@ from edgekit.tflite_model import load_tflite
 def _runs(data: bytes, arena: int) -> bool:
     from edgekit.converters.tflm import _runs as runs_once
     from edgekit.converters.tflm import _zero_input
-
     from edgekit.tflite_model import read_tflite
 
     return runs_once(data, arena, _zero_input(read_tflite(data)))[0]

@@ -169,3 +169,15 @@ def test_existing_bundle_is_kept_without_force(example, tmp_path):
     with pytest.raises(EdgekitError, match="already exists"):
         edgekit.deploy(example.model_path, "cortex-m7", calibration="random", out=tmp_path)
     assert (tmp_path / "digits-cortex-m7" / "keep.txt").read_text() == "mine"
+
+
+def test_over_ram_budget_fails_with_needed_vs_available(tmp_path):
+    keras = tf_keras()
+    model = keras.Sequential(
+        [keras.Input((112, 112, 8)), keras.layers.Conv2D(16, 3, padding="same")], name="wide"
+    )
+    bundle = edgekit.deploy(model, "cortex-m4", calibration="random", out=tmp_path)
+    assert not bundle.ok
+    ram = {c.name: c for c in bundle.report.checks}["ram_budget"]
+    arena = bundle.report.metrics["tensor_arena_bytes"]
+    assert not ram.ok and f"{arena / 1024:.1f} KiB" in ram.detail and "224.0 KiB" in ram.detail

@@ -146,3 +146,38 @@ def test_absent_compiler_is_reported_not_faked(tmp_path, monkeypatch, digits_tfl
 def test_parser_tolerates_unrelated_text(text):
     log = parse_compiler_log(text)
     assert log.ops_on_tpu is None and log.operators == ()
+
+
+def test_compiler_integration_path_with_a_stand_in(example, tmp_path, monkeypatch):
+    """The real edgetpu_compiler cannot be installed here (its apt repository is unreachable).
+    A stand-in on PATH prints the documented output and writes `<name>_edgetpu.tflite`, so the
+    subprocess call, file placement, log parsing and report wiring run for real."""
+    import json
+
+    import edgekit
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "log.txt").write_text(COMPILER_OUTPUT)
+    stand_in = bin_dir / "edgetpu_compiler"
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        "# usage: edgetpu_compiler -s -o OUT MODEL\n"
+        'out="$3"; model="$4"; name=$(basename "$model" .tflite)\n'
+        f'cp "$model" "$out/${{name}}_edgetpu.tflite"\ncat "{bin_dir}/log.txt"\n'
+        f'cp "{bin_dir}/log.txt" "$out/${{name}}_edgetpu.log"\n'
+    )
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    bundle = edgekit.deploy(None, "coral", example="digits", out=tmp_path / "out")
+    files = {a.path: a.role for a in bundle.report.artifacts}
+    assert files["digits_int8_edgetpu.tflite"] == "Edge TPU model"
+    assert files["digits_int8_edgetpu.log"] == "Edge TPU compiler log"
+    step = next(s for s in bundle.report.steps if s.name == "edgetpu_compiler")
+    assert step.ran and step.detail == "compiled"
+    report = json.loads((bundle.path / "report.json").read_text())
+    assert report["edgetpu"]["compiler"]["log"]["ops_on_cpu"] == 2
+    # The stand-in's log says two ops stay on the CPU: that fails the deploy.
+    failed = {c.name for c in bundle.report.failed_checks()}
+    assert failed == {"edgetpu_compiler_ops"} and not bundle.ok
+    assert not (bundle.path / ".edgetpu").exists()

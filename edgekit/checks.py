@@ -216,30 +216,33 @@ def check_edgetpu(model: TFLiteModel, profile: TargetProfile) -> tuple[list[Chec
 
 
 def check_model(
-    model: TFLiteModel, profile: TargetProfile, arena_bytes: int | None = None
+    model: TFLiteModel,
+    profile: TargetProfile,
+    arena_bytes: int | None = None,
+    measure: bool = True,
 ) -> list[Check]:
-    """Every check that needs only the model file (and a measured arena, when known).
+    """Every check that needs only the model file, and the RAM budget when the arena is known.
 
-    For MCU targets the arena is measured here with TFLM when not given.
+    For MCU targets with no `arena_bytes`, the arena is measured here with TFLM unless
+    `measure` is False (the deploy pipeline measures it in its own step).
     """
-    checks = [check_static_shapes(model), *check_quantization(model, profile)]
-    checks.append(check_runtime_ops(model, profile))
+    runtime_ops = check_runtime_ops(model, profile)
+    checks = [check_static_shapes(model), *check_quantization(model, profile), runtime_ops]
     for extra in (check_allowed_ops(model, profile), check_flash(model.size_bytes, profile)):
         if extra is not None:
             checks.append(extra)
     if profile.op_rules == "edgetpu":
         checks += check_edgetpu(model, profile)[0]
-    if profile.is_mcu:
-        if arena_bytes is None and checks[-1].ok is not False:
-            from edgekit.converters.tflm import measure_arena
-            from edgekit.errors import ToolError
+    if profile.is_mcu and arena_bytes is None and measure and runtime_ops.ok:
+        from edgekit.converters.tflm import measure_arena
+        from edgekit.errors import ToolError
 
-            try:
-                arena_bytes = measure_arena(model).tensor_arena_bytes
-            except ToolError as exc:
-                checks.append(Check("tflm_runs", False, str(exc)))
-        if arena_bytes is not None:
-            ram = check_ram(arena_bytes, profile)
-            if ram is not None:
-                checks.append(ram)
+        try:
+            arena_bytes = measure_arena(model).tensor_arena_bytes
+        except ToolError as exc:
+            checks.append(Check("tflm_runs", False, str(exc)))
+    if profile.is_mcu and arena_bytes is not None:
+        ram = check_ram(arena_bytes, profile)
+        if ram is not None:
+            checks.append(ram)
     return checks

@@ -26,7 +26,7 @@ def test_training_is_deterministic(tmp_path):
         (tmp_path / run).mkdir()
         path = train_digits(tmp_path / run, epochs=2)
         weights.append(keras.models.load_model(path).get_weights())
-    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
 
 
 def test_example_is_cached(example):

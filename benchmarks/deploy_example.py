@@ -24,15 +24,16 @@ ALL = [
 
 
 def exact_minimum(model_path: Path) -> int:
-    from edgekit.converters.tflm import _runs, _zero_input
-    from edgekit.tflite_model import load_tflite
+    from edgekit.converters.tflm import ArenaProber
 
-    model = load_tflite(model_path)
-    sample = _zero_input(model)
-    lo, hi = 0, 1 << 22  # independent bisection: hi runs, lo does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if _runs(model.data, mid, sample)[0] else (mid, hi)
+    prober = ArenaProber(model_path.read_bytes())
+    lo, hi = 0, 1 << 22  # independent bisection from a wider start: hi runs, lo does not
+    try:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if prober.runs_with(mid)[0] else (mid, hi)
+    finally:
+        prober.close()
     return hi
 
 

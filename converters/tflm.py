@@ -14,8 +14,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edgekit._fdcapture import capture_native_output
 from edgekit.errors import ToolError
 from edgekit.tflite_model import TFLiteModel
@@ -103,11 +101,19 @@ def _tflm_runtime():
 
 
 def tflm_interpreter(data: bytes, arena_size: int):
-    """A TFLM interpreter for `data`; native error text becomes the exception message."""
+    """A TFLM interpreter for `data`; native error text becomes the exception message.
+
+    Only call this with an arena known to be large enough (see :func:`measure_arena`): the
+    `tflite_micro` wrapper crashes the process, rather than raising, when an arena is too small
+    for its own bookkeeping.
+    """
     runtime = _tflm_runtime()
+    model = bytes(data)
     with capture_native_output() as out:
         try:
-            return runtime.Interpreter.from_bytes(bytes(data), arena_size=arena_size)
+            interp = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+            interp._edgekit_model = model  # keep the flatbuffer alive as long as the interpreter
+            return interp
         except Exception as exc:
             err = exc
     raise RuntimeError(_first_error(out.text) or str(err))
@@ -120,52 +126,125 @@ def _first_error(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def _runs(data: bytes, arena_size: int, sample: np.ndarray) -> tuple[bool, str]:
-    runtime = _tflm_runtime()
-    with capture_native_output() as out:
-        try:
-            interp = runtime.Interpreter.from_bytes(bytes(data), arena_size=arena_size)
-            interp.set_input(sample, 0)
-            interp.invoke()
-            ok = True
-        except Exception:
-            ok = False
-    return ok, out.text
+# Each probe runs in a worker process: `tflite_micro` segfaults (instead of raising) when an
+# arena is too small for its persistent "tail" allocations, and a crash must not take edgekit
+# down with it. The worker answers one JSON line per arena size; a dead worker means "fails".
+_PROBE_WORKER = r"""
+import json, os, sys, tempfile
+import numpy as np
+proto = os.fdopen(os.dup(1), "w")
+log = tempfile.TemporaryFile(mode="w+b")
+os.dup2(log.fileno(), 1)
+os.dup2(log.fileno(), 2)
+from tflite_micro.python.tflite_micro import runtime
+model = open(sys.argv[1], "rb").read()
+for line in sys.stdin:
+    log.seek(0)
+    log.truncate()
+    try:
+        interp = runtime.Interpreter.from_bytes(model, arena_size=int(line))
+        details = interp.get_input_details(0)
+        interp.set_input(np.zeros(details["shape"], details["dtype"]), 0)
+        interp.invoke()
+        ok = True
+    except Exception:
+        ok = False
+    sys.stdout.flush()
+    log.seek(0)
+    text = log.read().decode("utf-8", "replace")
+    proto.write(json.dumps({"ok": ok, "text": text[-2000:]}) + "\n")
+    proto.flush()
+"""
 
 
-def _zero_input(model: TFLiteModel) -> np.ndarray:
-    tensor = model.input_tensors()[0]
-    dtype = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "FLOAT32": np.float32}
-    return np.zeros(tensor.shape, dtype=dtype.get(tensor.dtype, np.float32))
+class ArenaProber:
+    """Asks a worker process whether the model allocates and runs with a given arena.
+
+    >>> prober = ArenaProber(open("model.tflite", "rb").read())   # doctest: +SKIP
+    >>> prober.runs_with(16384)                                     # doctest: +SKIP
+    (True, '')
+    >>> prober.close()                                              # doctest: +SKIP
+    """
+
+    def __init__(self, data: bytes, timeout: float = 120.0) -> None:
+        import tempfile
+
+        self._file = tempfile.NamedTemporaryFile(suffix=".tflite", delete=False)
+        self._file.write(data)
+        self._file.close()
+        self.timeout = timeout
+        self.proc = None
+        self.runs = 0
+
+    def _start(self):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _PROBE_WORKER, self._file.name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def runs_with(self, arena_size: int) -> tuple[bool, str]:
+        import json
+        import select
+
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        self.runs += 1
+        self.proc.stdin.write(f"{arena_size}\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:  # crashed (too small for TFLM's own bookkeeping) or hung
+            self.close_worker()
+            return False, "the TFLM interpreter crashed"
+        reply = json.loads(line)
+        return reply["ok"], reply["text"]
+
+    def close_worker(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        import os
+
+        self.close_worker()
+        os.unlink(self._file.name)
 
 
 def measure_arena(model: TFLiteModel) -> ArenaMeasurement:
     """Find the exact minimum arena by bisection with the real TFLM interpreter."""
     from edgekit.inspection import activation_lower_bound
 
-    sample = _zero_input(model)
     lower_bound, _ = activation_lower_bound(model)
-    attempts = 0
-    lo, hi = 0, max(4096, 2 * lower_bound)
-    while True:
-        attempts += 1
-        ok, text = _runs(model.data, hi, sample)
-        if ok:
-            break
-        if hi >= _MAX_ARENA or re.search(r"Didn't find op|not supported", text):
-            raise ToolError(
-                f"TFLM cannot run {model.source}: {_first_error(text) or 'interpreter failed'}"
-            )
-        lo, hi = hi, hi * 2
-    # Invariant: lo fails (or is 0), hi runs.
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        attempts += 1
-        if _runs(model.data, mid, sample)[0]:
-            hi = mid
-        else:
-            lo = mid
-    return ArenaMeasurement(hi, ARENA_ALIGNMENT_MARGIN, lower_bound, attempts)
+    prober = ArenaProber(model.data)
+    try:
+        lo, hi = 0, max(4096, 2 * lower_bound)
+        while True:
+            ok, text = prober.runs_with(hi)
+            if ok:
+                break
+            if hi >= _MAX_ARENA or re.search(r"Didn't find op|not supported", text):
+                raise ToolError(
+                    f"TFLM cannot run {model.source}: {_first_error(text) or 'interpreter failed'}"
+                )
+            lo, hi = hi, hi * 2
+        # Invariant: lo fails (or is 0), hi runs.
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if prober.runs_with(mid)[0]:
+                hi = mid
+            else:
+                lo = mid
+        return ArenaMeasurement(hi, ARENA_ALIGNMENT_MARGIN, lower_bound, prober.runs)
+    finally:
+        prober.close()
 
 
 # --- C sources -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from helpers import convert_keras, tf_keras
 
 from edgekit.converters.tflm import (
+    ArenaProber,
     measure_arena,
     missing_ops,
     model_data_sources,
@@ -22,19 +23,15 @@ from edgekit.errors import ToolError
 from edgekit.tflite_model import load_tflite
 
 
-def _runs(data: bytes, arena: int) -> bool:
-    from edgekit.converters.tflm import _runs as runs_once
-    from edgekit.converters.tflm import _zero_input
-    from edgekit.tflite_model import read_tflite
-
-    return runs_once(data, arena, _zero_input(read_tflite(data)))[0]
-
-
 def test_arena_is_the_exact_minimum(digits_tflite):
     model = load_tflite(digits_tflite["int8"])
     arena = measure_arena(model)
-    assert _runs(model.data, arena.minimum_bytes)
-    assert not _runs(model.data, arena.minimum_bytes - 1)
+    prober = ArenaProber(model.data)
+    try:
+        assert prober.runs_with(arena.minimum_bytes)[0]
+        assert not prober.runs_with(arena.minimum_bytes - 1)[0]
+    finally:
+        prober.close()
     assert arena.tensor_arena_bytes == arena.minimum_bytes + 16
     # The arena holds at least every activation alive at the busiest op.
     assert arena.activation_lower_bound_bytes <= arena.minimum_bytes
@@ -108,3 +105,20 @@ def test_tflm_runs_the_example_like_litert(example, digits_tflite):
     litert = run_litert(data, x, builtin_kernels=True)
     assert tflm.raw.dtype == np.int8
     assert np.abs(tflm.raw.astype(int) - litert.raw.astype(int)).max() <= 1
+
+
+def test_arena_search_survives_tflm_crashing_on_tiny_arenas():
+    """tflite_micro segfaults when an arena is too small for its own bookkeeping; the probe
+    runs in a worker process, so the measurement goes on and edgekit does not crash."""
+    keras = tf_keras()
+    model = keras.Sequential([keras.Input((1200,)), keras.layers.Dense(1000)])
+    _, converted = convert_keras(model)
+    prober = ArenaProber(converted.data)
+    try:
+        assert prober.runs_with(100) == (False, "the TFLM interpreter crashed")
+        assert prober.runs_with(1 << 20)[0]  # a fresh worker after the crash
+    finally:
+        prober.close()
+    arena = measure_arena(converted)
+    assert arena.activation_lower_bound_bytes == 1200 + 1000
+    assert arena.minimum_bytes >= 2200

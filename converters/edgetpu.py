@@ -65,8 +65,13 @@ class EdgeTPUAnalysis:
 
     @property
     def first_cpu_op(self) -> OpPlacement | None:
-        cpu = self.on_cpu
+        """The op where the graph is cut (float IO boundary ops do not cut it)."""
+        cpu = [p for p in self.on_cpu if p.reason != BOUNDARY_REASON]
         return cpu[0] if cpu else None
+
+    @property
+    def boundary_ops(self) -> list[OpPlacement]:
+        return [p for p in self.on_cpu if p.reason == BOUNDARY_REASON]
 
     @property
     def fits_cache(self) -> bool:
@@ -142,11 +147,28 @@ def _op_reason(model: TFLiteModel, op: Operator) -> str:
     return _op_limit(model, op)
 
 
+def _io_boundary(model: TFLiteModel, op: Operator) -> bool:
+    """A QUANTIZE of a float model input or a DEQUANTIZE to a float model output: the compiler
+    leaves these on the CPU without cutting the graph."""
+    if op.name == "QUANTIZE":
+        source = model.tensors[op.inputs[0]]
+        return op.inputs[0] in model.inputs and source.dtype not in EIGHT_BIT
+    if op.name == "DEQUANTIZE":
+        return op.outputs[0] in model.outputs
+    return False
+
+
+BOUNDARY_REASON = "float input/output conversion runs on the CPU (the graph is not cut)"
+
+
 def analyze(model: TFLiteModel, cache_bytes: int | None = None) -> EdgeTPUAnalysis:
     """Place every op on the TPU or CPU by the rules, with one partition."""
     placements = []
     partition_at: Operator | None = None
     for op in model.operators:
+        if _io_boundary(model, op):
+            placements.append(OpPlacement(op.index, op.name, False, BOUNDARY_REASON))
+            continue
         if partition_at is not None:
             reason = f"after the partition at op #{partition_at.index} ({partition_at.name})"
             placements.append(OpPlacement(op.index, op.name, False, reason))

@@ -58,7 +58,10 @@ def convert(
     if loaded.is_tflite:
         raise EdgekitError(f"{loaded.source}: already a .tflite model; it cannot be re-converted")
     needs_data = scheme in ("int8", "int16x8")
-    if needs_data and calibration is None:
+    if loaded.is_qat and scheme != "int8" and scheme != "float32":
+        raise EdgekitError(f"{loaded.source}: a QAT model deploys as int8, not {scheme}")
+    qat = loaded.is_qat and scheme == "int8"
+    if needs_data and calibration is None and not qat:
         raise EdgekitError(f"{scheme} quantization needs calibration data")
     from edgekit._tf import tensorflow
 
@@ -74,7 +77,7 @@ def convert(
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
             if scheme == "float16":
                 converter.target_spec.supported_types = [tf.float16]
-            if needs_data:
+            if needs_data and not qat:  # QAT models bring the ranges learned in training
                 data = np.asarray(calibration[:MAX_CALIBRATION_SAMPLES], dtype=loaded.input_dtype)
                 samples = len(data)
 
@@ -83,12 +86,14 @@ def convert(
                         yield [data[i : i + 1]]
 
                 converter.representative_dataset = representative
+            if needs_data:
                 ops = (
                     tf.lite.OpsSet.TFLITE_BUILTINS_INT8
                     if scheme == "int8"
                     else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
                 )
-                converter.target_spec.supported_ops = [ops]
+                if not qat:  # for QAT, INT8-only would demand a representative dataset
+                    converter.target_spec.supported_ops = [ops]
                 converter.inference_input_type = _io_type(tf, io_dtype)
                 converter.inference_output_type = _io_type(tf, io_dtype)
                 if not per_channel:

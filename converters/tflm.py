@@ -63,7 +63,7 @@ def resolver_method(op: str) -> str | None:
 
 def missing_ops(model: TFLiteModel) -> list[str]:
     """Ops of the model that TFLM has no kernel for."""
-    return sorted({name for name, _ in model.opcodes if name not in TFLM_RESOLVER_METHODS})
+    return sorted({name for name, _ in model.used_opcodes if name not in TFLM_RESOLVER_METHODS})
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ def model_data_sources(data: bytes, name: str) -> dict[str, str]:
 
 def resolver_source(model: TFLiteModel, name: str, arena: ArenaMeasurement | None) -> str:
     """`model_ops.h`: a `MicroMutableOpResolver<N>` registering exactly the model's ops."""
-    ops = sorted({op for op, _ in model.opcodes})
+    ops = sorted({op for op, _ in model.used_opcodes})
     lacking = [op for op in ops if op not in TFLM_RESOLVER_METHODS]
     if lacking:
         raise ToolError(f"TFLM has no kernel for: {', '.join(lacking)}")

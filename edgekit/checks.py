@@ -131,12 +131,12 @@ def check_runtime_ops(model: TFLiteModel, profile: TargetProfile) -> Check:
         return Check(
             "runtime_ops",
             True,
-            f"TFLM has kernels for all {len(model.opcodes)} op types "
+            f"TFLM has kernels for all {len(model.used_opcodes)} op types "
             "(TFLM resolves by builtin code and does not check op versions)",
         )
     runtime = profile.runtime_version
     too_new, unknown = [], []
-    for op, version in model.opcodes:
+    for op, version in model.used_opcodes:
         needed = min_runtime_for(op, version)
         if needed is None:
             unknown.append(f"{op} v{version}")
@@ -160,7 +160,7 @@ def check_runtime_ops(model: TFLiteModel, profile: TargetProfile) -> Check:
 def check_allowed_ops(model: TFLiteModel, profile: TargetProfile) -> Check | None:
     if not profile.allowed_ops:
         return None
-    extra = sorted({op for op, _ in model.opcodes} - set(profile.allowed_ops))
+    extra = sorted({op for op, _ in model.used_opcodes} - set(profile.allowed_ops))
     return Check(
         "allowed_ops",
         not extra,
@@ -199,10 +199,12 @@ def check_edgetpu(model: TFLiteModel, profile: TargetProfile) -> tuple[list[Chec
     analysis = analyze(model, profile.memory.parameter_cache_bytes)
     first = analysis.first_cpu_op
     total = len(analysis.placements)
+    boundary = analysis.boundary_ops
+    note = f" ({len(boundary)} float IO conversion op(s) on the CPU)" if boundary else ""
     mapping = Check(
         "edgetpu_ops",
         first is None,
-        f"all {total} ops map to the Edge TPU"
+        f"{len(analysis.mapped)} of {total} ops map to the Edge TPU{note}"
         if first is None
         else f"{len(analysis.mapped)} of {total} ops on the Edge TPU; CPU from op #{first.index} "
         f"{first.op}: {first.reason}",

@@ -43,6 +43,14 @@ class LoadedModel:
     def is_tflite(self) -> bool:
         return self.kind == "tflite"
 
+    @property
+    def is_qat(self) -> bool:
+        """A QAT model: fake-quant wrappers carry ranges learned in training."""
+        return any(
+            type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+            for layer in getattr(self.keras_model, "layers", [])
+        )
+
     def concrete_function(self) -> Any:
         """A TF concrete function with a fixed [1, ...] input: no dynamic batch survives."""
         from edgekit._tf import tensorflow
@@ -151,11 +159,31 @@ def _load_keras_file(path: Path, custom_objects: dict | None) -> LoadedModel:
             )
         else:
             model = keras2.models.load_model(path, custom_objects=custom_objects, compile=False)
+    except ValueError as exc:
+        if "Quantize" not in str(exc) and "Prune" not in str(exc) and "Cluster" not in str(exc):
+            raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
+        model = _load_with_tfmot_scope(path, custom_objects, keras2)
     except EdgekitError:
         raise
     except Exception as exc:
         raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
     return from_keras(model, str(path), name=path.stem)
+
+
+def _load_with_tfmot_scope(path: Path, custom_objects: dict | None, keras2: Any) -> Any:
+    """Models saved mid-compression hold tfmot's wrapper classes (library code, not user
+    code); load them inside tfmot's scopes."""
+    from edgekit.keras._tfmot import tfmot
+
+    mot = tfmot()
+    options = {"custom_objects": custom_objects, "compile": False}
+    if path.suffix == ".keras":
+        options["safe_mode"] = True
+    try:
+        with mot.quantization.keras.quantize_scope(), mot.sparsity.keras.prune_scope():
+            return keras2.models.load_model(path, **options)
+    except Exception as exc:
+        raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
 
 
 def _check_hdf5(path: Path) -> None:

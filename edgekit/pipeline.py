@@ -130,7 +130,7 @@ def _datasets(
         calib = load_dataset(calibration, shape, "calibration")
     elif example_data is not None:
         calib = example_data[0]
-    needs = profile.quantization.needs_calibration and not loaded.is_tflite
+    needs = profile.quantization.needs_calibration and not loaded.is_tflite and not loaded.is_qat
     if needs and calib is None:
         raise EdgekitError(
             f"target {profile.name} quantizes to {profile.quantization.scheme} and needs "
@@ -149,6 +149,8 @@ def _datasets(
         notes.append("no validation data: verified on random inputs, without labels")
     if loaded.is_tflite and calibration is not None:
         notes.append("calibration data ignored: a .tflite model is already converted")
+    if loaded.is_qat:
+        notes.append("QAT model: int8 ranges come from training, not from calibration data")
     return (None if loaded.is_tflite else calib), val, notes
 
 

@@ -118,6 +118,13 @@ class TFLiteModel:
         raw = self.metadata.get("min_runtime_version")
         return raw.rstrip(b"\0").decode("ascii", "replace") if raw else None
 
+    @property
+    def used_opcodes(self) -> tuple[tuple[str, int], ...]:
+        """(op, version) pairs that operators use. The converter can leave unused entries in
+        the opcode table; a runtime only needs kernels for these."""
+        used = {(op.name, op.version) for op in self.operators}
+        return tuple(code for code in self.opcodes if code in used)
+
     def input_tensors(self) -> list[Tensor]:
         return [self.tensors[i] for i in self.inputs]
 

@@ -1,0 +1,54 @@
+"""edgekit.keras: compression you train with, that survives into the deployed model.
+
+Names follow tfmot where tfmot has one (`prune_low_magnitude`, `strip_pruning`,
+`quantize_model`, `cluster_weights`, `UpdatePruningStep`), so tfmot users feel at home;
+distillation and target-aware callbacks are edgekit's own. Everything works on tf_keras
+Sequential/Functional models; Keras 3 ones are rebuilt in tf_keras first.
+
+>>> from edgekit import keras as ek                                              # doctest: +SKIP
+>>> schedule = ek.pruning_schedule(0.8, epochs=10, steps_per_epoch=41)           # doctest: +SKIP
+>>> pruned = ek.prune_low_magnitude(model, schedule)                             # doctest: +SKIP
+>>> pruned.fit(x, y, epochs=10, callbacks=[ek.callbacks.UpdatePruningStep()])    # doctest: +SKIP
+>>> edgekit.deploy(ek.strip_pruning(pruned), "cortex-m4", calibration=x[:200])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # pruning
+    "prune_low_magnitude": "edgekit.keras.pruning",
+    "strip_pruning": "edgekit.keras.pruning",
+    "pruning_schedule": "edgekit.keras.pruning",
+    "ConstantSparsity": "edgekit.keras.pruning",
+    "PolynomialDecay": "edgekit.keras.pruning",
+    "layer_sparsity": "edgekit.keras.pruning",
+    "total_sparsity": "edgekit.keras.pruning",
+    # quantization-aware training
+    "quantize_model": "edgekit.keras.quantization",
+    "quantize_annotate_layer": "edgekit.keras.quantization",
+    "quantize_annotate_model": "edgekit.keras.quantization",
+    "quantize_apply": "edgekit.keras.quantization",
+    "quantize_scope": "edgekit.keras.quantization",
+    # clustering
+    "cluster_weights": "edgekit.keras.clustering",
+    "strip_clustering": "edgekit.keras.clustering",
+    # distillation
+    "Distiller": "edgekit.keras.distillation",
+    "SoftTargetLoss": "edgekit.keras.distillation",
+    "AttentionTransferLoss": "edgekit.keras.distillation",
+    "FeatureMatchingLoss": "edgekit.keras.distillation",
+    # Keras 2 helpers
+    "ensure_tf_keras": "edgekit.keras._compat",
+}
+__all__ = sorted(_EXPORTS) + ["callbacks"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "callbacks":
+        return importlib.import_module("edgekit.keras.callbacks")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'edgekit.keras' has no attribute {name!r}")

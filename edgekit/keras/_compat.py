@@ -1,0 +1,159 @@
+"""Models in, tf_keras models out: tfmot wraps only Keras 2 Sequential/Functional models.
+
+A Keras 3 Sequential or Functional model is rebuilt layer by layer in `tf_keras` from its
+config and weights. Anything else (subclassed models, layers tfmot cannot wrap) gets an error
+that names the layer and what to do, never a raw tfmot traceback.
+"""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+# Keras 3 layer config keys that tf_keras layers do not take (weights are copied afterwards).
+_DROP_KEYS = {
+    "dtype", "build_config", "compile_config", "module", "registered_name", "quantization_config",
+}  # fmt: skip
+
+
+def is_tf_keras(obj: Any) -> bool:
+    return type(obj).__module__.startswith("tf_keras")
+
+
+def is_keras3(obj: Any) -> bool:
+    return type(obj).__module__.startswith("keras")
+
+
+def _keras2():
+    from edgekit._tf import tf_keras
+
+    return tf_keras()
+
+
+def _layer_config(layer: Any, keras2: Any) -> tuple[type, dict]:
+    name = type(layer).__name__
+    cls = getattr(keras2.layers, name, None)
+    if cls is None:
+        raise EdgekitError(
+            f"layer {layer.name!r} ({name}) has no tf_keras equivalent; rebuild the model with "
+            "tf_keras (import it with edgekit._tf.tf_keras()) to use tfmot-backed wrappers"
+        )
+    config = {k: v for k, v in layer.get_config().items() if k not in _DROP_KEYS}
+    accepted = set(pyinspect.signature(cls.__init__).parameters)
+    base = {"name", "trainable"}
+    config = {k: v for k, v in config.items() if k in accepted or k in base}
+    for key, value in list(config.items()):
+        if isinstance(value, dict) and "class_name" in value and "module" in value:
+            # Keras 3 object configs (initializers, regularizers): weights are copied anyway.
+            if key.endswith(("initializer", "regularizer", "constraint")):
+                config.pop(key)
+    return cls, config
+
+
+def _rebuild_layer(layer: Any, keras2: Any) -> Any:
+    cls, config = _layer_config(layer, keras2)
+    try:
+        return cls.from_config(config)
+    except Exception as exc:
+        raise EdgekitError(
+            f"layer {layer.name!r} ({type(layer).__name__}) could not be rebuilt in tf_keras "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def keras3_to_tf_keras(model: Any) -> Any:
+    """Rebuild a Keras 3 Sequential/Functional model in tf_keras with the same weights."""
+    import keras as keras3
+
+    keras2 = _keras2()
+    if not isinstance(model, keras3.Model) or not hasattr(model, "inputs") or not model.inputs:
+        raise EdgekitError(
+            f"Keras 3 model {getattr(model, 'name', model)!r} is not built; call it on data or "
+            "define it with keras.Input first"
+        )
+    if isinstance(model, keras3.Sequential):
+        shape = tuple(model.inputs[0].shape[1:])
+        rebuilt = keras2.Sequential(
+            [keras2.Input(shape, name=model.inputs[0].name.split(":")[0])]
+            + [_rebuild_layer(layer, keras2) for layer in model.layers],
+            name=model.name,
+        )
+    elif type(model).__name__ == "Functional":
+        rebuilt = _rebuild_functional(model, keras2)
+    else:
+        raise subclassed_error(model)
+    for old in model.layers:
+        if old.get_weights():
+            rebuilt.get_layer(old.name).set_weights([np.asarray(w) for w in old.get_weights()])
+    return rebuilt
+
+
+def _rebuild_functional(model: Any, keras2: Any) -> Any:
+    tensors: dict[int, Any] = {}
+    inputs = []
+    for tensor in model.inputs:
+        new = keras2.Input(tuple(tensor.shape[1:]), name=tensor.name.split(":")[0])
+        tensors[id(tensor)] = new
+        inputs.append(new)
+    for op in model.operations:
+        if type(op).__name__ == "InputLayer":
+            continue
+        layer = _rebuild_layer(op, keras2)
+        for node in op._inbound_nodes:
+            args = [tensors.get(id(t)) for t in node.input_tensors]
+            if any(a is None for a in args):
+                continue  # a node from another model using this layer
+            out = layer(args if len(args) > 1 else args[0])
+            outs = out if isinstance(out, (list, tuple)) else [out]
+            for old, new in zip(node.output_tensors, outs, strict=True):
+                tensors[id(old)] = new
+    missing = [t for t in model.outputs if id(t) not in tensors]
+    if missing:
+        raise EdgekitError(f"could not rebuild the graph of {model.name!r} in tf_keras")
+    outputs = [tensors[id(t)] for t in model.outputs]
+    return keras2.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
+
+
+def subclassed_error(model: Any) -> EdgekitError:
+    return EdgekitError(
+        f"model {getattr(model, 'name', '?')!r} ({type(model).__name__}) is a subclassed model; "
+        "tfmot wraps only Sequential and Functional models. Rebuild it functionally "
+        "(keras.Input → layers → keras.Model), or wrap individual layers with "
+        "prune_low_magnitude / quantize_annotate_layer inside your subclass"
+    )
+
+
+def ensure_tf_keras(model: Any) -> Any:
+    """Return a tf_keras Sequential/Functional model; rebuild Keras 3 ones; refuse the rest."""
+    if is_keras3(model) and not is_tf_keras(model):
+        return keras3_to_tf_keras(model)
+    keras2 = _keras2()
+    if not isinstance(model, keras2.Model):
+        raise EdgekitError(
+            f"expected a Keras model; received {type(model).__module__}.{type(model).__name__}"
+        )
+    if not (isinstance(model, keras2.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise subclassed_error(model)
+    return model
+
+
+def tfmot_layer_error(exc: Exception, model: Any, what: str, alternatives: str) -> EdgekitError:
+    """Turn tfmot's "Layer x ... is not supported" into one line naming the layer."""
+    import re
+
+    text = str(exc)
+    names = re.findall(r"[Ll]ayer[: ]+'?([\w/.-]+?)'?[:, ]", text)
+    layers = [la for la in getattr(model, "layers", []) if la.name in names]
+    if layers:
+        return unsupported_layers_error(what, layers, alternatives)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return EdgekitError(f"cannot {what} model {getattr(model, 'name', '?')!r}: {first}")
+
+
+def unsupported_layers_error(what: str, layers: list[Any], alternatives: str) -> EdgekitError:
+    names = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in layers)
+    return EdgekitError(f"cannot {what} layer(s) {names}: {alternatives}")

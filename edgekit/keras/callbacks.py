@@ -1,0 +1,203 @@
+"""Callbacks for `model.fit`: each has one job and overrides only the hooks it needs.
+
+- `UpdatePruningStep`: tfmot's, re-exported; required when training a pruned model.
+- `SparsityLogger`: per-layer and total sparsity into `logs` (History and TensorBoard see it;
+  put it before TensorBoard in the callback list).
+- `DistillationSchedule`: anneals a `Distiller`'s temperature and/or alpha over epochs.
+- `TargetFitCheck`: does the model still fit the target? Converts a copy at epoch end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from edgekit._tf import tensorflow, tf_keras
+from edgekit.errors import EdgekitError
+from edgekit.keras._tfmot import tfmot
+
+tf = tensorflow()
+keras = tf_keras()
+
+UpdatePruningStep = tfmot().sparsity.keras.UpdatePruningStep
+
+
+def _trained_model(model: Any) -> Any:
+    """The model a callback should look at: a Distiller's student, else the model."""
+    return getattr(model, "student", model)
+
+
+class SparsityLogger(keras.callbacks.Callback):
+    """Adds `sparsity/total` and `sparsity/<layer>` (zero fraction of pruned weights) to logs."""
+
+    def __init__(self, per_layer: bool = True) -> None:
+        super().__init__()
+        self.per_layer = per_layer
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from edgekit.keras.pruning import layer_sparsity, total_sparsity
+
+        if logs is None:
+            return
+        model = _trained_model(self.model)
+        logs["sparsity/total"] = total_sparsity(model)
+        if self.per_layer:
+            for name, value in layer_sparsity(model).items():
+                logs[f"sparsity/{name}"] = value
+
+
+class DistillationSchedule(keras.callbacks.Callback):
+    """Linear annealing of a `Distiller`'s temperature and/or alpha from start to end.
+
+    `DistillationSchedule(temperature=(8.0, 2.0), alpha=(0.0, 0.5), epochs=10)` reaches the end
+    values at the last epoch. The values in use are logged as `distill/temperature` and
+    `distill/alpha`.
+    """
+
+    def __init__(
+        self,
+        temperature: tuple[float, float] | None = None,
+        alpha: tuple[float, float] | None = None,
+        epochs: int | None = None,
+    ) -> None:
+        super().__init__()
+        if temperature is None and alpha is None:
+            raise EdgekitError("DistillationSchedule needs temperature=(start, end) and/or alpha")
+        self.temperature, self.alpha, self.epochs = temperature, alpha, epochs
+
+    def _soft_losses(self) -> list[Any]:
+        from edgekit.keras.distillation import SoftTargetLoss
+
+        losses = getattr(self.model, "distillation_losses", None)
+        if losses is None:
+            raise EdgekitError("DistillationSchedule works on an edgekit.keras.Distiller")
+        return [loss for loss in losses if isinstance(loss, SoftTargetLoss)]
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        epochs = self.epochs or self.params.get("epochs") or 1
+        frac = min(1.0, epoch / max(1, epochs - 1))
+        if self.temperature is not None:
+            start, end = self.temperature
+            for loss in self._soft_losses():
+                loss.temperature.assign(start + (end - start) * frac)
+        if self.alpha is not None:
+            start, end = self.alpha
+            self.model.alpha.assign(start + (end - start) * frac)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        losses = self._soft_losses()
+        if losses:
+            logs["distill/temperature"] = float(losses[0].temperature.numpy())
+        logs["distill/alpha"] = float(self.model.alpha.numpy())
+
+
+def deployable_copy(model: Any) -> Any:
+    """Strip pruning/clustering wrappers into a new model with copied weights.
+
+    QAT models keep their fake-quant wrappers (they carry the learned ranges) and are only read.
+    """
+    from edgekit.keras.quantization import is_qat_model
+
+    model = _trained_model(model)
+    if is_qat_model(model):
+        return model
+    names = {type(layer).__name__ for layer in model.layers}
+    stripped = model
+    if "PruneLowMagnitude" in names:
+        stripped = tfmot().sparsity.keras.strip_pruning(stripped)
+    if "ClusterWeights" in names or "ClusterWeightsMHA" in names:
+        stripped = tfmot().clustering.keras.strip_clustering(stripped)
+    copy = keras.models.clone_model(stripped)
+    copy.set_weights(stripped.get_weights())
+    return copy
+
+
+class TargetFitCheck(keras.callbacks.Callback):
+    """Every `every_n_epochs`, convert a copy for `target` and log whether it fits.
+
+    Logged (prefixed with the target name, e.g. `cortex-m4/tensor_arena_bytes`):
+    `model_bytes`, `tensor_arena_bytes` (MCU targets), `fits_budget` (1.0 or 0.0) and
+    `top1_agreement` of the converted model with the Keras model on `samples` inputs.
+    The model being trained is never modified: pruning/clustering wrappers are stripped from
+    a copy. With `stop_when_fits=True`, training stops at the first epoch that fits.
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        calibration: Any,
+        every_n_epochs: int = 1,
+        stop_when_fits: bool = False,
+        samples: int = 32,
+    ) -> None:
+        super().__init__()
+        from edgekit.targets import load_target
+
+        self.profile = load_target(target)
+        self.calibration = np.asarray(calibration, dtype=np.float32)
+        if self.calibration.ndim < 2 or len(self.calibration) == 0:
+            raise EdgekitError(
+                f"TargetFitCheck needs a batch of calibration inputs; received shape "
+                f"{list(self.calibration.shape)}"
+            )
+        self.every_n_epochs = max(1, int(every_n_epochs))
+        self.stop_when_fits = stop_when_fits
+        self.samples = samples
+        self.history: list[dict[str, float]] = []
+
+    def measure(self, model: Any) -> dict[str, float]:
+        """Convert a deployable copy of `model` and return the figures (unprefixed)."""
+        from edgekit.checks import check_model
+        from edgekit.converters.tflite import convert
+        from edgekit.keras.quantization import is_qat_model
+        from edgekit.models import from_keras
+        from edgekit.tflite_model import read_tflite
+        from edgekit.verify import run_litert
+
+        started = time.perf_counter()
+        snapshot = deployable_copy(model)
+        loaded = from_keras(snapshot, "TargetFitCheck")
+        quant = self.profile.quantization
+        converted = convert(
+            loaded,
+            quant.scheme,
+            io_dtype=quant.io_dtype,
+            per_channel=quant.per_channel,
+            calibration=None if is_qat_model(snapshot) else self.calibration,
+        )
+        tflite = read_tflite(converted.data, "TargetFitCheck.tflite")
+        figures: dict[str, float] = {"model_bytes": float(converted.model_bytes)}
+        arena = None
+        if self.profile.is_mcu:
+            from edgekit.converters.tflm import measure_arena, missing_ops
+
+            if not missing_ops(tflite):
+                arena = measure_arena(tflite).tensor_arena_bytes
+                figures["tensor_arena_bytes"] = float(arena)
+        checks = check_model(tflite, self.profile, arena, measure=False)
+        budget = [
+            c for c in checks if c.name.endswith(("budget", "parameter_cache", "runtime_ops"))
+        ]
+        figures["fits_budget"] = float(all(c.ok for c in budget))
+        x = self.calibration[: self.samples]
+        expected = np.asarray(snapshot(x, training=False)).reshape(len(x), -1)
+        got = run_litert(converted.data, x).values.reshape(len(x), -1)
+        if expected.shape[1] > 1:
+            figures["top1_agreement"] = float(np.mean(expected.argmax(1) == got.argmax(1)))
+        figures["seconds"] = time.perf_counter() - started
+        return figures
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        figures = self.measure(self.model)
+        self.history.append({"epoch": float(epoch), **figures})
+        if logs is not None:
+            for key, value in figures.items():
+                logs[f"{self.profile.name}/{key}"] = value
+        if self.stop_when_fits and figures["fits_budget"] == 1.0:
+            self.model.stop_training = True

@@ -51,8 +51,13 @@ def convert(
     io_dtype: str = "float32",
     per_channel: bool = True,
     calibration: np.ndarray | None = None,
+    sparse: bool = False,
 ) -> ConvertedModel:
-    """Convert with the TFLite converter. Full-integer schemes need `calibration` inputs."""
+    """Convert with the TFLite converter. Full-integer schemes need `calibration` inputs.
+
+    `sparse=True` adds `EXPERIMENTAL_SPARSITY`: pruned weights are stored in TFLite's sparse
+    format (smaller file; only some kernels, e.g. XNNPACK's, run it without densifying).
+    """
     if scheme not in SCHEMES:
         raise EdgekitError(f"unknown quantization scheme {scheme!r}; expected one of {SCHEMES}")
     if loaded.is_tflite:
@@ -75,6 +80,11 @@ def convert(
             )
             if scheme != "float32":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if sparse:
+                converter.optimizations = [
+                    *converter.optimizations,
+                    tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
+                ]
             if scheme == "float16":
                 converter.target_spec.supported_types = [tf.float16]
             if needs_data and not qat:  # QAT models bring the ranges learned in training

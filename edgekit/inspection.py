@@ -117,6 +117,33 @@ def op_macs(model: TFLiteModel, op: Operator) -> int:
     return 0
 
 
+WEIGHT_INPUTS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
+
+
+def weight_tensors(model: TFLiteModel) -> list[tuple[Operator, int]]:
+    """(op, tensor index) of the constant weights of conv, depthwise, dense and
+    transpose-conv ops: the tensors pruning and clustering act on."""
+    found = []
+    for op in model.operators:
+        position = WEIGHT_INPUTS.get(op.name)
+        if position is not None and len(op.inputs) > position:
+            idx = op.inputs[position]
+            if idx >= 0 and model.weights(idx) is not None:
+                found.append((op, idx))
+    return found
+
+
+def weight_sparsity(model: TFLiteModel, ops: tuple[str, ...] | None = None) -> float:
+    """Zero fraction over the weight tensors of `ops` (default: all of WEIGHT_INPUTS)."""
+    zeros = size = 0
+    for op, idx in weight_tensors(model):
+        if ops is None or op.name in ops:
+            values = model.weights(idx)
+            zeros += int((values == 0).sum())
+            size += values.size
+    return zeros / size if size else 0.0
+
+
 def activation_lower_bound(model: TFLiteModel) -> tuple[int, int]:
     """(bytes, op index): the largest total of activation tensors alive at one op."""
     n_ops = len(model.operators)

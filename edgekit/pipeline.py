@@ -272,6 +272,7 @@ def _run(
                 )
         deployed = read_tflite(converted.data, f"{loaded.name}_{scheme}.tflite")
         report.metrics["float_model_bytes"] = len(reference)
+        _sparse_size(loaded, converted, deployed, calib, report, steps)
 
     model_file = staging / f"{_slug(loaded.name)}_{scheme}.tflite"
     model_file.write_bytes(deployed.data)
@@ -324,6 +325,46 @@ def _run(
             step.detail = f"{result.samples} samples on {', '.join(result.runtimes)}"
             _record_verification(result, report)
     return report
+
+
+SPARSE_FORMAT_THRESHOLD = 0.3
+
+
+def _sparse_size(loaded, converted, deployed, calib, report: DeployReport, steps: _Steps) -> None:
+    """gzip size always; for pruned models also the size in TFLite's sparse format."""
+    import gzip
+
+    from edgekit.inspection import weight_sparsity
+
+    sparsity = weight_sparsity(deployed)
+    report.metrics["weight_sparsity"] = round(sparsity, 4)
+    report.metrics["model_gzip_bytes"] = len(gzip.compress(deployed.data, compresslevel=9))
+    if sparsity < SPARSE_FORMAT_THRESHOLD:
+        steps.skip(
+            "convert sparse format",
+            f"weights are {100 * sparsity:.0f} % zeros (< {100 * SPARSE_FORMAT_THRESHOLD:.0f} %)",
+        )
+        return
+    from edgekit.converters.tflite import convert
+
+    with steps.run("convert sparse format") as step:
+        try:
+            sparse = convert(
+                loaded,
+                converted.scheme,
+                io_dtype=converted.io_dtype,
+                per_channel=converted.per_channel,
+                calibration=None if calib is None else calib.x,
+                sparse=True,
+            )
+        except ToolError as exc:
+            step.detail = f"not available: {exc}"
+            return
+        report.metrics["model_sparse_bytes"] = sparse.model_bytes
+        step.detail = (
+            f"{sparse.model_bytes:,} bytes with EXPERIMENTAL_SPARSITY (size only; the bundle "
+            "keeps the dense model, which every runtime runs)"
+        )
 
 
 def _tflm_step(

@@ -7,7 +7,8 @@
 - `target`: the profile as used (see `edgekit targets show NAME --json`)
 - `artifacts`: [{path, role, bytes, sha256}], paths relative to the bundle
 - `metrics`: float_accuracy, deployed_accuracy, top1_agreement, output_sqnr_db, model_bytes,
-  float_model_bytes, parameters, macs, activation_lower_bound_bytes, validation_samples,
+  float_model_bytes, model_gzip_bytes, weight_sparsity, model_sparse_bytes (pruned models),
+  parameters, macs, activation_lower_bound_bytes, validation_samples,
   accuracy_meaningful, and for MCU targets tensor_arena_bytes, tensor_arena_minimum_bytes,
   tflm_accuracy, tflm_top1_agreement, tflm_max_diff_steps
 - `checks`: [{name, ok, detail}]
@@ -98,6 +99,9 @@ METRIC_ROWS = (
     ("output_sqnr_db", "db", "signal-to-quantization-noise of the output vs float"),
     ("model_bytes", "bytes", "size of the deployed .tflite"),
     ("float_model_bytes", "bytes", "size of the float32 .tflite"),
+    ("model_gzip_bytes", "bytes", "deployed .tflite after gzip -9 (what pruning buys on the wire)"),
+    ("model_sparse_bytes", "bytes", "size in TFLite's sparse format (EXPERIMENTAL_SPARSITY)"),
+    ("weight_sparsity", "pct", "zeros in conv/depthwise/dense weights of the deployed model"),
     ("parameters", "", "constant tensor elements (weights, biases)"),
     ("macs", "", "multiply-accumulates per inference"),
     ("tensor_arena_bytes", "bytes", "TFLM arena to allocate: measured minimum + alignment margin"),

@@ -43,3 +43,18 @@ def digits_tflite(example, example_loaded, tmp_path_factory):
         path.write_bytes(converted.data)
         paths[name] = path
     return paths
+
+
+@pytest.fixture()
+def base_model(example):
+    """A fresh tf_keras copy of the trained example (tests may wrap and train it)."""
+    from edgekit._tf import tf_keras
+
+    return tf_keras().models.load_model(example.model_path)
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    from edgekit.examples.digits import digits_splits
+
+    return digits_splits()

@@ -1,0 +1,102 @@
+"""Pruning: schedules, wrappers, errors, and sparsity that reaches the int8 model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import tf_keras
+
+import edgekit
+from edgekit import keras as ek
+from edgekit.errors import EdgekitError
+from edgekit.inspection import weight_sparsity
+from edgekit.tflite_model import load_tflite
+
+PRUNED_OPS = ("CONV_2D", "FULLY_CONNECTED")  # tfmot does not prune depthwise kernels
+
+
+def test_schedule_from_epochs():
+    schedule = ek.pruning_schedule(0.8, epochs=10, steps_per_epoch=50)
+    assert isinstance(schedule, ek.PolynomialDecay)
+    assert (schedule.begin_step, schedule.end_step, schedule.frequency) == (0, 400, 5)
+    assert schedule.power == 3 and schedule.final_sparsity == 0.8
+    late = ek.pruning_schedule(0.5, epochs=10, steps_per_epoch=20, begin_epoch=2, end_epoch=6)
+    assert (late.begin_step, late.end_step) == (40, 120)
+    constant = ek.pruning_schedule(0.5, epochs=3, steps_per_epoch=10, constant=True)
+    assert isinstance(constant, ek.ConstantSparsity)
+    with pytest.raises(EdgekitError, match="sparsity must satisfy"):
+        ek.pruning_schedule(1.2, epochs=3, steps_per_epoch=10)
+
+
+def test_subclassed_and_unwrappable_layers_get_clear_errors():
+    keras = tf_keras()
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    net = Net()
+    net(np.zeros((1, 4), np.float32))
+    with pytest.raises(EdgekitError, match="subclassed model.*Sequential and Functional"):
+        ek.prune_low_magnitude(net)
+
+    class Scale(keras.layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(name="w", shape=(shape[-1],))
+
+        def call(self, x):
+            return x * self.w
+
+    model = keras.Sequential([keras.Input((4,)), Scale(name="my_scale"), keras.layers.Dense(2)])
+    with pytest.raises(EdgekitError) as info:
+        ek.prune_low_magnitude(model)
+    message = str(info.value)
+    assert "'my_scale' (Scale)" in message and "PrunableLayer" in message
+    assert "\n" not in message
+
+
+def test_keras3_model_is_rebuilt_for_tfmot():
+    import keras as keras3
+
+    k3 = keras3.Sequential(
+        [keras3.Input((8, 8, 1)), keras3.layers.Conv2D(8, 3), keras3.layers.Flatten(),
+         keras3.layers.Dense(10)]
+    )  # fmt: skip
+    pruned = ek.prune_low_magnitude(k3, ek.ConstantSparsity(0.5, 0))
+    assert type(pruned).__module__.startswith("tf_keras")
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    rebuilt = ek.ensure_tf_keras(k3)
+    assert np.allclose(rebuilt(x).numpy(), np.asarray(k3(x)), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_pruning_reaches_the_deployed_models(base_model, digits_data, tmp_path):
+    train, calib, val = digits_data
+    steps = int(np.ceil(len(train.x) / 32))
+    pruned = ek.prune_low_magnitude(
+        base_model, ek.pruning_schedule(0.8, epochs=4, steps_per_epoch=steps)
+    )
+    pruned.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    history = pruned.fit(
+        train.x, train.y, epochs=4, batch_size=32, verbose=0,
+        callbacks=[ek.callbacks.UpdatePruningStep(), ek.callbacks.SparsityLogger()],
+    )  # fmt: skip
+    assert history.history["sparsity/total"][-1] == pytest.approx(0.8, abs=0.01)
+    assert history.history["sparsity/total"][0] < history.history["sparsity/total"][-1]
+    assert any(key.startswith("sparsity/dense") for key in history.history)
+    stripped = ek.strip_pruning(pruned)
+    for target in ("cortex-m4", "coral"):
+        bundle = edgekit.deploy(stripped, target, calibration=calib.x, validation=(val.x, val.y),
+                                out=tmp_path)  # fmt: skip
+        assert bundle.ok, bundle.report.failed_checks()
+        deployed = next(a.path for a in bundle.report.artifacts if a.role == "deployed model")
+        model = load_tflite(bundle.path / deployed)
+        assert weight_sparsity(model, PRUNED_OPS) >= 0.78
+        m = bundle.report.metrics
+        assert m["model_gzip_bytes"] < 0.6 * m["model_bytes"]
+        assert m["model_sparse_bytes"] < m["model_bytes"]
+        assert m["deployed_accuracy"] > 0.8

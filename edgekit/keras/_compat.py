@@ -142,12 +142,19 @@ def ensure_tf_keras(model: Any) -> Any:
 
 
 def tfmot_layer_error(exc: Exception, model: Any, what: str, alternatives: str) -> EdgekitError:
-    """Turn tfmot's "Layer x ... is not supported" into one line naming the layer."""
+    """Turn tfmot's "Layer x ... is not supported" into one line naming the layer.
+
+    tfmot names the layer by its name in some messages and by its class in others.
+    """
     import re
 
     text = str(exc)
-    names = re.findall(r"[Ll]ayer[: ]+'?([\w/.-]+?)'?[:, ]", text)
-    layers = [la for la in getattr(model, "layers", []) if la.name in names]
+    layers = [
+        layer
+        for layer in getattr(model, "layers", [])
+        if re.search(rf"[Ll]ayer:? '?{re.escape(layer.name)}\b", text)
+        or re.search(rf"[Ll]ayer:? {re.escape(type(layer).__name__)}\b", text)
+    ]
     if layers:
         return unsupported_layers_error(what, layers, alternatives)
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -1,14 +1,14 @@
 """Quantization-aware training, backed by tfmot, shaped by the target profile.
 
-`quantize_model(model, target="cortex-m4")` uses per-axis weights when the profile says
-per_channel (all built-in profiles) and per-tensor weights otherwise. `preserve="sparsity"`
+`quantize_model(model, target="cortex-m4")` checks the target: QAT trains int8 with per-axis
+conv weights (tfmot's scheme), which every built-in profile uses; a per-tensor or non-int8
+profile gets a clear error pointing to post-training quantization. `preserve="sparsity"`
 keeps a pruned model's zeros through QAT (tfmot's prune-preserving scheme), `"clusters"` keeps
 a clustered model's centroids, `"sparsity_and_clusters"` both.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from edgekit.errors import EdgekitError
@@ -42,30 +42,6 @@ def quantize_scope(*args: Any) -> Any:
     return tfmot().quantization.keras.quantize_scope(*args)
 
 
-def _per_tensor_scheme() -> Any:
-    """tfmot's default 8-bit scheme with per-tensor weight quantizers."""
-    qk = tfmot().quantization.keras
-    from tensorflow_model_optimization.python.core.quantization.keras import quantizers
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as registry_module,
-    )
-
-    class PerTensorRegistry(registry_module.Default8BitQuantizeRegistry):
-        def get_quantize_config(self, layer):
-            config = copy.copy(super().get_quantize_config(layer))
-            if hasattr(config, "weight_quantizer"):
-                config.weight_quantizer = quantizers.LastValueQuantizer(
-                    num_bits=8, per_axis=False, symmetric=True, narrow_range=True
-                )
-            return config
-
-    class PerTensorScheme(qk.default_8bit.Default8BitQuantizeScheme):
-        def get_quantize_registry(self):
-            return PerTensorRegistry()
-
-    return PerTensorScheme()
-
-
 def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
     """The tfmot quantize scheme for a target profile and what to preserve."""
     if preserve not in PRESERVE:
@@ -82,8 +58,14 @@ def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
                 f"{profile.quantization.scheme}. Deploy it with post-training quantization"
             )
         per_channel = profile.quantization.per_channel
-    if preserve is not None and not per_channel:
-        raise EdgekitError("sparsity/cluster-preserving QAT is per-channel only in tfmot")
+    if not per_channel:
+        # Swapping tfmot's weight quantizers for per-tensor ones breaks its Conv+BatchNorm
+        # folding (measured: the converter then leaves those convs in float). Refuse instead.
+        raise EdgekitError(
+            f"target {profile.name} wants per-tensor weights, but tfmot's QAT schemes quantize "
+            "conv weights per axis; deploy with post-training quantization (edgekit.deploy "
+            "with calibration data) or use a per-channel target"
+        )
     experimental = tfmot().experimental.combine
     if preserve == "sparsity":
         return experimental.Default8BitPrunePreserveQuantizeScheme()
@@ -91,7 +73,7 @@ def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
         return experimental.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False)
     if preserve == "sparsity_and_clusters":
         return experimental.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
-    return qk.default_8bit.Default8BitQuantizeScheme() if per_channel else _per_tensor_scheme()
+    return qk.default_8bit.Default8BitQuantizeScheme()
 
 
 def quantize_model(model: Any, target: Any = None, preserve: str | None = None) -> Any:

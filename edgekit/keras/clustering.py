@@ -41,4 +41,10 @@ def cluster_weights(
 
 
 def strip_clustering(model: Any) -> Any:
+    """Remove clustering wrappers. On a cluster-preserving QAT model, write the centroids back
+    into the QAT kernels (tfmot's `strip_clustering_cqat`) and keep the QAT wrappers."""
+    from edgekit.keras.quantization import is_qat_model
+
+    if is_qat_model(model):
+        return tfmot().experimental.combine.strip_clustering_cqat(model)
     return tfmot().clustering.keras.strip_clustering(model)

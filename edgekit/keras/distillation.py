@@ -106,7 +106,7 @@ class SoftTargetLoss(DistillationLoss):
 
 
 def _resize_like(x: Any, like: Any) -> Any:
-    if x.shape.rank == 4 and x.shape[1:3] != like.shape[1:3]:
+    if len(x.shape) == 4 and tuple(x.shape[1:3]) != tuple(like.shape[1:3]):
         return tf.image.resize(x, like.shape[1:3], method="bilinear")
     return x
 
@@ -136,7 +136,7 @@ class AttentionTransferLoss(_PairedLoss):
         self.p = p
 
     def attention(self, feature: Any) -> Any:
-        if feature.shape.rank != 4:
+        if len(feature.shape) != 4:
             raise EdgekitError(
                 f"attention transfer needs 4-D feature maps (N, H, W, C); received {feature.shape}"
             )

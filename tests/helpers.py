@@ -45,3 +45,17 @@ def convert_keras(model, scheme="int8", io_dtype="int8", calibration=None, per_c
         loaded, scheme, io_dtype=io_dtype, calibration=calibration, per_channel=per_channel
     ).data
     return data, read_tflite(data, f"{model.name}.tflite")
+
+
+def model_with_custom_layer():
+    """Sequential model whose layer 'my_scale' (class Scale) has weights tfmot cannot wrap."""
+    keras = tf_keras()
+
+    class Scale(keras.layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(name="w", shape=(shape[-1],))
+
+        def call(self, x):
+            return x * self.w
+
+    return keras.Sequential([keras.Input((4,)), Scale(name="my_scale"), keras.layers.Dense(2)])

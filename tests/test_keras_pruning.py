@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import tf_keras
+from helpers import model_with_custom_layer, tf_keras
 
 import edgekit
 from edgekit import keras as ek
@@ -44,14 +44,7 @@ def test_subclassed_and_unwrappable_layers_get_clear_errors():
     with pytest.raises(EdgekitError, match="subclassed model.*Sequential and Functional"):
         ek.prune_low_magnitude(net)
 
-    class Scale(keras.layers.Layer):
-        def build(self, shape):
-            self.w = self.add_weight(name="w", shape=(shape[-1],))
-
-        def call(self, x):
-            return x * self.w
-
-    model = keras.Sequential([keras.Input((4,)), Scale(name="my_scale"), keras.layers.Dense(2)])
+    model = model_with_custom_layer()
     with pytest.raises(EdgekitError) as info:
         ek.prune_low_magnitude(model)
     message = str(info.value)

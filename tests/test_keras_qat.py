@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import tf_keras
+from helpers import model_with_custom_layer
 
 import edgekit
 from edgekit import keras as ek
@@ -54,16 +54,7 @@ def test_qat_rejects_float_targets_and_subclassed_models(base_model):
 
 
 def test_unsupported_layer_is_named(tmp_path):
-    keras = tf_keras()
-
-    class Scale(keras.layers.Layer):
-        def build(self, shape):
-            self.w = self.add_weight(name="w", shape=(shape[-1],))
-
-        def call(self, x):
-            return x * self.w
-
-    model = keras.Sequential([keras.Input((4,)), Scale(name="my_scale"), keras.layers.Dense(2)])
+    model = model_with_custom_layer()
     with pytest.raises(EdgekitError, match=r"'my_scale' \(Scale\).*QuantizeConfig"):
         ek.quantize_model(model)
 

@@ -130,3 +130,17 @@ def test_pruned_student_distills_and_keeps_sparsity(base_model, digits_data):
     distiller.fit(train.x[:256], train.y[:256], epochs=1, verbose=0,
                   callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
     assert ek.total_sparsity(distiller.student) == pytest.approx(0.5, abs=0.01)
+
+
+def test_qat_wrapped_student_distills_by_original_layer_names(base_model, digits_data):
+    keras = tf_keras()
+    train = digits_data[0]
+    student = ek.quantize_model(_student(keras), target="cortex-m4")
+    distiller = ek.Distiller(
+        student, base_model,
+        [ek.SoftTargetLoss(2.0), ek.AttentionTransferLoss([("s_conv", "conv2d")])],
+    )  # fmt: skip
+    distiller.compile("adam", "sparse_categorical_crossentropy")
+    history = distiller.fit(train.x[:256], train.y[:256], epochs=2, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+    assert any(type(la).__name__ == "QuantizeWrapperV2" for la in distiller.student.layers)

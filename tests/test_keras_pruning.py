@@ -93,3 +93,20 @@ def test_pruning_reaches_the_deployed_models(base_model, digits_data, tmp_path):
         assert m["model_gzip_bytes"] < 0.6 * m["model_bytes"]
         assert m["model_sparse_bytes"] < m["model_bytes"]
         assert m["deployed_accuracy"] > 0.8
+
+
+def test_keras3_functional_model_with_a_merge_is_rebuilt():
+    import keras as keras3
+
+    inputs = keras3.Input((8, 8, 1))
+    a = keras3.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    b = keras3.layers.Conv2D(4, 1, name="b")(inputs)
+    x = keras3.layers.ReLU()(keras3.layers.Add()([a, b]))
+    outputs = keras3.layers.Dense(3)(keras3.layers.GlobalAveragePooling2D()(x))
+    k3 = keras3.Model(inputs, outputs, name="branchy")
+    rebuilt = ek.ensure_tf_keras(k3)
+    assert type(rebuilt).__module__.startswith("tf_keras") and rebuilt.name == "branchy"
+    x = np.random.default_rng(1).random((3, 8, 8, 1), dtype=np.float32)
+    assert np.allclose(rebuilt(x).numpy(), np.asarray(k3(x)), atol=1e-6)
+    pruned = ek.prune_low_magnitude(k3, ek.ConstantSparsity(0.5, 0))
+    assert {"a", "b"} <= set(ek.layer_sparsity(pruned))

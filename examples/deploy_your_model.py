@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import edgekit
-from edgekit._tf import tf_keras  # Keras 2, the Keras tfmot works with
+from edgekit.keras import tf_keras  # Keras 2, the Keras tfmot works with
 
 
 def main(out: str = "edgekit-out") -> int:

@@ -98,8 +98,8 @@ def main() -> None:
 
     strategy = _strategy(args.strategy)  # before any other TensorFlow work
     from edgekit import keras as ek
-    from edgekit._tf import tf_keras
     from edgekit.examples.digits import digits_splits
+    from edgekit.keras import tf_keras
 
     keras = tf_keras()
     train, _, val = digits_splits()

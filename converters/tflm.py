@@ -84,15 +84,6 @@ class ArenaMeasurement:
     def tensor_arena_bytes(self) -> int:
         return self.minimum_bytes + self.margin_bytes
 
-    def to_dict(self) -> dict:
-        return {
-            "tensor_arena_bytes": self.tensor_arena_bytes,
-            "measured_minimum_bytes": self.minimum_bytes,
-            "alignment_margin_bytes": self.margin_bytes,
-            "activation_lower_bound_bytes": self.activation_lower_bound_bytes,
-            "measured_with": "tflite_micro Python interpreter (64-bit host)",
-        }
-
 
 def _tflm_runtime():
     from tflite_micro.python.tflite_micro import runtime

@@ -165,7 +165,3 @@ def render_markdown(report: DeployReport) -> str:
 def write_report(report: DeployReport, directory: Path) -> None:
     (directory / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     (directory / "report.md").write_text(render_markdown(report))
-
-
-def read_report(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -46,10 +46,7 @@ class LoadedModel:
     @property
     def is_qat(self) -> bool:
         """A QAT model: fake-quant wrappers carry ranges learned in training."""
-        return any(
-            type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
-            for layer in getattr(self.keras_model, "layers", [])
-        )
+        return is_qat_model(self.keras_model)
 
     def concrete_function(self) -> Any:
         """A TF concrete function with a fixed [1, ...] input: no dynamic batch survives."""
@@ -75,6 +72,17 @@ class LoadedModel:
     @property
     def trackable(self) -> Any:
         return self.saved_model if self.saved_model is not None else self.keras_model
+
+
+def is_qat_model(model: Any) -> bool:
+    """True when the model carries tfmot fake-quant wrappers (its ranges came from training).
+
+    Checked by class name, so no tfmot import is needed.
+    """
+    return any(
+        type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+        for layer in getattr(model, "layers", [])
+    )
 
 
 def _static_input(shape: Any, source: str) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ from typing import Any
 from edgekit.errors import EdgekitError
 from edgekit.keras._compat import ensure_tf_keras, tfmot_layer_error
 from edgekit.keras._tfmot import tfmot
+from edgekit.models import is_qat_model  # noqa: F401  (re-exported; one definition)
 
 QAT_ALTERNATIVES = (
     "give it a custom QuantizeConfig with quantize_annotate_layer(layer, config) inside "
@@ -91,11 +92,3 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
         return qk.quantize_apply(qk.quantize_annotate_model(model), scheme)
     except (RuntimeError, ValueError) as exc:
         raise tfmot_layer_error(exc, model, "quantize", QAT_ALTERNATIVES) from exc
-
-
-def is_qat_model(model: Any) -> bool:
-    """True when the model carries tfmot fake-quant wrappers (its ranges came from training)."""
-    return any(
-        type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
-        for layer in getattr(model, "layers", [])
-    )

@@ -167,14 +167,14 @@ def _load_keras_file(path: Path, custom_objects: dict | None) -> LoadedModel:
             )
         else:
             model = keras2.models.load_model(path, custom_objects=custom_objects, compile=False)
-    except ValueError as exc:
-        if "Quantize" not in str(exc) and "Prune" not in str(exc) and "Cluster" not in str(exc):
-            raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
-        model = _load_with_tfmot_scope(path, custom_objects, keras2)
     except EdgekitError:
         raise
     except Exception as exc:
-        raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
+        # tfmot wrappers are unknown classes outside its scopes: Keras reports them as a
+        # ValueError (unknown layer) or, inside Sequential, a TypeError naming the class.
+        if not any(name in str(exc) for name in ("Quantize", "Prune", "Cluster")):
+            raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
+        model = _load_with_tfmot_scope(path, custom_objects, keras2)
     return from_keras(model, str(path), name=path.stem)
 
 
@@ -188,10 +188,21 @@ def _load_with_tfmot_scope(path: Path, custom_objects: dict | None, keras2: Any)
     if path.suffix == ".keras":
         options["safe_mode"] = True
     try:
-        with mot.quantization.keras.quantize_scope(), mot.sparsity.keras.prune_scope():
+        with (
+            mot.quantization.keras.quantize_scope(),
+            mot.sparsity.keras.prune_scope(),
+            mot.clustering.keras.cluster_scope(),
+        ):
             return keras2.models.load_model(path, **options)
     except Exception as exc:
-        raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
+        hint = ""
+        if path.suffix == ".keras" and "variables during loading" in str(exc):
+            hint = (
+                "; tfmot QAT models do not load back from .keras files (tfmot bug, "
+                "tensorflow/model-optimization#1123): save them as .h5, or "
+                "deploy the live model"
+            )
+        raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)}){hint}") from exc
 
 
 def _check_hdf5(path: Path) -> None:

@@ -17,33 +17,56 @@ from edgekit.targets import Quantization, load_target
 from edgekit.tflite_model import load_tflite, read_tflite
 
 
-def _conv_weight_scales(model):
-    return [
-        len(model.tensors[idx].quant.scales)
-        for op, idx in weight_tensors(model)
-        if op.name == "CONV_2D"
-    ]
-
-
 def _train(model, data, epochs=1, callbacks=()):
     model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
     model.fit(data.x, data.y, epochs=epochs, batch_size=32, verbose=0, callbacks=list(callbacks))
     return model
 
 
-def test_per_axis_from_the_target_and_per_tensor_refused(base_model, digits_data):
+def _weight_scales(model, ops=("CONV_2D", "DEPTHWISE_CONV_2D")):
+    return {
+        op.name + str(op.index): len(model.tensors[idx].quant.scales)
+        for op, idx in weight_tensors(model)
+        if op.name in ops
+    }
+
+
+def test_per_axis_or_per_tensor_comes_from_the_target(base_model, digits_data):
     from edgekit.converters.tflite import convert
 
-    qat = _train(ek.quantize_model(base_model, target="cortex-m4"), digits_data[0].head(256))
+    train = digits_data[0].head(256)
+    qat = _train(ek.quantize_model(base_model, target="cortex-m4"), train)
     model = read_tflite(convert(from_keras(qat), "int8", io_dtype="int8").data)
-    scales = _conv_weight_scales(model)
-    assert scales and all(n > 1 for n in scales)
+    scales = _weight_scales(model)
+    assert len(scales) == 3 and all(n > 1 for n in scales.values())
     assert {t.dtype for t in model.tensors if not t.is_constant} == {"INT8"}
+
     per_tensor = replace(
         load_target("cortex-m4"), quantization=Quantization("int8", "int8", per_channel=False)
     )
-    with pytest.raises(EdgekitError, match="per-tensor weights.*post-training quantization"):
-        ek.quantize_model(base_model, target=per_tensor)
+    qat = _train(ek.quantize_model(base_model, target=per_tensor), train)
+    assert "BatchNormalization" not in {type(layer.layer).__name__ for layer in qat.layers
+                                        if hasattr(layer, "layer")}  # fmt: skip
+    model = read_tflite(convert(from_keras(qat), "int8", io_dtype="int8", per_channel=False).data)
+    # Every conv kernel (the BatchNorm-followed ones and the Conv+ReLU one) has one scale.
+    assert _weight_scales(model, ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")) == {
+        "CONV_2D0": 1, "DEPTHWISE_CONV_2D1": 1, "CONV_2D2": 1,
+        "FULLY_CONNECTED7": 1, "FULLY_CONNECTED8": 1,
+    }  # fmt: skip
+    assert {t.dtype for t in model.tensors if not t.is_constant} == {"INT8"}
+    with pytest.raises(EdgekitError, match="per-tensor weights.*per-axis only"):
+        ek.quantize_model(base_model, target=per_tensor, preserve="sparsity")
+
+
+def test_saved_qat_model_loads_from_h5_and_keras_files_get_a_hint(base_model, tmp_path):
+    from edgekit.models import load_model
+
+    qat = ek.quantize_model(base_model, target="cortex-m4")
+    qat.save(tmp_path / "qat.h5")
+    assert load_model(tmp_path / "qat.h5").is_qat
+    qat.save(tmp_path / "qat.keras")
+    with pytest.raises(EdgekitError, match=r"qat.keras: cannot load.*save them as .h5"):
+        load_model(tmp_path / "qat.keras")
 
 
 def test_qat_rejects_float_targets_and_subclassed_models(base_model):

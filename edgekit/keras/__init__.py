@@ -32,6 +32,8 @@ _EXPORTS = {
     "quantize_annotate_model": "edgekit.keras.quantization",
     "quantize_apply": "edgekit.keras.quantization",
     "quantize_scope": "edgekit.keras.quantization",
+    "per_tensor_scheme": "edgekit.keras.quantization",
+    "fold_batchnorm": "edgekit.keras.folding",
     # clustering
     "cluster_weights": "edgekit.keras.clustering",
     "strip_clustering": "edgekit.keras.clustering",

@@ -1,7 +1,8 @@
 """Quantization-aware training, backed by tfmot, shaped by the target profile.
 
-`quantize_model(model, target="cortex-m4")` checks the target: QAT trains int8 with per-axis
-conv weights (tfmot's scheme), which every built-in profile uses; a per-tensor or non-int8
+`quantize_model(model, target="cortex-m4")` reads the target: QAT trains int8, with per-axis
+conv weights (tfmot's scheme, every built-in profile) or, for a `per_channel = false` profile,
+one scale per kernel after folding BatchNorm (`per_tensor_scheme`, `fold_batchnorm`). A non-int8
 profile gets a clear error pointing to post-training quantization. `preserve="sparsity"`
 keeps a pruned model's zeros through QAT (tfmot's prune-preserving scheme), `"clusters"` keeps
 a clustered model's centroids, `"sparsity_and_clusters"` both.
@@ -9,6 +10,7 @@ a clustered model's centroids, `"sparsity_and_clusters"` both.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from edgekit.errors import EdgekitError
@@ -60,13 +62,13 @@ def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
             )
         per_channel = profile.quantization.per_channel
     if not per_channel:
-        # Swapping tfmot's weight quantizers for per-tensor ones breaks its Conv+BatchNorm
-        # folding (measured: the converter then leaves those convs in float). Refuse instead.
-        raise EdgekitError(
-            f"target {profile.name} wants per-tensor weights, but tfmot's QAT schemes quantize "
-            "conv weights per axis; deploy with post-training quantization (edgekit.deploy "
-            "with calibration data) or use a per-channel target"
-        )
+        if preserve is not None:
+            raise EdgekitError(
+                f"target {profile.name} wants per-tensor weights; tfmot's {preserve}-preserving "
+                "QAT schemes are per-axis only. Use a per-channel target, or QAT without "
+                "preserve= (the zeros/centroids then drift during QAT)"
+            )
+        return per_tensor_scheme()
     experimental = tfmot().experimental.combine
     if preserve == "sparsity":
         return experimental.Default8BitPrunePreserveQuantizeScheme()
@@ -77,9 +79,98 @@ def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
     return qk.default_8bit.Default8BitQuantizeScheme()
 
 
+def per_tensor_scheme() -> Any:
+    """tfmot's 8-bit scheme with one scale per weight tensor (for per-tensor targets).
+
+    tfmot's `disable_per_axis=True` covers layers it fake-quantizes through its registry, but
+    its Conv/Dense + ReLU transform gives the conv a no-op config, leaving the converter to
+    quantize that kernel per channel. Here such kernels get a per-tensor weight quantizer
+    instead. Fold BatchNorm first (`fold_batchnorm`); `quantize_model` does.
+
+    >>> scheme = per_tensor_scheme()                                    # doctest: +SKIP
+    """
+    qk = tfmot().quantization.keras
+    base = qk.default_8bit.Default8BitQuantizeScheme
+    configs = _qk_module("default_8bit.default_8bit_quantize_configs")
+    registry = _qk_module("default_8bit.default_8bit_quantize_registry")
+    layout = _qk_module("default_8bit.default_8bit_quantize_layout_transform")
+    transforms = _qk_module("default_8bit.default_8bit_transforms")
+    model_transformer = _qk_module("graph_transformations.model_transformer")
+
+    kernels = {"Conv2D": "kernel", "Dense": "kernel", "DepthwiseConv2D": "depthwise_kernel"}
+
+    def weights_only(match_layer: Any) -> Any:
+        # The ReLU after the layer is quantized by the registry; the layer keeps its weights'
+        # fake quantizer (per tensor) and no output quantizer, so nothing splits layer + ReLU.
+        producer = match_layer.input_layers[0]
+        attr = kernels.get(producer.layer["class_name"])
+        producer.metadata["quantize_config"] = (
+            registry.Default8BitQuantizeConfig([attr], [], False)
+            if attr
+            else configs.NoOpQuantizeConfig()
+        )
+        return match_layer
+
+    class ReLUQuantize(transforms.LayerReLUQuantize):
+        replacement = staticmethod(weights_only)
+
+        def custom_objects(self) -> dict:
+            config = registry.Default8BitQuantizeConfig
+            return {**super().custom_objects(), "Default8BitQuantizeConfig": config}
+
+    class ReLUActivationQuantize(ReLUQuantize, transforms.LayerReluActivationQuantize):
+        pattern = transforms.LayerReluActivationQuantize.pattern
+
+    class Layout(layout.Default8BitQuantizeLayoutTransform):
+        def apply(self, model: Any, layer_quantize_map: dict) -> Any:
+            swap = {
+                transforms.LayerReLUQuantize: ReLUQuantize,
+                transforms.LayerReluActivationQuantize: ReLUActivationQuantize,
+            }
+            steps = [swap.get(type(t), type(t))() for t in _default_transforms(transforms)]
+            return model_transformer.ModelTransformer(
+                model, steps, set(layer_quantize_map), layer_quantize_map
+            ).transform()
+
+    class PerTensorScheme(base):
+        def __init__(self) -> None:
+            super().__init__(disable_per_axis=True)
+
+        def get_layout_transformer(self) -> Any:
+            return Layout()
+
+    return PerTensorScheme()
+
+
+def _qk_module(name: str) -> Any:
+    """A module of tfmot's internal quantization.keras package (not part of its public API)."""
+    tfmot()  # imports TensorFlow the edgekit way first
+    return importlib.import_module(
+        f"tensorflow_model_optimization.python.core.quantization.keras.{name}"
+    )
+
+
+def _default_transforms(transforms: Any) -> list:
+    """tfmot's Default8BitQuantizeLayoutTransform list, in its order."""
+    names = (
+        "InputLayerQuantize", "SeparableConv1DQuantize", "SeparableConvQuantize",
+        "Conv2DReshapeBatchNormReLUQuantize", "Conv2DReshapeBatchNormActivationQuantize",
+        "Conv2DBatchNormReLUQuantize", "Conv2DBatchNormActivationQuantize",
+        "Conv2DReshapeBatchNormQuantize", "Conv2DBatchNormQuantize",
+        "ConcatTransform6Inputs", "ConcatTransform5Inputs", "ConcatTransform4Inputs",
+        "ConcatTransform3Inputs", "ConcatTransform", "DenseBatchNormQuantize",
+        "DenseBatchNormReLUQuantize", "DenseBatchNormActivationQuantize",
+        "LayerReLUQuantize", "LayerReluActivationQuantize",
+    )  # fmt: skip
+    return [getattr(transforms, name)() for name in names]
+
+
 def quantize_model(model: Any, target: Any = None, preserve: str | None = None) -> Any:
     """Wrap a model for QAT. Deploy the trained model as is: it converts to full int8 with
     the ranges learned in training (no calibration data needed).
+
+    A per-tensor target (`per_channel = false`) first folds BatchNorm into the conv before it
+    (`fold_batchnorm`), so the kernel trained with one scale is the kernel that ships.
 
     >>> qat = quantize_model(model, target="cortex-m4")            # doctest: +SKIP
     >>> qat.fit(x, y, epochs=2)                                     # doctest: +SKIP
@@ -87,6 +178,10 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
     """
     model = ensure_tf_keras(model)
     scheme = scheme_for(target, preserve)
+    if getattr(scheme, "_disable_per_axis", False):
+        from edgekit.keras.folding import fold_batchnorm
+
+        model = fold_batchnorm(model, strict=True)
     qk = tfmot().quantization.keras
     try:
         return qk.quantize_apply(qk.quantize_annotate_model(model), scheme)

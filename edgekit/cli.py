@@ -305,6 +305,12 @@ def deploy(
     return 0 if bundle.ok else 1
 
 
+from edgekit.cli_bench import bench_cmd, results  # noqa: E402  (light: click + stdlib only)
+
+cli.add_command(bench_cmd)
+cli.add_command(results)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit codes 0/1/2, tracebacks only with --debug."""
     args = list(sys.argv[1:] if argv is None else argv)

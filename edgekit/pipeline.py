@@ -216,6 +216,7 @@ def deploy(
         }
         if calib is not None and calib.source == "random":
             report.metrics["accuracy_meaningful"] = False
+        _harness_step(profile, staging, final, report)
         report.status = "deployed" if report.ok else "failed"
         write_report(report, staging)
         _publish(staging, final, force)
@@ -443,6 +444,30 @@ def _edgetpu_step(
         log.rename(staging / log.name)
         report.artifacts.append(Artifact.of(staging / log.name, staging, "Edge TPU compiler log"))
     shutil.rmtree(compile_dir, ignore_errors=True)
+
+
+def _harness_step(profile: TargetProfile, staging: Path, final: Path, report: DeployReport) -> None:
+    """The target's benchmark harness and the one-line command that runs it."""
+    from edgekit.bench.bundle import bench_commands, copy_harness
+
+    for path in copy_harness(profile.harness, staging):
+        report.artifacts.append(Artifact.of(path, staging, "benchmark harness"))
+    roles = {a.role: a.path for a in report.artifacts}
+    model = roles.get("Edge TPU model") if profile.delegate == "edgetpu" else None
+    if profile.delegate == "edgetpu" and model is None:
+        report.notes.append(
+            "the on-device benchmark needs the Edge TPU-compiled model: run edgetpu_compiler "
+            "(command above) and pass its output to the harness"
+        )
+    commands = bench_commands(
+        profile.harness,
+        profile.transport,
+        str(final.resolve()),
+        model or roles["deployed model"],
+        profile.threads,
+        profile.delegate,
+    )
+    report.bench = {"harness": profile.harness, "transport": profile.transport, **commands}
 
 
 def _record_verification(result, report: DeployReport) -> None:

@@ -63,6 +63,7 @@ class DeployReport:
     steps: list[Step] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     edgetpu: dict[str, Any] | None = None
+    bench: dict[str, Any] | None = None  # harness shipped in the bundle and how to run it
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -154,6 +155,17 @@ def render_markdown(report: DeployReport) -> str:
         lines.append(
             f"| {step.name} | {'yes' if step.ran else 'no'} | {step.seconds:.2f} | {step.detail} |"
         )
+    if report.bench:
+        lines += ["", "## Benchmark on the device", ""]
+        lines.append(f"Harness: {report.bench['harness']} (files in `harness/`).")
+        labels = {
+            "host": "From this host",
+            "on_device": "On the device, in the bundle directory",
+            "simulate": "Host simulation (no board)",
+        }
+        for key, label in labels.items():
+            if report.bench.get(key):
+                lines += ["", f"{label}:", "", f"    {report.bench[key]}"]
     lines += ["", "## Files", "", "| path | role | bytes | sha256 |", "|---|---|---|---|"]
     for art in report.artifacts:
         lines.append(f"| {art.path} | {art.role} | {art.bytes:,} | `{art.sha256[:16]}…` |")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -52,6 +55,12 @@ def test_cli_deploy_example_to_coral(tmp_path):
     model = load_tflite(bundle / "digits_int8.tflite")
     assert model.input_tensors()[0].dtype == "UINT8"
     assert "deployed:" in result.stdout
+    assert (
+        report["bench"]["harness"] == "linux"
+        and "--delegate edgetpu" in report["bench"]["on_device"]
+    )
+    assert (bundle / "harness" / "edgekit_harness.py").is_file()
+    assert any("needs the Edge TPU-compiled model" in note for note in report["notes"])
 
     again = run_edgekit("deploy", "--example", "digits", "--target", "coral", "--out", str(out))
     assert again.returncode == 2 and "--force" in again.stderr
@@ -72,6 +81,12 @@ def test_cli_deploy_example_to_mcu_with_json_and_force(tmp_path):
     assert m["tflm_max_diff_steps"] <= 1 and m["tflm_accuracy"] > 0.9
     header = (bundle / "tflm" / "model_ops.h").read_text()
     assert f"kTensorArenaSize = {m['tensor_arena_bytes']};" in header
+    glue = (bundle / "tflm" / "edgekit_model.h").read_text()
+    assert "#define EDGEKIT_MODEL_DATA g_digits_model_data\n" in glue
+    assert "g_digits_model_data[]" in (bundle / "tflm" / "model_data.h").read_text()
+    assert {p.name for p in (bundle / "harness").iterdir()} >= {"main.cc", "edgekit_platform.h",
+                                                                "edgekit_protocol.h"}  # fmt: skip
+    assert report["bench"]["simulate"].endswith("--device tflm-host")
     forced = run_edgekit(*args, "--force")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(forced.stdout)["created"] >= report["created"]
@@ -96,6 +111,19 @@ def test_python_api_with_live_model_and_arrays(example, tmp_path):
     assert bundle.report.metrics["deployed_accuracy"] > 0.9
     assert edgekit.load_target("rpi4").name == "raspberry-pi-4"
     assert edgekit.inspect(bundle.path / "digits_cnn_int8.tflite").macs > 0
+
+    # The bundle carries its harness; the one-line on-device command runs as written.
+    words = shlex.split(bundle.report.bench["on_device"])
+    assert words[:3] == ["python3", "harness/edgekit_harness.py", "digits_cnn_int8.tflite"]
+    proc = subprocess.run([sys.executable, *words[1:], "--runs", "5"], cwd=bundle.path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "ok", proc.stderr
+    assert bundle.report.bench["host"] == f"edgekit bench {bundle.path} --device ssh://USER@HOST"
+    from edgekit.bench import bench
+
+    result = bench(bundle.path, device="local", runs=5, db=tmp_path / "r.db")  # the bundle's target
+    assert result.ok and result.target == "raspberry-pi-4"
+    assert result.model_name == "digits_cnn_int8.tflite"
 
 
 def test_random_calibration_marks_accuracy_meaningless(example, tmp_path):

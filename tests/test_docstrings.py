@@ -22,6 +22,16 @@ MODULES = [
     "edgekit.converters.edgetpu",
     "edgekit.converters.tflite",
     "edgekit._tf",
+    "edgekit.bench.result",
+    "edgekit.bench.store",
+    "edgekit.bench.uri",
+    "edgekit.bench.linux",
+    "edgekit.bench.android",
+    "edgekit.bench.serial_link",
+    "edgekit.bench.compare",
+    "edgekit.bench.bundle",
+    "edgekit.bench.runner",
+    "edgekit.keras.folding",
 ]
 
 

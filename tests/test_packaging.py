@@ -65,8 +65,24 @@ def test_no_generic_top_level_package_in_this_environment(tmp_path):
     assert out.stdout.split() == ["None", "None"]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["targets", "list"], ["targets", "show", "coral"]])
+LIGHT = [
+    ["--help"], ["targets", "list"], ["targets", "show", "coral"], ["bench", "--help"],
+    ["results", "list", "--db", "r.db"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", LIGHT)
 def test_light_commands_do_not_import_tensorflow(args, tmp_path):
+    _assert_no_tensorflow(args, tmp_path)
+
+
+def test_local_bench_does_not_import_tensorflow_on_the_host(digits_tflite, tmp_path):
+    # The harness runs in its own process with LiteRT only; the host side needs no TF.
+    args = ["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--runs", "3", "--db", "r.db"]
+    _assert_no_tensorflow(args, tmp_path)
+
+
+def _assert_no_tensorflow(args, tmp_path):
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "edgekit", *args],
         capture_output=True,

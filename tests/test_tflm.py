@@ -70,7 +70,12 @@ def test_resolver_registers_exactly_the_models_ops(digits_tflite, tmp_path):
     model = load_tflite(digits_tflite["int8"])
     arena = measure_arena(model)
     paths = write_tflm_sources(model, "digits", tmp_path, arena)
-    assert {p.name for p in paths} == {"model_data.h", "model_data.cc", "model_ops.h"}
+    assert {p.name for p in paths} == {
+        "model_data.h",
+        "model_data.cc",
+        "model_ops.h",
+        "edgekit_model.h",
+    }
     header = (tmp_path / "model_ops.h").read_text()
     ops = {name for name, _ in model.opcodes}
     registered = re.findall(r"resolver\.(Add\w+)\(\)", header)

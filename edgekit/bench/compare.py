@@ -1,0 +1,125 @@
+"""Reading results back: ratios between runs, CSV export and latency plots.
+
+>>> from edgekit.bench.result import BenchResult
+>>> a = BenchResult("f.tflite", "a" * 64, "t", "local", "ok", metrics={"latency_ms": {"p50": 2.0}})
+>>> b = BenchResult("q.tflite", "b" * 64, "t", "local", "ok", metrics={"latency_ms": {"p50": 0.5}})
+>>> [row.ratio for row in ratios([a, b], "p50")]
+[1.0, 0.25]
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from edgekit.bench.result import BenchResult
+from edgekit.errors import EdgekitError
+
+CSV_COLUMNS = (
+    "id", "created", "edgekit_version", "model_name", "model_sha256", "target", "device",
+    "transport", "harness", "runtime", "runtime_version", "delegate", "status", "error",
+    "threads", "warmup", "runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
+    "init_ms", "first_inference_ms", "peak_rss_mb", "arena_used_bytes", "delegate_nodes",
+    "total_nodes", "output_digest",
+)  # fmt: skip
+
+
+@dataclass
+class Ratio:
+    run: BenchResult
+    value: float
+    ratio: float  # value / baseline value (< 1: faster than the baseline)
+
+
+def ratios(runs: list[BenchResult], metric: str = "p50") -> list[Ratio]:
+    """Each run's latency `metric` relative to the first run's."""
+    values = []
+    for run in runs:
+        value = (run.metrics.get("latency_ms") or {}).get(metric)
+        if not run.ok or value is None:
+            why = f"failed ({run.error})" if not run.ok else f"has no {metric} latency"
+            raise EdgekitError(f"run {run.id} {why}; compare completed runs only")
+        values.append(float(value))
+    if values[0] <= 0:
+        raise EdgekitError(f"run {runs[0].id} has a zero {metric} latency; pick another baseline")
+    return [Ratio(run, v, v / values[0]) for run, v in zip(runs, values, strict=True)]
+
+
+def compare(store: Any, run_ids: list[int], metric: str = "p50") -> list[Ratio]:
+    if len(run_ids) < 2:
+        raise EdgekitError("compare needs at least two run ids")
+    return ratios([store.get(i) for i in run_ids], metric)
+
+
+def csv_row(run: BenchResult) -> dict[str, Any]:
+    lat = run.metrics.get("latency_ms") or {}
+    row = {c: getattr(run, c, None) for c in CSV_COLUMNS if hasattr(run, c)}
+    row.update({k: run.settings.get(k) for k in ("threads", "warmup", "runs")})
+    row.update({f"{k}_ms": lat.get(k) for k in ("p50", "p90", "p99", "mean", "std", "min")})
+    for key in ("init_ms", "first_inference_ms", "peak_rss_mb", "arena_used_bytes",
+                "delegate_nodes", "total_nodes", "output_digest"):  # fmt: skip
+        row[key] = run.metrics.get(key)
+    return row
+
+
+def write_csv(runs: list[BenchResult], handle: IO[str]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for run in runs:
+        writer.writerow(csv_row(run))
+
+
+@contextmanager
+def atomic_write(path: str | Path, force: bool = False, binary: bool = False) -> Iterator[IO]:
+    """Write to a temporary file beside `path`, rename on success; refuse to overwrite."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise EdgekitError(f"{path} exists; pass --force to replace it")
+    if not path.parent.is_dir():
+        raise EdgekitError(f"{path.parent} is not a directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def plot_latencies(runs: list[BenchResult], out: str | Path, force: bool = False) -> None:
+    """Per-run latency distributions (box + points) into an image; matplotlib, no display."""
+    missing = [r.id for r in runs if not r.latencies_ms]
+    if missing:
+        raise EdgekitError(f"run(s) {missing} have no per-run latencies to plot")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EdgekitError("plot needs matplotlib (pip install matplotlib)") from None
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(runs)), 4.5))
+    data = [r.latencies_ms for r in runs]
+    ax.boxplot(data, showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, values in enumerate(data, start=1):
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=6, alpha=0.4)
+    labels = [f"#{r.id}\n{r.model_name[:18]}\n{r.device[:18]}\n{r.delegate or 'cpu'}" for r in runs]
+    ax.set_xticks(range(1, len(runs) + 1), labels, fontsize=7)
+    ax.set_ylabel("latency per inference (ms)")
+    ax.set_title("edgekit benchmark runs")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    suffix = Path(out).suffix.lstrip(".") or "png"
+    with atomic_write(out, force=force, binary=True) as handle:
+        fig.savefig(handle, format=suffix, dpi=120)
+    plt.close(fig)

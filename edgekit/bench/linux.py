@@ -1,0 +1,194 @@
+"""Run the Linux harness (`devices/linux/edgekit_harness.py`) here or over SSH.
+
+Both transports hand the harness the same argv and read back its one JSON line. Nothing goes
+through a local shell: commands are argv lists. Over SSH one remote shell is unavoidable, so
+every word of the remote command is `shlex.quote`d, and the files copied there get fixed names
+(`model.tflite`, `input.npy`) in a private `mktemp -d` directory, whatever the local names.
+
+>>> harness_argv(HarnessJob(Path("my model; v2.tflite"), runs=10))[:3]
+['my model; v2.tflite', '--runs', '10']
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgekit.bench.uri import DeviceURI
+from edgekit.errors import EdgekitError
+
+STEP_TIMEOUT = 60.0  # seconds for each remote step that is not the benchmark itself
+
+
+class DeviceFailure(Exception):
+    """The device or the harness failed mid-run: recorded as a failed run, with the reason."""
+
+
+@dataclass
+class HarnessJob:
+    model: Path
+    runs: int = 50
+    warmup: int = 5
+    threads: int | None = None
+    delegate: str = "xnnpack"
+    input: Path | None = None
+    seed: int = 0
+    timeout: float = 300.0  # the benchmark step
+
+
+def harness_path() -> Path:
+    """The harness script shipped in the package (`edgekit.devices.linux`)."""
+    return Path(str(resources.files("edgekit.devices.linux") / "edgekit_harness.py"))
+
+
+def harness_argv(job: HarnessJob, model: str | None = None, input_file: str | None = None) -> list:
+    argv = [model or str(job.model), "--runs", str(job.runs), "--warmup", str(job.warmup)]
+    argv += ["--delegate", job.delegate, "--seed", str(job.seed)]
+    if job.threads:
+        argv += ["--threads", str(job.threads)]
+    if job.input is not None:
+        argv += ["--input", input_file or str(job.input)]
+    return argv
+
+
+def parse_harness_output(stdout: str, stderr: str, code: int, where: str) -> dict[str, Any]:
+    """The harness's JSON result, or DeviceFailure with the reason."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                break
+    tail = " ".join(stderr.strip().splitlines()[-2:])[:300] or "no output"
+    raise DeviceFailure(f"harness on {where} exited with status {code} without a result: {tail}")
+
+
+def _run(argv: list[str], timeout: float, step: str, where: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DeviceFailure(f"{step} on {where} timed out after {timeout:.0f} s") from None
+
+
+class LocalTransport:
+    """This machine: the harness in a subprocess of the current Python."""
+
+    name = "local"
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+        self.where = "local"
+
+    def run(self, job: HarnessJob) -> dict[str, Any]:
+        argv = [self.python, str(harness_path()), *harness_argv(job)]
+        started = time.perf_counter()
+        proc = _run(argv, job.timeout, "harness run", self.where)
+        result = parse_harness_output(proc.stdout, proc.stderr, proc.returncode, self.where)
+        result["transport_ms"] = {"run": (time.perf_counter() - started) * 1e3}
+        return result
+
+
+class SSHTransport:
+    """A Linux device over the system OpenSSH client (BatchMode: keys/agent, no prompts)."""
+
+    name = "ssh"
+
+    def __init__(
+        self,
+        device: DeviceURI,
+        *,
+        remote_python: str = "python3",
+        ssh_config: str | Path | None = None,
+        connect_timeout: int = 10,
+    ) -> None:
+        for tool in ("ssh", "scp"):
+            if shutil.which(tool) is None:
+                raise EdgekitError(f"'{tool}' not found on PATH; install the OpenSSH client")
+        if ssh_config is not None and not Path(ssh_config).is_file():
+            raise EdgekitError(f"ssh config {ssh_config} does not exist")
+        self.device = device
+        self.where = device.redacted
+        self.remote_python = remote_python
+        self.destination = f"{device.user}@{device.host}" if device.user else str(device.host)
+        self.options = [
+            "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={connect_timeout}",
+            "-o", "ServerAliveInterval=5",
+            "-o", "ServerAliveCountMax=2",
+        ]  # fmt: skip
+        if ssh_config is not None:
+            self.options = ["-F", str(ssh_config), *self.options]
+
+    def ssh_argv(self, remote_command: str) -> list[str]:
+        port = ["-p", str(self.device.port)] if self.device.port else []
+        return ["ssh", *self.options, *port, "--", self.destination, remote_command]
+
+    def scp_argv(self, sources: list[Path], remote_dir: str) -> list[str]:
+        port = ["-P", str(self.device.port)] if self.device.port else []
+        target = f"{self.destination}:{remote_dir}/"
+        return ["scp", "-q", *self.options, *port, "--", *map(str, sources), target]
+
+    def _ssh(self, command: str, timeout: float, step: str) -> subprocess.CompletedProcess:
+        proc = _run(self.ssh_argv(command), timeout, step, self.where)
+        if proc.returncode == 255:  # ssh's own failure: connection refused, lost, auth
+            reason = " ".join(proc.stderr.strip().splitlines()[-1:]) or "connection failed"
+            raise DeviceFailure(f"{step}: ssh to {self.where} failed: {reason}")
+        return proc
+
+    def run(self, job: HarnessJob) -> dict[str, Any]:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter
+        started = clock()
+        proc = self._ssh('mktemp -d "${TMPDIR:-/tmp}/edgekit.XXXXXX"', STEP_TIMEOUT, "mktemp")
+        remote_dir = proc.stdout.strip()
+        if proc.returncode != 0 or not remote_dir.startswith("/"):
+            raise DeviceFailure(f"mktemp on {self.where} failed: {proc.stderr.strip()[:200]}")
+        try:
+            with tempfile.TemporaryDirectory(prefix="edgekit-stage-") as stage:
+                files = {"edgekit_harness.py": harness_path(), "model.tflite": job.model}
+                if job.input is not None:
+                    files["input" + job.input.suffix] = job.input
+                staged = []
+                for name, source in files.items():
+                    shutil.copyfile(source, Path(stage) / name)
+                    staged.append(Path(stage) / name)
+                copy = _run(self.scp_argv(staged, remote_dir), STEP_TIMEOUT, "copy", self.where)
+                if copy.returncode != 0:
+                    reason = copy.stderr.strip()[-200:] or f"scp exit {copy.returncode}"
+                    raise DeviceFailure(f"copy to {self.where} failed: {reason}")
+            timings["setup"] = (clock() - started) * 1e3
+            input_name = f"input{job.input.suffix}" if job.input is not None else None
+            words = [self.remote_python, "edgekit_harness.py"]
+            words += harness_argv(job, "model.tflite", input_name)
+            command = " ".join(shlex.quote(w) for w in words)
+            # coreutils `timeout` (when the device has it) ends a harness the client gave up on.
+            remote = (
+                f"cd {shlex.quote(remote_dir)} && if command -v timeout >/dev/null 2>&1; "
+                f"then exec timeout {int(job.timeout) + 5} {command}; else exec {command}; fi"
+            )
+            started = clock()
+            proc = self._ssh(remote, job.timeout + 10, "harness run")
+            timings["run"] = (clock() - started) * 1e3
+            if proc.returncode == 127:
+                raise DeviceFailure(
+                    f"{self.remote_python!r} not found on {self.where} (use --remote-python)"
+                )
+            result = parse_harness_output(proc.stdout, proc.stderr, proc.returncode, self.where)
+        finally:
+            started = clock()
+            try:
+                self._ssh(f"rm -rf -- {shlex.quote(remote_dir)}", STEP_TIMEOUT, "cleanup")
+            except DeviceFailure:
+                pass  # the device is gone; the run's own error says so
+            timings["cleanup"] = (clock() - started) * 1e3
+        result["transport_ms"] = timings
+        return result

@@ -1,0 +1,264 @@
+"""`bench()`: ship a model to a device, run its target's harness, record the result.
+
+The target profile picks the harness (`linux`, `android`, `mcu`); the device URI picks the
+transport. A device that fails mid-run gives a *recorded* run with status `failed` and the
+reason; bad input (no such model, no `ssh`/`adb`, no serial port) is an `EdgekitError`.
+
+>>> r = bench("model.tflite", "raspberry-pi-4", "ssh://pi@pi4", runs=100)  # doctest: +SKIP
+>>> r.status, r.metrics["latency_ms"]["p50"]                               # doctest: +SKIP
+('ok', 3.21)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.bench.result import BenchResult
+from edgekit.bench.uri import DeviceURI, parse_device
+from edgekit.errors import EdgekitError
+from edgekit.targets import TargetProfile, load_target
+
+DEVICES_FOR_HARNESS = {
+    "linux": ("local", "ssh"),
+    "android": ("adb",),
+    "mcu": ("serial", "tflm-host"),
+}
+
+
+@dataclass
+class BenchModel:
+    """The model file to benchmark, and what the bundle it came from says about it."""
+
+    path: Path
+    name: str
+    sha256: str
+    target: str | None = None  # from the bundle's report
+    arena_bytes: int | None = None  # TFLM arena measured at deploy time
+    bundle: Path | None = None
+
+
+def resolve_model(model: str | Path, delegate: str | None = None) -> BenchModel:
+    """A `.tflite` file, or a deploy bundle directory (its deployed model is used)."""
+    path = Path(model)
+    if not path.exists():
+        raise EdgekitError(f"{path}: no such model or bundle")
+    if path.is_dir():
+        report_file = path / "report.json"
+        if not report_file.is_file():
+            raise EdgekitError(f"{path}: not a deploy bundle (no report.json)")
+        try:
+            report = json.loads(report_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise EdgekitError(f"{report_file}: not valid JSON ({exc})") from None
+        roles = {a["role"]: a["path"] for a in report.get("artifacts", [])}
+        role = "Edge TPU model" if delegate == "edgetpu" else "deployed model"
+        if role not in roles:
+            if role == "Edge TPU model":
+                raise EdgekitError(
+                    f"{path}: no Edge TPU-compiled model in the bundle (edgetpu_compiler was "
+                    "absent at deploy); compile it with the command in report.md, or bench "
+                    "on the CPU with --delegate xnnpack"
+                )
+            raise EdgekitError(f"{path}: the bundle's report lists no deployed model")
+        arena = (report.get("metrics") or {}).get("tensor_arena_bytes")
+        profile = report.get("target") or {}
+        source = str(profile.get("source") or "")
+        # A profile from a .toml file is found again by its path; a built-in one by its name.
+        target = source if source.endswith(".toml") and Path(source).is_file() else None
+        target = target or profile.get("name")
+        found = _model_file(path / roles[role])
+        found.target, found.arena_bytes, found.bundle = target, arena, path
+        return found
+    if path.suffix != ".tflite":
+        raise EdgekitError(f"{path}: expected a .tflite model or a deploy bundle directory")
+    return _model_file(path)
+
+
+def bundle_target(model: str | Path) -> str:
+    """The target a deploy bundle was made for (its profile's source file, or its name)."""
+    path = Path(model)
+    if not path.is_dir():
+        raise EdgekitError("no target: pass --target (a bare .tflite does not name one)")
+    return resolve_model(path).target or ""
+
+
+def _model_file(path: Path) -> BenchModel:
+    data = path.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise EdgekitError(f"{path}: not a TFLite flatbuffer")
+    return BenchModel(path, path.name, hashlib.sha256(data).hexdigest())
+
+
+@dataclass
+class BenchRequest:
+    """Everything a harness runner needs; runners return a BenchResult."""
+
+    model: BenchModel
+    device: DeviceURI
+    profile: TargetProfile
+    settings: dict[str, Any]  # runs, warmup, threads, delegate, input (as recorded)
+    input: Path | None = None
+    timeout: float = 300.0
+    remote_python: str = "python3"
+    ssh_config: str | Path | None = None
+    benchmark_binary: str | Path | None = None
+    progress: Callable[[str], None] = print
+
+    def identity(self) -> dict[str, Any]:
+        """The BenchResult fields every run has, whatever happened on the device."""
+        return dict(
+            model_name=self.model.name,
+            model_sha256=self.model.sha256,
+            target=self.profile.name,
+            device=self.device.redacted,
+            transport=self.device.scheme,
+            harness=self.profile.harness,
+            settings=self.settings,
+        )
+
+
+def bench(
+    model: str | Path,
+    target: str | TargetProfile | None = None,
+    device: str = "local",
+    *,
+    runs: int = 50,
+    warmup: int = 5,
+    threads: int | None = None,
+    delegate: str | None = None,
+    input: str | Path | None = None,
+    timeout: float = 300.0,
+    remote_python: str = "python3",
+    ssh_config: str | Path | None = None,
+    benchmark_binary: str | Path | None = None,
+    db: str | Path | None = None,
+    record: bool = True,
+    on_progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Benchmark `model` on `device` with `target`'s harness; record it in the results store.
+
+    Returns the :class:`BenchResult` (status `failed` with the reason when the device failed).
+    """
+    if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
+        raise EdgekitError("--runs and --threads must be >= 1 and --warmup >= 0")
+    uri = parse_device(device)
+    if target is None:
+        target = bundle_target(model)
+    profile = load_target(target)
+    found = resolve_model(model, delegate or profile.delegate)
+    allowed = DEVICES_FOR_HARNESS[profile.harness]
+    if uri.scheme not in allowed:
+        raise EdgekitError(
+            f"target {profile.name} is benchmarked by the {profile.harness} harness; "
+            f"--device must be {' or '.join(allowed)} (received {uri.redacted})"
+        )
+    input_path = Path(input) if input is not None else None
+    if input_path is not None and not input_path.is_file():
+        raise EdgekitError(f"{input_path}: no such input file")
+    settings: dict[str, Any] = {
+        "runs": runs,
+        "warmup": warmup,
+        "threads": threads or profile.threads,
+        "delegate": delegate or profile.delegate,
+        "input": str(input_path) if input_path else "random",
+    }
+    request = BenchRequest(
+        model=found,
+        device=uri,
+        profile=profile,
+        settings=settings,
+        input=input_path,
+        timeout=timeout,
+        remote_python=remote_python,
+        ssh_config=ssh_config,
+        benchmark_binary=benchmark_binary,
+        progress=on_progress or (lambda message: None),
+    )
+    from edgekit.bench.linux import DeviceFailure
+
+    try:
+        result = _RUNNERS[profile.harness](request)
+    except DeviceFailure as exc:
+        result = BenchResult(status="failed", error=str(exc), **request.identity())
+    if record:
+        from edgekit.bench.store import ResultStore
+
+        ResultStore(db).add(result)
+    return result
+
+
+def from_harness(raw: dict[str, Any], request: BenchRequest) -> BenchResult:
+    """A BenchResult from the JSON the Linux harness (or a board) printed."""
+    runtime = raw.get("runtime") or {}
+    delegate = raw.get("delegate") or {}
+    metrics = dict(raw.get("metrics") or {})
+    if delegate:
+        metrics.update(
+            delegate_nodes=delegate.get("nodes"),
+            delegate_partitions=delegate.get("partitions"),
+            total_nodes=delegate.get("total_nodes"),
+            fallback_to_cpu=delegate.get("fallback_to_cpu"),
+        )
+    if raw.get("transport_ms"):
+        metrics["transport_ms"] = raw["transport_ms"]
+    return BenchResult(
+        status="ok" if raw.get("status") == "ok" else "failed",
+        error=raw.get("error"),
+        runtime=runtime.get("name"),
+        runtime_version=runtime.get("version"),
+        delegate=delegate.get("applied"),
+        metrics=metrics,
+        device_info=raw.get("device") or {},
+        latencies_ms=list(raw.get("latencies_ms") or []),
+        **request.identity(),
+    )
+
+
+def _run_linux(request: BenchRequest) -> BenchResult:
+    from edgekit.bench.linux import HarnessJob, LocalTransport, SSHTransport
+
+    settings = request.settings
+    if settings["delegate"] in ("gpu", "nnapi"):
+        raise EdgekitError(f"delegate {settings['delegate']} is Android-only; the Linux harness "
+                           "takes xnnpack, none, edgetpu or a delegate library path")  # fmt: skip
+    job = HarnessJob(
+        model=request.model.path,
+        runs=settings["runs"],
+        warmup=settings["warmup"],
+        threads=settings["threads"],
+        delegate=settings["delegate"],
+        input=request.input,
+        timeout=request.timeout,
+    )
+    if request.device.scheme == "ssh":
+        transport = SSHTransport(
+            request.device, remote_python=request.remote_python, ssh_config=request.ssh_config
+        )
+    else:
+        transport = LocalTransport()
+    request.progress(f"running the Linux harness on {request.device.redacted} ({job.runs} runs)")
+    return from_harness(transport.run(job), request)
+
+
+def _run_android(request: BenchRequest) -> BenchResult:
+    from edgekit.bench.android import run_benchmark_model
+
+    return run_benchmark_model(request)
+
+
+def _run_mcu(request: BenchRequest) -> BenchResult:
+    if request.device.scheme == "tflm-host":
+        from edgekit.bench.tflm_host import run_tflm_host
+
+        return run_tflm_host(request)
+    from edgekit.bench.serial_link import run_serial
+
+    return run_serial(request)
+
+
+_RUNNERS = {"linux": _run_linux, "android": _run_android, "mcu": _run_mcu}

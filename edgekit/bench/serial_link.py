@@ -1,0 +1,151 @@
+"""Host side of the TFLM harness's serial line protocol (pyserial).
+
+The host sends `EDGEKIT_RUN <warmup> <runs>` and reads `EDGEKIT_RESULT {json}` lines (kinds
+`hello`, `run`, `summary`, `error`) until the summary. Other console lines are ignored. Every
+read has a timeout: silence for `line_timeout` seconds, or the whole run going past `timeout`,
+or the port vanishing (board reset, cable pulled) ends the run as failed, with the runs seen
+so far in the reason.
+
+>>> parse_line(b'EDGEKIT_RESULT {"kind":"run","i":0,"us":812}\\r\\n')
+{'kind': 'run', 'i': 0, 'us': 812}
+>>> parse_line(b"I (312) boot: ESP-IDF v5.1") is None
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from edgekit.bench.linux import DeviceFailure
+from edgekit.bench.result import BenchResult, latency_stats
+from edgekit.errors import EdgekitError
+
+PREFIX = b"EDGEKIT_RESULT "
+LINE_TIMEOUT = 10.0
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """The JSON of an `EDGEKIT_RESULT` line, or None for any other console output."""
+    text = raw.strip()
+    start = text.find(PREFIX)
+    if start < 0:
+        return None
+    try:
+        message = json.loads(text[start + len(PREFIX) :])
+    except json.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) and "kind" in message else None
+
+
+def open_port(path: str, baud: int) -> Any:
+    try:
+        import serial
+    except ImportError:
+        raise EdgekitError("pyserial is not installed (pip install pyserial)") from None
+    if not os.path.exists(path):
+        raise EdgekitError(f"serial port {path} does not exist (is the board plugged in?)")
+    try:
+        return serial.Serial(path, baudrate=baud, timeout=0.2)
+    except (serial.SerialException, OSError) as exc:
+        raise EdgekitError(f"cannot open serial port {path}: {exc}") from None
+
+
+def read_run(port: Any, warmup: int, runs: int, timeout: float, line_timeout: float) -> dict:
+    """Send EDGEKIT_RUN and collect messages until the summary: {hello, runs, summary}."""
+    import serial
+
+    collected: dict[str, Any] = {"hello": None, "runs": [], "summary": None}
+    deadline = time.monotonic() + timeout
+    last = time.monotonic()
+    buffer = b""
+
+    def where() -> str:
+        return f"after {len(collected['runs'])} of {runs} runs"
+
+    try:
+        port.reset_input_buffer()
+        port.write(f"EDGEKIT_RUN {warmup} {runs}\n".encode())
+        port.flush()
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                raise DeviceFailure(f"serial run timed out after {timeout:.0f} s {where()}")
+            if now - last > line_timeout:
+                raise DeviceFailure(f"no data from the board for {line_timeout:.0f} s {where()}")
+            chunk = port.read(4096)
+            if not chunk:
+                continue
+            last = time.monotonic()
+            buffer += chunk
+            while b"\n" in buffer:
+                raw, buffer = buffer.split(b"\n", 1)
+                message = parse_line(raw)
+                if message is None:
+                    continue
+                kind = message["kind"]
+                if kind == "hello":
+                    collected["hello"] = message
+                elif kind == "run":
+                    collected["runs"].append(float(message["us"]) / 1000)
+                elif kind == "error":
+                    raise DeviceFailure(f"board error: {message.get('message', '?')}")
+                elif kind == "summary":
+                    collected["summary"] = message
+                    return collected
+    except serial.SerialException as exc:
+        raise DeviceFailure(f"serial port closed {where()}: {exc}") from None
+    except OSError as exc:
+        raise DeviceFailure(f"serial port failed {where()}: {exc}") from None
+
+
+def result_from_messages(collected: dict, request: Any, runtime: str) -> BenchResult:
+    """BenchResult from a hello/run/summary exchange (board or host simulation)."""
+    hello = collected.get("hello") or {}
+    summary = collected["summary"]
+    latencies = collected["runs"]
+    if not latencies:
+        raise DeviceFailure("the board reported no timed runs")
+    metrics: dict[str, Any] = {
+        "first_inference_ms": summary.get("first_us", 0) / 1000,
+        "latency_ms": latency_stats(latencies),
+        "output_digest": f"crc32:{summary.get('output_crc32')}",
+    }
+    if hello:
+        metrics.update(
+            init_ms=hello.get("init_us", 0) / 1000,
+            arena_bytes=hello.get("arena_bytes"),
+            arena_used_bytes=hello.get("arena_used_bytes"),
+        )
+    settings = dict(request.settings)
+    if summary.get("runs") != settings["runs"]:
+        settings["runs_reported"] = summary.get("runs")  # a board running its boot defaults
+    identity = request.identity()
+    identity["settings"] = settings
+    return BenchResult(
+        status="ok",
+        runtime=runtime,
+        runtime_version=str(hello.get("protocol", "")) and f"protocol {hello.get('protocol')}",
+        delegate=None,
+        metrics=metrics,
+        device_info={"board": hello.get("harness"), "model": hello.get("model")},
+        latencies_ms=latencies,
+        **identity,
+    )
+
+
+def run_serial(request: Any) -> BenchResult:
+    device = request.device
+    port = open_port(device.path, device.baud)
+    line_timeout = float(device.params.get("line_timeout", LINE_TIMEOUT))
+    request.progress(f"reading the board on {device.path} ({request.settings['runs']} runs)")
+    try:
+        collected = read_run(
+            port, request.settings["warmup"], request.settings["runs"], request.timeout,
+            line_timeout,
+        )  # fmt: skip
+    finally:
+        port.close()
+    return result_from_messages(collected, request, "tflm (board)")

@@ -1,0 +1,143 @@
+"""The results store: every benchmark run, ok or failed, in one SQLite table.
+
+The database is `edgekit.db` in the user data directory, or `EDGEKIT_DB`, or `--db PATH`.
+WAL mode lets readers work while runs are written; each write is one short `BEGIN IMMEDIATE`
+transaction with a 30 s busy timeout, so many processes can record at once without losing rows.
+
+>>> import tempfile, os
+>>> store = ResultStore(os.path.join(tempfile.mkdtemp(), "r.db"))
+>>> from edgekit.bench.result import BenchResult
+>>> run_id = store.add(BenchResult("m.tflite", "0" * 64, "cortex-m4", "tflm-host", "ok"))
+>>> store.get(run_id).target
+'cortex-m4'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgekit.bench.result import BenchResult
+from edgekit.errors import EdgekitError
+
+SCHEMA_VERSION = 1
+# The one place the schema is written down (docs/bench.md describes each column).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    created         TEXT NOT NULL,      -- UTC, ISO 8601
+    edgekit_version TEXT NOT NULL,
+    model_name      TEXT NOT NULL,
+    model_sha256    TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    device          TEXT NOT NULL,      -- device URI without credentials
+    transport       TEXT NOT NULL,      -- local | ssh | adb | serial | tflm-host
+    harness         TEXT,
+    runtime         TEXT,
+    runtime_version TEXT,
+    delegate        TEXT,               -- applied delegate; NULL = plain CPU kernels
+    status          TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    error           TEXT,
+    settings        TEXT NOT NULL,      -- JSON: threads, warmup, runs, delegate asked, input
+    metrics         TEXT NOT NULL,      -- JSON: see edgekit.bench.result
+    device_info     TEXT NOT NULL,      -- JSON: cpu, cores, os, ...
+    latencies_ms    TEXT NOT NULL       -- JSON list, one entry per timed run
+);
+CREATE INDEX IF NOT EXISTS runs_model ON runs (model_sha256);
+"""
+COLUMNS = (
+    "created", "edgekit_version", "model_name", "model_sha256", "target", "device",
+    "transport", "harness", "runtime", "runtime_version", "delegate", "status", "error",
+)  # fmt: skip
+JSON_COLUMNS = ("settings", "metrics", "device_info", "latencies_ms")
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("EDGEKIT_DB")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("edgekit")) / "edgekit.db"
+
+
+class ResultStore:
+    """SQLite results store (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        if self.path.is_dir():
+            raise EdgekitError(f"results database {self.path} is a directory; give a file path")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise EdgekitError(
+                        f"results database {self.path} has schema {version}; this edgekit "
+                        f"knows {SCHEMA_VERSION} (upgrade edgekit)"
+                    )
+                db.executescript(SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise EdgekitError(f"results database {self.path}: {exc}") from None
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    def add(self, result: BenchResult) -> int:
+        """Insert one run; returns its id (also set on `result.id`)."""
+        values = [getattr(result, c) for c in COLUMNS]
+        values += [json.dumps(getattr(result, c), sort_keys=True) for c in JSON_COLUMNS]
+        names = ", ".join(COLUMNS + JSON_COLUMNS)
+        marks = ", ".join("?" * len(values))
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = db.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", values)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        result.id = int(cursor.lastrowid)
+        return result.id
+
+    def get(self, run_id: int) -> BenchResult:
+        rows = self._select("WHERE id = ?", (run_id,))
+        if not rows:
+            raise EdgekitError(f"no run with id {run_id} in {self.path}")
+        return rows[0]
+
+    def list(self, limit: int | None = None, model: str | None = None) -> list[BenchResult]:
+        """Newest first; `model` filters by name or sha256 prefix."""
+        where, params = "", ()
+        if model:
+            where, params = "WHERE model_name = ? OR model_sha256 LIKE ?", (model, model + "%")
+        tail = f" ORDER BY id DESC{f' LIMIT {int(limit)}' if limit else ''}"
+        return self._select(where + tail, params)
+
+    def count(self) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    def _select(self, tail: str, params: tuple) -> list[BenchResult]:
+        with self._connect() as db:
+            rows = db.execute(f"SELECT * FROM runs {tail}", params).fetchall()
+        out = []
+        for row in rows:
+            data = {c: row[c] for c in COLUMNS}
+            data.update({c: json.loads(row[c]) for c in JSON_COLUMNS})
+            out.append(BenchResult(id=row["id"], **data))
+        return out

@@ -1,0 +1,95 @@
+"""Device URIs for `edgekit bench --device`.
+
+- `local`: this machine, the Linux harness in a subprocess.
+- `ssh://[user@]host[:port]`: any host the system OpenSSH client reaches (aliases from
+  `~/.ssh/config` work: `ssh://pi4`).
+- `adb://SERIAL` (or `adb://` for the only attached device).
+- `serial:///dev/ttyACM0?baud=115200`: a board running the TFLM harness.
+- `tflm-host`: the TFLM Python interpreter on this machine (host simulation).
+
+>>> parse_device("ssh://pi@raspberrypi.local:2222").port
+2222
+>>> parse_device("ssh://pi:secret@pi4").redacted
+'ssh://pi@pi4'
+>>> parse_device("serial:///dev/ttyACM0?baud=9600").baud
+9600
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from edgekit.errors import EdgekitError
+
+SCHEMES = ("local", "ssh", "adb", "serial", "tflm-host")
+_HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]+$")
+
+
+@dataclass(frozen=True)
+class DeviceURI:
+    scheme: str
+    host: str | None = None
+    user: str | None = None
+    port: int | None = None
+    path: str | None = None  # serial port
+    serial: str | None = None  # adb serial
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def baud(self) -> int:
+        return int(self.params.get("baud", 115200))
+
+    @property
+    def redacted(self) -> str:
+        """The URI as stored: never a password."""
+        if self.scheme == "ssh":
+            user = f"{self.user}@" if self.user else ""
+            port = f":{self.port}" if self.port else ""
+            return f"ssh://{user}{self.host}{port}"
+        if self.scheme == "adb":
+            return f"adb://{self.serial or ''}"
+        if self.scheme == "serial":
+            return f"serial://{self.path}?baud={self.baud}"
+        return self.scheme
+
+
+def parse_device(uri: str) -> DeviceURI:
+    """Parse and validate a device URI (one-line error on anything malformed)."""
+    if uri in ("local", "tflm-host"):
+        return DeviceURI(uri)
+    parts = urlsplit(uri)
+    if parts.scheme not in SCHEMES or "://" not in uri:
+        raise EdgekitError(
+            f"bad device {uri!r}: expected local, tflm-host, ssh://[user@]host[:port], "
+            "adb://SERIAL or serial:///dev/ttyX?baud=N"
+        )
+    params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme == "ssh":
+        host = parts.hostname
+        if not host or host.startswith("-") or not _HOST.match(host):
+            raise EdgekitError(f"bad device {uri!r}: ssh:// needs a host name")
+        try:
+            port = parts.port
+        except ValueError:
+            raise EdgekitError(f"bad device {uri!r}: the port must be a number") from None
+        user = unquote(parts.username) if parts.username else None
+        if user is not None and (user.startswith("-") or not _HOST.match(user)):
+            raise EdgekitError(f"bad device {uri!r}: bad user name {user!r}")
+        return DeviceURI("ssh", host=host, user=user, port=port, params=params)
+    if parts.scheme == "adb":
+        serial = unquote(parts.netloc) or None
+        if serial is not None and serial.startswith("-"):
+            raise EdgekitError(f"bad device {uri!r}: bad adb serial")
+        return DeviceURI("adb", serial=serial, params=params)
+    if parts.scheme == "serial":
+        path = unquote(parts.path)
+        if not path:
+            raise EdgekitError(
+                f"bad device {uri!r}: serial:// needs a port, e.g. serial:///dev/ttyACM0"
+            )
+        if "baud" in params and not params["baud"].isdigit():
+            raise EdgekitError(f"bad device {uri!r}: baud must be a number")
+        return DeviceURI("serial", path=path, params=params)
+    raise EdgekitError(f"bad device {uri!r}")

@@ -1,0 +1,231 @@
+"""`edgekit bench` and `edgekit results`: thin layers over edgekit.bench.
+
+Like the rest of the CLI, nothing heavy is imported at module level: `bench` runs harnesses
+in subprocesses or on devices and needs neither TensorFlow nor a runtime in this process
+(except `--device tflm-host`, which loads tflite_micro).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from edgekit.errors import EdgekitError
+
+DB_OPTION = click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Results database (default: EDGEKIT_DB, else edgekit.db in the user data directory).",
+)
+
+
+def _console():
+    from edgekit.cli import _console as console
+
+    return console()
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@click.command("bench")
+@click.argument("model", type=click.Path())
+@click.option("--target", "-t", default=None, help="Target profile (default: the bundle's).")
+@click.option("--device", "-d", default="local", show_default=True,
+              help="local | ssh://[user@]host[:port] | adb://SERIAL | "
+                   "serial:///dev/ttyX?baud=N | tflm-host")  # fmt: skip
+@click.option("--runs", type=int, default=50, show_default=True, help="Timed runs.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Warm-up runs.")
+@click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
+@click.option("--delegate", default=None, help="xnnpack | none | edgetpu | gpu | nnapi | PATH.")
+@click.option("--input", "input_path", default=None, help="Input .npy/.npz (default: random).")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds for the benchmark step (other remote steps: 60 s each).")  # fmt: skip
+@click.option("--remote-python", default="python3", show_default=True,
+              help="Python on an ssh device (e.g. a venv's bin/python).")  # fmt: skip
+@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
+              help="ssh_config file to use instead of ~/.ssh/config.")  # fmt: skip
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
+              help="Android: benchmark_model binary to push (default: on the device).")  # fmt: skip
+@DB_OPTION
+@click.option("--no-record", is_flag=True, help="Do not store the run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: int,
+              threads: int | None, delegate: str | None, input_path: str | None,
+              timeout: float, remote_python: str, ssh_config: str | None,
+              benchmark_binary: str | None, db: str | None, no_record: bool,
+              as_json: bool) -> int:  # fmt: skip
+    """Benchmark MODEL (.tflite or a deploy bundle) on a device; record the result.
+
+    Exit codes: 0 the run completed; 1 the device or harness failed (the failed run is
+    recorded with its reason); 2 bad input.
+    """
+    from edgekit.bench.runner import bench
+
+    def progress(message: str) -> None:
+        if not as_json:
+            click.echo(f"... {message}", err=True)
+
+    result = bench(
+        model, target, device, runs=runs, warmup=warmup, threads=threads, delegate=delegate,
+        input=input_path, timeout=timeout, remote_python=remote_python, ssh_config=ssh_config,
+        benchmark_binary=benchmark_binary, db=db, record=not no_record, on_progress=progress,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return 0 if result.ok else 1
+    _print_result(result)
+    return 0 if result.ok else 1
+
+
+def _print_result(result: Any) -> None:
+    console = _console()
+    m = result.metrics
+    lat = m.get("latency_ms") or {}
+    where = f"{result.target} on {result.device}"
+    if not result.ok:
+        console.print(f"[red]FAILED[/red] {result.model_name} {where}: {result.error}")
+        if result.id is not None:
+            console.print(f"[dim]recorded as run {result.id}[/dim]")
+        return
+    runtime = " ".join(filter(None, [result.runtime, result.runtime_version]))
+    console.print(f"{result.model_name}  {where}  [{runtime}]")
+    if m.get("total_nodes") is not None or m.get("delegate_nodes") is not None:
+        taken = f"{m.get('delegate_nodes')}/{m.get('total_nodes') or '?'} nodes"
+        note = " (rest on CPU)" if m.get("fallback_to_cpu") else ""
+        console.print(f"  delegate            {result.delegate or 'none'}: {taken}{note}")
+    console.print(
+        f"  latency ms          p50 {_ms(lat.get('p50'))}  p90 {_ms(lat.get('p90'))}  "
+        f"p99 {_ms(lat.get('p99'))}  mean {_ms(lat.get('mean'))} ± {_ms(lat.get('std'))}  "
+        f"min {_ms(lat.get('min'))}"
+    )
+    console.print(
+        f"  init / first ms     {_ms(m.get('init_ms'))} / {_ms(m.get('first_inference_ms'))}"
+    )
+    if m.get("peak_rss_mb") is not None:
+        console.print(f"  peak RSS            {m['peak_rss_mb']:.1f} MB")
+    if m.get("arena_used_bytes") is not None:
+        console.print(
+            f"  tensor arena        {m['arena_used_bytes']:,} B used of {m.get('arena_bytes'):,} B"
+        )
+    if "simulation" in (result.runtime or ""):
+        console.print(
+            "  [yellow]host simulation: timings are this machine's, not a board's[/yellow]"
+        )
+    if m.get("transport_ms"):
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in m["transport_ms"].items())
+        console.print(f"  transport ms        {parts}")
+    if result.id is not None:
+        console.print(f"[dim]recorded as run {result.id}[/dim]")
+
+
+@click.group("results")
+def results() -> None:
+    """List, show, compare, export and plot recorded benchmark runs."""
+
+
+def _store(db: str | None):
+    from edgekit.bench.store import ResultStore
+
+    return ResultStore(db)
+
+
+@results.command("list")
+@DB_OPTION
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--model", default=None, help="Only runs of this model (name or sha256 prefix).")
+@click.option("--json", "as_json", is_flag=True)
+def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -> None:
+    """The newest runs first."""
+    runs = _store(db).list(limit=limit, model=model)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"edgekit results ({len(runs)} shown)")
+    for column in ("id", "created", "model", "target", "device", "runtime", "delegate",
+                   "status", "p50 ms", "mean ms"):  # fmt: skip
+        table.add_column(column)
+    for r in runs:
+        lat = r.metrics.get("latency_ms") or {}
+        status = r.status if r.ok else f"[red]failed[/red]: {(r.error or '')[:40]}"
+        cells = [r.model_name, r.target, r.device, r.runtime or "-", r.delegate or "-", status]
+        table.add_row(str(r.id), r.created, *cells, _ms(lat.get("p50")), _ms(lat.get("mean")))
+    _console().print(table)
+
+
+@results.command("show")
+@click.argument("run_id", type=int)
+@DB_OPTION
+def results_show(run_id: int, db: str | None) -> None:
+    """Every recorded field of one run, as JSON."""
+    click.echo(json.dumps(_store(db).get(run_id).to_dict(), indent=2))
+
+
+@results.command("compare")
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+@DB_OPTION
+@click.option("--metric", default="p50", show_default=True,
+              type=click.Choice(["p50", "p90", "p99", "mean", "min"]))  # fmt: skip
+def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str) -> None:
+    """Ratios between runs (the first is the baseline): int8 vs float, device A vs B."""
+    from edgekit.bench.compare import compare
+
+    rows = compare(_store(db), list(run_ids), metric)
+    from rich.table import Table
+
+    table = Table(title=f"latency {metric}, relative to run {run_ids[0]}")
+    for column in ("id", "model", "target", "device", "delegate", f"{metric} ms", "ratio",
+                   "speed-up"):  # fmt: skip
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row.run.id), row.run.model_name, row.run.target, row.run.device,
+                      row.run.delegate or "-", _ms(row.value), f"{row.ratio:.3f}x",
+                      f"{1 / row.ratio:.2f}x")  # fmt: skip
+    _console().print(table)
+
+
+@results.command("export")
+@DB_OPTION
+@click.option("--csv", "as_csv", is_flag=True, required=True, help="CSV (the one format so far).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="File (default: stdout)."
+)
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -> None:
+    """Every run as CSV: one row per run, latency figures in columns."""
+    from edgekit.bench.compare import write_csv
+
+    runs = _store(db).list()
+    if out is None:
+        write_csv(runs, sys.stdout)
+        return
+    from edgekit.bench.compare import atomic_write
+
+    with atomic_write(out, force=force) as handle:
+        write_csv(runs, handle)
+    click.echo(f"wrote {len(runs)} runs to {out}", err=True)
+
+
+@results.command("plot")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("run_ids", type=int, nargs=-1)
+@DB_OPTION
+@click.option("--force", is_flag=True, help="Replace an existing OUT file.")
+def results_plot(out: str, run_ids: tuple[int, ...], db: str | None, force: bool) -> None:
+    """Latency distributions per run into OUT.png (default: the last 8 completed runs)."""
+    from edgekit.bench.compare import plot_latencies
+
+    store = _store(db)
+    runs = [store.get(i) for i in run_ids] if run_ids else [
+        r for r in store.list(limit=50) if r.ok and r.latencies_ms][:8][::-1]  # fmt: skip
+    if not runs:
+        raise EdgekitError("no completed runs with per-run latencies to plot")
+    plot_latencies(runs, out, force=force)
+    click.echo(f"wrote {out} ({len(runs)} runs)", err=True)

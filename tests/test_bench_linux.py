@@ -1,0 +1,161 @@
+"""The Linux harness, here (`local`) and over a real OpenSSH server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from helpers import run_edgekit
+from sshd import start_sshd
+
+from edgekit.bench.linux import harness_path
+from edgekit.bench.runner import bench
+from edgekit.bench.store import ResultStore
+from edgekit.errors import EdgekitError
+
+AWKWARD = "my model; rm -rf x $(id).tflite"  # spaces, ';' and shell syntax in the file name
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def awkward_model(digits_tflite, tmp_path):
+    path = tmp_path / "dir with space" / AWKWARD
+    path.parent.mkdir()
+    shutil.copyfile(digits_tflite["int8"], path)
+    return path
+
+
+def _check_latencies(result, runs):
+    lat = result.metrics["latency_ms"]
+    assert len(result.latencies_ms) == runs
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert lat["p50"] == pytest.approx(float(np.percentile(result.latencies_ms, 50)), rel=1e-3)
+
+
+def test_local_and_ssh_run_the_same_model_and_agree(awkward_model, sshd, tmp_path):
+    db = tmp_path / "results.db"
+    local = bench(awkward_model, "raspberry-pi-4", "local", runs=20, threads=1, db=db)
+    assert local.ok, local.error
+    _check_latencies(local, 20)
+    assert local.runtime == "ai_edge_litert" and local.delegate == "xnnpack"
+    assert 0 < local.metrics["delegate_nodes"] <= local.metrics["total_nodes"]
+    assert local.metrics["peak_rss_mb"] > 10 and local.device_info["cores"] >= 1
+    assert local.model_name == AWKWARD and not (tmp_path / "x").exists()
+
+    before = set(glob.glob("/tmp/edgekit.*"))
+    remote = bench(
+        awkward_model, "raspberry-pi-4", sshd.alias_uri, runs=20, threads=1, db=db,
+        remote_python=sys.executable, ssh_config=sshd.config,
+    )  # fmt: skip
+    assert remote.ok, remote.error
+    _check_latencies(remote, 20)
+    assert remote.device == "ssh://edgekit-test" and remote.transport == "ssh"
+    # Same model, same seeded input, same runtime: the same output, bit for bit.
+    assert remote.metrics["output_digest"] == local.metrics["output_digest"]
+    assert set(remote.metrics["transport_ms"]) == {"setup", "run", "cleanup"}
+    assert set(glob.glob("/tmp/edgekit.*")) == before  # the remote directory was removed
+
+    stored = ResultStore(db).list()
+    assert [r.id for r in stored] == [remote.id, local.id]
+    assert stored[0].metrics["output_digest"] == remote.metrics["output_digest"]
+    assert stored[0].model_sha256 == local.model_sha256
+
+
+def test_ssh_failures_are_recorded_runs(digits_tflite, sshd, tmp_path):
+    db = tmp_path / "results.db"
+    common = dict(runs=10_000_000, warmup=0, threads=1, db=db, remote_python=sys.executable,
+                  ssh_config=sshd.config)  # fmt: skip
+    outcome = {}
+    worker = threading.Thread(
+        target=lambda: outcome.update(
+            result=bench(digits_tflite["int8"], "raspberry-pi-4", sshd.uri, **common)
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 60
+    pattern = "edgekit_harness.py model.tflite"
+    while time.monotonic() < deadline:  # wait until the harness runs "on the device"
+        if subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    subprocess.run(["pkill", "-KILL", "-f", pattern], check=True)  # the device loses it
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    killed = outcome["result"]
+    assert killed.status == "failed"
+    assert "without a result" in killed.error and "status" in killed.error
+
+    # A device that is not there at all: connection refused, recorded, no hang.
+    gone = bench(digits_tflite["int8"], "raspberry-pi-4", "ssh://root@127.0.0.1:1",
+                 runs=5, db=db, ssh_config=sshd.config)  # fmt: skip
+    assert gone.status == "failed" and "ssh to ssh://root@127.0.0.1:1 failed" in gone.error
+    assert [r.status for r in ResultStore(db).list()] == ["failed", "failed"]
+
+
+def test_harness_reports_a_missing_delegate_instead_of_running_on_cpu(digits_tflite, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(harness_path()), str(digits_tflite["uint8"]), "--delegate",
+         "edgetpu", "--runs", "3"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert result["status"] == "failed" and "metrics" not in result
+    assert "delegate edgetpu failed to load (libedgetpu.so.1)" in result["error"]
+
+    wrong = tmp_path / "x.npy"
+    np.save(wrong, np.zeros((1, 8, 8, 3), np.int8))
+    proc = subprocess.run(
+        [sys.executable, str(harness_path()), str(digits_tflite["int8"]), "--input", str(wrong)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert (
+        "expected int8[1, 8, 8, 1], received int8[1, 8, 8, 3]" in json.loads(proc.stdout)["error"]
+    )
+
+
+def test_bench_cli_bad_input_is_one_line(digits_tflite, tmp_path):
+    env = {"EDGEKIT_DB": str(tmp_path / "r.db")}
+    cases = [
+        (["bench", str(digits_tflite["int8"]), "--target", "cortex-m4"], "--device must be"),
+        (["bench", str(digits_tflite["int8"]), "--device", "ssh://"], "needs a host name"),
+        (["bench", str(digits_tflite["int8"]), "--device", "ftp://x"], "bad device"),
+        (["bench", str(tmp_path / "none.tflite"), "--target", "rpi4"], "no such model"),
+        (["bench", str(digits_tflite["int8"])], "no target"),
+        (["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--device", "serial:///dev/nope"],
+         "--device must be local or ssh"),
+        (["bench", str(digits_tflite["int8"]), "-t", "cortex-m4", "--device",
+          "serial:///dev/ttyNOPE0"], "serial port /dev/ttyNOPE0 does not exist"),
+    ]  # fmt: skip
+    if shutil.which("adb") is None:
+        cases.append((["bench", str(digits_tflite["int8"]), "-t", "android-arm64", "--device",
+                       "adb://X"], "'adb' not found on PATH"))  # fmt: skip
+    for args, message in cases:
+        proc = run_edgekit(*args, env=env, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    # ssh missing from PATH: a one-line error, not a failed run.
+    with pytest.raises(EdgekitError, match="'ssh' not found on PATH"):
+        saved = os.environ["PATH"]
+        os.environ["PATH"] = str(tmp_path)
+        try:
+            bench(digits_tflite["int8"], "rpi4", "ssh://pi@host", db=tmp_path / "r.db")
+        finally:
+            os.environ["PATH"] = saved

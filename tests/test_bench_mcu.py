@@ -1,0 +1,131 @@
+"""The MCU path: protocol header (g++), a simulated board behind a real pty, tflm-host."""
+
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zlib
+
+import pytest
+from helpers import REPO
+
+from edgekit.bench.runner import bench
+from edgekit.bench.serial_link import parse_line
+from edgekit.bench.store import ResultStore
+from edgekit.converters.tflm import measure_arena
+from edgekit.tflite_model import load_tflite
+
+DRIVER = r"""
+#include "edgekit_protocol.h"
+int main() {
+  char line[EDGEKIT_LINE_MAX];
+  const unsigned char data[] = "123456789";
+  edgekit_format_hello(line, sizeof line, "digits_cnn", 78176, 11936, 11920, 1234);
+  fputs(line, stdout);
+  fputs("some console noise\r\n", stdout);
+  for (int i = 0; i < 3; ++i) {
+    edgekit_format_run(line, sizeof line, i, 800 + i);
+    fputs(line, stdout);
+  }
+  edgekit_format_summary(line, sizeof line, 5, 3, 4000000000u, edgekit_crc32(data, 9));
+  fputs(line, stdout);
+  edgekit_format_error(line, sizeof line, "Invoke failed");
+  fputs(line, stdout);
+  int w = 0, r = 0, w2 = 0, r2 = 0;
+  const int ok = edgekit_parse_run("EDGEKIT_RUN 2 30", &w, &r);
+  const int bad = edgekit_parse_run("EDGEKIT_RUN 2 0", &w2, &r2);
+  printf("parsed=%d %d %d bad=%d\n", ok, w, r, bad);
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_protocol_header_lines_parse_on_the_host(tmp_path):
+    (tmp_path / "driver.cc").write_text(DRIVER)
+    exe = tmp_path / "driver"
+    subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(REPO / "devices" / "mcu"),
+         "-o", str(exe), str(tmp_path / "driver.cc")], check=True,
+    )  # fmt: skip
+    lines = subprocess.run([str(exe)], capture_output=True, check=True).stdout.splitlines()
+    messages = [parse_line(line) for line in lines]
+    assert messages[1] is None  # console noise is ignored
+    hello, runs, summary, error = messages[0], messages[2:5], messages[5], messages[6]
+    assert hello == {"kind": "hello", "protocol": 1, "harness": "edgekit-tflm",
+                     "model": "digits_cnn", "model_bytes": 78176, "arena_bytes": 11936,
+                     "arena_used_bytes": 11920, "init_us": 1234}  # fmt: skip
+    assert [m["us"] for m in runs] == [800, 801, 802]
+    assert summary["first_us"] == 4000000000  # 32-bit microseconds survive
+    assert summary["output_crc32"] == f"{zlib.crc32(b'123456789'):08x}" == "cbf43926"
+    assert error == {"kind": "error", "message": "Invoke failed"}
+    assert lines[-1] == b"parsed=1 2 30 bad=0"
+
+
+def _start_board(model, *extra):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit.devices.mcu.simulated_board", str(model), *extra],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    uri = proc.stdout.readline().strip()
+    assert uri.startswith("serial:///dev/pts/"), uri
+    return proc, uri
+
+
+def test_simulated_board_over_a_pty_matches_tflm_host(digits_tflite, tmp_path):
+    model = digits_tflite["int8"]
+    arena = measure_arena(load_tflite(model))
+    db = tmp_path / "r.db"
+    board, uri = _start_board(model, "--arena", str(arena.tensor_arena_bytes))
+    try:
+        serial = bench(model, "cortex-m4", uri, runs=25, warmup=2, db=db)
+    finally:
+        board.kill()
+        board.wait()
+    assert serial.ok, serial.error
+    assert serial.transport == "serial" and serial.runtime == "tflm (board)"
+    assert len(serial.latencies_ms) == 25
+    assert serial.metrics["arena_bytes"] == arena.tensor_arena_bytes
+
+    host = bench(model, "cortex-m4", "tflm-host", runs=25, warmup=2, db=db)
+    assert host.ok and "host simulation" in host.runtime
+    assert host.metrics["arena_used_bytes"] == arena.minimum_bytes
+    assert host.device_info["simulation"] is True
+    # The same TFLM kernels on the same deterministic input: identical output bytes.
+    assert serial.metrics["output_digest"] == host.metrics["output_digest"]
+    assert serial.metrics["output_digest"].startswith("crc32:")
+    assert [r.transport for r in ResultStore(db).list()] == ["tflm-host", "serial"]
+
+
+def test_board_dying_mid_run_is_a_recorded_failure(digits_tflite, tmp_path):
+    db = tmp_path / "r.db"
+    board, uri = _start_board(digits_tflite["int8"], "--arena", "65536", "--run-delay-ms", "20")
+    killer = threading.Timer(2.0, board.kill)  # the cable is pulled two seconds in
+    killer.start()
+    started = time.monotonic()
+    try:
+        result = bench(digits_tflite["int8"], "cortex-m4", uri, runs=100_000, db=db,
+                       timeout=60)  # fmt: skip
+    finally:
+        killer.cancel()
+        board.kill()
+        board.wait()
+    assert time.monotonic() - started < 30
+    assert result.status == "failed"
+    assert "serial port" in result.error and "of 100000 runs" in result.error
+    assert ResultStore(db).get(result.id).status == "failed"
+
+
+def test_silent_board_times_out(digits_tflite, tmp_path):
+    master, slave = pty.openpty()  # a port with nothing answering on it
+    try:
+        uri = f"serial://{os.ttyname(slave)}?baud=115200&line_timeout=1"
+        result = bench(digits_tflite["int8"], "cortex-m4", uri, runs=3, db=tmp_path / "r.db")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert result.status == "failed" and "no data from the board for 1 s" in result.error

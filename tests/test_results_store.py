@@ -1,0 +1,100 @@
+"""The SQLite results store and `edgekit results`: concurrency, compare, export, plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import sqlite3
+
+import pytest
+from helpers import run_edgekit
+
+from edgekit.bench.result import BenchResult
+from edgekit.bench.store import ResultStore
+
+WRITERS, ROWS = 8, 25
+
+
+def _write_rows(db: str, writer: int) -> None:
+    store = ResultStore(db)
+    for i in range(ROWS):
+        store.add(BenchResult(f"w{writer}.tflite", f"{writer:064d}", "cortex-m4", "tflm-host",
+                              "ok", metrics={"i": i}, latencies_ms=[float(i)]))  # fmt: skip
+
+
+def test_eight_processes_writing_at_once_lose_no_rows(tmp_path):
+    db = str(tmp_path / "results.db")
+    ResultStore(db)  # schema first, as the CLI does
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_rows, args=(db, w)) for w in range(WRITERS)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    store = ResultStore(db)
+    runs = store.list()
+    assert store.count() == len(runs) == WRITERS * ROWS
+    assert len({r.id for r in runs}) == WRITERS * ROWS
+    for w in range(WRITERS):
+        mine = sorted(r.metrics["i"] for r in runs if r.model_name == f"w{w}.tflite")
+        assert mine == list(range(ROWS))
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_store_rejects_a_newer_schema_and_non_databases(tmp_path):
+    from edgekit.errors import EdgekitError
+
+    db = tmp_path / "r.db"
+    ResultStore(db)
+    sqlite3.connect(db).execute("PRAGMA user_version = 99").connection.commit()
+    with pytest.raises(EdgekitError, match="has schema 99"):
+        ResultStore(db)
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite " * 200)
+    with pytest.raises(EdgekitError, match="junk.db"):
+        ResultStore(junk)
+
+
+def test_results_cli_on_real_local_runs(digits_tflite, tmp_path):
+    db = tmp_path / "results.db"
+    env = {"EDGEKIT_DB": str(db)}
+    ids = {}
+    for name in ("float32", "int8"):
+        proc = run_edgekit("bench", str(digits_tflite[name]), "--target", "rpi4", "--runs", "30",
+                           "--threads", "1", "--json", env=env, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        ids[name] = json.loads(proc.stdout)["id"]
+    store = ResultStore(db)
+    float_p50 = store.get(ids["float32"]).p50_ms
+    int8_p50 = store.get(ids["int8"]).p50_ms
+
+    listed = run_edgekit("results", "list", "--json", env=env)
+    assert [r["id"] for r in json.loads(listed.stdout)] == [ids["int8"], ids["float32"]]
+    shown = json.loads(run_edgekit("results", "show", str(ids["int8"]), env=env).stdout)
+    assert shown["model_name"] == "digits_int8.tflite" and len(shown["latencies_ms"]) == 30
+
+    compared = run_edgekit("results", "compare", str(ids["float32"]), str(ids["int8"]), env=env)
+    assert compared.returncode == 0, compared.stderr
+    assert f"{int8_p50 / float_p50:.3f}x" in compared.stdout and "1.000x" in compared.stdout
+
+    exported = run_edgekit("results", "export", "--csv", env=env)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [int(r["id"]) for r in rows] == [ids["int8"], ids["float32"]]
+    assert float(rows[1]["p50_ms"]) == pytest.approx(float_p50)
+
+    png = tmp_path / "latency.png"
+    plotted = run_edgekit("results", "plot", str(png), env=env)
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    again = run_edgekit("results", "plot", str(png), env=env)
+    assert again.returncode == 2 and "exists; pass --force" in again.stderr
+    assert run_edgekit("results", "plot", str(png), "--force", env=env).returncode == 0
+
+    missing = run_edgekit("results", "show", "999", env=env)
+    assert missing.returncode == 2 and "no run with id 999" in missing.stderr
+    one = run_edgekit("results", "compare", str(ids["int8"]), env=env)
+    assert one.returncode == 2 and "at least two run ids" in one.stderr

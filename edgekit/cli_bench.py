@@ -89,12 +89,16 @@ def _print_result(result: Any) -> None:
     lat = m.get("latency_ms") or {}
     where = f"{result.target} on {result.device}"
     if not result.ok:
-        console.print(f"[red]FAILED[/red] {result.model_name} {where}: {result.error}")
+        from rich.markup import escape
+
+        console.print(f"[red]FAILED[/red] {escape(f'{result.model_name} {where}: {result.error}')}")
         if result.id is not None:
             console.print(f"[dim]recorded as run {result.id}[/dim]")
         return
+    from rich.markup import escape
+
     runtime = " ".join(filter(None, [result.runtime, result.runtime_version]))
-    console.print(f"{result.model_name}  {where}  [{runtime}]")
+    console.print(escape(f"{result.model_name}  {where}  [{runtime}]"))
     if m.get("total_nodes") is not None or m.get("delegate_nodes") is not None:
         taken = f"{m.get('delegate_nodes')}/{m.get('total_nodes') or '?'} nodes"
         note = " (rest on CPU)" if m.get("fallback_to_cpu") else ""

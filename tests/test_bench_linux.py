@@ -159,3 +159,26 @@ def test_bench_cli_bad_input_is_one_line(digits_tflite, tmp_path):
             bench(digits_tflite["int8"], "rpi4", "ssh://pi@host", db=tmp_path / "r.db")
         finally:
             os.environ["PATH"] = saved
+
+
+def test_harness_falls_back_to_the_next_interpreter_package(digits_tflite):
+    """Pi/Coral images carry different runtimes: with ai_edge_litert and tflite_runtime
+    unavailable the harness uses tensorflow.lite, and computes the same output."""
+    model = str(digits_tflite["int8"])
+    direct = subprocess.run(
+        [sys.executable, str(harness_path()), model, "--runs", "3"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    blocked = (
+        "import runpy, sys; sys.modules['ai_edge_litert'] = None; "
+        "sys.modules['tflite_runtime'] = None; "
+        f"sys.argv = ['h', {model!r}, '--runs', '3']; "
+        f"runpy.run_path({str(harness_path())!r}, run_name='__main__')"
+    )
+    fallback = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=300
+    )
+    first, second = json.loads(direct.stdout), json.loads(fallback.stdout)
+    assert first["runtime"]["name"] == "ai_edge_litert"
+    assert second["status"] == "ok" and second["runtime"]["name"] == "tensorflow"
+    assert second["metrics"]["output_digest"] == first["metrics"]["output_digest"]

@@ -33,6 +33,13 @@ def test_wheel_has_only_the_edgekit_namespace(wheel):
         "edgekit/profiles/esp32-s3.toml",
         "edgekit/data/op_runtime_versions.toml",
         "edgekit/devices/__init__.py",
+        "edgekit/devices/linux/edgekit_harness.py",
+        "edgekit/devices/mcu/main.cc",
+        "edgekit/devices/mcu/edgekit_protocol.h",
+        "edgekit/devices/mcu/CMakeLists.txt",
+        "edgekit/devices/mcu/platformio.ini",
+        "edgekit/devices/mcu/simulated_board.py",
+        "edgekit/bench/store.py",
     ):
         assert expected in names
 

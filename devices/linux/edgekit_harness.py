@@ -147,14 +147,18 @@ def random_input(detail: dict, rng):
     return rng.uniform(0.0, 1.0, size=shape).astype(dtype)
 
 
-def delegated_nodes(interp) -> tuple[int, int, int]:
-    """(partitions, nodes taken by the delegate, nodes in the original graph).
+def delegated_nodes(interp) -> tuple:
+    """(partitions, nodes taken by the delegate, nodes in the original graph); Nones when the
+    runtime cannot list its nodes.
 
     After a delegate is applied the interpreter lists the original nodes followed by one
     DELEGATE node per partition. A node belongs to a partition when it lies on the path
     back from the partition's outputs to the graph inputs or another partition's outputs.
     """
-    ops = interp._get_ops_details()
+    try:
+        ops = interp._get_ops_details()  # internal API; missing from some old tflite_runtime
+    except AttributeError:
+        return None, None, None
     original = [op for op in ops if op["op_name"] != "DELEGATE"]
     delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
     if not delegates:
@@ -243,18 +247,18 @@ def run(args) -> dict:
         init_ms = (time.perf_counter() - started) * 1e3
         partitions, nodes, total = delegated_nodes(interp)
         applied = None
-        if partitions:
-            applied = "xnnpack" if args.delegate == "xnnpack" else args.delegate
+        if partitions or (partitions is None and args.delegate not in ("xnnpack", "none")):
+            applied = args.delegate  # unknown node count: the delegate at least loaded
         result["delegate"] = {
             "requested": args.delegate,
             "applied": applied,
             "partitions": partitions,
             "nodes": nodes,
             "total_nodes": total,
-            "fallback_to_cpu": args.delegate != "none" and nodes < total,
+            "fallback_to_cpu": None if nodes is None else args.delegate != "none" and nodes < total,
             "log": [line for line in log.splitlines() if line.strip()][:5],
         }
-        if args.delegate not in ("xnnpack", "none") and not partitions:
+        if args.delegate not in ("xnnpack", "none") and partitions == 0:
             # An edgetpu model whose custom op was not claimed: the CPU cannot run it anyway.
             raise HarnessError(f"delegate {args.delegate} loaded but took 0 of {total} nodes")
         inputs = interp.get_input_details()

@@ -26,8 +26,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.linux import DeviceFailure
-from edgekit.bench.result import BenchResult
+from edgekit.bench.result import BenchResult, DeviceFailure
 from edgekit.errors import EdgekitError
 
 REMOTE_DIR = "/data/local/tmp/edgekit"

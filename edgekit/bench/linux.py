@@ -23,14 +23,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgekit.bench.result import DeviceFailure
 from edgekit.bench.uri import DeviceURI
 from edgekit.errors import EdgekitError
 
 STEP_TIMEOUT = 60.0  # seconds for each remote step that is not the benchmark itself
-
-
-class DeviceFailure(Exception):
-    """The device or the harness failed mid-run: recorded as a failed run, with the reason."""
 
 
 @dataclass

@@ -27,6 +27,10 @@ from typing import Any
 STATUSES = ("ok", "failed")
 
 
+class DeviceFailure(Exception):
+    """The device or the harness failed mid-run: recorded as a failed run, with the reason."""
+
+
 @dataclass
 class BenchResult:
     model_name: str

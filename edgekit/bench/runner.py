@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.result import BenchResult
+from edgekit.bench.result import BenchResult, DeviceFailure
 from edgekit.bench.uri import DeviceURI, parse_device
 from edgekit.errors import EdgekitError
 from edgekit.targets import TargetProfile, load_target
@@ -179,8 +179,6 @@ def bench(
         benchmark_binary=benchmark_binary,
         progress=on_progress or (lambda message: None),
     )
-    from edgekit.bench.linux import DeviceFailure
-
     try:
         result = _RUNNERS[profile.harness](request)
     except DeviceFailure as exc:

@@ -19,8 +19,7 @@ import os
 import time
 from typing import Any
 
-from edgekit.bench.linux import DeviceFailure
-from edgekit.bench.result import BenchResult, latency_stats
+from edgekit.bench.result import BenchResult, DeviceFailure, latency_stats
 from edgekit.errors import EdgekitError
 
 PREFIX = b"EDGEKIT_RESULT "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -122,6 +123,23 @@ def convert(
         per_channel=per_channel,
         calibration_samples=samples,
         seconds=time.perf_counter() - started,
+    )
+
+
+def convert_for_target(
+    loaded: LoadedModel, quantization: Any, calibration: np.ndarray | None = None
+) -> ConvertedModel:
+    """Convert with a target profile's quantization settings (scheme, IO dtype, per-channel).
+
+    The deploy pipeline and `TargetFitCheck` both convert this way. A QAT model brings its own
+    ranges, so `calibration` is only used for post-training quantization.
+    """
+    return convert(
+        loaded,
+        quantization.scheme,
+        io_dtype=quantization.io_dtype,
+        per_channel=quantization.per_channel,
+        calibration=None if loaded.is_qat else calibration,
     )
 
 

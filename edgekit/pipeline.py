@@ -249,7 +249,7 @@ def _run(
         steps.skip("convert", "the input is already a .tflite model")
         scheme = "as-given"
     else:
-        from edgekit.converters.tflite import convert
+        from edgekit.converters.tflite import convert, convert_for_target
 
         with steps.run("convert float32 (reference)") as step:
             float_model = convert(loaded, "float32")
@@ -260,12 +260,8 @@ def _run(
             converted = float_model
         else:
             with steps.run(f"convert {scheme}") as step:
-                converted = convert(
-                    loaded,
-                    scheme,
-                    io_dtype=quant.io_dtype,
-                    per_channel=quant.per_channel,
-                    calibration=None if calib is None else calib.x,
+                converted = convert_for_target(
+                    loaded, quant, calibration=None if calib is None else calib.x
                 )
                 step.detail = (
                     f"{converted.model_bytes:,} bytes, {converted.calibration_samples} "

@@ -152,8 +152,7 @@ class TargetFitCheck(keras.callbacks.Callback):
     def measure(self, model: Any) -> dict[str, float]:
         """Convert a deployable copy of `model` and return the figures (unprefixed)."""
         from edgekit.checks import check_model
-        from edgekit.converters.tflite import convert
-        from edgekit.keras.quantization import is_qat_model
+        from edgekit.converters.tflite import convert_for_target
         from edgekit.models import from_keras
         from edgekit.tflite_model import read_tflite
         from edgekit.verify import run_litert
@@ -161,14 +160,7 @@ class TargetFitCheck(keras.callbacks.Callback):
         started = time.perf_counter()
         snapshot = deployable_copy(model)
         loaded = from_keras(snapshot, "TargetFitCheck")
-        quant = self.profile.quantization
-        converted = convert(
-            loaded,
-            quant.scheme,
-            io_dtype=quant.io_dtype,
-            per_channel=quant.per_channel,
-            calibration=None if is_qat_model(snapshot) else self.calibration,
-        )
+        converted = convert_for_target(loaded, self.profile.quantization, self.calibration)
         tflite = read_tflite(converted.data, "TargetFitCheck.tflite")
         figures: dict[str, float] = {"model_bytes": float(converted.model_bytes)}
         arena = None

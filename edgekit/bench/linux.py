@@ -79,8 +79,6 @@ def _run(argv: list[str], timeout: float, step: str, where: str) -> subprocess.C
 class LocalTransport:
     """This machine: the harness in a subprocess of the current Python."""
 
-    name = "local"
-
     def __init__(self, python: str | None = None) -> None:
         self.python = python or sys.executable
         self.where = "local"
@@ -96,8 +94,6 @@ class LocalTransport:
 
 class SSHTransport:
     """A Linux device over the system OpenSSH client (BatchMode: keys/agent, no prompts)."""
-
-    name = "ssh"
 
     def __init__(
         self,

@@ -32,29 +32,50 @@ DEVICES_FOR_HARNESS = {
 
 @dataclass
 class BenchModel:
-    """The model file to benchmark, and what the bundle it came from says about it."""
+    """The model file to benchmark, and the arena its bundle measured at deploy time."""
 
     path: Path
     name: str
     sha256: str
-    target: str | None = None  # from the bundle's report
-    arena_bytes: int | None = None  # TFLM arena measured at deploy time
-    bundle: Path | None = None
+    arena_bytes: int | None = None  # TFLM arena from the bundle's report
 
 
-def resolve_model(model: str | Path, delegate: str | None = None) -> BenchModel:
-    """A `.tflite` file, or a deploy bundle directory (its deployed model is used)."""
-    path = Path(model)
+def read_bundle_report(path: Path) -> dict[str, Any] | None:
+    """The report.json of a deploy bundle directory; None when `path` is a file."""
     if not path.exists():
         raise EdgekitError(f"{path}: no such model or bundle")
-    if path.is_dir():
-        report_file = path / "report.json"
-        if not report_file.is_file():
-            raise EdgekitError(f"{path}: not a deploy bundle (no report.json)")
-        try:
-            report = json.loads(report_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise EdgekitError(f"{report_file}: not valid JSON ({exc})") from None
+    if not path.is_dir():
+        return None
+    report_file = path / "report.json"
+    if not report_file.is_file():
+        raise EdgekitError(f"{path}: not a deploy bundle (no report.json)")
+    try:
+        return json.loads(report_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise EdgekitError(f"{report_file}: not valid JSON ({exc})") from None
+
+
+def bundle_target(report: dict[str, Any]) -> str | None:
+    """The target a bundle was made for: its profile's .toml path if that still exists (a
+    custom profile), else the profile name (a built-in one)."""
+    profile = report.get("target") or {}
+    source = str(profile.get("source") or "")
+    if source.endswith(".toml") and Path(source).is_file():
+        return source
+    return profile.get("name")
+
+
+def resolve_model(
+    model: str | Path, delegate: str | None = None, report: dict[str, Any] | None = None
+) -> BenchModel:
+    """A `.tflite` file, or a deploy bundle directory (its deployed model is used).
+
+    `report` is the bundle's report when the caller has read it already.
+    """
+    path = Path(model)
+    if report is None:
+        report = read_bundle_report(path)
+    if report is not None:
         roles = {a["role"]: a["path"] for a in report.get("artifacts", [])}
         role = "Edge TPU model" if delegate == "edgetpu" else "deployed model"
         if role not in roles:
@@ -65,26 +86,12 @@ def resolve_model(model: str | Path, delegate: str | None = None) -> BenchModel:
                     "on the CPU with --delegate xnnpack"
                 )
             raise EdgekitError(f"{path}: the bundle's report lists no deployed model")
-        arena = (report.get("metrics") or {}).get("tensor_arena_bytes")
-        profile = report.get("target") or {}
-        source = str(profile.get("source") or "")
-        # A profile from a .toml file is found again by its path; a built-in one by its name.
-        target = source if source.endswith(".toml") and Path(source).is_file() else None
-        target = target or profile.get("name")
         found = _model_file(path / roles[role])
-        found.target, found.arena_bytes, found.bundle = target, arena, path
+        found.arena_bytes = (report.get("metrics") or {}).get("tensor_arena_bytes")
         return found
     if path.suffix != ".tflite":
         raise EdgekitError(f"{path}: expected a .tflite model or a deploy bundle directory")
     return _model_file(path)
-
-
-def bundle_target(model: str | Path) -> str:
-    """The target a deploy bundle was made for (its profile's source file, or its name)."""
-    path = Path(model)
-    if not path.is_dir():
-        raise EdgekitError("no target: pass --target (a bare .tflite does not name one)")
-    return resolve_model(path).target or ""
 
 
 def _model_file(path: Path) -> BenchModel:
@@ -147,10 +154,13 @@ def bench(
     if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
         raise EdgekitError("--runs and --threads must be >= 1 and --warmup >= 0")
     uri = parse_device(device)
+    report = read_bundle_report(Path(model))  # read once: it names the target and the model
     if target is None:
-        target = bundle_target(model)
+        target = bundle_target(report) if report is not None else None
+        if target is None:
+            raise EdgekitError("no target: pass --target (a bare .tflite does not name one)")
     profile = load_target(target)
-    found = resolve_model(model, delegate or profile.delegate)
+    found = resolve_model(model, delegate or profile.delegate, report)
     allowed = DEVICES_FOR_HARNESS[profile.harness]
     if uri.scheme not in allowed:
         raise EdgekitError(

@@ -126,7 +126,7 @@ def result_from_messages(collected: dict, request: Any, runtime: str) -> BenchRe
     return BenchResult(
         status="ok",
         runtime=runtime,
-        runtime_version=str(hello.get("protocol", "")) and f"protocol {hello.get('protocol')}",
+        runtime_version=f"protocol {hello['protocol']}" if "protocol" in hello else None,
         delegate=None,
         metrics=metrics,
         device_info={"board": hello.get("harness"), "model": hello.get("model")},

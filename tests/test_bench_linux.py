@@ -132,12 +132,19 @@ def test_harness_reports_a_missing_delegate_instead_of_running_on_cpu(digits_tfl
 
 def test_bench_cli_bad_input_is_one_line(digits_tflite, tmp_path):
     env = {"EDGEKIT_DB": str(tmp_path / "r.db")}
+    wrong_shape, not_numpy = tmp_path / "wrong.npy", tmp_path / "text.npy"
+    np.save(wrong_shape, np.zeros((1, 8, 8, 3), np.int8))
+    not_numpy.write_text("hello")
     cases = [
         (["bench", str(digits_tflite["int8"]), "--target", "cortex-m4"], "--device must be"),
         (["bench", str(digits_tflite["int8"]), "--device", "ssh://"], "needs a host name"),
         (["bench", str(digits_tflite["int8"]), "--device", "ftp://x"], "bad device"),
         (["bench", str(tmp_path / "none.tflite"), "--target", "rpi4"], "no such model"),
         (["bench", str(digits_tflite["int8"])], "no target"),
+        (["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--input", str(wrong_shape)],
+         "expected int8[1, 8, 8, 1], received int8[1, 8, 8, 3]"),
+        (["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--input", str(not_numpy)],
+         "text.npy: not a readable NumPy file"),
         (["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--device", "serial:///dev/nope"],
          "--device must be local or ssh"),
         (["bench", str(digits_tflite["int8"]), "-t", "cortex-m4", "--device",
@@ -151,6 +158,7 @@ def test_bench_cli_bad_input_is_one_line(digits_tflite, tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "r.db").exists() or not ResultStore(tmp_path / "r.db").list()
     # ssh missing from PATH: a one-line error, not a failed run.
     with pytest.raises(EdgekitError, match="'ssh' not found on PATH"):
         saved = os.environ["PATH"]

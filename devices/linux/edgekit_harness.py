@@ -147,6 +147,31 @@ def random_input(detail: dict, rng):
     return rng.uniform(0.0, 1.0, size=shape).astype(dtype)
 
 
+def load_inputs(path: str, inputs: list) -> list:
+    """Arrays from `.npy` (one input) or `.npz` (one array per input, in order), each checked
+    against the model's input (`shape`, `dtype` as in get_input_details()). The host runs the
+    same check before shipping anything, so bad input files never reach a device.
+    """
+    import numpy as np
+
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        detail = " ".join(str(exc).split())
+        raise HarnessError(f"{path}: not a readable NumPy file ({detail})") from None
+    arrays = [arrays] if isinstance(arrays, np.ndarray) else [arrays[k] for k in arrays]
+    if len(arrays) != len(inputs):
+        raise HarnessError(f"{path}: {len(arrays)} array(s) for {len(inputs)} inputs")
+    for detail, arr in zip(inputs, arrays):
+        if tuple(arr.shape) != tuple(detail["shape"]) or arr.dtype != detail["dtype"]:
+            want = [int(d) for d in detail["shape"]]
+            raise HarnessError(
+                f"{path}: expected {np.dtype(detail['dtype']).name}{want}, "
+                f"received {arr.dtype.name}{list(arr.shape)}"
+            )
+    return arrays
+
+
 def delegated_nodes(interp) -> tuple:
     """(partitions, nodes taken by the delegate, nodes in the original graph); Nones when the
     runtime cannot list its nodes.
@@ -263,19 +288,7 @@ def run(args) -> dict:
             raise HarnessError(f"delegate {args.delegate} loaded but took 0 of {total} nodes")
         inputs = interp.get_input_details()
         if args.input:
-            arrays = np.load(args.input, allow_pickle=False)
-            arrays = [arrays] if isinstance(arrays, np.ndarray) else [arrays[k] for k in arrays]
-            if len(arrays) != len(inputs):
-                raise HarnessError(f"{args.input}: {len(arrays)} array(s) for {len(inputs)} inputs")
-            feeds = []
-            for detail, arr in zip(inputs, arrays):
-                if tuple(arr.shape) != tuple(detail["shape"]) or arr.dtype != detail["dtype"]:
-                    want = [int(d) for d in detail["shape"]]
-                    raise HarnessError(
-                        f"{args.input}: expected {np.dtype(detail['dtype']).name}{want}, "
-                        f"received {arr.dtype.name}{list(arr.shape)}"
-                    )
-                feeds.append(arr)
+            feeds = load_inputs(args.input, inputs)
         else:
             rng = np.random.default_rng(args.seed)
             feeds = [random_input(detail, rng) for detail in inputs]

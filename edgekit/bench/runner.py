@@ -94,6 +94,28 @@ def resolve_model(
     return _model_file(path)
 
 
+def check_input_file(path: Path, model: Path) -> None:
+    """A bad `--input` is bad input (exit 2), caught here, not a failed run on the device.
+
+    The check is the harness's own (`load_inputs`), against the model's input tensors.
+    """
+    if not path.is_file():
+        raise EdgekitError(f"{path}: no such input file")
+    import numpy as np
+
+    from edgekit.devices.linux.edgekit_harness import HarnessError, load_inputs
+    from edgekit.tflite_model import load_tflite
+
+    inputs = [
+        {"shape": t.shape, "dtype": np.dtype(t.dtype.lower())}
+        for t in load_tflite(model).input_tensors()
+    ]
+    try:
+        load_inputs(str(path), inputs)
+    except HarnessError as exc:
+        raise EdgekitError(str(exc)) from None
+
+
 def _model_file(path: Path) -> BenchModel:
     data = path.read_bytes()
     if data[4:8] != b"TFL3":
@@ -168,8 +190,8 @@ def bench(
             f"--device must be {' or '.join(allowed)} (received {uri.redacted})"
         )
     input_path = Path(input) if input is not None else None
-    if input_path is not None and not input_path.is_file():
-        raise EdgekitError(f"{input_path}: no such input file")
+    if input_path is not None:
+        check_input_file(input_path, found.path)
     settings: dict[str, Any] = {
         "runs": runs,
         "warmup": warmup,

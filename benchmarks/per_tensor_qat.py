@@ -87,9 +87,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         bundle = edgekit.deploy(last, profile, validation=(val.x, val.y), out=out)
     m = bundle.report.metrics
-    print(f"\ndeploy to {profile.name}: ok={bundle.ok}; float {100 * m['float_accuracy']:.1f} %, "
-          f"LiteRT {100 * m['deployed_accuracy']:.1f} %, TFLM {100 * m['tflm_accuracy']:.1f} %, "
-          f"TFLM vs LiteRT max {m['tflm_max_diff_steps']} step(s)")  # fmt: skip
+    print(f"\ndeploy to {profile.name}: ok={bundle.ok}; float {100 * m.float_accuracy:.1f} %, "
+          f"TFLM {100 * m.deployed_accuracy:.1f} %, "
+          f"TFLM vs LiteRT reference kernels max {m.tflm_max_diff_steps} step(s)")  # fmt: skip
 
 
 if __name__ == "__main__":

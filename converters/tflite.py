@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._fdcapture import capture_native_output
-from edgekit.errors import EdgekitError, ToolError
+from edgekit.errors import ToolError, UsageError
 from edgekit.models import LoadedModel
 
 SCHEMES = ("float32", "float16", "dynamic", "int8", "int16x8")
@@ -60,15 +60,15 @@ def convert(
     format (smaller file; only some kernels, e.g. XNNPACK's, run it without densifying).
     """
     if scheme not in SCHEMES:
-        raise EdgekitError(f"unknown quantization scheme {scheme!r}; expected one of {SCHEMES}")
+        raise UsageError(f"unknown quantization scheme {scheme!r}; expected one of {SCHEMES}")
     if loaded.is_tflite:
-        raise EdgekitError(f"{loaded.source}: already a .tflite model; it cannot be re-converted")
+        raise UsageError(f"{loaded.source}: already a .tflite model; it cannot be re-converted")
     needs_data = scheme in ("int8", "int16x8")
     if loaded.is_qat and scheme != "int8" and scheme != "float32":
-        raise EdgekitError(f"{loaded.source}: a QAT model deploys as int8, not {scheme}")
+        raise UsageError(f"{loaded.source}: a QAT model deploys as int8, not {scheme}")
     qat = loaded.is_qat and scheme == "int8"
     if needs_data and calibration is None and not qat:
-        raise EdgekitError(f"{scheme} quantization needs calibration data")
+        raise UsageError(f"{scheme} quantization needs calibration data")
     from edgekit._tf import tensorflow
 
     tf = tensorflow()

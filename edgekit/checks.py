@@ -64,57 +64,166 @@ def min_runtime_for(op: str, version: int) -> str | None:
     return _runtime_table().get(op, {}).get(version)
 
 
-def check_static_shapes(model: TFLiteModel) -> Check:
-    dynamic = [t.name for t in model.tensors if t.dynamic]
-    shape_ops = [op.name for op in model.operators if op.name == "SHAPE"]
-    variables = [op.name for op in model.operators if op.name in VARIABLE_OPS]
+def check_static_shapes(model: TFLiteModel, profile: TargetProfile | None = None) -> Check:
+    """Every tensor has a concrete shape and no op computes shapes at run time.
+
+    A `-1` in a tensor's `shape_signature` with a concrete `shape` (a Keras batch of None) is
+    not dynamic for TFLM or LiteRT's CPU kernels: both run the concrete shape. The Edge TPU
+    compiler refuses it.
+    """
+    variables = sorted({op.name for op in model.operators if op.name in VARIABLE_OPS})
     if variables:
         return Check(
             "static_shapes",
             False,
-            f"resource-variable ops ({', '.join(sorted(set(variables)))}): weights were not "
-            "frozen into constants",
+            f"resource-variable ops ({', '.join(variables)}): weights were not frozen into "
+            "constants",
         )
-    if dynamic or shape_ops:
-        what = f"dynamic tensors: {', '.join(dynamic[:3])}" if dynamic else "a SHAPE op"
+    unknown = [t.name for t in model.tensors if any(d < 0 for d in t.shape)]
+    shape_ops = [op.name for op in model.operators if op.name == "SHAPE"]
+    if unknown or shape_ops:
+        what = f"tensors without a concrete shape: {', '.join(unknown[:3])}" if unknown else (
+            "a SHAPE op computes shapes at run time"
+        )
         return Check("static_shapes", False, f"{what}; convert with a fixed batch of 1")
+    signature = [t.name for t in model.tensors if t.dynamic]
+    if signature:
+        if profile is not None and profile.uses_edgetpu:
+            return Check(
+                "static_shapes",
+                False,
+                f"shape_signature has -1 ({', '.join(signature[:3])}): the Edge TPU compiler "
+                "needs static shapes; convert with a fixed batch of 1",
+            )
+        return Check(
+            "static_shapes",
+            True,
+            f"every shape is concrete; {len(signature)} tensor(s) have -1 only in "
+            "shape_signature (a free batch), which the runtime does not use",
+        )
     return Check("static_shapes", True, "every tensor shape is static")
+
+
+FLOATS = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV",
+                "UNIDIRECTIONAL_SEQUENCE_LSTM", "BATCH_MATMUL", "SVDF")  # fmt: skip
+
+
+def core_activations(model: TFLiteModel) -> list[Any]:
+    """Tensors the ops compute (and graph inputs), without constants, variables (state) and
+    the float side of float-IO QUANTIZE/DEQUANTIZE boundary ops."""
+    produced = {i for op in model.operators for i in op.outputs if i >= 0}
+    boundary = set()
+    for op in model.operators:
+        if op.name == "QUANTIZE" and op.inputs and op.inputs[0] in model.inputs:
+            boundary.add(op.inputs[0])
+        if op.name == "DEQUANTIZE" and op.outputs and op.outputs[0] in model.outputs:
+            boundary.add(op.outputs[0])
+    return [
+        model.tensors[i]
+        for i in sorted(produced | set(model.inputs))
+        if i not in boundary
+        and not model.tensors[i].is_constant
+        and not model.tensors[i].is_variable
+    ]
+
+
+def model_precision(model: TFLiteModel) -> str:
+    """int8 | int16x8 | float16 | dynamic | float32: what the model computes in.
+
+    A partly quantized model counts by its quantized part (`fully_quantized` then names the
+    float tensors); integer state and LSTM intermediates do not count.
+    """
+    dtypes = {t.dtype for t in core_activations(model)}
+    if "INT16" in dtypes:
+        return "int16x8"
+    if dtypes & {"INT8", "UINT8"}:
+        return "int8"
+    if any(t.is_constant and t.dtype == "FLOAT16" for t in model.tensors):
+        return "float16"
+    for op in model.operators:
+        if op.name in WEIGHTED_OPS and len(op.inputs) > 1 and op.inputs[1] >= 0:
+            weight = model.tensors[op.inputs[1]]
+            if weight.is_constant and weight.dtype in ("INT8", "UINT8"):
+                return "dynamic"
+    return "float32"
+
+
+PRECISION_COST = {
+    "int16x8": "int16 activations take twice the arena of int8, and optimised kernel libraries "
+    "(CMSIS-NN, XNNPACK) cover fewer int16 ops",
+    "float32": "float kernels are slower and take 4x the memory of int8",
+    "float16": "float16 weights are dequantized to float32 on CPUs",
+    "dynamic": "activations stay float; only weights are int8",
+    "int8": "",
+}
+
+
+def check_precision(model: TFLiteModel, profile: TargetProfile) -> Check:
+    """Does the target's runtime have kernels for the precision the model computes in?"""
+    precision = model_precision(model)
+    quant = profile.quantization
+    runtime = "TFLM" if profile.is_mcu else ("the Edge TPU" if profile.uses_edgetpu else "LiteRT")
+    if precision not in quant.precisions:
+        return Check(
+            "precision",
+            False,
+            f"the model computes in {precision}; {profile.name} ({runtime}) runs "
+            f"{', '.join(quant.precisions)}",
+        )
+    if precision != quant.scheme:
+        return Check(
+            "precision",
+            True,
+            f"{precision} model on a {quant.scheme} target: {runtime} has {precision} kernels; "
+            f"cost: {PRECISION_COST[precision]}",
+        )
+    return Check("precision", True, f"{precision}, as {profile.name} expects")
 
 
 def check_quantization(model: TFLiteModel, profile: TargetProfile) -> list[Check]:
     quant = profile.quantization
-    checks = []
+    precision = model_precision(model)
+    checks = [check_precision(model, profile)]
     io_want = NUMPY_IO[quant.io_dtype]
     io_have = {t.dtype for t in model.input_tensors() + model.output_tensors()}
-    checks.append(
-        Check(
-            "io_dtype",
-            io_have == {io_want},
-            f"inputs/outputs are {', '.join(sorted(d.lower() for d in io_have))}; "
-            f"{profile.name} expects {quant.io_dtype}",
+    have = ", ".join(sorted(d.lower() for d in io_have))
+    if precision == quant.scheme:
+        checks.append(
+            Check(
+                "io_dtype",
+                io_have == {io_want},
+                f"inputs/outputs are {have}; {profile.name} expects {quant.io_dtype}",
+            )
         )
-    )
-    if quant.scheme in QUANTIZED:
-        allowed = (
-            QUANTIZED[quant.scheme] + ("INT32",) + (("INT8",) if quant.scheme == "int16x8" else ())
+    else:
+        checks.append(
+            Check("io_dtype", True, f"inputs/outputs are {have} ({precision} model)")
+        )
+    if precision in QUANTIZED:
+        io = set(model.inputs + model.outputs)
+        bad = sorted(
+            {
+                op.name
+                for op in model.operators
+                for idx in op.inputs + op.outputs
+                if idx >= 0
+                and idx not in io
+                and model.tensors[idx].dtype in FLOATS
+                and not model.tensors[idx].is_constant
+            }
         )
         io = set(model.inputs + model.outputs)
-        bad = [
-            op.name
-            for op in model.operators
-            for idx in op.inputs + op.outputs
-            if idx >= 0
-            and idx not in io
-            and model.tensors[idx].dtype not in allowed
-            and not model.tensors[idx].is_constant
-        ]
+        inner = {t.dtype for t in core_activations(model) if t.index not in io}
+        io_types = {t.dtype for t in model.input_tensors() + model.output_tensors()}
+        io_note = f" ({have} at the inputs/outputs)" if io_types - inner else ""
         checks.append(
             Check(
                 "fully_quantized",
                 not bad,
-                f"float tensors around {', '.join(sorted(set(bad)))}"
+                f"float tensors around {', '.join(bad)}"
                 if bad
-                else f"every activation is {quant.scheme}",
+                else f"no float activations: {precision}{io_note}",
             )
         )
     return checks
@@ -123,11 +232,12 @@ def check_quantization(model: TFLiteModel, profile: TargetProfile) -> list[Check
 def check_runtime_ops(model: TFLiteModel, profile: TargetProfile) -> Check:
     """Would the device's runtime know every op at its version?"""
     if profile.op_rules == "tflm" or profile.runtime == "tflm":
-        from edgekit.converters.tflm import missing_ops
+        from edgekit.runtimes.tflm import describe_missing, missing_ops
 
-        lacking = missing_ops(model)
+        lacking = missing_ops(model, profile.coprocessors)
         if lacking:
-            return Check("runtime_ops", False, f"TFLM has no kernel for: {', '.join(lacking)}")
+            names = ", ".join(describe_missing(op) for op in lacking)
+            return Check("runtime_ops", False, f"TFLM has no kernel for: {names}")
         return Check(
             "runtime_ops",
             True,
@@ -194,7 +304,7 @@ def check_ram(arena_bytes: int, profile: TargetProfile) -> Check | None:
 
 
 def check_edgetpu(model: TFLiteModel, profile: TargetProfile) -> tuple[list[Check], Any]:
-    from edgekit.converters.edgetpu import analyze
+    from edgekit.runtimes.edgetpu import analyze
 
     analysis = analyze(model, profile.memory.parameter_cache_bytes)
     first = analysis.first_cpu_op
@@ -229,15 +339,15 @@ def check_model(
     `measure` is False (the deploy pipeline measures it in its own step).
     """
     runtime_ops = check_runtime_ops(model, profile)
-    checks = [check_static_shapes(model), *check_quantization(model, profile), runtime_ops]
+    checks = [check_static_shapes(model, profile), *check_quantization(model, profile), runtime_ops]
     for extra in (check_allowed_ops(model, profile), check_flash(model.size_bytes, profile)):
         if extra is not None:
             checks.append(extra)
-    if profile.op_rules == "edgetpu":
+    if profile.uses_edgetpu:
         checks += check_edgetpu(model, profile)[0]
     if profile.is_mcu and arena_bytes is None and measure and runtime_ops.ok:
-        from edgekit.converters.tflm import measure_arena
         from edgekit.errors import ToolError
+        from edgekit.runtimes.tflm import measure_arena
 
         try:
             arena_bytes = measure_arena(model).tensor_arena_bytes

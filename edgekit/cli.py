@@ -6,15 +6,18 @@ Heavy modules (TensorFlow, the runtimes) are imported inside the commands that n
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import sys
+import traceback
 from typing import Any
 
 import click
 
 from edgekit import __version__
-from edgekit.errors import EdgekitError
+from edgekit.console import console as _console
+from edgekit.console import escape, print_json
+from edgekit.errors import EdgekitError, UsageError
 
 TARGETS_DIR = click.option(
     "--targets-dir",
@@ -24,22 +27,9 @@ TARGETS_DIR = click.option(
 )
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    # Pipes and CI logs get a wide fixed width instead of rich's 80 columns.
-    width = None if stream.isatty() else 160
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (anywhere on the line).")
 def cli(debug: bool) -> None:
     """Take a Keras model to an edge device and prove it works there.
 
@@ -65,7 +55,7 @@ def targets_list(targets_dir: str | None, as_json: bool) -> None:
 
     profiles = list_targets(targets_dir)
     if as_json:
-        _print_json([p.to_dict() for p in profiles])
+        print_json([p.to_dict() for p in profiles])
         return
     from rich.table import Table
 
@@ -87,7 +77,7 @@ def targets_list(targets_dir: str | None, as_json: bool) -> None:
             p.name,
             ", ".join(p.aliases),
             p.family,
-            f"{p.runtime} {p.runtime_version}",
+            p.runtime_text,
             f"{p.quantization.scheme} ({p.quantization.io_dtype} IO)",
             _size(mem.flash_bytes),
             _size(mem.ram_bytes),
@@ -113,18 +103,46 @@ def targets_show(name: str, targets_dir: str | None, as_json: bool) -> None:
     profile = load_target(name, targets_dir)
     data = profile.to_dict()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     console = _console()
-    console.print(f"[bold]{profile.name}[/bold]: {profile.description}")
-    for key, value in data.items():
-        if key in ("name", "description"):
-            continue
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
-        elif isinstance(value, list):
-            value = ", ".join(map(str, value)) or "-"
-        console.print(f"  {key:16} {value}")
+    console.print(f"[bold]{profile.name}[/bold]: {escape(profile.description)}")
+    for key, value in _profile_rows(profile):
+        console.print(f"  {key:16} {escape(value)}")
+
+
+def _profile_rows(profile: Any) -> list[tuple[str, str]]:
+    """The profile as label/value lines a person reads (JSON is `--json`)."""
+    q, m = profile.quantization, profile.memory
+    budget = [
+        f"{label} {_size(value)}"
+        for label, value in (
+            ("flash", m.flash_bytes), ("RAM", m.ram_bytes),
+            ("flash reserve", m.reserve_flash_bytes or None),
+            ("RAM reserve", m.reserve_ram_bytes or None),
+            ("parameter cache", m.parameter_cache_bytes),
+        )
+        if value is not None
+    ]  # fmt: skip
+    overrides = [
+        f"{name}: {', '.join(f'{k} {v}' for k, v in values.items())}"
+        for name, values in profile.delegate_overrides.items()
+    ]
+    return [
+        ("aliases", ", ".join(profile.aliases) or "-"),
+        ("family", profile.family),
+        ("runtime", f"{profile.runtime_text}: {profile.runtime_label}"),
+        ("quantization", f"{q.scheme}, {q.io_dtype} inputs/outputs, "
+                         f"{'per-channel' if q.per_channel else 'per-tensor'} weights"),
+        ("precisions", ", ".join(q.precisions)),
+        ("ops", profile.op_rules + (f" (allowed: {', '.join(profile.allowed_ops)})"
+                                    if profile.allowed_ops else "")),
+        ("memory", ", ".join(budget) or "no budget"),
+        ("execution", f"{profile.threads} thread(s), delegate {profile.delegate}"),
+        ("delegates", "; ".join(overrides) or "-"),
+        ("harness", f"{profile.harness} over {profile.transport}"),
+        ("source", profile.source),
+    ]  # fmt: skip
 
 
 @cli.command("inspect")
@@ -140,7 +158,7 @@ def inspect_cmd(model: str, target: str | None, targets_dir: str | None, as_json
     profile = load_target(target, targets_dir) if target else None
     info = inspect(model, profile)
     if as_json:
-        _print_json(info.to_dict())
+        print_json(info.to_dict())
         return 1 if any(not c.ok for c in info.checks) else 0
     from rich.table import Table
 
@@ -210,8 +228,17 @@ class _Progress:
             if self.status is not None:
                 self.status.stop()
                 self.status = None
-            mark = "[green]✓[/green]" if step.ran else "[yellow]–[/yellow]"
-            self.console.print(f"{mark} {name} [dim]({step.seconds:.1f} s) {step.detail}[/dim]")
+            marks = {
+                "ok": "[green]✓[/green]",
+                "skipped": "[yellow]–[/yellow]",
+                "failed": "[red]✗[/red]",
+                "interrupted": "[red]✗ interrupted:[/red]",
+            }
+            status = step.status if step.ran or step.status != "ok" else "skipped"
+            mark = marks.get(status, "?")
+            # A failed step's reason is the error line that follows: not said twice.
+            detail = "" if status == "failed" else escape(step.detail)
+            self.console.print(f"{mark} {escape(name)} [dim]({step.seconds:.1f} s) {detail}[/dim]")
 
     def close(self) -> None:
         if self.status is not None:
@@ -222,7 +249,10 @@ class _Progress:
 @click.argument("model", required=False, type=click.Path())
 @click.option("--target", "-t", required=True, help="Target profile name, alias or .toml path.")
 @click.option(
-    "--example", type=click.Choice(["digits"]), default=None, help="Deploy a built-in example."
+    "--example",
+    type=click.Choice(["digits", "resnet8", "mobilenet", "dscnn", "autoencoder"]),
+    default=None,
+    help="Deploy a built-in example (digits is the quick start).",
 )
 @click.option("--calibration", default=None, help="Calibration inputs: .npy/.npz, or 'random'.")
 @click.option("--validation", default=None, help="Validation inputs: .npy or .npz with x (and y).")
@@ -235,6 +265,13 @@ class _Progress:
     help="Output directory.",
 )
 @click.option("--delegate", default=None, help="Override the profile's delegate (e.g. gpu).")
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "regression"]),
+    default=None,
+    help="What the outputs are (default: detected from the model and labels).",
+)
+@click.option("--sparse-size", is_flag=True, help="Also report TFLite's sparse-format size.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @TARGETS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
@@ -246,6 +283,8 @@ def deploy(
     validation: str | None,
     out: str,
     delegate: str | None,
+    task: str | None,
+    sparse_size: bool,
     force: bool,
     targets_dir: str | None,
     as_json: bool,
@@ -255,7 +294,7 @@ def deploy(
     Exit codes: 0 deployed and every check passed; 1 a check failed; 2 bad input.
     """
     if model is None and example is None:
-        raise EdgekitError("no model given: pass MODEL or --example digits")
+        raise UsageError("no model given: pass MODEL or --example digits")
     from edgekit.pipeline import deploy as run_deploy
 
     progress = None if as_json else _Progress()
@@ -269,6 +308,8 @@ def deploy(
             force=force,
             example=example,
             delegate=delegate,
+            task=task,
+            sparse_size=sparse_size,
             targets_dir=targets_dir,
             on_step=progress,
         )
@@ -277,32 +318,41 @@ def deploy(
             progress.close()
     report = bundle.report
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
         return 0 if bundle.ok else 1
+    _print_deploy_summary(bundle)
+    return 0 if bundle.ok else 1
+
+
+SUMMARY_METRICS = (
+    "float_accuracy", "deployed_accuracy", "top1_agreement", "output_sqnr_db", "logits_sqnr_db",
+    "output_max_abs_error", "output_cosine_similarity", "model_bytes", "tensor_arena_bytes",
+)  # fmt: skip
+
+
+def _print_deploy_summary(bundle: Any) -> None:
+    report = bundle.report
     console = _console()
-    m = report.metrics
+    rows = dict((name, value) for name, value, _ in report.metrics.rows())
     console.print()
-    for key in ("float_accuracy", "deployed_accuracy", "top1_agreement"):
-        if m.get(key) is not None:
-            console.print(f"  {key:28} {100 * m[key]:.1f} %")
-    if m.get("output_sqnr_db") is not None:
-        console.print(f"  {'output_sqnr_db':28} {m['output_sqnr_db']:.1f} dB")
-    sizes = f"{m['model_bytes']:,} B"
-    if m.get("float_model_bytes"):
-        ratio = m["model_bytes"] / m["float_model_bytes"]
-        sizes += f" (float32 {m['float_model_bytes']:,} B, {ratio:.2f}x)"
-    console.print(f"  {'model_bytes':28} {sizes}")
-    if m.get("tensor_arena_bytes") is not None:
-        console.print(f"  {'tensor_arena_bytes':28} {m['tensor_arena_bytes']:,} B")
-    if m.get("accuracy_meaningful") is False:
+    if report.verification:
+        console.print(f"  {'verified on':28} {escape(report.verification['runtime'])}")
+    for key in SUMMARY_METRICS:
+        if key in rows:
+            console.print(f"  {key:28} {rows[key]}")
+    m = report.metrics
+    if m.float_model_bytes and m.model_bytes:
+        console.print(f"  {'size vs float32':28} {m.model_bytes / m.float_model_bytes:.2f}x")
+    if not m.accuracy_meaningful:
         console.print("  [yellow]calibration was random: accuracy figures are meaningless[/yellow]")
     _print_checks(console, report.checks)
     for note in report.notes:
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(f"[dim]note: {escape(note)}[/dim]")
     verdict = "[green]deployed[/green]" if bundle.ok else "[red]FAILED[/red]"
     failed = ", ".join(c.name for c in report.failed_checks())
-    console.print(f"{verdict}: {bundle.path}{'  (failed: ' + failed + ')' if failed else ''}")
-    return 0 if bundle.ok else 1
+    console.print(
+        f"{verdict}: {escape(str(bundle.path))}{'  (failed: ' + failed + ')' if failed else ''}"
+    )
 
 
 from edgekit.cli_bench import bench_cmd, results  # noqa: E402  (light: click + stdlib only)
@@ -311,10 +361,20 @@ cli.add_command(bench_cmd)
 cli.add_command(results)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (timeout, CI cancel, docker stop) unwinds like Ctrl-C: staging is removed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: one-line errors, exit codes 0/1/2, tracebacks only with --debug."""
+    """Console entry point: one-line errors, exit codes 0/1/2, tracebacks only with --debug.
+
+    `--debug` may appear anywhere on the command line (`edgekit deploy m.keras --debug`).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EDGEKIT_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = cli.main(args=args, prog_name="edgekit", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -322,25 +382,27 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return 2
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         return 130
     except EdgekitError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except Exception as exc:  # a bug: say so in one line unless debugging
         if debug:
-            raise
+            traceback.print_exc()
+            return 3
+        text = str(exc).strip().splitlines()
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"internal error: {type(exc).__name__}: {text[0][:300] if text else ''} "
+            "(rerun with --debug for the traceback)",
             err=True,
         )
         return 3
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return result if isinstance(result, int) else 0
 
 

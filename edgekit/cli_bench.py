@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 DB_OPTION = click.option(
     "--db",
@@ -24,7 +24,7 @@ DB_OPTION = click.option(
 
 
 def _console():
-    from edgekit.cli import _console as console
+    from edgekit.console import console
 
     return console()
 
@@ -134,9 +134,10 @@ def results() -> None:
 
 
 def _store(db: str | None):
+    """The results store for reading: it must exist."""
     from edgekit.bench.store import ResultStore
 
-    return ResultStore(db)
+    return ResultStore(db, create=False)
 
 
 @results.command("list")
@@ -150,18 +151,19 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
         return
-    from rich.table import Table
+    from edgekit.console import escape, table
 
-    table = Table(title=f"edgekit results ({len(runs)} shown)")
-    for column in ("id", "created", "model", "target", "device", "runtime", "delegate",
-                   "status", "p50 ms", "mean ms"):  # fmt: skip
-        table.add_column(column)
+    rows = []
     for r in runs:
         lat = r.metrics.get("latency_ms") or {}
-        status = r.status if r.ok else f"[red]failed[/red]: {(r.error or '')[:40]}"
-        cells = [r.model_name, r.target, r.device, r.runtime or "-", r.delegate or "-", status]
-        table.add_row(str(r.id), r.created, *cells, _ms(lat.get("p50")), _ms(lat.get("mean")))
-    _console().print(table)
+        status = r.status if r.ok else f"[red]failed[/red]: {escape(r.error or '')}"
+        # The sha256 prefix tells same-named models from different bundles apart.
+        rows.append([str(r.id), r.created, escape(r.model_name), r.model_sha256[:12], r.target,
+                     escape(r.device), escape(r.runtime or "-"), r.delegate or "-", status,
+                     _ms(lat.get("p50")), _ms(lat.get("mean"))])  # fmt: skip
+    columns = ["id", "created", "model", "sha256", "target", "device", "runtime", "delegate",
+               "status", "p50 ms", "mean ms"]  # fmt: skip
+    _console().print(table(f"edgekit results ({len(runs)} shown)", columns, rows))
 
 
 @results.command("show")
@@ -230,6 +232,6 @@ def results_plot(out: str, run_ids: tuple[int, ...], db: str | None, force: bool
     runs = [store.get(i) for i in run_ids] if run_ids else [
         r for r in store.list(limit=50) if r.ok and r.latencies_ms][:8][::-1]  # fmt: skip
     if not runs:
-        raise EdgekitError("no completed runs with per-run latencies to plot")
+        raise UsageError("no completed runs with per-run latencies to plot")
     plot_latencies(runs, out, force=force)
     click.echo(f"wrote {out} ({len(runs)} runs)", err=True)

@@ -1,7 +1,11 @@
 """Calibration and validation data: `.npy` inputs or `.npz` with `x` and optional `y`.
 
-Arrays are checked against the model's input: the shape after the batch axis, a numeric dtype,
-and no NaN or infinity. Errors say what was expected and what was received.
+Arrays are checked against the model's input: the shape after the batch axis, a real numeric
+dtype (no complex, no strings, no pickled objects), and no NaN or infinity, also after the cast
+to the model's input dtype (1e300 in a float64 file is finite, but infinite as float32). Files
+are checked from their headers first, before anything is loaded: a `.npy` whose header
+promises a terabyte, or a file that is not a regular file, is refused in one line. Errors say
+what was expected and what was received.
 
 >>> import numpy as np
 >>> from edgekit.data import check_inputs
@@ -11,6 +15,9 @@ and no NaN or infinity. Errors say what was expected and what was received.
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 MAX_VALIDATION_SAMPLES = 500
+MAX_DATA_BYTES = 4 * 1024**3  # a calibration or validation file larger than this is refused
+MAX_LABEL = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -35,68 +44,170 @@ class Dataset:
         return Dataset(self.x[:n], None if self.y is None else self.y[:n], self.source)
 
 
+def regular_file(path: str | Path, what: str, limit: int = MAX_DATA_BYTES) -> Path:
+    """The path, if it names a regular file no larger than `limit` (not a FIFO, not a device
+    such as /dev/zero behind a symlink, not a directory)."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UsageError(f"{what} file {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{what} file {path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{what} file {path}: is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{what} file {path}: not a regular file (a device, FIFO or socket)")
+    if info.st_size > limit:
+        raise UsageError(
+            f"{what} file {path}: {info.st_size:,} bytes is over the {limit:,}-byte limit"
+        )
+    return path
+
+
+def _npy_header(handle: Any, what: str, path: Path, available: int) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from a .npy header, refusing pickles and sizes the file cannot hold."""
+    try:
+        fmt = np.lib.format
+        version = fmt.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(handle)
+        else:
+            shape, _, dtype = fmt._read_array_header(handle, version)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UsageError(f"{what} file {path}: not a readable NumPy file ({exc})") from None
+    if dtype.hasobject:
+        raise UsageError(f"{what} file {path}: holds Python objects (pickles are refused)")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > available:
+        raise UsageError(
+            f"{what} file {path}: its header declares {declared:,} bytes of data but the file "
+            f"holds {available:,}"
+        )
+    return shape, dtype
+
+
+def check_array_file(path: str | Path, what: str) -> None:
+    """Check a .npy/.npz from its headers only: cheap, and safe on hostile files."""
+    path = regular_file(path, what)
+    size = path.stat().st_size
+    if path.suffix == ".npy":
+        with path.open("rb") as handle:
+            _npy_header(handle, what, path, size)
+        return
+    if path.suffix != ".npz":
+        raise UsageError(f"{what} file {path}: expected .npy or .npz")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if "x.npy" not in names:
+                found = ", ".join(n.removesuffix(".npy") for n in names) or "none"
+                raise UsageError(
+                    f"{what} file {path}: .npz needs an array named 'x' (found: {found})"
+                )
+            for name in ("x.npy", "y.npy"):
+                if name in names:
+                    member = archive.getinfo(name)
+                    if member.file_size > MAX_DATA_BYTES:
+                        raise UsageError(
+                            f"{what} file {path}: {name} unpacks to {member.file_size:,} bytes"
+                        )
+                    with archive.open(name) as handle:
+                        _npy_header(handle, what, path, member.file_size)
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise UsageError(f"{what} file {path}: not a readable .npz ({exc})") from None
+
+
 def read_array_file(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Read `.npy` (inputs) or `.npz` (`x`, optional `y`). Pickled objects are refused."""
+    check_array_file(path, what)
     path = Path(path)
-    if not path.is_file():
-        raise EdgekitError(f"{what} file {path}: no such file")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
-                if "x" not in archive.files:
-                    raise EdgekitError(
-                        f"{what} file {path}: .npz needs an array named 'x' "
-                        f"(found: {', '.join(archive.files) or 'none'})"
-                    )
                 return archive["x"], (archive["y"] if "y" in archive.files else None)
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False), None
-    except EdgekitError:
-        raise
+        return np.load(path, allow_pickle=False), None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise EdgekitError(f"{what} file {path}: not a readable NumPy file ({exc})") from None
-    raise EdgekitError(f"{what} file {path}: expected .npy or .npz")
+        raise UsageError(f"{what} file {path}: not a readable NumPy file ({exc})") from None
 
 
-def check_inputs(x: Any, input_shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Validate a batch of inputs for a model whose input is `input_shape` (batch first)."""
+def check_inputs(
+    x: Any, input_shape: tuple[int, ...], what: str, dtype: str | None = None
+) -> np.ndarray:
+    """Validate a batch of inputs for a model whose input is `input_shape` (batch first).
+
+    With `dtype` (the model's input dtype), values are also checked after the cast.
+    """
     x = np.asarray(x)
     expected = tuple(input_shape[1:])
     if x.shape == expected:
         x = x[None]
     if x.ndim != len(input_shape) or tuple(x.shape[1:]) != expected:
-        raise EdgekitError(
+        raise UsageError(
             f"{what} data has shape {list(x.shape)}; expected [N, {', '.join(map(str, expected))}]"
         )
     if x.shape[0] == 0:
-        raise EdgekitError(f"{what} data is empty; expected at least one sample")
+        raise UsageError(f"{what} data is empty; expected at least one sample")
+    if np.iscomplexobj(x):
+        raise UsageError(f"{what} data is complex ({x.dtype}); expected real numbers")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise EdgekitError(f"{what} data has dtype {x.dtype}; expected a numeric dtype")
+        raise UsageError(f"{what} data has dtype {x.dtype}; expected a numeric dtype")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))
-        raise EdgekitError(f"{what} data contains {bad} NaN or infinite values")
+        raise UsageError(f"{what} data contains {bad} NaN or infinite values")
+    if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating):
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = x.astype(dtype)
+        if not np.all(np.isfinite(cast)):
+            bad = int(np.sum(~np.isfinite(cast)))
+            largest = float(np.max(np.abs(x.astype(np.float64))))
+            raise UsageError(
+                f"{what} data: {bad} values (up to {largest:.3g}) overflow the model's {dtype} "
+                "input"
+            )
+    elif dtype is not None and np.issubdtype(np.dtype(dtype), np.integer):
+        info = np.iinfo(np.dtype(dtype))
+        if x.size and (np.min(x) < info.min or np.max(x) > info.max):
+            raise UsageError(
+                f"{what} data: values outside the model's {dtype} input range "
+                f"[{info.min}, {info.max}]"
+            )
     return x
 
 
 def check_labels(y: Any, n: int, what: str) -> np.ndarray:
+    """Class indices: integers (or integral floats) in [0, 2^31), one per input; one-hot rows
+    become indices."""
     y = np.asarray(y)
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool) or np.iscomplexobj(y):
+        raise UsageError(f"{what} labels have dtype {y.dtype}; expected integer class indices")
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot
         y = y.argmax(axis=1)
     y = y.reshape(-1)
     if y.shape[0] != n:
-        raise EdgekitError(f"{what} labels: {y.shape[0]} labels for {n} inputs")
+        raise UsageError(f"{what} labels: {y.shape[0]} labels for {n} inputs")
     if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise EdgekitError(f"{what} labels must be class indices; received dtype {y.dtype}")
-        y = y.astype(np.int64)
-    return y
+        if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
+            raise UsageError(f"{what} labels must be class indices; received dtype {y.dtype}")
+    if y.size and (np.min(y) < 0 or np.max(y) > MAX_LABEL):
+        raise UsageError(
+            f"{what} labels must be class indices >= 0; received values from {np.min(y):g} "
+            f"to {np.max(y):g}"
+        )
+    return y.astype(np.int64)
 
 
 def load_dataset(
-    source: Any, input_shape: tuple[int, ...], what: str, limit: int | None = None
+    source: Any,
+    input_shape: tuple[int, ...],
+    what: str,
+    limit: int | None = None,
+    dtype: str | None = None,
 ) -> Dataset:
     """Accept a path, an array, or an `(x, y)` pair; return a checked :class:`Dataset`."""
-    if isinstance(source, (str, Path)):
+    if isinstance(source, (str, os.PathLike)):
         x, y = read_array_file(source, what)
         origin = str(source)
     elif isinstance(source, tuple) and len(source) == 2:
@@ -105,7 +216,7 @@ def load_dataset(
     else:
         x, y = source, None
         origin = "array"
-    x = check_inputs(x, input_shape, what)
+    x = check_inputs(x, input_shape, what, dtype)
     if y is not None:
         y = check_labels(y, x.shape[0], what)
     data = Dataset(x, y, origin)

@@ -11,13 +11,18 @@ its tables, in the spirit of larq's `models.summary`.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.tflite_model import Operator, TFLiteModel, load_tflite
+from edgekit.graph import (  # noqa: F401  (re-exported: part of inspection's API)
+    activation_lower_bound,
+    op_macs,
+    weight_sparsity,
+    weight_tensors,
+)
+from edgekit.tflite_model import TFLiteModel, load_tflite
 
 COLUMNS = {
     "op": "builtin operator name as stored in the model",
@@ -89,92 +94,16 @@ class ModelInfo:
         }
 
 
-def op_macs(model: TFLiteModel, op: Operator) -> int:
-    """Multiply-accumulates of one op at batch 1."""
-    t = model.tensors
-
-    def shape(pos: int, outputs: bool = False) -> tuple[int, ...]:
-        idx = (op.outputs if outputs else op.inputs)[pos]
-        return t[idx].shape if idx >= 0 else ()
-
-    out = math.prod(shape(0, outputs=True) or (0,))
-    if op.name == "CONV_2D":
-        _, kh, kw, cin = shape(1)
-        return out * kh * kw * cin
-    if op.name == "DEPTHWISE_CONV_2D":
-        _, kh, kw, _ = shape(1)
-        return out * kh * kw
-    if op.name == "FULLY_CONNECTED":
-        return out * shape(1)[-1]
-    if op.name == "TRANSPOSE_CONV":
-        _, kh, kw, _ = shape(1)
-        cout = shape(1)[0]
-        return math.prod(shape(2)) * kh * kw * cout
-    if op.name == "BATCH_MATMUL":
-        a = shape(0)
-        adj_x = op.options.get("adjX", False)
-        return out * (a[-2] if adj_x else a[-1])
-    return 0
-
-
-WEIGHT_INPUTS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
-
-
-def weight_tensors(model: TFLiteModel) -> list[tuple[Operator, int]]:
-    """(op, tensor index) of the constant weights of conv, depthwise, dense and
-    transpose-conv ops: the tensors pruning and clustering act on."""
-    found = []
-    for op in model.operators:
-        position = WEIGHT_INPUTS.get(op.name)
-        if position is not None and len(op.inputs) > position:
-            idx = op.inputs[position]
-            if idx >= 0 and model.weights(idx) is not None:
-                found.append((op, idx))
-    return found
-
-
-def weight_sparsity(model: TFLiteModel, ops: tuple[str, ...] | None = None) -> float:
-    """Zero fraction over the weight tensors of `ops` (default: all of WEIGHT_INPUTS)."""
-    zeros = size = 0
-    for op, idx in weight_tensors(model):
-        if ops is None or op.name in ops:
-            values = model.weights(idx)
-            zeros += int((values == 0).sum())
-            size += values.size
-    return zeros / size if size else 0.0
-
-
-def activation_lower_bound(model: TFLiteModel) -> tuple[int, int]:
-    """(bytes, op index): the largest total of activation tensors alive at one op."""
-    n_ops = len(model.operators)
-    first: dict[int, int] = {i: -1 for i in model.inputs}
-    last: dict[int, int] = {i: n_ops for i in model.outputs}
-    for op in model.operators:
-        for idx in op.outputs:
-            first.setdefault(idx, op.index)
-        for idx in op.inputs:
-            if idx >= 0 and not model.tensors[idx].is_constant:
-                first.setdefault(idx, op.index)
-                last[idx] = max(last.get(idx, op.index), op.index)
-    best, best_op = 0, 0
-    for i in range(n_ops):
-        alive = sum(
-            model.tensors[idx].bytes
-            for idx, start in first.items()
-            if not model.tensors[idx].is_constant and start <= i <= last.get(idx, start)
-        )
-        if alive > best:
-            best, best_op = alive, i
-    return best, best_op
-
-
-def _io(model: TFLiteModel, indices: tuple[int, ...]) -> list[dict[str, Any]]:
+def io_rows(model: TFLiteModel, indices: tuple[int, ...]) -> list[dict[str, Any]]:
+    """{name, tensor, shape, dtype, scale, zero_point} of inputs or outputs: what an
+    application needs to quantize its inputs and read its outputs."""
     rows = []
     for idx in indices:
         tensor = model.tensors[idx]
         rows.append(
             {
-                "name": tensor.name,
+                "name": model.io_name(idx),
+                "tensor": tensor.name,
                 "shape": list(tensor.shape),
                 "dtype": tensor.dtype.lower(),
                 "scale": tensor.quant.scales[0] if tensor.quant else None,
@@ -208,8 +137,8 @@ def summarize(model: TFLiteModel) -> ModelInfo:
         source=model.source,
         model_bytes=model.size_bytes,
         sha256=model.sha256,
-        inputs=_io(model, model.inputs),
-        outputs=_io(model, model.outputs),
+        inputs=io_rows(model, model.inputs),
+        outputs=io_rows(model, model.outputs),
         ops=ops,
         dtypes=[DtypeSummary(d.lower(), *v) for d, v in sorted(per_dtype.items())],
         parameters=parameters,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, UsageError
 from edgekit.tflite_model import TFLiteModel, load_tflite
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -38,6 +38,7 @@ class LoadedModel:
     saved_model: Any = None
     tflite: TFLiteModel | None = None
     notes: list[str] = field(default_factory=list)
+    unsafe: bool = False  # loaded with unsafe deserialization (user opt-in; recorded)
 
     @property
     def is_tflite(self) -> bool:
@@ -63,9 +64,16 @@ class LoadedModel:
 
         else:
             model = self.keras_model
+            names = list(getattr(model, "output_names", None) or [])
+            outputs = getattr(model, "outputs", None) or []
 
             def call(x):
-                return model(x, training=False)
+                result = model(x, training=False)
+                # Several outputs keep their Keras names in the signature, so verification
+                # matches them by name (the converter does not keep Keras's order).
+                if len(outputs) > 1 and len(names) == len(outputs):
+                    return dict(zip(names, result, strict=True))
+                return result
 
         return tf.function(call).get_concrete_function(spec)
 
@@ -88,10 +96,10 @@ def is_qat_model(model: Any) -> bool:
 def _static_input(shape: Any, source: str) -> tuple[int, ...]:
     dims = list(shape)
     if not dims:
-        raise EdgekitError(f"{source}: model input has no shape")
+        raise UsageError(f"{source}: model input has no shape")
     rest = dims[1:]
     if any(d is None or int(d) < 0 for d in rest):
-        raise EdgekitError(
+        raise UsageError(
             f"{source}: input shape {[None if d is None else int(d) for d in dims]} has unknown "
             "dimensions besides the batch; edge runtimes need static shapes. Rebuild the model "
             "with a fixed input size (e.g. keras.Input(shape=(96, 96, 3)))"
@@ -105,12 +113,12 @@ def from_keras(model: Any, source: str = "<keras model>", name: str | None = Non
     kind = "keras2" if module.startswith("tf_keras") else "keras3"
     inputs = getattr(model, "inputs", None)
     if not inputs:
-        raise EdgekitError(
+        raise UsageError(
             f"{source}: the model has no defined inputs; build it (call it once or use "
             "keras.Input) before deploying"
         )
     if len(inputs) != 1:
-        raise EdgekitError(f"{source}: models with {len(inputs)} inputs are not supported yet")
+        raise UsageError(f"{source}: models with {len(inputs)} inputs are not supported yet")
     dtype = getattr(inputs[0], "dtype", "float32")
     dtype = getattr(dtype, "name", dtype)
     return LoadedModel(
@@ -143,7 +151,7 @@ def _keras_file_version(path: Path) -> str:
             meta = json.loads(archive.read("metadata.json"))
         return str(meta.get("keras_version", ""))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
-        raise EdgekitError(f"{path}: not a valid .keras archive ({exc})") from None
+        raise UsageError(f"{path}: not a valid .keras archive ({exc})") from None
 
 
 def _load_keras_file(path: Path, custom_objects: dict | None) -> LoadedModel:
@@ -173,7 +181,7 @@ def _load_keras_file(path: Path, custom_objects: dict | None) -> LoadedModel:
         # tfmot wrappers are unknown classes outside its scopes: Keras reports them as a
         # ValueError (unknown layer) or, inside Sequential, a TypeError naming the class.
         if not any(name in str(exc) for name in ("Quantize", "Prune", "Cluster")):
-            raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
+            raise UsageError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
         model = _load_with_tfmot_scope(path, custom_objects, keras2)
     return from_keras(model, str(path), name=path.stem)
 
@@ -202,13 +210,13 @@ def _load_with_tfmot_scope(path: Path, custom_objects: dict | None, keras2: Any)
                 "tensorflow/model-optimization#1123): save them as .h5, or "
                 "deploy the live model"
             )
-        raise EdgekitError(f"{path}: cannot load Keras model ({_one_line(exc)}){hint}") from exc
+        raise UsageError(f"{path}: cannot load Keras model ({_one_line(exc)}){hint}") from exc
 
 
 def _check_hdf5(path: Path) -> None:
     with path.open("rb") as handle:
         if handle.read(8) != b"\x89HDF\r\n\x1a\n":
-            raise EdgekitError(f"{path}: not an HDF5 file (legacy .h5 Keras models are HDF5)")
+            raise UsageError(f"{path}: not an HDF5 file (legacy .h5 Keras models are HDF5)")
 
 
 def _load_saved_model(path: Path) -> LoadedModel:
@@ -218,13 +226,13 @@ def _load_saved_model(path: Path) -> LoadedModel:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:
-        raise EdgekitError(f"{path}: cannot load SavedModel ({_one_line(exc)})") from exc
+        raise UsageError(f"{path}: cannot load SavedModel ({_one_line(exc)})") from exc
     signature = getattr(loaded, "signatures", {}).get("serving_default")
     if signature is None:
-        raise EdgekitError(f"{path}: SavedModel has no 'serving_default' signature")
+        raise UsageError(f"{path}: SavedModel has no 'serving_default' signature")
     specs = signature.structured_input_signature[1]
     if len(specs) != 1:
-        raise EdgekitError(f"{path}: SavedModels with {len(specs)} inputs are not supported yet")
+        raise UsageError(f"{path}: SavedModels with {len(specs)} inputs are not supported yet")
     spec = next(iter(specs.values()))
     return LoadedModel(
         name=path.name,
@@ -249,16 +257,16 @@ def load_model(model: Any, custom_objects: dict | None = None) -> LoadedModel:
         return from_keras(model)
     path = Path(model)
     if not path.exists():
-        raise EdgekitError(f"{path}: no such file or directory")
+        raise UsageError(f"{path}: no such file or directory")
     if path.is_dir():
         if (path / "saved_model.pb").exists():
             return _load_saved_model(path)
-        raise EdgekitError(f"{path}: directory is not a SavedModel (no saved_model.pb)")
+        raise UsageError(f"{path}: directory is not a SavedModel (no saved_model.pb)")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
         tflite = load_tflite(path)
         if len(tflite.inputs) != 1:
-            raise EdgekitError(
+            raise UsageError(
                 f"{path}: models with {len(tflite.inputs)} inputs are not supported yet"
             )
         tensor = tflite.input_tensors()[0]
@@ -272,6 +280,6 @@ def load_model(model: Any, custom_objects: dict | None = None) -> LoadedModel:
         )
     if suffix in KERAS_SUFFIXES:
         return _load_keras_file(path, custom_objects)
-    raise EdgekitError(
+    raise UsageError(
         f"{path}: unsupported model file; expected .keras, .h5, .tflite or a SavedModel directory"
     )

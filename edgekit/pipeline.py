@@ -1,13 +1,14 @@
-"""The deploy pipeline: profile → model → convert → check → verify → bundle.
+"""`deploy()`: profile → model → convert → export → check → verify → bundle.
 
-`deploy()` is what `edgekit deploy` calls. It returns a :class:`Bundle` whether or not every
-check passed (`bundle.ok`); bad input raises :class:`~edgekit.errors.EdgekitError` before any
-file is written. The bundle is assembled in a hidden temporary directory beside its final place
-and renamed into place only when complete.
+What `edgekit deploy` calls. The stages are :mod:`edgekit.stages` functions with typed results;
+this module runs them in order, times each as a step, writes the files, and assembles the report
+from the stage results at the end. Bad input raises :class:`~edgekit.errors.UsageError` before
+anything is written (and, where it can be told from the paths alone, before TensorFlow loads).
+The bundle is built in a hidden staging directory and swapped into place when complete.
 
 >>> import edgekit
 >>> bundle = edgekit.deploy("model.keras", "cortex-m4", calibration="calib.npy")  # doctest: +SKIP
->>> bundle.ok, bundle.report.metrics["tensor_arena_bytes"]                       # doctest: +SKIP
+>>> bundle.ok, bundle.report.metrics.tensor_arena_bytes                          # doctest: +SKIP
 (True, 22544)
 """
 
@@ -15,10 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
+import gzip
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,34 +26,31 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.checks import Check, check_model
+from edgekit.bundle import Bundle, check_final, prepare, publish
 from edgekit.data import MAX_VALIDATION_SAMPLES, Dataset, load_dataset, random_calibration
-from edgekit.errors import EdgekitError, ToolError
+from edgekit.errors import UsageError
 from edgekit.models import LoadedModel, load_model
-from edgekit.report import Artifact, DeployReport, Step, write_report
+from edgekit.report import Artifact, DeployReport, Role, Step, write_report
 from edgekit.targets import TargetProfile, load_target
-from edgekit.tflite_model import TFLiteModel, read_tflite
+from edgekit.tflite_model import TFLiteModel
 
 StepListener = Callable[[str, str, Step | None], None]  # (event, name, finished step)
-
-
-@dataclass
-class Bundle:
-    """A written deploy bundle: where it is and what its report says."""
-
-    path: Path
-    report: DeployReport
-
-    @property
-    def ok(self) -> bool:
-        return self.report.ok
+SPARSE_FORMAT_THRESHOLD = 0.3
 
 
 class _Steps:
-    """Times each pipeline step into the report and tells a listener (the CLI's progress)."""
+    """Times each step into a list and tells a listener (the CLI's progress).
 
-    def __init__(self, report: DeployReport, listener: StepListener | None) -> None:
-        self.report, self.listener = report, listener
+    A step that raises is recorded as failed, or interrupted on Ctrl-C/SIGTERM, never as done.
+    """
+
+    def __init__(self, listener: StepListener | None) -> None:
+        self.steps: list[Step] = []
+        self.listener = listener
+
+    def note(self, message: str) -> None:
+        if self.listener:
+            self.listener("note", message, None)
 
     @contextlib.contextmanager
     def run(self, name: str) -> Iterator[Step]:
@@ -63,51 +60,44 @@ class _Steps:
         started = time.perf_counter()
         try:
             yield step
+        except (KeyboardInterrupt, SystemExit):
+            step.status, step.detail = "interrupted", step.detail or "interrupted"
+            raise
+        except BaseException as exc:
+            step.status, step.detail = "failed", step.detail or str(exc).splitlines()[0][:200]
+            raise
         finally:
             step.seconds = round(time.perf_counter() - started, 3)
-            self.report.steps.append(step)
+            self.steps.append(step)
             if self.listener:
                 self.listener("end", name, step)
 
     def skip(self, name: str, why: str) -> None:
-        step = Step(name, False, 0.0, why)
-        self.report.steps.append(step)
+        step = Step(name, False, 0.0, why, "skipped")
+        self.steps.append(step)
         if self.listener:
             self.listener("end", name, step)
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
 
 
-def _prepare_out(out: Path | str | None, name: str, force: bool) -> tuple[Path, Path]:
-    """(final bundle path, staging directory). Fails early on an unwritable or taken path."""
-    root = Path(out) if out is not None else Path.cwd() / "edgekit-out"
-    final = root / name
-    if final.exists() and not force:
-        raise EdgekitError(f"{final} already exists; pass --force to replace it")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a bundle is an ordinary directory
-    except OSError as exc:
-        raise EdgekitError(f"cannot write to --out {root} ({exc.strerror or exc})") from None
-    return final, staging
+def model_name_from_path(model: Any) -> str | None:
+    """The name a model file or SavedModel directory deploys under, without loading it."""
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        return path.name if path.is_dir() else path.stem
+    return None
 
 
-def _publish(staging: Path, final: Path, force: bool) -> None:
-    """Move the finished bundle into place; with force, replace the old one only now."""
-    old = None
-    if final.exists():
-        if not force:
-            raise EdgekitError(f"{final} already exists; pass --force to replace it")
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(old)
-    staging.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+@dataclass
+class DeployInputs:
+    loaded: LoadedModel
+    profile: TargetProfile
+    calibration: Dataset | None
+    validation: Dataset
+    notes: list[str]
 
 
 def _datasets(
@@ -127,18 +117,25 @@ def _datasets(
             "accuracy figure is meaningless"
         )
     elif calibration is not None:
-        calib = load_dataset(calibration, shape, "calibration")
+        calib = load_dataset(calibration, shape, "calibration", dtype=loaded.input_dtype)
     elif example_data is not None:
         calib = example_data[0]
     needs = profile.quantization.needs_calibration and not loaded.is_tflite and not loaded.is_qat
     if needs and calib is None:
-        raise EdgekitError(
+        raise UsageError(
             f"target {profile.name} quantizes to {profile.quantization.scheme} and needs "
             "calibration data: pass --calibration FILE.npy (or .npz with 'x'), 100-500 "
             "representative inputs, or --calibration random for a smoke test"
         )
     if validation is not None:
-        val = load_dataset(validation, shape, "validation", MAX_VALIDATION_SAMPLES)
+        val = load_dataset(
+            validation, shape, "validation", MAX_VALIDATION_SAMPLES, dtype=loaded.input_dtype
+        )
+        if val.y is None:
+            notes.append(
+                f"validation data {val.source} has no labels (an .npz needs 'y' for accuracy): "
+                "only agreement with the float model is measured"
+            )
     elif example_data is not None:
         val = example_data[1].head(MAX_VALIDATION_SAMPLES)
     elif calib is not None:
@@ -164,6 +161,8 @@ def deploy(
     force: bool = False,
     example: str | None = None,
     delegate: str | None = None,
+    task: str | None = None,
+    sparse_size: bool = False,
     custom_objects: dict | None = None,
     targets_dir: str | Path | None = None,
     on_step: StepListener | None = None,
@@ -180,169 +179,206 @@ def deploy(
       out: directory that receives `<model>-<target>/` (default `./edgekit-out`).
       force: replace an existing bundle.
       example: "digits" to deploy the built-in example with its own data.
+      delegate: override the profile's delegate ("gpu" on Android: float16).
+      task: "classification" or "regression"; detected from the outputs when None.
+      sparse_size: also report the size in TFLite's sparse format (one more conversion).
 
-    Returns the :class:`Bundle`; `bundle.ok` is False when a check failed.
+    Returns the :class:`~edgekit.bundle.Bundle`; `bundle.ok` is False when a check failed.
     """
+    from edgekit.verify import TASKS
+
+    if task is not None and task not in TASKS:
+        raise UsageError(f"unknown task {task!r}; expected one of: {', '.join(TASKS)}")
     profile = load_target(target, targets_dir)
     if delegate:
         profile = profile.with_delegate(delegate)
+    steps = _Steps(on_step)
+    root = Path(out) if out is not None else Path.cwd() / "edgekit-out"
+    early_name = model_name_from_path(model)
+    if early_name is not None:  # a taken output path is known before TensorFlow loads
+        check_final(root / slug(f"{early_name}-{profile.name}"), force)
+    _precheck_data(calibration, "calibration")
+    _precheck_data(validation, "validation")
+
     example_data = None
     if example is not None:
         from edgekit.examples import load_example
 
-        ex = load_example(
-            example, progress=(lambda m: on_step("note", m, None)) if on_step else None
-        )
+        ex = load_example(example, progress=steps.note)
         model = model if model is not None else ex.model_path
         example_data = (ex.calibration, ex.validation)
     if model is None:
-        raise EdgekitError("no model given: pass a model path or --example digits")
+        raise UsageError("no model given: pass a model path or --example digits")
 
-    # Input problems surface before anything is written.
-    loaded = load_model(model, custom_objects)
+    with steps.run("load model") as step:
+        loaded = load_model(model, custom_objects)
+        step.detail = f"{loaded.kind}, input {list(loaded.input_shape)} {loaded.input_dtype}"
     calib, val, notes = _datasets(loaded, profile, calibration, validation, example_data)
-    name = _slug(f"{loaded.name}-{profile.name}")
-    final, staging = _prepare_out(out, name, force)
+    final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)
     try:
-        report = _run(loaded, profile, calib, val, staging, on_step)
-        report.notes = notes + report.notes
-        report.data["calibration"] = (
-            {"source": calib.source, "samples": len(calib.x)} if calib is not None else None
-        )
-        report.data["validation"] = {
-            "source": val.source,
-            "samples": len(val.x),
-            "labels": val.y is not None,
-        }
-        if calib is not None and calib.source == "random":
-            report.metrics["accuracy_meaningful"] = False
-        _harness_step(profile, staging, final, report)
+        inputs = DeployInputs(loaded, profile, calib, val, notes)
+        report = _run(inputs, staging, steps, task, sparse_size)
+        _harness_step(profile, staging, report)
+        report.steps = steps.steps
         report.status = "deployed" if report.ok else "failed"
         write_report(report, staging)
-        _publish(staging, final, force)
+        publish(staging, final, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Bundle(final, report)
+    return Bundle(final, report, profile)
+
+
+def _precheck_data(source: Any, what: str) -> None:
+    """Read a data file's header before TensorFlow loads: a bad file costs no time."""
+    if isinstance(source, (str, Path)) and str(source) != "random":
+        from edgekit.data import check_array_file
+
+        check_array_file(source, what)
 
 
 def _run(
-    loaded: LoadedModel,
-    profile: TargetProfile,
-    calib: Dataset | None,
-    val: Dataset,
-    staging: Path,
-    on_step: StepListener | None,
+    inputs: DeployInputs, staging: Path, steps: _Steps, task: str | None, sparse_size: bool
 ) -> DeployReport:
+    from edgekit import stages
+
+    loaded, profile = inputs.loaded, inputs.profile
     report = DeployReport(
         edgekit_version=__version__,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        model={"name": loaded.name, "source": loaded.source, "kind": loaded.kind},
+        model={"name": loaded.name, "source": loaded.source, "kind": loaded.kind,
+               "unsafe_deserialization": loaded.unsafe},  # fmt: skip
         target=profile.to_dict(),
+        notes=list(inputs.notes),
     )
-    steps = _Steps(report, on_step)
-    quant = profile.quantization
-    reference: bytes | None = None
-
+    metrics = report.metrics
+    reference: TFLiteModel | None = None
+    converted = None
     if loaded.is_tflite:
         deployed = loaded.tflite
-        steps.skip("convert", "the input is already a .tflite model")
         scheme = "as-given"
+        steps.skip("convert", "the input is already a .tflite model")
     else:
-        from edgekit.converters.tflite import convert, convert_for_target
-
         with steps.run("convert float32 (reference)") as step:
-            float_model = convert(loaded, "float32")
-            reference = float_model.data
-            step.detail = f"{float_model.model_bytes:,} bytes"
-        scheme = quant.scheme
+            reference = stages.convert_reference(loaded)
+            step.detail = f"{reference.size_bytes:,} bytes"
+        scheme = profile.quantization.scheme
         if scheme == "float32":
-            converted = float_model
+            deployed = reference
         else:
             with steps.run(f"convert {scheme}") as step:
-                converted = convert_for_target(
-                    loaded, quant, calibration=None if calib is None else calib.x
-                )
-                step.detail = (
-                    f"{converted.model_bytes:,} bytes, {converted.calibration_samples} "
-                    f"calibration samples, {'per-channel' if quant.per_channel else 'per-tensor'}"
-                )
-        deployed = read_tflite(converted.data, f"{loaded.name}_{scheme}.tflite")
-        report.metrics["float_model_bytes"] = len(reference)
-        _sparse_size(loaded, converted, deployed, calib, report, steps)
+                calib = None if inputs.calibration is None else inputs.calibration.x
+                deployed, converted = stages.convert_deployed(loaded, profile, calib)
+                step.detail = stages.conversion_detail(converted)
+        metrics.float_model_bytes = reference.size_bytes
 
-    model_file = staging / f"{_slug(loaded.name)}_{scheme}.tflite"
+    name = slug(loaded.name)
+    model_file = staging / f"{name}_{scheme}.tflite"
     model_file.write_bytes(deployed.data)
-    report.artifacts.append(Artifact.of(model_file, staging, "deployed model"))
-    if reference is not None:
-        ref_file = staging / f"{_slug(loaded.name)}_float32.tflite"
-        if scheme != "float32":
-            ref_file.write_bytes(reference)
-            report.artifacts.append(Artifact.of(ref_file, staging, "float32 reference"))
+    report.artifacts.append(Artifact.of(model_file, staging, Role.DEPLOYED_MODEL))
+    if reference is not None and scheme != "float32":
+        ref_file = staging / f"{name}_float32.tflite"
+        ref_file.write_bytes(reference.data)
+        report.artifacts.append(Artifact.of(ref_file, staging, Role.FLOAT_REFERENCE))
+    _model_facts(deployed, report)
+    _sizes(loaded, deployed, converted, inputs.calibration, report, steps, sparse_size)
 
-    from edgekit.inspection import summarize
-
-    info = summarize(deployed)
-    report.metrics.update(
-        model_bytes=info.model_bytes,
-        parameters=info.parameters,
-        macs=info.macs,
-        activation_lower_bound_bytes=info.activation_lower_bound_bytes,
-    )
-
-    arena = None
+    tflm = None
     if profile.is_mcu:
-        arena = _tflm_step(deployed, loaded.name, profile, staging, report, steps)
+        tflm = _tflm_step(deployed, name, staging, report, steps)
+
+    edgetpu = None
+    if profile.uses_edgetpu:
+        with steps.run("edgetpu_compiler") as step:
+            compile_dir = staging / ".edgetpu"
+            compile_dir.mkdir()
+            edgetpu = stages.compile_edgetpu(deployed, model_file, compile_dir, profile)
+            step.ran, step.detail = edgetpu.compiler.ran, edgetpu.compiler.detail
+            if not edgetpu.compiler.ran:  # the full sentence is in the report's Edge TPU part
+                step.status, step.detail = "skipped", "not installed: rule-based analysis only"
+            _collect_edgetpu(edgetpu, compile_dir, staging, report)
+        report.edgetpu = edgetpu.to_dict()
+        placement = {p.index: ("tpu" if p.on_tpu else "cpu") for p in edgetpu.analysis.placements}
+        for op in report.ops:
+            op["placement"] = placement.get(op["index"])
 
     with steps.run("check against profile") as step:
-        report.checks += check_model(
-            deployed, profile, arena.tensor_arena_bytes if arena else None, measure=False
-        )
+        report.checks += stages.check_stage(deployed, profile, tflm)
+        if edgetpu is not None:
+            report.checks += edgetpu.checks()
         failed = [c.name for c in report.checks if not c.ok]
         step.detail = f"{len(report.checks)} checks, failed: {', '.join(failed) or 'none'}"
 
-    if profile.op_rules == "edgetpu":
-        _edgetpu_step(deployed, model_file, staging, report, steps)
-
     with steps.run("verify") as step:
-        try:
-            from edgekit.verify import verify
-
-            result = verify(
-                deployed.data,
-                val,
-                reference=reference,
-                tflm_arena_bytes=arena.tensor_arena_bytes if arena else None,
-                threads=min(profile.threads, os.cpu_count() or 1),
-            )
-        except Exception as exc:  # a runtime refusing the model is a failed check
-            report.checks.append(Check("verification_runs", False, f"{type(exc).__name__}: {exc}"))
-            step.detail = "a runtime failed to run the model"
+        result, checks = stages.verify_deployed(
+            deployed, reference, inputs.validation, profile, tflm, task
+        )
+        report.checks += checks
+        if result is None:
+            step.detail = checks[0].detail
         else:
-            step.detail = f"{result.samples} samples on {', '.join(result.runtimes)}"
+            step.detail = f"{result.samples} samples on {result.runtime}"
             _record_verification(result, report)
+    if inputs.calibration is not None and inputs.calibration.source == "random":
+        metrics.accuracy_meaningful = False
+    report.data["calibration"] = (
+        {"source": inputs.calibration.source, "samples": len(inputs.calibration.x)}
+        if inputs.calibration is not None
+        else None
+    )
+    report.data["validation"] = {
+        "source": inputs.validation.source,
+        "samples": len(inputs.validation.x),
+        "labels": inputs.validation.y is not None,
+    }
     return report
 
 
-SPARSE_FORMAT_THRESHOLD = 0.3
+def _model_facts(model: TFLiteModel, report: DeployReport) -> None:
+    """Inputs/outputs (what an application needs), ops and the size figures."""
+    from edgekit.graph import op_macs
+    from edgekit.inspection import io_rows, summarize
+
+    info = summarize(model)
+    report.io = {"inputs": io_rows(model, model.inputs), "outputs": io_rows(model, model.outputs)}
+    report.ops = [
+        {"index": op.index, "op": op.name, "version": op.version, "macs": op_macs(model, op),
+         "placement": None}  # fmt: skip
+        for op in model.operators
+    ]
+    m = report.metrics
+    m.model_bytes = info.model_bytes
+    m.parameters = info.parameters
+    m.macs = info.macs
+    m.activation_lower_bound_bytes = info.activation_lower_bound_bytes
 
 
-def _sparse_size(loaded, converted, deployed, calib, report: DeployReport, steps: _Steps) -> None:
-    """gzip size always; for pruned models also the size in TFLite's sparse format."""
-    import gzip
-
-    from edgekit.inspection import weight_sparsity
+def _sizes(
+    loaded: LoadedModel,
+    deployed: TFLiteModel,
+    converted: Any,
+    calib: Dataset | None,
+    report: DeployReport,
+    steps: _Steps,
+    sparse_size: bool,
+) -> None:
+    """gzip size and sparsity always; the sparse-format size only when asked (it converts the
+    model once more: ~9 s on a 220k-parameter MobileNet)."""
+    from edgekit.graph import weight_sparsity
 
     sparsity = weight_sparsity(deployed)
-    report.metrics["weight_sparsity"] = round(sparsity, 4)
-    report.metrics["model_gzip_bytes"] = len(gzip.compress(deployed.data, compresslevel=9))
-    if sparsity < SPARSE_FORMAT_THRESHOLD:
-        steps.skip(
-            "convert sparse format",
-            f"weights are {100 * sparsity:.0f} % zeros (< {100 * SPARSE_FORMAT_THRESHOLD:.0f} %)",
+    report.metrics.weight_sparsity = round(sparsity, 4)
+    report.metrics.model_gzip_bytes = len(gzip.compress(deployed.data, compresslevel=9))
+    if converted is None or sparsity < SPARSE_FORMAT_THRESHOLD:
+        return
+    if not sparse_size:
+        report.notes.append(
+            f"weights are {100 * sparsity:.0f} % zeros: --sparse-size also reports the size in "
+            "TFLite's sparse format (one more conversion)"
         )
         return
     from edgekit.converters.tflite import convert
+    from edgekit.errors import ToolError
 
     with steps.run("convert sparse format") as step:
         try:
@@ -357,7 +393,7 @@ def _sparse_size(loaded, converted, deployed, calib, report: DeployReport, steps
         except ToolError as exc:
             step.detail = f"not available: {exc}"
             return
-        report.metrics["model_sparse_bytes"] = sparse.model_bytes
+        report.metrics.model_sparse_bytes = sparse.model_bytes
         step.detail = (
             f"{sparse.model_bytes:,} bytes with EXPERIMENTAL_SPARSITY (size only; the bundle "
             "keeps the dense model, which every runtime runs)"
@@ -365,140 +401,98 @@ def _sparse_size(loaded, converted, deployed, calib, report: DeployReport, steps
 
 
 def _tflm_step(
-    deployed: TFLiteModel,
-    name: str,
-    profile: TargetProfile,
-    staging: Path,
-    report: DeployReport,
-    steps: _Steps,
-):
-    from edgekit.converters.tflm import measure_arena, missing_ops, write_tflm_sources
+    deployed: TFLiteModel, name: str, staging: Path, report: DeployReport, steps: _Steps
+) -> Any:
+    from edgekit import stages
+    from edgekit.runtimes.tflm import missing_ops
 
     lacking = missing_ops(deployed)
     if lacking:
         steps.skip("tflm export", f"TFLM has no kernel for {', '.join(lacking)}")
-        return None
+        return stages.TflmExport(missing_ops=lacking, error="missing ops")
     with steps.run("tflm export (measure arena)") as step:
-        try:
-            arena = measure_arena(deployed)
-        except ToolError as exc:
-            report.checks.append(Check("tflm_runs", False, str(exc)))
-            step.detail = str(exc)
-            return None
-        paths = write_tflm_sources(deployed, _slug(name), staging / "tflm", arena)
-        for path in paths:
-            report.artifacts.append(Artifact.of(path, staging, "TFLM source"))
-        report.metrics.update(
-            tensor_arena_bytes=arena.tensor_arena_bytes,
-            tensor_arena_minimum_bytes=arena.minimum_bytes,
-        )
+        tflm = stages.export_tflm(deployed, name)
+        if not tflm.ok:
+            step.detail = tflm.error or ""
+            return tflm
+        arena = tflm.arena
+        out = staging / "tflm"
+        out.mkdir()
+        for filename, text in tflm.sources.items():
+            (out / filename).write_text(text, encoding="utf-8")
+            report.artifacts.append(Artifact.of(out / filename, staging, Role.TFLM_SOURCE))
+        report.metrics.tensor_arena_bytes = arena.tensor_arena_bytes
+        report.metrics.tensor_arena_minimum_bytes = arena.minimum_bytes
+        report.tflm = {
+            "tensor_arena_bytes": arena.tensor_arena_bytes,
+            "arena_minimum_bytes": arena.minimum_bytes,
+            "arena_source": arena.allocator,
+            "arena_note": "a C++ MicroInterpreter needs a few hundred bytes less; a 32-bit MCU "
+            "less again (4-byte pointers): on the device kTensorArenaSize is an upper bound",
+            "activation_lower_bound_bytes": arena.activation_lower_bound_bytes,
+        }
         step.detail = (
             f"arena {arena.minimum_bytes:,} B measured minimum + {arena.margin_bytes} B margin "
-            f"({arena.attempts} interpreter runs); activation lower bound "
+            f"({arena.attempts} interpreter runs, 64-bit host); activation lower bound "
             f"{arena.activation_lower_bound_bytes:,} B"
         )
-    return arena
+    return tflm
 
 
-def _edgetpu_step(
-    deployed: TFLiteModel, model_file: Path, staging: Path, report: DeployReport, steps: _Steps
-) -> None:
-    from edgekit.converters.edgetpu import analyze, run_compiler
-
-    analysis = analyze(deployed, report.target["memory"]["parameter_cache_bytes"])
-    report.edgetpu = {"analysis": analysis.to_dict(), "compiler": None}
-    compile_dir = staging / ".edgetpu"
-    compile_dir.mkdir()
-    run = None
-    with steps.run("edgetpu_compiler") as step:
-        run = run_compiler(model_file, compile_dir)
-        step.ran = run.ran
-        step.detail = run.detail
-    report.edgetpu["compiler"] = {
-        "ran": run.ran,
-        "command": run.command,
-        "detail": run.detail,
-        "log": run.log.to_dict() if run.log else None,
-    }
-    if not run.ran:
-        report.notes.append(run.detail)
+def _collect_edgetpu(edgetpu: Any, compile_dir: Path, staging: Path, report: DeployReport) -> None:
+    run = edgetpu.compiler
     if run.output_model is not None:
         target = staging / run.output_model.name
         run.output_model.rename(target)
-        report.artifacts.append(Artifact.of(target, staging, "Edge TPU model"))
-        if run.log and run.log.ops_on_cpu:
-            report.checks.append(
-                Check(
-                    "edgetpu_compiler_ops",
-                    False,
-                    f"compiler left {run.log.ops_on_cpu} ops on the CPU",
-                )
-            )
-    elif run.ran:
-        report.checks.append(Check("edgetpu_compiler", False, run.detail))
+        report.artifacts.append(Artifact.of(target, staging, Role.EDGETPU_MODEL))
     for log in compile_dir.glob("*.log"):
         log.rename(staging / log.name)
-        report.artifacts.append(Artifact.of(staging / log.name, staging, "Edge TPU compiler log"))
+        report.artifacts.append(Artifact.of(staging / log.name, staging, Role.EDGETPU_LOG))
     shutil.rmtree(compile_dir, ignore_errors=True)
 
 
-def _harness_step(profile: TargetProfile, staging: Path, final: Path, report: DeployReport) -> None:
-    """The target's benchmark harness and the one-line command that runs it."""
+def _harness_step(profile: TargetProfile, staging: Path, report: DeployReport) -> None:
+    """The target's benchmark harness and the commands that run it, relative to the bundle."""
     from edgekit.bench.bundle import bench_commands, copy_harness
 
     for path in copy_harness(profile.harness, staging):
-        report.artifacts.append(Artifact.of(path, staging, "benchmark harness"))
-    roles = {a.role: a.path for a in report.artifacts}
-    model = roles.get("Edge TPU model") if profile.delegate == "edgetpu" else None
-    if profile.delegate == "edgetpu" and model is None:
-        report.notes.append(
-            "the on-device benchmark needs the Edge TPU-compiled model: run edgetpu_compiler "
-            "(command above) and pass its output to the harness"
-        )
+        report.artifacts.append(Artifact.of(path, staging, Role.HARNESS))
+    model = report.artifact(Role.DEPLOYED_MODEL).path
+    delegate, host_delegate = profile.delegate, None
+    if profile.uses_edgetpu:
+        compiled = report.artifact(Role.EDGETPU_MODEL)
+        if compiled is not None:
+            model = compiled.path
+        else:
+            delegate = host_delegate = "xnnpack"
+            report.notes.append(
+                "no Edge TPU-compiled model in the bundle: the benchmark commands run the int8 "
+                "model on the CPU; after compiling "
+                "(command in the Edge TPU section), `edgekit bench . --device local` uses the "
+                "Edge TPU"
+            )
     commands = bench_commands(
-        profile.harness,
-        profile.transport,
-        str(final.resolve()),
-        model or roles["deployed model"],
-        profile.threads,
-        profile.delegate,
+        profile.harness, profile.transport, model, profile.threads, delegate, host_delegate
     )
     report.bench = {"harness": profile.harness, "transport": profile.transport, **commands}
 
 
-def _record_verification(result, report: DeployReport) -> None:
-    from edgekit.verify import COLLAPSE_AGREEMENT
-
+def _record_verification(result: Any, report: DeployReport) -> None:
     m = report.metrics
-    m.update(
-        float_accuracy=result.float_accuracy,
-        deployed_accuracy=result.deployed_accuracy,
-        top1_agreement=result.top1_agreement,
-        output_sqnr_db=result.output_sqnr_db,
-        validation_samples=result.samples,
-    )
+    primary = result.primary
+    if primary is not None:
+        m.float_accuracy = primary.float_accuracy
+        m.deployed_accuracy = primary.deployed_accuracy
+        m.top1_agreement = primary.top1_agreement
+        m.output_sqnr_db = primary.sqnr_db
+        m.logits_sqnr_db = primary.logits_sqnr_db
+        m.output_max_abs_error = primary.max_abs_error
+        m.output_cosine_similarity = primary.cosine_similarity
+    m.verified_samples = result.samples
+    m.validation_samples = result.validation_samples
+    m.optimized_vs_reference_steps = result.optimized_vs_reference_steps
+    if result.kernel_check is not None:
+        m.tflm_max_diff_steps = result.kernel_check.max_diff_steps
+    data = result.to_dict()
+    report.verification = data
     report.notes += result.notes
-    if result.top1_agreement is not None:
-        report.checks.append(
-            Check(
-                "top1_agreement",
-                not result.collapsed,
-                f"{100 * result.top1_agreement:.1f} % of {result.samples} samples agree with "
-                f"the float model (collapse below {100 * COLLAPSE_AGREEMENT:.0f} %)",
-            )
-        )
-    if "tflm" in result.runtimes:
-        m.update(
-            tflm_accuracy=result.tflm_accuracy,
-            tflm_top1_agreement=result.tflm_top1_agreement,
-            tflm_max_diff_steps=result.tflm_max_diff_steps,
-        )
-        steps_ok = result.tflm_max_diff_steps is None or result.tflm_max_diff_steps <= 1
-        report.checks.append(
-            Check(
-                "tflm_matches_litert",
-                steps_ok,
-                f"largest TFLM vs LiteRT (builtin kernels) output difference: "
-                f"{result.tflm_max_diff_steps} quantization step(s) (allowed: 1)",
-            )
-        )

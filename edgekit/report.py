@@ -1,32 +1,139 @@
-"""The deploy report: one schema (`DeployReport`), written as `report.json` and `report.md`.
+"""The deploy report: one schema, written as `report.json` and `report.md`, read back by
+:meth:`edgekit.bundle.Bundle.load`.
 
 `report.json` layout (all keys always present; unknown figures are null):
 
 - `edgekit_version`, `created` (UTC ISO 8601), `status`: "deployed" or "failed"
-- `model`: {name, source, kind}
-- `target`: the profile as used (see `edgekit targets show NAME --json`)
-- `artifacts`: [{path, role, bytes, sha256}], paths relative to the bundle
-- `metrics`: float_accuracy, deployed_accuracy, top1_agreement, output_sqnr_db, model_bytes,
-  float_model_bytes, model_gzip_bytes, weight_sparsity, model_sparse_bytes (pruned models),
-  parameters, macs, activation_lower_bound_bytes, validation_samples,
-  accuracy_meaningful, and for MCU targets tensor_arena_bytes, tensor_arena_minimum_bytes,
-  tflm_accuracy, tflm_top1_agreement, tflm_max_diff_steps
+- `model`: {name, source, kind, unsafe_deserialization}
+- `target`: the effective profile (after `--delegate`), as `edgekit targets show --json`
+- `io`: {inputs, outputs}: each {name, shape, dtype, scale, zero_point}, what an application
+  needs to quantize its inputs and read the outputs
+- `ops`: [{index, op, version, macs, placement}]; placement is "tpu"/"cpu" for Edge TPU
+  targets (by edgekit's rule analysis or the compiler), else null
+- `metrics`: the :class:`Metrics` fields (each documented there, once)
+- `verification`: per-output comparison, TFLM-vs-reference kernel check, runtime used
 - `checks`: [{name, ok, detail}]
 - `steps`: [{name, ran, seconds, detail}]; a step that did not run says why
+- `artifacts`: [{path, role, bytes, sha256}], paths relative to the bundle (never outside it)
 - `data`: {calibration, validation}: where the samples came from and how many
-- `edgetpu`: rule analysis and compiler log (coral targets), else null
+- `tflm`: arena figures and where each came from (MCU targets), else null
+- `edgetpu`: rule analysis and compiler log (Edge TPU targets), else null
+- `bench`: the harness shipped in the bundle and the commands that run it
 - `notes`: plain sentences worth reading
+
+>>> Metrics(model_bytes=1024).to_dict()["model_bytes"]
+1024
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from edgekit.checks import Check
+
+
+class Role(str, enum.Enum):
+    """What a file in a bundle is for."""
+
+    DEPLOYED_MODEL = "deployed model"
+    FLOAT_REFERENCE = "float32 reference"
+    TFLM_SOURCE = "TFLM source"
+    EDGETPU_MODEL = "Edge TPU model"
+    EDGETPU_LOG = "Edge TPU compiler log"
+    HARNESS = "benchmark harness"
+    CHART = "chart"
+
+
+def _metric(kind: str, meaning: str) -> Any:
+    return field(default=None, metadata={"kind": kind, "meaning": meaning})
+
+
+@dataclass
+class Metrics:
+    """Every figure a deploy reports, each defined once: its unit and what it measures.
+
+    Accuracy figures refer to the primary output (the first classification output, else the
+    first output); `verification.outputs` in the report has every output.
+    """
+
+    float_accuracy: float | None = _metric("pct", "accuracy of the float32 model on the labels")
+    deployed_accuracy: float | None = _metric(
+        "pct", "accuracy of the deployed model on the target's runtime"
+    )
+    top1_agreement: float | None = _metric(
+        "pct", "samples where float and deployed pick the same class"
+    )
+    output_sqnr_db: float | None = _metric("db", "signal-to-quantization-noise of the output")
+    logits_sqnr_db: float | None = _metric(
+        "db", "SQNR of the logits (the input of the final softmax)"
+    )
+    output_max_abs_error: float | None = _metric("", "largest |float - deployed| output value")
+    output_cosine_similarity: float | None = _metric(
+        "", "mean cosine between float and deployed outputs per sample"
+    )
+    verified_samples: int | None = _metric("", "samples compared on the target's runtime")
+    validation_samples: int | None = _metric("", "samples in the validation set")
+    model_bytes: int | None = _metric("bytes", "size of the deployed .tflite")
+    float_model_bytes: int | None = _metric("bytes", "size of the float32 .tflite")
+    model_gzip_bytes: int | None = _metric(
+        "bytes", "deployed .tflite after gzip -9 (what pruning buys on the wire)"
+    )
+    model_sparse_bytes: int | None = _metric(
+        "bytes", "size in TFLite's sparse format (EXPERIMENTAL_SPARSITY; --sparse-size)"
+    )
+    weight_sparsity: float | None = _metric(
+        "pct", "zeros in conv/depthwise/dense weights of the deployed model"
+    )
+    parameters: int | None = _metric("", "constant tensor elements (weights, biases)")
+    macs: int | None = _metric("", "multiply-accumulates per inference")
+    activation_lower_bound_bytes: int | None = _metric(
+        "bytes", "most activation bytes alive at one op: no planner can use less"
+    )
+    tensor_arena_bytes: int | None = _metric(
+        "bytes", "kTensorArenaSize written to model_ops.h: measured minimum + alignment margin"
+    )
+    tensor_arena_minimum_bytes: int | None = _metric(
+        "bytes", "smallest arena the TFLM interpreter ran with (see tflm.arena_source)"
+    )
+    tflm_max_diff_steps: int | None = _metric(
+        "", "largest TFLM vs LiteRT reference-kernel output difference, quantization steps"
+    )
+    optimized_vs_reference_steps: int | None = _metric(
+        "", "largest optimised (e.g. XNNPACK) vs reference-kernel difference (information)"
+    )
+    accuracy_meaningful: bool = field(
+        default=True,
+        metadata={"kind": "", "meaning": "False when calibration was random"},
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __getitem__(self, name: str) -> Any:
+        """`metrics["deployed_accuracy"]` reads like report.json; unknown names raise KeyError."""
+        if name not in {f.name for f in fields(self)}:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metrics:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(name, formatted value, meaning) for every figure that is known."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or f.name == "accuracy_meaningful":
+                continue
+            out.append((f.name, format_value(value, f.metadata["kind"]), f.metadata["meaning"]))
+        return out
 
 
 @dataclass
@@ -35,19 +142,26 @@ class Step:
     ran: bool
     seconds: float
     detail: str
+    status: str = "ok"  # ok | skipped | failed | interrupted
 
 
 @dataclass
 class Artifact:
     path: str
-    role: str
+    role: Role
     bytes: int
     sha256: str
 
     @classmethod
-    def of(cls, path: Path, root: Path, role: str) -> Artifact:
+    def of(cls, path: Path, root: Path, role: Role) -> Artifact:
         data = path.read_bytes()
-        return cls(str(path.relative_to(root)), role, len(data), hashlib.sha256(data).hexdigest())
+        return cls(
+            str(path.relative_to(root)), Role(role), len(data), hashlib.sha256(data).hexdigest()
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "role": self.role.value, "bytes": self.bytes,
+                "sha256": self.sha256}  # fmt: skip
 
 
 @dataclass
@@ -57,13 +171,17 @@ class DeployReport:
     model: dict[str, Any]
     target: dict[str, Any]
     status: str = "failed"
-    artifacts: list[Artifact] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    io: dict[str, Any] = field(default_factory=dict)
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    verification: dict[str, Any] | None = None
     checks: list[Check] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    tflm: dict[str, Any] | None = None
     edgetpu: dict[str, Any] | None = None
-    bench: dict[str, Any] | None = None  # harness shipped in the bundle and how to run it
+    bench: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -73,13 +191,34 @@ class DeployReport:
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
+    def artifact(self, role: Role) -> Artifact | None:
+        """The first artifact with `role`, or None."""
+        return next((a for a in self.artifacts if a.role == role), None)
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["metrics"] = self.metrics.to_dict()
         data["checks"] = [c.to_dict() for c in self.checks]
+        data["steps"] = [asdict(s) for s in self.steps]
+        data["artifacts"] = [a.to_dict() for a in self.artifacts]
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeployReport:
+        """Read back a report.json (validated by the caller, :meth:`Bundle.load`)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["metrics"] = Metrics.from_dict(data.get("metrics") or {})
+        values["checks"] = [Check(**c) for c in data.get("checks") or []]
+        values["steps"] = [Step(**s) for s in data.get("steps") or []]
+        values["artifacts"] = [
+            Artifact(a["path"], Role(a["role"]), int(a["bytes"]), str(a["sha256"]))
+            for a in data.get("artifacts") or []
+        ]
+        return cls(**values)
 
-def _fmt(value: Any, kind: str = "") -> str:
+
+def format_value(value: Any, kind: str = "") -> str:
     if value is None:
         return "n/a"
     if kind == "pct":
@@ -93,63 +232,75 @@ def _fmt(value: Any, kind: str = "") -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
-METRIC_ROWS = (
-    ("float_accuracy", "pct", "accuracy of the float32 model on the validation labels"),
-    ("deployed_accuracy", "pct", "accuracy of the deployed model in LiteRT"),
-    ("top1_agreement", "pct", "samples where float and deployed pick the same class"),
-    ("output_sqnr_db", "db", "signal-to-quantization-noise of the output vs float"),
-    ("model_bytes", "bytes", "size of the deployed .tflite"),
-    ("float_model_bytes", "bytes", "size of the float32 .tflite"),
-    ("model_gzip_bytes", "bytes", "deployed .tflite after gzip -9 (what pruning buys on the wire)"),
-    ("model_sparse_bytes", "bytes", "size in TFLite's sparse format (EXPERIMENTAL_SPARSITY)"),
-    ("weight_sparsity", "pct", "zeros in conv/depthwise/dense weights of the deployed model"),
-    ("parameters", "", "constant tensor elements (weights, biases)"),
-    ("macs", "", "multiply-accumulates per inference"),
-    ("tensor_arena_bytes", "bytes", "TFLM arena to allocate: measured minimum + alignment margin"),
-    ("tensor_arena_minimum_bytes", "bytes", "smallest arena with which TFLM ran the model"),
-    ("activation_lower_bound_bytes", "bytes", "most activation bytes alive at one op"),
-    ("tflm_accuracy", "pct", "accuracy of the deployed model in TFLM"),
-    ("tflm_max_diff_steps", "", "largest TFLM vs LiteRT output difference, quantization steps"),
-    ("validation_samples", "", "samples compared"),
-)
+def _io_rows(report: DeployReport) -> list[str]:
+    lines = ["| | name | shape | dtype | scale | zero point |", "|---|---|---|---|---|---|"]
+    for kind in ("inputs", "outputs"):
+        for row in report.io.get(kind, []):
+            scale = "-" if row["scale"] is None else f"{row['scale']:.9g}"
+            zero = "-" if row["zero_point"] is None else str(row["zero_point"])
+            lines.append(
+                f"| {kind[:-1]} | {row['name']} | {row['shape']} | {row['dtype']} | {scale} | "
+                f"{zero} |"
+            )
+    return lines
 
 
 def render_markdown(report: DeployReport) -> str:
     """A human-readable report; every metric row says what it measures."""
     t = report.target
+    quant = t["quantization"]
     lines = [
         f"# {report.model['name']} → {t['name']}: {report.status.upper()}",
         "",
         f"{t['description']}. Runtime: {t['runtime_label'] or t['runtime']}; quantization "
-        f"{t['quantization']['scheme']} with {t['quantization']['io_dtype']} inputs/outputs.",
-        "",
-        "## Metrics",
-        "",
-        "| metric | value | meaning |",
-        "|---|---|---|",
+        f"{quant['scheme']} with {quant['io_dtype']} inputs/outputs; delegate "
+        f"{t['execution']['delegate']}.",
     ]
-    for key, kind, meaning in METRIC_ROWS:
-        if key in report.metrics:
-            lines.append(f"| {key} | {_fmt(report.metrics[key], kind)} | {meaning} |")
-    if report.metrics.get("accuracy_meaningful") is False:
+    if report.verification:
+        lines += ["", f"Deployed figures come from: {report.verification['runtime']}."]
+    lines += ["", "## Metrics", "", "| metric | value | meaning |", "|---|---|---|"]
+    for name, value, meaning in report.metrics.rows():
+        lines.append(f"| {name} | {value} | {meaning} |")
+    if not report.metrics.accuracy_meaningful:
         lines += ["", "**Calibration was random: the accuracy figures above are meaningless.**"]
+    if report.verification and report.verification.get("outputs"):
+        lines += ["", "### Outputs", "",
+                  "| output | task | SQNR | logits SQNR | max abs error | cosine | agreement |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for out in report.verification["outputs"]:
+            lines.append(
+                f"| {out['name']} {out['shape']} | {out['task']} ({out['task_reason']}) | "
+                f"{format_value(out['sqnr_db'], 'db')} | "
+                f"{format_value(out['logits_sqnr_db'], 'db')} | "
+                f"{format_value(out['max_abs_error'])} | "
+                f"{format_value(out['cosine_similarity'])} | "
+                f"{format_value(out['top1_agreement'], 'pct')} |"
+            )
+    lines += ["", "## Inputs and outputs", "", *_io_rows(report)]
     lines += ["", "## Checks", "", "| check | result | detail |", "|---|---|---|"]
     for check in report.checks:
         lines.append(f"| {check.name} | {'pass' if check.ok else '**FAIL**'} | {check.detail} |")
+    if report.tflm:
+        lines += ["", "## Tensor arena", ""]
+        for key, value in report.tflm.items():
+            lines.append(f"- {key}: {format_value(value)}")
     if report.edgetpu:
         analysis = report.edgetpu.get("analysis", {})
+        compiler = report.edgetpu.get("compiler") or {}
         lines += [
             "",
             "## Edge TPU",
             "",
             f"Rule analysis: {analysis.get('ops_on_tpu')} ops on the Edge TPU, "
-            f"{analysis.get('ops_on_cpu')} on the CPU.",
+            f"{analysis.get('ops_on_cpu')} on the CPU. Compiler: "
+            f"{compiler.get('detail', 'not run')}",
         ]
-        for op in analysis.get("cpu_ops", []):
-            lines.append(f"- op #{op['index']} {op['op']} on CPU: {op['reason']}")
-        compiler = report.edgetpu.get("compiler") or {}
-        lines.append("")
-        lines.append(f"Compiler: {compiler.get('detail', 'not run')}")
+    lines += ["", "## Ops", "", "| # | op | version | MACs | runs on |", "|---|---|---|---|---|"]
+    for op in report.ops:
+        lines.append(
+            f"| {op['index']} | {op['op']} | {op['version']} | {op['macs']:,} | "
+            f"{op.get('placement') or '-'} |"
+        )
     lines += ["", "## Steps", "", "| step | ran | seconds | detail |", "|---|---|---|---|"]
     for step in report.steps:
         lines.append(
@@ -157,7 +308,10 @@ def render_markdown(report: DeployReport) -> str:
         )
     if report.bench:
         lines += ["", "## Benchmark on the device", ""]
-        lines.append(f"Harness: {report.bench['harness']} (files in `harness/`).")
+        lines.append(
+            f"Harness: {report.bench['harness']} (files in `harness/`). Run these in the "
+            "bundle directory:"
+        )
         labels = {
             "host": "From this host",
             "on_device": "On the device, in the bundle directory",
@@ -168,7 +322,9 @@ def render_markdown(report: DeployReport) -> str:
                 lines += ["", f"{label}:", "", f"    {report.bench[key]}"]
     lines += ["", "## Files", "", "| path | role | bytes | sha256 |", "|---|---|---|---|"]
     for art in report.artifacts:
-        lines.append(f"| {art.path} | {art.role} | {art.bytes:,} | `{art.sha256[:16]}…` |")
+        lines.append(
+            f"| {art.path} | {art.role.value} | {art.bytes:,} | `{art.sha256[:16]}…` |"
+        )
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"

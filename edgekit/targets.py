@@ -23,6 +23,7 @@ Profile layout (every key is documented in docs/targets.md)::
     [ops]
     rules = "tflm"                     # litert | tflm | edgetpu: which rule set judges the ops
     allowed = []                       # optional allow-list of builtin op names
+    coprocessors = []                  # e.g. ["ethos-u"]: NPUs whose custom ops the device runs
     [memory]                           # all optional; bytes
     flash_bytes, ram_bytes, reserve_flash_bytes, reserve_ram_bytes, parameter_cache_bytes
     [execution]
@@ -41,7 +42,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 try:  # Python 3.11+
     import tomllib
@@ -53,6 +54,18 @@ RUNTIMES = ("litert", "tflm")
 HARNESSES = ("linux", "android", "mcu")
 TRANSPORTS = ("local", "ssh", "adb", "serial")
 SCHEMES = ("int8", "float16", "dynamic", "int16x8", "float32")
+# Which delegates each harness can apply (an MCU's TFLM has none).
+HARNESS_DELEGATES = {
+    "linux": ("xnnpack", "none", "edgetpu"),
+    "android": ("xnnpack", "gpu", "nnapi", "none"),
+    "mcu": ("none",),
+}
+# A family's devices are benchmarked by one harness.
+FAMILY_HARNESS = {"android": "android", "linux": "linux", "coral": "linux", "mcu": "mcu"}
+DEFAULT_PRECISIONS = {
+    "tflm": ("int8", "int16x8", "float32"),
+    "litert": ("int8", "int16x8", "float16", "dynamic", "float32"),
+}
 IO_DTYPES = ("int8", "uint8", "int16", "float32")
 OP_RULES = ("litert", "tflm", "edgetpu")
 DELEGATES = ("none", "xnnpack", "edgetpu", "gpu", "nnapi")
@@ -73,6 +86,7 @@ class Quantization:
     scheme: str = "int8"
     io_dtype: str = "int8"
     per_channel: bool = True
+    precisions: tuple[str, ...] = ("int8",)  # what the target's runtime has kernels for
 
     @property
     def needs_calibration(self) -> bool:
@@ -125,12 +139,26 @@ class TargetProfile:
     delegate: str = "none"
     aliases: tuple[str, ...] = ()
     allowed_ops: tuple[str, ...] = ()
+    coprocessors: tuple[str, ...] = ()
     delegate_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
 
     @property
     def is_mcu(self) -> bool:
+        """Runs TFLM on a microcontroller (no OS, no delegates, an arena to size)."""
         return self.runtime == "tflm"
+
+    @property
+    def uses_edgetpu(self) -> bool:
+        """The model is compiled for and runs on an Edge TPU."""
+        return self.delegate == "edgetpu"
+
+    @property
+    def runtime_text(self) -> str:
+        """"litert 2.16.1", "tflm (source build)": the runtime and the version devices run."""
+        if self.runtime == "tflm":
+            return f"tflm ({self.runtime_version})"
+        return f"{self.runtime} {self.runtime_version}"
 
     def with_delegate(self, delegate: str) -> TargetProfile:
         """The same profile with another delegate, applying that delegate's overrides.
@@ -139,8 +167,17 @@ class TargetProfile:
         'float16'
         """
         if delegate not in DELEGATES:
-            raise EdgekitError(
+            raise UsageError(
                 f"unknown delegate {delegate!r}; expected one of: {', '.join(DELEGATES)}"
+            )
+        allowed = HARNESS_DELEGATES[self.harness]
+        if delegate not in allowed:
+            if self.is_mcu:
+                why = f"target {self.name} runs TFLM, which has no delegates"
+            else:
+                why = f"the {self.harness} harness of target {self.name} cannot apply it"
+            raise UsageError(
+                f"--delegate {delegate}: {why}; expected one of: {', '.join(allowed)}"
             )
         override = self.delegate_overrides.get(delegate, {})
         quant = self.quantization
@@ -148,7 +185,10 @@ class TargetProfile:
             scheme = override["quantization"]
             io = "float32" if scheme in ("float16", "float32", "dynamic") else quant.io_dtype
             quant = replace(quant, scheme=scheme, io_dtype=io)
-        return replace(self, delegate=delegate, quantization=quant)
+        rules = self.op_rules
+        if rules == "edgetpu" and delegate != "edgetpu":
+            rules = "litert"  # the CPU runs it: LiteRT's rules, not the compiler's
+        return replace(self, delegate=delegate, quantization=quant, op_rules=rules)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict for reports and `--json`."""
@@ -166,13 +206,29 @@ class TargetProfile:
                 "scheme": self.quantization.scheme,
                 "io_dtype": self.quantization.io_dtype,
                 "per_channel": self.quantization.per_channel,
+                "precisions": list(self.quantization.precisions),
             },
-            "ops": {"rules": self.op_rules, "allowed": list(self.allowed_ops)},
+            "ops": {
+                "rules": self.op_rules,
+                "allowed": list(self.allowed_ops),
+                "coprocessors": list(self.coprocessors),
+            },
             "memory": {name: getattr(self.memory, name) for name in MEMORY_FIELDS},
             "execution": {"threads": self.threads, "delegate": self.delegate},
             "delegates": self.delegate_overrides,
             "source": self.source,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> TargetProfile:
+        """Read back :meth:`to_dict` (a bundle's effective profile), validated like a file."""
+        if not isinstance(data, dict):
+            raise UsageError(f"{source}: the target profile is not a table")
+        table = {k: v for k, v in data.items() if k != "source"}
+        memory = table.get("memory")
+        if isinstance(memory, dict):
+            table["memory"] = {k: v for k, v in memory.items() if v is not None}
+        return parse_profile(table, source)
 
 
 class _Fields:
@@ -181,8 +237,8 @@ class _Fields:
     def __init__(self, source: str, table: dict[str, Any], prefix: str = "") -> None:
         self.source, self.table, self.prefix = source, table, prefix
 
-    def fail(self, key: str, message: str) -> EdgekitError:
-        return EdgekitError(f"{self.source}: field '{self.prefix}{key}' {message}")
+    def fail(self, key: str, message: str) -> UsageError:
+        return UsageError(f"{self.source}: field '{self.prefix}{key}' {message}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., choices=()) -> Any:
         if key not in self.table:
@@ -220,9 +276,9 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
         )
     )  # fmt: skip
     quant = top.sub("quantization")
-    quant.reject_unknown(("scheme", "io_dtype", "per_channel"))
+    quant.reject_unknown(("scheme", "io_dtype", "per_channel", "precisions"))
     ops = top.sub("ops")
-    ops.reject_unknown(("rules", "allowed"))
+    ops.reject_unknown(("rules", "allowed", "coprocessors"))
     mem = top.sub("memory")
     mem.reject_unknown(MEMORY_FIELDS)
     exe = top.sub("execution")
@@ -246,6 +302,14 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     allowed = ops.get("allowed", list, default=[])
     if not all(isinstance(op, str) for op in allowed):
         raise ops.fail("allowed", "must be a list of builtin op names")
+    coprocessors = ops.get("coprocessors", list, default=[])
+    if not all(isinstance(c, str) for c in coprocessors):
+        raise ops.fail("coprocessors", "must be a list of names, e.g. [\"ethos-u\"]")
+    precisions = quant.get("precisions", list, default=list(DEFAULT_PRECISIONS[runtime]))
+    if not precisions or not all(isinstance(p, str) and p in SCHEMES for p in precisions):
+        raise quant.fail("precisions", f"must be a list of: {', '.join(SCHEMES)}")
+    if scheme not in precisions:
+        raise quant.fail("precisions", f"must include the scheme {scheme!r}")
     memory = MemoryBudget(
         **{
             name: mem.get(name, int, default=0 if name.startswith("reserve") else None)
@@ -260,26 +324,51 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
         if total is not None and getattr(memory, reserve) >= total:
             raise mem.fail(reserve, f"must be smaller than {budget} ({total})")
     aliases = top.get("aliases", list, default=[])
+    if not all(isinstance(a, str) and a.strip() for a in aliases):
+        raise top.fail("aliases", f"must be a list of non-empty names; received {aliases!r}")
+    name = top.get("name", str)
+    if not name.strip() or name != name.strip() or "/" in name:
+        raise top.fail("name", f"must be a non-empty name without spaces or '/'; received {name!r}")
+    family = top.get("family", str, choices=FAMILIES)
+    harness = top.get("harness", str, choices=HARNESSES)
+    if FAMILY_HARNESS[family] != harness:
+        raise top.fail(
+            "harness", f"must be {FAMILY_HARNESS[family]!r} for family {family!r}; received "
+            f"{harness!r}"
+        )
+    if (runtime == "tflm") != (family == "mcu"):
+        raise top.fail("runtime", f"{runtime!r} does not fit family {family!r} (TFLM is for mcu)")
+    threads = exe.get("threads", int, default=1)
+    if threads < 1:
+        raise exe.fail("threads", f"must be >= 1; received {threads}")
+    delegate = exe.get("delegate", str, default="none", choices=DELEGATES)
+    if delegate not in HARNESS_DELEGATES[harness]:
+        raise exe.fail(
+            "delegate",
+            f"must be one of {', '.join(HARNESS_DELEGATES[harness])} for the {harness} harness",
+        )
     return TargetProfile(
-        name=top.get("name", str),
+        name=name,
         aliases=tuple(aliases),
         description=top.get("description", str),
-        family=top.get("family", str, choices=FAMILIES),
+        family=family,
         runtime=runtime,
         runtime_version=top.get("runtime_version", str),
         runtime_label=top.get("runtime_label", str, default=""),
-        harness=top.get("harness", str, choices=HARNESSES),
+        harness=harness,
         transport=top.get("transport", str, choices=TRANSPORTS),
         quantization=Quantization(
             scheme=scheme,
             io_dtype=io_dtype,
             per_channel=quant.get("per_channel", bool, default=True),
+            precisions=tuple(precisions),
         ),
         op_rules=ops.get("rules", str, default=runtime, choices=OP_RULES),
         allowed_ops=tuple(allowed),
+        coprocessors=tuple(coprocessors),
         memory=memory,
-        threads=exe.get("threads", int, default=1),
-        delegate=exe.get("delegate", str, default="none", choices=DELEGATES),
+        threads=threads,
+        delegate=delegate,
         delegate_overrides=delegates,
         source=source,
     )
@@ -291,9 +380,9 @@ def load_profile_file(path: str | os.PathLike[str]) -> TargetProfile:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise EdgekitError(f"{path}: cannot read profile ({exc.strerror})") from exc
+        raise UsageError(f"{path}: cannot read profile ({exc.strerror})") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgekitError(f"{path}: not valid TOML ({exc})") from exc
+        raise UsageError(f"{path}: not valid TOML ({exc})") from exc
     return parse_profile(data, str(path))
 
 
@@ -303,7 +392,7 @@ def _search_dirs(targets_dir: str | os.PathLike[str] | None) -> list[Path]:
         dirs.append(Path(targets_dir))
     for directory in dirs:
         if not directory.is_dir():
-            raise EdgekitError(f"targets directory {directory} does not exist")
+            raise UsageError(f"targets directory {directory} does not exist")
     return dirs
 
 
@@ -346,6 +435,6 @@ def load_target(
     names = [p.name for p in profiles] + [a for p in profiles for a in p.aliases]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise EdgekitError(
+    raise UsageError(
         f"unknown target {name!r}{hint} (run 'edgekit targets list' to see all targets)"
     )

@@ -6,7 +6,7 @@ This module never imports TensorFlow: `edgekit inspect` and the Edge TPU analysi
 >>> from edgekit.tflite_model import read_tflite
 >>> read_tflite(b"not a model", "x.tflite")  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
-edgekit.errors.EdgekitError: x.tflite: not a .tflite model (no TFL3 identifier)
+edgekit.errors.UsageError: x.tflite: not a .tflite model (no TFL3 identifier)
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, UsageError
 
 DTYPE_BYTES = {
     "FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "STRING": 0, "BOOL": 1,
     "INT16": 2, "COMPLEX64": 8, "INT8": 1, "FLOAT64": 8, "COMPLEX128": 16, "UINT64": 8,
     "RESOURCE": 0, "VARIANT": 0, "UINT32": 4, "UINT16": 2, "INT4": 0.5, "BFLOAT16": 2,
 }  # fmt: skip
+MAX_MODEL_BYTES = 2 * 1024**3  # flatbuffers address 2 GiB; larger models are refused unread
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
 
@@ -104,6 +105,8 @@ class TFLiteModel:
     opcodes: tuple[tuple[str, int], ...]
     metadata: dict[str, bytes]
     constant_data: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
+    # Names the model's signature gives its inputs/outputs (Keras: "output_0", "dense_1"...).
+    signature_names: dict[int, str] = field(default_factory=dict)
 
     @property
     def size_bytes(self) -> int:
@@ -124,6 +127,10 @@ class TFLiteModel:
         the opcode table; a runtime only needs kernels for these."""
         used = {(op.name, op.version) for op in self.operators}
         return tuple(code for code in self.opcodes if code in used)
+
+    def io_name(self, tensor_index: int) -> str:
+        """The signature's name for an input/output tensor, else the tensor's own name."""
+        return self.signature_names.get(tensor_index) or self.tensors[tensor_index].name
 
     def input_tensors(self) -> list[Tensor]:
         return [self.tensors[i] for i in self.inputs]
@@ -153,14 +160,14 @@ def read_tflite(data: bytes, source: str = "<bytes>") -> TFLiteModel:
     """Parse and sanity-check a `.tflite` flatbuffer. Corrupt input is one `EdgekitError`."""
     schema = _schema()
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise EdgekitError(f"{source}: not a .tflite model (no TFL3 identifier)")
+        raise UsageError(f"{source}: not a .tflite model (no TFL3 identifier)")
     try:
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(data), 0))
         return _build(model, data, source)
     except EdgekitError:
         raise
     except Exception as exc:  # the flatbuffer reader raises many kinds on bad offsets
-        raise EdgekitError(
+        raise UsageError(
             f"{source}: corrupt or truncated .tflite ({type(exc).__name__}: {exc})"
         ) from exc
 
@@ -169,7 +176,7 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
     op_names = _enum_names("BuiltinOperator")
     type_names = _enum_names("TensorType")
     if not model.subgraphs:
-        raise EdgekitError(f"{source}: corrupt .tflite (no subgraphs)")
+        raise UsageError(f"{source}: corrupt .tflite (no subgraphs)")
     buffers = model.buffers or []
     opcodes = []
     for code in model.operatorCodes or []:
@@ -185,7 +192,7 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
     for i, t in enumerate(graph.tensors or []):
         buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
         if t.buffer >= len(buffers):
-            raise EdgekitError(f"{source}: corrupt .tflite (tensor {i} names buffer {t.buffer})")
+            raise UsageError(f"{source}: corrupt .tflite (tensor {i} names buffer {t.buffer})")
         raw = _buffer_bytes(buf, data, source) if buf is not None else b""
         dtype = type_names.get(t.type, f"TYPE_{t.type}")
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
@@ -211,7 +218,7 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
         np_dtype = _np_dtype(dtype)
         if raw and np_dtype is not None and t.sparsity is None:
             if len(raw) != tensor.elements * np_dtype.itemsize:
-                raise EdgekitError(
+                raise UsageError(
                     f"{source}: corrupt .tflite (tensor {tensor.name!r} holds {len(raw)} bytes, "
                     f"its shape {list(shape)} needs {tensor.elements * np_dtype.itemsize})"
                 )
@@ -221,15 +228,24 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
     operators = []
     for i, op in enumerate(graph.operators or []):
         if not 0 <= op.opcodeIndex < len(opcodes):
-            raise EdgekitError(f"{source}: corrupt .tflite (operator {i} has a bad opcode index)")
+            raise UsageError(f"{source}: corrupt .tflite (operator {i} has a bad opcode index)")
         name, version = opcodes[op.opcodeIndex]
         ins = tuple(int(x) for x in (op.inputs if op.inputs is not None else ()))
         outs = tuple(int(x) for x in (op.outputs if op.outputs is not None else ()))
         for idx in ins + outs:
             if idx >= len(tensors) or idx < -1:
-                raise EdgekitError(f"{source}: corrupt .tflite (operator {i} names tensor {idx})")
+                raise UsageError(f"{source}: corrupt .tflite (operator {i} names tensor {idx})")
         operators.append(Operator(i, name, version, ins, outs, _options(op)))
 
+    signature_names: dict[int, str] = {}
+    for signature in model.signatureDefs or []:
+        if signature.subgraphIndex != 0:
+            continue
+        for entry in (signature.inputs or []) + (signature.outputs or []):
+            if 0 <= entry.tensorIndex < len(tensors):
+                signature_names[int(entry.tensorIndex)] = (entry.name or b"").decode(
+                    "utf-8", "replace"
+                )
     metadata = {}
     for entry in model.metadata or []:
         if 0 <= entry.buffer < len(buffers):
@@ -247,6 +263,7 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
         opcodes=tuple(opcodes),
         metadata=metadata,
         constant_data=constants,
+        signature_names=signature_names,
     )
 
 
@@ -256,20 +273,18 @@ def _buffer_bytes(buf: Any, data: bytes, source: str) -> bytes:
     if buf.offset and buf.offset > 1:  # data stored after the flatbuffer (models > 2 GB)
         end = buf.offset + buf.size
         if end > len(data):
-            raise EdgekitError(f"{source}: truncated .tflite (buffer ends at byte {end})")
+            raise UsageError(f"{source}: truncated .tflite (buffer ends at byte {end})")
         return bytes(data[buf.offset : end])
     return b""
 
 
 def load_tflite(path: str | Path) -> TFLiteModel:
     """Read a `.tflite` file from disk with a one-line error for missing or corrupt files."""
-    path = Path(path)
+    from edgekit.data import regular_file
+
+    path = regular_file(path, "model", MAX_MODEL_BYTES)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise EdgekitError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise EdgekitError(f"{path}: is a directory, expected a .tflite file") from None
     except OSError as exc:
-        raise EdgekitError(f"{path}: cannot read ({exc.strerror})") from None
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
     return read_tflite(data, str(path))

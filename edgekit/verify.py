@@ -1,15 +1,26 @@
-"""Run the float and the deployed model on the same inputs and compare them.
+"""Run the float and the deployed model on the same inputs, on the device's runtime, and compare.
 
-LiteRT (`ai_edge_litert`) is the reference runtime for every target; MCU targets also run the
-deployed model in the TFLM interpreter (`tflite_micro`). The figures:
+Which runtime produces the deployed figures is the target's (:func:`device_runtime`): TFLM for
+microcontrollers, LiteRT with XNNPACK for Linux and Android CPUs. Where the device's own
+accelerator cannot run here (Edge TPU, GPU, NNAPI), LiteRT's CPU kernels run the same model and
+the result says so.
 
-- `top1_agreement`: share of samples where float and deployed agree on the arg-max class;
-- `output_sqnr_db`: 10·log10(Σ float² / Σ (float − deployed)²) over the first output;
-- `float_accuracy` / `deployed_accuracy`: with labels;
-- `tflm_max_diff_steps`: the largest |TFLM − LiteRT builtin kernels| of the quantized output,
-  in quantization steps.
+Every output is compared, matched between the float and the deployed model by its signature
+name. What is measured depends on the output's task (:func:`detect_task`):
 
->>> from edgekit.verify import sqnr_db
+- classification (a softmax/sigmoid at the end, or class labels given): `top1_agreement`, the
+  share of samples where both models pick the same class; accuracy with labels; SQNR of the
+  output and, when the model ends in softmax, of the logits (softmax compresses the error:
+  on a ResNet-8, 21.1 dB logits give 15.9 dB probabilities);
+- regression (autoencoders, regressors, anything else): SQNR, max abs error and cosine
+  similarity. No top-1 agreement: an autoencoder has no classes to agree on.
+
+For microcontrollers TFLM is also checked against LiteRT's *reference* kernels, which TFLM's
+kernels mirror (optimised kernels such as XNNPACK round differently, by CPU: that divergence is
+reported, never failed). When outputs differ by more than one quantization step, every op is
+re-run alone in LiteRT on TFLM's own inputs to that op (:mod:`edgekit.tflite_edit`), and the
+first op that computes differently on identical inputs is named.
+
 >>> round(sqnr_db(np.array([1.0, 2.0]), np.array([1.0, 2.1])), 1)
 27.0
 """
@@ -17,26 +28,53 @@ deployed model in the TFLM interpreter (`tflite_micro`). The figures:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from edgekit.data import Dataset
+from edgekit.runtimes.litert import dequantize_tensor, quantize_input
+from edgekit.tflite_model import Operator, TFLiteModel
 
 COLLAPSE_AGREEMENT = 0.90
+TASKS = ("classification", "regression")
+KERNEL_TOLERANCE_STEPS = 1
+FLOAT_TOLERANCE = 1e-4  # relative, for float tensors (float IO models)
+# TFLM's Python interpreter runs reference kernels at tens of MMAC/s: verification on it is
+# bounded by work, not by the validation set's size.
+TFLM_MAC_BUDGET = 5e9
+TFLM_MIN_SAMPLES, TFLM_MAX_SAMPLES = 20, 500
+QUANT_OPS = ("DEQUANTIZE", "QUANTIZE")
+ADVICE = (
+    "try more representative calibration data (100-500 real inputs), keeping the most "
+    "sensitive layers in higher precision, or quantization-aware training "
+    "(edgekit.keras.quantize_model)"
+)
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float | None:
     """Signal-to-quantization-noise ratio in dB; None when the outputs are identical."""
-    reference = reference.astype(np.float64)
-    noise = float(np.sum((reference - test.astype(np.float64)) ** 2))
+    reference = np.asarray(reference, dtype=np.float64)
+    noise = float(np.sum((reference - np.asarray(test, dtype=np.float64)) ** 2))
     if noise == 0.0:
         return None
     return 10.0 * math.log10(max(float(np.sum(reference**2)), 1e-300) / noise)
 
 
-def quantize(x: np.ndarray, dtype: np.dtype, quant: tuple[float, int]) -> np.ndarray:
-    """Float inputs → the integer input tensor's dtype with its scale and zero point."""
+def cosine_similarity(reference: np.ndarray, test: np.ndarray) -> float | None:
+    """Mean over samples of the cosine between float and deployed outputs (rows)."""
+    a = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    b = np.asarray(test, dtype=np.float64).reshape(len(test), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    valid = norms > 0
+    if not valid.any():
+        return None
+    return float(np.mean(np.sum(a * b, axis=1)[valid] / norms[valid]))
+
+
+def quantize(x: np.ndarray, dtype: Any, quant: tuple[float, int]) -> np.ndarray:
+    """Float values → an integer dtype with (scale, zero point); float dtypes just cast."""
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.integer):
         return x.astype(dtype)
@@ -54,137 +92,478 @@ def dequantize(q: np.ndarray, quant: tuple[float, int]) -> np.ndarray:
     return ((q.astype(np.int64) - zero_point) * scale).astype(np.float32)
 
 
-@dataclass
-class RuntimeRun:
-    """Outputs of one model on one runtime: raw (as stored) and dequantized to float."""
-
-    runtime: str
-    raw: np.ndarray
-    values: np.ndarray
-    output_quant: tuple[float, int]
+# --- which runtime ---------------------------------------------------------------------------
 
 
-def run_litert(
-    model: bytes, x: np.ndarray, threads: int = 2, builtin_kernels: bool = False
-) -> RuntimeRun:
-    """Invoke the LiteRT interpreter sample by sample on float inputs `x`.
+@dataclass(frozen=True)
+class DeviceRuntime:
+    """The runtime whose figures count as the deployed model's, and how it runs here."""
 
-    With `builtin_kernels`, XNNPACK is left out: LiteRT's builtin int8 kernels compute exactly
-    what TFLM's reference kernels compute, while XNNPACK rounds differently (measured: up to 7
-    output steps on the digits example).
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    name: str  # "tflm" | "litert"
+    kernels: str  # litert: "optimized" | "builtin"; tflm: "reference"
+    label: str
+    note: str = ""
 
-    from edgekit._fdcapture import capture_native_output
 
-    resolver = (
-        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if builtin_kernels else OpResolverType.AUTO
-    )
-    with capture_native_output():  # "Created TensorFlow Lite XNNPACK delegate" and friends
-        interp = Interpreter(
-            model_content=model, num_threads=threads, experimental_op_resolver_type=resolver
+def device_runtime(profile: Any) -> DeviceRuntime:
+    """The runtime a target's devices run, as far as this host can run it."""
+    if profile.is_mcu:
+        return DeviceRuntime("tflm", "reference", "TFLM (tflite_micro reference kernels)")
+    delegate = profile.delegate
+    if delegate == "xnnpack":
+        return DeviceRuntime("litert", "optimized", "LiteRT + XNNPACK")
+    if delegate == "none":
+        return DeviceRuntime("litert", "builtin", "LiteRT builtin kernels")
+    if delegate == "edgetpu":
+        why = (
+            "the Edge TPU is not on this host: the deployed figures come from LiteRT's CPU "
+            "kernels on the same int8 model"
         )
-        interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
-    raws = []
-    for sample in x:
-        interp.set_tensor(inp["index"], quantize(sample[None], inp["dtype"], inp["quantization"]))
-        interp.invoke()
-        raws.append(interp.get_tensor(out["index"])[0].copy())
-    raw = np.stack(raws)
-    return RuntimeRun("litert", raw, dequantize(raw, out["quantization"]), out["quantization"])
+    else:
+        why = (
+            f"the {delegate} delegate runs only on an Android device: the deployed figures "
+            "come from LiteRT's CPU kernels on the same model"
+        )
+    return DeviceRuntime("litert", "builtin", "LiteRT builtin kernels", why)
 
 
-def run_tflm(model: bytes, x: np.ndarray, arena_bytes: int) -> RuntimeRun:
-    """Invoke the TFLM interpreter (`tflite_micro`) sample by sample."""
-    from edgekit.converters.tflm import tflm_interpreter
-
-    interp = tflm_interpreter(model, arena_bytes)
-    inp = interp.get_input_details(0)
-    out = interp.get_output_details(0)
-    in_q = _first_quant(inp)
-    out_q = _first_quant(out)
-    raws = []
-    for sample in x:
-        interp.set_input(quantize(sample[None], inp["dtype"], in_q), 0)
-        interp.invoke()
-        raws.append(np.array(interp.get_output(0))[0].copy())
-    raw = np.stack(raws)
-    return RuntimeRun("tflm", raw, dequantize(raw, out_q), out_q)
+# --- the graph's outputs ---------------------------------------------------------------------
 
 
-def _first_quant(details: dict) -> tuple[float, int]:
-    q = details.get("quantization_parameters") or {}
-    scales, zeros = q.get("scales", []), q.get("zero_points", [])
-    return (float(scales[0]), int(zeros[0])) if len(scales) else (0.0, 0)
+def final_op(model: TFLiteModel, tensor: int) -> Operator | None:
+    """The op that computes output `tensor`, looking through float IO (DE)QUANTIZE ops."""
+    from edgekit.graph import producers
+
+    writers = producers(model)
+    op = writers.get(tensor)
+    seen = 0
+    while op is not None and op.name in QUANT_OPS and seen < 4 and op.inputs:
+        op = writers.get(op.inputs[0])
+        seen += 1
+    return op
+
+
+def logits_tensor(model: TFLiteModel, output: int) -> int | None:
+    """The input of the SOFTMAX that ends `output`, if it ends in one."""
+    op = final_op(model, output)
+    if op is not None and op.name == "SOFTMAX" and op.inputs:
+        return op.inputs[0]
+    return None
+
+
+def detect_task(
+    model: TFLiteModel, output: int, labels: np.ndarray | None = None
+) -> tuple[str, str]:
+    """(task, why) for one output, from the graph and the labels."""
+    tensor = model.tensors[output]
+    classes = tensor.shape[-1] if tensor.shape else 1
+    others = [d for d in tensor.shape[:-1] if d > 1]
+    op = final_op(model, output)
+    ending = op.name if op is not None else ""
+    if ending in ("SOFTMAX", "LOG_SOFTMAX") and classes >= 2 and not others:
+        return "classification", f"ends in {ending} over {classes} classes"
+    if ending == "LOGISTIC" and classes == 1 and not others:
+        return "classification", "ends in a single sigmoid (two classes at 0.5)"
+    inputs = model.input_tensors()
+    if inputs and tensor.elements == inputs[0].elements:
+        return "regression", "output has the input's size (reconstruction)"
+    if labels is not None and not others and classes >= 2 and labels.max(initial=0) < classes:
+        return "classification", f"{classes} logits and integer class labels"
+    return "regression", (
+        f"output {list(tensor.shape)} ends in {ending or 'no op'}, not softmax/sigmoid, "
+        "and no class labels"
+    )
+
+
+@dataclass(frozen=True)
+class OutputPair:
+    name: str
+    float_index: int | None
+    deployed_index: int
+
+
+def match_outputs(deployed: TFLiteModel, reference: TFLiteModel | None) -> list[OutputPair]:
+    """Pair every deployed output with the float model's, by signature name (never position,
+    which the converter does not keep in Keras's order)."""
+    pairs = []
+    by_name = {reference.io_name(i): i for i in reference.outputs} if reference else {}
+    for idx in deployed.outputs:
+        name = deployed.io_name(idx)
+        pairs.append(OutputPair(name, by_name.get(name), idx))
+    if reference and any(p.float_index is None for p in pairs):
+        missing = [p.name for p in pairs if p.float_index is None]
+        from edgekit.errors import UsageError
+
+        raise UsageError(
+            f"cannot match deployed outputs {missing} to the float model's "
+            f"{sorted(by_name)} by name"
+        )
+    return sorted(pairs, key=lambda p: p.name)
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class OutputMetrics:
+    """How one output of the deployed model compares with the float model's."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    task: str
+    task_reason: str
+    sqnr_db: float | None = None
+    max_abs_error: float | None = None
+    cosine_similarity: float | None = None
+    top1_agreement: float | None = None
+    logits_sqnr_db: float | None = None
+    float_accuracy: float | None = None
+    deployed_accuracy: float | None = None
+
+
+@dataclass
+class KernelCheck:
+    """TFLM against LiteRT's reference kernels on the same inputs."""
+
+    samples: int
+    max_diff_steps: int | None
+    ok: bool
+    detail: str
+    first_divergent_op: dict[str, Any] | None = None
+    ops: list[dict[str, Any]] = field(default_factory=list)  # per-op local differences
 
 
 @dataclass
 class VerificationResult:
-    """How the deployed model compares with the float model on the validation inputs."""
+    """Float vs deployed on the validation inputs, on the device's runtime."""
 
     samples: int
-    runtimes: list[str]
-    top1_agreement: float | None = None
-    output_sqnr_db: float | None = None
-    float_accuracy: float | None = None
-    deployed_accuracy: float | None = None
-    tflm_accuracy: float | None = None
-    tflm_top1_agreement: float | None = None
-    tflm_max_diff_steps: int | None = None
+    runtime: str  # label of the runtime that produced the deployed figures
+    outputs: list[OutputMetrics]
+    validation_samples: int = 0
+    kernel_check: KernelCheck | None = None
+    optimized_vs_reference_steps: int | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
+    def primary(self) -> OutputMetrics | None:
+        """The output accuracy and agreement are reported for: the first classification
+        output, else the first output."""
+        for out in self.outputs:
+            if out.task == "classification":
+                return out
+        return self.outputs[0] if self.outputs else None
+
+    @property
+    def top1_agreement(self) -> float | None:
+        return self.primary.top1_agreement if self.primary else None
+
+    @property
     def collapsed(self) -> bool:
-        return self.top1_agreement is not None and self.top1_agreement < COLLAPSE_AGREEMENT
+        agreements = [o.top1_agreement for o in self.outputs if o.top1_agreement is not None]
+        return any(a < COLLAPSE_AGREEMENT for a in agreements)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def _accuracy(values: np.ndarray, y: np.ndarray | None) -> float | None:
-    if y is None or values.ndim != 2 or values.shape[1] < 2:
-        return None
-    return float(np.mean(values.argmax(axis=1) == y))
+# --- the comparison --------------------------------------------------------------------------
 
 
-def _agreement(a: np.ndarray, b: np.ndarray) -> float | None:
-    if a.ndim != 2 or a.shape[1] < 2:
-        return None
-    return float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
+def _classes(values: np.ndarray) -> np.ndarray:
+    flat = values.reshape(len(values), -1)
+    if flat.shape[1] == 1:
+        return (flat[:, 0] > 0.5).astype(np.int64)
+    return flat.argmax(axis=1)
+
+
+def compare_output(
+    name: str,
+    tensor: Any,
+    task: tuple[str, str],
+    ref: np.ndarray | None,
+    got: np.ndarray,
+    labels: np.ndarray | None,
+) -> OutputMetrics:
+    """Metrics of one output; `ref` and `got` are float values, samples first."""
+    metrics = OutputMetrics(name, list(tensor.shape), tensor.dtype.lower(), *task)
+    if metrics.task == "classification" and labels is not None:
+        metrics.deployed_accuracy = float(np.mean(_classes(got) == labels[: len(got)]))
+    if ref is None:
+        return metrics
+    metrics.sqnr_db = sqnr_db(ref, got)
+    metrics.max_abs_error = float(np.max(np.abs(ref.astype(np.float64) - got)))
+    metrics.cosine_similarity = cosine_similarity(ref, got)
+    if metrics.task == "classification":
+        metrics.top1_agreement = float(np.mean(_classes(ref) == _classes(got)))
+        if labels is not None:
+            metrics.float_accuracy = float(np.mean(_classes(ref) == labels[: len(ref)]))
+    return metrics
+
+
+def tflm_sample_count(model: TFLiteModel, available: int) -> int:
+    from edgekit.graph import op_macs
+
+    macs = max(1, sum(op_macs(model, op) for op in model.operators))
+    budget = int(TFLM_MAC_BUDGET / macs)
+    return min(available, max(TFLM_MIN_SAMPLES, min(TFLM_MAX_SAMPLES, budget)))
+
+
+def _steps(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64)), initial=0))
+
+
+def _raw_diff(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> int | None:
+    """Largest difference in quantization steps over integer outputs; None if none is."""
+    steps = [_steps(a[i], b[i]) for i in a if np.issubdtype(a[i].dtype, np.integer)]
+    return max(steps) if steps else None
 
 
 def verify(
-    deployed: bytes,
+    deployed: TFLiteModel,
     data: Dataset,
     *,
-    reference: bytes | None = None,
+    reference: TFLiteModel | None = None,
+    runtime: DeviceRuntime | None = None,
+    task: str | None = None,
     tflm_arena_bytes: int | None = None,
-    threads: int = 2,
+    threads: int = 1,
 ) -> VerificationResult:
-    """Compare `deployed` with the float `reference` (both `.tflite` bytes) on `data`."""
+    """Compare `deployed` with the float `reference` on `data`, on `runtime`.
+
+    Raises :class:`~edgekit.errors.RuntimeFailure` when a runtime crashes, hangs or refuses
+    the model (the caller records a failed check); anything else is a bug.
+    """
+    from edgekit.runtimes import litert, tflm
+
+    if runtime is None:
+        runtime = DeviceRuntime("litert", "builtin", "LiteRT builtin kernels")
+    if runtime.name == "tflm" and tflm_arena_bytes is None:
+        raise ValueError("verification on TFLM needs the measured arena")
     x = data.x.astype(np.float32)
-    result = VerificationResult(samples=len(x), runtimes=["litert"])
-    # For MCU targets LiteRT runs its builtin kernels, the ones TFLM's kernels mirror.
-    deployed_run = run_litert(deployed, x, threads, builtin_kernels=tflm_arena_bytes is not None)
-    flat = deployed_run.values.reshape(len(x), -1)
-    result.deployed_accuracy = _accuracy(flat, data.y)
+    notes = [runtime.note] if runtime.note else []
+    n = len(x)
+    if runtime.name == "tflm":
+        n = tflm_sample_count(deployed, len(x))
+        if n < len(x):
+            notes.append(
+                f"TFLM ran {n} of {len(x)} validation samples (its Python interpreter runs "
+                "reference kernels slowly); LiteRT figures cover the same samples"
+            )
+    x = x[:n]
+    labels = data.y[:n] if data.y is not None else None
+    feeds = [quantize_input(x, deployed.input_tensors()[0])]
+
+    pairs = match_outputs(deployed, reference)
+    tasks = {p.deployed_index: _task(deployed, p.deployed_index, labels, task) for p in pairs}
+    logit_pairs = {}
     if reference is not None:
-        ref = run_litert(reference, x, threads).values.reshape(len(x), -1)
-        result.float_accuracy = _accuracy(ref, data.y)
-        result.top1_agreement = _agreement(ref, flat)
-        result.output_sqnr_db = sqnr_db(ref, flat)
-        if result.output_sqnr_db is None:
-            result.notes.append("deployed outputs are identical to the float model's")
+        for p in pairs:
+            if tasks[p.deployed_index][0] == "classification":
+                dl = logits_tensor(deployed, p.deployed_index)
+                fl = logits_tensor(reference, p.float_index)
+                if dl is not None and fl is not None:
+                    logit_pairs[p.deployed_index] = (fl, dl)
+
+    ref_out: dict[int, np.ndarray] = {}
+    ref_kept: dict[int, np.ndarray] = {}
+    if reference is not None:
+        ref_feeds = [quantize_input(x, reference.input_tensors()[0])]
+        ref_out, ref_kept = litert.run_isolated(
+            reference, ref_feeds, "optimized", threads, tuple(f for f, _ in logit_pairs.values())
+        )
+    keep = tuple(d for _, d in logit_pairs.values())
+    if runtime.name == "tflm":
+        outputs, kept = tflm.run_isolated(deployed, feeds[0], tflm_arena_bytes, keep)
+        got = dict(zip(deployed.outputs, outputs, strict=True))
     else:
+        got, kept = litert.run_isolated(deployed, feeds, runtime.kernels, threads, keep)
+
+    result = VerificationResult(samples=n, runtime=runtime.label, outputs=[], notes=notes)
+    result.validation_samples = len(data.x)
+    for p in pairs:
+        tensor = deployed.tensors[p.deployed_index]
+        values = dequantize_tensor(got[p.deployed_index], tensor)
+        ref = None
+        if reference is not None:
+            ref = dequantize_tensor(ref_out[p.float_index], reference.tensors[p.float_index])
+        metrics = compare_output(p.name, tensor, tasks[p.deployed_index], ref, values, labels)
+        if p.deployed_index in logit_pairs:
+            fl, dl = logit_pairs[p.deployed_index]
+            metrics.logits_sqnr_db = sqnr_db(
+                dequantize_tensor(ref_kept[fl], reference.tensors[fl]),
+                dequantize_tensor(kept[dl], deployed.tensors[dl]),
+            )
+        result.outputs.append(metrics)
+    if reference is None:
         result.notes.append("no float model to compare with (a .tflite was given)")
-    if tflm_arena_bytes is not None:
-        result.runtimes.append("tflm")
-        tflm = run_tflm(deployed, x, tflm_arena_bytes)
-        tflm_flat = tflm.values.reshape(len(x), -1)
-        result.tflm_accuracy = _accuracy(tflm_flat, data.y)
-        result.tflm_top1_agreement = _agreement(flat, tflm_flat)
-        if np.issubdtype(tflm.raw.dtype, np.integer):
-            diff = np.abs(tflm.raw.astype(np.int64) - deployed_run.raw.astype(np.int64))
-            result.tflm_max_diff_steps = int(diff.max())
+    elif all(o.sqnr_db is None for o in result.outputs):
+        result.notes.append("deployed outputs are identical to the float model's")
+
+    # Kernels: reference vs optimised is information; TFLM vs reference is a check.
+    integer_out = any(np.issubdtype(v.dtype, np.integer) for v in got.values())
+    if integer_out:
+        ref_kernels, _ = litert.run_isolated(deployed, feeds, "reference", 1)
+        if runtime.kernels != "reference":
+            result.optimized_vs_reference_steps = _raw_diff(ref_kernels, got)
         else:
-            result.notes.append("TFLM output is float: difference not counted in steps")
+            optimized, _ = litert.run_isolated(deployed, feeds, "optimized", threads)
+            result.optimized_vs_reference_steps = _raw_diff(ref_kernels, optimized)
+        if runtime.name == "tflm":
+            result.kernel_check = check_tflm_kernels(
+                deployed, feeds[0], got, ref_kernels, tflm_arena_bytes
+            )
+    elif runtime.name == "tflm":
+        result.notes.append("TFLM output is float: TFLM vs LiteRT is not counted in steps")
     return result
+
+
+def _task(model: TFLiteModel, output: int, labels, forced: str | None) -> tuple[str, str]:
+    if forced is not None:
+        if forced not in TASKS:
+            from edgekit.errors import UsageError
+
+            raise UsageError(f"unknown task {forced!r}; expected one of: {', '.join(TASKS)}")
+        return forced, "--task"
+    return detect_task(model, output, labels)
+
+
+def check_tflm_kernels(
+    model: TFLiteModel,
+    inputs: np.ndarray,
+    tflm_outputs: dict[int, np.ndarray],
+    reference_outputs: dict[int, np.ndarray],
+    arena_bytes: int,
+    tflm_model: TFLiteModel | None = None,
+) -> KernelCheck:
+    """TFLM vs LiteRT reference kernels, on the outputs and op by op.
+
+    Every op is re-run alone in LiteRT on TFLM's own inputs to it, for the first sample and
+    the sample whose outputs differ most: an op that computes differently on identical inputs
+    fails the check, even where the final outputs happen to agree. `tflm_model` is what TFLM
+    ran, when it is not `model` (tests hand TFLM a broken model).
+    """
+    worst = _raw_diff(reference_outputs, tflm_outputs) or 0
+    samples = len(inputs)
+    per_sample = np.zeros(samples, dtype=np.int64)
+    for idx, ref in reference_outputs.items():
+        if np.issubdtype(ref.dtype, np.integer):
+            diff = np.abs(ref.astype(np.int64) - tflm_outputs[idx].astype(np.int64))
+            per_sample = np.maximum(per_sample, diff.reshape(samples, -1).max(axis=1))
+    chosen = sorted({0, int(per_sample.argmax())})
+    merged: dict[int, dict[str, Any]] = {}
+    for sample in chosen:
+        for row in localize_divergence(model, inputs[sample : sample + 1], arena_bytes,
+                                       tflm_model):  # fmt: skip
+            seen = merged.setdefault(row["index"], row)
+            if row["local_diff_steps"] > seen["local_diff_steps"] or row["diverges"]:
+                merged[row["index"]] = row
+    ops = [merged[i] for i in sorted(merged)]
+    first = next((op for op in ops if op["diverges"]), None)
+    outputs = f"outputs differ by up to {worst} step(s) on {samples} samples"
+    if first is not None:
+        return KernelCheck(
+            samples,
+            worst,
+            False,
+            f"TFLM diverges from LiteRT's reference kernels at op #{first['index']} "
+            f"{first['op']}: {first['local_diff_steps']} quantization steps on identical inputs "
+            f"({outputs})",
+            first,
+            ops,
+        )
+    largest = max(ops, key=lambda op: op["local_diff_steps"], default=None)
+    where = (
+        f"largest {largest['local_diff_steps']} step(s) at op #{largest['index']} {largest['op']}"
+        if largest is not None and largest["local_diff_steps"]
+        else "every op identical"
+    )
+    return KernelCheck(
+        samples,
+        worst,
+        True,
+        f"TFLM matches LiteRT's reference kernels op by op within {KERNEL_TOLERANCE_STEPS} step "
+        f"on identical inputs ({where}; {len(ops)} ops); {outputs}",
+        None,
+        ops,
+    )
+
+
+def localize_divergence(
+    model: TFLiteModel,
+    one_input: np.ndarray,
+    arena_bytes: int,
+    tflm_model: TFLiteModel | None = None,
+) -> list[dict[str, Any]]:
+    """For each op: how far TFLM's output is from LiteRT's reference kernel run alone on
+    TFLM's own inputs to that op."""
+    from edgekit.isolation import call
+    from edgekit.runtimes import tflm
+
+    activations = sorted(
+        {i for op in model.operators for i in op.inputs + op.outputs if i >= 0}
+        - {t.index for t in model.tensors if t.is_constant}
+    )
+    _, kept = tflm.run_isolated(tflm_model or model, one_input, arena_bytes, tuple(activations))
+    return call(
+        "edgekit.verify:_local_diffs",
+        model.data,
+        {idx: values for idx, values in kept.items()},
+        timeout=120 + 2 * len(model.operators),
+        what=f"LiteRT reference kernels, op by op, on {model.source}",
+    )
+
+
+def _local_diffs(data: bytes, kept: dict[int, np.ndarray]) -> list[dict[str, Any]]:
+    """Worker-side: every op alone on LiteRT reference kernels, fed TFLM's tensors."""
+    from edgekit.errors import EdgekitError
+    from edgekit.runtimes.litert import run
+    from edgekit.tflite_edit import single_op_model
+    from edgekit.tflite_model import read_tflite
+
+    model = read_tflite(data)
+    rows = []
+    for op in model.operators:
+        try:
+            single, inputs = single_op_model(data, op.index)
+            outputs, _ = run(single, [kept[i] for i in inputs], "reference")
+        except (EdgekitError, KeyError):
+            continue  # control flow, or a tensor TFLM did not keep
+        steps, relative = 0, 0.0
+        for idx in op.outputs:
+            if idx in outputs and idx in kept:
+                a, b = outputs[idx], kept[idx].reshape(outputs[idx].shape)
+                if np.issubdtype(a.dtype, np.integer):
+                    steps = max(steps, _steps(a, b))
+                else:
+                    scale = max(float(np.max(np.abs(a), initial=0.0)), 1e-12)
+                    relative = max(relative, float(np.max(np.abs(a - b), initial=0.0)) / scale)
+        rows.append(
+            {
+                "index": op.index,
+                "op": op.name,
+                "local_diff_steps": steps,
+                "local_relative_diff": relative,
+                "diverges": steps > KERNEL_TOLERANCE_STEPS or relative > FLOAT_TOLERANCE,
+            }
+        )
+    return rows
+
+
+def run_model(
+    model: TFLiteModel, x: np.ndarray, kernels: str = "optimized", threads: int = 1
+) -> dict[str, np.ndarray]:
+    """Float inputs → {output name: float outputs} on LiteRT, in a worker process.
+
+    >>> run_model(read_tflite(data), x)["output_0"].shape   # doctest: +SKIP
+    (32, 1, 10)
+    """
+    from edgekit.runtimes.litert import run_isolated
+
+    feeds = [quantize_input(x.astype(np.float32), model.input_tensors()[0])]
+    outputs, _ = run_isolated(model, feeds, kernels, threads)
+    return {
+        model.io_name(idx): dequantize_tensor(values, model.tensors[idx])
+        for idx, values in outputs.items()
+    }

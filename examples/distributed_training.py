@@ -25,7 +25,7 @@ STRATEGIES = ("none", "mirrored", "multiworker")
 
 
 def _strategy(name: str):
-    from edgekit._tf import tensorflow
+    from edgekit.keras import tensorflow
 
     tf = tensorflow()
     if name == "mirrored":

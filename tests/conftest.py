@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
 
-# The example trains into a fresh cache for the session, as on a new machine.
-os.environ.setdefault("EDGEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="edgekit-test-cache-"))
+# The examples train into a fresh cache for the session, as on a new machine; the session
+# removes it at the end (unless EDGEKIT_CACHE_DIR was given, e.g. to reuse trained models).
+_OWN_CACHE = None
+if "EDGEKIT_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="edgekit-test-cache-")
+    os.environ["EDGEKIT_CACHE_DIR"] = _OWN_CACHE
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -59,3 +59,18 @@ def model_with_custom_layer():
             return x * self.w
 
     return keras.Sequential([keras.Input((4,)), Scale(name="my_scale"), keras.layers.Dense(2)])
+
+
+def shared_dir(name: str) -> Path:
+    """A folder of the workplace's shared material (`tflm`, `tflm-models`): from
+    EDGEKIT_SHARED_DIR, beside the repository, or /work/shared. Missing: the test skips, unless
+    EDGEKIT_REQUIRE_SHARED=1 (CI) makes that a failure."""
+    import pytest
+
+    candidates = [os.environ.get("EDGEKIT_SHARED_DIR"), REPO.parent / "shared", "/work/shared"]
+    for base in candidates:
+        if base and (Path(base) / name).is_dir():
+            return Path(base) / name
+    if os.environ.get("EDGEKIT_REQUIRE_SHARED") == "1":
+        pytest.fail(f"shared folder {name!r} not found (set EDGEKIT_SHARED_DIR)")
+    pytest.skip(f"shared folder {name!r} not found")

@@ -94,6 +94,7 @@ def test_simulated_board_over_a_pty_matches_tflm_host(digits_tflite, tmp_path):
     host = bench(model, "cortex-m4", "tflm-host", runs=25, warmup=2, db=db)
     assert host.ok and "host simulation" in host.runtime
     assert host.metrics["arena_used_bytes"] == arena.minimum_bytes
+    assert "RecordingMicroAllocator" in host.metrics["arena_used_source"]
     assert host.device_info["simulation"] is True
     # The same TFLM kernels on the same deterministic input: identical output bytes.
     assert serial.metrics["output_digest"] == host.metrics["output_digest"]

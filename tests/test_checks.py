@@ -70,14 +70,42 @@ def test_ram_over_budget_from_measured_arena():
     assert m7["ram_budget"].ok
 
 
-def test_dynamic_batch_is_flagged(tmp_path):
+def _free_batch_model(shape_op: bool = False):
+    """Converted straight from Keras, keeping the None batch in shape_signature; with
+    `shape_op`, a reshape computes its shape at run time (a SHAPE op)."""
     tf = __import__("edgekit._tf", fromlist=["tensorflow"]).tensorflow()
     keras = tf_keras()
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)  # keeps the None batch
+    inputs = keras.Input((4, 2))
+    x = inputs
+    if shape_op:
+        x = keras.layers.Lambda(lambda t: tf.reshape(t, [tf.shape(t)[0], 8]))(x)
+    else:
+        x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     from edgekit.tflite_model import read_tflite
 
-    converted = read_tflite(converter.convert())
-    checks = _by_name(check_model(converted, load_target("raspberry-pi-4")))
-    assert not checks["static_shapes"].ok
-    assert not checks["io_dtype"].ok and "float32" in checks["io_dtype"].detail
+    return read_tflite(converter.convert())
+
+
+def test_a_free_batch_is_static_for_tflm_and_litert_but_not_for_the_edgetpu():
+    converted = _free_batch_model()
+    assert any(t.dynamic for t in converted.tensors)  # -1 in shape_signature
+    assert all(d > 0 for t in converted.tensors for d in t.shape)  # concrete shapes
+    for target in ("raspberry-pi-4", "cortex-m4"):
+        check = _by_name(check_model(converted, load_target(target)))["static_shapes"]
+        assert check.ok and "shape_signature" in check.detail, (target, check)
+    coral = _by_name(check_model(converted, load_target("coral")))["static_shapes"]
+    assert not coral.ok and "Edge TPU compiler needs static shapes" in coral.detail
+    # A float model on an int8 target: the runtime runs float32 too, so IO is a note.
+    rpi = _by_name(check_model(converted, load_target("raspberry-pi-4")))
+    assert rpi["precision"].ok and "float32 model on a int8 target" in rpi["precision"].detail
+    assert not _by_name(check_model(converted, load_target("coral")))["precision"].ok
+
+
+def test_shapes_computed_at_run_time_are_flagged():
+    converted = _free_batch_model(shape_op=True)
+    assert "SHAPE" in {op.name for op in converted.operators}
+    for target in ("raspberry-pi-4", "cortex-m4"):
+        check = _by_name(check_model(converted, load_target(target)))["static_shapes"]
+        assert not check.ok and "SHAPE" in check.detail

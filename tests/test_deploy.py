@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -55,12 +56,29 @@ def test_cli_deploy_example_to_coral(tmp_path):
     model = load_tflite(bundle / "digits_int8.tflite")
     assert model.input_tensors()[0].dtype == "UINT8"
     assert "deployed:" in result.stdout
-    assert (
-        report["bench"]["harness"] == "linux"
-        and "--delegate edgetpu" in report["bench"]["on_device"]
-    )
+    # No compiled model (no edgetpu_compiler here): the bundle's commands bench the CPU, and
+    # say so; both run as written, from the bundle directory.
+    assert report["bench"]["harness"] == "linux"
+    assert report["bench"]["host"] == "edgekit bench . --device local --delegate xnnpack"
+    on_device = report["bench"]["on_device"]
+    assert on_device.endswith("digits_int8.tflite --threads 1 --delegate xnnpack")
     assert (bundle / "harness" / "edgekit_harness.py").is_file()
-    assert any("needs the Edge TPU-compiled model" in note for note in report["notes"])
+    assert any("no Edge TPU-compiled model" in note for note in report["notes"])
+    db = tmp_path / "r.db"
+    host = run_edgekit(*shlex.split(report["bench"]["host"])[1:], "--runs", "3", "--db", str(db),
+                       cwd=bundle)  # fmt: skip
+    assert host.returncode == 0, host.stderr
+    words = shlex.split(report["bench"]["on_device"])
+    device = subprocess.run([sys.executable, *words[1:], "--runs", "3"], cwd=bundle,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert device.returncode == 0 and json.loads(device.stdout)["status"] == "ok", device.stderr
+    # The report lists every op and where it runs; the IO a Coral app must quantize.
+    assert {op["placement"] for op in report["ops"]} == {"tpu"}
+    (inp,) = report["io"]["inputs"]
+    assert inp["dtype"] == "uint8" and inp["shape"] == [1, 8, 8, 1] and inp["scale"] > 0
+    sentence = "edgetpu_compiler is not installed here"
+    assert (bundle / "report.md").read_text().count(sentence) == 1  # said once, not twice
+    assert result.stdout.count(sentence) + result.stderr.count(sentence) <= 1
 
     again = run_edgekit("deploy", "--example", "digits", "--target", "coral", "--out", str(out))
     assert again.returncode == 2 and "--force" in again.stderr
@@ -78,9 +96,13 @@ def test_cli_deploy_example_to_mcu_with_json_and_force(tmp_path):
     assert _check_bundle(bundle)["metrics"] == report["metrics"]
     m = report["metrics"]
     assert m["tensor_arena_bytes"] == m["tensor_arena_minimum_bytes"] + 16
-    assert m["tflm_max_diff_steps"] <= 1 and m["tflm_accuracy"] > 0.9
+    assert m["tflm_max_diff_steps"] <= 1 and m["deployed_accuracy"] > 0.9
+    assert report["verification"]["runtime"].startswith("TFLM")
     header = (bundle / "tflm" / "model_ops.h").read_text()
-    assert f"kTensorArenaSize = {m['tensor_arena_bytes']};" in header
+    assert f"#define EDGEKIT_TENSOR_ARENA_SIZE {m['tensor_arena_bytes']}\n" in header
+    assert "64-bit host" in header and report["tflm"]["arena_source"].endswith("64-bit host")
+    assert report["bench"]["host"] == "edgekit bench . --device 'serial:///dev/ttyACM0?baud=115200'"
+    assert "kInput0Scale" in (bundle / "tflm" / "model_io.h").read_text()
     glue = (bundle / "tflm" / "edgekit_model.h").read_text()
     assert "#define EDGEKIT_MODEL_DATA g_digits_model_data\n" in glue
     assert "g_digits_model_data[]" in (bundle / "tflm" / "model_data.h").read_text()
@@ -118,7 +140,7 @@ def test_python_api_with_live_model_and_arrays(example, tmp_path):
     proc = subprocess.run([sys.executable, *words[1:], "--runs", "5"], cwd=bundle.path,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "ok", proc.stderr
-    assert bundle.report.bench["host"] == f"edgekit bench {bundle.path} --device ssh://USER@HOST"
+    assert bundle.report.bench["host"] == "edgekit bench . --device ssh://USER@HOST"
     from edgekit.bench import bench
 
     result = bench(bundle.path, device="local", runs=5, db=tmp_path / "r.db")  # the bundle's target
@@ -161,8 +183,8 @@ def test_tflite_input_deploys_without_reconversion(digits_tflite, example, tmp_p
     ].read_bytes()
     steps = {s.name: s for s in bundle.report.steps}
     assert steps["convert"].ran is False
-    assert bundle.report.metrics["top1_agreement"] is None
-    assert bundle.report.metrics["tflm_accuracy"] > 0.9
+    assert bundle.report.metrics.top1_agreement is None
+    assert bundle.report.metrics.deployed_accuracy > 0.9
 
 
 def test_gpu_delegate_deploys_float16(example, tmp_path):
@@ -174,7 +196,45 @@ def test_gpu_delegate_deploys_float16(example, tmp_path):
     model = load_tflite(bundle.path / "digits_float16.tflite")
     assert "FLOAT16" in {t.dtype for t in model.tensors if t.is_constant}
     assert bundle.report.target["quantization"]["scheme"] == "float16"
+    assert bundle.report.target["execution"]["delegate"] == "gpu"
 
+
+GPU_LOG = """\
+INFO: Created TensorFlow Lite delegate for GPU.
+INFO: Replacing 10 out of 10 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 1 partitions.
+count=5 first=2500 curr=1800 min=1750 max=2500 avg=1850 std=120
+Inference timings in us: Init: 120000, First inference: 2500, Warmup (avg): 2100, Inference (avg): 1850
+Memory footprint delta from the start of the tool (MB): init=12.5 overall=40.75
+"""
+
+
+def test_a_gpu_bundle_is_benchmarked_with_the_gpu_delegate(example, tmp_path, monkeypatch):
+    """Bench reads the bundle's effective profile (delegate gpu), not the profile's name
+    (which says xnnpack). adb is absent here: a stand-in on PATH records each call and prints
+    benchmark_model's documented output."""
+    bundle = edgekit.deploy(example.model_path, "android-arm64", delegate="gpu",
+                            calibration="random", out=tmp_path / "out")  # fmt: skip
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "log.txt").write_text(GPU_LOG)
+    adb = bin_dir / "adb"
+    adb.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> "{bin_dir}/calls.txt"\n'
+        'case "$*" in\n'
+        "  *get-state*) echo device ;;\n"
+        f'  *benchmark_model*) cat "{bin_dir}/log.txt" ;;\n'
+        "esac\n"
+    )
+    adb.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    from edgekit.bench import bench
+
+    result = bench(bundle.path, device="adb://emulator-5554", runs=5, db=tmp_path / "r.db")
+    assert result.ok and result.settings["delegate"] == "gpu" and result.delegate == "gpu"
+    calls = (bin_dir / "calls.txt").read_text()
+    assert "--use_gpu=true" in calls and "--use_xnnpack=false" in calls
+    assert "digits_float16.tflite" in calls
 
 def test_unsupported_op_fails_mcu_deploy_with_reason(tmp_path):
     import tensorflow as tf

@@ -5,12 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import convert_keras, tf_keras
 
-from edgekit.converters.edgetpu import (
-    PARAMETER_CACHE_BYTES,
-    analyze,
-    parse_compiler_log,
-    run_compiler,
-)
+from edgekit.converters.edgetpu import parse_compiler_log, run_compiler
+from edgekit.runtimes.edgetpu import PARAMETER_CACHE_BYTES, analyze
 from edgekit.tflite_model import load_tflite
 
 # Output in the format edgetpu_compiler 16 prints (coral.ai/docs/edgetpu/compiler).

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 from helpers import run_edgekit
 
+PROGRESS = ("✓", "✗", "–", "…")
+
 
 def _assert_clean_error(result, out: Path | None, *fragments: str) -> None:
+    """Exit 2 and one error line, last on stderr; before it only progress lines."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    err = result.stderr.strip()
-    assert err.startswith("error: ") and "\n" not in err, err
+    lines = result.stderr.strip().splitlines()
+    err = lines[-1]
+    assert err.startswith("error: "), result.stderr
+    assert all(line.startswith(PROGRESS) for line in lines[:-1]), result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     for fragment in fragments:
         assert fragment in err, err
@@ -71,7 +76,8 @@ def test_unwritable_out(digits_tflite, tmp_path):
         result = run_edgekit(
             "deploy", str(digits_tflite["int8"]), "--target", "cortex-m4", "--out", str(place)
         )
-        _assert_clean_error(result, None, "cannot write to --out")
+        _assert_clean_error(result, None, "--out")
+        assert str(place.parent if place.name == "sub" else place) in result.stderr
     assert blocker.read_text() == "not a directory"
 
 

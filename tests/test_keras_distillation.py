@@ -113,9 +113,9 @@ def test_distiller_trains_anneals_and_the_student_deploys(base_model, digits_dat
     assert bundle.report.metrics["top1_agreement"] > 0.95
     m4 = edgekit.deploy(distiller.student, "cortex-m4", calibration=calib.x,
                         validation=(val.x, val.y), out=tmp_path / "again")  # fmt: skip
-    assert m4.report.metrics["tflm_accuracy"] == pytest.approx(
-        m4.report.metrics["deployed_accuracy"], abs=0.01
-    )
+    # On an MCU target the deployed figures are TFLM's (the runtime the board runs).
+    assert m4.report.verification["runtime"].startswith("TFLM")
+    assert m4.report.metrics.deployed_accuracy > 0.8
 
 
 @pytest.mark.slow

@@ -84,7 +84,7 @@ def test_pruning_reaches_the_deployed_models(base_model, digits_data, tmp_path):
     stripped = ek.strip_pruning(pruned)
     for target in ("cortex-m4", "coral"):
         bundle = edgekit.deploy(stripped, target, calibration=calib.x, validation=(val.x, val.y),
-                                out=tmp_path)  # fmt: skip
+                                out=tmp_path, sparse_size=True)  # fmt: skip
         assert bundle.ok, bundle.report.failed_checks()
         deployed = next(a.path for a in bundle.report.artifacts if a.role == "deployed model")
         model = load_tflite(bundle.path / deployed)

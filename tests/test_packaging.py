@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from helpers import REPO
@@ -40,17 +41,30 @@ def test_wheel_has_only_the_edgekit_namespace(wheel):
         "edgekit/devices/mcu/platformio.ini",
         "edgekit/devices/mcu/simulated_board.py",
         "edgekit/bench/store.py",
+        "edgekit/runtimes/tflm.py",
+        "edgekit/data/tflm_ops.toml",
+        "edgekit/_worker.py",
     ):
         assert expected in names
 
 
 def test_regular_install_in_a_venv(wheel, tmp_path):
+    """The wheel in a new venv that sees this environment's dependencies (a .pth file), not
+    its edgekit: works whether the tests run on a system Python or inside a venv."""
+    import sysconfig
+
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
+    probe = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = subprocess.run([str(py), "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site) / "outer-deps.pth").write_text("\n".join(sorted(outer)) + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
     probe = (
-        "import importlib.util, edgekit, edgekit.converters.tflm as t;"
+        "import importlib.util, edgekit, edgekit.converters.tflm, edgekit.runtimes.tflm as t;"
+        "assert t.op_table()[0]['CONV_2D'] == 'AddConv2D';"
         "print(edgekit.__file__);"
         "print(importlib.util.find_spec('converters'))"
     )
@@ -80,6 +94,9 @@ LIGHT = [
 
 @pytest.mark.parametrize("args", LIGHT)
 def test_light_commands_do_not_import_tensorflow(args, tmp_path):
+    from edgekit.bench.store import ResultStore
+
+    ResultStore(tmp_path / "r.db")  # `results list` reads an existing store
     _assert_no_tensorflow(args, tmp_path)
 
 

@@ -6,7 +6,9 @@ import csv
 import io
 import json
 import multiprocessing
+import os
 import sqlite3
+import stat
 
 import pytest
 from helpers import run_edgekit
@@ -81,18 +83,38 @@ def test_results_cli_on_real_local_runs(digits_tflite, tmp_path):
     assert compared.returncode == 0, compared.stderr
     assert f"{int8_p50 / float_p50:.3f}x" in compared.stdout and "1.000x" in compared.stdout
 
+    # Not cut at 100 columns; same-named models told apart by their sha256.
+    listed = run_edgekit("results", "list", env=env)
+    for run_id in ids.values():
+        sha = ResultStore(db).get(run_id).model_sha256[:12]
+        assert sha in listed.stdout
+    assert "digits_float32.tflite" in listed.stdout.replace("\n", "")
+
     exported = run_edgekit("results", "export", "--csv", env=env)
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert [int(r["id"]) for r in rows] == [ids["int8"], ids["float32"]]
     assert float(rows[1]["p50_ms"]) == pytest.approx(float_p50)
 
+    csv_file = tmp_path / "runs.csv"
+    exported_file = run_edgekit("results", "export", "--csv", "--out", str(csv_file), env=env)
+    assert exported_file.returncode == 0
     png = tmp_path / "latency.png"
     plotted = run_edgekit("results", "plot", str(png), env=env)
     assert plotted.returncode == 0, plotted.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (csv_file, png):  # ordinary files, not mkstemp's 0600
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask, written
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     again = run_edgekit("results", "plot", str(png), env=env)
     assert again.returncode == 2 and "exists; pass --force" in again.stderr
     assert run_edgekit("results", "plot", str(png), "--force", env=env).returncode == 0
+
+    typo = tmp_path / "typo.db"
+    for args in (["list"], ["show", "1"], ["export", "--csv"]):
+        wrong = run_edgekit("results", *args, "--db", str(typo))
+        assert wrong.returncode == 2 and "no results database" in wrong.stderr, args
+    assert not typo.exists()  # never created by a reader
 
     missing = run_edgekit("results", "show", "999", env=env)
     assert missing.returncode == 2 and "no run with id 999" in missing.stderr

@@ -104,8 +104,14 @@ def test_cli_targets_list_and_show():
     assert listing.returncode == 0
     for name in BUILTIN:
         assert name in listing.stdout
+    for name in BUILTIN:  # runtime and version, not "tflm tflm"
+        row = next(line for line in listing.stdout.splitlines() if f" {name} " in line)
+        assert "tflm tflm" not in row and ("tflm (source build)" in row or "litert 2." in row)
     shown = run_edgekit("targets", "show", "esp32-s3")
-    assert shown.returncode == 0 and "524288" in shown.stdout
+    assert shown.returncode == 0 and "RAM 512 KiB" in shown.stdout
+    # A person reads it: no Python reprs of dicts, lists or tuples.
+    assert not any(ch in shown.stdout for ch in "{}[]'"), shown.stdout
+    assert "int8, int8 inputs/outputs, per-channel weights" in shown.stdout
     unknown = run_edgekit("targets", "show", "esp32-s4")
     assert unknown.returncode == 2
     assert unknown.stderr.strip().count("\n") == 0 and "esp32-s3" in unknown.stderr

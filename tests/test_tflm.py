@@ -26,12 +26,9 @@ from edgekit.tflite_model import load_tflite
 def test_arena_is_the_exact_minimum(digits_tflite):
     model = load_tflite(digits_tflite["int8"])
     arena = measure_arena(model)
-    prober = ArenaProber(model.data)
-    try:
+    with ArenaProber(model.data) as prober:
         assert prober.runs_with(arena.minimum_bytes)[0]
         assert not prober.runs_with(arena.minimum_bytes - 1)[0]
-    finally:
-        prober.close()
     assert arena.tensor_arena_bytes == arena.minimum_bytes + 16
     # The arena holds at least every activation alive at the busiest op.
     assert arena.activation_lower_bound_bytes <= arena.minimum_bytes
@@ -73,6 +70,7 @@ def test_resolver_registers_exactly_the_models_ops(digits_tflite, tmp_path):
     assert {p.name for p in paths} == {
         "model_data.h",
         "model_data.cc",
+        "model_io.h",
         "model_ops.h",
         "edgekit_model.h",
     }
@@ -81,7 +79,10 @@ def test_resolver_registers_exactly_the_models_ops(digits_tflite, tmp_path):
     registered = re.findall(r"resolver\.(Add\w+)\(\)", header)
     assert len(registered) == len(ops) == len(set(registered))
     assert f"MicroMutableOpResolver<{len(ops)}>" in header
-    assert f"kTensorArenaSize = {arena.tensor_arena_bytes};" in header
+    assert f"#define EDGEKIT_TENSOR_ARENA_SIZE {arena.tensor_arena_bytes}\n" in header
+    assert "kTensorArenaSize = EDGEKIT_TENSOR_ARENA_SIZE;" in header
+    # Says where the figure comes from: the Python wheel's allocator on a 64-bit host.
+    assert "RecordingMicroAllocator" in header and "64-bit host" in header
     assert "AddDepthwiseConv2D" in registered and "AddSoftmax" in registered
 
 
@@ -100,16 +101,16 @@ def test_op_tflm_lacks_is_named(tmp_path):
         measure_arena(model)
 
 
-def test_tflm_runs_the_example_like_litert(example, digits_tflite):
-    from edgekit.verify import run_litert, run_tflm
+def test_tflm_runs_the_example_like_litert_reference_kernels(example, digits_tflite):
+    from edgekit.runtimes import litert, tflm
 
-    data = digits_tflite["int8"].read_bytes()
-    arena = measure_arena(load_tflite(digits_tflite["int8"]))
-    x = example.validation.x[:100]
-    tflm = run_tflm(data, x, arena.tensor_arena_bytes)
-    litert = run_litert(data, x, builtin_kernels=True)
-    assert tflm.raw.dtype == np.int8
-    assert np.abs(tflm.raw.astype(int) - litert.raw.astype(int)).max() <= 1
+    model = load_tflite(digits_tflite["int8"])
+    arena = measure_arena(model)
+    feeds = [litert.quantize_input(example.validation.x[:100], model.input_tensors()[0])]
+    (tflm_out,), _ = tflm.run_isolated(model, feeds[0], arena.tensor_arena_bytes)
+    ref, _ = litert.run_isolated(model, feeds, "reference")
+    assert tflm_out.dtype == np.int8 and tflm_out.shape == (100, 1, 10)
+    assert np.abs(tflm_out.astype(int) - ref[model.outputs[0]].astype(int)).max() <= 1
 
 
 def test_arena_search_survives_tflm_crashing_on_tiny_arenas():
@@ -118,12 +119,37 @@ def test_arena_search_survives_tflm_crashing_on_tiny_arenas():
     keras = tf_keras()
     model = keras.Sequential([keras.Input((1200,)), keras.layers.Dense(1000)])
     _, converted = convert_keras(model)
-    prober = ArenaProber(converted.data)
-    try:
+    with ArenaProber(converted.data) as prober:
         assert prober.runs_with(100) == (False, "the TFLM interpreter crashed")
         assert prober.runs_with(1 << 20)[0]  # a fresh worker after the crash
-    finally:
-        prober.close()
     arena = measure_arena(converted)
     assert arena.activation_lower_bound_bytes == 1200 + 1000
     assert arena.minimum_bytes >= 2200
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_io_header_gives_an_application_what_it_needs(digits_tflite, tmp_path):
+    """model_io.h compiles as C++ and holds each input/output's shape, type, scale, zero point."""
+    model = load_tflite(digits_tflite["int8"])
+    write_tflm_sources(model, "digits", tmp_path, None)
+    (tmp_path / "probe.cc").write_text(
+        '#include <cstdio>\n#include "model_io.h"\n'
+        "int main() {\n"
+        '  printf("%d %d %.9g %d %d %d\\n", kInputCount, kOutputCount, kInput0Scale,\n'
+        "         kInput0ZeroPoint, kInput0Rank, kInput0Dims[1]);\n"
+        '  printf("%.9g %d %d %d\\n", kOutput0Scale, kOutput0ZeroPoint, kOutput0Dims[1],\n'
+        "         (int)sizeof(Input0Type));\n  return 0;\n}\n"
+    )
+    exe = tmp_path / "probe"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", str(exe), "probe.cc"],
+                   cwd=tmp_path, check=True)  # fmt: skip
+    first, second = subprocess.run([str(exe)], capture_output=True, text=True,
+                                   check=True).stdout.splitlines()  # fmt: skip
+    inp, out = model.input_tensors()[0], model.output_tensors()[0]
+    counts, scale, zero, rank, dim = first.split()[:2], *first.split()[2:]
+    assert counts == ["1", "1"] and int(rank) == 4 and int(dim) == 8
+    assert float(scale) == pytest.approx(inp.quant.scales[0], rel=1e-6)
+    assert int(zero) == inp.quant.zero_points[0]
+    o_scale, o_zero, o_dim, size = second.split()
+    assert float(o_scale) == pytest.approx(out.quant.scales[0], rel=1e-6)
+    assert (int(o_zero), int(o_dim), int(size)) == (out.quant.zero_points[0], 10, 1)

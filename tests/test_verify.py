@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.data import Dataset
-from edgekit.verify import dequantize, quantize, sqnr_db, verify
+from edgekit.verify import DeviceRuntime, dequantize, quantize, sqnr_db, verify
 
 
 def test_sqnr_definition():
@@ -26,35 +26,44 @@ def test_quantize_round_trip_and_clipping():
     assert quantize(x * 1.2, np.uint8, (1 / 255, 0)).tolist() == [0, 0, 153, 255]
 
 
-def test_example_int8_matches_float_on_litert_and_tflm(example, digits_tflite):
-    from edgekit.converters.tflm import measure_arena
+def _digits(digits_tflite, name):
     from edgekit.tflite_model import load_tflite
 
-    arena = measure_arena(load_tflite(digits_tflite["int8"])).tensor_arena_bytes
+    return load_tflite(digits_tflite[name])
+
+
+def test_example_int8_matches_float_on_tflm(example, digits_tflite):
+    from edgekit.runtimes.tflm import measure_arena
+
+    deployed = _digits(digits_tflite, "int8")
+    arena = measure_arena(deployed).tensor_arena_bytes
     result = verify(
-        digits_tflite["int8"].read_bytes(),
+        deployed,
         example.validation,
-        reference=digits_tflite["float32"].read_bytes(),
+        reference=_digits(digits_tflite, "float32"),
+        runtime=DeviceRuntime("tflm", "reference", "TFLM"),
         tflm_arena_bytes=arena,
     )
-    assert result.samples == 500 and result.runtimes == ["litert", "tflm"]
-    assert result.top1_agreement >= 0.97 and not result.collapsed
-    assert result.output_sqnr_db > 20
-    assert abs(result.float_accuracy - result.deployed_accuracy) <= 0.02
-    assert result.float_accuracy > 0.9
-    assert result.tflm_max_diff_steps <= 1
-    assert result.tflm_accuracy == pytest.approx(result.deployed_accuracy, abs=0.004)
+    assert result.samples == 500 and result.runtime == "TFLM"
+    (out,) = result.outputs
+    assert out.task == "classification" and "SOFTMAX" in out.task_reason
+    assert out.top1_agreement >= 0.97 and not result.collapsed
+    assert out.sqnr_db > 20 and out.logits_sqnr_db > out.sqnr_db - 10
+    assert abs(out.float_accuracy - out.deployed_accuracy) <= 0.02 and out.float_accuracy > 0.9
+    assert result.kernel_check.ok and result.kernel_check.max_diff_steps <= 1
+    assert result.optimized_vs_reference_steps is not None
 
 
-def test_collapse_is_detected(example, example_loaded):
+def test_collapse_is_detected(example, example_loaded, digits_tflite):
     """Calibrating on inputs 1000x too small clips every real input: the model collapses."""
     from edgekit.converters.tflite import convert
+    from edgekit.tflite_model import read_tflite
 
     bad = convert(example_loaded, "int8", io_dtype="int8", calibration=example.calibration.x / 1000)
     result = verify(
-        bad.data,
+        read_tflite(bad.data),
         Dataset(example.validation.x, example.validation.y, "val"),
-        reference=convert(example_loaded, "float32").data,
+        reference=_digits(digits_tflite, "float32"),
     )
     assert result.collapsed and result.top1_agreement < 0.9
-    assert result.deployed_accuracy < 0.5
+    assert result.primary.deployed_accuracy < 0.5

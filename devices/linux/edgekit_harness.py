@@ -3,8 +3,9 @@
 
 Needs only numpy and one TFLite interpreter; the first found of `ai_edge_litert`,
 `tflite_runtime` and `tensorflow.lite` is used (Pi and Coral images carry different ones).
-It prints exactly one JSON object on stdout (the result schema in docs/bench.md) and exits
-0 on success, 1 when the run failed (the JSON then has "status": "failed" and "error").
+It prints exactly one JSON object on stdout (the result schema: docs/bench.md in edgekit's
+repository) and exits 0 on success, 1 when the run failed (the JSON then has "status":
+"failed" and "error").
 
     python3 edgekit_harness.py model.tflite --threads 4 --warmup 5 --runs 50
     python3 edgekit_harness.py model_edgetpu.tflite --delegate edgetpu

@@ -1,6 +1,7 @@
 // edgekit's serial line protocol (version 1), board side. Plain C, no TFLM dependency.
 // Every line the host reads is "EDGEKIT_RESULT " + one JSON object + "\n"; any other console
-// output is ignored. The host may send "EDGEKIT_RUN <warmup> <runs>\n". See docs/bench.md.
+// output is ignored. The host may send "EDGEKIT_RUN <warmup> <runs>\n". Each function below
+// documents the line it formats.
 #ifndef EDGEKIT_PROTOCOL_H_
 #define EDGEKIT_PROTOCOL_H_
 

@@ -43,11 +43,11 @@ class TflmBoard:
     """The harness loop around a tflite_micro interpreter (shared by `tflm-host`)."""
 
     def __init__(self, model: bytes, arena_bytes: int, name: str = "model") -> None:
-        from edgekit.converters.tflm import _tflm_runtime, tflm_interpreter
+        from edgekit.runtimes.tflm import _interpreter, _runtime
 
-        _tflm_runtime()  # import outside the timed init, as a board has nothing to import
+        _runtime()  # import outside the timed init, as a board has nothing to import
         started = time.perf_counter()
-        self.interp = tflm_interpreter(model, arena_bytes)
+        self.interp = _interpreter(model, arena_bytes)
         self.init_us = int((time.perf_counter() - started) * 1e6)
         self.model_bytes = len(model)
         self.arena_bytes = arena_bytes

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bench.result import BenchResult, DeviceFailure
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 REMOTE_DIR = "/data/local/tmp/edgekit"
 DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
@@ -57,7 +57,7 @@ def benchmark_flags(settings: dict[str, Any]) -> list[str]:
     """
     delegate = settings["delegate"]
     if delegate not in ("xnnpack", "gpu", "nnapi", "none"):
-        raise EdgekitError(
+        raise UsageError(
             f"delegate {delegate!r} is not one benchmark_model takes (xnnpack, gpu, nnapi, none)"
         )
     return [
@@ -120,7 +120,7 @@ class ADB:
     def __init__(self, serial: str | None, timeout: float = 60.0) -> None:
         self.binary = shutil.which("adb")
         if self.binary is None:
-            raise EdgekitError("'adb' not found on PATH; install Android platform-tools")
+            raise UsageError("'adb' not found on PATH; install Android platform-tools")
         self.serial = serial
         self.timeout = timeout
 
@@ -150,9 +150,9 @@ class ADB:
             state = self.run(self.argv("get-state"), "get-state", 15).strip()
         except DeviceFailure as exc:
             who = f"device {self.serial}" if self.serial else "an Android device"
-            raise EdgekitError(f"{who} not reachable over adb ({exc})") from None
+            raise UsageError(f"{who} not reachable over adb ({exc})") from None
         if state.splitlines()[-1:] != ["device"]:
-            raise EdgekitError(f"adb device {self.serial or ''} is {state!r}, not ready")
+            raise UsageError(f"adb device {self.serial or ''} is {state!r}, not ready")
 
 
 def command_lines(request: Any, adb: ADB) -> list[tuple[str, list[str]]]:
@@ -172,7 +172,7 @@ def command_lines(request: Any, adb: ADB) -> list[tuple[str, list[str]]]:
 
 def run_benchmark_model(request: Any) -> BenchResult:
     if request.benchmark_binary is not None and not Path(request.benchmark_binary).is_file():
-        raise EdgekitError(f"{request.benchmark_binary}: no such benchmark_model binary")
+        raise UsageError(f"{request.benchmark_binary}: no such benchmark_model binary")
     adb = ADB(request.device.serial)
     adb.check_device()
     output = ""

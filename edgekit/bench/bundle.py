@@ -1,13 +1,16 @@
-"""What a deploy bundle carries for benchmarking: its target's harness and the command to run it.
+"""What a deploy bundle carries for benchmarking: its target's harness and the commands to run it.
 
 - `linux` targets get `harness/edgekit_harness.py` (copy the bundle to the board and run the
-  on-device command, or run `edgekit bench BUNDLE --device ssh://...` from the host);
+  on-device command, or run `edgekit bench . --device ssh://...` from the host);
 - `mcu` targets get the TFLM harness sources (`main.cc`, the platform and protocol headers,
   CMake and PlatformIO files) beside the bundle's `tflm/` folder;
 - `android` targets use Google's `benchmark_model` binary: the command pushes and runs it.
 
->>> bench_commands("linux", "ssh", "/b/m-rpi4", "m_int8.tflite", 4, "xnnpack")["host"]
-'edgekit bench /b/m-rpi4 --device ssh://USER@HOST'
+Every command is meant to be run in the bundle directory, with paths relative to it, and every
+word is shell-quoted (a device URI such as `serial:///dev/ttyACM0?baud=115200` holds a `?`).
+
+>>> bench_commands("mcu", "serial", "m_int8.tflite", 1, "none")["host"]
+"edgekit bench . --device 'serial:///dev/ttyACM0?baud=115200'"
 """
 
 from __future__ import annotations
@@ -46,20 +49,31 @@ def copy_harness(harness: str, bundle: Path) -> list[Path]:
     return written
 
 
+def _line(*words: str) -> str:
+    return " ".join(shlex.quote(word) for word in words)
+
+
 def bench_commands(
     harness: str,
     transport: str,
-    bundle: str,
     model_file: str,
     threads: int,
     delegate: str,
+    host_delegate: str | None = None,
 ) -> dict[str, str]:
-    """`host`: the edgekit bench line; `on_device`: run the harness on the board itself."""
-    host = f"edgekit bench {shlex.quote(bundle)} --device {EXAMPLE_DEVICE[transport]}"
-    commands = {"host": host}
+    """`host`: the edgekit bench line; `on_device`: the harness on the board itself;
+    `simulate`: TFLM on this host (MCUs). All run in the bundle directory.
+
+    `host_delegate` overrides the bundle's delegate on the host line (a Coral bundle without
+    an Edge TPU-compiled model benchmarks the CPU with `xnnpack`).
+    """
+    host = ["edgekit", "bench", ".", "--device", EXAMPLE_DEVICE[transport]]
+    if host_delegate:
+        host += ["--delegate", host_delegate]
+    commands = {"host": _line(*host)}
     if harness == "linux":
         words = ["python3", "harness/edgekit_harness.py", model_file, "--threads", str(threads)]
-        commands["on_device"] = " ".join(map(shlex.quote, [*words, "--delegate", delegate]))
+        commands["on_device"] = _line(*words, "--delegate", delegate)
     elif harness == "mcu":
-        commands["simulate"] = f"edgekit bench {shlex.quote(bundle)} --device tflm-host"
+        commands["simulate"] = _line("edgekit", "bench", ".", "--device", "tflm-host")
     return commands

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edgekit.bench.result import BenchResult
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 CSV_COLUMNS = (
     "id", "created", "edgekit_version", "model_name", "model_sha256", "target", "device",
@@ -44,16 +44,16 @@ def ratios(runs: list[BenchResult], metric: str = "p50") -> list[Ratio]:
         value = (run.metrics.get("latency_ms") or {}).get(metric)
         if not run.ok or value is None:
             why = f"failed ({run.error})" if not run.ok else f"has no {metric} latency"
-            raise EdgekitError(f"run {run.id} {why}; compare completed runs only")
+            raise UsageError(f"run {run.id} {why}; compare completed runs only")
         values.append(float(value))
     if values[0] <= 0:
-        raise EdgekitError(f"run {runs[0].id} has a zero {metric} latency; pick another baseline")
+        raise UsageError(f"run {runs[0].id} has a zero {metric} latency; pick another baseline")
     return [Ratio(run, v, v / values[0]) for run, v in zip(runs, values, strict=True)]
 
 
 def compare(store: Any, run_ids: list[int], metric: str = "p50") -> list[Ratio]:
     if len(run_ids) < 2:
-        raise EdgekitError("compare needs at least two run ids")
+        raise UsageError("compare needs at least two run ids")
     return ratios([store.get(i) for i in run_ids], metric)
 
 
@@ -80,11 +80,14 @@ def atomic_write(path: str | Path, force: bool = False, binary: bool = False) ->
     """Write to a temporary file beside `path`, rename on success; refuse to overwrite."""
     path = Path(path)
     if path.exists() and not force:
-        raise EdgekitError(f"{path} exists; pass --force to replace it")
+        raise UsageError(f"{path} exists; pass --force to replace it")
     if not path.parent.is_dir():
-        raise EdgekitError(f"{path.parent} is not a directory")
+        raise UsageError(f"{path.parent} is not a directory")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an export is an ordinary file
         with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as handle:
             yield handle
         os.replace(tmp, path)
@@ -97,14 +100,14 @@ def plot_latencies(runs: list[BenchResult], out: str | Path, force: bool = False
     """Per-run latency distributions (box + points) into an image; matplotlib, no display."""
     missing = [r.id for r in runs if not r.latencies_ms]
     if missing:
-        raise EdgekitError(f"run(s) {missing} have no per-run latencies to plot")
+        raise UsageError(f"run(s) {missing} have no per-run latencies to plot")
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise EdgekitError("plot needs matplotlib (pip install matplotlib)") from None
+        raise UsageError("plot needs matplotlib (pip install matplotlib)") from None
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(runs)), 4.5))

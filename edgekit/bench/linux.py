@@ -25,7 +25,7 @@ from typing import Any
 
 from edgekit.bench.result import DeviceFailure
 from edgekit.bench.uri import DeviceURI
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 STEP_TIMEOUT = 60.0  # seconds for each remote step that is not the benchmark itself
 
@@ -105,9 +105,9 @@ class SSHTransport:
     ) -> None:
         for tool in ("ssh", "scp"):
             if shutil.which(tool) is None:
-                raise EdgekitError(f"'{tool}' not found on PATH; install the OpenSSH client")
+                raise UsageError(f"'{tool}' not found on PATH; install the OpenSSH client")
         if ssh_config is not None and not Path(ssh_config).is_file():
-            raise EdgekitError(f"ssh config {ssh_config} does not exist")
+            raise UsageError(f"ssh config {ssh_config} does not exist")
         self.device = device
         self.where = device.redacted
         self.remote_python = remote_python

@@ -24,11 +24,13 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgekit.errors import DeviceFailure
+
+__all__ = ["BenchResult", "DeviceFailure", "latency_stats"]
+
 STATUSES = ("ok", "failed")
 
 
-class DeviceFailure(Exception):
-    """The device or the harness failed mid-run: recorded as a failed run, with the reason."""
 
 
 @dataclass

@@ -12,7 +12,6 @@ reason; bad input (no such model, no `ssh`/`adb`, no serial port) is an `Edgekit
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ from typing import Any
 
 from edgekit.bench.result import BenchResult, DeviceFailure
 from edgekit.bench.uri import DeviceURI, parse_device
-from edgekit.errors import EdgekitError
-from edgekit.targets import TargetProfile, load_target
+from edgekit.errors import UsageError
+from edgekit.targets import DELEGATES, TargetProfile, load_target
 
+MAX_ARENA_BYTES = 512 * 1024 * 1024
 DEVICES_FOR_HARNESS = {
     "linux": ("local", "ssh"),
     "android": ("adb",),
@@ -40,57 +40,37 @@ class BenchModel:
     arena_bytes: int | None = None  # TFLM arena from the bundle's report
 
 
-def read_bundle_report(path: Path) -> dict[str, Any] | None:
-    """The report.json of a deploy bundle directory; None when `path` is a file."""
-    if not path.exists():
-        raise EdgekitError(f"{path}: no such model or bundle")
-    if not path.is_dir():
-        return None
-    report_file = path / "report.json"
-    if not report_file.is_file():
-        raise EdgekitError(f"{path}: not a deploy bundle (no report.json)")
-    try:
-        return json.loads(report_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise EdgekitError(f"{report_file}: not valid JSON ({exc})") from None
+def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = None) -> BenchModel:
+    """A `.tflite` file, or a deploy bundle (its deployed model, or its Edge TPU-compiled
+    model when the delegate is `edgetpu`). `bundle` is the loaded Bundle, if any."""
+    from edgekit.report import Role
 
-
-def bundle_target(report: dict[str, Any]) -> str | None:
-    """The target a bundle was made for: its profile's .toml path if that still exists (a
-    custom profile), else the profile name (a built-in one)."""
-    profile = report.get("target") or {}
-    source = str(profile.get("source") or "")
-    if source.endswith(".toml") and Path(source).is_file():
-        return source
-    return profile.get("name")
-
-
-def resolve_model(
-    model: str | Path, delegate: str | None = None, report: dict[str, Any] | None = None
-) -> BenchModel:
-    """A `.tflite` file, or a deploy bundle directory (its deployed model is used).
-
-    `report` is the bundle's report when the caller has read it already.
-    """
     path = Path(model)
-    if report is None:
-        report = read_bundle_report(path)
-    if report is not None:
-        roles = {a["role"]: a["path"] for a in report.get("artifacts", [])}
-        role = "Edge TPU model" if delegate == "edgetpu" else "deployed model"
-        if role not in roles:
-            if role == "Edge TPU model":
-                raise EdgekitError(
+    if bundle is not None:
+        role = Role.EDGETPU_MODEL if delegate == "edgetpu" else Role.DEPLOYED_MODEL
+        file = bundle.file(role)
+        if file is None:
+            if role == Role.EDGETPU_MODEL:
+                raise UsageError(
                     f"{path}: no Edge TPU-compiled model in the bundle (edgetpu_compiler was "
                     "absent at deploy); compile it with the command in report.md, or bench "
                     "on the CPU with --delegate xnnpack"
                 )
-            raise EdgekitError(f"{path}: the bundle's report lists no deployed model")
-        found = _model_file(path / roles[role])
-        found.arena_bytes = (report.get("metrics") or {}).get("tensor_arena_bytes")
+            raise UsageError(f"{path}: the bundle's report lists no deployed model")
+        found = _model_file(file)
+        arena = bundle.report.metrics.tensor_arena_bytes
+        if arena is not None and (not isinstance(arena, int) or isinstance(arena, bool)
+                                  or not 0 < arena <= MAX_ARENA_BYTES):  # fmt: skip
+            raise UsageError(
+                f"{path}: report.json gives tensor_arena_bytes {arena!r}; expected a positive "
+                f"integer up to {MAX_ARENA_BYTES:,}"
+            )
+        found.arena_bytes = arena
         return found
+    if not path.exists():
+        raise UsageError(f"{path}: no such model or bundle")
     if path.suffix != ".tflite":
-        raise EdgekitError(f"{path}: expected a .tflite model or a deploy bundle directory")
+        raise UsageError(f"{path}: expected a .tflite model or a deploy bundle directory")
     return _model_file(path)
 
 
@@ -100,7 +80,7 @@ def check_input_file(path: Path, model: Path) -> None:
     The check is the harness's own (`load_inputs`), against the model's input tensors.
     """
     if not path.is_file():
-        raise EdgekitError(f"{path}: no such input file")
+        raise UsageError(f"{path}: no such input file")
     import numpy as np
 
     from edgekit.devices.linux.edgekit_harness import HarnessError, load_inputs
@@ -113,13 +93,17 @@ def check_input_file(path: Path, model: Path) -> None:
     try:
         load_inputs(str(path), inputs)
     except HarnessError as exc:
-        raise EdgekitError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _model_file(path: Path) -> BenchModel:
+    from edgekit.data import regular_file
+    from edgekit.tflite_model import MAX_MODEL_BYTES
+
+    regular_file(path, "model", MAX_MODEL_BYTES)
     data = path.read_bytes()
     if data[4:8] != b"TFL3":
-        raise EdgekitError(f"{path}: not a TFLite flatbuffer")
+        raise UsageError(f"{path}: not a TFLite flatbuffer")
     return BenchModel(path, path.name, hashlib.sha256(data).hexdigest())
 
 
@@ -174,18 +158,25 @@ def bench(
     Returns the :class:`BenchResult` (status `failed` with the reason when the device failed).
     """
     if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
-        raise EdgekitError("--runs and --threads must be >= 1 and --warmup >= 0")
+        raise UsageError("--runs and --threads must be >= 1 and --warmup >= 0")
     uri = parse_device(device)
-    report = read_bundle_report(Path(model))  # read once: it names the target and the model
-    if target is None:
-        target = bundle_target(report) if report is not None else None
-        if target is None:
-            raise EdgekitError("no target: pass --target (a bare .tflite does not name one)")
-    profile = load_target(target)
-    found = resolve_model(model, delegate or profile.delegate, report)
+    bundle = None
+    if Path(model).is_dir():
+        from edgekit.bundle import Bundle
+
+        bundle = Bundle.load(model)  # read once: the effective profile and the files
+    if target is not None:
+        profile = load_target(target)
+    elif bundle is not None:
+        profile = bundle.profile  # as deployed: delegate, scheme, budgets
+    else:
+        raise UsageError("no target: pass --target (a bare .tflite does not name one)")
+    if delegate is not None and delegate in DELEGATES:
+        profile = profile.with_delegate(delegate)
+    found = resolve_model(model, delegate or profile.delegate, bundle)
     allowed = DEVICES_FOR_HARNESS[profile.harness]
     if uri.scheme not in allowed:
-        raise EdgekitError(
+        raise UsageError(
             f"target {profile.name} is benchmarked by the {profile.harness} harness; "
             f"--device must be {' or '.join(allowed)} (received {uri.redacted})"
         )
@@ -254,7 +245,7 @@ def _run_linux(request: BenchRequest) -> BenchResult:
 
     settings = request.settings
     if settings["delegate"] in ("gpu", "nnapi"):
-        raise EdgekitError(f"delegate {settings['delegate']} is Android-only; the Linux harness "
+        raise UsageError(f"delegate {settings['delegate']} is Android-only; the Linux harness "
                            "takes xnnpack, none, edgetpu or a delegate library path")  # fmt: skip
     job = HarnessJob(
         model=request.model.path,

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from edgekit.bench.result import BenchResult, DeviceFailure, latency_stats
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 PREFIX = b"EDGEKIT_RESULT "
 LINE_TIMEOUT = 10.0
@@ -43,13 +43,13 @@ def open_port(path: str, baud: int) -> Any:
     try:
         import serial
     except ImportError:
-        raise EdgekitError("pyserial is not installed (pip install pyserial)") from None
+        raise UsageError("pyserial is not installed (pip install pyserial)") from None
     if not os.path.exists(path):
-        raise EdgekitError(f"serial port {path} does not exist (is the board plugged in?)")
+        raise UsageError(f"serial port {path} does not exist (is the board plugged in?)")
     try:
         return serial.Serial(path, baudrate=baud, timeout=0.2)
     except (serial.SerialException, OSError) as exc:
-        raise EdgekitError(f"cannot open serial port {path}: {exc}") from None
+        raise UsageError(f"cannot open serial port {path}: {exc}") from None
 
 
 def read_run(port: Any, warmup: int, runs: int, timeout: float, line_timeout: float) -> dict:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgekit.bench.result import BenchResult
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 SCHEMA_VERSION = 1
 # The one place the schema is written down (docs/bench.md describes each column).
@@ -68,23 +68,31 @@ def default_db_path() -> Path:
 class ResultStore:
     """SQLite results store (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, create: bool = True
+    ) -> None:
+        """Open (and with `create`, make) the store. Readers pass `create=False`: a mistyped
+        `--db` is an error, not a new empty database."""
         self.path = Path(path) if path is not None else default_db_path()
         if self.path.is_dir():
-            raise EdgekitError(f"results database {self.path} is a directory; give a file path")
+            raise UsageError(f"results database {self.path} is a directory; give a file path")
+        if not create and not self.path.exists():
+            raise UsageError(
+                f"no results database at {self.path} (run `edgekit bench` first, or pass --db)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
-                    raise EdgekitError(
+                    raise UsageError(
                         f"results database {self.path} has schema {version}; this edgekit "
                         f"knows {SCHEMA_VERSION} (upgrade edgekit)"
                     )
                 db.executescript(SCHEMA)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
-            raise EdgekitError(f"results database {self.path}: {exc}") from None
+            raise UsageError(f"results database {self.path}: {exc}") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -117,7 +125,7 @@ class ResultStore:
     def get(self, run_id: int) -> BenchResult:
         rows = self._select("WHERE id = ?", (run_id,))
         if not rows:
-            raise EdgekitError(f"no run with id {run_id} in {self.path}")
+            raise UsageError(f"no run with id {run_id} in {self.path}")
         return rows[0]
 
     def list(self, limit: int | None = None, model: str | None = None) -> list[BenchResult]:

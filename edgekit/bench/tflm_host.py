@@ -1,9 +1,14 @@
 """`--device tflm-host`: the TFLM harness loop in the `tflite_micro` interpreter on this host.
 
 Labelled as host simulation everywhere: the timings are this machine's, not a board's. What
-carries over to the board is the arena (measured here with the real TFLM allocator, the same
-figure `edgekit deploy` writes into `model_ops.h`), the op set and the output digest, which
-matches a board running `main.cc` on the same model.
+carries over to the board is the op set and the output digest, which matches a board running
+`main.cc` on the same model. The arena used is the Python wheel's *recording* allocator's total
+on a 64-bit host (`arena_used_source` says so); the C++ harness reports
+`MicroInterpreter::arena_used_bytes()`, a few hundred bytes less on the same host and less again
+on a 32-bit MCU.
+
+The interpreter runs in a worker process: a bundle's report.json is user input, and an arena
+too small for TFLM's bookkeeping crashes `tflite_micro`.
 """
 
 from __future__ import annotations
@@ -11,33 +16,74 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from edgekit.bench.result import BenchResult
+from edgekit.bench.result import BenchResult, DeviceFailure
 from edgekit.bench.serial_link import result_from_messages
+from edgekit.errors import RuntimeFailure
 
 HOST_SIMULATION = "tflite_micro (host simulation)"
 
 
-def run_tflm_host(request: Any) -> BenchResult:
-    from edgekit.converters.tflm import measure_arena
-    from edgekit.devices.mcu.simulated_board import TflmBoard
-    from edgekit.tflite_model import read_tflite
+def simulate(model: bytes, arena: int, name: str, warmup: int, runs: int) -> dict[str, Any]:
+    """Worker-side: the board's hello, run and summary messages, and the allocator's total."""
+    from tflite_micro.python.tflite_micro import _version
 
-    data = request.model.path.read_bytes()
-    request.progress("measuring the TFLM arena")
-    measured = measure_arena(read_tflite(data, request.model.name))
-    arena = request.model.arena_bytes or measured.tensor_arena_bytes
-    board = TflmBoard(data, arena, request.model.path.stem)
-    request.progress(f"running {request.settings['runs']} runs in tflite_micro on this host")
-    collected: dict[str, Any] = {"hello": board.hello(measured.minimum_bytes), "runs": []}
-    for message in board.run(request.settings["warmup"], request.settings["runs"]):
+    from edgekit.devices.mcu.simulated_board import TflmBoard
+    from edgekit.runtimes.tflm import allocated_bytes
+
+    board = TflmBoard(model, arena, name)
+    used = allocated_bytes(model, arena)
+    collected: dict[str, Any] = {"hello": board.hello(used), "runs": []}
+    for message in board.run(warmup, runs):
         if message["kind"] == "run":
             collected["runs"].append(message["us"] / 1000)
         else:
             collected["summary"] = message
-    result = result_from_messages(collected, request, HOST_SIMULATION)
-    from tflite_micro.python.tflite_micro import _version
+    collected["version"] = getattr(_version, "__version__", None) or "?"
+    return collected
 
-    result.runtime_version = getattr(_version, "__version__", None) or "?"
+
+def run_tflm_host(request: Any) -> BenchResult:
+    from edgekit.isolation import call
+    from edgekit.runtimes.tflm import measure_arena, probe_timeout
+    from edgekit.tflite_model import read_tflite
+
+    data = request.model.path.read_bytes()
+    model = read_tflite(data, request.model.name)
+    arena = request.model.arena_bytes
+    if arena is not None:
+        from edgekit.errors import UsageError
+        from edgekit.graph import activation_lower_bound
+
+        needed, _ = activation_lower_bound(model)
+        if arena < needed:
+            raise UsageError(
+                f"the bundle's tensor_arena_bytes ({arena:,}) is below the model's activation "
+                f"lower bound ({needed:,} B): report.json was edited or belongs to another model"
+            )
+    else:
+        request.progress("measuring the TFLM arena")
+        arena = measure_arena(model).tensor_arena_bytes
+    settings = request.settings
+    request.progress(f"running {settings['runs']} runs in tflite_micro on this host")
+    timeout = probe_timeout(model) * (2 + (settings["runs"] + settings["warmup"]) / 10)
+    try:
+        collected = call(
+            "edgekit.bench.tflm_host:simulate",
+            data,
+            arena,
+            request.model.path.stem,
+            settings["warmup"],
+            settings["runs"],
+            timeout=min(timeout, request.timeout),
+            what=f"TFLM on {request.model.name} with a {arena:,}-byte arena",
+        )
+    except RuntimeFailure as exc:
+        raise DeviceFailure(str(exc)) from None
+    result = result_from_messages(collected, request, HOST_SIMULATION)
+    result.runtime_version = collected["version"]
+    result.metrics["arena_used_source"] = (
+        "tflite_micro Python RecordingMicroAllocator total, 64-bit host"
+    )
     result.device_info = {
         "simulation": True,
         "cpu": platform.processor() or platform.machine(),

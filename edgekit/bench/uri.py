@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 SCHEMES = ("local", "ssh", "adb", "serial", "tflm-host")
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]+$")
@@ -61,7 +61,7 @@ def parse_device(uri: str) -> DeviceURI:
         return DeviceURI(uri)
     parts = urlsplit(uri)
     if parts.scheme not in SCHEMES or "://" not in uri:
-        raise EdgekitError(
+        raise UsageError(
             f"bad device {uri!r}: expected local, tflm-host, ssh://[user@]host[:port], "
             "adb://SERIAL or serial:///dev/ttyX?baud=N"
         )
@@ -69,27 +69,27 @@ def parse_device(uri: str) -> DeviceURI:
     if parts.scheme == "ssh":
         host = parts.hostname
         if not host or host.startswith("-") or not _HOST.match(host):
-            raise EdgekitError(f"bad device {uri!r}: ssh:// needs a host name")
+            raise UsageError(f"bad device {uri!r}: ssh:// needs a host name")
         try:
             port = parts.port
         except ValueError:
-            raise EdgekitError(f"bad device {uri!r}: the port must be a number") from None
+            raise UsageError(f"bad device {uri!r}: the port must be a number") from None
         user = unquote(parts.username) if parts.username else None
         if user is not None and (user.startswith("-") or not _HOST.match(user)):
-            raise EdgekitError(f"bad device {uri!r}: bad user name {user!r}")
+            raise UsageError(f"bad device {uri!r}: bad user name {user!r}")
         return DeviceURI("ssh", host=host, user=user, port=port, params=params)
     if parts.scheme == "adb":
         serial = unquote(parts.netloc) or None
         if serial is not None and serial.startswith("-"):
-            raise EdgekitError(f"bad device {uri!r}: bad adb serial")
+            raise UsageError(f"bad device {uri!r}: bad adb serial")
         return DeviceURI("adb", serial=serial, params=params)
     if parts.scheme == "serial":
         path = unquote(parts.path)
         if not path:
-            raise EdgekitError(
+            raise UsageError(
                 f"bad device {uri!r}: serial:// needs a port, e.g. serial:///dev/ttyACM0"
             )
         if "baud" in params and not params["baud"].isdigit():
-            raise EdgekitError(f"bad device {uri!r}: baud must be a number")
+            raise UsageError(f"bad device {uri!r}: baud must be a number")
         return DeviceURI("serial", path=path, params=params)
-    raise EdgekitError(f"bad device {uri!r}")
+    raise UsageError(f"bad device {uri!r}")

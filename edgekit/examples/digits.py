@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.data import Dataset
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 VERSION = 3  # bump when the architecture, data split or training changes
 SEED = 0
@@ -114,24 +114,50 @@ def train_digits(out_dir: Path, epochs: int = EPOCHS) -> Path:
     return path
 
 
-def load_example(name: str = "digits", progress: Callable[[str], None] | None = None) -> Example:
-    """Return the cached example, training it first when the cache is empty."""
-    if name != "digits":
-        raise EdgekitError(f"unknown example {name!r}; available: digits")
-    root = cache_root() / "examples" / f"digits-v{VERSION}"
-    model_path = root / "digits.keras"
+def cached_model(
+    directory: str, filename: str, trainer: Callable[[Path], None],
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """The model file in the cache, trained by `trainer(staging_dir)` when missing.
+
+    Training happens in a staging directory that is renamed into place, so concurrent
+    processes and interrupted runs never leave a half-written model.
+    """
+    root = cache_root() / "examples" / directory
+    model_path = root / filename
     if not model_path.exists():
         if progress:
-            progress(f"training the digits example (once; cached in {root})")
+            progress(f"training the {directory} example (once; cached in {root})")
         root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".digits-", dir=root.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory}-", dir=root.parent))
         try:
-            train_digits(staging)
+            trainer(staging)
             try:
                 staging.rename(root)
             except OSError:  # another process finished first: keep theirs
                 pass
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+    return model_path
+
+
+def load_example(name: str = "digits", progress: Callable[[str], None] | None = None) -> Example:
+    """Return a built-in example, training it first when the cache is empty.
+
+    `digits` is this module's; the others are :mod:`edgekit.examples.zoo`'s reference models.
+    """
+    if name != "digits":
+        from edgekit.examples.zoo import SPECS, splits, train
+
+        if name not in SPECS:
+            names = ", ".join(["digits", *sorted(SPECS)])
+            raise UsageError(f"unknown example {name!r}; available: {names}")
+        path = cached_model(
+            f"{name}-v{SPECS[name].version}", f"{name}.keras",
+            lambda d: train(name, d / f"{name}.keras"), progress,
+        )  # fmt: skip
+        _, calib, val = splits(name)
+        return Example(name, path, calib, val)
+    path = cached_model(f"digits-v{VERSION}", "digits.keras", train_digits, progress)
     _, calib, val = digits_splits()
-    return Example("digits", model_path, calib, val)
+    return Example("digits", path, calib, val)

@@ -45,13 +45,14 @@ _EXPORTS = {
     # Keras 2 helpers
     "ensure_tf_keras": "edgekit.keras._compat",
     "tf_keras": "edgekit._tf",
+    "tensorflow": "edgekit._tf",
 }
 __all__ = sorted(_EXPORTS) + ["callbacks"]
 
 
 def __getattr__(name: str) -> Any:
-    # `tf_keras()` returns the Keras 2 package tfmot works with, imported the edgekit way
-    # (TF_USE_LEGACY_KERAS=1 set before TensorFlow loads).
+    # `tf_keras()` returns the Keras 2 package tfmot works with, and `tensorflow()` TensorFlow,
+    # both imported the edgekit way (TF_USE_LEGACY_KERAS=1 set before TensorFlow loads).
     if name == "callbacks":
         return importlib.import_module("edgekit.keras.callbacks")
     if name in _EXPORTS:

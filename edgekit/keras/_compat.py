@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 # Keras 3 layer config keys that tf_keras layers do not take (weights are copied afterwards).
 _DROP_KEYS = {
@@ -38,7 +38,7 @@ def _layer_config(layer: Any, keras2: Any) -> tuple[type, dict]:
     name = type(layer).__name__
     cls = getattr(keras2.layers, name, None)
     if cls is None:
-        raise EdgekitError(
+        raise UsageError(
             f"layer {layer.name!r} ({name}) has no tf_keras equivalent; rebuild the model with "
             "tf_keras (import it with edgekit._tf.tf_keras()) to use tfmot-backed wrappers"
         )
@@ -59,7 +59,7 @@ def _rebuild_layer(layer: Any, keras2: Any) -> Any:
     try:
         return cls.from_config(config)
     except Exception as exc:
-        raise EdgekitError(
+        raise UsageError(
             f"layer {layer.name!r} ({type(layer).__name__}) could not be rebuilt in tf_keras "
             f"({type(exc).__name__}: {exc})"
         ) from exc
@@ -71,7 +71,7 @@ def keras3_to_tf_keras(model: Any) -> Any:
 
     keras2 = _keras2()
     if not isinstance(model, keras3.Model) or not hasattr(model, "inputs") or not model.inputs:
-        raise EdgekitError(
+        raise UsageError(
             f"Keras 3 model {getattr(model, 'name', model)!r} is not built; call it on data or "
             "define it with keras.Input first"
         )
@@ -113,13 +113,13 @@ def _rebuild_functional(model: Any, keras2: Any) -> Any:
                 tensors[id(old)] = new
     missing = [t for t in model.outputs if id(t) not in tensors]
     if missing:
-        raise EdgekitError(f"could not rebuild the graph of {model.name!r} in tf_keras")
+        raise UsageError(f"could not rebuild the graph of {model.name!r} in tf_keras")
     outputs = [tensors[id(t)] for t in model.outputs]
     return keras2.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
 
 
-def subclassed_error(model: Any) -> EdgekitError:
-    return EdgekitError(
+def subclassed_error(model: Any) -> UsageError:
+    return UsageError(
         f"model {getattr(model, 'name', '?')!r} ({type(model).__name__}) is a subclassed model; "
         "tfmot wraps only Sequential and Functional models. Rebuild it functionally "
         "(keras.Input → layers → keras.Model), or wrap individual layers with "
@@ -133,7 +133,7 @@ def ensure_tf_keras(model: Any) -> Any:
         return keras3_to_tf_keras(model)
     keras2 = _keras2()
     if not isinstance(model, keras2.Model):
-        raise EdgekitError(
+        raise UsageError(
             f"expected a Keras model; received {type(model).__module__}.{type(model).__name__}"
         )
     if not (isinstance(model, keras2.Sequential) or getattr(model, "_is_graph_network", False)):
@@ -141,7 +141,7 @@ def ensure_tf_keras(model: Any) -> Any:
     return model
 
 
-def tfmot_layer_error(exc: Exception, model: Any, what: str, alternatives: str) -> EdgekitError:
+def tfmot_layer_error(exc: Exception, model: Any, what: str, alternatives: str) -> UsageError:
     """Turn tfmot's "Layer x ... is not supported" into one line naming the layer.
 
     tfmot names the layer by its name in some messages and by its class in others.
@@ -158,9 +158,9 @@ def tfmot_layer_error(exc: Exception, model: Any, what: str, alternatives: str) 
     if layers:
         return unsupported_layers_error(what, layers, alternatives)
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return EdgekitError(f"cannot {what} model {getattr(model, 'name', '?')!r}: {first}")
+    return UsageError(f"cannot {what} model {getattr(model, 'name', '?')!r}: {first}")
 
 
-def unsupported_layers_error(what: str, layers: list[Any], alternatives: str) -> EdgekitError:
+def unsupported_layers_error(what: str, layers: list[Any], alternatives: str) -> UsageError:
     names = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in layers)
-    return EdgekitError(f"cannot {what} layer(s) {names}: {alternatives}")
+    return UsageError(f"cannot {what} layer(s) {names}: {alternatives}")

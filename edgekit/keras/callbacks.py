@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._tf import tensorflow, tf_keras
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 from edgekit.keras._tfmot import tfmot
 
 tf = tensorflow()
@@ -64,7 +64,7 @@ class DistillationSchedule(keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         if temperature is None and alpha is None:
-            raise EdgekitError("DistillationSchedule needs temperature=(start, end) and/or alpha")
+            raise UsageError("DistillationSchedule needs temperature=(start, end) and/or alpha")
         self.temperature, self.alpha, self.epochs = temperature, alpha, epochs
 
     def _soft_losses(self) -> list[Any]:
@@ -72,7 +72,7 @@ class DistillationSchedule(keras.callbacks.Callback):
 
         losses = getattr(self.model, "distillation_losses", None)
         if losses is None:
-            raise EdgekitError("DistillationSchedule works on an edgekit.keras.Distiller")
+            raise UsageError("DistillationSchedule works on an edgekit.keras.Distiller")
         return [loss for loss in losses if isinstance(loss, SoftTargetLoss)]
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -140,7 +140,7 @@ class TargetFitCheck(keras.callbacks.Callback):
         self.profile = load_target(target)
         self.calibration = np.asarray(calibration, dtype=np.float32)
         if self.calibration.ndim < 2 or len(self.calibration) == 0:
-            raise EdgekitError(
+            raise UsageError(
                 f"TargetFitCheck needs a batch of calibration inputs; received shape "
                 f"{list(self.calibration.shape)}"
             )
@@ -150,35 +150,34 @@ class TargetFitCheck(keras.callbacks.Callback):
         self.history: list[dict[str, float]] = []
 
     def measure(self, model: Any) -> dict[str, float]:
-        """Convert a deployable copy of `model` and return the figures (unprefixed)."""
-        from edgekit.checks import check_model
-        from edgekit.converters.tflite import convert_for_target
+        """Convert a deployable copy of `model` and return the figures (unprefixed).
+
+        The same stage functions as `edgekit deploy` convert, size the arena and check.
+        """
+        from edgekit import stages
         from edgekit.models import from_keras
-        from edgekit.tflite_model import read_tflite
-        from edgekit.verify import run_litert
+        from edgekit.verify import run_model
 
         started = time.perf_counter()
         snapshot = deployable_copy(model)
         loaded = from_keras(snapshot, "TargetFitCheck")
-        converted = convert_for_target(loaded, self.profile.quantization, self.calibration)
-        tflite = read_tflite(converted.data, "TargetFitCheck.tflite")
+        deployed, converted = stages.convert_deployed(loaded, self.profile, self.calibration)
         figures: dict[str, float] = {"model_bytes": float(converted.model_bytes)}
-        arena = None
+        tflm = None
         if self.profile.is_mcu:
-            from edgekit.converters.tflm import measure_arena, missing_ops
-
-            if not missing_ops(tflite):
-                arena = measure_arena(tflite).tensor_arena_bytes
-                figures["tensor_arena_bytes"] = float(arena)
-        checks = check_model(tflite, self.profile, arena, measure=False)
+            tflm = stages.export_tflm(deployed, "TargetFitCheck", sources=False)
+            if tflm.ok:
+                figures["tensor_arena_bytes"] = float(tflm.arena.tensor_arena_bytes)
+        checks = stages.check_stage(deployed, self.profile, tflm)
         budget = [
             c for c in checks if c.name.endswith(("budget", "parameter_cache", "runtime_ops"))
         ]
         figures["fits_budget"] = float(all(c.ok for c in budget))
         x = self.calibration[: self.samples]
         expected = np.asarray(snapshot(x, training=False)).reshape(len(x), -1)
-        got = run_litert(converted.data, x).values.reshape(len(x), -1)
-        if expected.shape[1] > 1:
+        outputs = run_model(deployed, x)
+        got = next(iter(outputs.values())).reshape(len(x), -1)
+        if expected.shape[1] > 1 and len(outputs) == 1:
             figures["top1_agreement"] = float(np.mean(expected.argmax(1) == got.argmax(1)))
         figures["seconds"] = time.perf_counter() - started
         return figures

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgekit._tf import tensorflow, tf_keras
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 from edgekit.keras._compat import ensure_tf_keras
 
 tf = tensorflow()
@@ -35,7 +35,7 @@ def find_layer(model: Any, name: str, role: str) -> Any:
         if layer.name == name or getattr(getattr(layer, "layer", None), "name", None) == name:
             return layer
     valid = [getattr(getattr(la, "layer", None), "name", la.name) for la in model.layers]
-    raise EdgekitError(
+    raise UsageError(
         f"{role} model {model.name!r} has no layer {name!r}; valid layer names: {', '.join(valid)}"
     )
 
@@ -93,7 +93,7 @@ class SoftTargetLoss(DistillationLoss):
     def __init__(self, temperature: float = 4.0, weight: float = 1.0) -> None:
         super().__init__(weight)
         if temperature <= 0:
-            raise EdgekitError(f"temperature must be > 0; received {temperature}")
+            raise UsageError(f"temperature must be > 0; received {temperature}")
         self.temperature = tf.Variable(float(temperature), trainable=False, name="temperature")
 
     def __call__(self, features: Features) -> Any:
@@ -115,7 +115,7 @@ class _PairedLoss(DistillationLoss):
     def __init__(self, pairs: list[tuple[str, str]], weight: float = 1.0) -> None:
         super().__init__(weight)
         if not pairs or not all(len(p) == 2 for p in pairs):
-            raise EdgekitError(
+            raise UsageError(
                 "pairs must be a non-empty list of (student_layer, teacher_layer); "
                 f"received {pairs!r}"
             )
@@ -137,7 +137,7 @@ class AttentionTransferLoss(_PairedLoss):
 
     def attention(self, feature: Any) -> Any:
         if len(feature.shape) != 4:
-            raise EdgekitError(
+            raise UsageError(
                 f"attention transfer needs 4-D feature maps (N, H, W, C); received {feature.shape}"
             )
         amap = tf.reduce_mean(tf.pow(tf.abs(feature), self.p), axis=-1, keepdims=True)
@@ -171,7 +171,7 @@ class FeatureMatchingLoss(_PairedLoss):
             if s_shape[-1] == t_shape[-1] and not self.use_adapter:
                 continue
             if s_shape[-1] != t_shape[-1] and not self.use_adapter:
-                raise EdgekitError(
+                raise UsageError(
                     f"feature {s_name!r} has {s_shape[-1]} channels and {t_name!r} has "
                     f"{t_shape[-1]}; pass adapter=True to learn a 1x1 projection"
                 )
@@ -216,7 +216,7 @@ class Distiller(keras.Model):
     ) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
-            raise EdgekitError(f"alpha must be within [0, 1]; received {alpha}")
+            raise UsageError(f"alpha must be within [0, 1]; received {alpha}")
         self.student = ensure_tf_keras(student)
         self.teacher = ensure_tf_keras(teacher)
         self.teacher.trainable = False

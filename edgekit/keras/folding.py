@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 from edgekit.keras._compat import ensure_tf_keras
 
 FOLDABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
@@ -97,7 +97,7 @@ def fold_batchnorm(model: Any, *, strict: bool = False) -> Any:
             if type(layer).__name__ == "BatchNormalization" and layer.name not in pairs
         ]
         if left:
-            raise EdgekitError(
+            raise UsageError(
                 f"cannot fold BatchNormalization layer(s) {left} into the layer before them "
                 f"(foldable: a {'/'.join(FOLDABLE)} with linear activation feeding only that "
                 "BatchNorm, normalising the last axis)"

@@ -3,8 +3,8 @@
 >>> import numpy as np
 >>> from edgekit.keras import pruning_schedule
 >>> schedule = pruning_schedule(0.8, epochs=10, steps_per_epoch=50)
->>> schedule.end_step, schedule.final_sparsity
-(500, 0.8)
+>>> schedule.end_step, schedule.final_sparsity  # pruning ends at 80 % of training
+(400, 0.8)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 from edgekit.keras._compat import ensure_tf_keras, unsupported_layers_error
 from edgekit.keras._tfmot import tfmot
 
@@ -51,12 +51,12 @@ def pruning_schedule(
     `ConstantSparsity` from `begin_epoch`. `frequency` defaults to about 10 updates per epoch.
     """
     if not 0.0 <= initial_sparsity <= final_sparsity < 1.0:
-        raise EdgekitError(
+        raise UsageError(
             f"sparsity must satisfy 0 <= initial <= final < 1; received initial="
             f"{initial_sparsity}, final={final_sparsity}"
         )
     if epochs <= 0 or steps_per_epoch <= 0:
-        raise EdgekitError(
+        raise UsageError(
             f"epochs and steps_per_epoch must be > 0; received {epochs}, {steps_per_epoch}"
         )
     sparsity = tfmot().sparsity.keras

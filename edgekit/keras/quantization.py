@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 from edgekit.keras._compat import ensure_tf_keras, tfmot_layer_error
 from edgekit.keras._tfmot import tfmot
 from edgekit.models import is_qat_model  # noqa: F401  (re-exported; one definition)
@@ -48,7 +48,7 @@ def quantize_scope(*args: Any) -> Any:
 def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
     """The tfmot quantize scheme for a target profile and what to preserve."""
     if preserve not in PRESERVE:
-        raise EdgekitError(f"preserve must be one of {PRESERVE}; received {preserve!r}")
+        raise UsageError(f"preserve must be one of {PRESERVE}; received {preserve!r}")
     qk = tfmot().quantization.keras
     per_channel = True
     if target is not None:
@@ -56,14 +56,14 @@ def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
 
         profile = load_target(target)
         if profile.quantization.scheme != "int8":
-            raise EdgekitError(
+            raise UsageError(
                 f"QAT trains for int8; target {profile.name} uses "
                 f"{profile.quantization.scheme}. Deploy it with post-training quantization"
             )
         per_channel = profile.quantization.per_channel
     if not per_channel:
         if preserve is not None:
-            raise EdgekitError(
+            raise UsageError(
                 f"target {profile.name} wants per-tensor weights; tfmot's {preserve}-preserving "
                 "QAT schemes are per-axis only. Use a per-channel target, or QAT without "
                 "preserve= (the zeros/centroids then drift during QAT)"

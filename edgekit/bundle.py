@@ -1,0 +1,160 @@
+"""A deploy bundle on disk: written atomically, read back with :meth:`Bundle.load`.
+
+A bundle is a directory holding the deployed model, the float reference, target-specific files
+(TFLM sources, the Edge TPU model, the benchmark harness) and `report.json`/`report.md`. It is
+assembled in a hidden staging directory beside its final place and swapped in only when
+complete, so the final path always holds either the old bundle or the new one.
+
+>>> bundle = Bundle.load("edgekit-out/digits-cortex-m4")        # doctest: +SKIP
+>>> bundle.profile.name, bundle.file(Role.DEPLOYED_MODEL).name    # doctest: +SKIP
+('cortex-m4', 'digits_int8.tflite')
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.errors import UsageError
+from edgekit.report import DeployReport, Role
+from edgekit.targets import TargetProfile
+
+MAX_REPORT_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class Bundle:
+    """A bundle directory, its report and the effective profile it was made for."""
+
+    path: Path
+    report: DeployReport
+    profile: TargetProfile
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+    def file(self, role: Role) -> Path | None:
+        """The path of the first artifact with `role`, checked to lie inside the bundle."""
+        artifact = self.report.artifact(role)
+        return None if artifact is None else inside(self.path, artifact.path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Bundle:
+        """Read and validate a bundle directory. Every problem is one UsageError."""
+        root = Path(path)
+        report_file = root / "report.json"
+        if not root.is_dir():
+            raise UsageError(f"{root}: not a deploy bundle directory")
+        if not report_file.is_file():
+            raise UsageError(f"{root}: not a deploy bundle (no report.json)")
+        if report_file.stat().st_size > MAX_REPORT_BYTES:
+            raise UsageError(f"{report_file}: larger than {MAX_REPORT_BYTES >> 20} MiB")
+        try:
+            data = json.loads(report_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{report_file}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{report_file}: expected a JSON object")
+        try:
+            report = DeployReport.from_dict(data)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UsageError(f"{report_file}: not an edgekit report ({exc})") from None
+        for artifact in report.artifacts:
+            inside(root, artifact.path)  # raises for paths outside the bundle
+        profile = TargetProfile.from_dict(data.get("target"), f"{report_file}: target")
+        return cls(root, report, profile)
+
+
+def inside(root: Path, relative: str) -> Path:
+    """`root / relative`, refusing absolute paths and anything that resolves outside `root`."""
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+        raise UsageError(f"{root}: artifact path {relative!r} is not relative to the bundle")
+    candidate = (root / relative).resolve()
+    base = root.resolve()
+    if candidate != base and base not in candidate.parents:
+        raise UsageError(f"{root}: artifact path {relative!r} points outside the bundle")
+    return root / relative
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def prepare(out: Path | str | None, name: str, force: bool) -> tuple[Path, Path]:
+    """(final bundle path, staging directory). Fails early on an unwritable or taken path."""
+    root = Path(out) if out is not None else Path.cwd() / "edgekit-out"
+    final = root / name
+    check_final(final, force)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a bundle is an ordinary directory
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {root} ({exc.strerror or exc})") from None
+    return final, staging
+
+
+def check_final(final: Path, force: bool) -> None:
+    """Refuse a taken final path (a bundle, a file, a symlink, even a dangling one)."""
+    if os.path.lexists(final) and not force:
+        kind = "a symlink" if final.is_symlink() else ("a file" if final.is_file() else "")
+        what = f" ({kind})" if kind else ""
+        raise UsageError(f"{final} already exists{what}; pass --force to replace it")
+    if final.parent.exists() and not final.parent.is_dir():
+        raise UsageError(f"--out {final.parent} is not a directory")
+
+
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]  # fmt: skip
+    result = renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    return result == 0
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def publish(staging: Path, final: Path, force: bool) -> None:
+    """Move the finished bundle into place; with force, swap out the old one atomically.
+
+    The final path never goes missing: with RENAME_EXCHANGE the old and new bundles trade
+    places in one step (then the old one, now at the staging path, is deleted). Where the
+    kernel lacks it, the old bundle is renamed aside first and restored if the second rename
+    fails.
+    """
+    if not os.path.lexists(final):
+        staging.rename(final)
+        return
+    check_final(final, force)
+    if _exchange(staging, final):
+        _remove(staging)
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    final.rename(old)
+    try:
+        staging.rename(final)
+    except OSError:
+        old.rename(final)
+        raise
+    _remove(old)

@@ -1,0 +1,40 @@
+"""Terminal output shared by the CLI's commands (rich, imported lazily)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich Console; pipes and CI logs get a wide fixed width instead of 80 columns."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(title: str, columns: list[str], rows: list[list[str]]) -> Any:
+    """A rich Table whose cells wrap instead of being cut off."""
+    from rich.table import Table
+
+    out = Table(title=title)
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        out.add_row(*row)
+    return out
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)

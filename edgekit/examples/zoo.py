@@ -1,0 +1,176 @@
+"""Trained reference models with real structure, made offline and cached.
+
+The digits example is easy: every quantizer gets it right. These are the shapes edge models
+really have, trained on :mod:`edgekit.examples.datasets`:
+
+| name | structure | data | task |
+|---|---|---|---|
+| `resnet8` | MLPerf Tiny's CIFAR ResNet-8: 3 residual stages (16/32/64), ADD, global average pooling | photo patches | 8 classes |
+| `mobilenet` | MobileNet-v1 style, width 0.25: depthwise-separable blocks, ReLU6, global pooling | photo patches | 8 classes |
+| `dscnn` | DS-CNN keyword spotter (MLPerf Tiny KWS, 64 channels) on 49x10 log-mel frames | synthetic keywords | 6 classes |
+| `autoencoder` | dense anomaly-detection autoencoder (MLPerf Tiny AD, narrower) on 160 log-mel values | synthetic machine hum | reconstruction |
+
+Each is trained deterministically once and cached beside the digits example
+(`EDGEKIT_CACHE_DIR`). Training takes 10-45 s on two cores.
+
+>>> sorted(SPECS)
+['autoencoder', 'dscnn', 'mobilenet', 'resnet8']
+"""  # noqa: E501
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.data import Dataset
+
+
+def resnet8(keras: Any, classes: int = 8, widths: tuple[int, int, int] = (16, 32, 64)) -> Any:
+    """MLPerf Tiny's ResNet-8 for 32x32x3 inputs, ending in softmax."""
+    layers = keras.layers
+    inputs = keras.Input((32, 32, 3), name="image")
+
+    def conv_bn(x: Any, filters: int, strides: int = 1, relu: bool = True) -> Any:
+        x = layers.Conv2D(filters, 3, strides, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        return layers.ReLU()(x) if relu else x
+
+    x = conv_bn(inputs, widths[0])
+    for stage, filters in enumerate(widths):
+        strides = 1 if stage == 0 else 2
+        y = conv_bn(x, filters, strides)
+        y = conv_bn(y, filters, relu=False)
+        if strides != 1 or x.shape[-1] != filters:
+            x = layers.Conv2D(filters, 1, strides, use_bias=False)(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(classes, name="logits")(x)
+    return keras.Model(inputs, layers.Softmax()(x), name="resnet8")
+
+
+def mobilenet(keras: Any, classes: int = 8, alpha: float = 0.25) -> Any:
+    """MobileNet-v1 style depthwise-separable net for 32x32x3 inputs."""
+    layers = keras.layers
+    inputs = keras.Input((32, 32, 3), name="image")
+
+    def bn_relu6(x: Any) -> Any:
+        return layers.ReLU(6.0)(layers.BatchNormalization(momentum=0.9)(x))
+
+    x = bn_relu6(layers.Conv2D(int(32 * alpha), 3, 2, padding="same", use_bias=False)(inputs))
+    for filters, strides in ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)):
+        x = bn_relu6(layers.DepthwiseConv2D(3, strides, padding="same", use_bias=False)(x))
+        x = bn_relu6(layers.Conv2D(int(filters * alpha), 1, use_bias=False)(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(classes, name="logits")(x)
+    return keras.Model(inputs, layers.Softmax()(x), name="mobilenet")
+
+
+def dscnn(keras: Any, classes: int = 6, filters: int = 64) -> Any:
+    """DS-CNN keyword spotter (MLPerf Tiny KWS) on (49, 10, 1) log-mel frames."""
+    layers = keras.layers
+    inputs = keras.Input((49, 10, 1), name="mfcc")
+    x = layers.Conv2D(filters, (10, 4), (2, 2), padding="same", use_bias=False)(inputs)
+    x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+    for _ in range(4):
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+        x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+        x = layers.Conv2D(filters, 1, use_bias=False)(x)
+        x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(classes, name="logits")(x)
+    return keras.Model(inputs, layers.Softmax()(x), name="dscnn")
+
+
+def autoencoder(keras: Any, width: int = 64, bottleneck: int = 8) -> Any:
+    """Dense autoencoder (MLPerf Tiny AD shape, narrower): 160 → 8 → 160."""
+    layers = keras.layers
+    inputs = keras.Input((160,), name="frames")
+    x = inputs
+    for units in (width, width, width, bottleneck, width, width, width):
+        x = layers.Dense(units)(x)
+        x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+    outputs = layers.Dense(160, name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name="autoencoder")
+
+
+def _splits(
+    sample: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]], name: str, train: int
+) -> tuple[Dataset, Dataset, Dataset]:
+    """(train, calibration, validation) from `sample(n, seed)`, each split its own seed."""
+    x, y = sample(train, 0)
+    calibration, _ = sample(200, 2)
+    vx, vy = sample(500, 1)
+    return (Dataset(x, y, f"{name}:train"), Dataset(calibration, None, f"{name}:calibration"),
+            Dataset(vx, vy, f"{name}:validation"))  # fmt: skip
+
+
+def _photo_data() -> tuple[Dataset, Dataset, Dataset]:
+    from edgekit.examples.datasets import photo_patches
+
+    return _splits(lambda n, seed: photo_patches(n, seed=seed), "photo patches", 6000)
+
+
+def _keyword_data() -> tuple[Dataset, Dataset, Dataset]:
+    from edgekit.examples.datasets import keyword_spectrograms
+
+    return _splits(keyword_spectrograms, "keywords", 3000)
+
+
+def _machine_data() -> tuple[Dataset, Dataset, Dataset]:
+    from edgekit.examples.datasets import machine_frames
+
+    return _splits(lambda n, seed: (machine_frames(n, seed), None), "machine hum", 3000)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to build, feed and train one reference model."""
+
+    build: Callable[[Any], Any]
+    data: Callable[[], tuple[Dataset, Dataset, Dataset]]
+    epochs: int
+    learning_rate: float
+    loss: str
+    task: str
+    version: int = 1
+
+
+SPECS = {
+    "resnet8": Spec(resnet8, _photo_data, 12, 3e-3, "sparse_categorical_crossentropy",
+                    "classification"),
+    "mobilenet": Spec(mobilenet, _photo_data, 12, 3e-3, "sparse_categorical_crossentropy",
+                      "classification"),
+    "dscnn": Spec(dscnn, _keyword_data, 8, 3e-3, "sparse_categorical_crossentropy",
+                  "classification"),
+    "autoencoder": Spec(autoencoder, _machine_data, 12, 2e-3, "mse", "regression"),
+}  # fmt: skip
+
+
+def train(name: str, path: Any, epochs: int | None = None) -> None:
+    """Train `name` deterministically and save it (tf_keras `.keras`) to `path`."""
+    from edgekit._tf import tensorflow, tf_keras
+
+    spec = SPECS[name]
+    tf = tensorflow()
+    keras = tf_keras()
+    keras.utils.set_random_seed(0)
+    tf.config.experimental.enable_op_determinism()
+    train_set, _, _ = spec.data()
+    model = spec.build(keras)
+    metrics = ["accuracy"] if spec.task == "classification" else []
+    model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate), loss=spec.loss,
+                  metrics=metrics)  # fmt: skip
+    y = train_set.y if spec.task == "classification" else train_set.x
+    model.fit(train_set.x, y, epochs=epochs or spec.epochs, batch_size=64, shuffle=True,
+              verbose=0)  # fmt: skip
+    model.save(path)
+
+
+def splits(name: str) -> tuple[Dataset, Dataset, Dataset]:
+    """(train, calibration, validation) of a reference model; regression validation sets
+    carry no labels."""
+    return SPECS[name].data()

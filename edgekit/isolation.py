@@ -1,0 +1,187 @@
+"""Run native code on untrusted bytes in a worker process with a deadline.
+
+LiteRT, TFLM and the TFLite converter are C++. A corrupt model or extreme data can make them
+segfault, abort ("double free") or spin forever, and in-process that kills edgekit with exit
+134/139 or hangs it. :func:`call` runs one function in a fresh Python process instead:
+
+- a crash (signal) or a deadline becomes :class:`~edgekit.errors.RuntimeFailure` naming
+  what was running and the last line the native code printed;
+- the worker dies with its parent (Linux `PR_SET_PDEATHSIG`), so a SIGKILLed edgekit leaves
+  no orphan spinning at 100 % CPU;
+- data goes over pipes, never through temporary files, so nothing is left behind;
+- an `EdgekitError` raised in the worker is re-raised here as the same class; any other
+  exception is a bug in edgekit and comes back as :class:`WorkerBug` with the traceback.
+
+>>> call("math:sqrt", 16.0, timeout=30, what="sqrt")
+4.0
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from typing import Any
+
+from edgekit.errors import RuntimeFailure
+
+DEFAULT_TIMEOUT = 600.0
+
+
+class WorkerBug(Exception):
+    """A Python exception in the worker that is not an EdgekitError: a bug in edgekit."""
+
+
+def worker_argv() -> list[str]:
+    """The command that starts a worker (`python -m edgekit._worker`)."""
+    return [sys.executable, "-m", "edgekit._worker"]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["EDGEKIT_WORKER_PARENT"] = str(os.getpid())
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def write_message(stream: Any, message: Any) -> None:
+    """One length-prefixed pickle on a binary stream."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def read_message(stream: Any) -> Any:
+    """The next length-prefixed pickle, or EOFError when the other side is gone."""
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError
+    (size,) = struct.unpack("<Q", header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+def describe_exit(code: int | None) -> str:
+    """'crashed (SIGSEGV)' / 'exited with status 3' for a worker's return code."""
+    if code is None:
+        return "was killed"
+    if code < 0:
+        try:
+            return f"crashed ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"crashed (signal {-code})"
+    return f"exited with status {code}"
+
+
+def last_native_line(text: str) -> str:
+    """The most telling line native code printed: an error line if any, else the last one."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        low = line.lower()
+        if any(word in low for word in ("error", "failed", "abort", "didn't find", "invalid")):
+            return line[:300]
+    return lines[-1][:300] if lines else ""
+
+
+class Worker:
+    """A worker process that answers calls one after another until closed.
+
+    One worker serves many small calls (an arena bisection probes ~20 sizes) without paying
+    Python's start-up each time. A crash or a deadline stops it; the next call starts a new one.
+
+    >>> with Worker("sqrt") as worker:
+    ...     worker.call("math:sqrt", 9.0), worker.call("math:sqrt", 4.0)
+    (3.0, 2.0)
+    """
+
+    def __init__(self, what: str = "") -> None:
+        self.what = what
+        self.proc: subprocess.Popen | None = None
+        self.calls = 0
+
+    def _start(self) -> subprocess.Popen:
+        self.proc = subprocess.Popen(
+            worker_argv(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=worker_env(),
+        )
+        return self.proc
+
+    def call(self, target: str, *args: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Run `module:function(*args)` in the worker; see :func:`call`."""
+        import select
+
+        what = self.what or target
+        proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
+        self.calls += 1
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            write_message(proc.stdin, (target, args))
+        except BrokenPipeError:
+            self.stop()
+            raise RuntimeFailure(f"{what} {describe_exit(proc.returncode)}") from None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready:
+            self.stop()
+            raise RuntimeFailure(f"{what} did not finish within {timeout:g} s and was stopped")
+        try:
+            reply = read_message(proc.stdout)
+        except (EOFError, pickle.UnpicklingError):
+            self.stop()
+            raise RuntimeFailure(f"{what} {describe_exit(proc.returncode)}") from None
+        return unpack_reply(reply, what)
+
+    def stop(self) -> None:
+        """Kill the worker (a later call starts a new one)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
+            self.proc = None
+
+    close = stop
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def call(target: str, *args: Any, timeout: float = DEFAULT_TIMEOUT, what: str = "") -> Any:
+    """Run `module:function(*args)` in a fresh worker process and return its result.
+
+    `what` names the work in error messages ("LiteRT on model_int8.tflite"). A crash or the
+    deadline raises RuntimeFailure; the worker never outlives this call.
+    """
+    with Worker(what) as worker:
+        return worker.call(target, *args, timeout=timeout)
+
+
+def unpack_reply(reply: tuple, what: str) -> Any:
+    """The worker's ("ok", value, native) or ("error", ...) reply → value or exception."""
+    kind = reply[0]
+    if kind == "ok":
+        return reply[1]
+    _, error_class, message, native, trace = reply
+    from edgekit import errors
+
+    cls = getattr(errors, error_class, None)
+    if isinstance(cls, type) and issubclass(cls, errors.EdgekitError):
+        raise cls(message)
+    # Only edgekit's own errors are expected here: runtime wrappers turn what LiteRT, TFLM
+    # or the converter raise into RuntimeFailure themselves.
+    raise WorkerBug(f"{error_class}: {message} (in a worker running {what})\n{trace}")

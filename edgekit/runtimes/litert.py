@@ -1,0 +1,159 @@
+"""The LiteRT interpreter (`ai_edge_litert`), with the kernels a device would use.
+
+`kernels` picks LiteRT's op resolver:
+
+- `"optimized"`: the default, with the XNNPACK delegate (what Linux and Android devices run);
+- `"builtin"`: LiteRT's own optimised kernels without delegates;
+- `"reference"`: `BUILTIN_REF`, the reference kernels. TFLM's reference kernels compute what
+  these compute: on a ResNet-8 every CONV_2D and ADD matches TFLM to the bit, while XNNPACK's
+  rounding differs by up to 5 steps (and differently per CPU).
+
+Runs go through :mod:`edgekit.isolation`: a model that crashes or hangs LiteRT becomes a
+RuntimeFailure, not edgekit's end.
+
+>>> sorted(KERNELS)
+['builtin', 'optimized', 'reference']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import RuntimeFailure
+from edgekit.tflite_model import TFLiteModel
+
+KERNELS = {
+    "optimized": "AUTO",
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    "reference": "BUILTIN_REF",
+}
+KERNEL_LABELS = {
+    "optimized": "LiteRT + XNNPACK",
+    "builtin": "LiteRT builtin kernels",
+    "reference": "LiteRT reference kernels",
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:300] if text else type(exc).__name__
+
+
+def run(
+    model: bytes,
+    feeds: list[np.ndarray],
+    kernels: str = "builtin",
+    threads: int = 1,
+    keep: tuple[int, ...] = (),
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Invoke sample by sample. Worker-side; use :func:`run_isolated`.
+
+    `feeds` holds one array per graph input (in input order), raw (already quantized), with
+    the sample axis first; each sample is reshaped to the input tensor's shape.
+    Returns ({output tensor: (samples, *shape)}, {kept tensor: (samples, *shape)}).
+    """
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgekit._fdcapture import capture_native_output
+
+    resolver = getattr(OpResolverType, KERNELS[kernels])
+    with capture_native_output() as out, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # preserve-all-tensors is for debugging: we are
+        try:
+            interp = Interpreter(
+                model_content=model,
+                num_threads=threads,
+                experimental_op_resolver_type=resolver,
+                experimental_preserve_all_tensors=bool(keep),
+            )
+            interp.allocate_tensors()
+        except Exception as exc:
+            detail = _native_detail(out.text) or _one_line(exc)
+            raise RuntimeFailure(f"LiteRT refused the model: {detail}") from None
+    inputs = interp.get_input_details()
+    outputs = interp.get_output_details()
+    if len(feeds) != len(inputs):
+        raise RuntimeFailure(f"the model has {len(inputs)} inputs; {len(feeds)} were given")
+    results: dict[int, list[np.ndarray]] = {d["index"]: [] for d in outputs}
+    kept: dict[int, list[np.ndarray]] = {idx: [] for idx in keep}
+    for sample in range(len(feeds[0])):
+        with capture_native_output() as out:
+            try:
+                for detail, feed in zip(inputs, feeds, strict=True):
+                    interp.set_tensor(detail["index"], np.reshape(feed[sample], detail["shape"]))
+                interp.invoke()
+            except Exception as exc:
+                detail = _native_detail(out.text) or _one_line(exc)
+                raise RuntimeFailure(f"LiteRT failed to invoke the model: {detail}") from None
+        for detail in outputs:
+            results[detail["index"]].append(interp.get_tensor(detail["index"]).copy())
+        for idx in keep:
+            kept[idx].append(interp.get_tensor(idx).copy())
+    return (
+        {idx: np.stack(values) for idx, values in results.items()},
+        {idx: np.stack(values) for idx, values in kept.items()},
+    )
+
+
+def _native_detail(text: str) -> str:
+    from edgekit.isolation import last_native_line
+
+    return last_native_line(text)
+
+
+def run_timeout(model: TFLiteModel, samples: int) -> float:
+    """A deadline for `samples` invocations: generous for the model's MACs."""
+    from edgekit.graph import op_macs
+
+    macs = sum(op_macs(model, op) for op in model.operators)
+    return 60.0 + samples * (0.05 + macs / 2e7)
+
+
+def run_isolated(
+    model: TFLiteModel,
+    feeds: list[np.ndarray],
+    kernels: str = "builtin",
+    threads: int = 1,
+    keep: tuple[int, ...] = (),
+    timeout: float | None = None,
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """:func:`run` in a worker process (see the module docstring)."""
+    from edgekit.isolation import call
+
+    samples = len(feeds[0]) if feeds else 0
+    return call(
+        "edgekit.runtimes.litert:run",
+        model.data,
+        feeds,
+        kernels,
+        threads,
+        tuple(keep),
+        timeout=timeout if timeout is not None else run_timeout(model, samples),
+        what=f"{KERNEL_LABELS[kernels]} on {model.source}",
+    )
+
+
+def quantize_input(x: np.ndarray, tensor: Any) -> np.ndarray:
+    """Float inputs → the input tensor's stored dtype, with its scale and zero point."""
+    dtype = np.dtype(tensor.dtype.lower())
+    if not np.issubdtype(dtype, np.integer) or tensor.quant is None:
+        return x.astype(dtype)
+    scale, zero_point = tensor.quant.scales[0], tensor.quant.zero_points[0]
+    info = np.iinfo(dtype)
+    if scale == 0:
+        return np.clip(np.round(x), info.min, info.max).astype(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize_tensor(q: np.ndarray, tensor: Any) -> np.ndarray:
+    """Stored values → float, with the tensor's (per-tensor) scale and zero point."""
+    if not np.issubdtype(q.dtype, np.integer) or tensor.quant is None:
+        return q.astype(np.float32)
+    scale, zero_point = tensor.quant.scales[0], tensor.quant.zero_points[0]
+    if scale == 0:
+        return q.astype(np.float32)
+    return ((q.astype(np.int64) - zero_point) * scale).astype(np.float32)

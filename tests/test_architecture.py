@@ -1,0 +1,79 @@
+"""The import graph has no cycles, even through imports inside functions (which hid
+inspection → checks → converters.tflm → inspection, and cli ⇄ cli_bench)."""
+
+from __future__ import annotations
+
+import ast
+
+from helpers import REPO
+
+ROOTS = {"edgekit": "edgekit", "edgekit.converters": "converters", "edgekit.devices": "devices"}
+
+
+def _modules() -> dict[str, ast.Module]:
+    found = {}
+    for package, folder in ROOTS.items():
+        for path in (REPO / folder).rglob("*.py"):
+            parts = [p for p in path.relative_to(REPO / folder).with_suffix("").parts
+                     if p != "__init__"]  # fmt: skip
+            found[".".join([package, *parts])] = ast.parse(path.read_text())
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, tree in modules.items():
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            graph[name] |= {t for t in targets if t in modules and t != "edgekit"}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert "edgekit.runtimes.tflm" in graph["edgekit.checks"]  # the walk sees local imports
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_runtime_knowledge_lives_in_one_place():
+    """The TFLM op table and the Edge TPU rules are defined once, in edgekit.runtimes."""
+    defined = {}
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id in ("SUPPORTED_OPS",
+                                                                      "TFLM_RESOLVER_METHODS"):
+                        defined.setdefault(target.id, []).append(name)
+    assert defined == {"SUPPORTED_OPS": ["edgekit.runtimes.edgetpu"]}

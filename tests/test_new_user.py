@@ -1,0 +1,166 @@
+"""What a new user hit (issue 8, part B), each pinned by a test."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, run_edgekit
+
+
+def _readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Quick start")
+    blocks = re.findall(r"```bash\n(.*?)\n```", text[start : text.index("\n## ", start + 5)], re.S)
+    return [b.strip() for b in blocks]
+
+
+def test_ci_runs_the_readme_commands_in_a_fresh_venv():
+    deploy, tests = _readme_commands()
+    assert "edgekit deploy --example digits --target coral" in deploy
+    assert "pytest" in tests
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "-m venv" in ci and "--system-site-packages" not in ci
+    # The README's test command, word for word, runs inside that venv.
+    assert tests in ci
+
+
+def test_debug_works_anywhere_on_the_line(tmp_path):
+    missing = str(tmp_path / "nope.tflite")
+    for args in (["inspect", missing, "--debug"], ["--debug", "inspect", missing]):
+        result = run_edgekit(*args)
+        assert result.returncode == 2 and "Traceback" in result.stderr, args
+    quiet = run_edgekit("inspect", missing)
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    assert "No such option" not in run_edgekit("deploy", missing, "-t", "coral", "--debug").stderr
+
+
+def test_an_interrupted_step_is_not_a_green_tick(capsys):
+    from edgekit.cli import _Progress
+    from edgekit.pipeline import _Steps
+
+    progress = _Progress()
+    steps = _Steps(progress)
+    with steps.run("load model"):
+        pass
+    with pytest.raises(KeyboardInterrupt), steps.run("convert int8"):
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError), steps.run("verify"):
+        raise ValueError("boom")
+    progress.close()
+    assert [s.status for s in steps.steps] == ["ok", "interrupted", "failed"]
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("✓ load model")
+    assert err[1].startswith("✗ interrupted: convert int8")
+    assert err[2].startswith("✗ verify") and "boom" not in err[2]  # the error line says it
+
+
+def test_an_mcu_target_refuses_a_delegate(tmp_path):
+    result = run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4", "--delegate", "gpu",
+                         "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 2
+    assert "runs TFLM, which has no delegates" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_pytest_run_leaves_no_cache_directory(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("EDGEKIT_CACHE_DIR", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(REPO / "tests" / "test_lint.py")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-1000:]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("edgekit-test-cache")]
+
+
+def test_a_taken_bundle_path_is_refused_before_tensorflow_loads(example, tmp_path):
+    (tmp_path / "digits-cortex-m4").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "edgekit", "deploy", str(example.model_path),
+         "-t", "cortex-m4", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "already exists" in result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert not {m for m in imported if m.split(".")[0] in ("tensorflow", "tf_keras")}
+
+
+def test_the_first_progress_line_comes_before_tensorflow(example, tmp_path):
+    """The first step ("load model") starts before TensorFlow is imported: a user sees it
+    at once, not after ~3 s of silence."""
+    script = (
+        "import sys, edgekit\n"
+        "seen = []\n"
+        "def on_step(event, name, step):\n"
+        "    seen.append((event, name, 'tensorflow' in sys.modules))\n"
+        f"edgekit.deploy({str(example.model_path)!r}, 'raspberry-pi-4', out={str(tmp_path)!r},\n"
+        "               calibration='random', on_step=on_step)\n"
+        "print(seen[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "('start', 'load model', False)"
+
+
+def test_examples_and_guides_use_only_public_imports():
+    private = re.compile(r"from edgekit\._|import edgekit\._")
+    for path in [*(REPO / "examples").glob("*.py"), *(REPO / "docs").rglob("*.md"),
+                 REPO / "README.md"]:  # fmt: skip
+        assert not private.search(path.read_text()), path
+
+
+def test_harness_readme_in_a_bundle_points_only_inside_the_bundle():
+    text = (REPO / "devices" / "mcu" / "README.md").read_text()
+    assert "docs/" not in text
+
+
+def test_a_validation_file_without_labels_is_noted(example, tmp_path):
+    import numpy as np
+
+    import edgekit
+
+    val = tmp_path / "val.npz"
+    np.savez(val, x=example.validation.x[:40])
+    bundle = edgekit.deploy(example.model_path, "raspberry-pi-4", calibration="random",
+                            validation=str(val), out=tmp_path)  # fmt: skip
+    assert any("has no labels" in note and "'y'" in note for note in bundle.report.notes)
+    assert bundle.report.metrics.deployed_accuracy is None
+
+
+def test_float16_step_says_what_float16_is(example, tmp_path):
+    import edgekit
+
+    bundle = edgekit.deploy(example.model_path, "android-arm64", delegate="gpu",
+                            calibration=example.calibration.x, out=tmp_path)  # fmt: skip
+    step = next(s for s in bundle.report.steps if s.name == "convert float16")
+    assert "float16 weights" in step.detail
+    assert "calibration" not in step.detail and "per-channel" not in step.detail
+    checks = {c.name: c for c in bundle.report.checks}
+    assert "float16" in checks["precision"].detail
+
+
+def test_a_uint8_io_model_is_described_as_such(digits_tflite):
+    from edgekit.checks import check_model
+    from edgekit.targets import load_target
+    from edgekit.tflite_model import load_tflite
+
+    checks = {c.name: c for c in check_model(load_tflite(digits_tflite["uint8"]),
+                                              load_target("coral"))}  # fmt: skip
+    assert checks["fully_quantized"].ok
+    assert "uint8 at the inputs/outputs" in checks["fully_quantized"].detail
+
+
+def test_bundle_commands_quote_uris():
+    from edgekit.bench.bundle import bench_commands
+
+    host = bench_commands("mcu", "serial", "m.tflite", 1, "none")["host"]
+    assert shlex.split(host) == ["edgekit", "bench", ".", "--device",
+                                 "serial:///dev/ttyACM0?baud=115200"]  # fmt: skip
+    assert "'serial:///dev/ttyACM0?baud=115200'" in host

@@ -22,6 +22,7 @@ from edgekit.errors import ToolError, UsageError
 from edgekit.models import LoadedModel
 
 SCHEMES = ("float32", "float16", "dynamic", "int8", "int16x8")
+CONVERT_TIMEOUT = 1800.0  # seconds for one conversion in the worker
 MAX_CALIBRATION_SAMPLES = 500
 
 
@@ -63,6 +64,18 @@ def convert(
         raise UsageError(f"unknown quantization scheme {scheme!r}; expected one of {SCHEMES}")
     if loaded.is_tflite:
         raise UsageError(f"{loaded.source}: already a .tflite model; it cannot be re-converted")
+    if loaded.worker is not None:  # the model lives in the conversion worker: convert there
+        return loaded.worker.call(
+            "edgekit.converters.tflite:convert_file",
+            loaded.source,
+            loaded.unsafe,
+            scheme,
+            io_dtype,
+            per_channel,
+            None if calibration is None else np.asarray(calibration),
+            sparse,
+            timeout=CONVERT_TIMEOUT,
+        )
     needs_data = scheme in ("int8", "int16x8")
     if loaded.is_qat and scheme != "int8" and scheme != "float32":
         raise UsageError(f"{loaded.source}: a QAT model deploys as int8, not {scheme}")
@@ -123,6 +136,28 @@ def convert(
         per_channel=per_channel,
         calibration_samples=samples,
         seconds=time.perf_counter() - started,
+    )
+
+
+def convert_file(
+    path: str,
+    unsafe: bool,
+    scheme: str,
+    io_dtype: str,
+    per_channel: bool,
+    calibration: np.ndarray | None,
+    sparse: bool,
+) -> ConvertedModel:
+    """Worker-side :func:`convert` of a model file (loaded once, then cached)."""
+    from edgekit.models import cached_model
+
+    return convert(
+        cached_model(path, unsafe),
+        scheme,
+        io_dtype=io_dtype,
+        per_channel=per_channel,
+        calibration=calibration,
+        sparse=sparse,
     )
 
 

@@ -162,35 +162,42 @@ def inspect_cmd(model: str, target: str | None, targets_dir: str | None, as_json
         return 1 if any(not c.ok for c in info.checks) else 0
     from rich.table import Table
 
+    # Every string from the model file is escaped: a tensor named "[/bold]" is data, not markup.
     console = _console()
     console.print(
-        f"[bold]{info.source}[/bold]  {info.model_bytes:,} bytes  sha256 {info.sha256[:16]}…"
+        f"[bold]{escape(info.source)}[/bold]  {info.model_bytes:,} bytes  "
+        f"sha256 {info.sha256[:16]}…"
     )
     for label, rows in (("input", info.inputs), ("output", info.outputs)):
         for row in rows:
             quant = (
                 f" scale={row['scale']:.6g} zero_point={row['zero_point']}" if row["scale"] else ""
             )
-            console.print(f"  {label}: {row['name']} {row['shape']} {row['dtype']}{quant}")
+            console.print(
+                f"  {label}: {escape(row['name'], 80)} {row['shape']} {row['dtype']}{quant}"
+            )
     ops = Table(title="ops")
     for column in ("op", "count", "MACs"):
         ops.add_column(column, justify="left" if column == "op" else "right")
     for op in info.ops:
-        ops.add_row(op.op, str(op.count), f"{op.macs:,}")
+        ops.add_row(escape(op.op, 60), str(op.count), f"{op.macs:,}")
     ops.add_row("[bold]total[/bold]", str(sum(o.count for o in info.ops)), f"{info.macs:,}")
     console.print(ops)
     dtypes = Table(title="tensors")
     for column in ("dtype", "tensors", "parameter bytes", "activation bytes"):
         dtypes.add_column(column, justify="left" if column == "dtype" else "right")
     for d in info.dtypes:
-        dtypes.add_row(d.dtype, str(d.tensors), f"{d.parameter_bytes:,}", f"{d.activation_bytes:,}")
+        dtypes.add_row(
+            escape(d.dtype), str(d.tensors), f"{d.parameter_bytes:,}", f"{d.activation_bytes:,}"
+        )
     console.print(dtypes)
     console.print(f"parameters: {info.parameters:,} ({info.parameter_bytes:,} bytes)")
     console.print(
         f"activation lower bound: {info.activation_lower_bound_bytes:,} bytes "
-        f"(at op {info.peak_op})"
+        f"(at op {escape(info.peak_op)})"
     )
-    console.print(f"min_runtime_version (metadata): {info.min_runtime_version or 'absent'}")
+    version = escape(info.min_runtime_version or "absent", 40)
+    console.print(f"min_runtime_version (metadata): {version}")
     if info.checks:
         _print_checks(console, info.checks)
     console.print("\n[dim]columns:[/dim]")
@@ -207,7 +214,8 @@ def _print_checks(console, checks) -> None:
     table.add_column("result")
     table.add_column("detail")
     for c in checks:
-        table.add_row(c.name, "[green]pass[/green]" if c.ok else "[red]FAIL[/red]", c.detail)
+        result = "[green]pass[/green]" if c.ok else "[red]FAIL[/red]"
+        table.add_row(c.name, result, escape(c.detail))
     console.print(table)
 
 
@@ -272,6 +280,12 @@ class _Progress:
     help="What the outputs are (default: detected from the model and labels).",
 )
 @click.option("--sparse-size", is_flag=True, help="Also report TFLite's sparse-format size.")
+@click.option(
+    "--unsafe-deserialization",
+    is_flag=True,
+    help="Let a Keras file's Lambda layers run their Python code while loading (trusted files "
+    "only; recorded in the report).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @TARGETS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
@@ -285,6 +299,7 @@ def deploy(
     delegate: str | None,
     task: str | None,
     sparse_size: bool,
+    unsafe_deserialization: bool,
     force: bool,
     targets_dir: str | None,
     as_json: bool,
@@ -310,6 +325,7 @@ def deploy(
             delegate=delegate,
             task=task,
             sparse_size=sparse_size,
+            unsafe_deserialization=unsafe_deserialization,
             targets_dir=targets_dir,
             on_step=progress,
         )
@@ -361,9 +377,13 @@ cli.add_command(bench_cmd)
 cli.add_command(results)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds exactly like Ctrl-C (staging removed, workers stopped)."""
+
+
 def _terminate(signum: int, frame: Any) -> None:
     """SIGTERM (timeout, CI cancel, docker stop) unwinds like Ctrl-C: staging is removed."""
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return 2
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # click turns KeyboardInterrupt (and so SIGTERM's Terminated) into Abort.
+        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
+        if isinstance(cause, Terminated):
+            click.echo("terminated", err=True)
+            return 143
         click.echo("interrupted", err=True)
         return 130
     except EdgekitError as exc:

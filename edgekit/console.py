@@ -34,7 +34,23 @@ def table(title: str, columns: list[str], rows: list[list[str]]) -> Any:
     return out
 
 
-def escape(text: str) -> str:
+def printable(text: str, limit: int = 0) -> str:
+    """Text from a file, safe for a terminal: control characters (an escape sequence in a
+    tensor name) shown as \\xNN, and cut to `limit` characters when `limit` is set.
+
+    >>> printable("ok\\x1b[31mred", 12)
+    'ok\\\\x1b[31mr…'
+    """
+    out = "".join(
+        ch if ch.isprintable() or ch == " " else f"\\x{ord(ch):02x}"
+        if ord(ch) < 256 else f"\\u{ord(ch):04x}"
+        for ch in text
+    )
+    return out if not limit or len(out) <= limit else out[: limit - 1] + "…"
+
+
+def escape(text: str, limit: int = 0) -> str:
+    """:func:`printable`, with rich's markup escaped (a name "[/bold]" is data)."""
     from rich.markup import escape as rich_escape
 
-    return rich_escape(text)
+    return rich_escape(printable(text, limit))

@@ -2,8 +2,18 @@
 
 Sources: a live Keras model (Keras 2 `tf_keras` or Keras 3), `.keras`, legacy `.h5` (loaded
 with `tf_keras`), a SavedModel directory, and `.tflite` (already converted: it can be inspected,
-exported for TFLM and verified, but not re-quantized). Keras files load in safe mode; custom
-objects are used only when passed explicitly.
+exported for TFLM and verified, but not re-quantized).
+
+Model files are untrusted. Every Keras format loads in safe mode: a `Lambda` layer holding
+Python bytecode (which runs when the model is rebuilt) is refused, in `.keras` by Keras's own
+safe mode and in legacy `.h5` by reading the file's config before anything is built (and by
+tf_keras's safe-mode scope). `unsafe=True` (`--unsafe-deserialization`) is the explicit,
+recorded opt-in. Custom objects are used only when passed explicitly.
+
+Files are loaded and converted in a worker process (:mod:`edgekit.isolation`) that holds
+TensorFlow: a crash in TensorFlow or the converter is an error, not edgekit's end, and the
+caller's process need not import TensorFlow at all. The worker is shared by a process's
+deploys and caches the last models it loaded. Live models stay in the caller's process.
 
 >>> from edgekit.models import load_model
 >>> loaded = load_model("model.keras")     # doctest: +SKIP
@@ -14,6 +24,8 @@ objects are used only when passed explicitly.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +51,8 @@ class LoadedModel:
     tflite: TFLiteModel | None = None
     notes: list[str] = field(default_factory=list)
     unsafe: bool = False  # loaded with unsafe deserialization (user opt-in; recorded)
+    worker: Any = None  # the isolation.Worker that holds this file's model, if any
+    qat: bool | None = None  # known without the Keras object (a model held by a worker)
 
     @property
     def is_tflite(self) -> bool:
@@ -47,6 +61,8 @@ class LoadedModel:
     @property
     def is_qat(self) -> bool:
         """A QAT model: fake-quant wrappers carry ranges learned in training."""
+        if self.qat is not None:
+            return self.qat
         return is_qat_model(self.keras_model)
 
     def concrete_function(self) -> Any:
@@ -154,49 +170,121 @@ def _keras_file_version(path: Path) -> str:
         raise UsageError(f"{path}: not a valid .keras archive ({exc})") from None
 
 
-def _load_keras_file(path: Path, custom_objects: dict | None) -> LoadedModel:
+UNSAFE_HINT = (
+    "loading it would run that code. If you trust the file, pass --unsafe-deserialization "
+    "(Python: unsafe=True); the report records it"
+)
+
+
+def check_keras_file(path: Path, unsafe: bool = False) -> bool:
+    """Cheap checks before TensorFlow loads: the format, and for HDF5 the config. Returns
+    whether the file is a Keras 3 `.keras` archive."""
+    from edgekit.data import regular_file
+    from edgekit.tflite_model import MAX_MODEL_BYTES
+
+    regular_file(path, "model", MAX_MODEL_BYTES)
+    if path.suffix == ".keras":
+        return _keras_file_version(path).startswith("3")
+    _check_hdf5(path)
+    if not unsafe:
+        lambdas = hdf5_lambda_layers(path)
+        if lambdas:
+            raise UsageError(
+                f"{path}: Lambda layer(s) {', '.join(lambdas[:3])} hold Python bytecode; "
+                + UNSAFE_HINT
+            )
+    return False
+
+
+def hdf5_lambda_layers(path: Path) -> list[str]:
+    """Names of Lambda layers whose function is serialized bytecode, read from a legacy
+    `.h5` file's `model_config` without building anything."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("model_config")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable HDF5 file ({exc})") from None
+    if raw is None:
+        raise UsageError(f"{path}: HDF5 file holds no Keras model (no model_config)")
+    try:
+        config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: model_config is not valid JSON ({exc})") from None
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            cfg = node.get("config")
+            if node.get("class_name") == "Lambda" and isinstance(cfg, dict):
+                if cfg.get("function_type") != "function":
+                    found.append(str(cfg.get("name", "?")))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = False) -> LoadedModel:
     from edgekit._tf import tf_keras
 
-    # Cheap format checks first: a corrupt file is reported before TensorFlow loads.
-    is_keras3 = path.suffix == ".keras" and _keras_file_version(path).startswith("3")
-    if path.suffix != ".keras":
-        _check_hdf5(path)
+    # Cheap format checks first: a corrupt or unsafe file is reported before TensorFlow loads.
+    is_keras3 = check_keras_file(path, unsafe)
     keras2 = tf_keras()
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
     try:
         if is_keras3:
             import keras  # Keras 3 file: load with Keras 3
 
             model = keras.saving.load_model(
-                path, custom_objects=custom_objects, compile=False, safe_mode=True
+                path, custom_objects=custom_objects, compile=False, safe_mode=not unsafe
             )
         elif path.suffix == ".keras":
             model = keras2.models.load_model(
-                path, custom_objects=custom_objects, compile=False, safe_mode=True
+                path, custom_objects=custom_objects, compile=False, safe_mode=not unsafe
             )
         else:
-            model = keras2.models.load_model(path, custom_objects=custom_objects, compile=False)
+            with SafeModeScope(not unsafe):  # legacy .h5: tf_keras's own lambda guard
+                model = keras2.models.load_model(
+                    path, custom_objects=custom_objects, compile=False
+                )
     except EdgekitError:
         raise
     except Exception as exc:
         # tfmot wrappers are unknown classes outside its scopes: Keras reports them as a
         # ValueError (unknown layer) or, inside Sequential, a TypeError naming the class.
+        if "lambda" in str(exc).lower() and "safe_mode" in str(exc):
+            raise UsageError(f"{path}: a Lambda layer holds Python code; {UNSAFE_HINT}") from None
         if not any(name in str(exc) for name in ("Quantize", "Prune", "Cluster")):
             raise UsageError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
-        model = _load_with_tfmot_scope(path, custom_objects, keras2)
-    return from_keras(model, str(path), name=path.stem)
+        model = _load_with_tfmot_scope(path, custom_objects, keras2, unsafe)
+    loaded = from_keras(model, str(path), name=path.stem)
+    loaded.unsafe = unsafe
+    return loaded
 
 
-def _load_with_tfmot_scope(path: Path, custom_objects: dict | None, keras2: Any) -> Any:
+def _load_with_tfmot_scope(
+    path: Path, custom_objects: dict | None, keras2: Any, unsafe: bool = False
+) -> Any:
     """Models saved mid-compression hold tfmot's wrapper classes (library code, not user
     code); load them inside tfmot's scopes."""
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
     from edgekit.keras._tfmot import tfmot
 
     mot = tfmot()
     options = {"custom_objects": custom_objects, "compile": False}
     if path.suffix == ".keras":
-        options["safe_mode"] = True
+        options["safe_mode"] = not unsafe
     try:
         with (
+            SafeModeScope(not unsafe),
             mot.quantization.keras.quantize_scope(),
             mot.sparsity.keras.prune_scope(),
             mot.clustering.keras.cluster_scope(),
@@ -221,7 +309,10 @@ def _check_hdf5(path: Path) -> None:
 
 def _load_saved_model(path: Path) -> LoadedModel:
     from edgekit._tf import tensorflow
+    from edgekit.data import regular_file
+    from edgekit.tflite_model import MAX_MODEL_BYTES
 
+    regular_file(path / "saved_model.pb", "SavedModel graph", MAX_MODEL_BYTES)
     tf = tensorflow()
     try:
         loaded = tf.saved_model.load(str(path))
@@ -249,8 +340,19 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}".strip()
 
 
-def load_model(model: Any, custom_objects: dict | None = None) -> LoadedModel:
-    """Load a path (str/Path) or wrap a live Keras model."""
+def load_model(
+    model: Any,
+    custom_objects: dict | None = None,
+    *,
+    unsafe: bool = False,
+    isolate: bool | None = None,
+) -> LoadedModel:
+    """Load a path (str/Path) or wrap a live Keras model.
+
+    `unsafe=True` allows Lambda bytecode in Keras files (it runs while loading). `isolate`
+    (default: for Keras files and SavedModels loaded without `custom_objects`) loads and later
+    converts the model in the shared conversion worker process.
+    """
     if isinstance(model, LoadedModel):
         return model
     if not isinstance(model, (str, Path)):
@@ -258,28 +360,123 @@ def load_model(model: Any, custom_objects: dict | None = None) -> LoadedModel:
     path = Path(model)
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
-    if path.is_dir():
-        if (path / "saved_model.pb").exists():
-            return _load_saved_model(path)
-        raise UsageError(f"{path}: directory is not a SavedModel (no saved_model.pb)")
     suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        tflite = load_tflite(path)
-        if len(tflite.inputs) != 1:
-            raise UsageError(
-                f"{path}: models with {len(tflite.inputs)} inputs are not supported yet"
-            )
-        tensor = tflite.input_tensors()[0]
-        return LoadedModel(
-            name=path.stem,
-            source=str(path),
-            kind="tflite",
-            input_shape=tensor.shape,
-            input_dtype=tensor.dtype.lower(),
-            tflite=tflite,
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise UsageError(f"{path}: directory is not a SavedModel (no saved_model.pb)")
+    elif suffix == ".tflite":
+        return _load_tflite_file(path)
+    elif suffix not in KERAS_SUFFIXES:
+        raise UsageError(
+            f"{path}: unsupported model file; expected .keras, .h5, .tflite or a SavedModel "
+            "directory"
         )
-    if suffix in KERAS_SUFFIXES:
-        return _load_keras_file(path, custom_objects)
-    raise UsageError(
-        f"{path}: unsupported model file; expected .keras, .h5, .tflite or a SavedModel directory"
+    else:
+        check_keras_file(path, unsafe)  # format and safety, before any process loads TF
+    if isolate is None:
+        isolate = custom_objects is None and not _registered_custom_objects()
+    if isolate:
+        return _load_in_worker(path, unsafe)
+    return _load_in_process(path, custom_objects, unsafe)
+
+
+def _registered_custom_objects() -> bool:
+    """Has this process registered Keras classes (`register_keras_serializable`)? A worker
+    process would not know them, so such files load here."""
+    for name in ("tf_keras", "keras"):
+        module = sys.modules.get(name)
+        saving = getattr(module, "saving", None) if module is not None else None
+        try:
+            registered = saving.get_custom_objects().values() if saving is not None else ()
+        except Exception:  # an old Keras without the helper
+            continue
+        library = ("tf_keras.", "keras.", "tensorflow", "edgekit.")
+        if any(not getattr(obj, "__module__", "").startswith(library) for obj in registered):
+            return True
+    return False
+
+
+def _load_in_process(path: Path, custom_objects: dict | None, unsafe: bool) -> LoadedModel:
+    if path.is_dir():
+        return _load_saved_model(path)
+    return _load_keras_file(path, custom_objects, unsafe)
+
+
+def _load_tflite_file(path: Path) -> LoadedModel:
+    tflite = load_tflite(path)
+    if len(tflite.inputs) != 1:
+        raise UsageError(f"{path}: models with {len(tflite.inputs)} inputs are not supported yet")
+    tensor = tflite.input_tensors()[0]
+    return LoadedModel(
+        name=path.stem,
+        source=str(path),
+        kind="tflite",
+        input_shape=tensor.shape,
+        input_dtype=tensor.dtype.lower(),
+        tflite=tflite,
+    )
+
+
+# --- the conversion worker -------------------------------------------------------------------
+
+_WORKER: Any = None
+_CACHE: dict[tuple, LoadedModel] = {}  # worker-side: the models this worker loaded
+_CACHE_SIZE = 2
+LOAD_TIMEOUT = 600.0
+
+
+def conversion_worker() -> Any:
+    """The process-wide worker that loads and converts model files (started on first use)."""
+    global _WORKER
+    if _WORKER is None:
+        import atexit
+
+        from edgekit.isolation import Worker
+
+        _WORKER = Worker("TensorFlow")
+        atexit.register(_WORKER.close)
+    return _WORKER
+
+
+def _file_key(path: str, unsafe: bool) -> tuple:
+    stat = os.stat(path)
+    return (os.path.realpath(path), stat.st_mtime_ns, stat.st_size, unsafe)
+
+
+def cached_model(path: str, unsafe: bool) -> LoadedModel:
+    """Worker-side: the loaded model for `path`, loading it when the file is new or changed."""
+    key = _file_key(path, unsafe)
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _load_in_process(Path(path), None, unsafe)
+    return _CACHE[key]
+
+
+def describe(path: str, unsafe: bool) -> dict[str, Any]:
+    """Worker-side: what the caller needs to know of a model it does not hold."""
+    loaded = cached_model(path, unsafe)
+    return {
+        "name": loaded.name,
+        "kind": loaded.kind,
+        "input_shape": loaded.input_shape,
+        "input_dtype": loaded.input_dtype,
+        "qat": loaded.is_qat,
+        "notes": list(loaded.notes),
+    }
+
+
+def _load_in_worker(path: Path, unsafe: bool) -> LoadedModel:
+    worker = conversion_worker()
+    info = worker.call("edgekit.models:describe", str(path), unsafe, timeout=LOAD_TIMEOUT)
+    return LoadedModel(
+        name=info["name"],
+        source=str(path),
+        kind=info["kind"],
+        input_shape=tuple(info["input_shape"]),
+        input_dtype=info["input_dtype"],
+        notes=info["notes"],
+        unsafe=unsafe,
+        worker=worker,
+        qat=info["qat"],
     )

@@ -163,6 +163,7 @@ def deploy(
     delegate: str | None = None,
     task: str | None = None,
     sparse_size: bool = False,
+    unsafe_deserialization: bool = False,
     custom_objects: dict | None = None,
     targets_dir: str | Path | None = None,
     on_step: StepListener | None = None,
@@ -182,6 +183,8 @@ def deploy(
       delegate: override the profile's delegate ("gpu" on Android: float16).
       task: "classification" or "regression"; detected from the outputs when None.
       sparse_size: also report the size in TFLite's sparse format (one more conversion).
+      unsafe_deserialization: let a Keras file's Lambda layers run their Python bytecode while
+        loading (only for files you trust; the report records it).
 
     Returns the :class:`~edgekit.bundle.Bundle`; `bundle.ok` is False when a check failed.
     """
@@ -211,9 +214,11 @@ def deploy(
         raise UsageError("no model given: pass a model path or --example digits")
 
     with steps.run("load model") as step:
-        loaded = load_model(model, custom_objects)
+        loaded = load_model(model, custom_objects, unsafe=unsafe_deserialization)
         step.detail = f"{loaded.kind}, input {list(loaded.input_shape)} {loaded.input_dtype}"
     calib, val, notes = _datasets(loaded, profile, calibration, validation, example_data)
+    if loaded.unsafe:
+        notes.insert(0, "loaded with --unsafe-deserialization: the model file's Python code ran")
     final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)
     try:
         inputs = DeployInputs(loaded, profile, calib, val, notes)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -77,6 +78,8 @@ MEMORY_FIELDS = (
     "parameter_cache_bytes",
 )
 ENV_TARGETS_PATH = "EDGEKIT_TARGETS_PATH"
+# 2.16.1, 2.5.0.post1, 2.14.0rc1, 2.16.1+local
+VERSION_PATTERN = r"\d+(\.\d+){0,3}(\.?(post|dev|rc|a|b)\d+)?([+-][0-9A-Za-z.]+)?"
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,13 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     allowed = ops.get("allowed", list, default=[])
     if not all(isinstance(op, str) for op in allowed):
         raise ops.fail("allowed", "must be a list of builtin op names")
+    runtime_version = top.get("runtime_version", str)
+    if runtime == "litert" and not re.fullmatch(VERSION_PATTERN, runtime_version):
+        raise top.fail(
+            "runtime_version",
+            f"must be a version such as \"2.16.1\" (op versions are checked against it); "
+            f"received {runtime_version!r}",
+        )
     coprocessors = ops.get("coprocessors", list, default=[])
     if not all(isinstance(c, str) for c in coprocessors):
         raise ops.fail("coprocessors", "must be a list of names, e.g. [\"ethos-u\"]")
@@ -353,7 +363,7 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
         description=top.get("description", str),
         family=family,
         runtime=runtime,
-        runtime_version=top.get("runtime_version", str),
+        runtime_version=runtime_version,
         runtime_label=top.get("runtime_label", str, default=""),
         harness=harness,
         transport=top.get("transport", str, choices=TRANSPORTS),

@@ -28,6 +28,19 @@ DTYPE_BYTES = {
     "RESOURCE": 0, "VARIANT": 0, "UINT32": 4, "UINT16": 2, "INT4": 0.5, "BFLOAT16": 2,
 }  # fmt: skip
 MAX_MODEL_BYTES = 2 * 1024**3  # flatbuffers address 2 GiB; larger models are refused unread
+# The fewest inputs each op's kernel reads (its optional inputs are not counted), and the
+# rank its weights must have: a model breaking these is corrupt, whatever a runtime would do.
+MIN_INPUTS = {
+    "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3,
+    "ADD": 2, "SUB": 2, "MUL": 2, "DIV": 2, "MAXIMUM": 2, "MINIMUM": 2, "SQUARED_DIFFERENCE": 2,
+    "BATCH_MATMUL": 2, "MEAN": 2, "SUM": 2, "REDUCE_MAX": 2, "REDUCE_MIN": 2, "PAD": 2,
+    "PADV2": 2, "RESHAPE": 1, "SOFTMAX": 1, "LOGISTIC": 1, "TANH": 1, "RELU": 1, "RELU6": 1,
+    "AVERAGE_POOL_2D": 1, "MAX_POOL_2D": 1, "QUANTIZE": 1, "DEQUANTIZE": 1, "CONCATENATION": 1,
+    "STRIDED_SLICE": 4, "SLICE": 3, "GATHER": 2, "TRANSPOSE": 2, "RESIZE_BILINEAR": 2,
+    "RESIZE_NEAREST_NEIGHBOR": 2, "LEAKY_RELU": 1, "HARD_SWISH": 1, "PRELU": 2, "SPLIT": 2,
+    "SPLIT_V": 3, "EXPAND_DIMS": 2, "SQUEEZE": 1, "L2_NORMALIZATION": 1,
+}  # fmt: skip
+WEIGHT_RANK = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "TRANSPOSE_CONV": 4, "FULLY_CONNECTED": 2}
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
 
@@ -197,14 +210,9 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
         dtype = type_names.get(t.type, f"TYPE_{t.type}")
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
         sig = t.shapeSignature
-        quant = None
-        q = t.quantization
-        if q is not None and q.scale is not None and len(q.scale) > 0:
-            quant = Quant(
-                tuple(float(s) for s in q.scale),
-                tuple(int(z) for z in (q.zeroPoint if q.zeroPoint is not None else [0])),
-                int(q.quantizedDimension),
-            )
+        quant = _quant(t.quantization, i, shape, source)
+        if any(d < -1 for d in shape):
+            raise UsageError(f"{source}: corrupt .tflite (tensor {i} has shape {list(shape)})")
         tensor = Tensor(
             index=i,
             name=(t.name or b"").decode("utf-8", "replace"),
@@ -235,8 +243,36 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
         for idx in ins + outs:
             if idx >= len(tensors) or idx < -1:
                 raise UsageError(f"{source}: corrupt .tflite (operator {i} names tensor {idx})")
+        if not outs or any(idx < 0 for idx in outs):
+            raise UsageError(f"{source}: corrupt .tflite (operator {i} {name} has no output)")
+        needed = MIN_INPUTS.get(name, 0)
+        present = [idx for idx in ins[:needed] if idx >= 0]
+        if len(present) < needed:
+            raise UsageError(
+                f"{source}: corrupt .tflite (operator {i} {name} has {len(present)} of the "
+                f"{needed} inputs it needs)"
+            )
+        rank = WEIGHT_RANK.get(name)
+        weight = tensors[ins[1]] if rank is not None else None
+        # Only constant weights have a rank to check (QAT float models compute theirs).
+        if weight is not None and weight.is_constant and len(weight.shape) != rank:
+            raise UsageError(
+                f"{source}: corrupt .tflite (operator {i} {name}: weights of rank "
+                f"{len(tensors[ins[1]].shape)}, expected {rank})"
+            )
         operators.append(Operator(i, name, version, ins, outs, _options(op)))
 
+    graph_inputs = tuple(int(x) for x in (graph.inputs if graph.inputs is not None else ()))
+    graph_outputs = tuple(int(x) for x in (graph.outputs if graph.outputs is not None else ()))
+    for kind, indices in (("input", graph_inputs), ("output", graph_outputs)):
+        for idx in indices:
+            if not 0 <= idx < len(tensors):
+                raise UsageError(
+                    f"{source}: corrupt .tflite (subgraph {kind} names tensor {idx}; the graph "
+                    f"has {len(tensors)})"
+                )
+    if not graph_outputs:
+        raise UsageError(f"{source}: corrupt .tflite (the graph has no outputs)")
     signature_names: dict[int, str] = {}
     for signature in model.signatureDefs or []:
         if signature.subgraphIndex != 0:
@@ -258,13 +294,35 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
         subgraph_count=len(model.subgraphs),
         tensors=tuple(tensors),
         operators=tuple(operators),
-        inputs=tuple(int(x) for x in graph.inputs),
-        outputs=tuple(int(x) for x in graph.outputs),
+        inputs=graph_inputs,
+        outputs=graph_outputs,
         opcodes=tuple(opcodes),
         metadata=metadata,
         constant_data=constants,
         signature_names=signature_names,
     )
+
+
+def _quant(q: Any, index: int, shape: tuple[int, ...], source: str) -> Quant | None:
+    """A tensor's quantization, checked: zero points for the scales, a valid axis."""
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None
+    scales = tuple(float(s) for s in q.scale)
+    zeros = tuple(int(z) for z in (q.zeroPoint if q.zeroPoint is not None else ()))
+    if len(zeros) not in (1, len(scales)):
+        raise UsageError(
+            f"{source}: corrupt .tflite (tensor {index} has {len(scales)} scales and "
+            f"{len(zeros)} zero points)"
+        )
+    axis = int(q.quantizedDimension)
+    if len(scales) > 1 and not 0 <= axis < max(len(shape), 1):
+        raise UsageError(
+            f"{source}: corrupt .tflite (tensor {index}: quantized dimension {axis} of a "
+            f"rank-{len(shape)} tensor)"
+        )
+    if not all(math.isfinite(s) for s in scales):
+        raise UsageError(f"{source}: corrupt .tflite (tensor {index} has a non-finite scale)")
+    return Quant(scales, zeros, axis)
 
 
 def _buffer_bytes(buf: Any, data: bytes, source: str) -> bytes:

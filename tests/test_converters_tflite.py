@@ -111,12 +111,14 @@ def test_keras_file_needs_explicit_custom_objects(tmp_path):
     model = keras.Sequential([keras.Input((4,)), Doubler()])
     path = tmp_path / "custom.keras"
     model.save(path)
-    # Registered globally here, so it loads; an unregistered class name must not.
-    assert load_model(path).keras_model is not None
+    # Registered in this process, so it loads here (a worker process would not know the class);
+    # an unregistered class name must not.
+    loaded = load_model(path)
+    assert loaded.keras_model is not None and loaded.worker is None
     text_model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 3)])
     lam = tmp_path / "lambda.keras"
     text_model.save(lam)
-    with pytest.raises(EdgekitError, match="cannot load Keras model"):
+    with pytest.raises(EdgekitError, match="Lambda layer holds Python code"):
         load_model(lam)  # safe mode refuses the lambda's bytecode
 
 

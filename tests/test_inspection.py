@@ -77,3 +77,46 @@ def test_cli_inspect_table_json_and_target_checks(digits_tflite):
     wrong = run_edgekit("inspect", str(digits_tflite["uint8"]), "--target", "cortex-m4", "--json")
     assert wrong.returncode == 1
     assert not {c["name"]: c for c in json.loads(wrong.stdout)["checks"]}["io_dtype"]["ok"]
+
+
+def _brute_force_bound(model):
+    """The old quadratic definition: at each op, sum every activation alive there."""
+    from edgekit.graph import tensor_lifetimes
+
+    lives = tensor_lifetimes(model)
+    best = 0
+    for i in range(len(model.operators)):
+        alive = sum(model.tensors[t].bytes for t, (a, b) in lives.items() if a <= i <= b)
+        best = max(best, alive)
+    return best
+
+
+def test_linear_activation_bound_equals_the_definition(digits_tflite):
+    import sys
+
+    from helpers import REPO
+
+    from edgekit.tflite_model import read_tflite
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from inspect_scale import chain_model
+
+    for model in (load_tflite(digits_tflite["int8"]), read_tflite(chain_model(300))):
+        assert activation_lower_bound(model)[0] == _brute_force_bound(model)
+    # A skip connection keeps a third 64-byte tensor alive beside an op's input and output.
+    assert activation_lower_bound(read_tflite(chain_model(300)))[0] == 3 * 64
+
+
+def test_tflm_verification_is_bounded_by_work(digits_tflite, monkeypatch):
+    """TFLM's Python interpreter is slow on big models: the sample count follows the MACs."""
+    import edgekit.verify as verify
+    from edgekit.graph import op_macs
+
+    model = load_tflite(digits_tflite["int8"])
+    macs = sum(op_macs(model, op) for op in model.operators)
+    assert verify.tflm_sample_count(model, 500) == 500  # small: every sample
+    monkeypatch.setattr(verify, "TFLM_MAC_BUDGET", 100 * macs)
+    assert verify.tflm_sample_count(model, 500) == 100
+    monkeypatch.setattr(verify, "TFLM_MAC_BUDGET", macs)
+    assert verify.tflm_sample_count(model, 500) == verify.TFLM_MIN_SAMPLES
+    assert verify.tflm_sample_count(model, 5) == 5

@@ -157,10 +157,10 @@ def load_inputs(path: str, inputs: list) -> list:
 
     try:
         arrays = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+        arrays = [arrays] if isinstance(arrays, np.ndarray) else [arrays[k] for k in arrays]
+    except Exception as exc:  # numpy, zipfile and zlib each raise their own on damaged files
         detail = " ".join(str(exc).split())
         raise HarnessError(f"{path}: not a readable NumPy file ({detail})") from None
-    arrays = [arrays] if isinstance(arrays, np.ndarray) else [arrays[k] for k in arrays]
     if len(arrays) != len(inputs):
         raise HarnessError(f"{path}: {len(arrays)} array(s) for {len(inputs)} inputs")
     for detail, arr in zip(inputs, arrays):

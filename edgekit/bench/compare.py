@@ -30,6 +30,9 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
 @dataclass
 class Ratio:
     run: BenchResult
@@ -101,6 +104,12 @@ def plot_latencies(runs: list[BenchResult], out: str | Path, force: bool = False
     missing = [r.id for r in runs if not r.latencies_ms]
     if missing:
         raise UsageError(f"run(s) {missing} have no per-run latencies to plot")
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise UsageError(
+            f"{out}: cannot plot to .{suffix or '(none)'}; use one of "
+            + ", ".join(f".{f}" for f in PLOT_FORMATS)
+        )
     try:
         import matplotlib
 
@@ -122,7 +131,6 @@ def plot_latencies(runs: list[BenchResult], out: str | Path, force: bool = False
     ax.set_title("edgekit benchmark runs")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    suffix = Path(out).suffix.lstrip(".") or "png"
     with atomic_write(out, force=force, binary=True) as handle:
         fig.savefig(handle, format=suffix, dpi=120)
     plt.close(fig)

@@ -79,8 +79,9 @@ def check_input_file(path: Path, model: Path) -> None:
 
     The check is the harness's own (`load_inputs`), against the model's input tensors.
     """
-    if not path.is_file():
-        raise UsageError(f"{path}: no such input file")
+    from edgekit.data import regular_file
+
+    regular_file(path, "input")
     import numpy as np
 
     from edgekit.devices.linux.edgekit_harness import HarnessError, load_inputs
@@ -94,6 +95,11 @@ def check_input_file(path: Path, model: Path) -> None:
         load_inputs(str(path), inputs)
     except HarnessError as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:  # zipfile/zlib/numpy errors on a damaged archive
+        detail = " ".join(str(exc).split())[:200]
+        raise UsageError(
+            f"{path}: not a readable input file ({type(exc).__name__}: {detail})"
+        ) from None
 
 
 def _model_file(path: Path) -> BenchModel:
@@ -159,6 +165,9 @@ def bench(
     """
     if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
         raise UsageError("--runs and --threads must be >= 1 and --warmup >= 0")
+    from edgekit.bench.uri import positive_seconds
+
+    timeout = positive_seconds(timeout, "--timeout")
     uri = parse_device(device)
     bundle = None
     if Path(model).is_dir():
@@ -202,14 +211,17 @@ def bench(
         benchmark_binary=benchmark_binary,
         progress=on_progress or (lambda message: None),
     )
+    store = None
+    if record:  # opened (and checked writable) before the run: no result is lost after it
+        from edgekit.bench.store import ResultStore
+
+        store = ResultStore(db)
     try:
         result = _RUNNERS[profile.harness](request)
     except DeviceFailure as exc:
         result = BenchResult(status="failed", error=str(exc), **request.identity())
-    if record:
-        from edgekit.bench.store import ResultStore
-
-        ResultStore(db).add(result)
+    if store is not None:
+        store.add(result)
     return result
 
 

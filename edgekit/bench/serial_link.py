@@ -138,7 +138,7 @@ def result_from_messages(collected: dict, request: Any, runtime: str) -> BenchRe
 def run_serial(request: Any) -> BenchResult:
     device = request.device
     port = open_port(device.path, device.baud)
-    line_timeout = float(device.params.get("line_timeout", LINE_TIMEOUT))
+    line_timeout = device.line_timeout or LINE_TIMEOUT
     request.progress(f"reading the board on {device.path} ({request.settings['runs']} runs)")
     try:
         collected = read_run(

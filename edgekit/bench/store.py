@@ -66,39 +66,76 @@ def default_db_path() -> Path:
 
 
 class ResultStore:
-    """SQLite results store (see the module docstring)."""
+    """SQLite results store (see the module docstring).
+
+    Writers (`bench`) open it with `create=True` and check up front that they can write, so a
+    benchmark never runs only to lose its result. Readers (`results ...`) pass `create=False`:
+    a mistyped `--db` is an error, and a read-only database is read, not refused.
+    """
 
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, create: bool = True
     ) -> None:
-        """Open (and with `create`, make) the store. Readers pass `create=False`: a mistyped
-        `--db` is an error, not a new empty database."""
         self.path = Path(path) if path is not None else default_db_path()
+        self.read_only = not create
         if self.path.is_dir():
             raise UsageError(f"results database {self.path} is a directory; give a file path")
-        if not create and not self.path.exists():
-            raise UsageError(
-                f"no results database at {self.path} (run `edgekit bench` first, or pass --db)"
-            )
+        if not create:
+            if not self.path.exists():
+                raise UsageError(
+                    f"no results database at {self.path} (run `edgekit bench` first, or pass "
+                    "--db)"
+                )
+            self._check_version()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"results database {self.path}: {exc.strerror or exc}") from None
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise UsageError(f"results database {self.path} is read-only: bench cannot record")
+        if not os.access(self.path.parent, os.W_OK):
+            raise UsageError(
+                f"results database {self.path}: its directory is not writable (SQLite needs it "
+                "for its journal)"
+            )
+        try:
             with self._connect() as db:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise UsageError(
-                        f"results database {self.path} has schema {version}; this edgekit "
-                        f"knows {SCHEMA_VERSION} (upgrade edgekit)"
-                    )
+                self._check_schema(db)
                 db.executescript(SCHEMA)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
+            raise UsageError(f"results database {self.path}: {exc}") from None
+
+    def _check_schema(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"results database {self.path} has schema {version}; this edgekit knows "
+                f"{SCHEMA_VERSION} (upgrade edgekit)"
+            )
+
+    def _check_version(self) -> None:
+        try:
+            with self._connect() as db:
+                self._check_schema(db)
+                db.execute("SELECT COUNT(*) FROM runs").fetchone()
+        except sqlite3.Error as exc:
             raise UsageError(f"results database {self.path}: {exc}") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if self.read_only:
+            # A read-only file (or directory) cannot take WAL's side files: read it as is.
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
+                uri += "&immutable=1"
+            db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+        else:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode = WAL")
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA busy_timeout = 30000")
             db.row_factory = sqlite3.Row
             yield db
@@ -107,18 +144,25 @@ class ResultStore:
 
     def add(self, result: BenchResult) -> int:
         """Insert one run; returns its id (also set on `result.id`)."""
+        if self.read_only:
+            raise UsageError(f"results database {self.path} was opened read-only")
         values = [getattr(result, c) for c in COLUMNS]
         values += [json.dumps(getattr(result, c), sort_keys=True) for c in JSON_COLUMNS]
         names = ", ".join(COLUMNS + JSON_COLUMNS)
         marks = ", ".join("?" * len(values))
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = db.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", values)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        try:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    cursor = db.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", values)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise UsageError(
+                f"results database {self.path}: cannot record the run ({exc})"
+            ) from None
         result.id = int(cursor.lastrowid)
         return result.id
 
@@ -141,11 +185,19 @@ class ResultStore:
             return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
     def _select(self, tail: str, params: tuple) -> list[BenchResult]:
-        with self._connect() as db:
-            rows = db.execute(f"SELECT * FROM runs {tail}", params).fetchall()
+        try:
+            with self._connect() as db:
+                rows = db.execute(f"SELECT * FROM runs {tail}", params).fetchall()
+        except sqlite3.Error as exc:
+            raise UsageError(f"results database {self.path}: {exc}") from None
         out = []
         for row in rows:
-            data = {c: row[c] for c in COLUMNS}
-            data.update({c: json.loads(row[c]) for c in JSON_COLUMNS})
-            out.append(BenchResult(id=row["id"], **data))
+            try:
+                data = {c: row[c] for c in COLUMNS}
+                data.update({c: json.loads(row[c]) for c in JSON_COLUMNS})
+                out.append(BenchResult(id=row["id"], **data))
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise UsageError(
+                    f"results database {self.path}: run {row['id']} is corrupt ({exc})"
+                ) from None
         return out

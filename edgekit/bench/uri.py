@@ -17,13 +17,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from edgekit.errors import UsageError
 
 SCHEMES = ("local", "ssh", "adb", "serial", "tflm-host")
+MIN_BAUD, MAX_BAUD = 50, 20_000_000
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]+$")
 
 
@@ -42,6 +45,11 @@ class DeviceURI:
         return int(self.params.get("baud", 115200))
 
     @property
+    def line_timeout(self) -> float | None:
+        value = self.params.get("line_timeout")
+        return None if value is None else float(value)
+
+    @property
     def redacted(self) -> str:
         """The URI as stored: never a password."""
         if self.scheme == "ssh":
@@ -55,11 +63,31 @@ class DeviceURI:
         return self.scheme
 
 
+def positive_seconds(value: Any, what: str) -> float:
+    """A finite, positive number of seconds, or a UsageError naming `what`.
+
+    >>> positive_seconds("2.5", "--timeout")
+    2.5
+    """
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a number of seconds; received {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"{what} must be a finite number of seconds > 0; received {value!r}")
+    return seconds
+
+
 def parse_device(uri: str) -> DeviceURI:
     """Parse and validate a device URI (one-line error on anything malformed)."""
     if uri in ("local", "tflm-host"):
         return DeviceURI(uri)
-    parts = urlsplit(uri)
+    if any(ord(ch) < 32 for ch in uri):
+        raise UsageError(f"bad device {uri!r}: control characters")
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for ssh://root@[::1;id]
+        raise UsageError(f"bad device {uri!r}: {exc}") from None
     if parts.scheme not in SCHEMES or "://" not in uri:
         raise UsageError(
             f"bad device {uri!r}: expected local, tflm-host, ssh://[user@]host[:port], "
@@ -89,7 +117,17 @@ def parse_device(uri: str) -> DeviceURI:
             raise UsageError(
                 f"bad device {uri!r}: serial:// needs a port, e.g. serial:///dev/ttyACM0"
             )
-        if "baud" in params and not params["baud"].isdigit():
-            raise UsageError(f"bad device {uri!r}: baud must be a number")
+        if "baud" in params and not (
+            params["baud"].isdigit() and MIN_BAUD <= int(params["baud"]) <= MAX_BAUD
+        ):
+            raise UsageError(
+                f"bad device {uri!r}: baud must be a number from {MIN_BAUD} to {MAX_BAUD:,}"
+            )
+        if "line_timeout" in params:
+            positive_seconds(params["line_timeout"], f"bad device {uri!r}: line_timeout")
+        unknown = set(params) - {"baud", "line_timeout"}
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise UsageError(f"bad device {uri!r}: unknown parameter(s) {names}")
         return DeviceURI("serial", path=path, params=params)
     raise UsageError(f"bad device {uri!r}")

@@ -36,6 +36,8 @@ class ConvertedModel:
     per_channel: bool
     calibration_samples: int
     seconds: float
+    quantization: Any = None  # edgekit's engine result (QuantizationResult), when it made it
+    power_of_two_ops: int = 0  # ops whose int8 weights are exactly 0 or ±2^k (QAT)
 
     @property
     def model_bytes(self) -> int:

@@ -279,6 +279,25 @@ class _Progress:
     default=None,
     help="What the outputs are (default: detected from the model and labels).",
 )
+@click.option(
+    "--calibration-method",
+    default="default",
+    show_default=True,
+    help="int8 ranges: minmax | percentile[:P] | mse | kl | converter (the plain TFLite "
+    "converter); default: edgekit's measured best.",
+)
+@click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
+@click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")
+@click.option("--no-analysis", is_flag=True, help="Skip the per-layer quantization analysis.")
+@click.option("--keep-float", multiple=True, metavar="TENSOR",
+              help="Keep the op writing TENSOR in float (repeatable; mixed precision).")
+@click.option("--optimize", type=click.Choice(["accuracy"]), default=None,
+              help="Search every calibration method and bias correction (slower).")
+@click.option("--min-sqnr", type=float, default=None, metavar="DB",
+              help="Mixed precision: keep the fewest ops in float to reach this SQNR.")
+@click.option("--max-agreement-drop", type=float, default=None, metavar="PTS",
+              help="Mixed precision: keep the fewest ops in float to lose at most PTS points "
+              "of top-1 agreement.")
 @click.option("--sparse-size", is_flag=True, help="Also report TFLite's sparse-format size.")
 @click.option(
     "--unsafe-deserialization",
@@ -298,6 +317,14 @@ def deploy(
     out: str,
     delegate: str | None,
     task: str | None,
+    calibration_method: str,
+    no_bias_correction: bool,
+    no_rewrite: bool,
+    no_analysis: bool,
+    keep_float: tuple[str, ...],
+    optimize: str | None,
+    min_sqnr: float | None,
+    max_agreement_drop: float | None,
     sparse_size: bool,
     unsafe_deserialization: bool,
     force: bool,
@@ -325,6 +352,14 @@ def deploy(
             delegate=delegate,
             task=task,
             sparse_size=sparse_size,
+            calibration_method=calibration_method,
+            bias_correction=not no_bias_correction,
+            rewrite=not no_rewrite,
+            analysis=not no_analysis,
+            keep_float=keep_float,
+            optimize=optimize,
+            min_sqnr=min_sqnr,
+            max_agreement_drop=max_agreement_drop,
             unsafe_deserialization=unsafe_deserialization,
             targets_dir=targets_dir,
             on_step=progress,
@@ -369,6 +404,96 @@ def _print_deploy_summary(bundle: Any) -> None:
     console.print(
         f"{verdict}: {escape(str(bundle.path))}{'  (failed: ' + failed + ')' if failed else ''}"
     )
+
+
+@cli.command("analyze")
+@click.argument("model", type=click.Path())
+@click.option("--target", "-t", required=True, help="Target profile name, alias or .toml path.")
+@click.option("--calibration", required=True, help="Calibration inputs: .npy/.npz.")
+@click.option("--validation", default=None, help="Inputs to analyse on (default: calibration).")
+@click.option("--calibration-method", default="default", show_default=True,
+              help="minmax | percentile[:P] | mse | kl")  # fmt: skip
+@click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
+@click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")
+@click.option("--samples", type=click.IntRange(1, 500), default=64, show_default=True,
+              help="Samples the layers are compared on.")  # fmt: skip
+@click.option("--chart", type=click.Path(dir_okay=False), default=None,
+              help="Write the per-layer chart (PNG) here.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace an existing --chart file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+def analyze_cmd(model: str, target: str, calibration: str, validation: str | None,
+                calibration_method: str, no_bias_correction: bool, no_rewrite: bool,
+                samples: int, chart: str | None, force: bool, as_json: bool) -> int:  # fmt: skip
+    """Where int8 loses accuracy, layer by layer, and what would win it back.
+
+    For every op: SQNR int8 vs float, the float range against the int8 grid (bits used,
+    share clipped), and the output SQNR gained if only that op stayed in float; ranked worst
+    first. Model-wide: the int8 model, the same grids simulated in float (the gap is what
+    integer kernels add) and with exact weights (how far per-channel is from the limit).
+    """
+    from pathlib import Path
+
+    from edgekit.quantization import analyze
+    from edgekit.quantization.calibration import parse_method
+
+    if calibration_method != "default":
+        parse_method(calibration_method)
+    if chart is not None:
+        path = Path(chart)
+        if path.suffix.lower() != ".png":
+            raise UsageError(f"--chart {chart}: the chart is a PNG; name it *.png")
+        if path.exists() and not force:
+            raise UsageError(f"{chart} exists; pass --force to replace it")
+    err = _console(stderr=True)
+
+    def progress(message: str) -> None:
+        if not as_json:
+            err.print(f"[dim]… {escape(message)}[/dim]")
+
+    report = analyze(model, target, calibration=calibration, validation=validation,
+                     calibration_method=calibration_method,
+                     bias_correction=not no_bias_correction, rewrite=not no_rewrite,
+                     chart=chart, samples=samples, on_progress=progress)  # fmt: skip
+    if as_json:
+        print_json(report.to_dict())
+        return 0
+    a = report.analysis
+    console = _console()
+    engine = report.engine
+    console.print(f"[bold]{escape(report.model)} → {report.target}[/bold]: int8 by edgekit's "
+                  f"engine ({engine['method']} ranges, {engine['calibration_samples']} "
+                  f"calibration samples, bias correction in {engine['bias_corrected_ops']} ops"
+                  + "".join(f"; {r}" for r in engine["rewrites"]) + ")")  # fmt: skip
+    console.print(f"compared at {escape(a.probe)} on {a.samples} samples:")
+
+    def db(value: float | None) -> str:
+        return "exact" if value is None else f"{value:.1f} dB"
+
+    console.print(f"  int8 model                         {db(a.output_sqnr_db)}")
+    console.print(f"  same grids, float arithmetic       {db(a.simulated_sqnr_db)}")
+    console.print(f"  exact weights (per-element bound)  {db(a.per_element_bound_db)}")
+    from rich.table import Table
+
+    table = Table(title="layers, worst first")
+    for column in ("#", "op", "SQNR dB", "float range", "int8 grid", "bits used", "clipped",
+                   "gain if float dB"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("op", "float range", "int8 grid")
+                         else "right")  # fmt: skip
+    for layer in a.ranked():
+        table.add_row(
+            str(layer.index), layer.op,
+            "exact" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}",
+            f"[{layer.float_min:.3g}, {layer.float_max:.3g}]",
+            f"[{layer.grid_min:.3g}, {layer.grid_max:.3g}]",
+            f"{layer.bits_used:.1f}", f"{100 * layer.clipped:.2f} %",
+            "-" if layer.sensitivity_db is None else f"{layer.sensitivity_db:+.2f}",
+        )  # fmt: skip
+    console.print(table)
+    if report.chart:
+        console.print(f"chart: {escape(str(report.chart))}")
+    for note in a.notes:
+        console.print(f"[dim]note: {escape(note)}[/dim]")
+    return 0
 
 
 from edgekit.cli_bench import bench_cmd, results  # noqa: E402  (light: click + stdlib only)

@@ -120,7 +120,11 @@ def _datasets(
         calib = load_dataset(calibration, shape, "calibration", dtype=loaded.input_dtype)
     elif example_data is not None:
         calib = example_data[0]
-    needs = profile.quantization.needs_calibration and not loaded.is_tflite and not loaded.is_qat
+    float_tflite = loaded.is_tflite and _is_float(loaded)
+    quantizes_tflite = float_tflite and profile.quantization.scheme == "int8"
+    needs = profile.quantization.needs_calibration and not loaded.is_qat and (
+        not loaded.is_tflite or quantizes_tflite
+    )
     if needs and calib is None:
         raise UsageError(
             f"target {profile.name} quantizes to {profile.quantization.scheme} and needs "
@@ -144,11 +148,17 @@ def _datasets(
     else:
         val = random_calibration(shape, n=100, seed=1)
         notes.append("no validation data: verified on random inputs, without labels")
-    if loaded.is_tflite and calibration is not None:
+    if loaded.is_tflite and calibration is not None and not quantizes_tflite:
         notes.append("calibration data ignored: a .tflite model is already converted")
     if loaded.is_qat:
         notes.append("QAT model: int8 ranges come from training, not from calibration data")
-    return (None if loaded.is_tflite else calib), val, notes
+    return (None if loaded.is_tflite and not quantizes_tflite else calib), val, notes
+
+
+def _is_float(loaded: LoadedModel) -> bool:
+    from edgekit.checks import model_precision
+
+    return model_precision(loaded.tflite) == "float32"
 
 
 def deploy(
@@ -163,6 +173,14 @@ def deploy(
     delegate: str | None = None,
     task: str | None = None,
     sparse_size: bool = False,
+    calibration_method: str = "default",
+    bias_correction: bool = True,
+    rewrite: bool = True,
+    analysis: bool = True,
+    keep_float: tuple[str, ...] = (),
+    optimize: str | None = None,
+    min_sqnr: float | None = None,
+    max_agreement_drop: float | None = None,
     unsafe_deserialization: bool = False,
     custom_objects: dict | None = None,
     targets_dir: str | Path | None = None,
@@ -183,18 +201,44 @@ def deploy(
       delegate: override the profile's delegate ("gpu" on Android: float16).
       task: "classification" or "regression"; detected from the outputs when None.
       sparse_size: also report the size in TFLite's sparse format (one more conversion).
+      calibration_method: "minmax", "percentile[:P]", "mse", "kl", or "converter" (the plain
+        TFLite converter); "default" is edgekit's measured best (see docs/benchmarks.md).
+      bias_correction: fold the mean shift weight rounding causes into int32 biases.
+      rewrite: turn global average pools into MEAN (its own output scale) before quantizing.
+      analysis: add the per-layer quantization analysis (and its chart) to the bundle.
+      keep_float: output tensor names of ops to keep in float (mixed precision).
+      optimize: "accuracy" searches every calibration method and bias correction.
+      min_sqnr, max_agreement_drop: a mixed-precision goal: the fewest ops kept in float
+        (on targets with float kernels) that reach it.
       unsafe_deserialization: let a Keras file's Lambda layers run their Python bytecode while
         loading (only for files you trust; the report records it).
 
     Returns the :class:`~edgekit.bundle.Bundle`; `bundle.ok` is False when a check failed.
     """
+    from edgekit.quantization.calibration import parse_method
+    from edgekit.stages import QuantOptions
     from edgekit.verify import TASKS
 
     if task is not None and task not in TASKS:
         raise UsageError(f"unknown task {task!r}; expected one of: {', '.join(TASKS)}")
+    if calibration_method not in ("default", "converter"):
+        parse_method(calibration_method)  # a typo is a usage error before anything loads
+    if optimize not in (None, "accuracy"):
+        raise UsageError(f"--optimize takes 'accuracy'; received {optimize!r}")
+    goal = None
+    if min_sqnr is not None or max_agreement_drop is not None:
+        from edgekit.quantization.search import Goal
+
+        goal = Goal(min_sqnr, max_agreement_drop)
+    quant_options = QuantOptions(calibration_method, bias_correction, rewrite, tuple(keep_float),
+                                 optimize == "accuracy", goal)  # fmt: skip
     profile = load_target(target, targets_dir)
     if delegate:
         profile = profile.with_delegate(delegate)
+    if goal is not None:
+        from edgekit.stages import check_mixed_precision_allowed
+
+        check_mixed_precision_allowed(profile)
     steps = _Steps(on_step)
     root = Path(out) if out is not None else Path.cwd() / "edgekit-out"
     early_name = model_name_from_path(model)
@@ -222,7 +266,7 @@ def deploy(
     final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)
     try:
         inputs = DeployInputs(loaded, profile, calib, val, notes)
-        report = _run(inputs, staging, steps, task, sparse_size)
+        report = _run(inputs, staging, steps, task, sparse_size, quant_options, analysis)
         _harness_step(profile, staging, report)
         report.steps = steps.steps
         report.status = "deployed" if report.ok else "failed"
@@ -243,7 +287,13 @@ def _precheck_data(source: Any, what: str) -> None:
 
 
 def _run(
-    inputs: DeployInputs, staging: Path, steps: _Steps, task: str | None, sparse_size: bool
+    inputs: DeployInputs,
+    staging: Path,
+    steps: _Steps,
+    task: str | None,
+    sparse_size: bool,
+    quant_options: Any = None,
+    analysis: bool = True,
 ) -> DeployReport:
     from edgekit import stages
 
@@ -259,7 +309,19 @@ def _run(
     metrics = report.metrics
     reference: TFLiteModel | None = None
     converted = None
-    if loaded.is_tflite:
+    options = quant_options or stages.QuantOptions()
+    if loaded.is_tflite and _quantizes_float_tflite(loaded, profile, inputs.calibration):
+        # A float .tflite to an int8 target: edgekit's engine quantizes it (no Keras needed).
+        reference = loaded.tflite
+        scheme = "int8"
+        with steps.run("quantize float .tflite to int8") as step:
+            deployed, converted = stages.quantize_float_model(
+                reference, profile, inputs.calibration.x, options, None, f"{loaded.name}_int8",
+                steps.note,
+            )
+            step.detail = stages.conversion_detail(converted)
+        metrics.float_model_bytes = reference.size_bytes
+    elif loaded.is_tflite:
         deployed = loaded.tflite
         scheme = "as-given"
         steps.skip("convert", "the input is already a .tflite model")
@@ -273,7 +335,9 @@ def _run(
         else:
             with steps.run(f"convert {scheme}") as step:
                 calib = None if inputs.calibration is None else inputs.calibration.x
-                deployed, converted = stages.convert_deployed(loaded, profile, calib)
+                deployed, converted = stages.convert_deployed(
+                    loaded, profile, calib, options, reference, steps.note
+                )
                 step.detail = stages.conversion_detail(converted)
         metrics.float_model_bytes = reference.size_bytes
 
@@ -324,6 +388,18 @@ def _run(
         else:
             step.detail = f"{result.samples} samples on {result.runtime}"
             _record_verification(result, report)
+    if getattr(converted, "power_of_two_ops", 0):
+        report.notes.append(
+            f"{converted.power_of_two_ops} ops have power-of-two weights (int8 0, ±1, ±2, ..., "
+            "±64): a shift-only kernel could drop their multiplies; TFLite's kernels (LiteRT, "
+            "XNNPACK, TFLM, CMSIS-NN) still multiply, so the gain here is size "
+            f"(gzip {report.metrics.model_gzip_bytes:,} B)"
+        )
+    engine = getattr(converted, "quantization", None)
+    if engine is not None and analysis:
+        _analysis_step(engine, inputs, profile, staging, report, steps, loaded.worker)
+    elif engine is not None:
+        report.quantization = _engine_facts(engine, profile)
     if inputs.calibration is not None and inputs.calibration.source == "random":
         metrics.accuracy_meaningful = False
     report.data["calibration"] = (
@@ -337,6 +413,135 @@ def _run(
         "labels": inputs.validation.y is not None,
     }
     return report
+
+
+def _quantizes_float_tflite(loaded: LoadedModel, profile: TargetProfile, calib: Any) -> bool:
+    from edgekit.checks import model_precision
+
+    return (
+        profile.quantization.scheme == "int8"
+        and calib is not None
+        and model_precision(loaded.tflite) == "float32"
+    )
+
+
+def _engine_facts(engine: Any, profile: TargetProfile | None = None) -> dict[str, Any]:
+    facts = {
+        "method": engine.method,
+        "calibration_samples": engine.calibration_samples,
+        "bias_corrected_ops": engine.bias_corrected_ops,
+        "rewrites": engine.rewrites,
+        "kept_in_float": list(engine.denylisted),
+        "seconds": {k: round(v, 3) for k, v in engine.seconds.items()},
+        "search": engine.search,
+    }
+    if engine.all_int8 and profile is not None:
+        facts["mixed_precision_cost"] = mixed_precision_cost(engine.all_int8, engine.data, profile)
+    return facts
+
+
+def mixed_precision_cost(all_int8: bytes, mixed: bytes, profile: TargetProfile) -> dict:
+    """What keeping ops in float costs: bytes, the TFLM arena, LiteRT latency (this host)."""
+    import statistics as stats
+    import tempfile
+
+    from edgekit.bench.linux import HarnessJob, LocalTransport
+    from edgekit.errors import EdgekitError
+    from edgekit.runtimes.tflm import measure_arena
+    from edgekit.tflite_model import read_tflite
+
+    cost: dict[str, Any] = {"model_bytes": [len(all_int8), len(mixed)]}
+    if profile.is_mcu:
+        try:
+            cost["tensor_arena_bytes"] = [measure_arena(read_tflite(d)).tensor_arena_bytes
+                                          for d in (all_int8, mixed)]  # fmt: skip
+        except EdgekitError as exc:
+            cost["tensor_arena_bytes"] = f"not measured: {exc}"
+    with tempfile.TemporaryDirectory(prefix="edgekit-mixed-") as tmp:
+        latencies: list[list[float]] = [[], []]
+        paths = []
+        for i, data in enumerate((all_int8, mixed)):
+            paths.append(Path(tmp) / f"m{i}.tflite")
+            paths[-1].write_bytes(data)
+        try:
+            for _ in range(3):  # interleaved rounds: the machine is shared and noisy
+                for i, path in enumerate(paths):
+                    run = LocalTransport().run(HarnessJob(path, runs=30, warmup=3, threads=1,
+                                                          delegate="none"))  # fmt: skip
+                    latencies[i].append(run["metrics"]["latency_ms"]["p50"])
+            cost["litert_p50_ms"] = [round(stats.median(v), 4) for v in latencies]
+        except (EdgekitError, KeyError, TypeError) as exc:
+            cost["litert_p50_ms"] = f"not measured: {exc}"
+    cost["order"] = ["all int8", "mixed"]
+    return cost
+
+
+ANALYSIS_SENSITIVITY_LAYERS = 3  # in a deploy; `edgekit analyze` measures every layer
+
+
+def _analysis_step(
+    engine: Any,
+    inputs: DeployInputs,
+    profile: TargetProfile,
+    staging: Path,
+    report: DeployReport,
+    steps: _Steps,
+    worker: Any,
+) -> None:
+    """Per-layer analysis into the report, and its chart into the bundle."""
+    from edgekit.errors import RuntimeFailure
+    from edgekit.quantization.analysis import analyze_models
+
+    report.quantization = _engine_facts(engine, profile)
+    with steps.run("per-layer analysis") as step:
+        requantize = requantizer(engine, profile, worker)
+        try:
+            result = analyze_models(
+                engine.calibrated,
+                engine.data,
+                inputs.validation.x,
+                sensitivity=ANALYSIS_SENSITIVITY_LAYERS,
+                requantize=requantize,
+            )
+        except RuntimeFailure as exc:
+            step.detail = f"not run: {exc}"
+            return
+        chart = result.chart(staging / "analysis.png", f"{report.model['name']} → {profile.name}")
+        report.artifacts.append(Artifact.of(chart, staging, Role.CHART))
+        report.quantization["analysis"] = result.to_dict()
+        worst = result.ranked()[0] if result.layers else None
+        step.detail = (
+            f"{len(result.layers)} ops on {result.samples} samples; logits/output "
+            f"{_db(result.output_sqnr_db)}, per-element weights bound "
+            f"{_db(result.per_element_bound_db)}"
+            + (f"; most sensitive: op #{worst.index} {worst.op}" if worst else "")
+        )
+
+
+def _db(value: float | None) -> str:
+    return "exact" if value is None else f"{value:.1f} dB"
+
+
+def requantizer(engine: Any, profile: TargetProfile, worker: Any) -> Any:
+    """`denylisted names → int8 bytes` with the engine's ranges: the sensitivity probe."""
+    import sys
+
+    from edgekit.models import conversion_worker
+    from edgekit.quantization.engine import quantize_in_worker, ranges_for, with_ranges
+    from edgekit.tflite_model import read_tflite
+
+    calibrated = read_tflite(engine.calibrated)
+    ranged = with_ranges(engine.calibrated, ranges_for(calibrated, engine.statistics,
+                                                       engine.method))  # fmt: skip
+    if worker is None and "tensorflow" not in sys.modules:
+        worker = conversion_worker()
+    quant = profile.quantization
+
+    def requantize(denylisted: tuple[str, ...]) -> bytes:
+        return quantize_in_worker(worker, ranged, quant.io_dtype, quant.per_channel,
+                                  tuple(engine.denylisted) + tuple(denylisted))  # fmt: skip
+
+    return requantize
 
 
 def _model_facts(model: TFLiteModel, report: DeployReport) -> None:

@@ -12,6 +12,9 @@
   targets (by edgekit's rule analysis or the compiler), else null
 - `metrics`: the :class:`Metrics` fields (each documented there, once)
 - `verification`: per-output comparison, TFLM-vs-reference kernel check, runtime used
+- `quantization`: how edgekit's engine made the int8 model (method, bias correction,
+  rewrites, ops kept in float) and the per-layer `analysis` (see
+  :mod:`edgekit.quantization.analysis`), else null
 - `checks`: [{name, ok, detail}]
 - `steps`: [{name, ran, seconds, detail}]; a step that did not run says why
 - `artifacts`: [{path, role, bytes, sha256}], paths relative to the bundle (never outside it)
@@ -175,6 +178,7 @@ class DeployReport:
     ops: list[dict[str, Any]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
     verification: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None
     checks: list[Check] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     artifacts: list[Artifact] = field(default_factory=list)
@@ -245,6 +249,57 @@ def _io_rows(report: DeployReport) -> list[str]:
     return lines
 
 
+def _quantization_section(report: DeployReport) -> list[str]:
+    q = report.quantization or {}
+    lines = ["", "## Quantization", ""]
+    facts = [f"calibration method `{q.get('method')}` on {q.get('calibration_samples')} samples"]
+    if q.get("bias_corrected_ops"):
+        facts.append(f"bias correction in {q['bias_corrected_ops']} ops")
+    facts += q.get("rewrites") or []
+    if q.get("kept_in_float"):
+        facts.append(f"kept in float: {', '.join(q['kept_in_float'])}")
+    lines.append("; ".join(facts) + ".")
+    search = q.get("search") or {}
+    if search.get("candidates"):
+        lines += ["", "`--optimize accuracy` tried (scored on the calibration inputs):", "",
+                  "| configuration | SQNR | agreement |", "|---|---|---|"]  # fmt: skip
+        for c in search["candidates"]:
+            lines.append(f"| {c['label']} | {format_value(c['sqnr_db'], 'db')} | "
+                         f"{format_value(c['agreement'], 'pct')} |")  # fmt: skip
+    mixed = search.get("mixed")
+    if mixed:
+        verdict = "met" if mixed["met"] else "**not met**"
+        lines += ["", f"Mixed precision, goal {mixed['goal']}: {verdict} with "
+                  f"{len(mixed['kept_in_float'])} op(s) in float "
+                  f"({format_value(mixed['start_sqnr_db'], 'db')} → "
+                  f"{format_value(mixed['final_sqnr_db'], 'db')})."]  # fmt: skip
+        cost = q.get("mixed_precision_cost")
+        if cost:
+            lines.append(f"Cost (all int8 → mixed): {cost}.")
+    analysis = q.get("analysis")
+    if not analysis:
+        return lines
+    chart = next((a.path for a in report.artifacts if a.role == Role.CHART), None)
+    lines += [
+        "",
+        f"Per-layer analysis on {analysis['samples']} samples, compared at "
+        f"`{analysis.get('probe', '')}`: int8 {format_value(analysis['output_sqnr_db'], 'db')}; "
+        f"simulated in float {format_value(analysis['simulated_sqnr_db'], 'db')} (the gap is "
+        f"what integer kernels add); weights exact (every weight its own scale) "
+        f"{format_value(analysis['per_element_bound_db'], 'db')}. Worst first; the gain column "
+        "is measured for the least accurate layers (`edgekit analyze` measures all):",
+        "",
+    ]
+    from edgekit.quantization.analysis import Analysis, LayerReport
+
+    result = Analysis(**{**analysis, "layers": [LayerReport(**layer) for layer in
+                                                analysis["layers"]]})  # fmt: skip
+    lines += result.table(limit=12)
+    if chart:
+        lines += ["", f"![per-layer SQNR and sensitivity]({chart})"]
+    return lines
+
+
 def render_markdown(report: DeployReport) -> str:
     """A human-readable report; every metric row says what it measures."""
     t = report.target
@@ -276,6 +331,8 @@ def render_markdown(report: DeployReport) -> str:
                 f"{format_value(out['cosine_similarity'])} | "
                 f"{format_value(out['top1_agreement'], 'pct')} |"
             )
+    if report.quantization:
+        lines += _quantization_section(report)
     lines += ["", "## Inputs and outputs", "", *_io_rows(report)]
     lines += ["", "## Checks", "", "| check | result | detail |", "|---|---|---|"]
     for check in report.checks:

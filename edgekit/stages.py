@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.checks import Check, check_model
-from edgekit.errors import RuntimeFailure, ToolError
+from edgekit.errors import RuntimeFailure, ToolError, UsageError
 from edgekit.models import LoadedModel
 from edgekit.targets import TargetProfile
 from edgekit.tflite_model import TFLiteModel, read_tflite
@@ -33,20 +33,250 @@ def convert_reference(loaded: LoadedModel) -> TFLiteModel:
     return read_tflite(converted.data, f"{loaded.name}_float32.tflite")
 
 
+@dataclass(frozen=True)
+class QuantOptions:
+    """How post-training int8 is made (see :mod:`edgekit.quantization.engine`).
+
+    `method` "converter" is the plain TFLite converter; any other is edgekit's engine with
+    that calibration method (`edgekit.quantization.calibration.METHODS`).
+    """
+
+    method: str = "default"
+    bias_correction: bool = True
+    rewrite: bool = True  # global AVERAGE_POOL_2D → MEAN (its own output scale)
+    denylisted: tuple[str, ...] = ()  # ops kept in float (mixed precision)
+    optimize: bool = False  # search every method and bias correction (--optimize accuracy)
+    goal: Any = None  # search.Goal: the fewest ops kept in float that reach it
+
+    @property
+    def engine(self) -> bool:
+        return self.method != "converter"
+
+    def resolved_method(self) -> str:
+        from edgekit.quantization.engine import DEFAULT_METHOD
+
+        return DEFAULT_METHOD if self.method == "default" else self.method
+
+
+def uses_engine(loaded: LoadedModel, profile: TargetProfile, options: QuantOptions) -> bool:
+    """edgekit's engine makes post-training int8; QAT models, other schemes and
+    `--calibration-method converter` go through the converter as they are."""
+    return (
+        options.engine
+        and profile.quantization.scheme == "int8"
+        and not loaded.is_qat
+        and not loaded.is_tflite
+    )
+
+
 def convert_deployed(
-    loaded: LoadedModel, profile: TargetProfile, calibration: np.ndarray | None
+    loaded: LoadedModel,
+    profile: TargetProfile,
+    calibration: np.ndarray | None,
+    options: QuantOptions | None = None,
+    reference: TFLiteModel | None = None,
+    progress: Any = None,
 ) -> tuple[TFLiteModel, Any]:
-    """(deployed model, ConvertedModel) with the profile's quantization settings."""
+    """(deployed model, ConvertedModel) with the profile's quantization settings.
+
+    Post-training int8 goes through edgekit's engine (`options`); the ConvertedModel then
+    carries the engine's result as `.quantization`.
+    """
     from edgekit.converters.tflite import convert_for_target
 
+    options = options or QuantOptions()
+    if uses_engine(loaded, profile, options) and calibration is not None:
+        if reference is None:
+            reference = convert_reference(loaded)
+        return quantize_float_model(reference, profile, calibration, options, loaded.worker,
+                                    f"{loaded.name}_int8.tflite", progress)  # fmt: skip
     converted = convert_for_target(loaded, profile.quantization, calibration)
+    if loaded.is_qat and converted.scheme == "int8":
+        from dataclasses import replace
+
+        from edgekit.quantization.power_of_two import snap_power_of_two
+
+        data, snapped = snap_power_of_two(converted.data)
+        if snapped:  # trained as powers of two: written exactly so
+            converted = replace(converted, data=data, power_of_two_ops=snapped)
     model = read_tflite(converted.data, f"{loaded.name}_{converted.scheme}.tflite")
     return model, converted
+
+
+def quantize_float_model(
+    float_model: TFLiteModel,
+    profile: TargetProfile,
+    calibration: np.ndarray,
+    options: QuantOptions,
+    worker: Any = None,
+    name: str = "model_int8.tflite",
+    progress: Any = None,
+) -> tuple[TFLiteModel, Any]:
+    """A float `.tflite` → int8 with edgekit's engine (also for float `.tflite` input).
+
+    TensorFlow's quantizer runs in `worker` (the model's conversion worker), or the shared
+    conversion worker when the caller's process has no TensorFlow model of its own.
+    """
+    import time
+
+    from edgekit.converters.tflite import ConvertedModel
+    from edgekit.models import conversion_worker
+    from edgekit.quantization.engine import quantize_int8
+    from edgekit.tflite_edit import average_pool_to_mean
+
+    started = time.perf_counter()
+    data = float_model.data
+    rewritten: list[int] = []
+    notes: list[str] = []
+    if options.rewrite and runs_mean(profile):
+        candidate, ops = average_pool_to_mean(data)
+        if ops:
+            error = float_difference(float_model, read_tflite(candidate),
+                                     np.asarray(calibration[:8], dtype=np.float32))  # fmt: skip
+            if error <= REWRITE_TOLERANCE:
+                data, rewritten = candidate, ops
+            else:
+                notes.append(f"AVERAGE_POOL_2D → MEAN rewrite dropped: outputs moved by "
+                             f"{error:.2e} (relative), over {REWRITE_TOLERANCE:g}")  # fmt: skip
+    if worker is None:
+        import sys
+
+        worker = None if "tensorflow" in sys.modules else conversion_worker()
+    quant = profile.quantization
+    x = np.asarray(calibration[:MAX_CALIBRATION], dtype=np.float32)
+    if options.goal is not None:
+        check_mixed_precision_allowed(profile)
+    result = quantize_int8(
+        data,
+        x,
+        method=options.resolved_method(),
+        io_dtype=quant.io_dtype,
+        per_channel=quant.per_channel,
+        bias_correction=options.bias_correction,
+        denylisted=options.denylisted,
+        worker=worker,
+    )
+    if options.optimize or options.goal is not None:
+        result = _search(result, data, x, options, quant, worker, progress)
+    result.rewrites = [f"op #{i} AVERAGE_POOL_2D → MEAN" for i in rewritten] + notes
+    converted = ConvertedModel(
+        data=result.data,
+        scheme="int8",
+        io_dtype=quant.io_dtype,
+        per_channel=quant.per_channel,
+        calibration_samples=result.calibration_samples,
+        seconds=time.perf_counter() - started,
+        quantization=result,
+    )
+    return read_tflite(result.data, name), converted
+
+
+MAX_CALIBRATION = 500
+REWRITE_TOLERANCE = 1e-5
+
+
+def runs_mean(profile: TargetProfile) -> bool:
+    """Does the target's runtime have MEAN (the rewrite's op)? LiteRT does; TFLM and the Edge
+    TPU compiler are asked by their own tables."""
+    if profile.is_mcu:
+        from edgekit.runtimes.tflm import resolver_method
+
+        return resolver_method("MEAN") is not None
+    if profile.uses_edgetpu:
+        from edgekit.runtimes.edgetpu import SUPPORTED_OPS
+
+        return "MEAN" in SUPPORTED_OPS
+    return True
+
+
+def float_difference(a: TFLiteModel, b: TFLiteModel, x: np.ndarray) -> float:
+    """Largest output difference between two float models, relative to the output's size."""
+    from edgekit.verify import run_model
+
+    ra, rb = run_model(a, x, "builtin"), run_model(b, x, "builtin")
+    worst = 0.0
+    for name, values in ra.items():
+        scale = max(float(np.max(np.abs(values))), 1e-12)
+        worst = max(worst, float(np.max(np.abs(values - rb[name]))) / scale)
+    return worst
+
+
+def check_mixed_precision_allowed(profile: TargetProfile) -> None:
+    """Ops kept in float need float kernels on the target: the profile says which it has."""
+    precisions = profile.quantization.precisions
+    if "float32" not in precisions:
+        runtime = "the Edge TPU" if profile.uses_edgetpu else profile.runtime_text
+        raise UsageError(
+            f"mixed precision keeps ops in float, and {profile.name} ({runtime}) runs only "
+            f"{', '.join(precisions)}: use QAT or another calibration method instead"
+        )
+
+
+def _search(result: Any, data: bytes, x: np.ndarray, options: QuantOptions, quant: Any,
+            worker: Any, progress: Any) -> Any:  # fmt: skip
+    """--optimize accuracy (the best method and bias correction), then the mixed-precision
+    goal, each scored on the calibration inputs."""
+    from edgekit.quantization.engine import (
+        quantize_in_worker,
+        quantize_int8,
+        ranges_for,
+        with_ranges,
+    )
+    from edgekit.quantization.search import best_configuration, mixed_precision
+
+    calibrated = read_tflite(data)
+    method, bias = result.method, result.bias_corrected_ops > 0 or options.bias_correction
+
+    def build(chosen_method: str, chosen_bias: bool, denylisted: tuple[str, ...] = ()) -> Any:
+        return quantize_int8(data, x, method=chosen_method, io_dtype=quant.io_dtype,
+                             per_channel=quant.per_channel, bias_correction=chosen_bias,
+                             denylisted=tuple(options.denylisted) + denylisted, worker=worker,
+                             statistics=result.statistics)  # fmt: skip
+
+    candidates = []
+    if options.optimize:
+        winner, scored = best_configuration(data, x, lambda m, b: build(m, b).data, progress)
+        candidates = [{"label": c.label, "sqnr_db": c.sqnr_db, "agreement": c.agreement}
+                      for c in scored]  # fmt: skip
+        method = winner.label.split(",")[0]
+        bias = "bias correction" in winner.label
+        result = build(method, bias)
+    mixed = None
+    if options.goal is not None:
+        ranged = with_ranges(data, ranges_for(calibrated, result.statistics, method))
+
+        def requantize(denylisted: tuple[str, ...]) -> bytes:
+            return quantize_in_worker(worker, ranged, quant.io_dtype, quant.per_channel,
+                                      tuple(options.denylisted) + denylisted)  # fmt: skip
+
+        mixed = mixed_precision(data, result.data, x, options.goal, requantize, progress)
+        if mixed.kept_in_float:
+            all_int8 = result.data
+            result = build(method, bias, tuple(mixed.kept_in_float))
+            result.all_int8 = all_int8
+    result.search = {"candidates": candidates, "mixed": None if mixed is None else {
+        "goal": mixed.goal.describe(), "met": mixed.met, "kept_in_float": mixed.kept_in_float,
+        "start_sqnr_db": mixed.start.sqnr_db, "final_sqnr_db": mixed.final.sqnr_db,
+        "steps": mixed.steps}}  # fmt: skip
+    return result
 
 
 def conversion_detail(converted: Any) -> str:
     """One line on how a model was converted, in the scheme's own terms."""
     size = f"{converted.model_bytes:,} bytes"
+    engine = getattr(converted, "quantization", None)
+    if engine is not None:
+        extras = [f"{engine.method} ranges from {engine.calibration_samples} samples"]
+        if engine.bias_corrected_ops:
+            extras.append(f"bias corrected in {engine.bias_corrected_ops} ops")
+        extras += engine.rewrites
+        if engine.denylisted:
+            extras.append(f"{len(engine.denylisted)} op(s) kept in float")
+        per = "per-channel" if converted.per_channel else "per-tensor"
+        return f"{size}, {', '.join(extras)}, {per} weights, {converted.io_dtype} inputs/outputs"
+    if converted.power_of_two_ops:
+        return (f"{size}, ranges from quantization-aware training, power-of-two weights "
+                f"(0, ±2^k) in {converted.power_of_two_ops} ops")  # fmt: skip
     if converted.scheme in ("int8", "int16x8"):
         source = (
             "ranges from quantization-aware training"

@@ -67,3 +67,121 @@ def single_op_model(data: bytes, op_index: int) -> tuple[bytes, list[int]]:
     model.subgraphs = [graph]
     model.signatureDefs = None
     return pack(model), inputs
+
+
+def _opcode_index(model: Any, builtin: int) -> int:
+    """The index of `builtin` in the model's opcode table, added (version 1) if missing."""
+    schema = _schema()
+    for index, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = min(builtin, 127)
+    code.version = 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def average_pool_to_mean(data: bytes) -> tuple[bytes, list[int]]:
+    """Every float AVERAGE_POOL_2D that averages its whole feature map (a global pool) becomes
+    MEAN over the spatial axes, keeping dims: the same values in float, but quantized MEAN has
+    its own output scale where an int8 average pool must keep its input's (a 6.4 maximum
+    then sits in a 27.6 range: two bits lost). Returns the model and the rewritten ops."""
+    import numpy as np
+
+    schema = _schema()
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if isinstance(v, int)}
+    rewritten = []
+    axes_index = None
+    for index, op in enumerate(graph.operators):
+        code = model.operatorCodes[op.opcodeIndex]
+        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) != "AVERAGE_POOL_2D":
+            continue
+        options = op.builtinOptions
+        source = graph.tensors[op.inputs[0]]
+        shape = list(source.shape) if source.shape is not None else []
+        whole_map = options is not None and (options.filterHeight, options.filterWidth) == (
+            tuple(shape[1:3]) if len(shape) == 4 else None
+        )
+        if source.type != schema.TensorType.FLOAT32 or not whole_map:
+            continue
+        if options.fusedActivationFunction != 0:
+            continue
+        if axes_index is None:
+            buffer = schema.BufferT()
+            buffer.data = np.array([1, 2], dtype=np.int32).view(np.uint8)
+            model.buffers.append(buffer)
+            axes = schema.TensorT()
+            axes.shape, axes.type, axes.name = [2], schema.TensorType.INT32, "edgekit/mean_axes"
+            axes.buffer = len(model.buffers) - 1
+            graph.tensors.append(axes)
+            axes_index = len(graph.tensors) - 1
+        reducer = schema.ReducerOptionsT()
+        reducer.keepDims = True
+        op.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.MEAN)
+        op.inputs = [op.inputs[0], axes_index]
+        op.builtinOptionsType = schema.BuiltinOptions.ReducerOptions
+        op.builtinOptions = reducer
+        rewritten.append(index)
+    return (pack(model) if rewritten else data), rewritten
+
+
+def fake_quant_model(
+    float_data: bytes,
+    quant: dict[str, tuple[float, int]],
+    weights: dict[str, Any] | None = None,
+) -> bytes:
+    """The float model with every activation named in `quant` rounded as int8 would round it:
+    a QUANTIZE (to int8 with that scale and zero point) and a DEQUANTIZE after the op that
+    writes it. `weights` replaces constant tensors by name (e.g. with dequantized int8
+    weights). The ops still compute in float: comparing this model with the real int8 one
+    separates what the 8-bit grid costs from what integer kernels add.
+    """
+    import numpy as np
+
+    schema = _schema()
+    model = unpack(float_data)
+    graph = model.subgraphs[0]
+    quantize_op = _opcode_index(model, schema.BuiltinOperator.QUANTIZE)
+    dequantize_op = _opcode_index(model, schema.BuiltinOperator.DEQUANTIZE)
+    for tensor in graph.tensors:
+        name = (tensor.name or b"").decode("utf-8", "replace")
+        if weights and name in weights:
+            model.buffers[tensor.buffer].data = (
+                np.asarray(weights[name], dtype=np.float32).ravel().view(np.uint8)
+            )
+    operators = []
+    renamed: dict[int, int] = {}
+    for op in graph.operators:
+        op.inputs = [renamed.get(int(i), int(i)) for i in op.inputs]
+        operators.append(op)
+        for out in list(op.outputs):
+            tensor = graph.tensors[out]
+            name = (tensor.name or b"").decode("utf-8", "replace")
+            if name not in quant or tensor.type != schema.TensorType.FLOAT32:
+                continue
+            scale, zero = quant[name]
+            q = schema.TensorT()
+            q.shape, q.type, q.name = list(tensor.shape), schema.TensorType.INT8, f"{name}/fq"
+            q.buffer = 0
+            q.quantization = schema.QuantizationParametersT()
+            q.quantization.scale, q.quantization.zeroPoint = [float(scale)], [int(zero)]
+            graph.tensors.append(q)
+            dq = schema.TensorT()
+            dq.shape, dq.type, dq.name = list(tensor.shape), schema.TensorType.FLOAT32, f"{name}/dq"
+            dq.buffer = 0
+            graph.tensors.append(dq)
+            q_index, dq_index = len(graph.tensors) - 2, len(graph.tensors) - 1
+            for opcode, inputs, outputs in ((quantize_op, [out], [q_index]),
+                                            (dequantize_op, [q_index], [dq_index])):  # fmt: skip
+                new = schema.OperatorT()
+                new.opcodeIndex, new.inputs, new.outputs = opcode, inputs, outputs
+                operators.append(new)
+            renamed[out] = dq_index
+    graph.operators = operators
+    graph.outputs = [renamed.get(int(i), int(i)) for i in graph.outputs]
+    model.signatureDefs = None
+    return pack(model)

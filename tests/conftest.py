@@ -68,3 +68,32 @@ def digits_data():
     from edgekit.examples.digits import digits_splits
 
     return digits_splits()
+
+
+@pytest.fixture(scope="session")
+def resnet8():
+    """The reference ResNet-8 (residual adds, a global average pool), trained once a session."""
+    from edgekit.examples import load_example
+
+    return load_example("resnet8")
+
+
+@pytest.fixture(scope="session")
+def resnet8_float(resnet8, tmp_path_factory):
+    """(float32 .tflite path, TFLiteModel) of the ResNet-8."""
+    from edgekit.converters.tflite import convert
+    from edgekit.models import load_model
+    from edgekit.tflite_model import read_tflite
+
+    data = convert(load_model(resnet8.model_path), "float32").data
+    path = tmp_path_factory.mktemp("r8f") / "resnet8_float32.tflite"
+    path.write_bytes(data)
+    return path, read_tflite(data, str(path))
+
+
+@pytest.fixture(scope="session")
+def resnet8_m7(resnet8, tmp_path_factory):
+    """The ResNet-8 deployed to cortex-m7 with every default (engine, analysis, TFLM)."""
+    import edgekit
+
+    return edgekit.deploy(None, "cortex-m7", example="resnet8", out=tmp_path_factory.mktemp("r8"))

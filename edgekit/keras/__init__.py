@@ -34,6 +34,9 @@ _EXPORTS = {
     "quantize_scope": "edgekit.keras.quantization",
     "per_tensor_scheme": "edgekit.keras.quantization",
     "fold_batchnorm": "edgekit.keras.folding",
+    "quantize_power_of_two": "edgekit.keras.power_of_two",
+    "PowerOfTwoWeightQuantizer": "edgekit.keras.power_of_two",
+    "PowerOfTwoConfig": "edgekit.keras.power_of_two",
     # clustering
     "cluster_weights": "edgekit.keras.clustering",
     "strip_clustering": "edgekit.keras.clustering",

@@ -89,25 +89,36 @@ def per_tensor_scheme() -> Any:
 
     >>> scheme = per_tensor_scheme()                                    # doctest: +SKIP
     """
+    registry = _qk_module("default_8bit.default_8bit_quantize_registry")
+
+    def per_tensor(class_name: str, attr: str) -> Any:
+        return registry.Default8BitQuantizeConfig([attr], [], False)
+
+    custom = {"Default8BitQuantizeConfig": registry.Default8BitQuantizeConfig}
+    return weights_scheme(per_tensor, disable_per_axis=True, custom=custom)
+
+
+KERNELS = {"Conv2D": "kernel", "Dense": "kernel", "DepthwiseConv2D": "depthwise_kernel"}
+
+
+def weights_scheme(config_for: Any, disable_per_axis: bool = False, custom: Any = None) -> Any:
+    """tfmot's 8-bit scheme, except that a conv/dense layer followed by a ReLU keeps a weight
+    quantizer of our choosing, `config_for(class_name, kernel_attribute)` (tfmot's own
+    Conv/Dense+ReLU transform would give it a no-op config and leave its kernel to the
+    converter). The ReLU is quantized by the registry, so nothing splits layer + ReLU."""
     qk = tfmot().quantization.keras
     base = qk.default_8bit.Default8BitQuantizeScheme
     configs = _qk_module("default_8bit.default_8bit_quantize_configs")
-    registry = _qk_module("default_8bit.default_8bit_quantize_registry")
     layout = _qk_module("default_8bit.default_8bit_quantize_layout_transform")
     transforms = _qk_module("default_8bit.default_8bit_transforms")
     model_transformer = _qk_module("graph_transformations.model_transformer")
 
-    kernels = {"Conv2D": "kernel", "Dense": "kernel", "DepthwiseConv2D": "depthwise_kernel"}
-
     def weights_only(match_layer: Any) -> Any:
-        # The ReLU after the layer is quantized by the registry; the layer keeps its weights'
-        # fake quantizer (per tensor) and no output quantizer, so nothing splits layer + ReLU.
         producer = match_layer.input_layers[0]
-        attr = kernels.get(producer.layer["class_name"])
+        class_name = producer.layer["class_name"]
+        attr = KERNELS.get(class_name)
         producer.metadata["quantize_config"] = (
-            registry.Default8BitQuantizeConfig([attr], [], False)
-            if attr
-            else configs.NoOpQuantizeConfig()
+            config_for(class_name, attr) if attr else configs.NoOpQuantizeConfig()
         )
         return match_layer
 
@@ -115,8 +126,7 @@ def per_tensor_scheme() -> Any:
         replacement = staticmethod(weights_only)
 
         def custom_objects(self) -> dict:
-            config = registry.Default8BitQuantizeConfig
-            return {**super().custom_objects(), "Default8BitQuantizeConfig": config}
+            return {**super().custom_objects(), **(custom or {})}
 
     class ReLUActivationQuantize(ReLUQuantize, transforms.LayerReluActivationQuantize):
         pattern = transforms.LayerReluActivationQuantize.pattern
@@ -132,14 +142,14 @@ def per_tensor_scheme() -> Any:
                 model, steps, set(layer_quantize_map), layer_quantize_map
             ).transform()
 
-    class PerTensorScheme(base):
+    class WeightsScheme(base):
         def __init__(self) -> None:
-            super().__init__(disable_per_axis=True)
+            super().__init__(disable_per_axis=disable_per_axis)
 
         def get_layout_transformer(self) -> Any:
             return Layout()
 
-    return PerTensorScheme()
+    return WeightsScheme()
 
 
 def _qk_module(name: str) -> Any:

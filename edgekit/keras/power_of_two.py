@@ -1,0 +1,136 @@
+"""Power-of-two (logarithmic) weights: QAT that constrains each weight to 0 or ±2^k·s.
+
+Per output channel, `s` is the channel's largest magnitude over 64, and k runs from 0 to 6, so
+in int8 every weight is 0, ±1, ±2, ±4, ..., ±64. A multiply by such a weight is a shift: an
+accelerator or a hand-written kernel can drop its multipliers. TFLite's kernels (LiteRT,
+XNNPACK, TFLM, CMSIS-NN) do not exploit it: they multiply as usual, so the gain there is only
+in size (13 distinct values per channel compress well) and the cost is accuracy, which the
+deploy report measures against uniform int8.
+
+Training uses a straight-through estimator (the forward pass sees the power-of-two weights,
+the backward pass the float ones). After conversion, :func:`snap_power_of_two` writes the
+int8 weights exactly as powers of two (the converter's own per-channel scale, max/127, would
+otherwise round 2^k·127/64 to values that are not).
+
+>>> levels()  # the int8 magnitudes a power-of-two weight may take
+[0, 1, 2, 4, 8, 16, 32, 64]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit._tf import tensorflow, tf_keras
+from edgekit.keras._tfmot import tfmot
+from edgekit.quantization.power_of_two import (  # noqa: F401  (re-exported)
+    EXPONENTS,
+    levels,
+    snap_power_of_two,
+)
+
+tf = tensorflow()
+keras = tf_keras()
+_quantizers = tfmot().quantization.keras.quantizers
+_QuantizeConfig = tfmot().quantization.keras.QuantizeConfig
+
+POT_LAYERS = ("Conv2D", "Dense", "DepthwiseConv2D")
+
+
+def power_of_two(w: Any, channel_axes: tuple[int, ...]) -> Any:
+    """Round a weight tensor to 0 or ±2^k·s per channel (TensorFlow ops)."""
+    reduce = [a for a in range(len(w.shape)) if a not in channel_axes]
+    scale = tf.reduce_max(tf.abs(w), axis=reduce, keepdims=True) / 2.0 ** (EXPONENTS - 1)
+    scale = tf.maximum(scale, 1e-12)
+    magnitude = tf.abs(w) / scale
+    exponent = tf.clip_by_value(tf.round(tf.math.log(tf.maximum(magnitude, 1e-12)) / np.log(2.0)),
+                                0.0, EXPONENTS - 1)  # fmt: skip
+    rounded = tf.where(magnitude < 0.5, tf.zeros_like(w), tf.sign(w) * 2.0**exponent * scale)
+    return rounded
+
+
+@keras.utils.register_keras_serializable(package="edgekit")
+class PowerOfTwoWeightQuantizer(_quantizers.Quantizer):
+    """tfmot weight quantizer: power-of-two values per output channel, straight-through."""
+
+    def __init__(self, depthwise: bool = False) -> None:
+        self.depthwise = depthwise
+
+    def build(self, tensor_shape: Any, name: str, layer: Any) -> dict:
+        return {}
+
+    def __call__(self, inputs: Any, training: Any, weights: Any, **kwargs: Any) -> Any:
+        rank = len(inputs.shape)
+        channels = (rank - 2, rank - 1) if self.depthwise else (rank - 1,)
+        return inputs + tf.stop_gradient(power_of_two(inputs, channels) - inputs)
+
+    def get_config(self) -> dict:
+        return {"depthwise": self.depthwise}
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, PowerOfTwoWeightQuantizer) and other.depthwise == self.depthwise
+
+    def __ne__(self, other: Any) -> bool:
+        return not self == other
+
+
+@keras.utils.register_keras_serializable(package="edgekit")
+class PowerOfTwoConfig(_QuantizeConfig):
+    """QuantizeConfig: power-of-two kernel, and an 8-bit output unless a ReLU after the layer
+    quantizes it (`output=False`)."""
+
+    def __init__(self, output: bool = True) -> None:
+        self.output = output
+
+    def _kernel_name(self, layer: Any) -> str:
+        return "depthwise_kernel" if hasattr(layer, "depthwise_kernel") else "kernel"
+
+    def get_weights_and_quantizers(self, layer: Any) -> list:
+        name = self._kernel_name(layer)
+        return [(getattr(layer, name), PowerOfTwoWeightQuantizer(name == "depthwise_kernel"))]
+
+    def get_activations_and_quantizers(self, layer: Any) -> list:
+        return []
+
+    def set_quantize_weights(self, layer: Any, quantize_weights: list) -> None:
+        setattr(layer, self._kernel_name(layer), quantize_weights[0])
+
+    def set_quantize_activations(self, layer: Any, quantize_activations: list) -> None:
+        pass
+
+    def get_output_quantizers(self, layer: Any) -> list:
+        if not self.output:
+            return []
+        return [_quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                   narrow_range=False)]  # fmt: skip
+
+    def get_config(self) -> dict:
+        return {"output": self.output}
+
+
+def quantize_power_of_two(model: Any) -> Any:
+    """A QAT model whose conv, depthwise and dense kernels train as powers of two (BatchNorm
+    folded into the conv before it first, so the kernel that trains is the one that ships)."""
+    from edgekit.keras._compat import ensure_tf_keras
+    from edgekit.keras.folding import fold_batchnorm
+
+    qk = tfmot().quantization.keras
+    model = fold_batchnorm(ensure_tf_keras(model))
+
+    def annotate(layer: Any) -> Any:
+        if type(layer).__name__ in POT_LAYERS:
+            return qk.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()),
+                                              PowerOfTwoConfig())  # fmt: skip
+        return qk.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
+
+    from edgekit.keras.quantization import weights_scheme
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    custom = {"PowerOfTwoConfig": PowerOfTwoConfig,
+              "PowerOfTwoWeightQuantizer": PowerOfTwoWeightQuantizer}  # fmt: skip
+    scheme = weights_scheme(lambda class_name, attr: PowerOfTwoConfig(output=False),
+                            custom=custom)  # fmt: skip
+    with qk.quantize_scope(custom):
+        return qk.quantize_apply(annotated, scheme)

@@ -1,0 +1,175 @@
+"""Searches over quantization choices, each scored end to end on real int8 models.
+
+- :func:`best_configuration` (`--optimize accuracy`): every calibration method, with and without
+  bias correction; the one whose int8 model is closest to the float model on the calibration
+  inputs wins.
+- :func:`mixed_precision` (`--min-sqnr DB` / `--max-agreement-drop PTS`): the fewest ops kept in
+  float that reach the goal. Ops are ranked by how much keeping each alone in float gains, added
+  in that order until the goal holds, then each is dropped again if the goal holds without it.
+
+Both score at the model's probe tensor: the logits when it ends in softmax (whose 1/256 output
+grid caps the SQNR of any int8 model), else the output.
+
+>>> Goal(min_sqnr_db=30.0).met(31.0, 0.99, 1.0)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import UsageError
+from edgekit.tflite_model import read_tflite
+
+SEARCH_METHODS = ("minmax", "percentile:99.999", "percentile:99.99", "mse", "kl")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What mixed precision must reach: SQNR at the probe, and/or top-1 agreement kept."""
+
+    min_sqnr_db: float | None = None
+    max_agreement_drop: float | None = None  # percentage points below the float model's 100 %
+
+    def met(self, sqnr_db: float | None, agreement: float, float_agreement: float = 1.0) -> bool:
+        sqnr = np.inf if sqnr_db is None else sqnr_db
+        if self.min_sqnr_db is not None and sqnr < self.min_sqnr_db:
+            return False
+        drop = 100.0 * (float_agreement - agreement)
+        return self.max_agreement_drop is None or drop <= self.max_agreement_drop
+
+    def describe(self) -> str:
+        parts = []
+        if self.min_sqnr_db is not None:
+            parts.append(f"SQNR ≥ {self.min_sqnr_db:g} dB")
+        if self.max_agreement_drop is not None:
+            parts.append(f"agreement drop ≤ {self.max_agreement_drop:g} points")
+        return " and ".join(parts)
+
+
+@dataclass
+class Scored:
+    label: str
+    data: bytes
+    sqnr_db: float | None
+    agreement: float
+
+
+class Scorer:
+    """Scores int8 models against the float model's probe tensor on fixed inputs."""
+
+    def __init__(self, float_data: bytes, x: np.ndarray) -> None:
+        from edgekit.quantization.analysis import _outputs, probe_tensor
+
+        self.float_model = read_tflite(float_data)
+        self.probe = self.float_model.tensors[probe_tensor(self.float_model)].name
+        self.x = np.asarray(x, dtype=np.float32)
+        self.reference = _outputs(self.float_model, self.x, "builtin", self.probe)
+        self.runs = 0
+
+    def __call__(self, label: str, data: bytes) -> Scored:
+        from edgekit.quantization.analysis import _outputs
+        from edgekit.verify import sqnr_db
+
+        self.runs += 1
+        got = _outputs(read_tflite(data), self.x, "reference", self.probe)
+        agreement = float(np.mean(got.argmax(1) == self.reference.argmax(1)))
+        return Scored(label, data, sqnr_db(self.reference, got), agreement)
+
+
+def best_configuration(
+    float_data: bytes,
+    x: np.ndarray,
+    quantize: Callable[[str, bool], bytes],
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Scored, list[Scored]]:
+    """(winner, every candidate) over SEARCH_METHODS × bias correction on/off.
+
+    `quantize(method, bias_correction) -> int8 bytes`.
+    """
+    scorer = Scorer(float_data, x)
+    candidates = []
+    for method in SEARCH_METHODS:
+        for bias in (True, False):
+            label = f"{method}{', bias correction' if bias else ''}"
+            if progress:
+                progress(f"trying {label} ({len(candidates) + 1}/{2 * len(SEARCH_METHODS)})")
+            candidates.append(scorer(label, quantize(method, bias)))
+    winner = max(candidates, key=lambda c: (np.inf if c.sqnr_db is None else c.sqnr_db))
+    return winner, candidates
+
+
+@dataclass
+class MixedPrecision:
+    """Which ops stayed in float, and the search's steps."""
+
+    goal: Goal
+    kept_in_float: list[str]
+    met: bool
+    final: Scored
+    start: Scored
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def mixed_precision(
+    float_data: bytes,
+    int8_data: bytes,
+    x: np.ndarray,
+    goal: Goal,
+    requantize: Callable[[tuple[str, ...]], bytes],
+    progress: Callable[[str], None] | None = None,
+) -> MixedPrecision:
+    """The fewest ops kept in float (by output tensor name) so the int8 model meets `goal`."""
+    if goal.min_sqnr_db is None and goal.max_agreement_drop is None:
+        raise UsageError("mixed precision needs a goal: --min-sqnr DB or --max-agreement-drop PTS")
+    scorer = Scorer(float_data, x)
+    start = scorer("int8", int8_data)
+    result = MixedPrecision(goal, [], goal.met(start.sqnr_db, start.agreement), start, start)
+    if result.met:
+        return result
+    quantized = read_tflite(int8_data)
+    float_names = {t.name for t in scorer.float_model.tensors}
+    candidates = [
+        quantized.tensors[op.outputs[0]].name
+        for op in quantized.operators
+        if op.name not in ("QUANTIZE", "DEQUANTIZE")
+        and quantized.tensors[op.outputs[0]].name in float_names
+    ]
+    gains = []
+    for i, name in enumerate(candidates):
+        if progress:
+            progress(f"sensitivity {i + 1}/{len(candidates)}")
+        alone = scorer(name, requantize((name,)))
+        gains.append((alone.sqnr_db if alone.sqnr_db is not None else 99.0, name))
+    order = [name for _, name in sorted(gains, reverse=True)]
+    chosen: list[str] = []
+    current = start
+    for name in order:  # add in order of single-op gain until the goal holds
+        chosen.append(name)
+        current = scorer("+" + name, requantize(tuple(chosen)))
+        result.steps.append({"added": name, "sqnr_db": current.sqnr_db,
+                             "agreement": current.agreement})  # fmt: skip
+        if progress:
+            progress(f"{len(chosen)} op(s) in float: {_db(current.sqnr_db)}")
+        if goal.met(current.sqnr_db, current.agreement):
+            break
+    if not goal.met(current.sqnr_db, current.agreement):
+        result.kept_in_float, result.final = chosen, current
+        return result
+    for name in list(chosen):  # then drop what the goal does not need
+        trial = [n for n in chosen if n != name]
+        scored = scorer("-" + name, requantize(tuple(trial)))
+        if goal.met(scored.sqnr_db, scored.agreement):
+            chosen, current = trial, scored
+            result.steps.append({"dropped": name, "sqnr_db": scored.sqnr_db,
+                                 "agreement": scored.agreement})  # fmt: skip
+    result.kept_in_float, result.final, result.met = chosen, current, True
+    return result
+
+
+def _db(value: float | None) -> str:
+    return "exact" if value is None else f"{value:.1f} dB"

@@ -1,0 +1,260 @@
+"""edgekit's int8 engine on trained models: the pinned converter internals, calibration
+methods, bias correction, the MEAN rewrite, per-layer analysis, mixed precision, float .tflite
+input. Every int8 model here is a real `.tflite` run in LiteRT (and TFLM where it says so)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import run_edgekit
+
+import edgekit
+from edgekit.quantization.calibration import Histogram, choose_range, parse_method
+from edgekit.tflite_model import read_tflite
+from edgekit.verify import run_model, sqnr_db
+
+
+def _score(float_model, int8_data, x):
+    from edgekit.quantization.analysis import _outputs, probe_tensor
+
+    probe = float_model.tensors[probe_tensor(float_model)].name
+    reference = _outputs(float_model, x, "reference", probe)
+    return sqnr_db(reference, _outputs(read_tflite(int8_data), x, "reference", probe))
+
+
+def test_the_converters_private_quantizer_is_pinned(example, example_loaded):
+    """calibrate-only + mlir_quantize with the converter's own ranges is the plain converter,
+    output for output. If TensorFlow changes these private APIs, this fails first."""
+    from edgekit.converters.tflite import convert
+    from edgekit.quantization.engine import calibrate_only, mlir_quantize
+
+    x = example.calibration.x[:50]
+    calibrated = calibrate_only(example_loaded, x)
+    model = read_tflite(calibrated)
+    ranged = [t for t in model.tensors if not t.is_constant and t.dtype == "FLOAT32"]
+    assert ranged and all(t.name for t in ranged)
+    ours = mlir_quantize(calibrated, "int8", True)
+    plain = convert(example_loaded, "int8", io_dtype="int8", calibration=x).data
+    v = example.validation.x[:100]
+    a = run_model(read_tflite(ours), v, "reference")
+    b = run_model(read_tflite(plain), v, "reference")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_ranges_on_histograms_with_known_answers():
+    h = Histogram(0.0, 10.0, np.r_[np.full(2047, 10.0), 1.0])  # one outlier bin at the top
+    assert choose_range(h, "minmax") == (0.0, 10.0)
+    assert choose_range(h, "percentile:99")[1] == pytest.approx(9.9, abs=0.01)
+    rng = np.random.default_rng(0)
+    values = rng.exponential(1.0, 200000)  # a long-tailed activation (max 11.7)
+    counts, _ = np.histogram(values, 2048, (0.0, values.max()))
+    tail = Histogram(0.0, float(values.max()), counts.astype(float))
+    for method in ("mse", "kl", "percentile:99.99"):
+        lo, hi = choose_range(tail, method)
+        assert lo == 0.0 and 5.0 < hi < 0.95 * values.max(), (method, hi)  # clips the tail
+    # A lone outlier among 100,000 values costs more clipped than its rounding noise saves:
+    # MSE keeps it, the percentile drops it.
+    spike = np.r_[np.abs(rng.normal(0, 1, 100000)), [40.0]]
+    counts, _ = np.histogram(spike, 2048, (0.0, 40.0))
+    lone = Histogram(0.0, 40.0, counts.astype(float))
+    assert choose_range(lone, "mse")[1] > 30 and choose_range(lone, "percentile:99.99")[1] < 5
+    signed = Histogram(-5.0, 5.0, np.full(2048, 1.0))
+    lo, hi = choose_range(signed, "mse")
+    assert lo < 0 < hi
+    with pytest.raises(edgekit.errors.UsageError, match="percentile"):
+        parse_method("percentile:abc")
+    with pytest.raises(edgekit.errors.UsageError, match="unknown calibration method"):
+        parse_method("entropy")
+
+
+def test_average_pool_to_mean_is_the_same_model_in_float(resnet8, resnet8_float):
+    from edgekit.tflite_edit import average_pool_to_mean
+
+    _, model = resnet8_float
+    rewritten, ops = average_pool_to_mean(model.data)
+    new = read_tflite(rewritten)
+    assert [model.operators[i].name for i in ops] == ["AVERAGE_POOL_2D"]
+    assert "MEAN" in {op.name for op in new.operators}
+    assert "AVERAGE_POOL_2D" not in {op.name for op in new.operators}
+    x = resnet8.validation.x[:32]
+    a, b = run_model(model, x, "reference"), run_model(new, x, "reference")
+    assert all(np.max(np.abs(a[k] - b[k])) <= 1e-5 * np.max(np.abs(a[k])) for k in a)
+
+
+@pytest.fixture(scope="session")
+def r8_statistics(resnet8, resnet8_float):
+    from edgekit.quantization.engine import collect_statistics
+    from edgekit.tflite_edit import average_pool_to_mean
+
+    rewritten, _ = average_pool_to_mean(resnet8_float[1].data)
+    x = resnet8.calibration.x[:100]
+    return rewritten, x, collect_statistics(read_tflite(rewritten), x)
+
+
+def test_every_method_makes_a_real_int8_model_and_the_default_beats_the_converter(
+    resnet8, resnet8_float, r8_statistics
+):
+    from edgekit.converters.tflite import convert
+    from edgekit.models import conversion_worker, load_model
+    from edgekit.quantization.engine import quantize_int8
+
+    rewritten, x, stats = r8_statistics
+    _, float_model = resnet8_float
+    v = resnet8.validation.x[:200]
+    plain = convert(load_model(resnet8.model_path), "int8", io_dtype="int8", calibration=x).data
+    baseline = _score(float_model, plain, v)
+    scores = {}
+    for method in ("minmax", "percentile:99.999", "mse", "kl"):
+        result = quantize_int8(rewritten, x, method=method, statistics=stats,
+                               worker=conversion_worker())  # fmt: skip
+        model = read_tflite(result.data)
+        assert {t.dtype for t in model.input_tensors()} == {"INT8"}
+        assert "MEAN" in {op.name for op in model.operators}
+        assert result.bias_corrected_ops > 0
+        scores[method] = _score(float_model, result.data, v)
+    assert scores["minmax"] >= baseline + 0.5, (scores, baseline)  # the default
+    # No method collapses on a real net (KL clips the logits: a few dB lower there).
+    assert min(scores.values()) > 25, scores
+
+
+def test_bias_correction_removes_the_measured_shift(resnet8, r8_statistics):
+    from edgekit.models import conversion_worker
+    from edgekit.quantization.engine import quantize_int8
+    from edgekit.runtimes.litert import dequantize_tensor, quantize_input, run_isolated
+
+    rewritten, x, stats = r8_statistics
+    kwargs = dict(method="minmax", statistics=stats, worker=conversion_worker())
+    before = read_tflite(quantize_int8(rewritten, x, bias_correction=False, **kwargs).data)
+    after = read_tflite(quantize_int8(rewritten, x, bias_correction=True, **kwargs).data)
+    float_model = read_tflite(rewritten)
+    names = {t.name: t.index for t in float_model.tensors}
+    corrected = [op for op in after.operators if op.name in ("CONV_2D", "FULLY_CONNECTED")
+                 and op.fused_activation == "NONE"]  # fmt: skip
+    assert corrected
+    changed = [op for op in corrected
+               if not np.array_equal(after.weights(op.inputs[2]), before.weights(op.inputs[2]))]
+    assert changed
+    op = changed[0]
+    out = op.outputs[0]
+    _, ref = run_isolated(float_model, [x], "builtin", keep=(names[after.tensors[out].name],))
+    shifts = []
+    for model in (before, after):
+        _, got = run_isolated(model, [quantize_input(x, model.input_tensors()[0])], "reference",
+                              keep=(out,))  # fmt: skip
+        expected = ref[names[after.tensors[out].name]]
+        error = expected - dequantize_tensor(got[out], model.tensors[out])
+        shifts.append(np.abs(error.reshape(-1, error.shape[-1]).mean(axis=0)).mean())
+    assert shifts[1] < shifts[0], shifts
+
+
+def test_analysis_ranks_every_layer_and_draws_it(resnet8, tmp_path):
+    from edgekit.quantization import analyze
+
+    chart = tmp_path / "r8.png"
+    report = analyze(resnet8.model_path, "cortex-m7", calibration=resnet8.calibration.x[:100],
+                     validation=(resnet8.validation.x, resnet8.validation.y), chart=chart,
+                     samples=32)  # fmt: skip
+    a = report.analysis
+    assert len(a.layers) >= 14 and a.samples == 32
+    assert all(layer.sensitivity_db is not None for layer in a.layers)
+    ranked = a.ranked()
+    assert ranked[0].sensitivity_db == max(layer.sensitivity_db for layer in a.layers)
+    assert "logits" in a.probe
+    assert a.per_element_bound_db >= a.output_sqnr_db - 1.0
+    assert all(0 <= layer.clipped <= 1 and 0 < layer.bits_used <= 8 for layer in a.layers)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.engine["rewrites"] == ["op #12 AVERAGE_POOL_2D → MEAN"]
+
+
+def test_analyze_cli(resnet8, tmp_path):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, resnet8.calibration.x[:50])
+    chart = tmp_path / "a.png"
+    result = run_edgekit("analyze", str(resnet8.model_path), "-t", "rpi4", "--calibration",
+                         str(calib), "--samples", "16", "--chart", str(chart))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "layers, worst first" in result.stdout and "gain if float" in result.stdout
+    assert chart.exists()
+    again = run_edgekit("analyze", str(resnet8.model_path), "-t", "rpi4", "--calibration",
+                        str(calib), "--chart", str(chart))  # fmt: skip
+    assert again.returncode == 2 and "--force" in again.stderr
+    typo = run_edgekit("analyze", str(resnet8.model_path), "-t", "rpi4", "--calibration",
+                       str(calib), "--calibration-method", "entropy")  # fmt: skip
+    assert typo.returncode == 2 and "unknown calibration method" in typo.stderr
+
+
+def test_deploy_report_carries_the_analysis_and_its_chart(resnet8_m7):
+    from edgekit.report import Role
+
+    bundle = resnet8_m7
+    q = bundle.report.quantization
+    assert q["method"] == "minmax" and q["bias_corrected_ops"] > 0
+    assert q["analysis"]["layers"] and q["analysis"]["output_sqnr_db"] > 25
+    chart = bundle.file(Role.CHART)
+    assert chart is not None and chart.name == "analysis.png"
+    md = (bundle.path / "report.md").read_text()
+    assert "## Quantization" in md and "![per-layer SQNR and sensitivity](analysis.png)" in md
+    steps = {s.name for s in bundle.report.steps}
+    assert "per-layer analysis" in steps
+
+
+def test_a_float_tflite_is_quantized_on_deploy(resnet8, resnet8_float, tmp_path):
+    path, _ = resnet8_float
+    calib = tmp_path / "calib.npy"
+    np.save(calib, resnet8.calibration.x[:100])
+    bundle = edgekit.deploy(path, "cortex-m7", calibration=str(calib),
+                            validation=(resnet8.validation.x[:100], resnet8.validation.y[:100]),
+                            out=tmp_path)  # fmt: skip
+    assert bundle.ok, bundle.report.failed_checks()
+    deployed = read_tflite(bundle.file(edgekit.report.Role.DEPLOYED_MODEL).read_bytes())
+    assert {t.dtype for t in deployed.input_tensors()} == {"INT8"}
+    assert bundle.report.verification["runtime"].startswith("TFLM")
+    assert bundle.report.metrics.output_sqnr_db > 25
+    assert any(s.name == "quantize float .tflite to int8" for s in bundle.report.steps)
+
+
+def test_mixed_precision_keeps_the_fewest_ops_in_float(resnet8, tmp_path):
+    """A goal above what all-int8 reaches: ops go to float until it holds, then any the goal
+    does not need come back. The cost is measured."""
+    first = edgekit.deploy(resnet8.model_path, "raspberry-pi-4",
+                           calibration=resnet8.calibration.x[:100], analysis=False,
+                           validation=resnet8.validation.x[:100], out=tmp_path / "a")  # fmt: skip
+    logits = first.report.metrics.logits_sqnr_db
+    goal = round(logits + 3.0, 1)
+    mixed = edgekit.deploy(resnet8.model_path, "raspberry-pi-4",
+                           calibration=resnet8.calibration.x[:100], min_sqnr=goal,
+                           analysis=False, validation=resnet8.validation.x[:100],
+                           out=tmp_path / "b")  # fmt: skip
+    q = mixed.report.quantization
+    search = q["search"]["mixed"]
+    assert search["met"] and search["final_sqnr_db"] >= goal
+    assert 1 <= len(search["kept_in_float"]) < 15
+    assert q["kept_in_float"] == search["kept_in_float"]
+    deployed = read_tflite(mixed.file(edgekit.report.Role.DEPLOYED_MODEL).read_bytes())
+    assert "DEQUANTIZE" in {op.name for op in deployed.operators}
+    cost = q["mixed_precision_cost"]
+    assert cost["model_bytes"][1] > cost["model_bytes"][0]
+    assert all(p > 0 for p in cost["litert_p50_ms"])
+
+
+def test_mixed_precision_is_refused_where_there_are_no_float_kernels(resnet8, tmp_path):
+    result = run_edgekit("deploy", str(resnet8.model_path), "-t", "coral", "--calibration",
+                         "random", "--min-sqnr", "40", "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 2 and "runs only int8" in result.stderr
+
+
+def test_optimize_accuracy_tries_every_method(resnet8, tmp_path):
+    bundle = edgekit.deploy(resnet8.model_path, "raspberry-pi-4", optimize="accuracy",
+                            calibration=resnet8.calibration.x[:64], analysis=False,
+                            validation=resnet8.validation.x[:64], out=tmp_path)  # fmt: skip
+    q = bundle.report.quantization
+    candidates = q["search"]["candidates"]
+    assert len(candidates) == 10
+    best = max(c["sqnr_db"] for c in candidates)
+    bias = q["bias_corrected_ops"] > 0
+    chosen = next(c for c in candidates if c["label"].split(",")[0] == q["method"]
+                  and ("bias correction" in c["label"]) == bias)
+    assert chosen["sqnr_db"] == best
+    assert json.loads((bundle.path / "report.json").read_text())["quantization"]["search"]

@@ -47,9 +47,9 @@ TFLM_MAC_BUDGET = 5e9
 TFLM_MIN_SAMPLES, TFLM_MAX_SAMPLES = 20, 500
 QUANT_OPS = ("DEQUANTIZE", "QUANTIZE")
 ADVICE = (
-    "try more representative calibration data (100-500 real inputs), keeping the most "
-    "sensitive layers in higher precision, or quantization-aware training "
-    "(edgekit.keras.quantize_model)"
+    "see which layers lose most with `edgekit analyze`; try more representative calibration "
+    "data (100-500 real inputs), --optimize accuracy, keeping sensitive ops in float "
+    "(--min-sqnr), or quantization-aware training (edgekit.keras.quantize_model)"
 )
 
 

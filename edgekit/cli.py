@@ -378,6 +378,7 @@ def deploy(
 SUMMARY_METRICS = (
     "float_accuracy", "deployed_accuracy", "top1_agreement", "output_sqnr_db", "logits_sqnr_db",
     "output_max_abs_error", "output_cosine_similarity", "model_bytes", "tensor_arena_bytes",
+    "macs", "host_latency_ms",
 )  # fmt: skip
 
 

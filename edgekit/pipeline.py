@@ -388,6 +388,7 @@ def _run(
         else:
             step.detail = f"{result.samples} samples on {result.runtime}"
             _record_verification(result, report)
+    _host_latency_step(deployed, profile, report, steps)
     if getattr(converted, "power_of_two_ops", 0):
         report.notes.append(
             f"{converted.power_of_two_ops} ops have power-of-two weights (int8 0, ±1, ±2, ..., "
@@ -413,6 +414,38 @@ def _run(
         "labels": inputs.validation.y is not None,
     }
     return report
+
+
+def _host_latency_step(model: TFLiteModel, profile: TargetProfile, report: DeployReport,
+                       steps: _Steps) -> None:  # fmt: skip
+    """The deployed model's latency on this host (LiteRT, 1 thread, XNNPACK, the harness).
+
+    A figure to compare variants of one model (pruned, factorised) by, measured the same way
+    every time; the target's own latency is `edgekit bench`'s. MCU models run on the board (or
+    QEMU), so this host's CPU says nothing about them and they are not timed here."""
+    from edgekit.bench.linux import host_latencies
+    from edgekit.errors import EdgekitError
+
+    if profile.is_mcu:
+        steps.skip("host latency", "an MCU's latency is measured on the board (edgekit bench)")
+        return
+    with steps.run("host latency") as step:
+        details: list[dict] = []
+        try:
+            p50 = host_latencies([model.data], rounds=1, runs=50, details=details)[0]
+        except (EdgekitError, KeyError, TypeError) as exc:
+            step.detail = f"not measured: {str(exc).splitlines()[0][:160]}"
+            report.data["host_latency"] = {"error": step.detail}
+            return
+        device = details[0].get("device", {}) if details else {}
+        report.metrics.host_latency_ms = round(p50, 4)
+        report.data["host_latency"] = {
+            "p50_ms": round(p50, 4), "runs": 50, "threads": 1, "delegate": "xnnpack",
+            "cpu": device.get("cpu"), "harness": "devices/linux/edgekit_harness.py",
+            "what": "int8 model on this host's CPU" + (
+                " (the Edge TPU-compiled model needs the device)" if profile.uses_edgetpu else ""),
+        }  # fmt: skip
+        step.detail = f"p50 {p50:.3f} ms on {device.get('cpu', 'this host')}"
 
 
 def _quantizes_float_tflite(loaded: LoadedModel, profile: TargetProfile, calib: Any) -> bool:
@@ -442,10 +475,7 @@ def _engine_facts(engine: Any, profile: TargetProfile | None = None) -> dict[str
 
 def mixed_precision_cost(all_int8: bytes, mixed: bytes, profile: TargetProfile) -> dict:
     """What keeping ops in float costs: bytes, the TFLM arena, LiteRT latency (this host)."""
-    import statistics as stats
-    import tempfile
-
-    from edgekit.bench.linux import HarnessJob, LocalTransport
+    from edgekit.bench.linux import host_latencies
     from edgekit.errors import EdgekitError
     from edgekit.runtimes.tflm import measure_arena
     from edgekit.tflite_model import read_tflite
@@ -457,21 +487,11 @@ def mixed_precision_cost(all_int8: bytes, mixed: bytes, profile: TargetProfile) 
                                           for d in (all_int8, mixed)]  # fmt: skip
         except EdgekitError as exc:
             cost["tensor_arena_bytes"] = f"not measured: {exc}"
-    with tempfile.TemporaryDirectory(prefix="edgekit-mixed-") as tmp:
-        latencies: list[list[float]] = [[], []]
-        paths = []
-        for i, data in enumerate((all_int8, mixed)):
-            paths.append(Path(tmp) / f"m{i}.tflite")
-            paths[-1].write_bytes(data)
-        try:
-            for _ in range(3):  # interleaved rounds: the machine is shared and noisy
-                for i, path in enumerate(paths):
-                    run = LocalTransport().run(HarnessJob(path, runs=30, warmup=3, threads=1,
-                                                          delegate="none"))  # fmt: skip
-                    latencies[i].append(run["metrics"]["latency_ms"]["p50"])
-            cost["litert_p50_ms"] = [round(stats.median(v), 4) for v in latencies]
-        except (EdgekitError, KeyError, TypeError) as exc:
-            cost["litert_p50_ms"] = f"not measured: {exc}"
+    try:
+        latencies = host_latencies([all_int8, mixed], delegate="none")
+        cost["litert_p50_ms"] = [round(value, 4) for value in latencies]
+    except (EdgekitError, KeyError, TypeError) as exc:
+        cost["litert_p50_ms"] = f"not measured: {exc}"
     cost["order"] = ["all int8", "mixed"]
     return cost
 

@@ -94,6 +94,9 @@ class Metrics:
     )
     parameters: int | None = _metric("", "constant tensor elements (weights, biases)")
     macs: int | None = _metric("", "multiply-accumulates per inference")
+    host_latency_ms: float | None = _metric(
+        "ms", "p50 on this host: LiteRT, 1 thread, XNNPACK (not the target's own latency)"
+    )
     activation_lower_bound_bytes: int | None = _metric(
         "bytes", "most activation bytes alive at one op: no planner can use less"
     )
@@ -231,6 +234,8 @@ def format_value(value: Any, kind: str = "") -> str:
         return f"{value:.1f} dB"
     if kind == "bytes":
         return f"{value:,} B ({value / 1024:.1f} KiB)"
+    if kind == "ms":
+        return f"{value:.3f} ms"
     if isinstance(value, float):
         return f"{value:.4g}"
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)

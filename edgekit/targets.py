@@ -29,6 +29,7 @@ Profile layout (every key is documented in docs/targets.md)::
     [execution]
     threads = 1
     delegate = "none"                  # none | xnnpack | edgetpu | gpu | nnapi
+    channel_tile = 16                  # optional: the int8 kernels' output-channel tile
     [delegates.gpu]                    # optional per-delegate overrides
     quantization = "float16"
 """
@@ -143,6 +144,7 @@ class TargetProfile:
     aliases: tuple[str, ...] = ()
     allowed_ops: tuple[str, ...] = ()
     coprocessors: tuple[str, ...] = ()
+    channel_tile: int | None = None  # channels the int8 kernels process at a time
     delegate_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
 
@@ -217,7 +219,8 @@ class TargetProfile:
                 "coprocessors": list(self.coprocessors),
             },
             "memory": {name: getattr(self.memory, name) for name in MEMORY_FIELDS},
-            "execution": {"threads": self.threads, "delegate": self.delegate},
+            "execution": {"threads": self.threads, "delegate": self.delegate,
+                          "channel_tile": self.channel_tile},  # fmt: skip
             "delegates": self.delegate_overrides,
             "source": self.source,
         }
@@ -228,9 +231,10 @@ class TargetProfile:
         if not isinstance(data, dict):
             raise UsageError(f"{source}: the target profile is not a table")
         table = {k: v for k, v in data.items() if k != "source"}
-        memory = table.get("memory")
-        if isinstance(memory, dict):
-            table["memory"] = {k: v for k, v in memory.items() if v is not None}
+        for section in ("memory", "execution"):  # unset fields come back as null
+            values = table.get(section)
+            if isinstance(values, dict):
+                table[section] = {k: v for k, v in values.items() if v is not None}
         return parse_profile(table, source)
 
 
@@ -285,7 +289,7 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     mem = top.sub("memory")
     mem.reject_unknown(MEMORY_FIELDS)
     exe = top.sub("execution")
-    exe.reject_unknown(("threads", "delegate"))
+    exe.reject_unknown(("threads", "delegate", "channel_tile"))
     delegates = top.get("delegates", dict, default={})
     for name, override in delegates.items():
         sub = top.sub("delegates").sub(name)
@@ -349,6 +353,9 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     if (runtime == "tflm") != (family == "mcu"):
         raise top.fail("runtime", f"{runtime!r} does not fit family {family!r} (TFLM is for mcu)")
     threads = exe.get("threads", int, default=1)
+    channel_tile = exe.get("channel_tile", int, default=None)
+    if channel_tile is not None and channel_tile < 1:
+        raise exe.fail("channel_tile", f"must be >= 1; received {channel_tile}")
     if threads < 1:
         raise exe.fail("threads", f"must be >= 1; received {threads}")
     delegate = exe.get("delegate", str, default="none", choices=DELEGATES)
@@ -376,6 +383,7 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
         op_rules=ops.get("rules", str, default=runtime, choices=OP_RULES),
         allowed_ops=tuple(allowed),
         coprocessors=tuple(coprocessors),
+        channel_tile=channel_tile,
         memory=memory,
         threads=threads,
         delegate=delegate,

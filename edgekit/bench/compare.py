@@ -110,13 +110,9 @@ def plot_latencies(runs: list[BenchResult], out: str | Path, force: bool = False
             f"{out}: cannot plot to .{suffix or '(none)'}; use one of "
             + ", ".join(f".{f}" for f in PLOT_FORMATS)
         )
-    try:
-        import matplotlib
+    from edgekit.plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UsageError("plot needs matplotlib (pip install matplotlib)") from None
+    plt = pyplot()
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(runs)), 4.5))

@@ -92,6 +92,37 @@ class LocalTransport:
         return result
 
 
+def host_latencies(
+    models: list[bytes],
+    *,
+    rounds: int = 3,
+    runs: int = 30,
+    threads: int = 1,
+    delegate: str = "xnnpack",
+    details: list | None = None,
+) -> list[float]:
+    """p50 latency (ms) of each .tflite on this host through the harness (LiteRT), as the
+    median over `rounds` interleaved rounds: ratios between models come from one run on a
+    shared, noisy machine. `details` (a list) receives each model's first harness result."""
+    import statistics
+
+    measured: list[list[float]] = [[] for _ in models]
+    with tempfile.TemporaryDirectory(prefix="edgekit-latency-") as tmp:
+        paths = []
+        for i, data in enumerate(models):
+            paths.append(Path(tmp) / f"m{i}.tflite")
+            paths[-1].write_bytes(data)
+        for _ in range(rounds):
+            for i, path in enumerate(paths):
+                job = HarnessJob(path, runs=runs, warmup=max(3, runs // 10), threads=threads,
+                                 delegate=delegate)  # fmt: skip
+                result = LocalTransport().run(job)
+                measured[i].append(result["metrics"]["latency_ms"]["p50"])
+                if details is not None and len(details) < len(models):
+                    details.append(result)
+    return [statistics.median(values) for values in measured]
+
+
 class SSHTransport:
     """A Linux device over the system OpenSSH client (BatchMode: keys/agent, no prompts)."""
 

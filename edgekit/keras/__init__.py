@@ -37,6 +37,18 @@ _EXPORTS = {
     "quantize_power_of_two": "edgekit.keras.power_of_two",
     "PowerOfTwoWeightQuantizer": "edgekit.keras.power_of_two",
     "PowerOfTwoConfig": "edgekit.keras.power_of_two",
+    # structured compression
+    "prune_channels": "edgekit.keras.channel_pruning",
+    "PruningReport": "edgekit.keras.channel_pruning",
+    "ChannelGraph": "edgekit.keras.channels",
+    "keras_macs": "edgekit.keras.channels",
+    "factorize": "edgekit.keras.lowrank",
+    "fine_tune": "edgekit.keras.finetune",
+    "find_ticket": "edgekit.keras.lottery",
+    "GroupLasso": "edgekit.keras.sparsity",
+    "sparsify": "edgekit.keras.sparsity",
+    "gamma_histogram": "edgekit.keras.sparsity",
+    "recalibrate_batchnorm": "edgekit.keras.batchnorm",
     # clustering
     "cluster_weights": "edgekit.keras.clustering",
     "strip_clustering": "edgekit.keras.clustering",

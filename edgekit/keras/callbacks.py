@@ -5,6 +5,8 @@
   put it before TensorBoard in the callback list).
 - `DistillationSchedule`: anneals a `Distiller`'s temperature and/or alpha over epochs.
 - `TargetFitCheck`: does the model still fit the target? Converts a copy at epoch end.
+- `ChannelPruningSchedule`: removes channels in steps during fit (edgekit.keras.channel_schedule).
+- `ProximalSparsity`: group-lasso / BN-γ proximal steps, exact zeros (edgekit.keras.sparsity).
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ tf = tensorflow()
 keras = tf_keras()
 
 UpdatePruningStep = tfmot().sparsity.keras.UpdatePruningStep
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ChannelPruningSchedule":
+        from edgekit.keras.channel_schedule import ChannelPruningSchedule
+
+        return ChannelPruningSchedule
+    if name == "ProximalSparsity":
+        from edgekit.keras.sparsity import ProximalSparsity
+
+        return ProximalSparsity
+    raise AttributeError(f"module 'edgekit.keras.callbacks' has no attribute {name!r}")
 
 
 def _trained_model(model: Any) -> Any:
@@ -120,7 +134,9 @@ class TargetFitCheck(keras.callbacks.Callback):
     """Every `every_n_epochs`, convert a copy for `target` and log whether it fits.
 
     Logged (prefixed with the target name, e.g. `cortex-m4/tensor_arena_bytes`):
-    `model_bytes`, `tensor_arena_bytes` (MCU targets), `fits_budget` (1.0 or 0.0) and
+    `model_bytes`, `macs` (of the converted model), `latency_ms` (its p50 on this host:
+    LiteRT, 1 thread, XNNPACK, edgekit's harness; not for MCU targets, and `latency=False`
+    turns it off), `tensor_arena_bytes` (MCU targets), `fits_budget` (1.0 or 0.0) and
     `top1_agreement` of the converted model with the Keras model on `samples` inputs.
     The model being trained is never modified: pruning/clustering wrappers are stripped from
     a copy. With `stop_when_fits=True`, training stops at the first epoch that fits.
@@ -133,6 +149,7 @@ class TargetFitCheck(keras.callbacks.Callback):
         every_n_epochs: int = 1,
         stop_when_fits: bool = False,
         samples: int = 32,
+        latency: bool = True,
     ) -> None:
         super().__init__()
         from edgekit.targets import load_target
@@ -147,6 +164,7 @@ class TargetFitCheck(keras.callbacks.Callback):
         self.every_n_epochs = max(1, int(every_n_epochs))
         self.stop_when_fits = stop_when_fits
         self.samples = samples
+        self.latency = latency
         self.history: list[dict[str, float]] = []
 
     def measure(self, model: Any) -> dict[str, float]:
@@ -155,6 +173,8 @@ class TargetFitCheck(keras.callbacks.Callback):
         The same stage functions as `edgekit deploy` convert, size the arena and check.
         """
         from edgekit import stages
+        from edgekit.bench.linux import host_latencies
+        from edgekit.graph import op_macs
         from edgekit.models import from_keras
         from edgekit.verify import run_model
 
@@ -163,6 +183,9 @@ class TargetFitCheck(keras.callbacks.Callback):
         loaded = from_keras(snapshot, "TargetFitCheck")
         deployed, converted = stages.convert_deployed(loaded, self.profile, self.calibration)
         figures: dict[str, float] = {"model_bytes": float(converted.model_bytes)}
+        figures["macs"] = float(sum(op_macs(deployed, op) for op in deployed.operators))
+        if self.latency and not self.profile.is_mcu:
+            figures["latency_ms"] = host_latencies([deployed.data], rounds=1, runs=30)[0]
         tflm = None
         if self.profile.is_mcu:
             tflm = stages.export_tflm(deployed, "TargetFitCheck", sources=False)

@@ -106,11 +106,9 @@ class Analysis:
 
     def chart(self, path: str | Path, title: str = "") -> Path:
         """A PNG: per-layer SQNR (bars, in graph order) and sensitivity (points)."""
-        import matplotlib
+        from edgekit.plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         layers = sorted(self.layers, key=lambda layer: layer.index)
         labels = [f"#{layer.index} {layer.op}" for layer in layers]
         sqnr = [layer.sqnr_db if layer.sqnr_db is not None else 60.0 for layer in layers]

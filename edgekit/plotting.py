@@ -1,0 +1,23 @@
+"""matplotlib for edgekit's charts: headless (Agg), and a one-line error when it is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekit.errors import UsageError
+
+
+def pyplot() -> Any:
+    """`matplotlib.pyplot` on the Agg backend (no display needed).
+
+    >>> pyplot().__name__
+    'matplotlib.pyplot'
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("charts need matplotlib (pip install 'edgekit[plot]')") from None
+    return plt

@@ -110,3 +110,21 @@ def test_keras3_functional_model_with_a_merge_is_rebuilt():
     assert np.allclose(rebuilt(x).numpy(), np.asarray(k3(x)), atol=1e-6)
     pruned = ek.prune_low_magnitude(k3, ek.ConstantSparsity(0.5, 0))
     assert {"a", "b"} <= set(ek.layer_sparsity(pruned))
+
+
+def test_pruning_a_model_leaves_the_original_untouched_and_distillable(base_model, digits_data):
+    # tfmot wraps the model's own layers: pruned and original would share every kernel, and
+    # fine-tuning with the original as teacher would distil from the student itself.
+    train = digits_data[0]
+    before = [w.copy() for w in base_model.get_weights()]
+    pruned = ek.prune_low_magnitude(base_model, ek.pruning_schedule(0.8, epochs=1,
+                                                                    steps_per_epoch=8))  # fmt: skip
+    mine = {v.ref() for v in pruned.weights}
+    assert not any(v.ref() in mine for v in base_model.weights)
+    history = ek.fine_tune(pruned, train.x[:512], train.y[:512], epochs=1, teacher=base_model,
+                           callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    assert history.history["distillation_loss"][-1] > 0  # a real teacher
+    for old, new in zip(before, base_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+    kernels = [w for w in ek.strip_pruning(pruned).get_weights() if w.ndim == 4]
+    assert np.mean(kernels[-1] == 0) > 0.75

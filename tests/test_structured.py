@@ -68,12 +68,12 @@ def test_residual_branches_share_one_group_and_lose_the_same_channels(resnet8):
     graph = ChannelGraph(model)
     joined = [g for g in graph.prunable() if len(g.producers) > 1]
     assert len(joined) == 3  # one per residual stage
-    stem = next(g for g in joined if "conv2d" in g.producers)
-    assert {"conv2d", "conv2d_2", "add"} <= set(stem.producers + stem.members)
+    stem = next(g for g in joined if "stem" in g.producers)
+    assert {"stem", "s1_conv2", "s1_add"} <= set(stem.producers + stem.members)
     smaller = ek.prune_channels(model, ratio=0.5, criterion="l1")
     by_name = {layer.name: layer for layer in smaller.layers}
-    assert by_name["conv2d"].filters == by_name["conv2d_2"].filters == 8
-    assert by_name["conv2d_5"].filters == by_name["conv2d_4"].filters == 16  # the 1×1 shortcut
+    assert by_name["stem"].filters == by_name["s1_conv2"].filters == 8
+    assert by_name["s2_shortcut"].filters == by_name["s2_conv2"].filters == 16
     assert keras_macs(smaller) < 0.3 * keras_macs(model)
 
 
@@ -339,7 +339,7 @@ def test_recalibrating_batchnorm_repairs_stale_statistics(resnet8):
     stale = smaller.evaluate(*val, verbose=0)[1]
     assert ek.recalibrate_batchnorm(smaller, resnet8.calibration.x) == 9
     assert smaller.evaluate(*val, verbose=0)[1] > stale + 0.05
-    norm = smaller.get_layer("batch_normalization")
+    norm = smaller.get_layer("stem_bn")
     probe = keras.Model(smaller.inputs, norm.input)
     values = probe(resnet8.calibration.x).numpy().reshape(-1, norm.moving_mean.shape[0])
     np.testing.assert_allclose(norm.moving_mean.numpy(), values.mean(0), rtol=1e-3, atol=1e-4)
@@ -407,7 +407,7 @@ def test_factorised_resnet_recovers_with_fine_tuning(resnet8):
 
     train = splits("resnet8")[0]
     model = keras.models.load_model(resnet8.model_path)
-    smaller = ek.factorize(model, budget=0.6, layers=["conv2d_4", "conv2d_7", "logits"])
+    smaller = ek.factorize(model, budget=0.6, layers=["s2_conv2", "s3_conv2", "logits"])
     smaller.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     val = (resnet8.validation.x, resnet8.validation.y)
     before = smaller.evaluate(*val, verbose=0)[1]
@@ -517,7 +517,7 @@ def test_factorised_and_ticket_models_deploy(resnet8, digits_data, tmp_path):
     import edgekit
 
     model = keras.models.load_model(resnet8.model_path)
-    thin = ek.factorize(model, budget=0.6, layers=["conv2d_4", "conv2d_7", "logits"])
+    thin = ek.factorize(model, budget=0.6, layers=["s2_conv2", "s3_conv2", "logits"])
     bundle = edgekit.deploy(thin, "cortex-m7", calibration=resnet8.calibration.x,
                             validation=(resnet8.validation.x, resnet8.validation.y),
                             out=tmp_path / "thin")  # fmt: skip

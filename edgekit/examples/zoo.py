@@ -12,8 +12,9 @@ really have, trained on :mod:`edgekit.examples.datasets`:
 
 As in MLPerf Tiny, the classifiers end in an `AveragePooling2D` over the whole feature map,
 `Flatten` and a `Dense` softmax: the global average pool that int8 handles badly (its output
-must keep its input's scale). Each is trained deterministically once and cached beside the digits example
-(`EDGEKIT_CACHE_DIR`). Training takes 10-45 s on two cores.
+must keep its input's scale). Every layer has a stable name (`stem`, `s2_conv1`, `dw3_bn`,
+`logits`, ...), whatever else the process has built. Each is trained deterministically once
+and cached beside the digits example (`EDGEKIT_CACHE_DIR`). Training takes 10-45 s on two cores.
 
 >>> sorted(SPECS)
 ['autoencoder', 'dscnn', 'mobilenet', 'resnet8']
@@ -33,10 +34,10 @@ from edgekit.data import Dataset
 def _average_pool_head(keras: Any, x: Any, classes: int) -> Any:
     """MLPerf Tiny's classifier head: average pool over the whole map, flatten, softmax."""
     layers = keras.layers
-    x = layers.AveragePooling2D(pool_size=tuple(int(d) for d in x.shape[1:3]))(x)
-    x = layers.Flatten()(x)
+    x = layers.AveragePooling2D(pool_size=tuple(int(d) for d in x.shape[1:3]), name="pool")(x)
+    x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(classes, name="logits")(x)
-    return layers.Softmax()(x)
+    return layers.Softmax(name="softmax")(x)
 
 
 def resnet8(keras: Any, classes: int = 8, widths: tuple[int, int, int] = (16, 32, 64)) -> Any:
@@ -44,35 +45,42 @@ def resnet8(keras: Any, classes: int = 8, widths: tuple[int, int, int] = (16, 32
     layers = keras.layers
     inputs = keras.Input((32, 32, 3), name="image")
 
-    def conv_bn(x: Any, filters: int, strides: int = 1, relu: bool = True) -> Any:
-        x = layers.Conv2D(filters, 3, strides, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(x)
-        return layers.ReLU()(x) if relu else x
+    def conv_bn(x: Any, name: str, filters: int, strides: int = 1, relu: bool = True) -> Any:
+        x = layers.Conv2D(filters, 3, strides, padding="same", use_bias=False, name=name)(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
-    x = conv_bn(inputs, widths[0])
-    for stage, filters in enumerate(widths):
-        strides = 1 if stage == 0 else 2
-        y = conv_bn(x, filters, strides)
-        y = conv_bn(y, filters, relu=False)
+    x = conv_bn(inputs, "stem", widths[0])
+    for stage, filters in enumerate(widths, start=1):
+        strides = 1 if stage == 1 else 2
+        y = conv_bn(x, f"s{stage}_conv1", filters, strides)
+        y = conv_bn(y, f"s{stage}_conv2", filters, relu=False)
         if strides != 1 or x.shape[-1] != filters:
-            x = layers.Conv2D(filters, 1, strides, use_bias=False)(x)
-            x = layers.BatchNormalization(momentum=0.9)(x)
-        x = layers.ReLU()(layers.Add()([x, y]))
+            x = layers.Conv2D(filters, 1, strides, use_bias=False, name=f"s{stage}_shortcut")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"s{stage}_shortcut_bn")(x)
+        x = layers.Add(name=f"s{stage}_add")([x, y])
+        x = layers.ReLU(name=f"s{stage}_relu")(x)
     return keras.Model(inputs, _average_pool_head(keras, x, classes), name="resnet8")
 
 
-def mobilenet(keras: Any, classes: int = 8, alpha: float = 0.25) -> Any:
-    """MobileNet-v1 style depthwise-separable net for 32x32x3 inputs."""
+def mobilenet(keras: Any, classes: int = 8, alpha: float = 0.25, size: int = 32) -> Any:
+    """MobileNet-v1 style depthwise-separable net for size x size x 3 inputs (32 for the
+    reference example; the structured-compression benchmark also trains α 0.5 at 64)."""
     layers = keras.layers
-    inputs = keras.Input((32, 32, 3), name="image")
+    inputs = keras.Input((size, size, 3), name="image")
 
-    def bn_relu6(x: Any) -> Any:
-        return layers.ReLU(6.0)(layers.BatchNormalization(momentum=0.9)(x))
+    def bn_relu6(x: Any, name: str) -> Any:
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
-    x = bn_relu6(layers.Conv2D(int(32 * alpha), 3, 2, padding="same", use_bias=False)(inputs))
-    for filters, strides in ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)):
-        x = bn_relu6(layers.DepthwiseConv2D(3, strides, padding="same", use_bias=False)(x))
-        x = bn_relu6(layers.Conv2D(int(filters * alpha), 1, use_bias=False)(x))
+    stem = layers.Conv2D(int(32 * alpha), 3, 2, padding="same", use_bias=False, name="stem")
+    x = bn_relu6(stem(inputs), "stem")
+    blocks = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2))
+    for block, (filters, strides) in enumerate(blocks, start=1):
+        x = layers.DepthwiseConv2D(3, strides, padding="same", use_bias=False, name=f"dw{block}")(x)
+        x = bn_relu6(x, f"dw{block}")
+        x = bn_relu6(layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"pw{block}")(x),
+                     f"pw{block}")  # fmt: skip
     return keras.Model(inputs, _average_pool_head(keras, x, classes), name="mobilenet")
 
 
@@ -80,13 +88,17 @@ def dscnn(keras: Any, classes: int = 6, filters: int = 64) -> Any:
     """DS-CNN keyword spotter (MLPerf Tiny KWS) on (49, 10, 1) log-mel frames."""
     layers = keras.layers
     inputs = keras.Input((49, 10, 1), name="mfcc")
-    x = layers.Conv2D(filters, (10, 4), (2, 2), padding="same", use_bias=False)(inputs)
-    x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
-    for _ in range(4):
-        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-        x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
-        x = layers.Conv2D(filters, 1, use_bias=False)(x)
-        x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+
+    def bn_relu(x: Any, name: str) -> Any:
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+
+    stem = layers.Conv2D(filters, (10, 4), (2, 2), padding="same", use_bias=False, name="stem")
+    x = bn_relu(stem(inputs), "stem")
+    for block in range(1, 5):
+        x = bn_relu(layers.DepthwiseConv2D(3, padding="same", use_bias=False,
+                                           name=f"dw{block}")(x), f"dw{block}")  # fmt: skip
+        x = bn_relu(layers.Conv2D(filters, 1, use_bias=False, name=f"pw{block}")(x), f"pw{block}")
     return keras.Model(inputs, _average_pool_head(keras, x, classes), name="dscnn")
 
 
@@ -95,9 +107,10 @@ def autoencoder(keras: Any, width: int = 64, bottleneck: int = 8) -> Any:
     layers = keras.layers
     inputs = keras.Input((160,), name="frames")
     x = inputs
-    for units in (width, width, width, bottleneck, width, width, width):
-        x = layers.Dense(units)(x)
-        x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+    for index, units in enumerate((width, width, width, bottleneck, width, width, width), 1):
+        x = layers.Dense(units, name=f"dense{index}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"dense{index}_bn")(x)
+        x = layers.ReLU(name=f"dense{index}_relu")(x)
     outputs = layers.Dense(160, name="reconstruction")(x)
     return keras.Model(inputs, outputs, name="autoencoder")
 
@@ -141,7 +154,7 @@ class Spec:
     learning_rate: float
     loss: str
     task: str
-    version: int = 2
+    version: int = 3  # 3: every layer has a stable name
 
 
 SPECS = {

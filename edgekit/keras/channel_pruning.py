@@ -161,8 +161,11 @@ class ChannelPruner:
 
         found = bisect(make, lambda c: c[1][0], lowest, 0.95, iterations)
         if found is None:
-            raise UsageError("the budget cannot be met even with 95 % of the channels removed "
-                             f"(min_channels={self.min_channels}, tile={self.tile})")  # fmt: skip
+            floor = self.macs(self.plan(0.95, scores))
+            raise UsageError(
+                f"the budget cannot be met: with 95 % of the channels removed (min_channels="
+                f"{self.min_channels}, tile={self.tile}) the model still has {floor:,} MACs"
+            )
         keep, (_, measured) = found
         return keep, measured
 

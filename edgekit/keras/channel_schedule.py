@@ -127,8 +127,9 @@ class ChannelPruningSchedule(keras.callbacks.Callback):
         apply_masks([(s, m) for v, m in self._masks for s in optimizer_slots(optimizer, v)])
         if self.verbose:
             macs = self._figures()["macs"]
+            tile = f", channels rounded to {pruner.tile}" if pruner.tile else ""
             print(f"channel pruning step {step + 1}/{len(self.epochs)}: {macs:,.0f} MACs "
-                  f"({macs / pruner.macs_before:.0%} of {pruner.macs_before:,})")  # fmt: skip
+                  f"({macs / pruner.macs_before:.0%} of {pruner.macs_before:,}{tile})")  # fmt: skip
 
     def _figures(self) -> dict[str, float]:
         smaller = self.pruner.rebuild(self.keep) if self.keep is not None else self.pruner.model

@@ -35,6 +35,23 @@ def _loss_for(y: np.ndarray, model: Any, teacher: Any) -> Any:
     return "mse"
 
 
+def _unshared(teacher: Any, student: Any) -> Any:
+    """The teacher, or a frozen copy of it when it shares variables with the student.
+
+    tfmot's `prune_low_magnitude(base)` wraps base's own layers: the pruned student and `base`
+    then share every kernel, so distilling from `base` would distil from the student itself
+    (a zero distillation loss) and freezing the teacher would freeze the student.
+    """
+    mine = {v.ref() for v in student.weights}
+    if not any(v.ref() in mine for v in teacher.weights):
+        return teacher
+    from edgekit._tf import tf_keras
+
+    copy = tf_keras().models.clone_model(teacher)
+    copy.set_weights(teacher.get_weights())
+    return copy
+
+
 def fine_tune(
     model: Any,
     x: Any,
@@ -77,7 +94,9 @@ def fine_tune(
     if teacher is not None:
         from edgekit.keras.distillation import Distiller, SoftTargetLoss
 
-        trained = Distiller(model, ensure_tf_keras(teacher), [SoftTargetLoss(temperature)],
+        teacher = _unshared(ensure_tf_keras(teacher), model)
+        teacher_trainable = teacher.trainable
+        trained = Distiller(model, teacher, [SoftTargetLoss(temperature)],
                             alpha=alpha)  # fmt: skip
     trained.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     history = trained.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True,

@@ -94,7 +94,9 @@ def prune_low_magnitude(
     """Wrap a model (or a layer, or a list of layers) for magnitude pruning (tfmot).
 
     Keras 3 models are rebuilt in tf_keras first. Train with `UpdatePruningStep` in the
-    callbacks, then `strip_pruning` before deploying.
+    callbacks, then `strip_pruning` before deploying. A whole model is copied first: tfmot
+    wraps the model's own layers, so pruning would otherwise zero the original's kernels too
+    (and a teacher made of it would be the student).
     """
     sparsity = tfmot().sparsity.keras
     schedule = schedule if schedule is not None else sparsity.ConstantSparsity(0.5, 0)
@@ -102,7 +104,7 @@ def prune_low_magnitude(
         target = model_or_layers
         layers = list(target) if isinstance(target, (list, tuple)) else [target]
     else:
-        target = ensure_tf_keras(model_or_layers)
+        target = _own_copy(ensure_tf_keras(model_or_layers))
         layers = target.layers
     bad = [layer for layer in layers if not _prunable(layer)]
     if bad:
@@ -111,6 +113,17 @@ def prune_low_magnitude(
     if sparsity_m_by_n is not None:
         options["sparsity_m_by_n"] = sparsity_m_by_n
     return sparsity.prune_low_magnitude(target, **options)
+
+
+def _own_copy(model: Any) -> Any:
+    """A Sequential/Functional model with its own variables (same weights); others as given."""
+    if type(model).__name__ not in ("Sequential", "Functional"):
+        return model
+    from edgekit._tf import tf_keras
+
+    copy = tf_keras().models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def strip_pruning(model: Any) -> Any:

@@ -305,6 +305,14 @@ class _Progress:
     help="Let a Keras file's Lambda layers run their Python code while loading (trusted files "
     "only; recorded in the report).",
 )
+@click.option(
+    "--tflm-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar="EDGEKIT_TFLM_DIR",
+    help="MCU targets: a TFLM tree (create_tflm_tree.py) to build the firmware with and run it "
+    "under QEMU for 32-bit arena, flash, RAM and instruction figures [env: EDGEKIT_TFLM_DIR].",
+)
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @TARGETS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
@@ -327,6 +335,7 @@ def deploy(
     max_agreement_drop: float | None,
     sparse_size: bool,
     unsafe_deserialization: bool,
+    tflm_dir: str | None,
     force: bool,
     targets_dir: str | None,
     as_json: bool,
@@ -362,6 +371,7 @@ def deploy(
             max_agreement_drop=max_agreement_drop,
             unsafe_deserialization=unsafe_deserialization,
             targets_dir=targets_dir,
+            tflm_dir=tflm_dir,
             on_step=progress,
         )
     finally:
@@ -378,6 +388,7 @@ def deploy(
 SUMMARY_METRICS = (
     "float_accuracy", "deployed_accuracy", "top1_agreement", "output_sqnr_db", "logits_sqnr_db",
     "output_max_abs_error", "output_cosine_similarity", "model_bytes", "tensor_arena_bytes",
+    "tensor_arena_32bit_bytes", "flash_bytes", "ram_bytes", "instructions_per_inference",
     "macs", "host_latency_ms",
 )  # fmt: skip
 

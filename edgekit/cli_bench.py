@@ -38,7 +38,7 @@ def _ms(value: Any) -> str:
 @click.option("--target", "-t", default=None, help="Target profile (default: the bundle's).")
 @click.option("--device", "-d", default="local", show_default=True,
               help="local | ssh://[user@]host[:port] | adb://SERIAL | "
-                   "serial:///dev/ttyX?baud=N | tflm-host")  # fmt: skip
+                   "serial:///dev/ttyX?baud=N | tflm-host | qemu[:BOARD]")  # fmt: skip
 @click.option("--runs", type=int, default=50, show_default=True, help="Timed runs.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Warm-up runs.")
 @click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
@@ -52,13 +52,18 @@ def _ms(value: Any) -> str:
               help="ssh_config file to use instead of ~/.ssh/config.")  # fmt: skip
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
               help="Android: benchmark_model binary to push (default: on the device).")  # fmt: skip
+@click.option("--tflm-dir", type=click.Path(file_okay=False), default=None,
+              envvar="EDGEKIT_TFLM_DIR",
+              help="--device qemu: TFLM tree (create_tflm_tree.py) to build the firmware "
+                   "with [env: EDGEKIT_TFLM_DIR].")  # fmt: skip
 @DB_OPTION
 @click.option("--no-record", is_flag=True, help="Do not store the run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: int,
               threads: int | None, delegate: str | None, input_path: str | None,
               timeout: float, remote_python: str, ssh_config: str | None,
-              benchmark_binary: str | None, db: str | None, no_record: bool,
+              benchmark_binary: str | None, tflm_dir: str | None, db: str | None,
+              no_record: bool,
               as_json: bool) -> int:  # fmt: skip
     """Benchmark MODEL (.tflite or a deploy bundle) on a device; record the result.
 
@@ -74,7 +79,8 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
     result = bench(
         model, target, device, runs=runs, warmup=warmup, threads=threads, delegate=delegate,
         input=input_path, timeout=timeout, remote_python=remote_python, ssh_config=ssh_config,
-        benchmark_binary=benchmark_binary, db=db, record=not no_record, on_progress=progress,
+        benchmark_binary=benchmark_binary, tflm_dir=tflm_dir, db=db, record=not no_record,
+        on_progress=progress,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
@@ -103,17 +109,22 @@ def _print_result(result: Any) -> None:
         taken = f"{m.get('delegate_nodes')}/{m.get('total_nodes') or '?'} nodes"
         note = " (rest on CPU)" if m.get("fallback_to_cpu") else ""
         console.print(f"  delegate            {result.delegate or 'none'}: {taken}{note}")
-    console.print(
-        f"  latency ms          p50 {_ms(lat.get('p50'))}  p90 {_ms(lat.get('p90'))}  "
-        f"p99 {_ms(lat.get('p99'))}  mean {_ms(lat.get('mean'))} ± {_ms(lat.get('std'))}  "
-        f"min {_ms(lat.get('min'))}"
-    )
-    console.print(
-        f"  init / first ms     {_ms(m.get('init_ms'))} / {_ms(m.get('first_inference_ms'))}"
-    )
+    if "instructions" in m:
+        _print_firmware(console, m)
+    if lat:
+        label = " (estimate)" if m.get("latency_source", "").startswith("estimate") else ""
+        console.print(
+            f"  latency ms{label:11} p50 {_ms(lat.get('p50'))}  p90 {_ms(lat.get('p90'))}  "
+            f"p99 {_ms(lat.get('p99'))}  mean {_ms(lat.get('mean'))} ± {_ms(lat.get('std'))}  "
+            f"min {_ms(lat.get('min'))}"
+        )
+    if "init_ms" in m or "first_inference_ms" in m:
+        console.print(
+            f"  init / first ms     {_ms(m.get('init_ms'))} / {_ms(m.get('first_inference_ms'))}"
+        )
     if m.get("peak_rss_mb") is not None:
         console.print(f"  peak RSS            {m['peak_rss_mb']:.1f} MB")
-    if m.get("arena_used_bytes") is not None:
+    if m.get("arena_used_bytes") is not None and "instructions" not in m:
         console.print(
             f"  tensor arena        {m['arena_used_bytes']:,} B used of {m.get('arena_bytes'):,} B"
         )
@@ -126,6 +137,30 @@ def _print_result(result: Any) -> None:
         console.print(f"  transport ms        {parts}")
     if result.id is not None:
         console.print(f"[dim]recorded as run {result.id}[/dim]")
+
+
+def _print_firmware(console: Any, m: dict[str, Any]) -> None:
+    """Instructions, arena and ELF figures of a `--device qemu` run."""
+    ins, elf = m["instructions"], m.get("elf") or {}
+    console.print(f"  instructions        {ins['per_inference']:,} per inference (min "
+                  f"{ins['min']:,}, max {ins['max']:,}; {ins['source']})")  # fmt: skip
+    console.print(f"  tensor arena        {m['arena_bytes']:,} B smallest that runs (32-bit) vs "
+                  f"{m['arena_host_bytes']:,} B host figure")  # fmt: skip
+
+    def budget(value: int, limit: int | None) -> str:
+        return f"{value:,} B" + (f" of {limit:,} B ({value / limit:.0%})" if limit else "")
+
+    console.print(f"  flash               {budget(m['flash_bytes'], m.get('flash_budget_bytes'))}"
+                  f" (text {elf.get('text', 0):,} + data {elf.get('data', 0):,})")  # fmt: skip
+    console.print(
+        f"  RAM                 {budget(m['ram_bytes'], m.get('ram_budget_bytes'))} "
+        f"(data + bss {elf.get('bss', 0):,} incl. arena {elf.get('tensor_arena', 0):,}"
+        f" + stack {m.get('stack_bytes') or 0:,} + heap {m.get('heap_bytes') or 0:,})"
+    )
+    build = m.get("build_seconds") or {}
+    library = "cached" if build.get("library_cached") else f"{build.get('tflm_library')} s"
+    console.print(f"  build               TFLM library {library}, firmware "
+                  f"{build.get('application')} s")  # fmt: skip
 
 
 @click.group("results")

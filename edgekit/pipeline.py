@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
+import os
 import re
 import shutil
 import time
@@ -184,6 +185,7 @@ def deploy(
     unsafe_deserialization: bool = False,
     custom_objects: dict | None = None,
     targets_dir: str | Path | None = None,
+    tflm_dir: str | Path | None = None,
     on_step: StepListener | None = None,
 ) -> Bundle:
     """Convert, check and verify `model` for `target`, and write a bundle.
@@ -212,6 +214,9 @@ def deploy(
         (on targets with float kernels) that reach it.
       unsafe_deserialization: let a Keras file's Lambda layers run their Python bytecode while
         loading (only for files you trust; the report records it).
+      tflm_dir: MCU targets with a `[firmware]` profile section: a TFLM tree (else
+        EDGEKIT_TFLM_DIR) to build the firmware with and run it under QEMU, for the 32-bit
+        arena, flash, RAM and instruction figures and a bit-exactness check.
 
     Returns the :class:`~edgekit.bundle.Bundle`; `bundle.ok` is False when a check failed.
     """
@@ -268,6 +273,7 @@ def deploy(
         inputs = DeployInputs(loaded, profile, calib, val, notes)
         report = _run(inputs, staging, steps, task, sparse_size, quant_options, analysis)
         _harness_step(profile, staging, report)
+        _firmware_step(profile, staging, report, steps, tflm_dir)
         report.steps = steps.steps
         report.status = "deployed" if report.ok else "failed"
         write_report(report, staging)
@@ -702,9 +708,116 @@ def _harness_step(profile: TargetProfile, staging: Path, report: DeployReport) -
                 "Edge TPU"
             )
     commands = bench_commands(
-        profile.harness, profile.transport, model, profile.threads, delegate, host_delegate
+        profile.harness, profile.transport, model, profile.threads, delegate, host_delegate,
+        cpu=profile.firmware.cpu if profile.firmware else None,
     )
     report.bench = {"harness": profile.harness, "transport": profile.transport, **commands}
+
+
+FIRMWARE_STEP = "firmware (qemu)"
+
+
+def _firmware_step(profile: TargetProfile, staging: Path, report: DeployReport, steps: _Steps,
+                   tflm_dir: str | Path | None) -> None:  # fmt: skip
+    """MCU targets: build the bundle's firmware and run it under QEMU; its 32-bit arena,
+    flash, RAM and instruction figures join the report beside the 64-bit host estimates."""
+    if not profile.is_mcu or report.metrics.tensor_arena_bytes is None:
+        return
+    from edgekit.bench.firmware import ENV_TFLM_DIR, PACKAGES
+
+    estimate = "the arena is the 64-bit host figure and flash/RAM are not measured"
+    tree = tflm_dir or os.environ.get(ENV_TFLM_DIR)
+    missing = [PACKAGES[t] for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")
+               if shutil.which(t) is None]  # fmt: skip
+    why = None
+    if profile.firmware is None:
+        why = f"target {profile.name} has no [firmware] section (CPU flags, QEMU board)"
+    elif not tree:
+        why = f"no TFLM tree (--tflm-dir or {ENV_TFLM_DIR})"
+    elif missing:
+        why = f"not installed: {', '.join(dict.fromkeys(missing))} (Debian packages)"
+    if why is not None:
+        steps.skip(FIRMWARE_STEP, f"{why}: {estimate}")
+        report.notes.append(f"firmware not built or run under QEMU ({why}): {estimate}")
+        return
+    with steps.run(FIRMWARE_STEP) as step:
+        result = _run_firmware(profile, staging, report, tree, steps.note)
+        step.detail = _record_firmware(result, profile, staging, report)
+
+
+def _run_firmware(profile: TargetProfile, staging: Path, report: DeployReport,
+                  tree: str | Path, note: Callable[[str], None]) -> Any:  # fmt: skip
+    from edgekit.bench.qemu import run_qemu
+    from edgekit.bench.result import BenchResult, DeviceFailure
+    from edgekit.bench.runner import BenchRequest, _model_file
+    from edgekit.bench.uri import parse_device
+
+    model = _model_file(staging / report.artifact(Role.DEPLOYED_MODEL).path)
+    model.arena_bytes = report.metrics.tensor_arena_bytes
+    request = BenchRequest(
+        model=model, device=parse_device("qemu"), profile=profile,
+        settings={"runs": 3, "warmup": 1, "threads": 1, "delegate": "none", "input": "random"},
+        timeout=600.0, tflm_dir=tree, progress=note,
+    )  # fmt: skip
+    try:
+        return run_qemu(request)
+    except DeviceFailure as exc:
+        return BenchResult(status="failed", error=str(exc), **request.identity())
+
+
+def _record_firmware(result: Any, profile: TargetProfile, staging: Path,
+                     report: DeployReport) -> str:  # fmt: skip
+    from edgekit.checks import Check, kib
+
+    m = result.metrics
+    if "instructions" not in m:  # it did not get as far as a run
+        report.checks.append(Check("firmware_runs_on_qemu", False, result.error or "failed"))
+        return result.error or "failed"
+    info = result.device_info
+    elf = Path(info["elf"])
+    out = staging / "firmware"
+    out.mkdir(exist_ok=True)
+    target = out / f"edgekit_harness-{info['cpu']}-{info['kernels']}.elf"
+    shutil.copyfile(elf, target)
+    report.artifacts.append(Artifact.of(target, staging, Role.FIRMWARE))
+    metrics = report.metrics
+    metrics.tensor_arena_32bit_bytes = m["arena_bytes"]
+    metrics.flash_bytes, metrics.ram_bytes = m["flash_bytes"], m["ram_bytes"]
+    metrics.instructions_per_inference = m["instructions"]["per_inference"]
+    where = f"QEMU {info['board']}, {info['kernels']} kernels, {' '.join(info['cpu_flags'])}"
+    assert report.tflm is not None
+    report.tflm.update({
+        "arena_32bit_bytes": m["arena_bytes"],
+        "arena_32bit_source": f"{m['arena_source']}; {where}",
+        "arena_note": "kTensorArenaSize in model_ops.h is the 64-bit host figure, an upper "
+                      "bound; the 32-bit firmware ran with arena_32bit_bytes",
+        "flash_bytes": m["flash_bytes"],
+        "ram_bytes": m["ram_bytes"],
+        "elf_text_data_bss_arena": " / ".join(f"{m['elf'][k]:,}" for k in
+                                              ("text", "data", "bss", "tensor_arena")),
+        "stack_high_water_bytes": m["stack_bytes"],
+        "memory_source": m["memory_source"],
+        "instructions_per_inference": m["instructions"]["per_inference"],
+        "instructions_source": m["instructions"]["source"] + " (instructions, not cycles)",
+        "firmware": f"{target.relative_to(staging)} ({info['compiler']}; QEMU {info['qemu']})",
+    })  # fmt: skip
+    report.checks.append(Check(
+        "firmware_matches_host_tflm", result.ok,
+        result.error or f"output CRC {m['output_digest']} under {where} equals host TFLM's",
+    ))  # fmt: skip
+    budget = profile.memory
+    fits = [(name, used, limit) for name, used, limit in
+            (("flash", m["flash_bytes"], budget.flash_bytes), ("RAM", m["ram_bytes"],
+             budget.ram_bytes)) if limit is not None]  # fmt: skip
+    if fits:
+        report.checks.append(Check(
+            "firmware_fits_memory", all(used <= limit for _, used, limit in fits),
+            "; ".join(f"{name} {kib(used)} of {kib(limit)} (ELF, 32-bit)"
+                      for name, used, limit in fits),
+        ))  # fmt: skip
+    return (f"{m['instructions']['per_inference']:,} instructions/inference, arena "
+            f"{m['arena_bytes']:,} B (32-bit) vs {m['arena_host_bytes']:,} B (host), flash "
+            f"{m['flash_bytes']:,} B, RAM {m['ram_bytes']:,} B")  # fmt: skip
 
 
 def _record_verification(result: Any, report: DeployReport) -> None:

@@ -50,6 +50,7 @@ class Role(str, enum.Enum):
     EDGETPU_LOG = "Edge TPU compiler log"
     HARNESS = "benchmark harness"
     CHART = "chart"
+    FIRMWARE = "firmware (QEMU)"
 
 
 def _metric(kind: str, meaning: str) -> Any:
@@ -105,6 +106,16 @@ class Metrics:
     )
     tensor_arena_minimum_bytes: int | None = _metric(
         "bytes", "smallest arena the TFLM interpreter ran with (see tflm.arena_source)"
+    )
+    tensor_arena_32bit_bytes: int | None = _metric(
+        "bytes", "smallest arena the firmware ran with on the 32-bit CPU under QEMU"
+    )
+    flash_bytes: int | None = _metric("bytes", "firmware text + data (ELF, built for the target)")
+    ram_bytes: int | None = _metric(
+        "bytes", "firmware data + bss (incl. the arena) + stack and heap high-water marks"
+    )
+    instructions_per_inference: int | None = _metric(
+        "", "Cortex-M instructions per Invoke() under QEMU (-icount shift=0), not cycles"
     )
     tflm_max_diff_steps: int | None = _metric(
         "", "largest TFLM vs LiteRT reference-kernel output difference, quantization steps"
@@ -378,6 +389,8 @@ def render_markdown(report: DeployReport) -> str:
             "host": "From this host",
             "on_device": "On the device, in the bundle directory",
             "simulate": "Host simulation (no board)",
+            "emulate": "Cortex-M firmware under QEMU (instructions, 32-bit arena, flash/RAM)",
+            "build": "Build the firmware yourself (CMake; see harness/README.md)",
         }
         for key, label in labels.items():
             if report.bench.get(key):

@@ -30,6 +30,12 @@ Profile layout (every key is documented in docs/targets.md)::
     threads = 1
     delegate = "none"                  # none | xnnpack | edgetpu | gpu | nnapi
     channel_tile = 16                  # optional: the int8 kernels' output-channel tile
+    [firmware]                         # optional (mcu): how `--device qemu` builds and runs it
+    cpu = "cortex-m4"                  # the board port's CPU
+    cpu_flags = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
+    qemu_board = "mps2-an386"          # QEMU machine with that CPU
+    clock_hz = 64000000                # optional, with cpi: a labelled ms estimate
+    cpi = 1.3                          # optional: documented cycles per instruction
     [delegates.gpu]                    # optional per-delegate overrides
     quantization = "float16"
 """
@@ -119,6 +125,29 @@ class MemoryBudget:
         return None if self.ram_bytes is None else self.ram_bytes - self.reserve_ram_bytes
 
 
+QEMU_CPUS = ("cortex-m4", "cortex-m7")  # what devices/mcu/boards/mps2 builds for
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """How a microcontroller target's firmware is built and simulated (`[firmware]`)."""
+
+    cpu: str
+    cpu_flags: tuple[str, ...]
+    qemu_board: str | None = None
+    clock_hz: int | None = None
+    cpi: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cpu": self.cpu,
+            "cpu_flags": list(self.cpu_flags),
+            "qemu_board": self.qemu_board,
+            "clock_hz": self.clock_hz,
+            "cpi": self.cpi,
+        }
+
+
 @dataclass(frozen=True)
 class TargetProfile:
     """One device family's deployment rules. Load with :func:`load_target`.
@@ -145,6 +174,7 @@ class TargetProfile:
     allowed_ops: tuple[str, ...] = ()
     coprocessors: tuple[str, ...] = ()
     channel_tile: int | None = None  # channels the int8 kernels process at a time
+    firmware: Firmware | None = None  # MCUs: CPU flags and QEMU board for --device qemu
     delegate_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
 
@@ -160,7 +190,7 @@ class TargetProfile:
 
     @property
     def runtime_text(self) -> str:
-        """"litert 2.16.1", "tflm (source build)": the runtime and the version devices run."""
+        """ "litert 2.16.1", "tflm (source build)": the runtime and the version devices run."""
         if self.runtime == "tflm":
             return f"tflm ({self.runtime_version})"
         return f"{self.runtime} {self.runtime_version}"
@@ -181,9 +211,7 @@ class TargetProfile:
                 why = f"target {self.name} runs TFLM, which has no delegates"
             else:
                 why = f"the {self.harness} harness of target {self.name} cannot apply it"
-            raise UsageError(
-                f"--delegate {delegate}: {why}; expected one of: {', '.join(allowed)}"
-            )
+            raise UsageError(f"--delegate {delegate}: {why}; expected one of: {', '.join(allowed)}")
         override = self.delegate_overrides.get(delegate, {})
         quant = self.quantization
         if "quantization" in override:
@@ -219,9 +247,13 @@ class TargetProfile:
                 "coprocessors": list(self.coprocessors),
             },
             "memory": {name: getattr(self.memory, name) for name in MEMORY_FIELDS},
-            "execution": {"threads": self.threads, "delegate": self.delegate,
-                          "channel_tile": self.channel_tile},  # fmt: skip
+            "execution": {
+                "threads": self.threads,
+                "delegate": self.delegate,
+                "channel_tile": self.channel_tile,
+            },  # fmt: skip
             "delegates": self.delegate_overrides,
+            **({"firmware": self.firmware.to_dict()} if self.firmware else {}),
             "source": self.source,
         }
 
@@ -231,7 +263,7 @@ class TargetProfile:
         if not isinstance(data, dict):
             raise UsageError(f"{source}: the target profile is not a table")
         table = {k: v for k, v in data.items() if k != "source"}
-        for section in ("memory", "execution"):  # unset fields come back as null
+        for section in ("memory", "execution", "firmware"):  # unset fields come back as null
             values = table.get(section)
             if isinstance(values, dict):
                 table[section] = {k: v for k, v in values.items() if v is not None}
@@ -279,7 +311,7 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
         (
             "name", "aliases", "description", "family", "runtime", "runtime_version",
             "runtime_label", "harness", "transport", "quantization", "ops", "memory",
-            "execution", "delegates",
+            "execution", "delegates", "firmware",
         )
     )  # fmt: skip
     quant = top.sub("quantization")
@@ -313,12 +345,12 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     if runtime == "litert" and not re.fullmatch(VERSION_PATTERN, runtime_version):
         raise top.fail(
             "runtime_version",
-            f"must be a version such as \"2.16.1\" (op versions are checked against it); "
+            f'must be a version such as "2.16.1" (op versions are checked against it); '
             f"received {runtime_version!r}",
         )
     coprocessors = ops.get("coprocessors", list, default=[])
     if not all(isinstance(c, str) for c in coprocessors):
-        raise ops.fail("coprocessors", "must be a list of names, e.g. [\"ethos-u\"]")
+        raise ops.fail("coprocessors", 'must be a list of names, e.g. ["ethos-u"]')
     precisions = quant.get("precisions", list, default=list(DEFAULT_PRECISIONS[runtime]))
     if not precisions or not all(isinstance(p, str) and p in SCHEMES for p in precisions):
         raise quant.fail("precisions", f"must be a list of: {', '.join(SCHEMES)}")
@@ -347,8 +379,8 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     harness = top.get("harness", str, choices=HARNESSES)
     if FAMILY_HARNESS[family] != harness:
         raise top.fail(
-            "harness", f"must be {FAMILY_HARNESS[family]!r} for family {family!r}; received "
-            f"{harness!r}"
+            "harness",
+            f"must be {FAMILY_HARNESS[family]!r} for family {family!r}; received {harness!r}",
         )
     if (runtime == "tflm") != (family == "mcu"):
         raise top.fail("runtime", f"{runtime!r} does not fit family {family!r} (TFLM is for mcu)")
@@ -364,6 +396,7 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
             "delegate",
             f"must be one of {', '.join(HARNESS_DELEGATES[harness])} for the {harness} harness",
         )
+    firmware = _firmware(top, family)
     return TargetProfile(
         name=name,
         aliases=tuple(aliases),
@@ -384,12 +417,38 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
         allowed_ops=tuple(allowed),
         coprocessors=tuple(coprocessors),
         channel_tile=channel_tile,
+        firmware=firmware,
         memory=memory,
         threads=threads,
         delegate=delegate,
         delegate_overrides=delegates,
         source=source,
     )
+
+
+def _firmware(top: _Fields, family: str) -> Firmware | None:
+    if "firmware" not in top.table:
+        return None
+    fw = top.sub("firmware")
+    fw.reject_unknown(("cpu", "cpu_flags", "qemu_board", "clock_hz", "cpi"))
+    if family != "mcu":
+        raise top.fail("firmware", "is for mcu targets (TFLM firmware)")
+    flags = fw.get("cpu_flags", list)
+    if not flags or not all(isinstance(f, str) and f.startswith("-") for f in flags):
+        raise fw.fail("cpu_flags", f"must be a list of compiler flags; received {flags!r}")
+    board = fw.get("qemu_board", str, default=None)
+    if board is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", board):
+        raise fw.fail("qemu_board", f"must be a QEMU machine name; received {board!r}")
+    clock = fw.get("clock_hz", int, default=None)
+    cpi = fw.get("cpi", (int, float), default=None)
+    if isinstance(cpi, bool):
+        raise fw.fail("cpi", f"must be a number; received {cpi!r}")
+    for key, value in (("clock_hz", clock), ("cpi", cpi)):
+        if value is not None and not value > 0:
+            raise fw.fail(key, f"must be > 0; received {value!r}")
+    return Firmware(cpu=fw.get("cpu", str, choices=QEMU_CPUS), cpu_flags=tuple(flags),
+                    qemu_board=board, clock_hz=clock,
+                    cpi=None if cpi is None else float(cpi))  # fmt: skip
 
 
 def load_profile_file(path: str | os.PathLike[str]) -> TargetProfile:
@@ -435,7 +494,8 @@ def list_targets(targets_dir: str | os.PathLike[str] | None = None) -> list[Targ
 
 
 def load_target(
-    name: str | TargetProfile, targets_dir: str | os.PathLike[str] | None = None
+    name: str | os.PathLike[str] | TargetProfile,
+    targets_dir: str | os.PathLike[str] | None = None,
 ) -> TargetProfile:
     """Find a profile by name or alias, or read it from a `.toml` path.
 
@@ -444,6 +504,7 @@ def load_target(
     """
     if isinstance(name, TargetProfile):
         return name
+    name = os.fspath(name)
     if name.endswith(".toml") and Path(name).is_file():
         return load_profile_file(name)
     profiles = list_targets(targets_dir)

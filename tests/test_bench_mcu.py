@@ -15,7 +15,7 @@ import pytest
 from helpers import REPO
 
 from edgekit.bench.runner import bench
-from edgekit.bench.serial_link import parse_line
+from edgekit.bench.serial_link import Collector, parse_line
 from edgekit.bench.store import ResultStore
 from edgekit.converters.tflm import measure_arena
 from edgekit.tflite_model import load_tflite
@@ -25,13 +25,15 @@ DRIVER = r"""
 int main() {
   char line[EDGEKIT_LINE_MAX];
   const unsigned char data[] = "123456789";
-  edgekit_format_hello(line, sizeof line, "digits_cnn", 78176, 11936, 11920, 1234);
+  edgekit_format_hello(line, sizeof line, "digits_cnn", 78176, 11936, 11920, 1234, 40);
   fputs(line, stdout);
   fputs("some console noise\r\n", stdout);
   for (int i = 0; i < 3; ++i) {
-    edgekit_format_run(line, sizeof line, i, 800 + i);
+    edgekit_format_run(line, sizeof line, i, 800 + i, 4294967295u - (uint32_t)i);
     fputs(line, stdout);
   }
+  edgekit_format_memory(line, sizeof line, 1364, 0);
+  fputs(line, stdout);
   edgekit_format_summary(line, sizeof line, 5, 3, 4000000000u, edgekit_crc32(data, 9));
   fputs(line, stdout);
   edgekit_format_error(line, sizeof line, "Invoke failed");
@@ -55,11 +57,18 @@ def test_protocol_header_lines_parse_on_the_host(tmp_path):
     lines = subprocess.run([str(exe)], capture_output=True, check=True).stdout.splitlines()
     messages = [parse_line(line) for line in lines]
     assert messages[1] is None  # console noise is ignored
-    hello, runs, summary, error = messages[0], messages[2:5], messages[5], messages[6]
+    hello, runs, memory = messages[0], messages[2:5], messages[5]
+    summary, error = messages[6], messages[7]
     assert hello == {"kind": "hello", "protocol": 1, "harness": "edgekit-tflm",
                      "model": "digits_cnn", "model_bytes": 78176, "arena_bytes": 11936,
-                     "arena_used_bytes": 11920, "init_us": 1234}  # fmt: skip
+                     "arena_used_bytes": 11920, "init_us": 1234, "tick_ns": 40}  # fmt: skip
     assert [m["us"] for m in runs] == [800, 801, 802]
+    assert [m["ticks"] for m in runs] == [4294967295, 4294967294, 4294967293]  # 32-bit ticks
+    assert memory == {"kind": "memory", "stack_bytes": 1364, "heap_bytes": 0}
+    collector = Collector()
+    assert [collector.feed_line(line) for line in lines[:7]] == [False] * 6 + [True]
+    assert collector.ticks == [4294967295, 4294967294, 4294967293]
+    assert collector.memory["stack_bytes"] == 1364 and collector.hello["tick_ns"] == 40
     assert summary["first_us"] == 4000000000  # 32-bit microseconds survive
     assert summary["output_crc32"] == f"{zlib.crc32(b'123456789'):08x}" == "cbf43926"
     assert error == {"kind": "error", "message": "Invoke failed"}

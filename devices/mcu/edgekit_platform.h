@@ -23,6 +23,19 @@ void edgekit_write(const char* text);
 // EDGEKIT_WARMUP / EDGEKIT_RUNS once at boot.
 int edgekit_read_line(char* buf, int size, uint32_t timeout_ms);
 
+// Optional: a free-running tick counter (may wrap at 2^32) and its period in nanoseconds, for
+// finer times than microseconds. Under QEMU with -icount shift=0 one guest instruction takes
+// 1 ns, so ticks x tick_ns counts instructions. Weak defaults: no tick clock (tick_ns 0).
+uint32_t edgekit_ticks(void);
+uint32_t edgekit_tick_ns(void);
+
+// Optional: peak stack and heap use so far in bytes; return 1 if known. Weak default: 0.
+int edgekit_memory(uint32_t* stack_bytes, uint32_t* heap_bytes);
+
+// Optional: run with a smaller arena than kTensorArenaSize (0: the full arena). A host that
+// can pass arguments (QEMU's semihosting command line) bisects the smallest arena with it.
+uint32_t edgekit_arena_limit(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,21 +13,35 @@
 #define EDGEKIT_LINE_MAX 256
 
 // {"kind":"hello",...}: after the interpreter is ready (or "error" when it is not).
+// tick_ns: the period of the board's tick clock, 0 when it has none.
 static inline int edgekit_format_hello(char* out, size_t size, const char* model,
                                        unsigned long model_bytes, unsigned long arena_bytes,
-                                       unsigned long arena_used_bytes, uint32_t init_us) {
+                                       unsigned long arena_used_bytes, uint32_t init_us,
+                                       uint32_t tick_ns) {
   return snprintf(out, size,
                   "EDGEKIT_RESULT {\"kind\":\"hello\",\"protocol\":%d,\"harness\":\"edgekit-tflm\","
                   "\"model\":\"%s\",\"model_bytes\":%lu,\"arena_bytes\":%lu,"
-                  "\"arena_used_bytes\":%lu,\"init_us\":%lu}\n",
+                  "\"arena_used_bytes\":%lu,\"init_us\":%lu,\"tick_ns\":%lu}\n",
                   EDGEKIT_PROTOCOL_VERSION, model, model_bytes, arena_bytes, arena_used_bytes,
-                  (unsigned long)init_us);
+                  (unsigned long)init_us, (unsigned long)tick_ns);
 }
 
-// {"kind":"run","i":N,"us":T}: one timed Invoke().
-static inline int edgekit_format_run(char* out, size_t size, int index, uint32_t us) {
-  return snprintf(out, size, "EDGEKIT_RESULT {\"kind\":\"run\",\"i\":%d,\"us\":%lu}\n", index,
-                  (unsigned long)us);
+// {"kind":"run","i":N,"us":T,"ticks":K}: one timed Invoke(); ticks of the tick clock (0
+// without one).
+static inline int edgekit_format_run(char* out, size_t size, int index, uint32_t us,
+                                     uint32_t ticks) {
+  return snprintf(out, size,
+                  "EDGEKIT_RESULT {\"kind\":\"run\",\"i\":%d,\"us\":%lu,\"ticks\":%lu}\n", index,
+                  (unsigned long)us, (unsigned long)ticks);
+}
+
+// {"kind":"memory","stack_bytes":S,"heap_bytes":H}: peak stack and heap use (boards that
+// know them).
+static inline int edgekit_format_memory(char* out, size_t size, uint32_t stack_bytes,
+                                        uint32_t heap_bytes) {
+  return snprintf(out, size,
+                  "EDGEKIT_RESULT {\"kind\":\"memory\",\"stack_bytes\":%lu,\"heap_bytes\":%lu}\n",
+                  (unsigned long)stack_bytes, (unsigned long)heap_bytes);
 }
 
 // {"kind":"summary",...}: after the last timed run.

@@ -12,6 +12,7 @@
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/system_setup.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#include "tensorflow/lite/schema/schema_utils.h"
 
 #ifndef EDGEKIT_WARMUP
 #define EDGEKIT_WARMUP 5
@@ -22,9 +23,21 @@
 #ifndef EDGEKIT_COMMAND_TIMEOUT_MS
 #define EDGEKIT_COMMAND_TIMEOUT_MS 2000
 #endif
+// EDGEKIT_EXIT_AFTER_RUN: return from main() after the boot run (simulators, CI), instead of
+// waiting for host commands.
 
-// Boards without console input: no command ever arrives.
-extern "C" __attribute__((weak)) int edgekit_read_line(char*, int, uint32_t) { return -1; }
+// Optional board hooks (edgekit_platform.h): weak defaults for boards that lack them.
+namespace {
+bool no_console_input = false;  // set by the weak edgekit_read_line: the board cannot read
+}  // namespace
+extern "C" __attribute__((weak)) int edgekit_read_line(char*, int, uint32_t) {
+  no_console_input = true;
+  return -1;
+}
+extern "C" __attribute__((weak)) uint32_t edgekit_ticks(void) { return 0; }
+extern "C" __attribute__((weak)) uint32_t edgekit_tick_ns(void) { return 0; }
+extern "C" __attribute__((weak)) int edgekit_memory(uint32_t*, uint32_t*) { return 0; }
+extern "C" __attribute__((weak)) uint32_t edgekit_arena_limit(void) { return 0; }
 
 namespace {
 
@@ -47,6 +60,66 @@ void fill_input(TfLiteTensor* input) {
   }
 }
 
+// The first builtin op the resolver lacks, or nullptr: "op not registered" is then reported
+// as such, not as the "arena too small" AllocateTensors would suggest.
+const char* missing_op(const tflite::Model* model, const EdgekitOpResolver& resolver) {
+  const auto* codes = model->operator_codes();
+  for (flatbuffers::uoffset_t i = 0; codes != nullptr && i < codes->size(); ++i) {
+    const tflite::BuiltinOperator op = tflite::GetBuiltinCode(codes->Get(i));
+    if (op != tflite::BuiltinOperator_CUSTOM && resolver.FindOp(op) == nullptr) {
+      return tflite::EnumNameBuiltinOperator(op);
+    }
+  }
+  return nullptr;
+}
+
+// One round: hello, the first Invoke (its output CRC), warm-up, timed runs, memory, summary.
+// Returns 0, or 1 after reporting an error.
+int run_round(tflite::MicroInterpreter& interpreter, size_t arena_bytes, uint32_t init_us,
+              int warmup, int runs) {
+  // Every round starts with hello: a host that connected after boot still gets it.
+  edgekit_format_hello(line, sizeof line, EDGEKIT_MODEL_NAME, EDGEKIT_MODEL_DATA_LEN,
+                       static_cast<unsigned long>(arena_bytes), interpreter.arena_used_bytes(),
+                       init_us, edgekit_tick_ns());
+  edgekit_write(line);
+  fill_input(interpreter.input(0));
+  uint32_t start = edgekit_micros();
+  if (interpreter.Invoke() != kTfLiteOk) {
+    report_error("Invoke failed");
+    return 1;
+  }
+  const uint32_t first_us = edgekit_micros() - start;
+  const TfLiteTensor* output = interpreter.output(0);
+  const uint32_t crc = edgekit_crc32(output->data.uint8, output->bytes);
+  for (int i = 0; i < warmup; ++i) {
+    if (interpreter.Invoke() != kTfLiteOk) {
+      report_error("Invoke failed during warm-up");
+      return 1;
+    }
+  }
+  for (int i = 0; i < runs; ++i) {
+    start = edgekit_micros();
+    const uint32_t tick_start = edgekit_ticks();
+    const TfLiteStatus status = interpreter.Invoke();
+    const uint32_t ticks = edgekit_ticks() - tick_start;
+    const uint32_t us = edgekit_micros() - start;
+    if (status != kTfLiteOk) {
+      report_error("Invoke failed during a timed run");
+      return 1;
+    }
+    edgekit_format_run(line, sizeof line, i, us, ticks);  // printed outside the timed region
+    edgekit_write(line);
+  }
+  uint32_t stack_bytes = 0, heap_bytes = 0;
+  if (edgekit_memory(&stack_bytes, &heap_bytes)) {
+    edgekit_format_memory(line, sizeof line, stack_bytes, heap_bytes);
+    edgekit_write(line);
+  }
+  edgekit_format_summary(line, sizeof line, warmup, runs, first_us, crc);
+  edgekit_write(line);
+  return 0;
+}
+
 }  // namespace
 
 int main() {
@@ -62,13 +135,32 @@ int main() {
     report_error("op registration failed");
     return 1;
   }
-  static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kTensorArenaSize);
+  const char* missing = missing_op(model, resolver);
+  if (missing != nullptr) {
+    char message[96];  // not `line`: report_error formats into it
+    snprintf(message, sizeof message, "op %s is not registered in model_ops.h", missing);
+    report_error(message);
+    return 1;
+  }
+  size_t arena_bytes = kTensorArenaSize;
+  const uint32_t limit = edgekit_arena_limit();
+  if (limit > 0 && limit < arena_bytes) arena_bytes = limit;
+  static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, arena_bytes);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
-    report_error("AllocateTensors failed: arena too small");
+    report_error("AllocateTensors failed: the tensor arena is too small (or a kernel failed "
+                 "to prepare)");
     return 1;
   }
   const uint32_t init_us = edgekit_micros() - init_start;
 
+#ifdef EDGEKIT_EXIT_AFTER_RUN
+  int warmup = EDGEKIT_WARMUP, runs = EDGEKIT_RUNS;
+  char command[64];
+  if (edgekit_read_line(command, sizeof command, 0) > 0) {
+    edgekit_parse_run(command, &warmup, &runs);  // e.g. a simulator's command line
+  }
+  return run_round(interpreter, arena_bytes, init_us, warmup, runs);
+#else
   bool first_round = true;
   for (;;) {
     int warmup = EDGEKIT_WARMUP, runs = EDGEKIT_RUNS;
@@ -80,29 +172,8 @@ int main() {
       continue;  // after the boot run, only a host command starts another
     }
     first_round = false;
-    // Every round starts with hello: a host that connected after boot still gets it.
-    edgekit_format_hello(line, sizeof line, EDGEKIT_MODEL_NAME, EDGEKIT_MODEL_DATA_LEN,
-                         kTensorArenaSize, interpreter.arena_used_bytes(), init_us);
-    edgekit_write(line);
-
-    fill_input(interpreter.input(0));
-    uint32_t start = edgekit_micros();
-    if (interpreter.Invoke() != kTfLiteOk) {
-      report_error("Invoke failed");
-      continue;
-    }
-    const uint32_t first_us = edgekit_micros() - start;
-    const TfLiteTensor* output = interpreter.output(0);
-    const uint32_t crc = edgekit_crc32(output->data.uint8, output->bytes);
-    for (int i = 0; i < warmup; ++i) interpreter.Invoke();
-    for (int i = 0; i < runs; ++i) {
-      start = edgekit_micros();
-      interpreter.Invoke();
-      const uint32_t us = edgekit_micros() - start;
-      edgekit_format_run(line, sizeof line, i, us);  // printed outside the timed region
-      edgekit_write(line);
-    }
-    edgekit_format_summary(line, sizeof line, warmup, runs, first_us, crc);
-    edgekit_write(line);
+    run_round(interpreter, arena_bytes, init_us, warmup, runs);
+    if (no_console_input) return 0;  // nothing could ever start another round: no spinning
   }
+#endif
 }

@@ -3,7 +3,9 @@
 - `linux` targets get `harness/edgekit_harness.py` (copy the bundle to the board and run the
   on-device command, or run `edgekit bench . --device ssh://...` from the host);
 - `mcu` targets get the TFLM harness sources (`main.cc`, the platform and protocol headers,
-  CMake and PlatformIO files) beside the bundle's `tflm/` folder;
+  CMake with an arm-none-eabi toolchain file, PlatformIO, and board ports: `boards/mps2` for
+  QEMU's Cortex-M4/M7 boards with its own Makefile, `boards/host` for this machine) beside
+  the bundle's `tflm/` folder;
 - `android` targets use Google's `benchmark_model` binary: the command pushes and runs it.
 
 Every command is meant to be run in the bundle directory, with paths relative to it, and every
@@ -23,7 +25,10 @@ from pathlib import Path
 HARNESS_FILES = {
     "linux": ("edgekit.devices.linux", ("edgekit_harness.py",)),
     "mcu": ("edgekit.devices.mcu", ("main.cc", "edgekit_platform.h", "edgekit_protocol.h",
-                                    "CMakeLists.txt", "platformio.ini", "README.md")),
+                                    "CMakeLists.txt", "arm-none-eabi.cmake", "platformio.ini",
+                                    "README.md", "boards/mps2/Makefile", "boards/mps2/mps2.ld",
+                                    "boards/mps2/mps2.h", "boards/mps2/startup.c",
+                                    "boards/mps2/board.c", "boards/host/host.c")),
     "android": ("edgekit.devices", ()),
 }  # fmt: skip
 EXAMPLE_DEVICE = {
@@ -43,7 +48,8 @@ def copy_harness(harness: str, bundle: Path) -> list[Path]:
     out.mkdir(exist_ok=True)
     written = []
     for name in names:
-        source = Path(str(resources.files(package) / name))
+        source = Path(str(resources.files(package).joinpath(*name.split("/"))))
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out / name)
         written.append(out / name)
     return written
@@ -60,12 +66,14 @@ def bench_commands(
     threads: int,
     delegate: str,
     host_delegate: str | None = None,
+    cpu: str | None = None,
 ) -> dict[str, str]:
     """`host`: the edgekit bench line; `on_device`: the harness on the board itself;
     `simulate`: TFLM on this host (MCUs). All run in the bundle directory.
 
     `host_delegate` overrides the bundle's delegate on the host line (a Coral bundle without
-    an Edge TPU-compiled model benchmarks the CPU with `xnnpack`).
+    an Edge TPU-compiled model benchmarks the CPU with `xnnpack`). `cpu` (MCUs with a
+    `[firmware]` profile section) adds `emulate` (QEMU) and `build` (CMake) lines.
     """
     host = ["edgekit", "bench", ".", "--device", EXAMPLE_DEVICE[transport]]
     if host_delegate:
@@ -76,4 +84,11 @@ def bench_commands(
         commands["on_device"] = _line(*words, "--delegate", delegate)
     elif harness == "mcu":
         commands["simulate"] = _line("edgekit", "bench", ".", "--device", "tflm-host")
+        if cpu:
+            commands["emulate"] = _line("edgekit", "bench", ".", "--device", "qemu",
+                                        "--tflm-dir", "TFLM_TREE")  # fmt: skip
+            commands["build"] = (
+                f"cmake -S harness -B build-{cpu} -DCMAKE_TOOLCHAIN_FILE=harness/arm-none-eabi."
+                f"cmake -DEDGEKIT_CPU={cpu} -DTFLM_DIR=TFLM_TREE && cmake --build build-{cpu} -j"
+            )
     return commands

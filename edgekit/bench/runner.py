@@ -26,7 +26,7 @@ MAX_ARENA_BYTES = 512 * 1024 * 1024
 DEVICES_FOR_HARNESS = {
     "linux": ("local", "ssh"),
     "android": ("adb",),
-    "mcu": ("serial", "tflm-host"),
+    "mcu": ("serial", "tflm-host", "qemu"),
 }
 
 
@@ -126,6 +126,7 @@ class BenchRequest:
     remote_python: str = "python3"
     ssh_config: str | Path | None = None
     benchmark_binary: str | Path | None = None
+    tflm_dir: str | Path | None = None  # --device qemu: the TFLM tree to build against
     progress: Callable[[str], None] = print
 
     def identity(self) -> dict[str, Any]:
@@ -155,6 +156,7 @@ def bench(
     remote_python: str = "python3",
     ssh_config: str | Path | None = None,
     benchmark_binary: str | Path | None = None,
+    tflm_dir: str | Path | None = None,
     db: str | Path | None = None,
     record: bool = True,
     on_progress: Callable[[str], None] | None = None,
@@ -209,6 +211,7 @@ def bench(
         remote_python=remote_python,
         ssh_config=ssh_config,
         benchmark_binary=benchmark_binary,
+        tflm_dir=tflm_dir,
         progress=on_progress or (lambda message: None),
     )
     store = None
@@ -289,6 +292,10 @@ def _run_mcu(request: BenchRequest) -> BenchResult:
         from edgekit.bench.tflm_host import run_tflm_host
 
         return run_tflm_host(request)
+    if request.device.scheme == "qemu":
+        from edgekit.bench.qemu import run_qemu
+
+        return run_qemu(request)
     from edgekit.bench.serial_link import run_serial
 
     return run_serial(request)

@@ -1,10 +1,10 @@
 """Host side of the TFLM harness's serial line protocol (pyserial).
 
 The host sends `EDGEKIT_RUN <warmup> <runs>` and reads `EDGEKIT_RESULT {json}` lines (kinds
-`hello`, `run`, `summary`, `error`) until the summary. Other console lines are ignored. Every
-read has a timeout: silence for `line_timeout` seconds, or the whole run going past `timeout`,
-or the port vanishing (board reset, cable pulled) ends the run as failed, with the runs seen
-so far in the reason.
+`hello`, `run`, `memory`, `summary`, `error`) until the summary. Other console lines are
+ignored. Every read has a timeout: silence for `line_timeout` seconds, or the whole run going
+past `timeout`, or the port vanishing (board reset, cable pulled) ends the run as failed, with
+the runs seen so far in the reason.
 
 >>> parse_line(b'EDGEKIT_RESULT {"kind":"run","i":0,"us":812}\\r\\n')
 {'kind': 'run', 'i': 0, 'us': 812}
@@ -52,18 +52,54 @@ def open_port(path: str, baud: int) -> Any:
         raise UsageError(f"cannot open serial port {path}: {exc}") from None
 
 
+class Collector:
+    """The messages of one run, fed line by line (serial board, QEMU, simulation)."""
+
+    def __init__(self, runs: int | None = None) -> None:
+        self.hello: dict[str, Any] | None = None
+        self.runs_ms: list[float] = []
+        self.ticks: list[int] = []
+        self.memory: dict[str, Any] | None = None
+        self.summary: dict[str, Any] | None = None
+        self.expected = runs
+
+    def where(self) -> str:
+        of = f" of {self.expected}" if self.expected else ""
+        return f"after {len(self.runs_ms)}{of} runs"
+
+    def feed_line(self, raw: bytes) -> bool:
+        """Take one console line; True once the summary has arrived. A board error raises."""
+        message = parse_line(raw)
+        if message is None:
+            return False
+        kind = message["kind"]
+        if kind == "hello":
+            self.hello = message
+        elif kind == "run":
+            self.runs_ms.append(float(message["us"]) / 1000)
+            self.ticks.append(int(message.get("ticks", 0)))
+        elif kind == "memory":
+            self.memory = message
+        elif kind == "error":
+            raise DeviceFailure(f"board error: {message.get('message', '?')}")
+        elif kind == "summary":
+            self.summary = message
+            return True
+        return False
+
+    def messages(self) -> dict[str, Any]:
+        return {"hello": self.hello, "runs": self.runs_ms, "ticks": self.ticks,
+                "memory": self.memory, "summary": self.summary}  # fmt: skip
+
+
 def read_run(port: Any, warmup: int, runs: int, timeout: float, line_timeout: float) -> dict:
-    """Send EDGEKIT_RUN and collect messages until the summary: {hello, runs, summary}."""
+    """Send EDGEKIT_RUN and collect messages until the summary (Collector.messages())."""
     import serial
 
-    collected: dict[str, Any] = {"hello": None, "runs": [], "summary": None}
+    collector = Collector(runs)
     deadline = time.monotonic() + timeout
     last = time.monotonic()
     buffer = b""
-
-    def where() -> str:
-        return f"after {len(collected['runs'])} of {runs} runs"
-
     try:
         port.reset_input_buffer()
         port.write(f"EDGEKIT_RUN {warmup} {runs}\n".encode())
@@ -71,9 +107,13 @@ def read_run(port: Any, warmup: int, runs: int, timeout: float, line_timeout: fl
         while True:
             now = time.monotonic()
             if now > deadline:
-                raise DeviceFailure(f"serial run timed out after {timeout:.0f} s {where()}")
+                raise DeviceFailure(
+                    f"serial run timed out after {timeout:.0f} s {collector.where()}"
+                )
             if now - last > line_timeout:
-                raise DeviceFailure(f"no data from the board for {line_timeout:.0f} s {where()}")
+                raise DeviceFailure(
+                    f"no data from the board for {line_timeout:.0f} s {collector.where()}"
+                )
             chunk = port.read(4096)
             if not chunk:
                 continue
@@ -81,23 +121,12 @@ def read_run(port: Any, warmup: int, runs: int, timeout: float, line_timeout: fl
             buffer += chunk
             while b"\n" in buffer:
                 raw, buffer = buffer.split(b"\n", 1)
-                message = parse_line(raw)
-                if message is None:
-                    continue
-                kind = message["kind"]
-                if kind == "hello":
-                    collected["hello"] = message
-                elif kind == "run":
-                    collected["runs"].append(float(message["us"]) / 1000)
-                elif kind == "error":
-                    raise DeviceFailure(f"board error: {message.get('message', '?')}")
-                elif kind == "summary":
-                    collected["summary"] = message
-                    return collected
+                if collector.feed_line(raw):
+                    return collector.messages()
     except serial.SerialException as exc:
-        raise DeviceFailure(f"serial port closed {where()}: {exc}") from None
+        raise DeviceFailure(f"serial port closed {collector.where()}: {exc}") from None
     except OSError as exc:
-        raise DeviceFailure(f"serial port failed {where()}: {exc}") from None
+        raise DeviceFailure(f"serial port failed {collector.where()}: {exc}") from None
 
 
 def result_from_messages(collected: dict, request: Any, runtime: str) -> BenchResult:

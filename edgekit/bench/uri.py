@@ -6,6 +6,8 @@
 - `adb://SERIAL` (or `adb://` for the only attached device).
 - `serial:///dev/ttyACM0?baud=115200`: a board running the TFLM harness.
 - `tflm-host`: the TFLM Python interpreter on this machine (host simulation).
+- `qemu` or `qemu:BOARD`: the bundle's TFLM firmware on a Cortex-M emulated by QEMU (the
+  board from the target profile, or e.g. `qemu:mps2-an500`).
 
 >>> parse_device("ssh://pi@raspberrypi.local:2222").port
 2222
@@ -13,6 +15,8 @@
 'ssh://pi@pi4'
 >>> parse_device("serial:///dev/ttyACM0?baud=9600").baud
 9600
+>>> parse_device("qemu:mps2-an500").params
+{'board': 'mps2-an500'}
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from edgekit.errors import UsageError
 
-SCHEMES = ("local", "ssh", "adb", "serial", "tflm-host")
+SCHEMES = ("local", "ssh", "adb", "serial", "tflm-host", "qemu")
 MIN_BAUD, MAX_BAUD = 50, 20_000_000
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]+$")
 
@@ -60,6 +64,8 @@ class DeviceURI:
             return f"adb://{self.serial or ''}"
         if self.scheme == "serial":
             return f"serial://{self.path}?baud={self.baud}"
+        if self.scheme == "qemu" and "board" in self.params:
+            return f"qemu:{self.params['board']}"
         return self.scheme
 
 
@@ -80,8 +86,15 @@ def positive_seconds(value: Any, what: str) -> float:
 
 def parse_device(uri: str) -> DeviceURI:
     """Parse and validate a device URI (one-line error on anything malformed)."""
-    if uri in ("local", "tflm-host"):
+    if uri in ("local", "tflm-host", "qemu"):
         return DeviceURI(uri)
+    if uri.startswith("qemu:") and "://" not in uri:
+        board = uri[len("qemu:") :]
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", board):
+            raise UsageError(
+                f"bad device {uri!r}: expected qemu or qemu:BOARD, e.g. qemu:mps2-an386"
+            )
+        return DeviceURI("qemu", params={"board": board})
     if any(ord(ch) < 32 for ch in uri):
         raise UsageError(f"bad device {uri!r}: control characters")
     try:
@@ -90,8 +103,8 @@ def parse_device(uri: str) -> DeviceURI:
         raise UsageError(f"bad device {uri!r}: {exc}") from None
     if parts.scheme not in SCHEMES or "://" not in uri:
         raise UsageError(
-            f"bad device {uri!r}: expected local, tflm-host, ssh://[user@]host[:port], "
-            "adb://SERIAL or serial:///dev/ttyX?baud=N"
+            f"bad device {uri!r}: expected local, tflm-host, qemu[:BOARD], "
+            "ssh://[user@]host[:port], adb://SERIAL or serial:///dev/ttyX?baud=N"
         )
     params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if parts.scheme == "ssh":

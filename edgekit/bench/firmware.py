@@ -1,0 +1,251 @@
+"""Build the TFLM harness (devices/mcu) into Cortex-M firmware for QEMU's MPS2 boards.
+
+The build is the board port's own Makefile (`devices/mcu/boards/mps2/Makefile`), so what
+edgekit runs is what a user runs by hand. Two parts:
+
+- the **TFLM library**, compiled once per (TFLM tree contents, CPU flags, kernels, compiler,
+  Makefile) into edgekit's cache (`EDGEKIT_CACHE_DIR`, else the user cache directory) under
+  a lock, so parallel benches build it once; about 5 CPU-minutes here;
+- the **application**: the harness `main.cc`, the board port and the bundle's model, linked
+  against that library: seconds. An arena change recompiles `main.cc` only.
+
+A missing toolchain is one line naming the Debian package.
+
+>>> kernels_of(Path("/nonexistent"))
+'reference'
+>>> library_flags(load_target("cortex-m4").firmware)[:2]
+['CPU=cortex-m4', 'CPU_FLAGS=-mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from edgekit.errors import RuntimeFailure, UsageError
+from edgekit.targets import Firmware, load_target  # noqa: F401 (load_target: doctest)
+
+ENV_TFLM_DIR = "EDGEKIT_TFLM_DIR"
+# tool -> the Debian package that brings it
+PACKAGES = {
+    "arm-none-eabi-gcc": "gcc-arm-none-eabi",
+    "make": "make",
+    "qemu-system-arm": "qemu-system-arm",
+}
+BUILD_TIMEOUT = 3600.0  # seconds for one make run (a cold TFLM library is ~5 CPU-minutes)
+_COMPILED = re.compile(r"^(CXX|CC) (\S+)$")
+
+
+@dataclass
+class FirmwareBuild:
+    """One linked harness ELF and how it was made."""
+
+    elf: Path
+    cpu: str
+    kernels: str  # "cmsis-nn" | "reference"
+    library: Path
+    library_cached: bool  # the TFLM library came from the cache
+    library_seconds: float  # 0 when cached
+    app_seconds: float
+    arena_bytes: int | None  # kTensorArenaSize given at build time (None: the bundle's)
+    compiler: str
+
+
+def board_dir() -> Path:
+    """The shipped MPS2 board port (startup, linker script, UART, timer, Makefile)."""
+    return Path(str(resources.files("edgekit.devices.mcu") / "boards" / "mps2"))
+
+
+def harness_dir() -> Path:
+    return Path(str(resources.files("edgekit.devices.mcu")))
+
+
+def require_tool(tool: str) -> str:
+    """The tool's path, or a UsageError naming the Debian package that has it."""
+    found = shutil.which(tool)
+    if found is None:
+        extra = " libnewlib-arm-none-eabi" if "gcc" in tool else ""
+        raise UsageError(
+            f"{tool} not found: install Debian's {PACKAGES[tool]} "
+            f"(apt-get install {PACKAGES[tool]}{extra})"
+        )
+    return found
+
+
+def require_toolchain() -> str:
+    """arm-none-eabi-gcc with newlib-nano; returns its version line."""
+    gcc = require_tool("arm-none-eabi-gcc")
+    require_tool("make")
+    specs = subprocess.run([gcc, "-print-file-name=nano.specs"], capture_output=True,
+                           text=True, timeout=30).stdout.strip()  # fmt: skip
+    if not os.path.isabs(specs):
+        raise UsageError(
+            "arm-none-eabi-gcc has no newlib (nano.specs not found): install Debian's "
+            "libnewlib-arm-none-eabi"
+        )
+    version = subprocess.run([gcc, "--version"], capture_output=True, text=True, timeout=30)
+    return version.stdout.splitlines()[0] if version.stdout else "arm-none-eabi-gcc"
+
+
+def tflm_tree(path: str | os.PathLike[str] | None) -> Path:
+    """The user's TFLM tree (`--tflm-dir`, else EDGEKIT_TFLM_DIR), checked."""
+    path = path or os.environ.get(ENV_TFLM_DIR)
+    if not path:
+        raise UsageError(
+            "--device qemu builds TFLM from source: pass --tflm-dir (a tree from tflite-micro's "
+            "create_tflm_tree.py, with OPTIMIZED_KERNEL_DIR=cmsis_nn for CMSIS-NN) or set "
+            f"{ENV_TFLM_DIR}"
+        )
+    tree = Path(path).expanduser().resolve()
+    if not (tree / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
+        raise UsageError(
+            f"{tree} is not a TFLM tree: no tensorflow/lite/micro/micro_interpreter.h "
+            "(make one with tflite-micro's create_tflm_tree.py)"
+        )
+    return tree
+
+
+def kernels_of(tree: Path) -> str:
+    """`cmsis-nn` when the tree carries CMSIS-NN (and its kernels), else `reference`."""
+    return "cmsis-nn" if (tree / "third_party" / "cmsis_nn").is_dir() else "reference"
+
+
+def library_flags(firmware: Firmware) -> list[str]:
+    """The make variables that decide the TFLM library (and the application's ABI)."""
+    return [f"CPU={firmware.cpu}", f"CPU_FLAGS={' '.join(firmware.cpu_flags)}", "OPT=-O2"]
+
+
+def _tree_digest(tree: Path) -> str:
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(tree):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root, name)
+            digest.update(str(path.relative_to(tree)).encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def cache_dir(kind: str) -> Path:
+    """`kind` ("tflm-lib", "firmware") under edgekit's cache directory."""
+    from edgekit.examples.digits import cache_root
+
+    return cache_root() / kind
+
+
+def _make(args: list[str], what: str, progress: Callable[[str], None] | None = None,
+          total: int = 0) -> str:  # fmt: skip
+    """Run make; stream its CXX/CC lines into `progress` (every tenth); return its output."""
+    command = [require_tool("make"), "-f", str(board_dir() / "Makefile"), *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    done, shown, start = 0, -1, time.monotonic()
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if _COMPILED.match(line.strip()):
+                done += 1
+                if progress and total and (done * 10 // total) > shown:
+                    shown = done * 10 // total
+                    progress(f"{what}: {done}/{total} files ({time.monotonic() - start:.0f} s)")
+            if time.monotonic() - start > BUILD_TIMEOUT:
+                raise RuntimeFailure(f"{what} took over {BUILD_TIMEOUT:.0f} s and was stopped")
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        errors = [line for line in lines if "error" in line.lower()] or lines[-3:]
+        detail = errors[0].strip() if errors else f"make exited with {proc.returncode}"
+        raise UsageError(f"{what} failed: {detail[:300]}")
+    return "\n".join(lines)
+
+
+def tflm_library(tree: Path, firmware: Firmware, compiler: str,
+                 progress: Callable[[str], None] = print, jobs: int | None = None,
+                 ) -> tuple[Path, bool, float]:  # fmt: skip
+    """The TFLM library for (tree, CPU flags, kernels, compiler): (path, cached, seconds)."""
+    import fcntl
+
+    kernels = kernels_of(tree)
+    key = hashlib.sha256(
+        "\0".join(
+            [
+                _tree_digest(tree),
+                *library_flags(firmware),
+                compiler,
+                (board_dir() / "Makefile").read_text(),
+            ]
+        ).encode()  # fmt: skip
+    ).hexdigest()[:16]
+    folder = cache_dir("tflm-lib") / f"{firmware.cpu}-{kernels}-{key}"
+    library = folder / "libtflm.a"
+    if library.is_file():
+        return library, True, 0.0
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another bench may be building it right now
+        if library.is_file():
+            return library, True, 0.0
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".building-") as work:
+            args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"LIB_DIR={work}",
+                    f"BUILD_DIR={work}", f"-j{jobs or os.cpu_count() or 1}", "lib"]  # fmt: skip
+            total = len(_sources(tree))
+            progress(f"building the TFLM library once ({kernels} kernels, {firmware.cpu}, "
+                     f"{total} files); it is cached for later builds")  # fmt: skip
+            _make(args, f"TFLM library ({kernels}, {firmware.cpu})", progress, total)
+            folder.mkdir(exist_ok=True)
+            os.replace(Path(work) / "libtflm.a", library)
+        return library, False, time.monotonic() - start
+
+
+def _sources(tree: Path) -> list[Path]:
+    found = []
+    for top in ("tensorflow", "signal", "third_party"):
+        found += [p for p in (tree / top).rglob("*") if p.suffix in (".cc", ".c")]
+    return found
+
+
+def build_firmware(
+    bundle_tflm: Path,
+    tree: Path,
+    firmware: Firmware,
+    build_dir: Path,
+    *,
+    arena_bytes: int | None = None,
+    progress: Callable[[str], None] = print,
+) -> FirmwareBuild:
+    """Link the harness for `firmware.cpu` with the model in `bundle_tflm` (a bundle's
+    `tflm/` folder). The TFLM library comes from the cache or is built first."""
+    compiler = require_toolchain()
+    library, cached, library_seconds = tflm_library(tree, firmware, compiler, progress)
+    start = time.monotonic()
+    args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"TFLM_LIB={library}",
+            f"HARNESS={harness_dir()}", f"BUNDLE_TFLM={bundle_tflm}",
+            f"BUILD_DIR={build_dir}", f"ARENA={arena_bytes or ''}", "all"]  # fmt: skip
+    progress(f"compiling the harness and model for {firmware.cpu}"
+             + (f" with a {arena_bytes:,}-byte arena" if arena_bytes else ""))  # fmt: skip
+    _make(args, f"firmware build ({firmware.cpu})")
+    return FirmwareBuild(
+        elf=build_dir / "edgekit_harness.elf",
+        cpu=firmware.cpu,
+        kernels=kernels_of(tree),
+        library=library,
+        library_cached=cached,
+        library_seconds=library_seconds,
+        app_seconds=time.monotonic() - start,
+        arena_bytes=arena_bytes,
+        compiler=compiler,
+    )

@@ -1,0 +1,311 @@
+"""A Cortex-M in the loop: the bundle's TFLM firmware built with arm-none-eabi-gcc against TFLM +
+CMSIS-NN (../shared/tflm/cortex-m) and run on QEMU's mps2-an386 (Cortex-M4F).
+
+The TFLM library is built once per session (into the session's cache) and reused by every
+test here. Missing toolchain or QEMU: the tests skip, unless EDGEKIT_REQUIRE_QEMU=1 (CI, which
+installs them) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, run_edgekit, shared_dir
+
+from edgekit.bench.qemu import elf_sizes, qemu_command, run_firmware, smallest_arena
+from edgekit.bench.result import DeviceFailure
+from edgekit.bench.runner import bench
+from edgekit.bench.store import ResultStore
+from edgekit.bench.uri import parse_device
+from edgekit.errors import UsageError
+from edgekit.targets import TargetProfile, load_target
+
+TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
+
+
+def _need_tools() -> None:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        if os.environ.get("EDGEKIT_REQUIRE_QEMU") == "1":
+            pytest.fail(f"{', '.join(missing)} not installed (apt-get install gcc-arm-none-eabi "
+                        "libnewlib-arm-none-eabi qemu-system-arm)")  # fmt: skip
+        pytest.skip(f"{', '.join(missing)} not installed")
+
+
+@pytest.fixture(scope="session")
+def tflm_tree():
+    _need_tools()
+    return shared_dir("tflm") / "cortex-m"
+
+
+@pytest.fixture(scope="session")
+def digits_m4_bundle(example, tflm_tree, tmp_path_factory):
+    """The digits example deployed to cortex-m4 with a TFLM tree: deploy runs the firmware."""
+    import edgekit
+
+    return edgekit.deploy(None, "cortex-m4", example="digits", tflm_dir=tflm_tree,
+                          out=tmp_path_factory.mktemp("m4") / "digits-m4")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def digits_m4(digits_m4_bundle):
+    return digits_m4_bundle.path
+
+
+@pytest.fixture(scope="session")
+def qemu_run(digits_m4, tflm_tree, tmp_path_factory):
+    """The digits bundle benched on QEMU once (building the TFLM library: minutes, once)."""
+    db = tmp_path_factory.mktemp("db") / "results.db"
+    messages: list[str] = []
+    result = bench(digits_m4, device="qemu", tflm_dir=tflm_tree, runs=5, warmup=1, db=db,
+                   on_progress=messages.append)  # fmt: skip
+    return result, db, messages
+
+
+# --- the product path: edgekit bench BUNDLE --device qemu --------------------------------------
+
+
+@pytest.mark.slow
+def test_bundle_runs_on_qemu_bit_exact_with_host_tflm(qemu_run, digits_m4):
+    result, db, messages = qemu_run
+    assert result.ok, result.error
+    assert result.runtime == "tflm (qemu mps2-an386)"  # never "tflm (board)"
+    assert result.device == "qemu" and result.device_info["kernels"] == "cmsis-nn"
+    assert result.device_info["cpu_flags"][:2] == ["-mcpu=cortex-m4", "-mthumb"]
+    host = bench(digits_m4, device="tflm-host", runs=1, warmup=0, record=False)
+    assert result.metrics["output_digest"] == host.metrics["output_digest"]
+    assert result.metrics["host_output_digest"] == host.metrics["output_digest"]
+    # Progress: a cold library build is shown file by file (CI: a fresh cache), then the
+    # firmware steps.
+    cold = not result.metrics["build_seconds"]["library_cached"]
+    assert any("building the TFLM library once" in m for m in messages) == cold
+    assert any(re.search(r": \d+/\d+ files \(\d+ s\)", m) for m in messages) == cold
+    assert any("compiling the harness and model for cortex-m4" in m for m in messages)
+    assert any("smallest arena" in m for m in messages)
+    stored = ResultStore(db).get(result.id)
+    assert stored.runtime == result.runtime and stored.metrics["instructions"]
+
+
+@pytest.mark.slow
+def test_instructions_are_deterministic_and_not_milliseconds(qemu_run, digits_m4, tflm_tree):
+    result = qemu_run[0]
+    ins = result.metrics["instructions"]
+    assert 100_000 < ins["per_inference"] < 50_000_000
+    assert ins["resolution"] == 40  # the 25 MHz timer: 40 ns ticks, 40 instructions
+    assert ins["max"] - ins["min"] <= ins["per_inference"] // 1000  # runs agree within 0.1 %
+    assert "latency_ms" not in result.metrics and result.latencies_ms == []  # no CPI given
+    again = bench(digits_m4, device="qemu", tflm_dir=tflm_tree, runs=5, warmup=1, record=False)
+    assert again.metrics["instructions"] == ins  # same firmware, same count
+    assert again.metrics["build_seconds"]["library_cached"] is True
+    assert again.metrics["build_seconds"]["tflm_library"] == 0
+
+
+@pytest.mark.slow
+def test_arena_is_bisected_on_the_32_bit_cpu_and_the_elf_is_measured(qemu_run):
+    m = qemu_run[0].metrics
+    assert 0 < m["arena_bytes"] < m["arena_host_bytes"]  # 4-byte pointers need less
+    assert m["arena_used_bytes"] <= m["arena_bytes"]
+    elf = m["elf"]
+    assert elf["tensor_arena"] == m["arena_bytes"]  # rebuilt with exactly the bisected arena
+    assert elf["bss"] >= elf["tensor_arena"]
+    assert m["flash_bytes"] == elf["text"] + elf["data"] > 86_000  # the model alone is 86 KB
+    assert 0 < m["stack_bytes"] < 65536 and m["heap_bytes"] >= 0
+    assert m["ram_bytes"] == elf["data"] + elf["bss"] + m["stack_bytes"] + m["heap_bytes"]
+    assert m["flash_budget_bytes"] == load_target("cortex-m4").memory.flash_bytes
+    # The bisected arena runs, one byte less does not.
+    firmware = qemu_run[0].device_info["elf"]
+    from pathlib import Path
+
+    run_firmware(Path(firmware), "mps2-an386", "EDGEKIT_RUN 0 1")
+    with pytest.raises(DeviceFailure, match="AllocateTensors failed"):
+        run_firmware(Path(firmware), "mps2-an386", f"arena={m['arena_bytes'] - 1} EDGEKIT_RUN 0 1")
+
+
+@pytest.mark.slow
+def test_smallest_arena_bisection_agrees_with_a_linear_probe(qemu_run):
+    from pathlib import Path
+
+    elf = Path(qemu_run[0].device_info["elf"])
+    found = smallest_arena(elf, "mps2-an386", 0, qemu_run[0].metrics["arena_host_bytes"])
+    assert found == qemu_run[0].metrics["arena_bytes"]
+    assert elf_sizes(elf)["tensor_arena"] == found
+
+
+@pytest.mark.slow
+def test_cli_prints_instructions_and_the_cmake_route_builds_the_same_firmware(
+    qemu_run, digits_m4, tflm_tree, tmp_path
+):
+    result = qemu_run[0]
+    # The bundle carries the board port and toolchain file; CMake links against the cached
+    # library (EDGEKIT_TFLM_LIBRARY) and the firmware prints the same CRC under QEMU.
+    harness = digits_m4 / "harness"
+    assert (harness / "boards" / "mps2" / "mps2.ld").is_file()
+    assert (harness / "arm-none-eabi.cmake").is_file()
+    from edgekit.bench.firmware import cache_dir
+
+    library = next(cache_dir("tflm-lib").glob("cortex-m4-cmsis-nn-*/libtflm.a"))
+    build = tmp_path / "build"
+    configure = subprocess.run(
+        ["cmake", "-S", str(harness), "-B", str(build),
+         f"-DCMAKE_TOOLCHAIN_FILE={harness / 'arm-none-eabi.cmake'}", "-DEDGEKIT_CPU=cortex-m4",
+         f"-DTFLM_DIR={tflm_tree}", f"-DEDGEKIT_TFLM_LIBRARY={library}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    made = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    assert "warning" not in made.stdout + made.stderr
+    collected = run_firmware(build / "edgekit_harness.elf", "mps2-an386", "EDGEKIT_RUN 0 2")
+    assert f"crc32:{collected['summary']['output_crc32']}" == result.metrics["output_digest"]
+    assert len(collected["runs"]) == 2
+
+
+@pytest.mark.slow
+def test_a_missing_op_is_reported_as_such_not_as_a_small_arena(digits_m4, tflm_tree, tmp_path):
+    from edgekit.bench.firmware import build_firmware
+
+    sources = tmp_path / "tflm"
+    shutil.copytree(digits_m4 / "tflm", sources)
+    ops = sources / "model_ops.h"
+    text = ops.read_text()
+    assert "resolver.AddFullyConnected()" in text
+    ops.write_text("\n".join(line for line in text.splitlines() if "AddFullyConnected" not in line))
+    build = build_firmware(sources, tflm_tree, load_target("cortex-m4").firmware, tmp_path / "b",
+                           progress=lambda m: None)  # fmt: skip
+    with pytest.raises(DeviceFailure, match="op FULLY_CONNECTED is not registered in model_ops.h"):
+        run_firmware(build.elf, "mps2-an386", "EDGEKIT_RUN 0 1")
+
+
+@pytest.mark.slow
+def test_a_profile_cpi_gives_a_labelled_millisecond_estimate(qemu_run, digits_m4, tflm_tree,
+                                                             tmp_path):  # fmt: skip
+    profile = (REPO / "targets" / "cortex-m4.toml").read_text().replace(
+        "clock_hz = 64000000", "clock_hz = 64000000\ncpi = 1.5"
+    )
+    (tmp_path / "m4-cpi.toml").write_text(profile.replace('name = "cortex-m4"', 'name = "m4-cpi"'))
+    result = bench(digits_m4, tmp_path / "m4-cpi.toml", device="qemu", tflm_dir=tflm_tree,
+                   runs=3, warmup=0, record=False)  # fmt: skip
+    per_inference = result.metrics["instructions"]["per_inference"]
+    assert result.metrics["latency_source"].startswith("estimate: instructions x CPI 1.5 / 64")
+    assert result.metrics["latency_ms"]["p50"] == pytest.approx(per_inference * 1.5 / 64e3,
+                                                                rel=1e-3)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_crc_mismatch_is_a_failed_check_naming_the_kernels(digits_m4, tflm_tree, monkeypatch,
+                                                            tmp_path):  # fmt: skip
+    # The kernels here are bit-exact, so a divergence is injected on the host side only: the
+    # firmware still builds and runs for real.
+    monkeypatch.setattr("edgekit.bench.qemu.host_crc", lambda *args: "00000000")
+    result = bench(digits_m4, device="qemu", tflm_dir=tflm_tree, runs=2, warmup=0,
+                   db=tmp_path / "r.db")  # fmt: skip
+    assert result.status == "failed"
+    assert "cmsis-nn kernels" in result.error
+    assert "differs from host TFLM's 00000000" in result.error
+    assert result.metrics["instructions"]["per_inference"] > 0  # the figures are kept
+
+
+@pytest.mark.slow
+def test_deploy_reports_32_bit_figures_and_where_they_came_from(digits_m4_bundle, qemu_run):
+    bundle = digits_m4_bundle
+    assert bundle.ok, [c.detail for c in bundle.report.failed_checks()]
+    m, tflm = bundle.report.metrics, bundle.report.tflm
+    assert m.tensor_arena_32bit_bytes == qemu_run[0].metrics["arena_bytes"]  # same firmware
+    assert m.tensor_arena_32bit_bytes < m.tensor_arena_bytes  # the 64-bit host figure
+    assert m.flash_bytes == qemu_run[0].metrics["flash_bytes"] and m.ram_bytes > 10_000
+    assert m.instructions_per_inference == qemu_run[0].metrics["instructions"]["per_inference"]
+    assert "QEMU mps2-an386, cmsis-nn kernels, -mcpu=cortex-m4" in tflm["arena_32bit_source"]
+    assert "arm-none-eabi-size" in tflm["memory_source"]
+    assert "not cycles" in tflm["instructions_source"]
+    checks = {c.name: c for c in bundle.report.checks}
+    assert checks["firmware_matches_host_tflm"].ok
+    fits = checks["firmware_fits_memory"]
+    assert fits.ok and "(ELF, 32-bit)" in fits.detail
+    elf = bundle.path / "firmware" / "edgekit_harness-cortex-m4-cmsis-nn.elf"
+    assert elf.read_bytes()[:4] == b"\x7fELF"
+    text = (bundle.path / "report.md").read_text()
+    assert "arena_32bit_bytes" in text and "firmware (qemu)" in text
+
+
+@pytest.mark.slow
+def test_deploy_without_a_tflm_tree_says_the_figures_are_host_estimates(example, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    import edgekit
+
+    monkeypatch.delenv("EDGEKIT_TFLM_DIR", raising=False)
+    bundle = edgekit.deploy(None, "cortex-m7", example="digits", analysis=False, out=tmp_path)
+    assert bundle.ok and bundle.report.metrics.tensor_arena_32bit_bytes is None
+    step = next(s for s in bundle.report.steps if s.name == "firmware (qemu)")
+    assert not step.ran and "no TFLM tree (--tflm-dir or EDGEKIT_TFLM_DIR)" in step.detail
+    assert any("64-bit host figure" in note for note in bundle.report.notes)
+
+
+# --- clear errors ----------------------------------------------------------------------------
+
+
+def test_qemu_device_uris():
+    assert parse_device("qemu").params == {}
+    assert parse_device("qemu:mps2-an500").redacted == "qemu:mps2-an500"
+    with pytest.raises(UsageError, match="expected qemu or qemu:BOARD"):
+        parse_device("qemu:bad board;rm")
+
+
+def test_firmware_section_is_validated():
+    base = load_target("cortex-m4").to_dict()
+    assert TargetProfile.from_dict(base, "x.toml").firmware.qemu_board == "mps2-an386"
+    for bad, message in (
+        ({"cpu_flags": "-mcpu=cortex-m4"}, "cpu_flags"),
+        ({"cpu": "cortex-m33"}, "must be one of cortex-m4, cortex-m7"),
+        ({"qemu_board": "mps2 an386"}, "QEMU machine name"),
+        ({"cpi": 0}, "must be > 0"),
+        ({"turbo": True}, "is not a profile field"),
+    ):
+        table = dict(base, firmware={**base["firmware"], **bad})
+        with pytest.raises(UsageError, match=message):
+            TargetProfile.from_dict(table, "x.toml")
+    linux = load_target("raspberry-pi-4").to_dict()
+    with pytest.raises(UsageError, match="is for mcu targets"):
+        TargetProfile.from_dict(dict(linux, firmware=base["firmware"]), "x.toml")
+
+
+def test_qemu_errors_are_one_line(digits_m4, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGEKIT_TFLM_DIR", raising=False)
+    cases = [
+        (["--device", "qemu"], "pass --tflm-dir"),
+        (["--device", "qemu", "--tflm-dir", str(tmp_path)], "is not a TFLM tree"),
+        (["--device", "qemu:mps2-an500", "--tflm-dir", str(tmp_path)], "is a cortex-m7"),
+        (["--device", "qemu:mps2-an505", "--tflm-dir", str(tmp_path)], "unknown QEMU board"),
+        (["--device", "qemu", "--target", "esp32-s3"], "has no [firmware] section"),
+    ]
+    for args, message in cases:
+        proc = run_edgekit("bench", str(digits_m4), *args, "--no-record")
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_missing_toolchain_names_the_debian_package(digits_m4, tflm_tree, tmp_path):
+    bin_dir = tmp_path / "bin"  # a PATH with python but no arm-none-eabi-gcc
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = dict(os.environ, PATH=str(bin_dir))
+    proc = run_edgekit("bench", str(digits_m4), "--device", "qemu", "--tflm-dir",
+                       str(tflm_tree), "--no-record", env=env)  # fmt: skip
+    assert proc.returncode == 2
+    assert "arm-none-eabi-gcc not found: install Debian's gcc-arm-none-eabi" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_qemu_command_counts_instructions():
+    from pathlib import Path
+
+    command = qemu_command("mps2-an500", Path("fw.elf"), "arena=4096 EDGEKIT_RUN 0 1")
+    assert command[command.index("-icount") + 1] == "shift=0"
+    assert "enable=on,target=native" in command
+    assert command[-2:] == ["-append", "arena=4096 EDGEKIT_RUN 0 1"]

@@ -141,6 +141,13 @@ def ensure_tf_keras(model: Any) -> Any:
     return model
 
 
+def copy_model(model: Any) -> Any:
+    """A tf_keras model with the same architecture and weights and its own variables."""
+    copy = _keras2().models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def tfmot_layer_error(exc: Exception, model: Any, what: str, alternatives: str) -> UsageError:
     """Turn tfmot's "Layer x ... is not supported" into one line naming the layer.
 

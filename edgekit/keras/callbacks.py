@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekit._tf import tensorflow, tf_keras
 from edgekit.errors import UsageError
+from edgekit.keras._compat import copy_model
 from edgekit.keras._tfmot import tfmot
 
 tf = tensorflow()
@@ -125,9 +126,7 @@ def deployable_copy(model: Any) -> Any:
         stripped = tfmot().sparsity.keras.strip_pruning(stripped)
     if "ClusterWeights" in names or "ClusterWeightsMHA" in names:
         stripped = tfmot().clustering.keras.strip_clustering(stripped)
-    copy = keras.models.clone_model(stripped)
-    copy.set_weights(stripped.get_weights())
-    return copy
+    return copy_model(stripped)
 
 
 class TargetFitCheck(keras.callbacks.Callback):

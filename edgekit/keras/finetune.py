@@ -45,11 +45,9 @@ def _unshared(teacher: Any, student: Any) -> Any:
     mine = {v.ref() for v in student.weights}
     if not any(v.ref() in mine for v in teacher.weights):
         return teacher
-    from edgekit._tf import tf_keras
+    from edgekit.keras._compat import copy_model
 
-    copy = tf_keras().models.clone_model(teacher)
-    copy.set_weights(teacher.get_weights())
-    return copy
+    return copy_model(teacher)
 
 
 def fine_tune(

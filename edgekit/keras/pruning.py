@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
-from edgekit.keras._compat import ensure_tf_keras, unsupported_layers_error
+from edgekit.keras._compat import copy_model, ensure_tf_keras, unsupported_layers_error
 from edgekit.keras._tfmot import tfmot
 
 PRUNING_ALTERNATIVES = (
@@ -119,11 +119,7 @@ def _own_copy(model: Any) -> Any:
     """A Sequential/Functional model with its own variables (same weights); others as given."""
     if type(model).__name__ not in ("Sequential", "Functional"):
         return model
-    from edgekit._tf import tf_keras
-
-    copy = tf_keras().models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
+    return copy_model(model)
 
 
 def strip_pruning(model: Any) -> Any:

@@ -723,19 +723,17 @@ def _firmware_step(profile: TargetProfile, staging: Path, report: DeployReport, 
     flash, RAM and instruction figures join the report beside the 64-bit host estimates."""
     if not profile.is_mcu or report.metrics.tensor_arena_bytes is None:
         return
-    from edgekit.bench.firmware import ENV_TFLM_DIR, PACKAGES
+    from edgekit.bench.firmware import ENV_TFLM_DIR, missing_packages
 
     estimate = "the arena is the 64-bit host figure and flash/RAM are not measured"
     tree = tflm_dir or os.environ.get(ENV_TFLM_DIR)
-    missing = [PACKAGES[t] for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")
-               if shutil.which(t) is None]  # fmt: skip
     why = None
     if profile.firmware is None:
         why = f"target {profile.name} has no [firmware] section (CPU flags, QEMU board)"
     elif not tree:
         why = f"no TFLM tree (--tflm-dir or {ENV_TFLM_DIR})"
-    elif missing:
-        why = f"not installed: {', '.join(dict.fromkeys(missing))} (Debian packages)"
+    elif missing := missing_packages():
+        why = f"not installed: {', '.join(missing)} (Debian packages)"
     if why is not None:
         steps.skip(FIRMWARE_STEP, f"{why}: {estimate}")
         report.notes.append(f"firmware not built or run under QEMU ({why}): {estimate}")

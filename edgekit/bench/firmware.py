@@ -13,6 +13,7 @@ A missing toolchain is one line naming the Debian package.
 
 >>> kernels_of(Path("/nonexistent"))
 'reference'
+>>> from edgekit.targets import load_target
 >>> library_flags(load_target("cortex-m4").firmware)[:2]
 ['CPU=cortex-m4', 'CPU_FLAGS=-mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard']
 """
@@ -32,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgekit.errors import RuntimeFailure, UsageError
-from edgekit.targets import Firmware, load_target  # noqa: F401 (load_target: doctest)
+from edgekit.targets import Firmware
 
 ENV_TFLM_DIR = "EDGEKIT_TFLM_DIR"
 # tool -> the Debian package that brings it
@@ -46,18 +47,25 @@ _COMPILED = re.compile(r"^(CXX|CC) (\S+)$")
 
 
 @dataclass
-class FirmwareBuild:
-    """One linked harness ELF and how it was made."""
+class TflmLibrary:
+    """A TFLM static library for one (tree, CPU flags, kernels, compiler)."""
 
-    elf: Path
+    path: Path
     cpu: str
     kernels: str  # "cmsis-nn" | "reference"
-    library: Path
-    library_cached: bool  # the TFLM library came from the cache
-    library_seconds: float  # 0 when cached
+    compiler: str  # the arm-none-eabi-gcc version line
+    cached: bool  # it came from the cache
+    seconds: float  # build time, 0 when cached
+
+
+@dataclass
+class FirmwareBuild:
+    """One linked harness ELF and the library it was linked against."""
+
+    elf: Path
+    library: TflmLibrary
     app_seconds: float
     arena_bytes: int | None  # kTensorArenaSize given at build time (None: the bundle's)
-    compiler: str
 
 
 def board_dir() -> Path:
@@ -81,13 +89,26 @@ def require_tool(tool: str) -> str:
     return found
 
 
+def _has_newlib(gcc: str) -> bool:
+    specs = subprocess.run([gcc, "-print-file-name=nano.specs"], capture_output=True,
+                           text=True, timeout=30).stdout.strip()  # fmt: skip
+    return os.path.isabs(specs)  # gcc echoes the bare name when it has no such file
+
+
+def missing_packages() -> list[str]:
+    """The Debian packages a QEMU firmware run still needs (empty: all there)."""
+    missing = [package for tool, package in PACKAGES.items() if shutil.which(tool) is None]
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is not None and not _has_newlib(gcc):
+        missing.append("libnewlib-arm-none-eabi")
+    return missing
+
+
 def require_toolchain() -> str:
     """arm-none-eabi-gcc with newlib-nano; returns its version line."""
     gcc = require_tool("arm-none-eabi-gcc")
     require_tool("make")
-    specs = subprocess.run([gcc, "-print-file-name=nano.specs"], capture_output=True,
-                           text=True, timeout=30).stdout.strip()  # fmt: skip
-    if not os.path.isabs(specs):
+    if not _has_newlib(gcc):
         raise UsageError(
             "arm-none-eabi-gcc has no newlib (nano.specs not found): install Debian's "
             "libnewlib-arm-none-eabi"
@@ -172,12 +193,13 @@ def _make(args: list[str], what: str, progress: Callable[[str], None] | None = N
     return "\n".join(lines)
 
 
-def tflm_library(tree: Path, firmware: Firmware, compiler: str,
-                 progress: Callable[[str], None] = print, jobs: int | None = None,
-                 ) -> tuple[Path, bool, float]:  # fmt: skip
-    """The TFLM library for (tree, CPU flags, kernels, compiler): (path, cached, seconds)."""
+def tflm_library(tree: Path, firmware: Firmware, progress: Callable[[str], None] = print,
+                 jobs: int | None = None, compiler: str | None = None) -> TflmLibrary:  # fmt: skip
+    """The TFLM library for (tree, CPU flags, kernels, compiler): from the cache, or built
+    into it first. `compiler` is :func:`require_toolchain`'s answer, asked here if not given."""
     import fcntl
 
+    compiler = compiler or require_toolchain()
     kernels = kernels_of(tree)
     key = hashlib.sha256(
         "\0".join(
@@ -190,32 +212,33 @@ def tflm_library(tree: Path, firmware: Firmware, compiler: str,
         ).encode()  # fmt: skip
     ).hexdigest()[:16]
     folder = cache_dir("tflm-lib") / f"{firmware.cpu}-{kernels}-{key}"
-    library = folder / "libtflm.a"
-    if library.is_file():
-        return library, True, 0.0
+    library = TflmLibrary(folder / "libtflm.a", firmware.cpu, kernels, compiler, True, 0.0)
+    if library.path.is_file():
+        return library
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another bench may be building it right now
-        if library.is_file():
-            return library, True, 0.0
+        if library.path.is_file():
+            return library
         start = time.monotonic()
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".building-") as work:
             args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"LIB_DIR={work}",
-                    f"BUILD_DIR={work}", f"-j{jobs or os.cpu_count() or 1}", "lib"]  # fmt: skip
-            total = len(_sources(tree))
+                    f"BUILD_DIR={work}"]  # fmt: skip
+            total = _source_count(args)
             progress(f"building the TFLM library once ({kernels} kernels, {firmware.cpu}, "
                      f"{total} files); it is cached for later builds")  # fmt: skip
-            _make(args, f"TFLM library ({kernels}, {firmware.cpu})", progress, total)
+            _make([*args, f"-j{jobs or os.cpu_count() or 1}", "lib"],
+                  f"TFLM library ({kernels}, {firmware.cpu})", progress, total)  # fmt: skip
             folder.mkdir(exist_ok=True)
-            os.replace(Path(work) / "libtflm.a", library)
-        return library, False, time.monotonic() - start
+            os.replace(Path(work) / "libtflm.a", library.path)
+        library.cached, library.seconds = False, time.monotonic() - start
+        return library
 
 
-def _sources(tree: Path) -> list[Path]:
-    found = []
-    for top in ("tensorflow", "signal", "third_party"):
-        found += [p for p in (tree / top).rglob("*") if p.suffix in (".cc", ".c")]
-    return found
+def _source_count(args: list[str]) -> int:
+    """How many TFLM sources the Makefile compiles (its `info` target counts them)."""
+    found = re.search(r"sources=(\d+)", _make([*args, "info"], "make info"))
+    return int(found.group(1)) if found else 0
 
 
 def build_firmware(
@@ -224,28 +247,19 @@ def build_firmware(
     firmware: Firmware,
     build_dir: Path,
     *,
+    library: TflmLibrary | None = None,
     arena_bytes: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> FirmwareBuild:
     """Link the harness for `firmware.cpu` with the model in `bundle_tflm` (a bundle's
-    `tflm/` folder). The TFLM library comes from the cache or is built first."""
-    compiler = require_toolchain()
-    library, cached, library_seconds = tflm_library(tree, firmware, compiler, progress)
+    `tflm/` folder), against `library` (default: :func:`tflm_library`'s)."""
+    library = library or tflm_library(tree, firmware, progress)
     start = time.monotonic()
-    args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"TFLM_LIB={library}",
+    args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"TFLM_LIB={library.path}",
             f"HARNESS={harness_dir()}", f"BUNDLE_TFLM={bundle_tflm}",
             f"BUILD_DIR={build_dir}", f"ARENA={arena_bytes or ''}", "all"]  # fmt: skip
     progress(f"compiling the harness and model for {firmware.cpu}"
              + (f" with a {arena_bytes:,}-byte arena" if arena_bytes else ""))  # fmt: skip
     _make(args, f"firmware build ({firmware.cpu})")
-    return FirmwareBuild(
-        elf=build_dir / "edgekit_harness.elf",
-        cpu=firmware.cpu,
-        kernels=kernels_of(tree),
-        library=library,
-        library_cached=cached,
-        library_seconds=library_seconds,
-        app_seconds=time.monotonic() - start,
-        arena_bytes=arena_bytes,
-        compiler=compiler,
-    )
+    return FirmwareBuild(build_dir / "edgekit_harness.elf", library, time.monotonic() - start,
+                         arena_bytes)  # fmt: skip

@@ -124,15 +124,14 @@ def elf_sizes(elf: Path) -> dict[str, int]:
     return {"text": text, "data": data, "bss": bss, "tensor_arena": arena}
 
 
-def host_crc(model: bytes, arena: int, name: str) -> str:
-    """Host TFLM's (tflite_micro) output CRC on the harness's input, in a worker process."""
+def host_crc(data: bytes, model: Any, arena: int, name: str) -> str:
+    """Host TFLM's (tflite_micro) output CRC on the harness's input, in a worker process.
+    `model` is `data` read (:func:`~edgekit.tflite_model.read_tflite`), for the timeout."""
     from edgekit.isolation import call
     from edgekit.runtimes.tflm import probe_timeout
-    from edgekit.tflite_model import read_tflite
 
-    collected = call("edgekit.bench.tflm_host:simulate", model, arena, name, 0, 1,
-                     timeout=probe_timeout(read_tflite(model, name)) * 3,
-                     what=f"host TFLM on {name}")  # fmt: skip
+    collected = call("edgekit.bench.tflm_host:simulate", data, arena, name, 0, 1,
+                     timeout=probe_timeout(model) * 3, what=f"host TFLM on {name}")  # fmt: skip
     return collected["summary"]["output_crc32"]
 
 
@@ -162,7 +161,7 @@ def run_qemu(request: Any) -> BenchResult:
         request.profile = profile
     board = board_for(profile, request.device.params.get("board"))
     tree = fw.tflm_tree(request.tflm_dir)
-    fw.require_toolchain()
+    compiler = fw.require_toolchain()
     fw.require_tool("qemu-system-arm")
     data = request.model.path.read_bytes()
     model = read_tflite(data, request.model.name)
@@ -172,8 +171,9 @@ def run_qemu(request: Any) -> BenchResult:
         f"{request.model.sha256[:16]}-{profile.firmware.cpu}-{fw.kernels_of(tree)}-"
         + hashlib.sha256(str(tree).encode()).hexdigest()[:8]
     )
+    library = fw.tflm_library(tree, profile.firmware, request.progress, compiler=compiler)
     build = fw.build_firmware(sources, tree, profile.firmware, build_root / "bundle-arena",
-                              progress=request.progress)  # fmt: skip
+                              library=library, progress=request.progress)  # fmt: skip
     request.progress(f"finding the smallest arena that runs on {board}")
     try:
         run_firmware(build.elf, board, "EDGEKIT_RUN 0 1", timeout=request.timeout)
@@ -182,14 +182,15 @@ def run_qemu(request: Any) -> BenchResult:
     low, _ = activation_lower_bound(model)
     minimum = smallest_arena(build.elf, board, low, host_arena)
     final = fw.build_firmware(sources, tree, profile.firmware, build_root / "minimal-arena",
-                              arena_bytes=minimum, progress=request.progress)  # fmt: skip
+                              library=library, arena_bytes=minimum,
+                              progress=request.progress)  # fmt: skip
     settings = request.settings
-    request.progress(f"running {settings['runs']} runs on QEMU {board} ({build.kernels})")
+    request.progress(f"running {settings['runs']} runs on QEMU {board} ({library.kernels})")
     collected = run_firmware(final.elf, board, f"EDGEKIT_RUN {settings['warmup']} "
                              f"{settings['runs']}", timeout=request.timeout)  # fmt: skip
     sizes = elf_sizes(final.elf)
     request.progress("checking the output CRC against host TFLM")
-    expected = host_crc(data, host_arena, name)
+    expected = host_crc(data, model, host_arena, name)
     return _result(request, collected, board, build, final, sizes, minimum, host_arena, expected)
 
 
@@ -214,14 +215,14 @@ def _model_sources(request: Any, model: Any, name: str) -> tuple[Path, int]:
 def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
             sizes: dict[str, int], minimum: int, host_arena: int, expected: str,
             ) -> BenchResult:  # fmt: skip
-    hello, summary, memory = collected["hello"] or {}, collected["summary"], collected["memory"]
+    hello, summary = collected["hello"] or {}, collected["summary"]
+    memory, library = collected["memory"] or {}, final.library
     tick_ns = int(hello.get("tick_ns") or 0)
     if tick_ns <= 0 or not collected["ticks"]:
         raise DeviceFailure("the firmware reported no tick clock: cannot count instructions")
     per_run = [ticks * tick_ns for ticks in collected["ticks"]]  # 1 ns = 1 instruction
     budget = request.profile.memory
-    ram = sizes["data"] + sizes["bss"] + (memory or {}).get("stack_bytes", 0) + (
-        memory or {}).get("heap_bytes", 0)  # fmt: skip
+    ram = sizes["data"] + sizes["bss"] + memory.get("stack_bytes", 0) + memory.get("heap_bytes", 0)
     metrics: dict[str, Any] = {
         "instructions": {
             "per_inference": round(sum(per_run) / len(per_run)),
@@ -242,12 +243,12 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
         "ram_bytes": ram,
         "flash_budget_bytes": budget.flash_bytes,
         "ram_budget_bytes": budget.ram_bytes,
-        "stack_bytes": (memory or {}).get("stack_bytes"),
-        "heap_bytes": (memory or {}).get("heap_bytes"),
+        "stack_bytes": memory.get("stack_bytes"),
+        "heap_bytes": memory.get("heap_bytes"),
         "memory_source": "arm-none-eabi-size on the ELF built with the smallest arena; stack "
                          "and heap high-water marks from the MPS2 board port",
-        "build_seconds": {"tflm_library": round(build.library_seconds, 1),
-                          "library_cached": build.library_cached,
+        "build_seconds": {"tflm_library": round(library.seconds, 1),
+                          "library_cached": library.cached,
                           "application": round(build.app_seconds + final.app_seconds, 1)},
     }  # fmt: skip
     firmware = request.profile.firmware
@@ -263,23 +264,23 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
     error = None
     if summary.get("output_crc32") != expected:
         error = (
-            f"output CRC {summary.get('output_crc32')} under QEMU ({final.kernels} kernels, "
-            f"{final.cpu}) differs from host TFLM's {expected} (reference kernels)"
+            f"output CRC {summary.get('output_crc32')} under QEMU ({library.kernels} kernels, "
+            f"{library.cpu}) differs from host TFLM's {expected} (reference kernels)"
         )
     return BenchResult(
         status="failed" if error else "ok",
         error=error,
         runtime=f"tflm (qemu {board})",
-        runtime_version=f"TFLM {final.kernels}; protocol {hello.get('protocol')}",
+        runtime_version=f"TFLM {library.kernels}; protocol {hello.get('protocol')}",
         delegate=None,
         metrics=metrics,
         device_info={
             "simulation": "qemu",
             "board": board,
-            "cpu": final.cpu,
-            "kernels": final.kernels,
+            "cpu": library.cpu,
+            "kernels": library.kernels,
             "cpu_flags": list(firmware.cpu_flags),
-            "compiler": final.compiler,
+            "compiler": library.compiler,
             "qemu": _qemu_version(),
             "elf": str(final.elf),
             "host": platform.machine(),

@@ -70,8 +70,10 @@ class Collector:
     def feed_line(self, raw: bytes) -> bool:
         """Take one console line; True once the summary has arrived. A board error raises."""
         message = parse_line(raw)
-        if message is None:
-            return False
+        return message is not None and self.feed(message)
+
+    def feed(self, message: dict[str, Any]) -> bool:
+        """Take one parsed message; True once it is the summary. A board error raises."""
         kind = message["kind"]
         if kind == "hello":
             self.hello = message

@@ -17,7 +17,7 @@ import platform
 from typing import Any
 
 from edgekit.bench.result import BenchResult, DeviceFailure
-from edgekit.bench.serial_link import result_from_messages
+from edgekit.bench.serial_link import Collector, result_from_messages
 from edgekit.errors import RuntimeFailure
 
 HOST_SIMULATION = "tflite_micro (host simulation)"
@@ -31,13 +31,11 @@ def simulate(model: bytes, arena: int, name: str, warmup: int, runs: int) -> dic
     from edgekit.runtimes.tflm import allocated_bytes
 
     board = TflmBoard(model, arena, name)
-    used = allocated_bytes(model, arena)
-    collected: dict[str, Any] = {"hello": board.hello(used), "runs": []}
+    collector = Collector(runs)
+    collector.feed(board.hello(allocated_bytes(model, arena)))
     for message in board.run(warmup, runs):
-        if message["kind"] == "run":
-            collected["runs"].append(message["us"] / 1000)
-        else:
-            collected["summary"] = message
+        collector.feed(message)
+    collected = collector.messages()
     collected["version"] = getattr(_version, "__version__", None) or "?"
     return collected
 

@@ -127,7 +127,7 @@ def test_arena_is_bisected_on_the_32_bit_cpu_and_the_elf_is_measured(qemu_run):
 
 
 @pytest.mark.slow
-def test_smallest_arena_bisection_agrees_with_a_linear_probe(qemu_run):
+def test_smallest_arena_bisection_is_reproducible_from_any_lower_bound(qemu_run):
     from pathlib import Path
 
     elf = Path(qemu_run[0].device_info["elf"])
@@ -137,9 +137,22 @@ def test_smallest_arena_bisection_agrees_with_a_linear_probe(qemu_run):
 
 
 @pytest.mark.slow
-def test_cli_prints_instructions_and_the_cmake_route_builds_the_same_firmware(
-    qemu_run, digits_m4, tflm_tree, tmp_path
-):
+def test_cli_prints_instructions_arena_flash_and_ram(qemu_run, digits_m4, tflm_tree):
+    # The same runs as qemu_run: the same firmware gives the same instruction count.
+    proc = run_edgekit("bench", str(digits_m4), "--device", "qemu", "--tflm-dir", str(tflm_tree),
+                       "--runs", "5", "--warmup", "1", "--no-record")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    m = qemu_run[0].metrics
+    assert "[tflm (qemu mps2-an386) TFLM cmsis-nn; protocol 1]" in proc.stdout
+    ins = m["instructions"]["per_inference"]
+    assert f"instructions        {ins:,} per inference" in proc.stdout
+    assert f"{m['arena_bytes']:,} B smallest that runs (32-bit)" in proc.stdout
+    assert f"flash               {m['flash_bytes']:,} B of 1,048,576 B" in proc.stdout
+    assert "TFLM library cached" in proc.stdout and "latency ms" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_cmake_route_builds_the_same_firmware(qemu_run, digits_m4, tflm_tree, tmp_path):
     result = qemu_run[0]
     # The bundle carries the board port and toolchain file; CMake links against the cached
     # library (EDGEKIT_TFLM_LIBRARY) and the firmware prints the same CRC under QEMU.

@@ -13,9 +13,18 @@ from helpers import REPO
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    """The wheel built from a pristine copy of the source: an editable install's
+    edgekit.egg-info/SOURCES.txt (or a stale build/) in the checkout would add files the
+    pyproject does not declare, and hide a package missing from it."""
+    import shutil
+
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source") / "edgekit"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        "*.egg-info", "build", "dist", ".git", "__pycache__", ".venv", ".ruff_cache",
+        ".pytest_cache"))  # fmt: skip
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
     )
@@ -51,6 +60,18 @@ def test_wheel_has_only_the_edgekit_namespace(wheel):
         "edgekit/_worker.py",
     ):
         assert expected in names
+
+
+def test_wheel_has_every_package_of_the_source_tree(wheel):
+    # pyproject lists packages by hand (package-dir maps converters/, targets/, devices/ into
+    # edgekit): a package missing from that list installs editable but not from a wheel.
+    names = set(zipfile.ZipFile(wheel).namelist())
+    roots = {"edgekit": "edgekit", "converters": "edgekit/converters",
+             "targets": "edgekit/profiles", "devices": "edgekit/devices"}  # fmt: skip
+    for source, installed in roots.items():
+        for init in (REPO / source).rglob("__init__.py"):
+            relative = init.relative_to(REPO / source).as_posix()
+            assert f"{installed}/{relative}" in names, f"{source}/{relative} is not in the wheel"
 
 
 def test_regular_install_in_a_venv(wheel, tmp_path):

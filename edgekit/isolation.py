@@ -24,6 +24,7 @@ import signal
 import struct
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from edgekit.errors import RuntimeFailure
@@ -35,9 +36,23 @@ class WorkerBug(Exception):
     """A Python exception in the worker that is not an EdgekitError: a bug in edgekit."""
 
 
+# `python -m` would put the working directory first on the worker's sys.path: run from a
+# checkout of edgekit's source with edgekit installed (the README's `pip install .` then
+# `edgekit deploy`), the worker imported the checkout's edgekit/, which has no converters.
+# The worker puts the directory of the parent's own edgekit first instead (the working
+# directory stays on the path, after it, for users' modules).
+_BOOT = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "runpy.run_module('edgekit._worker', run_name='__main__', alter_sys=True)"
+)
+
+
 def worker_argv() -> list[str]:
-    """The command that starts a worker (`python -m edgekit._worker`)."""
-    return [sys.executable, "-m", "edgekit._worker"]
+    """The command that starts a worker: `edgekit._worker` run as `__main__`, importing the
+    same edgekit as this process."""
+    import edgekit
+
+    return [sys.executable, "-c", _BOOT, str(Path(edgekit.__file__).resolve().parent.parent)]
 
 
 def worker_env() -> dict[str, str]:

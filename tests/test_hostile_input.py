@@ -545,3 +545,21 @@ def test_bad_data_is_refused_before_tensorflow_loads(example, tmp_path):
     assert result.returncode == 2 and "not a readable NumPy file" in result.stderr
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert not {m for m in imported if m.split(".")[0] in ("tensorflow", "tf_keras")}
+
+
+def test_the_worker_imports_this_processs_edgekit_not_one_in_the_working_directory(
+    tmp_path, monkeypatch
+):
+    # A checkout of edgekit's source is a directory with an `edgekit/` folder: a user who
+    # runs `pip install .` and then `edgekit deploy` in it must get workers running the
+    # installed edgekit (that folder has no converters/), and their own modules in the
+    # working directory must stay importable.
+    from edgekit.isolation import call
+
+    (tmp_path / "edgekit").mkdir()
+    (tmp_path / "edgekit" / "__init__.py").write_text("raise ImportError('the decoy edgekit')\n")
+    (tmp_path / "users_layers.py").write_text("def value():\n    return 42\n")
+    monkeypatch.chdir(tmp_path)
+    assert call("os:getcwd") == str(tmp_path)
+    assert call("edgekit.converters.tflm:c_identifier", "a-b") == "a_b"
+    assert call("users_layers:value") == 42

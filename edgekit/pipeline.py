@@ -532,8 +532,14 @@ def _analysis_step(
         except RuntimeFailure as exc:
             step.detail = f"not run: {exc}"
             return
-        chart = result.chart(staging / "analysis.png", f"{report.model['name']} → {profile.name}")
-        report.artifacts.append(Artifact.of(chart, staging, Role.CHART))
+        from edgekit import plotting
+
+        if plotting.available():
+            title = f"{report.model['name']} → {profile.name}"
+            chart = result.chart(staging / "analysis.png", title)
+            report.artifacts.append(Artifact.of(chart, staging, Role.CHART))
+        else:  # `pip install .` has no matplotlib: the table in report.md still has it all
+            report.notes.append(f"per-layer analysis chart not drawn: {plotting.MISSING}")
         report.quantization["analysis"] = result.to_dict()
         worst = result.ranked()[0] if result.layers else None
         step.detail = (

@@ -6,6 +6,17 @@ from typing import Any
 
 from edgekit.errors import UsageError
 
+MISSING = "charts need matplotlib (pip install 'edgekit[plot]')"
+
+
+def available() -> bool:
+    """matplotlib imports (charts a user did not ask for are skipped without it)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
 
 def pyplot() -> Any:
     """`matplotlib.pyplot` on the Agg backend (no display needed).
@@ -19,5 +30,5 @@ def pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("charts need matplotlib (pip install 'edgekit[plot]')") from None
+        raise UsageError(MISSING) from None
     return plt

@@ -269,3 +269,23 @@ def test_over_ram_budget_fails_with_needed_vs_available(tmp_path):
     ram = {c.name: c for c in bundle.report.checks}["ram_budget"]
     arena = bundle.report.metrics["tensor_arena_bytes"]
     assert not ram.ok and f"{arena / 1024:.1f} KiB" in ram.detail and "224.0 KiB" in ram.detail
+
+
+def test_the_readme_deploy_without_matplotlib_skips_the_chart_with_a_note(example, tmp_path):
+    # `pip install .` brings no matplotlib (it is the [plot] extra): the default deploy must
+    # still work, without the chart, and say so.
+    out = tmp_path / "out"
+    code = (
+        "import runpy, sys; sys.modules['matplotlib'] = None; "
+        f"sys.argv = ['edgekit', 'deploy', '--example', 'digits', '--target', 'coral', "
+        f"'--out', {str(out)!r}]; runpy.run_module('edgekit', run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bundle = next(out.iterdir())
+    report = json.loads((bundle / "report.json").read_text())
+    assert not (bundle / "analysis.png").exists() and report["quantization"]["analysis"]["layers"]
+    assert any("chart not drawn: charts need matplotlib (pip install 'edgekit[plot]')" in note
+               for note in report["notes"])  # fmt: skip
+    assert "analysis.png" not in (bundle / "report.md").read_text()

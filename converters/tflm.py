@@ -10,6 +10,7 @@ static const float kInput0Scale = 0.0039f;
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -30,6 +31,21 @@ from edgekit.tflite_model import TFLiteModel
 def c_identifier(name: str) -> str:
     ident = re.sub(r"\W", "_", name)
     return ident if ident and not ident[0].isdigit() else f"m_{ident}"
+
+
+def c_float(value: float) -> str:
+    """A float as a literal that C and C++ both read back exactly (``1.0f``, ``1e-05f``).
+
+    >>> c_float(1.0), c_float(0.0039), c_float(1e-5), c_float(3e38)
+    ('1.0f', '0.0039f', '1e-05f', '3e+38f')
+    """
+    value = float(value)
+    if not math.isfinite(value):
+        raise ToolError(f"cannot write the non-finite value {value} into C source")
+    text = f"{value:.9g}"
+    if not any(c in text for c in ".en"):  # "1" + "f" is a user-defined literal in C++
+        text += ".0"
+    return text + "f"
 
 
 def model_data_sources(data: bytes, name: str) -> dict[str, str]:
@@ -83,7 +99,7 @@ def io_header_lines(
     if scale is not None:
         lines[0] += f", real = {scale:.9g} * (q - ({zero}))"
         lines += [
-            f"static const float {prefix}Scale = {scale:.9g}f;",
+            f"static const float {prefix}Scale = {c_float(scale)};",
             f"static const int32_t {prefix}ZeroPoint = {zero};",
         ]
     dims = ", ".join(str(d) for d in shape) or "1"

@@ -5,7 +5,7 @@ The arena is measured, not guessed (:func:`edgekit.runtimes.tflm.measure_arena`)
 run, and running it, is :mod:`edgekit.runtimes.tflm`; this module only writes C.
 
 >>> print(io_header_lines("input", 0, "INT8", [1, 8, 8, 1], 0.0039, -128)[1])
-static const float kInput0Scale = 0.0039f;
+static const float kInput0Scale EDGEKIT_IO_UNUSED = 0.0039f;
 """
 
 from __future__ import annotations
@@ -90,6 +90,18 @@ C_TYPES = {"INT8": "int8_t", "UINT8": "uint8_t", "INT16": "int16_t", "INT32": "i
            "FLOAT32": "float", "BOOL": "bool", "INT64": "int64_t"}  # fmt: skip
 
 
+# C warns about static constants a file does not use (-Wunused-const-variable, on with -Wall):
+# an application that includes model_io.h and reads only some of them must still build
+# with -Wall -Werror.
+IO_UNUSED_MACRO = """#ifndef EDGEKIT_IO_UNUSED
+#if defined(__GNUC__) || defined(__clang__)
+#define EDGEKIT_IO_UNUSED __attribute__((unused))
+#else
+#define EDGEKIT_IO_UNUSED
+#endif
+#endif"""
+
+
 def io_header_lines(
     kind: str, position: int, dtype: str, shape: list[int], scale: float | None, zero: int | None
 ) -> list[str]:
@@ -99,13 +111,13 @@ def io_header_lines(
     if scale is not None:
         lines[0] += f", real = {scale:.9g} * (q - ({zero}))"
         lines += [
-            f"static const float {prefix}Scale = {c_float(scale)};",
-            f"static const int32_t {prefix}ZeroPoint = {zero};",
+            f"static const float {prefix}Scale EDGEKIT_IO_UNUSED = {c_float(scale)};",
+            f"static const int32_t {prefix}ZeroPoint EDGEKIT_IO_UNUSED = {zero};",
         ]
     dims = ", ".join(str(d) for d in shape) or "1"
     lines += [
-        f"static const int {prefix}Rank = {len(shape)};",
-        f"static const int {prefix}Dims[] = {{{dims}}};",
+        f"static const int {prefix}Rank EDGEKIT_IO_UNUSED = {len(shape)};",
+        f"static const int {prefix}Dims[] EDGEKIT_IO_UNUSED = {{{dims}}};",
         f"typedef {C_TYPES.get(dtype, 'uint8_t')} {prefix.removeprefix('k')}Type;",
     ]
     return lines
@@ -124,8 +136,10 @@ def io_source(model: TFLiteModel, name: str) -> str:
         "#include <stdbool.h>",
         "#include <stdint.h>",
         "",
-        f"static const int kInputCount = {len(model.inputs)};",
-        f"static const int kOutputCount = {len(model.outputs)};",
+        IO_UNUSED_MACRO,
+        "",
+        f"static const int kInputCount EDGEKIT_IO_UNUSED = {len(model.inputs)};",
+        f"static const int kOutputCount EDGEKIT_IO_UNUSED = {len(model.outputs)};",
     ]
     for kind, indices in (("input", model.inputs), ("output", model.outputs)):
         for position, idx in enumerate(indices):

@@ -240,6 +240,7 @@ class _Progress:
                 "ok": "[green]✓[/green]",
                 "skipped": "[yellow]–[/yellow]",
                 "failed": "[red]✗[/red]",
+                "check_failed": "[red]✗[/red]",
                 "interrupted": "[red]✗ interrupted:[/red]",
             }
             status = step.status if step.ran or step.status != "ok" else "skipped"

@@ -4,6 +4,7 @@
     ├── UsageError               bad input or usage: a file, a field, a flag (exit 2)
     └── ToolError                a tool, runtime or device failed on good input (exit 1)
         ├── RuntimeFailure       LiteRT, TFLM or the converter crashed, hung or refused
+        │   └── RuntimeCrash     ... and it was a crash (a signal), not a refusal or a deadline
         └── DeviceFailure        the device or its harness failed mid-run (bench records it)
 
 Anything else that escapes is a bug in edgekit: the CLI says "internal error" (exit 3) and
@@ -38,6 +39,11 @@ class ToolError(EdgekitError):
 class RuntimeFailure(ToolError):
     """A native runtime (LiteRT, TFLM, the TFLite converter) crashed, hung or refused the
     model. It ran in a worker process, so edgekit itself is still standing."""
+
+
+class RuntimeCrash(RuntimeFailure):
+    """The worker running a native runtime died of a signal (SIGSEGV, SIGABRT): the caller
+    may look for the op that did it (:func:`edgekit.runtimes.litert.locate_crash`)."""
 
 
 class DeviceFailure(ToolError):

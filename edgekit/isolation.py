@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import RuntimeFailure
+from edgekit.errors import RuntimeCrash, RuntimeFailure
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -79,6 +79,12 @@ def read_message(stream: Any) -> Any:
     if len(data) < size:
         raise EOFError
     return pickle.loads(data)
+
+
+def exit_error(what: str, code: int | None) -> RuntimeFailure:
+    """The error for a worker that ended without answering: a RuntimeCrash for a signal."""
+    cls = RuntimeCrash if code is not None and code < 0 else RuntimeFailure
+    return cls(f"{what} {describe_exit(code)}")
 
 
 def describe_exit(code: int | None) -> str:
@@ -141,7 +147,7 @@ class Worker:
             write_message(proc.stdin, (target, args))
         except BrokenPipeError:
             self.stop()
-            raise RuntimeFailure(f"{what} {describe_exit(proc.returncode)}") from None
+            raise exit_error(what, proc.returncode) from None
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         if not ready:
             self.stop()
@@ -149,8 +155,12 @@ class Worker:
         try:
             reply = read_message(proc.stdout)
         except (EOFError, pickle.UnpicklingError):
+            try:  # the pipe closes a moment before the exit status is there
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
             self.stop()
-            raise RuntimeFailure(f"{what} {describe_exit(proc.returncode)}") from None
+            raise exit_error(what, proc.returncode) from None
         return unpack_reply(reply, what)
 
     def stop(self) -> None:

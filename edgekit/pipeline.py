@@ -390,7 +390,7 @@ def _run(
         )
         report.checks += checks
         if result is None:
-            step.detail = checks[0].detail
+            step.status, step.detail = "check_failed", checks[0].detail
         else:
             step.detail = f"{result.samples} samples on {result.runtime}"
             _record_verification(result, report)

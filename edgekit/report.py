@@ -159,7 +159,7 @@ class Step:
     ran: bool
     seconds: float
     detail: str
-    status: str = "ok"  # ok | skipped | failed | interrupted
+    status: str = "ok"  # ok | skipped | failed | interrupted | check_failed (ran, did not pass)
 
 
 @dataclass

@@ -315,6 +315,12 @@ def _quant(q: Any, index: int, shape: tuple[int, ...], source: str) -> Quant | N
             f"{len(zeros)} zero points)"
         )
     axis = int(q.quantizedDimension)
+    if not 0 <= axis < max(len(shape), 1) and (
+        len(scales) == 1 or (len(shape) == 1 and shape[0] == len(scales))
+    ):
+        # Older converters wrote quantized_dimension 3 on biases: one scale is per-tensor, and
+        # a rank-1 tensor has one axis. TFLM runs such files; the axis cannot mean anything else.
+        axis = 0
     if len(scales) > 1 and not 0 <= axis < max(len(shape), 1):
         raise UsageError(
             f"{source}: corrupt .tflite (tensor {index}: quantized dimension {axis} of a "

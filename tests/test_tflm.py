@@ -153,3 +153,30 @@ def test_io_header_gives_an_application_what_it_needs(digits_tflite, tmp_path):
     o_scale, o_zero, o_dim, size = second.split()
     assert float(o_scale) == pytest.approx(out.quant.scales[0], rel=1e-6)
     assert (int(o_zero), int(o_dim), int(size)) == (out.quant.zero_points[0], 10, 1)
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "g++"])
+def test_every_scale_is_a_literal_c_and_cpp_read_back(compiler, tmp_path):
+    """A model taking 0..255 pixels has an input scale of exactly 1.0: `1f` is no C++ literal
+    (the build failed with "unable to find numeric literal operator"). Every float written is
+    read back exactly by C and by C++."""
+    from edgekit.converters.tflm import IO_UNUSED_MACRO, c_float, io_header_lines
+
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} not installed")
+    values = [1.0, 2.0, 0.0039, 1e-05, 3.0517578125e-05, 255.0, 1e30, 7.8456619e-09, 0.0]
+    lines = ["#include <stdio.h>", "#include <stdint.h>", IO_UNUSED_MACRO]
+    for i, value in enumerate(values):
+        lines += io_header_lines("input", i, "INT8", [1, 4], value, 0)
+    body = "".join(f'  printf("%.9g\\n", (double)kInput{i}Scale);\n' for i in range(len(values)))
+    suffix = ".c" if compiler == "gcc" else ".cc"
+    (tmp_path / f"probe{suffix}").write_text("\n".join(lines) + f"\nint main(void) {{\n{body}  return 0;\n}}\n")
+    exe = tmp_path / "probe"
+    subprocess.run([compiler, "-Wall", "-Werror", "-o", str(exe), f"probe{suffix}"], cwd=tmp_path,
+                   check=True, capture_output=True)  # fmt: skip
+    printed = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    assert [np.float32(p) for p in printed] == [np.float32(v) for v in values]
+    assert c_float(1.0) == "1.0f" and c_float(1e-05) == "1e-05f"
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ToolError, match="non-finite"):
+            c_float(bad)

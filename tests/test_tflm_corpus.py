@@ -107,3 +107,55 @@ def test_npu_model_runs_where_the_profile_has_the_npu(tmp_path):
     assert npu.coprocessors == ("ethos-u",)
     assert check_runtime_ops(model, npu).ok
     assert not check_runtime_ops(model, load_target("cortex-m7")).ok
+
+
+def _with_quantized_dimension(data: bytes, axis: int, rank: int, multi: bool) -> tuple[bytes, int]:
+    """The model with `quantized_dimension = axis` on every quantized rank-`rank` tensor that
+    has several scales (`multi`) or one; and how many tensors were changed."""
+    from edgekit.tflite_edit import pack, unpack
+
+    model = unpack(data)
+    changed = 0
+    for tensor in model.subgraphs[0].tensors:
+        q = tensor.quantization
+        if q is None or q.scale is None or len(tensor.shape) != rank:
+            continue
+        if (len(q.scale) > 1) == multi:
+            q.quantizedDimension = axis
+            changed += 1
+    return pack(model), changed
+
+
+def test_the_reader_accepts_what_the_runtimes_run(digits_tflite):
+    """Older converters wrote quantized_dimension 3 on rank-1 biases. TFLM runs such files, so
+    the reader must read them (one scale is per-tensor; a rank-1 tensor has one axis). A
+    per-channel filter whose axis points outside it would make a kernel read out of bounds:
+    that one is refused, and LiteRT refuses it too."""
+    import dataclasses
+
+    import numpy as np
+    import pytest
+
+    from edgekit.errors import RuntimeFailure, UsageError
+    from edgekit.runtimes import litert, tflm
+    from edgekit.tflite_model import read_tflite
+
+    original = digits_tflite["int8"].read_bytes()
+    model = read_tflite(original)
+    feed = np.zeros((1, *model.input_tensors()[0].shape[1:]), np.int8)
+    arena = measure_arena(model).tensor_arena_bytes
+    # Per-channel biases with axis 3; every single-scale activation with axis 7.
+    for axis, rank, multi in ((3, 1, True), (7, 4, False)):
+        data, changed = _with_quantized_dimension(original, axis, rank, multi)
+        assert changed > 0
+        mutated = read_tflite(data, "old-converter.tflite")  # must not raise
+        assert all(t.quant is None or t.quant.axis < max(len(t.shape), 1) for t in mutated.tensors)
+        outputs, _ = tflm.run_isolated(mutated, feed, arena)  # TFLM runs it ...
+        expected, _ = tflm.run_isolated(model, feed, arena)
+        assert np.array_equal(outputs[0], expected[0])  # ... and computes the same
+    data, changed = _with_quantized_dimension(original, 7, 4, True)
+    assert changed > 0
+    with pytest.raises(UsageError, match="quantized dimension 7 of a rank-4 tensor"):
+        read_tflite(data, "bad-axis.tflite")
+    with pytest.raises(RuntimeFailure, match="quantized_dimension"):
+        litert.run_isolated(dataclasses.replace(model, data=data), [feed], "reference")

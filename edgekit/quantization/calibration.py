@@ -21,6 +21,7 @@ into a range:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +83,18 @@ def parse_method(text: str) -> tuple[str, float | None]:
 # --- collection (worker-side) --------------------------------------------------------------
 
 
+def binnable(lo: float, hi: float) -> bool:
+    """Whether [lo, hi] splits into BINS float32 bins of non-zero width (a tensor that is
+    constant up to rounding, e.g. 0.9999999 to 1.0, does not: it gets no histogram).
+
+    >>> binnable(0.0, 1.0), binnable(1.0, 1.0), binnable(0.99999994, 1.0)
+    (True, False, False)
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return False
+    return (hi - lo) / BINS > 4 * float(np.spacing(np.float32(max(abs(lo), abs(hi)))))
+
+
 def collect(
     model: bytes,
     x: np.ndarray,
@@ -120,11 +133,11 @@ def collect(
             lo[t] = min(lo[t], float(values.min()))
             hi[t] = max(hi[t], float(values.max()))
     counts = {t: np.zeros(BINS) for t in tensors}
+    binned = [t for t in tensors if binnable(lo[t], hi[t])]
     for sample in x:  # pass 2: counts over the extremes
         run(sample)
-        for t in tensors:
-            if hi[t] > lo[t]:
-                counts[t] += np.histogram(interp.get_tensor(t), BINS, (lo[t], hi[t]))[0]
+        for t in binned:
+            counts[t] += np.histogram(interp.get_tensor(t), BINS, (lo[t], hi[t]))[0]
     histograms = {
         t: Histogram(float(lo[t]), float(hi[t]), counts[t])
         for t in tensors

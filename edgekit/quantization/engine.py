@@ -35,6 +35,8 @@ from edgekit.tflite_model import TFLiteModel, read_tflite
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 TIMEOUT = 1800.0
 BIAS_CORRECTION_SAMPLES = 100
+# Narrowest range given to a tensor: an int8 scale of 3.9e-8 (LiteRT's softmax needs > 1.5e-8).
+MIN_RANGE = 1e-5
 DEFAULT_METHOD = "minmax"  # with the MEAN rewrite and bias correction: docs/benchmarks.md
 
 
@@ -189,7 +191,7 @@ def correct_biases(
     from edgekit.runtimes.litert import dequantize_tensor, quantize_input, run_isolated
     from edgekit.tflite_edit import pack, unpack
 
-    model = read_tflite(quantized)
+    model = read_tflite(quantized, "int8.tflite")
     names = {t.name: t.index for t in float_model.tensors}
     ops = [
         op
@@ -278,10 +280,31 @@ def ranges_for(
     ranges = {}
     for index, histogram in statistics.histograms.items():
         if index in calibrated.inputs:
-            ranges[index] = (histogram.lo, histogram.hi)
+            ranges[index] = widened(histogram.lo, histogram.hi)
         else:
-            ranges[index] = choose_range(histogram, method)
+            ranges[index] = widened(*choose_range(histogram, method))
     return ranges
+
+
+def widened(lo: float, hi: float) -> tuple[float, float]:
+    """(lo, hi) at least MIN_RANGE wide, on the side of zero the values are on.
+
+    A tensor that is constant on the calibration data (a dead ReLU in an untrained net, logits
+    of a head whose input is all zero) would get a scale near 1e-9; LiteRT's SOFTMAX, LOGISTIC
+    and TANH kernels abort on such a scale (their rescale multiplier must exceed one), and
+    every other op loses nothing from the wider range: the values are still exact.
+
+    >>> widened(0.0, 0.0), widened(-2.0, 3.0)
+    ((0.0, 1e-05), (-2.0, 3.0))
+    """
+    if hi - lo >= MIN_RANGE:
+        return lo, hi
+    if lo >= 0:
+        return lo, lo + MIN_RANGE
+    if hi <= 0:
+        return hi - MIN_RANGE, hi
+    middle = (lo + hi) / 2
+    return middle - MIN_RANGE / 2, middle + MIN_RANGE / 2
 
 
 def quantize_int8(

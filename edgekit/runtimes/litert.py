@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import RuntimeFailure
+from edgekit.errors import RuntimeCrash, RuntimeFailure
 from edgekit.tflite_model import TFLiteModel
 
 KERNELS = {
@@ -125,16 +125,87 @@ def run_isolated(
     from edgekit.isolation import call
 
     samples = len(feeds[0]) if feeds else 0
-    return call(
-        "edgekit.runtimes.litert:run",
-        model.data,
-        feeds,
-        kernels,
-        threads,
-        tuple(keep),
-        timeout=timeout if timeout is not None else run_timeout(model, samples),
-        what=f"{KERNEL_LABELS[kernels]} on {model.source}",
-    )
+    try:
+        return call(
+            "edgekit.runtimes.litert:run",
+            model.data,
+            feeds,
+            kernels,
+            threads,
+            tuple(keep),
+            timeout=timeout if timeout is not None else run_timeout(model, samples),
+            what=f"{KERNEL_LABELS[kernels]} on {model.source}",
+        )
+    except RuntimeCrash as exc:
+        raise RuntimeCrash(f"{exc}{locate_crash(model, kernels)}") from None
+
+
+def run_ops_alone(model: bytes, kernels: str, indices: list[int]) -> None:
+    """Worker-side: each op of `indices` cut out alone, prepared and run on zeros. A kernel
+    that aborts in Prepare or Eval kills this process; an op LiteRT refuses is skipped."""
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgekit._fdcapture import capture_native_output
+    from edgekit.errors import UsageError
+    from edgekit.tflite_edit import single_op_model
+
+    resolver = getattr(OpResolverType, KERNELS[kernels])
+    for index in indices:
+        try:
+            data, _ = single_op_model(model, index)
+        except UsageError:  # control flow: cannot run alone
+            continue
+        with capture_native_output(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                interp = Interpreter(model_content=data, experimental_op_resolver_type=resolver)
+                interp.allocate_tensors()
+                for detail in interp.get_input_details():
+                    interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+                interp.invoke()
+            except Exception:  # refused: not the crash we are looking for
+                continue
+
+
+def locate_crash(model: TFLiteModel, kernels: str, timeout: float = 120.0) -> str:
+    """' in op #N NAME (...)' for the first op that crashes LiteRT when run alone, found by
+    bisection over worker processes (a crash ends the worker that had it); '' if no op does.
+
+    A crash in a whole model names no op; users need to know which op, and why. The scales of
+    the op's quantized tensors are given, since a degenerate scale is the usual cause.
+    """
+    from edgekit.isolation import call
+
+    def crashes(indices: list[int]) -> bool:
+        try:
+            call("edgekit.runtimes.litert:run_ops_alone", model.data, kernels, indices,
+                 timeout=timeout, what="crash search")  # fmt: skip
+        except RuntimeCrash:
+            return True
+        except RuntimeFailure:  # a deadline: no verdict
+            return False
+        return False
+
+    indices = [op.index for op in model.operators]
+    if not indices or not crashes(indices):
+        return ""
+    lo, hi = 0, len(indices)  # the first crashing op is in indices[lo:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if crashes(indices[lo:mid]):
+            hi = mid
+        else:
+            lo = mid
+    op = model.operators[lo]
+    scales = []
+    for idx in (*op.inputs, *op.outputs):
+        tensor = model.tensors[idx] if idx >= 0 else None
+        if tensor is not None and tensor.quant is not None and not tensor.is_constant:
+            scales.append(f"'{tensor.name}' scale {tensor.quant.scales[0]:.3g}")
+    detail = f" ({', '.join(scales)})" if scales else ""
+    return f" in op #{op.index} {op.name}{detail}"
 
 
 def quantize_input(x: np.ndarray, tensor: Any) -> np.ndarray:

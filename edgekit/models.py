@@ -144,20 +144,27 @@ def from_keras(model: Any, source: str = "<keras model>", name: str | None = Non
         input_shape=_static_input(inputs[0].shape, source),
         input_dtype=str(dtype),
         keras_model=model,
-        saved_model=_keras3_saved_model(model) if kind == "keras3" else None,
+        saved_model=(
+            _keras3_saved_model(model, _static_input(inputs[0].shape, source), str(dtype))
+            if kind == "keras3"
+            else None
+        ),
     )
 
 
-def _keras3_saved_model(model: Any) -> Any:
+def _keras3_saved_model(model: Any, input_shape: tuple[int, ...], dtype: str) -> Any:
     """Keras 3 variables are not frozen when traced directly (the converter leaves
-    VAR_HANDLE/READ_VARIABLE ops); its own SavedModel export converts cleanly."""
+    VAR_HANDLE/READ_VARIABLE ops); its own SavedModel export converts cleanly. The export
+    is traced at the deployed shape (batch 1): traced with a free batch, a GRU or LSTM's loop
+    keeps a TensorList of unknown shape, which the converter refuses."""
     import tempfile
 
     from edgekit._tf import tensorflow
 
     tf = tensorflow()
+    spec = tf.TensorSpec(input_shape, tf.as_dtype(dtype))
     with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp:
-        model.export(tmp, format="tf_saved_model", verbose=False)
+        model.export(tmp, format="tf_saved_model", verbose=False, input_signature=[spec])
         return tf.saved_model.load(tmp)
 
 

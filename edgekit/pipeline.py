@@ -240,7 +240,7 @@ def deploy(
     profile = load_target(target, targets_dir)
     if delegate:
         profile = profile.with_delegate(delegate)
-    if goal is not None:
+    if goal is not None or keep_float:
         from edgekit.stages import check_mixed_precision_allowed
 
         check_mixed_precision_allowed(profile)

@@ -217,6 +217,7 @@ class OutputMetrics:
     max_abs_error: float | None = None
     cosine_similarity: float | None = None
     top1_agreement: float | None = None
+    top1_samples: int | None = None  # samples the float model decides by more than one step
     logits_sqnr_db: float | None = None
     float_accuracy: float | None = None
     deployed_accuracy: float | None = None
@@ -278,6 +279,36 @@ def _classes(values: np.ndarray) -> np.ndarray:
     return flat.argmax(axis=1)
 
 
+def output_step(model: TFLiteModel, index: int) -> float:
+    """The quantization step of an output: its own scale, or for a float output behind a
+    DEQUANTIZE the scale of the int8 tensor it came from; 0 for a float model."""
+    quant = model.tensors[index].quant
+    if quant is None:
+        op = final_op(model, index)
+        if op is not None and op.name == "DEQUANTIZE":
+            quant = model.tensors[op.inputs[0]].quant
+    return float(quant.scales[0]) if quant is not None else 0.0
+
+
+def decisive_samples(ref: np.ndarray, step: float) -> np.ndarray:
+    """Which samples the float model classifies by a margin larger than one output step.
+
+    Where the float top-1 leads the runner-up by less than the int8 output's step, rounding
+    alone can swap them: an untrained net's near-uniform softmax (every margin below 1/256)
+    says nothing about the conversion. Top-1 agreement is counted on the other samples.
+
+    >>> decisive_samples(np.array([[0.5, 0.3, 0.2], [0.34, 0.33, 0.33]]), 1 / 256).tolist()
+    [True, False]
+    """
+    flat = ref.reshape(len(ref), -1).astype(np.float64)
+    if flat.shape[1] == 1:
+        margin = np.abs(flat[:, 0] - 0.5)
+    else:
+        top = np.partition(flat, -2, axis=1)[:, -2:]
+        margin = top[:, 1] - top[:, 0]
+    return margin > step
+
+
 def compare_output(
     name: str,
     tensor: Any,
@@ -285,8 +316,10 @@ def compare_output(
     ref: np.ndarray | None,
     got: np.ndarray,
     labels: np.ndarray | None,
+    step: float = 0.0,
 ) -> OutputMetrics:
-    """Metrics of one output; `ref` and `got` are float values, samples first."""
+    """Metrics of one output; `ref` and `got` are float values, samples first; `step` is the
+    deployed output's quantization step (see :func:`decisive_samples`)."""
     metrics = OutputMetrics(name, list(tensor.shape), tensor.dtype.lower(), *task)
     if metrics.task == "classification" and labels is not None:
         metrics.deployed_accuracy = float(np.mean(_classes(got) == labels[: len(got)]))
@@ -296,7 +329,11 @@ def compare_output(
     metrics.max_abs_error = float(np.max(np.abs(ref.astype(np.float64) - got)))
     metrics.cosine_similarity = cosine_similarity(ref, got)
     if metrics.task == "classification":
-        metrics.top1_agreement = float(np.mean(_classes(ref) == _classes(got)))
+        decisive = decisive_samples(ref, step)
+        metrics.top1_samples = int(decisive.sum())
+        if decisive.any():
+            agree = _classes(ref[decisive]) == _classes(got[decisive])
+            metrics.top1_agreement = float(np.mean(agree))
         if labels is not None:
             metrics.float_accuracy = float(np.mean(_classes(ref) == labels[: len(ref)]))
     return metrics
@@ -388,7 +425,8 @@ def verify(
         ref = None
         if reference is not None:
             ref = dequantize_tensor(ref_out[p.float_index], reference.tensors[p.float_index])
-        metrics = compare_output(p.name, tensor, tasks[p.deployed_index], ref, values, labels)
+        metrics = compare_output(p.name, tensor, tasks[p.deployed_index], ref, values, labels,
+                                 output_step(deployed, p.deployed_index))  # fmt: skip
         if p.deployed_index in logit_pairs:
             fl, dl = logit_pairs[p.deployed_index]
             metrics.logits_sqnr_db = sqnr_db(
@@ -396,6 +434,15 @@ def verify(
                 dequantize_tensor(kept[dl], deployed.tensors[dl]),
             )
         result.outputs.append(metrics)
+    for out in result.outputs:
+        if out.top1_samples is not None and out.top1_samples < n:
+            undecided = n - out.top1_samples
+            result.notes.append(
+                f"{out.name}: top-1 agreement left out {undecided} of {n} samples where the "
+                "float model's top-1 leads by less than one output step (rounding alone can "
+                "swap those; an untrained model has nothing else)"
+                + ("; judged by SQNR instead" if out.top1_agreement is None else "")
+            )
     if reference is None:
         result.notes.append("no float model to compare with (a .tflite was given)")
     elif all(o.sqnr_db is None for o in result.outputs):

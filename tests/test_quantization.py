@@ -237,12 +237,40 @@ def test_mixed_precision_keeps_the_fewest_ops_in_float(resnet8, tmp_path):
     cost = q["mixed_precision_cost"]
     assert cost["model_bytes"][1] > cost["model_bytes"][0]
     assert all(p > 0 for p in cost["litert_p50_ms"])
+    # The goal was met with ops in float on a target with float kernels: a stated choice, not
+    # a failed check (it used to end "failed: fully_quantized" beside "goal met").
+    assert mixed.ok, mixed.report.failed_checks()
+    check = next(c for c in mixed.report.checks if c.name == "mixed_precision")
+    assert check.ok and "raspberry-pi-4 has float32 kernels" in check.detail
+    assert "fully_quantized" not in {c.name for c in mixed.report.checks}
+
+
+def test_keep_float_on_a_microcontroller_deploys(resnet8, tmp_path):
+    """TFLM has float kernels: an op the user keeps in float runs there, and the bundle
+    passes, stating it."""
+    first = edgekit.deploy(resnet8.model_path, "cortex-m4", calibration=resnet8.calibration.x[:32],
+                           analysis=False, out=tmp_path / "a")  # fmt: skip
+    deployed = read_tflite(first.file(edgekit.report.Role.DEPLOYED_MODEL).read_bytes())
+    conv = next(op for op in deployed.operators if op.name == "CONV_2D")
+    kept = deployed.tensors[conv.outputs[0]].name
+    bundle = edgekit.deploy(resnet8.model_path, "cortex-m4", calibration=resnet8.calibration.x[:32],
+                            keep_float=(kept,), analysis=False, out=tmp_path / "b")  # fmt: skip
+    assert bundle.ok, bundle.report.failed_checks()
+    check = next(c for c in bundle.report.checks if c.name == "mixed_precision")
+    assert "CONV_2D" in check.detail
+    mixed = read_tflite(bundle.file(edgekit.report.Role.DEPLOYED_MODEL).read_bytes())
+    assert "DEQUANTIZE" in {op.name for op in mixed.operators}
+    assert bundle.report.metrics.tensor_arena_bytes > first.report.metrics.tensor_arena_bytes
 
 
 def test_mixed_precision_is_refused_where_there_are_no_float_kernels(resnet8, tmp_path):
     result = run_edgekit("deploy", str(resnet8.model_path), "-t", "coral", "--calibration",
                          "random", "--min-sqnr", "40", "--out", str(tmp_path))  # fmt: skip
     assert result.returncode == 2 and "runs only int8" in result.stderr
+    result = run_edgekit("deploy", str(resnet8.model_path), "-t", "coral", "--calibration",
+                         "random", "--keep-float", "logits", "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 2 and "runs only int8" in result.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_optimize_accuracy_tries_every_method(resnet8, tmp_path):

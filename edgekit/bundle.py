@@ -111,6 +111,22 @@ def check_final(final: Path, force: bool) -> None:
         raise UsageError(f"--out {final.parent} is not a directory")
 
 
+def check_writable(root: Path) -> None:
+    """Refuse an --out that cannot be written, before any work: the directory, or the
+    nearest existing one above it, must take a file (tried, not guessed: root passes
+    permission bits, and a read-only mount says so only when written)."""
+    probe = Path(root)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {probe} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {root} ({exc.strerror or exc})") from None
+
+
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 

@@ -210,6 +210,8 @@ def load_dataset(
     if isinstance(source, (str, os.PathLike)):
         x, y = read_array_file(source, what)
         origin = str(source)
+    elif isinstance(source, Dataset):  # read earlier: checked again against the loaded model
+        x, y, origin = source.x, source.y, source.source
     elif isinstance(source, tuple) and len(source) == 2:
         x, y = source
         origin = "arrays"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.bundle import Bundle, check_final, prepare, publish
+from edgekit.bundle import Bundle, check_final, check_writable, prepare, publish
 from edgekit.data import MAX_VALIDATION_SAMPLES, Dataset, load_dataset, random_calibration
 from edgekit.errors import UsageError
 from edgekit.models import LoadedModel, load_model
@@ -246,11 +246,17 @@ def deploy(
         check_mixed_precision_allowed(profile)
     steps = _Steps(on_step)
     root = Path(out) if out is not None else Path.cwd() / "edgekit-out"
-    early_name = model_name_from_path(model)
-    if early_name is not None:  # a taken output path is known before TensorFlow loads
+    # Everything that can be checked before TensorFlow loads is (a bad file costs no time):
+    # a taken or unwritable --out, data files' headers, and, where the model file says its
+    # input shape, the data's shapes and values.
+    early_name = model_name_from_path(model) if model is not None else example
+    if early_name is not None:
         check_final(root / slug(f"{early_name}-{profile.name}"), force)
+    check_writable(root)
     _precheck_data(calibration, "calibration")
     _precheck_data(validation, "validation")
+    if isinstance(model, (str, Path)):
+        calibration, validation = _early_datasets(model, calibration, validation)
 
     example_data = None
     if example is not None:
@@ -282,6 +288,25 @@ def deploy(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Bundle(final, report, profile)
+
+
+def _early_datasets(model: str | Path, calibration: Any, validation: Any) -> tuple[Any, Any]:
+    """Data files read and checked against the input the model file declares, before the
+    model loads; each becomes a Dataset (checked again, cheaply, once the model is loaded)."""
+    from edgekit.signature import input_signature
+
+    signature = input_signature(model)
+    if signature is None:
+        return calibration, validation
+    shape, dtype = signature
+
+    def early(source: Any, what: str, limit: int | None) -> Any:
+        if isinstance(source, (str, Path)) and str(source) != "random":
+            return load_dataset(source, shape, what, limit, dtype=dtype)
+        return source
+
+    return (early(calibration, "calibration", None),
+            early(validation, "validation", MAX_VALIDATION_SAMPLES))  # fmt: skip
 
 
 def _precheck_data(source: Any, what: str) -> None:

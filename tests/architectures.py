@@ -148,7 +148,9 @@ def train_briefly(model, arch: Architecture, steps: int = 3, seed: int = 0) -> N
               verbose=0)  # fmt: skip
 
 
-def save(arch_name: str, directory: Path, trained: bool = False, samples: int = 32) -> tuple[Path, Path]:
+def save(
+    arch_name: str, directory: Path, trained: bool = False, samples: int = 32
+) -> tuple[Path, Path]:
     """(model.keras, calibration file) for one architecture, untrained or briefly trained.
 
     One input: a `.npy`; several: a `.npz` with one array per input name.

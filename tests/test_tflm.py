@@ -170,7 +170,8 @@ def test_every_scale_is_a_literal_c_and_cpp_read_back(compiler, tmp_path):
         lines += io_header_lines("input", i, "INT8", [1, 4], value, 0)
     body = "".join(f'  printf("%.9g\\n", (double)kInput{i}Scale);\n' for i in range(len(values)))
     suffix = ".c" if compiler == "gcc" else ".cc"
-    (tmp_path / f"probe{suffix}").write_text("\n".join(lines) + f"\nint main(void) {{\n{body}  return 0;\n}}\n")
+    source = "\n".join(lines) + f"\nint main(void) {{\n{body}  return 0;\n}}\n"
+    (tmp_path / f"probe{suffix}").write_text(source)
     exe = tmp_path / "probe"
     subprocess.run([compiler, "-Wall", "-Werror", "-o", str(exe), f"probe{suffix}"], cwd=tmp_path,
                    check=True, capture_output=True)  # fmt: skip

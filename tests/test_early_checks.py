@@ -1,0 +1,112 @@
+"""Input errors come before TensorFlow loads (issue 15, B.8): a wrong calibration shape, a NaN,
+an unwritable or taken --out cost no model load. The input shape is read from the model file:
+`.tflite` flatbuffers, `.keras` and `.h5` configs of Keras 3 and tf_keras."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import tf_keras
+
+from edgekit.signature import input_signature
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory, digits_tflite):
+    import keras
+
+    out = tmp_path_factory.mktemp("early")
+    model = keras.Sequential([keras.Input((12, 10, 1)), keras.layers.Conv2D(2, 3),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])  # fmt: skip
+    model.save(out / "k3.keras")
+    model.save(out / "k3.h5")
+    k2 = tf_keras()
+    functional_input = k2.Input((12, 10, 1))
+    legacy = k2.Model(functional_input, k2.layers.Dense(3)(k2.layers.Flatten()(functional_input)))
+    legacy.save(out / "k2.h5")
+    legacy.save(out / "k2.keras")
+    return {
+        "k3.keras": out / "k3.keras",
+        "k3.h5": out / "k3.h5",
+        "k2.h5": out / "k2.h5",
+        "k2.keras": out / "k2.keras",
+        "tflite": digits_tflite["int8"],
+    }
+
+
+@pytest.mark.parametrize("name", ["k3.keras", "k3.h5", "k2.h5", "k2.keras"])
+def test_keras_files_declare_their_input(model_files, name):
+    assert input_signature(model_files[name]) == ((1, 12, 10, 1), "float32")
+
+
+def test_tflite_and_unknown_files(model_files, tmp_path):
+    assert input_signature(model_files["tflite"]) == ((1, 8, 8, 1), "int8")
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"PK\x03\x04 not a zip")
+    assert input_signature(junk) is None
+    assert input_signature(tmp_path / "missing.keras") is None
+
+
+def _deploy_without_tensorflow(args, cwd):
+    """`edgekit deploy ARGS` with every import recorded: (result, heavy modules imported)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "edgekit", "deploy", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )  # fmt: skip
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    heavy = {m for m in imported if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")}
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    return result, heavy, errors
+
+
+@pytest.mark.parametrize("name", ["k3.keras", "k2.h5", "tflite"])
+def test_bad_data_is_refused_before_the_model_loads(model_files, name, tmp_path):
+    path = model_files[name]
+    shape = input_signature(path)[0][1:]
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 5, 5, 1), np.float32))
+    nan = np.zeros((4, *shape), np.float32)
+    nan[1, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    np.save(tmp_path / "good.npy", np.zeros((4, *shape), np.float32))
+    (tmp_path / "a-file").write_text("")
+    target = ["-t", "raspberry-pi-4"]
+    cases = [
+        (["--calibration", "wrong.npy"], "calibration data has shape [4, 5, 5, 1]; expected"),
+        (["--calibration", "good.npy", "--validation", "wrong.npy"], "validation data has shape"),
+        (["--calibration", "nan.npy"], "NaN"),
+        (["--calibration", "good.npy", "--out", "a-file/x"], "is not a directory"),
+    ]
+    if name != "tflite":  # a .tflite is already quantized: its calibration data is ignored
+        for args, expected in cases:
+            result, heavy, errors = _deploy_without_tensorflow([str(path), *target, *args],
+                                                               tmp_path)  # fmt: skip
+            assert result.returncode == 2, (args, result.stderr[-500:])
+            assert len(errors) == 1 and expected in errors[0], (args, errors)
+            assert not heavy, (args, sorted(heavy)[:5])
+    # A taken --out is refused before anything loads, for a model file and for --example.
+    (tmp_path / "out" / f"{path.stem}-raspberry-pi-4").mkdir(parents=True)
+    result, heavy, errors = _deploy_without_tensorflow(
+        [str(path), *target, "--calibration", "good.npy", "--out", "out"], tmp_path
+    )
+    assert result.returncode == 2 and "already exists" in errors[0] and not heavy
+
+
+def test_example_with_a_taken_out_is_refused_before_training(tmp_path):
+    (tmp_path / "edgekit-out" / "resnet8-coral-usb").mkdir(parents=True)
+    result, heavy, errors = _deploy_without_tensorflow(["--example", "resnet8", "-t", "coral"],
+                                                       tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "already exists" in errors[0] and not heavy
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a read-only bind needs Linux")
+def test_unwritable_out_is_refused_before_the_model_loads(model_files, tmp_path):
+    """As root, permission bits do not stop a write: a read-only file system does. /proc is
+    one on every Linux machine."""
+    result, heavy, errors = _deploy_without_tensorflow(
+        [str(model_files["k3.keras"]), "-t", "raspberry-pi-4", "--calibration", "random",
+         "--out", "/proc/edgekit-out"], tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "cannot write to --out /proc/edgekit-out" in errors[0]
+    assert not heavy

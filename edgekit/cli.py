@@ -483,8 +483,12 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
         return "exact" if value is None else f"{value:.1f} dB"
 
     console.print(f"  int8 model                         {db(a.output_sqnr_db)}")
-    console.print(f"  same grids, float arithmetic       {db(a.simulated_sqnr_db)}")
+    console.print(f"  same grids, float arithmetic       {db(a.simulated_sqnr_db)}: "
+                  f"{escape(a.kernel_gap())}")  # fmt: skip
     console.print(f"  exact weights (per-element bound)  {db(a.per_element_bound_db)}")
+    if a.sensitivity_base_db is not None:
+        console.print(f"  gains measured from (quantizer alone, no bias correction) "
+                      f"{db(a.sensitivity_base_db)}")  # fmt: skip
     from rich.table import Table
 
     table = Table(title="layers, worst first")

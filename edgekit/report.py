@@ -265,6 +265,13 @@ def _io_rows(report: DeployReport) -> list[str]:
     return lines
 
 
+def _kernel_gap(analysis: dict[str, Any]) -> str:
+    from edgekit.quantization.analysis import Analysis
+
+    return Analysis(analysis["samples"], [], analysis["output_sqnr_db"],
+                    simulated_sqnr_db=analysis["simulated_sqnr_db"]).kernel_gap()  # fmt: skip
+
+
 def _quantization_section(report: DeployReport) -> list[str]:
     q = report.quantization or {}
     lines = ["", "## Quantization", ""]
@@ -300,10 +307,12 @@ def _quantization_section(report: DeployReport) -> list[str]:
         "",
         f"Per-layer analysis on {analysis['samples']} samples, compared at "
         f"`{analysis.get('probe', '')}`: int8 {format_value(analysis['output_sqnr_db'], 'db')}; "
-        f"simulated in float {format_value(analysis['simulated_sqnr_db'], 'db')} (the gap is "
-        f"what integer kernels add); weights exact (every weight its own scale) "
+        f"simulated in float {format_value(analysis['simulated_sqnr_db'], 'db')} "
+        f"({_kernel_gap(analysis)}); weights exact (every weight its own scale) "
         f"{format_value(analysis['per_element_bound_db'], 'db')}. Worst first; the gain column "
-        "is measured for the least accurate layers (`edgekit analyze` measures all):",
+        "is measured for the least accurate layers (`edgekit analyze` measures all), against "
+        f"the quantizer alone with no op in float "
+        f"({format_value(analysis.get('sensitivity_base_db'), 'db')}, before bias correction):",
         "",
     ]
     from edgekit.quantization.analysis import Analysis, LayerReport

@@ -126,12 +126,19 @@ def collect(
 
     lo = {t: np.inf for t in tensors}
     hi = {t: -np.inf for t in tensors}
+    unreadable: set[int] = set()
     for sample in x:  # pass 1: extremes
         run(sample)
         for t in tensors:
-            values = interp.get_tensor(t)
-            lo[t] = min(lo[t], float(values.min()))
-            hi[t] = max(hi[t], float(values.max()))
+            try:
+                values = interp.get_tensor(t)
+            except ValueError:  # no data after invoke (a control-flow op's scratch tensor)
+                unreadable.add(t)
+                continue
+            if values.size:
+                lo[t] = min(lo[t], float(values.min()))
+                hi[t] = max(hi[t], float(values.max()))
+    tensors = [t for t in tensors if t not in unreadable]
     counts = {t: np.zeros(BINS) for t in tensors}
     binned = [t for t in tensors if binnable(lo[t], hi[t])]
     for sample in x:  # pass 2: counts over the extremes

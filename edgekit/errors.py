@@ -4,7 +4,8 @@
     ├── UsageError               bad input or usage: a file, a field, a flag (exit 2)
     └── ToolError                a tool, runtime or device failed on good input (exit 1)
         ├── RuntimeFailure       LiteRT, TFLM or the converter crashed, hung or refused
-        │   └── RuntimeCrash     ... and it was a crash (a signal), not a refusal or a deadline
+        │   ├── RuntimeCrash     ... and it was a crash (a signal), not a refusal or a deadline
+        │   └── RuntimeTimeout   ... and it was the deadline: it was still running, and stopped
         └── DeviceFailure        the device or its harness failed mid-run (bench records it)
 
 Anything else that escapes is a bug in edgekit: the CLI says "internal error" (exit 3) and
@@ -44,6 +45,11 @@ class RuntimeFailure(ToolError):
 class RuntimeCrash(RuntimeFailure):
     """The worker running a native runtime died of a signal (SIGSEGV, SIGABRT): the caller
     may look for the op that did it (:func:`edgekit.runtimes.litert.locate_crash`)."""
+
+
+class RuntimeTimeout(RuntimeFailure):
+    """The worker running a native runtime did not answer within its deadline (a hang, or a
+    loop that does not end) and was stopped."""
 
 
 class DeviceFailure(ToolError):

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import RuntimeCrash, RuntimeFailure
+from edgekit.errors import RuntimeCrash, RuntimeFailure, RuntimeTimeout
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -151,7 +151,7 @@ class Worker:
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         if not ready:
             self.stop()
-            raise RuntimeFailure(f"{what} did not finish within {timeout:g} s and was stopped")
+            raise RuntimeTimeout(f"{what} did not finish within {timeout:g} s and was stopped")
         try:
             reply = read_message(proc.stdout)
         except (EOFError, pickle.UnpicklingError):

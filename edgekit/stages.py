@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.checks import Check, check_model
-from edgekit.errors import RuntimeFailure, ToolError, UsageError
+from edgekit.errors import RuntimeFailure, RuntimeTimeout, ToolError, UsageError
 from edgekit.models import LoadedModel
 from edgekit.targets import TargetProfile
 from edgekit.tflite_model import TFLiteModel, read_tflite
@@ -319,6 +319,15 @@ def export_tflm(model: TFLiteModel, name: str, sources: bool = True) -> TflmExpo
         return TflmExport(missing_ops=lacking, error=f"TFLM has no kernel for {', '.join(lacking)}")
     try:
         arena = measure_arena(model)
+    except RuntimeTimeout as exc:
+        loops = [op for op in model.operators if op.name == "WHILE"]
+        hint = (
+            f" (op #{loops[0].index} WHILE: a loop TFLM did not end; recurrent layers such as "
+            "GRU and LSTM built with unroll=True have no loop)"
+            if loops
+            else ""
+        )
+        return TflmExport(error=f"{exc}{hint}")
     except ToolError as exc:
         return TflmExport(error=str(exc))
     files = tflm_sources(model, name, arena) if sources else {}

@@ -120,6 +120,9 @@ class TFLiteModel:
     constant_data: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
     # Names the model's signature gives its inputs/outputs (Keras: "output_0", "dense_1"...).
     signature_names: dict[int, str] = field(default_factory=dict)
+    # Opcode-table indices the other subgraphs (a WHILE's cond and body, an IF's branches) use:
+    # a runtime needs their kernels too.
+    subgraph_opcodes: frozenset[int] = frozenset()
 
     @property
     def size_bytes(self) -> int:
@@ -139,7 +142,11 @@ class TFLiteModel:
         """(op, version) pairs that operators use. The converter can leave unused entries in
         the opcode table; a runtime only needs kernels for these."""
         used = {(op.name, op.version) for op in self.operators}
-        return tuple(code for code in self.opcodes if code in used)
+        return tuple(
+            code
+            for index, code in enumerate(self.opcodes)
+            if code in used or index in self.subgraph_opcodes
+        )
 
     def io_name(self, tensor_index: int) -> str:
         """The signature's name for an input/output tensor, else the tensor's own name."""
@@ -262,6 +269,12 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
             )
         operators.append(Operator(i, name, version, ins, outs, _options(op)))
 
+    subgraph_opcodes = frozenset(
+        int(op.opcodeIndex)
+        for other in model.subgraphs[1:]
+        for op in (other.operators or [])
+        if 0 <= op.opcodeIndex < len(opcodes)
+    )
     graph_inputs = tuple(int(x) for x in (graph.inputs if graph.inputs is not None else ()))
     graph_outputs = tuple(int(x) for x in (graph.outputs if graph.outputs is not None else ()))
     for kind, indices in (("input", graph_inputs), ("output", graph_outputs)):
@@ -300,6 +313,7 @@ def _build(model: Any, data: bytes, source: str) -> TFLiteModel:
         metadata=metadata,
         constant_data=constants,
         signature_names=signature_names,
+        subgraph_opcodes=subgraph_opcodes,
     )
 
 

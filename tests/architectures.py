@@ -104,6 +104,24 @@ def _two_in_two_out():
     return keras.Model([image, meta], [label, value], name="two_in_two_out")
 
 
+def _pixels_cnn():
+    """A small CNN that takes 0..255 pixels and rescales inside (as keras.applications do):
+    its int8 input scale is exactly 1.0. A residual add, a depthwise conv, pooling."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    y = layers.Conv2D(16, 1)(y)
+    x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="pixels_cnn")
+
+
 ARCHITECTURES = {
     a.name: a
     for a in (
@@ -116,14 +134,18 @@ ARCHITECTURES = {
         Architecture("audio_rnn", _audio_rnn),
         Architecture("attention", _attention),
         Architecture("two_in_two_out", _two_in_two_out),
+        Architecture("pixels_cnn", _pixels_cnn, (0.0, 255.0)),
     )
 }
 
 
 def inputs_for(model, arch: Architecture, n: int, seed: int = 0) -> list[np.ndarray]:
-    """`n` samples per model input, uniform over the architecture's input range."""
+    """`n` samples per model input, uniform over the architecture's input range (whole
+    numbers for 0..255 pixels)."""
     rng = np.random.default_rng(seed)
     lo, hi = arch.input_range
+    if arch.input_range == (0.0, 255.0):  # pixels are whole numbers, 0 and 255 included
+        return [rng.integers(0, 256, (n, *t.shape[1:])).astype("float32") for t in model.inputs]
     return [
         rng.uniform(lo, hi, (n, *tensor.shape[1:])).astype("float32") for tensor in model.inputs
     ]

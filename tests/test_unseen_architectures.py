@@ -1,0 +1,128 @@
+"""Architectures nobody here wrote (tests/architectures.py: keras.applications with
+weights=None, a GRU/LSTM audio model, an attention block, a 0..255-pixel CNN), untrained and
+briefly trained, deployed as a new user would: `edgekit deploy` in a subprocess.
+
+Every deploy ends 0, or 1 with a failed check that names the op or budget and the reason;
+never 3, never a dead process. This suite deploys one model per target family; the whole
+matrix (every architecture x family, untrained and trained) is benchmarks/corpus.py's, with its
+table in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from architectures import save
+from helpers import REPO, run_edgekit, shared_dir
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("unseen")
+
+
+def _deploy(model_dir: Path, arch: str, target: str, trained: bool, out: Path, *extra: str):
+    model, calib = save(arch, model_dir, trained=trained)
+    result = run_edgekit("deploy", str(model), "-t", target, "--calibration", str(calib),
+                         "--out", str(out), "--no-analysis", *extra, timeout=1800)  # fmt: skip
+    return result
+
+
+def _assert_outcome(result, out: Path) -> dict:
+    """Exit 0, or 1 with failed checks that say why; the report is there either way."""
+    tail = (result.stdout + result.stderr)[-1500:]
+    assert result.returncode in (0, 1), tail
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr, tail
+    reports = list(out.glob("*/report.json"))
+    assert len(reports) == 1, tail
+    report = json.loads(reports[0].read_text())
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert (result.returncode == 0) == (not failed), tail
+    assert all(len(c["detail"]) > 20 for c in failed), failed
+    return report
+
+
+def _check(report: dict, name: str) -> dict:
+    return next(c for c in report["checks"] if c["name"] == name)
+
+
+def test_untrained_mobilenetv2_deploys_to_raspberry_pi(model_dir, tmp_path):
+    """It stopped with `LiteRT reference kernels on <bytes> crashed (SIGABRT)`: a dead ReLU6
+    gave the softmax's input a 7.8e-9 scale. Now it deploys, and verification says why top-1
+    agreement is not the measure for an untrained net."""
+    result = _deploy(model_dir, "mobilenetv2", "raspberry-pi-4", False, tmp_path)
+    report = _assert_outcome(result, tmp_path)
+    assert result.returncode == 0, result.stdout[-1500:]
+    assert report["metrics"]["output_sqnr_db"] > 20
+    assert any("leads by less than one output step" in n for n in report["notes"])
+
+
+def test_mobilenetv3_on_coral_names_hard_swish(model_dir, tmp_path):
+    result = _deploy(model_dir, "mobilenetv3small", "coral", False, tmp_path)
+    report = _assert_outcome(result, tmp_path)
+    assert result.returncode == 1
+    assert "HARD_SWISH" in _check(report, "edgetpu_ops")["detail"]
+
+
+def test_gru_lstm_audio_model_deploys_to_android(model_dir, tmp_path):
+    """Keras 3 traced it with a free batch and the converter refused the loop's TensorList;
+    calibration then read tensors LiteRT leaves empty inside the loop."""
+    result = _deploy(model_dir, "audio_rnn", "android-arm64", True, tmp_path)
+    report = _assert_outcome(result, tmp_path)
+    assert result.returncode == 0, result.stdout[-1500:]
+    assert {"WHILE"} <= {op["op"] for op in report["ops"]}
+
+
+def _compile_tflm_sources(bundle: Path, tree: Path, out: Path) -> None:
+    """The bundle's generated sources compile as C++ against a TFLM tree: main.cc with the
+    model's headers and model_data.cc, each to an object (the library is test_qemu's)."""
+    third = tree / "third_party"
+    includes = []
+    for path in (tree, third / "flatbuffers" / "include", third / "gemmlowp", third / "ruy",
+                 bundle / "tflm", REPO / "devices" / "mcu"):  # fmt: skip
+        includes += ["-I", str(path)]
+    flags = ["-std=c++17", "-Wall", "-Werror", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY",
+             "-c"]  # fmt: skip
+    for source in (REPO / "devices" / "mcu" / "main.cc", bundle / "tflm" / "model_data.cc"):
+        obj = out / (source.stem + ".o")
+        subprocess.run(["g++", *flags, *includes, str(source), "-o", str(obj)], check=True,
+                       capture_output=True, text=True)  # fmt: skip
+
+
+def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tmp_path):
+    """0..255 inputs quantize with a scale of exactly 1.0: `1f` in model_io.h broke the C++
+    build. The sources compile against TFLM's host tree; with the Arm toolchain and QEMU, the
+    firmware runs on a Cortex-M4 and matches host TFLM to the bit."""
+    result = _deploy(model_dir, "pixels_cnn", "cortex-m4", True, tmp_path / "out")
+    report = _assert_outcome(result, tmp_path / "out")
+    assert result.returncode == 0, result.stdout[-1500:]
+    assert report["io"]["inputs"][0]["scale"] == 1.0
+    bundle = next((tmp_path / "out").iterdir())
+    assert "kInput0Scale EDGEKIT_IO_UNUSED = 1.0f;" in (bundle / "tflm" / "model_io.h").read_text()
+    if shutil.which("g++") is None:
+        pytest.fail("g++ is needed to compile the generated sources")
+    _compile_tflm_sources(bundle, shared_dir("tflm") / "host", tmp_path)
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        if os.environ.get("EDGEKIT_REQUIRE_QEMU") == "1":
+            pytest.fail("arm-none-eabi-gcc and qemu-system-arm are required (EDGEKIT_REQUIRE_QEMU)")
+        return
+    bench = run_edgekit("bench", str(bundle), "--device", "qemu", "--tflm-dir",
+                        str(shared_dir("tflm") / "cortex-m"), "--runs", "2", "--warmup", "0",
+                        "--db", str(tmp_path / "r.db"), "--json", timeout=3600)  # fmt: skip
+    assert bench.returncode == 0, bench.stderr[-1500:]
+    figures = json.loads(bench.stdout)
+    assert figures["ok"] and figures["runtime"] == "tflm (qemu mps2-an386)"
+
+
+def test_two_input_model_is_refused_in_one_line(model_dir, tmp_path):
+    model, _ = save("two_in_two_out", model_dir)
+    result = run_edgekit("deploy", str(model), "-t", "raspberry-pi-4", "--calibration", "random",
+                         "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "2 inputs" in result.stderr and not any(tmp_path.iterdir())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,44 @@ def test_the_cmake_route_builds_the_same_firmware(qemu_run, digits_m4, tflm_tree
     collected = run_firmware(build / "edgekit_harness.elf", "mps2-an386", "EDGEKIT_RUN 0 2")
     assert f"crc32:{collected['summary']['output_crc32']}" == result.metrics["output_digest"]
     assert len(collected["runs"]) == 2
+
+
+def _printed_commands(bundle) -> dict[str, str]:
+    """report.md's benchmark commands by their label (the indented line under each)."""
+    lines = (bundle / "report.md").read_text().splitlines()
+    return {lines[i - 2].rstrip(":"): line.strip() for i, line in enumerate(lines)
+            if line.startswith("    ") and i >= 2 and lines[i - 2].endswith(":")}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_commands_report_md_prints_work_in_the_bundle_directory(
+    qemu_run, digits_m4, tflm_tree, tmp_path
+):
+    # Pasted as printed into a shell in (a copy of) the bundle directory, TFLM_TREE filled in.
+    # The serial line needs a board; every other line runs here.
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_m4, bundle)
+    printed = _printed_commands(bundle)
+    path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+    env = dict(os.environ, EDGEKIT_DB=str(tmp_path / "r.db"), PATH=path)
+
+    def run(label: str) -> subprocess.CompletedProcess:
+        command = printed[label].replace("TFLM_TREE", shlex.quote(str(tflm_tree)))
+        return subprocess.run(command, shell=True, cwd=bundle, env=env, capture_output=True,
+                              text=True, timeout=1800)  # fmt: skip
+
+    built = run("Build the firmware yourself (CMake; see harness/README.md)")
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    collected = run_firmware(bundle / "build-cortex-m4" / "edgekit_harness.elf", "mps2-an386",
+                             "EDGEKIT_RUN 0 1")  # fmt: skip
+    expected = qemu_run[0].metrics["output_digest"]
+    assert f"crc32:{collected['summary']['output_crc32']}" == expected
+    emulated = run("Cortex-M firmware under QEMU (instructions, 32-bit arena, flash/RAM)")
+    assert emulated.returncode == 0, emulated.stderr
+    assert f"{qemu_run[0].metrics['instructions']['per_inference']:,}" in emulated.stdout
+    simulated = run("Host simulation (no board)")
+    assert simulated.returncode == 0, simulated.stderr
+    assert "host simulation" in simulated.stdout
 
 
 @pytest.mark.slow

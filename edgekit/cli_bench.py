@@ -73,9 +73,8 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
     """
     from edgekit.bench.runner import bench
 
-    def progress(message: str) -> None:
-        if not as_json:
-            click.echo(f"... {message}", err=True)
+    def progress(message: str) -> None:  # stderr: --json keeps stdout for the result
+        click.echo(f"... {message}", err=True)
 
     result = bench(
         model, target, device, runs=runs, warmup=warmup, threads=threads, delegate=delegate,

@@ -412,17 +412,23 @@ def test_firmware_section_is_validated():
         TargetProfile.from_dict(dict(linux, firmware=base["firmware"]), "x.toml")
 
 
-def test_qemu_errors_are_one_line(digits_m4, tmp_path, monkeypatch):
+def test_qemu_errors_are_one_line(digits_m4, tflm_tree, tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEKIT_TFLM_DIR", raising=False)
+    no_ops = tmp_path / "no-ops"  # model_ops.h names the kernels the library is built with
+    shutil.copytree(digits_m4, no_ops)
+    (no_ops / "tflm" / "model_ops.h").unlink()
+    bundle = str(digits_m4)
     cases = [
-        (["--device", "qemu"], "pass --tflm-dir"),
-        (["--device", "qemu", "--tflm-dir", str(tmp_path)], "is not a TFLM tree"),
-        (["--device", "qemu:mps2-an500", "--tflm-dir", str(tmp_path)], "is a cortex-m7"),
-        (["--device", "qemu:mps2-an505", "--tflm-dir", str(tmp_path)], "unknown QEMU board"),
-        (["--device", "qemu", "--target", "esp32-s3"], "has no [firmware] section"),
-    ]
+        ([bundle, "--device", "qemu"], "pass --tflm-dir"),
+        ([bundle, "--device", "qemu", "--tflm-dir", str(tmp_path)], "is not a TFLM tree"),
+        ([bundle, "--device", "qemu:mps2-an500", "--tflm-dir", str(tmp_path)], "is a cortex-m7"),
+        ([bundle, "--device", "qemu:mps2-an505", "--tflm-dir", str(tmp_path)],
+         "unknown QEMU board"),
+        ([bundle, "--device", "qemu", "--target", "esp32-s3"], "has no [firmware] section"),
+        ([str(no_ops), "--device", "qemu", "--tflm-dir", str(tflm_tree)], "no model_ops.h in"),
+    ]  # fmt: skip
     for args, message in cases:
-        proc = run_edgekit("bench", str(digits_m4), *args, "--no-record")
+        proc = run_edgekit("bench", *args, "--no-record")
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

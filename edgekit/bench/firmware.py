@@ -249,9 +249,8 @@ def _cached_library(prefix: Path, sources: list[str]) -> Path | None:
     model's resolver references, so a superset links the same firmware)."""
     wanted = set(sources)
     for listing in sorted(prefix.parent.glob(f"{prefix.name}-*/sources.txt")):
-        library = listing.parent / "libtflm.a"
-        if library.is_file() and wanted <= set(listing.read_text().split()):
-            return library
+        if wanted <= set(listing.read_text().split()):
+            return listing.parent / "libtflm.a"
     return None
 
 
@@ -268,7 +267,10 @@ def tflm_library(tree: Path, firmware: Firmware, model_ops: Path,
 
     compiler = compiler or require_toolchain()
     kernels = kernels_of(tree)
-    methods = ops_in(model_ops.read_text())
+    if not model_ops.is_file():
+        raise UsageError(f"no {model_ops.name} in {model_ops.parent}: it names the model's ops "
+                         "(edgekit deploy writes it)")  # fmt: skip
+    methods = ops_in(model_ops.read_text(errors="replace"))
     sources = library_sources(tree, methods)
     key = _library_key(tree, firmware, compiler)
     prefix = cache_dir("tflm-lib") / f"{firmware.cpu}-{kernels}-{key}"
@@ -282,7 +284,9 @@ def tflm_library(tree: Path, firmware: Firmware, model_ops: Path,
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another bench may be building it right now
-        if library.path.is_file():
+        found = _cached_library(prefix, sources)
+        if found is not None:
+            library.path = found
             return library
         start = time.monotonic()
         jobs = jobs or os.cpu_count() or 1
@@ -298,8 +302,8 @@ def tflm_library(tree: Path, firmware: Firmware, model_ops: Path,
             _make([*args, f"-j{jobs}", "lib"], f"TFLM library ({kernels}, {firmware.cpu})",
                   progress, len(sources))  # fmt: skip
             folder.mkdir(exist_ok=True)
-            os.replace(listing, folder / "sources.txt")
             os.replace(Path(work) / "libtflm.a", library.path)
+            os.replace(listing, folder / "sources.txt")  # last: it marks the library complete
         library.cached, library.seconds = False, time.monotonic() - start
         return library
 

@@ -12,12 +12,16 @@ A TFLM tree (create_tflm_tree.py) holds ~300-660 sources; a model registers a ha
   definition in a tree);
 - **what those need**, to a fixed point: a source that includes `dir/name.h` needs the
   non-op sources of `dir/` named `name.*` or `name_*` (`conv.h` -> `conv_common.cc`,
-  `irfft.h` -> `irfft_int16.cc`); a C file is named for the function it defines (CMSIS-NN,
-  kissfft), so a source that calls `arm_convolve_s8` needs `arm_convolve_s8.c`.
+  `irfft.h` -> `irfft_int16.cc`), and a source that calls a function needs the non-op
+  source that defines it (a definition starts a line; names defined in more than one file,
+  such as each kernel's `Prepare`, are skipped): `arm_convolve_wrapper_s8_get_buffer_size`
+  -> `arm_convolve_get_buffer_sizes_s8.c`.
 
 Unused objects in a static library are never linked, so an extra file costs build time only;
-a missing one is an undefined reference at link time, which :func:`library_sources` avoids by
-construction and the tests check by linking.
+a missing one is an undefined reference when the firmware links. The tests link the digits
+example against its selection; every op the resolver can register was checked against a
+library built from the whole CMSIS-NN tree (the objects the linker pulls for it are all
+selected).
 
 >>> ops_in("  if (resolver.AddConv2D() != kTfLiteOk) return kTfLiteError;")
 ['AddConv2D']
@@ -36,7 +40,11 @@ _DEFINES_REGISTRATION = re.compile(r"\b(Register_\w+)\s*\(\s*\)\s*\{")
 _ADD_CALL = re.compile(r"\bresolver\.(Add\w+)\s*\(")
 _ADD_METHOD = re.compile(r"TfLiteStatus\s+(Add\w+)\s*\(")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
-_CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+# An unqualified call (`ns::f(`, `x.f(`, `p->f(` call another namespace's function or a method).
+_CALLED = re.compile(r"(?<!::)(?<!\.)(?<!->)\b([A-Za-z_]\w*)\s*\(")
+# A free function's definition at the start of a line: `int32_t arm_f(int a,\n int b)\n{`.
+_DEFINITION = re.compile(r"^[A-Za-z_][\w<>,*& \t]*?\b([A-Za-z_]\w*)\s*\([^;{}()]*(?:\([^;{}()]*\)"
+                         r"[^;{}()]*)*\)\s*\{", re.MULTILINE)  # fmt: skip
 # Where a quoted include is looked up (the Makefile's TFLM_INCLUDES, less the CPU's device).
 INCLUDE_DIRS = ("", "third_party/flatbuffers/include", "third_party/gemmlowp", "third_party/ruy",
                 "third_party/kissfft", "third_party/cmsis_nn", "third_party/cmsis_nn/Include",
@@ -73,7 +81,12 @@ class _Tree:
             if source not in self.op_files:
                 folder, _, name = source.rpartition("/")
                 self.by_dir.setdefault(folder, []).append((source, name.rsplit(".", 1)[0]))
-        self.c_by_name = {Path(s).stem: s for s in self.sources if s.endswith(".c")}
+        defined: dict[str, set[str]] = {}
+        for source in self.sources:
+            if source not in self.op_files:
+                for name in _DEFINITION.findall(self.text[source]):
+                    defined.setdefault(name, set()).add(source)
+        self.definer = {name: files.pop() for name, files in defined.items() if len(files) == 1}
         self._includes: dict[str, list[str]] = {}
 
     def registrations(self, methods: list[str]) -> set[str]:
@@ -132,7 +145,7 @@ class _Tree:
                 if candidate_stem == stem or candidate_stem.startswith(stem + "_"):
                     needed.add(candidate)
         called = set(_CALLED.findall(self.text[source]))
-        needed.update(self.c_by_name[n] for n in called & self.c_by_name.keys())
+        needed.update(self.definer[name] for name in called & self.definer.keys())
         return needed
 
 

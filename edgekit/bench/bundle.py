@@ -89,8 +89,10 @@ def bench_commands(
                                         "--tflm-dir", "TFLM_TREE")  # fmt: skip
             # CMake looks a relative toolchain file up in the build directory, then in the
             # source directory (harness/): "harness/arm-none-eabi.cmake" is found in neither.
+            # A bare -j starts every one of TFLM's ~300 compilers at once: one per core.
             commands["build"] = (
                 f"cmake -S harness -B build-{cpu} -DCMAKE_TOOLCHAIN_FILE=arm-none-eabi.cmake "
-                f"-DEDGEKIT_CPU={cpu} -DTFLM_DIR=TFLM_TREE && cmake --build build-{cpu} -j"
+                f"-DEDGEKIT_CPU={cpu} -DTFLM_DIR=TFLM_TREE && "
+                f'cmake --build build-{cpu} -j "$(nproc)"'
             )
     return commands

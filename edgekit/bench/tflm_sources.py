@@ -12,10 +12,10 @@ A TFLM tree (create_tflm_tree.py) holds ~300-660 sources; a model registers a ha
   definition in a tree);
 - **what those need**, to a fixed point: a source that includes `dir/name.h` needs the
   non-op sources of `dir/` named `name.*` or `name_*` (`conv.h` -> `conv_common.cc`,
-  `irfft.h` -> `irfft_int16.cc`), and a source that calls a function needs the non-op
-  source that defines it (a definition starts a line; names defined in more than one file,
-  such as each kernel's `Prepare`, are skipped): `arm_convolve_wrapper_s8_get_buffer_size`
-  -> `arm_convolve_get_buffer_sizes_s8.c`.
+  `irfft.h` -> `irfft_int16.cc`), and a source that names a function or a global array needs
+  the non-op source that defines it (a definition starts a line; names defined in more than
+  one file, such as each kernel's `Prepare`, are skipped): `arm_convolve_wrapper_s8_get_buffer_size`
+  -> `arm_convolve_get_buffer_sizes_s8.c`, `sigmoid_table_uint16` -> `arm_nntables.c`.
 
 Unused objects in a static library are never linked, so an extra file costs build time only;
 a missing one is an undefined reference when the firmware links. The tests link the digits
@@ -40,11 +40,14 @@ _DEFINES_REGISTRATION = re.compile(r"\b(Register_\w+)\s*\(\s*\)\s*\{")
 _ADD_CALL = re.compile(r"\bresolver\.(Add\w+)\s*\(")
 _ADD_METHOD = re.compile(r"TfLiteStatus\s+(Add\w+)\s*\(")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
-# An unqualified call (`ns::f(`, `x.f(`, `p->f(` call another namespace's function or a method).
-_CALLED = re.compile(r"(?<!::)(?<!\.)(?<!->)\b([A-Za-z_]\w*)\s*\(")
-# A free function's definition at the start of a line: `int32_t arm_f(int a,\n int b)\n{`.
-_DEFINITION = re.compile(r"^[A-Za-z_][\w<>,*& \t]*?\b([A-Za-z_]\w*)\s*\([^;{}()]*(?:\([^;{}()]*\)"
-                         r"[^;{}()]*)*\)\s*\{", re.MULTILINE)  # fmt: skip
+# An unqualified name (`ns::f`, `x.f`, `p->f` are another namespace's function or a method).
+_USED = re.compile(r"(?<!::)(?<!\.)(?<!->)\b([A-Za-z_]\w*)")
+# A free function's or a global array's definition at the start of a line:
+# `int32_t arm_f(int a,\n int b)\n{`, `const int8_t table[256] = {`.
+_DEFINITION = re.compile(r"^[A-Za-z_][\w<>,*& \t]*?\b([A-Za-z_]\w*)\s*(?:\([^;{}()]*"
+                         r"(?:\([^;{}()]*\)[^;{}()]*)*\)\s*\{|\[[^\];]*\]\s*=)",
+                         re.MULTILINE)  # fmt: skip
+_NOT_CODE = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.DOTALL)
 # Where a quoted include is looked up (the Makefile's TFLM_INCLUDES, less the CPU's device).
 INCLUDE_DIRS = ("", "third_party/flatbuffers/include", "third_party/gemmlowp", "third_party/ruy",
                 "third_party/kissfft", "third_party/cmsis_nn", "third_party/cmsis_nn/Include",
@@ -144,8 +147,8 @@ class _Tree:
             for candidate, candidate_stem in self.by_dir.get(folder, []):
                 if candidate_stem == stem or candidate_stem.startswith(stem + "_"):
                     needed.add(candidate)
-        called = set(_CALLED.findall(self.text[source]))
-        needed.update(self.definer[name] for name in called & self.definer.keys())
+        used = set(_USED.findall(_NOT_CODE.sub(" ", self.text[source])))  # not in "..." or //
+        needed.update(self.definer[name] for name in used & self.definer.keys())
         return needed
 
 

@@ -19,9 +19,9 @@ A TFLM tree (create_tflm_tree.py) holds ~300-660 sources; a model registers a ha
 
 Unused objects in a static library are never linked, so an extra file costs build time only;
 a missing one is an undefined reference when the firmware links. The tests link the digits
-example against its selection; every op the resolver can register was checked against a
-library built from the whole CMSIS-NN tree (the objects the linker pulls for it are all
-selected).
+example against its selection; `benchmarks/tflm_kernel_selection.py` checks every op the
+resolver can register against a library built from a whole tree (the objects the linker
+pulls for it must all be selected: 120 of 120 for the shared CMSIS-NN tree).
 
 >>> ops_in("  if (resolver.AddConv2D() != kTfLiteOk) return kTfLiteError;")
 ['AddConv2D']

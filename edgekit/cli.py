@@ -220,15 +220,19 @@ def _print_checks(console, checks) -> None:
 
 
 class _Progress:
-    """Shows each deploy step on stderr as it runs, with its time when done."""
+    """Shows each deploy step on stderr as it runs, with its time when done. `notes_only`
+    (--json): only the notes, so a long step (a firmware build) still shows its progress."""
 
-    def __init__(self) -> None:
+    def __init__(self, notes_only: bool = False) -> None:
         self.console = _console(stderr=True)
         self.status = None
+        self.notes_only = notes_only
 
     def __call__(self, event: str, name: str, step) -> None:
         if event == "note":
-            self.console.print(f"[dim]… {name}[/dim]")
+            self.console.print(f"[dim]… {escape(name)}[/dim]")
+        elif self.notes_only:
+            return
         elif event == "start":
             self.status = self.console.status(f"{name} …")
             self.status.start()
@@ -349,7 +353,7 @@ def deploy(
         raise UsageError("no model given: pass MODEL or --example digits")
     from edgekit.pipeline import deploy as run_deploy
 
-    progress = None if as_json else _Progress()
+    progress = _Progress(notes_only=as_json)
     try:
         bundle = run_deploy(
             model,
@@ -376,8 +380,7 @@ def deploy(
             on_step=progress,
         )
     finally:
-        if progress:
-            progress.close()
+        progress.close()
     report = bundle.report
     if as_json:
         print_json(report.to_dict())

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from edgekit.bench.compare import METRICS, PLOT_METRICS  # light: no runtime, no numpy
 from edgekit.errors import UsageError
 
 DB_OPTION = click.option(
@@ -72,9 +73,8 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
     """
     from edgekit.bench.runner import bench
 
-    def progress(message: str) -> None:
-        if not as_json:
-            click.echo(f"... {message}", err=True)
+    def progress(message: str) -> None:  # stderr: --json keeps stdout for the result
+        click.echo(f"... {message}", err=True)
 
     result = bench(
         model, target, device, runs=runs, warmup=warmup, threads=threads, delegate=delegate,
@@ -188,17 +188,28 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
         return
     from edgekit.console import escape, table
 
+    figures = [METRICS[name] for name in LIST_METRICS]
     rows = []
     for r in runs:
-        lat = r.metrics.get("latency_ms") or {}
         status = r.status if r.ok else f"[red]failed[/red]: {escape(r.error or '')}"
         # The sha256 prefix tells same-named models from different bundles apart.
         rows.append([str(r.id), r.created, escape(r.model_name), r.model_sha256[:12], r.target,
                      escape(r.device), escape(r.runtime or "-"), r.delegate or "-", status,
-                     _ms(lat.get("p50")), _ms(lat.get("mean"))])  # fmt: skip
+                     *(_figure(m.of(r), m.unit) for m in figures)])  # fmt: skip
     columns = ["id", "created", "model", "sha256", "target", "device", "runtime", "delegate",
-               "status", "p50 ms", "mean ms"]  # fmt: skip
+               "status", *(LIST_HEADINGS.get(m.name, m.label) for m in figures)]  # fmt: skip
     _console().print(table(f"edgekit results ({len(runs)} shown)", columns, rows))
+
+
+# `results list`: latency for devices with a clock, instructions and sizes for firmware runs.
+LIST_METRICS = ("p50", "mean", "instructions", "arena", "flash", "ram")
+LIST_HEADINGS = {"instructions": "instructions", "arena": "arena B"}
+
+
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return _ms(value) if unit == "ms" else f"{value:,.0f}"
 
 
 @results.command("show")
@@ -212,23 +223,26 @@ def results_show(run_id: int, db: str | None) -> None:
 @results.command("compare")
 @click.argument("run_ids", type=int, nargs=-1, required=True)
 @DB_OPTION
-@click.option("--metric", default="p50", show_default=True,
-              type=click.Choice(["p50", "p90", "p99", "mean", "min"]))  # fmt: skip
-def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str) -> None:
+@click.option("--metric", default=None, type=click.Choice(list(METRICS)),
+              help="What to compare (default: p50 latency, else instructions when a run has "
+                   "no latency: QEMU runs).")  # fmt: skip
+def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str | None) -> None:
     """Ratios between runs (the first is the baseline): int8 vs float, device A vs B."""
     from edgekit.bench.compare import compare
 
     rows = compare(_store(db), list(run_ids), metric)
+    chosen = rows[0].metric
     from rich.table import Table
 
-    table = Table(title=f"latency {metric}, relative to run {run_ids[0]}")
-    for column in ("id", "model", "target", "device", "delegate", f"{metric} ms", "ratio",
-                   "speed-up"):  # fmt: skip
+    table = Table(title=f"{chosen.label}, relative to run {run_ids[0]}")
+    columns = ["id", "model", "target", "device", "delegate", chosen.label, "ratio"]
+    for column in columns + (["speed-up"] if chosen.timing else []):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row.run.id), row.run.model_name, row.run.target, row.run.device,
-                      row.run.delegate or "-", _ms(row.value), f"{row.ratio:.3f}x",
-                      f"{1 / row.ratio:.2f}x")  # fmt: skip
+        run = row.run
+        cells = [str(run.id), run.model_name, run.target, run.device, run.delegate or "-",
+                 _figure(row.value, chosen.unit), f"{row.ratio:.3f}x"]  # fmt: skip
+        table.add_row(*cells, *([f"{1 / row.ratio:.2f}x"] if chosen.timing else []))
     _console().print(table)
 
 
@@ -258,15 +272,19 @@ def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.argument("run_ids", type=int, nargs=-1)
 @DB_OPTION
+@click.option("--metric", default=None, type=click.Choice(PLOT_METRICS),
+              help="What to plot (default: latency distributions, else instructions when a "
+                   "run has no per-run latencies: QEMU runs).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing OUT file.")
-def results_plot(out: str, run_ids: tuple[int, ...], db: str | None, force: bool) -> None:
-    """Latency distributions per run into OUT.png (default: the last 8 completed runs)."""
-    from edgekit.bench.compare import plot_latencies
+def results_plot(out: str, run_ids: tuple[int, ...], db: str | None, metric: str | None,
+                 force: bool) -> None:  # fmt: skip
+    """Latency distributions, or instructions, arena, flash or RAM, per run into OUT.png
+    (default: the last 8 completed runs that have it)."""
+    from edgekit.bench.compare import plot_runs, plottable
 
     store = _store(db)
-    runs = [store.get(i) for i in run_ids] if run_ids else [
-        r for r in store.list(limit=50) if r.ok and r.latencies_ms][:8][::-1]  # fmt: skip
+    runs = [store.get(i) for i in run_ids] if run_ids else plottable(store.list(limit=50), metric)
     if not runs:
-        raise UsageError("no completed runs with per-run latencies to plot")
-    plot_latencies(runs, out, force=force)
-    click.echo(f"wrote {out} ({len(runs)} runs)", err=True)
+        raise UsageError(f"no completed runs with {metric or 'latencies or instructions'} to plot")
+    drawn = plot_runs(runs, out, metric, force=force)
+    click.echo(f"wrote {out} ({drawn} of {len(runs)} runs)", err=True)

@@ -8,19 +8,24 @@ installs them) makes that a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import REPO, run_edgekit, shared_dir
 
+from edgekit.bench.firmware import PROGRESS_SECONDS
 from edgekit.bench.qemu import elf_sizes, qemu_command, run_firmware, smallest_arena
 from edgekit.bench.result import DeviceFailure
 from edgekit.bench.runner import bench
 from edgekit.bench.store import ResultStore
+from edgekit.bench.tflm_sources import all_sources, library_sources, ops_in
 from edgekit.bench.uri import parse_device
 from edgekit.errors import UsageError
 from edgekit.targets import TargetProfile, load_target
@@ -44,12 +49,26 @@ def tflm_tree():
 
 
 @pytest.fixture(scope="session")
-def digits_m4_bundle(example, tflm_tree, tmp_path_factory):
-    """The digits example deployed to cortex-m4 with a TFLM tree: deploy runs the firmware."""
+def digits_m4_deploy(example, tflm_tree, tmp_path_factory):
+    """The digits example deployed to cortex-m4 with a TFLM tree: deploy runs the firmware,
+    building the TFLM library first in a fresh cache (CI). Its notes: (seconds, message)."""
     import edgekit
 
-    return edgekit.deploy(None, "cortex-m4", example="digits", tflm_dir=tflm_tree,
-                          out=tmp_path_factory.mktemp("m4") / "digits-m4")  # fmt: skip
+    notes: list[tuple[float, str]] = []
+
+    def listen(event: str, message: str, step: object) -> None:
+        if event == "note":
+            notes.append((time.monotonic(), message))
+
+    out = tmp_path_factory.mktemp("m4") / "digits-m4"
+    bundle = edgekit.deploy(None, "cortex-m4", example="digits", tflm_dir=tflm_tree, out=out,
+                            on_step=listen)  # fmt: skip
+    return bundle, notes
+
+
+@pytest.fixture(scope="session")
+def digits_m4_bundle(digits_m4_deploy):
+    return digits_m4_deploy[0]
 
 
 @pytest.fixture(scope="session")
@@ -80,15 +99,89 @@ def test_bundle_runs_on_qemu_bit_exact_with_host_tflm(qemu_run, digits_m4):
     host = bench(digits_m4, device="tflm-host", runs=1, warmup=0, record=False)
     assert result.metrics["output_digest"] == host.metrics["output_digest"]
     assert result.metrics["host_output_digest"] == host.metrics["output_digest"]
-    # Progress: a cold library build is shown file by file (CI: a fresh cache), then the
-    # firmware steps.
-    cold = not result.metrics["build_seconds"]["library_cached"]
-    assert any("building the TFLM library once" in m for m in messages) == cold
-    assert any(re.search(r": \d+/\d+ files \(\d+ s\)", m) for m in messages) == cold
+    # The deploy before built the library: this bench takes it from the cache.
+    assert result.metrics["build_seconds"]["library_cached"] is True
+    assert not any("building the TFLM library" in m for m in messages)
     assert any("compiling the harness and model for cortex-m4" in m for m in messages)
     assert any("smallest arena" in m for m in messages)
     stored = ResultStore(db).get(result.id)
     assert stored.runtime == result.runtime and stored.metrics["instructions"]
+
+
+DIGITS_OPS = "".join(f"resolver.Add{op}();\n" for op in (
+    "AveragePool2D", "Conv2D", "DepthwiseConv2D", "FullyConnected", "MaxPool2D", "Reshape",
+    "Softmax"))  # fmt: skip
+
+
+def test_the_library_holds_tflm_s_core_and_only_the_models_kernels(tflm_tree):
+    everything = all_sources(tflm_tree)
+    chosen = library_sources(tflm_tree, ops_in(DIGITS_OPS))
+    assert len(chosen) < len(everything) / 2  # 317 files in the shared CMSIS-NN tree
+    kernels = "tensorflow/lite/micro/kernels/"
+    cmsis = "third_party/cmsis_nn/Source/"
+    for needed in ("tensorflow/lite/micro/micro_interpreter.cc",  # the core
+                   f"{kernels}cmsis_nn/conv.cc", f"{kernels}conv_common.cc",  # an op, its helper
+                   f"{kernels}reshape.cc", f"{kernels}kernel_util.cc",  # reference, shared
+                   f"{cmsis}ConvolutionFunctions/arm_convolve_s8.c"):  # fmt: skip
+        assert needed in chosen, needed
+    for unused in (f"{kernels}cmsis_nn/svdf.cc", f"{kernels}lstm_eval.cc",
+                   f"{kernels}cmsis_nn/add.cc", "signal/src/window.cc",
+                   "tensorflow/lite/micro/test_helpers.cc"):  # fmt: skip
+        assert unused not in chosen, unused
+    # Every op MicroMutableOpResolver can register has its kernel found, in both trees.
+    resolver = (tflm_tree / "tensorflow/lite/micro/micro_mutable_op_resolver.h").read_text()
+    every_op = re.findall(r"TfLiteStatus (Add\w+)\(", resolver)
+    assert len(every_op) > 100
+    assert set(chosen) < set(library_sources(tflm_tree, every_op))
+    reference = shared_dir("tflm") / "host"
+    library_sources(reference, every_op)  # raises if a registration is defined nowhere
+    assert f"{kernels}conv.cc" in library_sources(reference, ["AddConv2D"])  # reference kernels
+    # Helpers named by a function pointer, and tables (data) (found unlinked: see benchmarks.md)
+    assert "signal/micro/kernels/fft_auto_scale_common.cc" in library_sources(
+        tflm_tree, ["AddFftAutoScale"])  # fmt: skip
+    assert f"{cmsis}NNSupportFunctions/arm_nntables.c" in library_sources(
+        tflm_tree, ["AddUnidirectionalSequenceLSTM"])  # fmt: skip
+    with pytest.raises(UsageError, match="calls AddTurbo, which this TFLM tree"):
+        library_sources(tflm_tree, ["AddConv2D", "AddTurbo"])
+
+
+@pytest.mark.slow
+def test_a_cold_library_build_shows_progress_with_the_time_left(digits_m4_deploy, tflm_tree):
+    bundle, notes = digits_m4_deploy
+    starts = [m for _, m in notes if "building the TFLM library once" in m]
+    if not starts:
+        pytest.skip("the TFLM library was in the cache before this session (EDGEKIT_CACHE_DIR)")
+    chosen = library_sources(tflm_tree, ops_in((bundle.path / "tflm/model_ops.h").read_text()))
+    assert f": {len(chosen)} files (TFLM's core and the kernels of AveragePool2D" in starts[0]
+    assert f"on {os.cpu_count()} cores" in starts[0]
+    progress = re.compile(r"TFLM library \(cmsis-nn, cortex-m4\): (\d+)/(\d+) files, \d+ s, "
+                          r"(about \d+ s left|estimating the time left)$")  # fmt: skip
+    shown = [(t, progress.search(m)) for t, m in notes if progress.search(m)]
+    assert shown and all(int(m.group(2)) == len(chosen) for _, m in shown)
+    assert any(m.group(3).startswith("about") for _, m in shown)
+    # every few seconds, whatever one file takes (a loaded CI machine: some slack)
+    times = [t for t, _ in shown]
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 4 * PROGRESS_SECONDS
+    from edgekit.bench.firmware import cache_dir
+
+    listing = next(cache_dir("tflm-lib").glob("cortex-m4-cmsis-nn-*/sources.txt"))
+    assert listing.read_text().split() == chosen
+
+
+@pytest.mark.slow
+def test_json_output_keeps_progress_on_stderr(digits_m4, tflm_tree, tmp_path):
+    benched = run_edgekit("bench", str(digits_m4), "--device", "qemu", "--tflm-dir",
+                          str(tflm_tree), "--runs", "2", "--warmup", "0", "--no-record",
+                          "--json")  # fmt: skip
+    assert benched.returncode == 0, benched.stderr
+    assert json.loads(benched.stdout)["metrics"]["instructions"]["per_inference"] > 0
+    assert "... compiling the harness and model for cortex-m4" in benched.stderr
+    deployed = run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4", "--tflm-dir",
+                           str(tflm_tree), "--no-analysis", "--out", str(tmp_path),
+                           "--json")  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    assert json.loads(deployed.stdout)["metrics"]["instructions_per_inference"] > 0
+    assert "compiling the harness and model for cortex-m4" in deployed.stderr
 
 
 @pytest.mark.slow
@@ -177,6 +270,53 @@ def test_the_cmake_route_builds_the_same_firmware(qemu_run, digits_m4, tflm_tree
     collected = run_firmware(build / "edgekit_harness.elf", "mps2-an386", "EDGEKIT_RUN 0 2")
     assert f"crc32:{collected['summary']['output_crc32']}" == result.metrics["output_digest"]
     assert len(collected["runs"]) == 2
+
+
+def _printed_commands(bundle) -> dict[str, str]:
+    """report.md's benchmark commands by their label (the indented line under each)."""
+    lines = (bundle / "report.md").read_text().splitlines()
+    return {lines[i - 2].rstrip(":"): line.strip() for i, line in enumerate(lines)
+            if line.startswith("    ") and i >= 2 and lines[i - 2].endswith(":")}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_commands_report_md_prints_work_in_the_bundle_directory(
+    qemu_run, digits_m4, tflm_tree, tmp_path
+):
+    # Pasted as printed into a shell in (a copy of) the bundle directory, TFLM_TREE filled in.
+    # The serial line needs a board; every other line runs here. CMake compiles every source
+    # of its tree: TFLM_TREE is the shared tree's headers with the sources this model needs
+    # only, so the build is ~120 files, not 317 (and shows the selection links on its own).
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_m4, bundle)
+    printed = _printed_commands(bundle)
+    wanted = set(library_sources(tflm_tree, ops_in((bundle / "tflm/model_ops.h").read_text())))
+    subset = tmp_path / "tflm-tree"
+    for path in tflm_tree.rglob("*"):
+        relative = str(path.relative_to(tflm_tree))
+        if path.is_file() and (path.suffix not in (".cc", ".c") or relative in wanted):
+            (subset / relative).parent.mkdir(parents=True, exist_ok=True)
+            (subset / relative).symlink_to(path)
+    path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+    env = dict(os.environ, EDGEKIT_DB=str(tmp_path / "r.db"), PATH=path)
+
+    def run(label: str, tree=tflm_tree) -> subprocess.CompletedProcess:
+        command = printed[label].replace("TFLM_TREE", shlex.quote(str(tree)))
+        return subprocess.run(command, shell=True, cwd=bundle, env=env, capture_output=True,
+                              text=True, timeout=1800)  # fmt: skip
+
+    built = run("Build the firmware yourself (CMake; see harness/README.md)", subset)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    collected = run_firmware(bundle / "build-cortex-m4" / "edgekit_harness.elf", "mps2-an386",
+                             "EDGEKIT_RUN 0 1")  # fmt: skip
+    expected = qemu_run[0].metrics["output_digest"]
+    assert f"crc32:{collected['summary']['output_crc32']}" == expected
+    emulated = run("Cortex-M firmware under QEMU (instructions, 32-bit arena, flash/RAM)")
+    assert emulated.returncode == 0, emulated.stderr
+    assert f"{qemu_run[0].metrics['instructions']['per_inference']:,}" in emulated.stdout
+    simulated = run("Host simulation (no board)")
+    assert simulated.returncode == 0, simulated.stderr
+    assert "host simulation" in simulated.stdout
 
 
 @pytest.mark.slow
@@ -287,17 +427,23 @@ def test_firmware_section_is_validated():
         TargetProfile.from_dict(dict(linux, firmware=base["firmware"]), "x.toml")
 
 
-def test_qemu_errors_are_one_line(digits_m4, tmp_path, monkeypatch):
+def test_qemu_errors_are_one_line(digits_m4, tflm_tree, tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEKIT_TFLM_DIR", raising=False)
+    no_ops = tmp_path / "no-ops"  # model_ops.h names the kernels the library is built with
+    shutil.copytree(digits_m4, no_ops)
+    (no_ops / "tflm" / "model_ops.h").unlink()
+    bundle = str(digits_m4)
     cases = [
-        (["--device", "qemu"], "pass --tflm-dir"),
-        (["--device", "qemu", "--tflm-dir", str(tmp_path)], "is not a TFLM tree"),
-        (["--device", "qemu:mps2-an500", "--tflm-dir", str(tmp_path)], "is a cortex-m7"),
-        (["--device", "qemu:mps2-an505", "--tflm-dir", str(tmp_path)], "unknown QEMU board"),
-        (["--device", "qemu", "--target", "esp32-s3"], "has no [firmware] section"),
-    ]
+        ([bundle, "--device", "qemu"], "pass --tflm-dir"),
+        ([bundle, "--device", "qemu", "--tflm-dir", str(tmp_path)], "is not a TFLM tree"),
+        ([bundle, "--device", "qemu:mps2-an500", "--tflm-dir", str(tmp_path)], "is a cortex-m7"),
+        ([bundle, "--device", "qemu:mps2-an505", "--tflm-dir", str(tmp_path)],
+         "unknown QEMU board"),
+        ([bundle, "--device", "qemu", "--target", "esp32-s3"], "has no [firmware] section"),
+        ([str(no_ops), "--device", "qemu", "--tflm-dir", str(tflm_tree)], "no model_ops.h in"),
+    ]  # fmt: skip
     for args, message in cases:
-        proc = run_edgekit("bench", str(digits_m4), *args, "--no-record")
+        proc = run_edgekit("bench", *args, "--no-record")
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -120,3 +120,69 @@ def test_results_cli_on_real_local_runs(digits_tflite, tmp_path):
     assert missing.returncode == 2 and "no run with id 999" in missing.stderr
     one = run_edgekit("results", "compare", str(ids["int8"]), env=env)
     assert one.returncode == 2 and "at least two run ids" in one.stderr
+
+
+def _qemu_run(instructions: int, flash: int, model: str = "digits_int8.tflite") -> BenchResult:
+    """A run shaped as `--device qemu` records it (edgekit.bench.qemu._result): instructions
+    and sizes, no milliseconds."""
+    elf = {"text": flash - 100, "data": 100, "bss": 9000, "tensor_arena": 8000}
+    return BenchResult(
+        model, "d" * 64, "cortex-m4", "qemu", "ok", runtime="tflm (qemu mps2-an386)",
+        metrics={
+            "instructions": {"per_inference": instructions, "min": instructions - 40,
+                             "max": instructions + 40, "resolution": 40, "source": "QEMU"},
+            "arena_bytes": 8000, "arena_used_bytes": 7800, "arena_host_bytes": 9900,
+            "arena_source": "smallest arena that runs on the 32-bit CPU under QEMU",
+            "elf": elf, "flash_bytes": flash, "ram_bytes": 9100 + 2048,
+            "stack_bytes": 2048, "heap_bytes": 0,
+        },
+    )  # fmt: skip
+
+
+def test_qemu_runs_are_listed_compared_exported_and_plotted(tmp_path):
+    db = tmp_path / "r.db"
+    store = ResultStore(db)
+    first, second = store.add(_qemu_run(1_200_000, 120_000)), store.add(_qemu_run(900_000, 90_000))
+    env = {"EDGEKIT_DB": str(db)}
+
+    listed = run_edgekit("results", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    for heading in ("instructions", "arena B", "flash B", "RAM B"):
+        assert heading in listed.stdout
+    for figure in ("1,200,000", "900,000", "8,000", "120,000", "11,148"):
+        assert figure in listed.stdout, figure
+
+    compared = run_edgekit("results", "compare", str(first), str(second), env=env)
+    assert compared.returncode == 0, compared.stderr  # instructions: no latency to compare
+    assert "instructions per inference, relative to run" in compared.stdout
+    assert "0.750x" in compared.stdout and "1.33x" in compared.stdout  # ratio and speed-up
+    flash = run_edgekit("results", "compare", str(first), str(second), "--metric", "flash",
+                        env=env)  # fmt: skip
+    assert flash.returncode == 0 and "90,000" in flash.stdout and "0.750x" in flash.stdout
+    assert "speed-up" not in flash.stdout  # a smaller image is not a faster one
+    latency = run_edgekit("results", "compare", str(first), str(second), "--metric", "p50",
+                          env=env)  # fmt: skip
+    assert latency.returncode == 2 and "Traceback" not in latency.stderr
+    assert "no p50 ms; they all have --metric instructions, arena, flash or ram" in latency.stderr
+
+    rows = list(csv.DictReader(io.StringIO(run_edgekit("results", "export", "--csv",
+                                                       env=env).stdout)))  # fmt: skip
+    newest = rows[0]
+    assert int(newest["id"]) == second
+    assert newest["instructions_per_inference"] == "900000" and newest["instructions_min"]
+    assert (newest["arena_bytes"], newest["flash_bytes"], newest["ram_bytes"]) == (
+        "8000", "90000", "11148")  # fmt: skip
+    assert newest["p50_ms"] == ""
+
+    png = tmp_path / "runs.png"
+    plotted = run_edgekit("results", "plot", str(png), env=env)
+    assert plotted.returncode == 0, plotted.stderr
+    assert "instructions of 2 runs" in plotted.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ram = run_edgekit("results", "plot", str(tmp_path / "ram.svg"), str(first), "--metric", "ram",
+                      env=env)  # fmt: skip
+    assert ram.returncode == 0 and "ram of 1 runs" in ram.stderr
+    refused = run_edgekit("results", "plot", str(tmp_path / "l.png"), "--metric", "latency",
+                          str(first), env=env)  # fmt: skip
+    assert refused.returncode == 2 and "no per-run latencies to plot" in refused.stderr
+    assert not (tmp_path / "l.png").exists()

@@ -1,5 +1,5 @@
 # CMake toolchain file for bare-metal Arm (Debian: gcc-arm-none-eabi, libnewlib-arm-none-eabi).
-#   cmake -S harness -B build-m4 -DCMAKE_TOOLCHAIN_FILE=harness/arm-none-eabi.cmake \
+#   cmake -S harness -B build-m4 -DCMAKE_TOOLCHAIN_FILE=arm-none-eabi.cmake \
 #         -DEDGEKIT_CPU=cortex-m4 -DTFLM_DIR=/path/to/tflm-tree
 # CPU flags are not set here: CMakeLists.txt adds them per target from EDGEKIT_CPU, so passing
 # CMAKE_CXX_FLAGS on the command line cannot drop them.

@@ -87,8 +87,12 @@ def bench_commands(
         if cpu:
             commands["emulate"] = _line("edgekit", "bench", ".", "--device", "qemu",
                                         "--tflm-dir", "TFLM_TREE")  # fmt: skip
+            # CMake looks a relative toolchain file up in the build directory, then in the
+            # source directory (harness/): "harness/arm-none-eabi.cmake" is found in neither.
+            # A bare -j starts every one of TFLM's ~300 compilers at once: one per core.
             commands["build"] = (
-                f"cmake -S harness -B build-{cpu} -DCMAKE_TOOLCHAIN_FILE=harness/arm-none-eabi."
-                f"cmake -DEDGEKIT_CPU={cpu} -DTFLM_DIR=TFLM_TREE && cmake --build build-{cpu} -j"
+                f"cmake -S harness -B build-{cpu} -DCMAKE_TOOLCHAIN_FILE=arm-none-eabi.cmake "
+                f"-DEDGEKIT_CPU={cpu} -DTFLM_DIR=TFLM_TREE && "
+                f'cmake --build build-{cpu} -j "$(nproc)"'
             )
     return commands

@@ -3,9 +3,12 @@
 The build is the board port's own Makefile (`devices/mcu/boards/mps2/Makefile`), so what
 edgekit runs is what a user runs by hand. Two parts:
 
-- the **TFLM library**, compiled once per (TFLM tree contents, CPU flags, kernels, compiler,
-  Makefile) into edgekit's cache (`EDGEKIT_CACHE_DIR`, else the user cache directory) under
-  a lock, so parallel benches build it once; about 5 CPU-minutes here;
+- the **TFLM library**: TFLM's core and only the kernels the model's resolver registers
+  (:mod:`edgekit.bench.tflm_sources`; about a third of a CMSIS-NN tree for the digits
+  example), compiled on every core with progress every few seconds, once per (TFLM tree
+  contents, CPU flags, kernels, kernel set, compiler, Makefile) into edgekit's cache
+  (`EDGEKIT_CACHE_DIR`, else the user cache directory) under a lock, so parallel benches
+  build it once. A cached library built with more kernels serves a model needing fewer;
 - the **application**: the harness `main.cc`, the board port and the bundle's model, linked
   against that library: seconds. An arena change recompiles `main.cc` only.
 
@@ -31,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from queue import Empty, Queue
+from threading import Thread
 
 from edgekit.errors import RuntimeFailure, UsageError
 from edgekit.targets import Firmware
@@ -42,7 +47,8 @@ PACKAGES = {
     "make": "make",
     "qemu-system-arm": "qemu-system-arm",
 }
-BUILD_TIMEOUT = 3600.0  # seconds for one make run (a cold TFLM library is ~5 CPU-minutes)
+BUILD_TIMEOUT = 3600.0  # seconds for one make run
+PROGRESS_SECONDS = 5.0  # a cold library build reports this often
 _COMPILED = re.compile(r"^(CXX|CC) (\S+)$")
 
 
@@ -163,23 +169,69 @@ def cache_dir(kind: str) -> Path:
     return cache_root() / kind
 
 
+class _BuildProgress:
+    """Every PROGRESS_SECONDS while make compiles: files done of the total, and about how long
+    the rest takes at the rate so far. A C++ source counts as ten C sources: TFLM's .cc files
+    (templates, flatbuffers) took ~12 s each here and CMSIS-NN's .c files ~1 s."""
+
+    def __init__(self, what: str, sources: list[str],
+                 progress: Callable[[str], None] | None) -> None:  # fmt: skip
+        self.what, self.progress = what, progress
+        self.weights = {name: 1.0 if name.endswith(".cc") else 0.1 for name in sources}
+        self.left = sum(self.weights.values())
+        self.done, self.work_done, self.start = 0, 0.0, time.monotonic()
+        self.shown = self.start
+
+    def compiled(self, name: str) -> None:
+        self.done += 1
+        weight = self.weights.get(name, 0.0)
+        self.work_done, self.left = self.work_done + weight, self.left - weight
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.progress is None or not self.weights or now - self.shown < PROGRESS_SECONDS:
+            return
+        self.shown = now
+        elapsed = now - self.start
+        left = "estimating the time left"
+        if self.work_done:
+            left = f"about {max(self.left, 0) * elapsed / self.work_done:.0f} s left"
+        total = len(self.weights)
+        self.progress(f"{self.what}: {self.done}/{total} files, {elapsed:.0f} s, {left}")
+
+
 def _make(args: list[str], what: str, progress: Callable[[str], None] | None = None,
-          total: int = 0) -> str:  # fmt: skip
-    """Run make; stream its CXX/CC lines into `progress` (every tenth); return its output."""
+          sources: list[str] | None = None) -> str:  # fmt: skip
+    """Run make; report its compiled files (CXX/CC lines) of `sources` to `progress` every few
+    seconds, however long one file takes; return its output."""
     command = [require_tool("make"), "-f", str(board_dir() / "Makefile"), *args]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
-    done, shown, start = 0, -1, time.monotonic()
-    assert proc.stdout is not None
-    try:
+    queue: Queue[str | None] = Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
         for line in proc.stdout:
-            lines.append(line.rstrip())
-            if _COMPILED.match(line.strip()):
-                done += 1
-                if progress and total and (done * 10 // total) > shown:
-                    shown = done * 10 // total
-                    progress(f"{what}: {done}/{total} files ({time.monotonic() - start:.0f} s)")
-            if time.monotonic() - start > BUILD_TIMEOUT:
+            queue.put(line)
+        queue.put(None)
+
+    Thread(target=read, daemon=True).start()
+    status = _BuildProgress(what, sources or [], progress)
+    try:
+        while True:
+            try:
+                line = queue.get(timeout=1.0)
+            except Empty:
+                line = ""
+            if line is None:
+                break
+            if line:
+                lines.append(line.rstrip())
+                compiled = _COMPILED.match(line.strip())
+                if compiled:
+                    status.compiled(compiled.group(2))
+            status.tick()
+            if time.monotonic() - status.start > BUILD_TIMEOUT:
                 raise RuntimeFailure(f"{what} took over {BUILD_TIMEOUT:.0f} s and was stopped")
         proc.wait()
     finally:
@@ -193,52 +245,75 @@ def _make(args: list[str], what: str, progress: Callable[[str], None] | None = N
     return "\n".join(lines)
 
 
-def tflm_library(tree: Path, firmware: Firmware, progress: Callable[[str], None] = print,
-                 jobs: int | None = None, compiler: str | None = None) -> TflmLibrary:  # fmt: skip
-    """The TFLM library for (tree, CPU flags, kernels, compiler): from the cache, or built
-    into it first. `compiler` is :func:`require_toolchain`'s answer, asked here if not given."""
+def _library_key(tree: Path, firmware: Firmware, compiler: str) -> str:
+    """What decides every object of the library but the choice of sources."""
+    parts = [_tree_digest(tree), *library_flags(firmware), compiler,
+             (board_dir() / "Makefile").read_text()]  # fmt: skip
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _cached_library(prefix: Path, sources: list[str]) -> Path | None:
+    """A cached library built from these sources or more (the linker takes only what the
+    model's resolver references, so a superset links the same firmware)."""
+    wanted = set(sources)
+    for listing in sorted(prefix.parent.glob(f"{prefix.name}-*/sources.txt")):
+        if wanted <= set(listing.read_text().split()):
+            return listing.parent / "libtflm.a"
+    return None
+
+
+def tflm_library(tree: Path, firmware: Firmware, model_ops: Path,
+                 progress: Callable[[str], None] = print, jobs: int | None = None,
+                 compiler: str | None = None) -> TflmLibrary:  # fmt: skip
+    """The TFLM library with TFLM's core and the kernels `model_ops` (a bundle's
+    `tflm/model_ops.h`) registers, for (tree, CPU flags, compiler): from the cache, or built
+    into it first on `jobs` (default: every) cores. `compiler` is :func:`require_toolchain`'s
+    answer, asked here if not given."""
     import fcntl
+
+    from edgekit.bench.tflm_sources import library_sources, ops_in
 
     compiler = compiler or require_toolchain()
     kernels = kernels_of(tree)
-    key = hashlib.sha256(
-        "\0".join(
-            [
-                _tree_digest(tree),
-                *library_flags(firmware),
-                compiler,
-                (board_dir() / "Makefile").read_text(),
-            ]
-        ).encode()  # fmt: skip
-    ).hexdigest()[:16]
-    folder = cache_dir("tflm-lib") / f"{firmware.cpu}-{kernels}-{key}"
+    if not model_ops.is_file():
+        raise UsageError(f"no {model_ops.name} in {model_ops.parent}: it names the model's ops "
+                         "(edgekit deploy writes it)")  # fmt: skip
+    methods = ops_in(model_ops.read_text(errors="replace"))
+    sources = library_sources(tree, methods)
+    key = _library_key(tree, firmware, compiler)
+    prefix = cache_dir("tflm-lib") / f"{firmware.cpu}-{kernels}-{key}"
+    chosen = hashlib.sha256("\n".join(sources).encode()).hexdigest()[:8]
+    folder = prefix.with_name(f"{prefix.name}-{chosen}")
     library = TflmLibrary(folder / "libtflm.a", firmware.cpu, kernels, compiler, True, 0.0)
-    if library.path.is_file():
+    found = _cached_library(prefix, sources)
+    if found is not None:
+        library.path = found
         return library
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another bench may be building it right now
-        if library.path.is_file():
+        found = _cached_library(prefix, sources)
+        if found is not None:
+            library.path = found
             return library
         start = time.monotonic()
+        jobs = jobs or os.cpu_count() or 1
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".building-") as work:
+            listing = Path(work) / "sources.txt"
+            listing.write_text("\n".join(sources) + "\n")
             args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"LIB_DIR={work}",
-                    f"BUILD_DIR={work}"]  # fmt: skip
-            total = _source_count(args)
-            progress(f"building the TFLM library once ({kernels} kernels, {firmware.cpu}, "
-                     f"{total} files); it is cached for later builds")  # fmt: skip
-            _make([*args, f"-j{jobs or os.cpu_count() or 1}", "lib"],
-                  f"TFLM library ({kernels}, {firmware.cpu})", progress, total)  # fmt: skip
+                    f"BUILD_DIR={work}", f"TFLM_SOURCE_LIST={listing}"]  # fmt: skip
+            names = ", ".join(m.removeprefix("Add") for m in methods)
+            progress(f"building the TFLM library once ({kernels} kernels, {firmware.cpu}): "
+                     f"{len(sources)} files (TFLM's core and the kernels of {names}) on {jobs} "
+                     "cores; it is cached for later builds")  # fmt: skip
+            _make([*args, f"-j{jobs}", "lib"], f"TFLM library ({kernels}, {firmware.cpu})",
+                  progress, sources)  # fmt: skip
             folder.mkdir(exist_ok=True)
             os.replace(Path(work) / "libtflm.a", library.path)
+            os.replace(listing, folder / "sources.txt")  # last: it marks the library complete
         library.cached, library.seconds = False, time.monotonic() - start
         return library
-
-
-def _source_count(args: list[str]) -> int:
-    """How many TFLM sources the Makefile compiles (its `info` target counts them)."""
-    found = re.search(r"sources=(\d+)", _make([*args, "info"], "make info"))
-    return int(found.group(1)) if found else 0
 
 
 def build_firmware(
@@ -253,7 +328,7 @@ def build_firmware(
 ) -> FirmwareBuild:
     """Link the harness for `firmware.cpu` with the model in `bundle_tflm` (a bundle's
     `tflm/` folder), against `library` (default: :func:`tflm_library`'s)."""
-    library = library or tflm_library(tree, firmware, progress)
+    library = library or tflm_library(tree, firmware, bundle_tflm / "model_ops.h", progress)
     start = time.monotonic()
     args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"TFLM_LIB={library.path}",
             f"HARNESS={harness_dir()}", f"BUNDLE_TFLM={bundle_tflm}",

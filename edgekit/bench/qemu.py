@@ -171,7 +171,8 @@ def run_qemu(request: Any) -> BenchResult:
         f"{request.model.sha256[:16]}-{profile.firmware.cpu}-{fw.kernels_of(tree)}-"
         + hashlib.sha256(str(tree).encode()).hexdigest()[:8]
     )
-    library = fw.tflm_library(tree, profile.firmware, request.progress, compiler=compiler)
+    library = fw.tflm_library(tree, profile.firmware, sources / "model_ops.h", request.progress,
+                              compiler=compiler)  # fmt: skip
     build = fw.build_firmware(sources, tree, profile.firmware, build_root / "bundle-arena",
                               library=library, progress=request.progress)  # fmt: skip
     request.progress(f"finding the smallest arena that runs on {board}")

@@ -13,13 +13,13 @@ complete, so the final path always holds either the old bundle or the new one.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekit import jsonfile
 from edgekit.errors import UsageError
 from edgekit.report import DeployReport, Role
 from edgekit.targets import TargetProfile
@@ -55,12 +55,7 @@ class Bundle:
             raise UsageError(f"{root}: not a deploy bundle (no report.json)")
         if report_file.stat().st_size > MAX_REPORT_BYTES:
             raise UsageError(f"{report_file}: larger than {MAX_REPORT_BYTES >> 20} MiB")
-        try:
-            data = json.loads(report_file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{report_file}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"{report_file}: expected a JSON object")
+        data = jsonfile.loads(report_file.read_bytes(), str(report_file), expect=dict)
         try:
             report = DeployReport.from_dict(data)
         except (TypeError, ValueError, KeyError) as exc:
@@ -73,7 +68,9 @@ class Bundle:
 
 def inside(root: Path, relative: str) -> Path:
     """`root / relative`, refusing absolute paths and anything that resolves outside `root`."""
-    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+    if not isinstance(relative, str) or not relative or "\0" in relative:
+        raise UsageError(f"{root}: artifact path {relative!r} is not a file name")
+    if os.path.isabs(relative):
         raise UsageError(f"{root}: artifact path {relative!r} is not relative to the bundle")
     candidate = (root / relative).resolve()
     base = root.resolve()

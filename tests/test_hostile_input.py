@@ -94,6 +94,48 @@ def test_a_lambda_in_a_model_file_never_runs(suffix, tmp_path):
     assert any("--unsafe-deserialization" in note for note in report["notes"])
 
 
+_DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def _keras_archive(path: Path, metadata: bytes, config: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", metadata)
+        archive.writestr("config.json", config)
+        archive.writestr("model.weights.h5", b"")
+    return path
+
+
+def _hdf5_with_config(path: Path, config: str) -> Path:
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        handle.attrs["model_config"] = config
+    return path
+
+
+HOSTILE_KERAS_FILES = {
+    "deep config": (lambda p: _keras_archive(p / "m.keras", b'{"keras_version": "3.1"}',
+                                             _DEEP.encode()), "config.json: JSON nested"),
+    "metadata a list": (lambda p: _keras_archive(p / "m.keras", b"[1, 2]", b"{}"),
+                        "metadata.json: expected a JSON object"),
+    "metadata not UTF-8": (lambda p: _keras_archive(p / "m.keras", b'{"k": "\xff"}', b"{}"),
+                           "metadata.json: not UTF-8"),
+    "deep h5 model_config": (lambda p: _hdf5_with_config(p / "m.h5", '{"a": ' * 50_000 + "1"
+                                                         + "}" * 50_000), "model_config: JSON nested"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_KERAS_FILES))
+def test_hostile_keras_configs_are_one_line(name, example, tmp_path):
+    make, fragment = HOSTILE_KERAS_FILES[name]
+    path = make(tmp_path)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, example.calibration.x[:4])
+    for command in (["deploy", "--out", str(tmp_path / "o")], ["analyze"]):
+        result = run_edgekit(*command, str(path), "-t", "cortex-m4", "--calibration", str(calib))
+        one_line_error(result, 2, str(path), fragment)
+
+
 # --- native crashes become errors ----------------------------------------------------------
 
 
@@ -309,6 +351,21 @@ def test_malformed_report_json_is_one_line(bundle_m4, tmp_path):
         result = run_edgekit("bench", str(bundle_m4.path), "--device", "tflm-host",
                              "--db", str(tmp_path / "r.db"))  # fmt: skip
         one_line_error(result, 2)
+
+
+@pytest.mark.parametrize("device", ["tflm-host", "local"])
+def test_hostile_report_json_is_one_line(bundle_m4, tmp_path, device):
+    report_file = bundle_m4.path / "report.json"
+    good = json.loads(report_file.read_text())
+    nul = {**good, "artifacts": [{**good["artifacts"][0], "path": "model\0.tflite"}]}
+    deep = {**good, "notes": json.loads("[" * 900 + "]" * 900)}
+    for text, fragment in ((json.dumps(nul), "is not a file name"),
+                           (json.dumps(deep), "JSON nested"),
+                           ('{"a": ' * 50_000 + "1" + "}" * 50_000, "JSON nested")):  # fmt: skip
+        report_file.write_text(text)
+        result = run_edgekit("bench", str(bundle_m4.path), "--device", device,
+                             "--db", str(tmp_path / "r.db"))  # fmt: skip
+        one_line_error(result, 2, str(report_file.parent), fragment)
 
 
 # --- clean one-line errors for the rest -----------------------------------------------------

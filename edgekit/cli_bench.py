@@ -221,13 +221,16 @@ def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str) -> No
     rows = compare(_store(db), list(run_ids), metric)
     from rich.table import Table
 
+    from edgekit.console import escape
+
     table = Table(title=f"latency {metric}, relative to run {run_ids[0]}")
     for column in ("id", "model", "target", "device", "delegate", f"{metric} ms", "ratio",
                    "speed-up"):  # fmt: skip
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row.run.id), row.run.model_name, row.run.target, row.run.device,
-                      row.run.delegate or "-", _ms(row.value), f"{row.ratio:.3f}x",
+        table.add_row(str(row.run.id), escape(row.run.model_name), escape(row.run.target),
+                      escape(row.run.device), escape(row.run.delegate or "-"), _ms(row.value),
+                      f"{row.ratio:.3f}x",
                       f"{1 / row.ratio:.2f}x")  # fmt: skip
     _console().print(table)
 

@@ -120,8 +120,8 @@ HOSTILE_KERAS_FILES = {
                         "metadata.json: expected a JSON object"),
     "metadata not UTF-8": (lambda p: _keras_archive(p / "m.keras", b'{"k": "\xff"}', b"{}"),
                            "metadata.json: not UTF-8"),
-    "deep h5 model_config": (lambda p: _hdf5_with_config(p / "m.h5", '{"a": ' * 50_000 + "1"
-                                                         + "}" * 50_000), "model_config: JSON nested"),
+    "deep h5 model_config": (lambda p: _hdf5_with_config(p / "m.h5", _DEEP),
+                             "model_config: JSON nested"),
 }  # fmt: skip
 
 
@@ -442,6 +442,44 @@ def test_corrupt_results_databases(tmp_path):
         one_line_error(run_edgekit("results", *args, "--db", str(db)), 2, f"run {run_id}")
 
 
+TAMPERED_ROWS = {
+    "deep JSON": ("metrics", "[" * 100_000 + "]" * 100_000),
+    "a list for an object": ("metrics", "[1, 2]"),
+    "a string for an object": ("settings", '"threads"'),
+    "NULL JSON": ("device_info", None),
+    "NULL text": ("model_name", None),
+    "a blob for text": ("device", b"\xff"),
+    "text latencies": ("latencies_ms", '["fast", "slow"]'),
+    "text p50": ("metrics", '{"latency_ms": {"p50": "fast"}}'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERED_ROWS))
+def test_tampered_result_rows_are_one_line(tmp_path, name):
+    import sqlite3
+
+    from edgekit.bench.result import BenchResult
+    from edgekit.bench.store import SCHEMA, ResultStore
+
+    db = tmp_path / "r.db"
+    store = ResultStore(db)
+    ids = [store.add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok",
+                                 metrics={"latency_ms": {"p50": 1.0}}, latencies_ms=[1.0, 2.0]))
+           for _ in range(2)]  # fmt: skip
+    column, value = TAMPERED_ROWS[name]
+    with sqlite3.connect(db) as conn:  # what a hand edit could leave: no NOT NULL either
+        conn.execute("ALTER TABLE runs RENAME TO old")
+        conn.executescript(SCHEMA.replace("NOT NULL", "").replace("CREATE INDEX", "-- "))
+        conn.execute("INSERT INTO runs SELECT * FROM old")
+        conn.execute("DROP TABLE old")
+        conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, ids[1]))
+    out = tmp_path / "plot.png"
+    for args in (["list"], ["show", str(ids[1])], ["compare", *map(str, ids)],
+                 ["export", "--csv"], ["plot", str(out)]):  # fmt: skip
+        one_line_error(run_edgekit("results", *args, "--db", str(db)), 2, f"run {ids[1]}")
+    assert not out.exists()
+
+
 def test_plot_to_an_unknown_format(tmp_path):
     from edgekit.bench.result import BenchResult
     from edgekit.bench.store import ResultStore
@@ -620,3 +658,17 @@ def test_the_worker_imports_this_processs_edgekit_not_one_in_the_working_directo
     assert call("os:getcwd") == str(tmp_path)
     assert call("edgekit.converters.tflm:c_identifier", "a-b") == "a_b"
     assert call("users_layers:value") == 42
+
+
+def test_results_compare_prints_markup_in_names_as_data(tmp_path):
+    from edgekit.bench.result import BenchResult
+    from edgekit.bench.store import ResultStore
+
+    db = tmp_path / "r.db"
+    store = ResultStore(db)
+    for name in ("[/bold]", "plain"):
+        store.add(BenchResult(name, "0" * 64, "rpi4", "[/x]", "ok",
+                              metrics={"latency_ms": {"p50": 1.0}}))  # fmt: skip
+    result = run_edgekit("results", "compare", "1", "2", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "[/bold]" in result.stdout and "[/x]" in result.stdout

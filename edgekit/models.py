@@ -415,6 +415,11 @@ def _load_tflite_file(path: Path) -> LoadedModel:
     if len(tflite.inputs) != 1:
         raise UsageError(f"{path}: models with {len(tflite.inputs)} inputs are not supported yet")
     tensor = tflite.input_tensors()[0]
+    if any(d < 1 for d in tensor.shape):
+        raise UsageError(
+            f"{path}: input shape {list(tensor.shape)} has dimensions below 1; edge runtimes "
+            "need a static input shape (convert the model with a fixed input size)"
+        )
     return LoadedModel(
         name=path.stem,
         source=str(path),

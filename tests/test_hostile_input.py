@@ -136,6 +136,18 @@ def test_hostile_keras_configs_are_one_line(name, example, tmp_path):
         one_line_error(result, 2, str(path), fragment)
 
 
+def _dynamic_input(model):
+    graph = model.subgraphs[0]
+    graph.tensors[graph.inputs[0]].shape = [1, -1, 8, 1]
+
+
+def test_a_tflite_input_with_a_negative_dimension_is_one_line(digits_tflite, tmp_path):
+    path = _edited(digits_tflite, tmp_path, "dynamic", _dynamic_input)
+    result = run_edgekit("deploy", str(path), "-t", "cortex-m4", "--calibration", "random",
+                         "--out", str(tmp_path / "o"))  # fmt: skip
+    one_line_error(result, 2, "[1, -1, 8, 1]", "static input shape")
+
+
 # --- native crashes become errors ----------------------------------------------------------
 
 

@@ -29,6 +29,9 @@ def _console():
     return console()
 
 
+RUN_ID = click.IntRange(1, 2**63 - 1)  # SQLite's INTEGER range: a larger id is an OverflowError
+
+
 def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -177,9 +180,10 @@ def _store(db: str | None):
 
 @results.command("list")
 @DB_OPTION
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
+              help="Show at most this many runs.")
 @click.option("--model", default=None, help="Only runs of this model (name or sha256 prefix).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -> None:
     """The newest runs first."""
     runs = _store(db).list(limit=limit, model=model)
@@ -202,7 +206,7 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
 
 
 @results.command("show")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @DB_OPTION
 def results_show(run_id: int, db: str | None) -> None:
     """Every recorded field of one run, as JSON."""
@@ -210,7 +214,7 @@ def results_show(run_id: int, db: str | None) -> None:
 
 
 @results.command("compare")
-@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.argument("run_ids", type=RUN_ID, nargs=-1, required=True)
 @DB_OPTION
 @click.option("--metric", default="p50", show_default=True,
               type=click.Choice(["p50", "p90", "p99", "mean", "min"]))  # fmt: skip
@@ -259,7 +263,7 @@ def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -
 
 @results.command("plot")
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.argument("run_ids", type=int, nargs=-1)
+@click.argument("run_ids", type=RUN_ID, nargs=-1)
 @DB_OPTION
 @click.option("--force", is_flag=True, help="Replace an existing OUT file.")
 def results_plot(out: str, run_ids: tuple[int, ...], db: str | None, force: bool) -> None:

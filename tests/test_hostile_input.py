@@ -400,11 +400,40 @@ def test_bad_device_uris(digits_tflite, tmp_path, device, fragment):
     assert not db.exists()  # refused before a run: nothing recorded
 
 
-@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-3"])
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-3", "1e308"])
 def test_bad_timeouts(digits_tflite, tmp_path, timeout):
     result = run_edgekit("bench", str(digits_tflite["int8"]), "-t", "rpi4", "--timeout", timeout,
                          "--db", str(tmp_path / "r.db"))  # fmt: skip
     one_line_error(result, 2, "--timeout")
+
+
+BIG = str(10**24)
+OUT_OF_RANGE = [
+    (["bench", "m.tflite", "-t", "rpi4", "--runs", BIG], "--runs"),
+    (["bench", "m.tflite", "-t", "rpi4", "--warmup", BIG], "--warmup"),
+    (["bench", "m.tflite", "-t", "rpi4", "--threads", "100000"], "--threads"),
+    (["results", "show", BIG], "RUN_ID"),
+    (["results", "compare", "1", BIG], "RUN_IDS"),
+    (["results", "list", "--limit", "-3"], "--limit"),
+    (["deploy", "--example", "digits", "-t", "cortex-m4", "--min-sqnr", "nan"], "--min-sqnr"),
+    (["deploy", "--example", "digits", "-t", "cortex-m4", "--max-agreement-drop", "1e308"],
+     "--max-agreement-drop"),
+]
+
+
+@pytest.mark.parametrize("args, flag", OUT_OF_RANGE, ids=[flag for _, flag in OUT_OF_RANGE])
+def test_numeric_options_are_bounded(tmp_path, args, flag):
+    db = tmp_path / "r.db"
+    from edgekit.bench.result import BenchResult
+    from edgekit.bench.store import ResultStore
+
+    ResultStore(db).add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok"))
+    extra = ["--db", str(db)] if args[0] in ("bench", "results") else ["--out", str(tmp_path)]
+    result = run_edgekit(*args, *extra, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert flag in lines[-1] and "Traceback" not in result.stderr, result.stderr
+    assert not list(tmp_path.glob("digits-*"))
 
 
 def test_streamed_npz_input(digits_tflite, tmp_path):

@@ -23,6 +23,8 @@ from edgekit.errors import UsageError
 from edgekit.targets import DELEGATES, TargetProfile, load_target
 
 MAX_ARENA_BYTES = 512 * 1024 * 1024
+MAX_RUNS = 1_000_000  # timed or warm-up runs: beyond this a benchmark outlives any timeout
+MAX_THREADS = 1024
 DEVICES_FOR_HARNESS = {
     "linux": ("local", "ssh"),
     "android": ("adb",),
@@ -165,8 +167,10 @@ def bench(
 
     Returns the :class:`BenchResult` (status `failed` with the reason when the device failed).
     """
-    if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
-        raise UsageError("--runs and --threads must be >= 1 and --warmup >= 0")
+    for flag, value, low, high in (("--runs", runs, 1, MAX_RUNS), ("--warmup", warmup, 0, MAX_RUNS),
+                                   ("--threads", threads, 1, MAX_THREADS)):  # fmt: skip
+        if value is not None and not low <= value <= high:
+            raise UsageError(f"{flag} must be between {low} and {high:,}; received {value}")
     from edgekit.bench.uri import positive_seconds
 
     timeout = positive_seconds(timeout, "--timeout")

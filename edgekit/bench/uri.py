@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,8 +68,11 @@ class DeviceURI:
         return self.scheme
 
 
+MAX_SECONDS = 7 * 24 * 3600.0  # beyond this, timers overflow (1e308 s) and nothing is waited for
+
+
 def positive_seconds(value: Any, what: str) -> float:
-    """A finite, positive number of seconds, or a UsageError naming `what`.
+    """A positive number of seconds up to a week, or a UsageError naming `what`.
 
     >>> positive_seconds("2.5", "--timeout")
     2.5
@@ -79,8 +81,11 @@ def positive_seconds(value: Any, what: str) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         raise UsageError(f"{what} must be a number of seconds; received {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UsageError(f"{what} must be a finite number of seconds > 0; received {value!r}")
+    if not 0 < seconds <= MAX_SECONDS:  # NaN fails too
+        raise UsageError(
+            f"{what} must be a number of seconds > 0 and at most {MAX_SECONDS:.0f}; received "
+            f"{value!r}"
+        )
     return seconds
 
 

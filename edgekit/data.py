@@ -15,9 +15,11 @@ what was expected and what was received.
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import stat
+import tokenize
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from edgekit.errors import UsageError
 MAX_VALIDATION_SAMPLES = 500
 MAX_DATA_BYTES = 4 * 1024**3  # a calibration or validation file larger than this is refused
 MAX_LABEL = 2**31 - 1
+MAX_NPY_HEADER_BYTES = 10_000  # numpy's own limit for headers it parses safely
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,10 @@ def _npy_header(handle: Any, what: str, path: Path, available: int) -> tuple[tup
         elif version == (2, 0):
             shape, _, dtype = fmt.read_array_header_2_0(handle)
         else:
-            shape, _, dtype = fmt._read_array_header(handle, version)
-    except (ValueError, OSError, EOFError) as exc:
+            shape, dtype = _npy_header_3_0(handle)
+    # A garbage header fails in numpy's tokenizer or literal parser, not only as ValueError.
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, RecursionError,
+            tokenize.TokenError) as exc:  # fmt: skip
         raise UsageError(f"{what} file {path}: not a readable NumPy file ({exc})") from None
     if dtype.hasobject:
         raise UsageError(f"{what} file {path}: holds Python objects (pickles are refused)")
@@ -87,6 +92,20 @@ def _npy_header(handle: Any, what: str, path: Path, available: int) -> tuple[tup
             f"holds {available:,}"
         )
     return shape, dtype
+
+
+def _npy_header_3_0(handle: Any) -> tuple[tuple, np.dtype]:
+    """Format 3.0 is 2.0 with a UTF-8 header; numpy has no public reader for its header."""
+    size = int.from_bytes(handle.read(4), "little")
+    if size > MAX_NPY_HEADER_BYTES:
+        raise ValueError(f"header of {size:,} bytes")
+    header = ast.literal_eval(handle.read(size).decode("utf-8"))
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise ValueError("the header is not a dict of descr, fortran_order and shape")
+    shape = header["shape"]
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError(f"shape {shape!r}")
+    return shape, np.lib.format.descr_to_dtype(header["descr"])
 
 
 def check_array_file(path: str | Path, what: str) -> None:

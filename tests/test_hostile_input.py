@@ -341,6 +341,37 @@ def test_a_huge_npy_header_is_refused_unread(example, tmp_path):
     one_line_error(result, 2, "header declares")
 
 
+def _npy_bytes(version: int, header: bytes) -> bytes:
+    header += b" " * (63 - (len(header) + 12) % 64) + b"\n"
+    return b"\x93NUMPY" + bytes([version, 0]) + len(header).to_bytes(4, "little") + header
+
+
+def test_a_garbage_npy_header_is_one_line(example, tmp_path):
+    path = tmp_path / "garbage.npy"
+    # numpy's tokenizer fails on this header (TokenError), not its literal parser.
+    path.write_bytes(_npy_bytes(2, b"{'descr': '<f4', 'shape': (4, 8, 8, 1), '''") + b"\0" * 1024)
+    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
+                         str(path), "--out", str(tmp_path / "o"))  # fmt: skip
+    one_line_error(result, 2, "garbage.npy", "not a readable NumPy file")
+
+
+def test_a_format_3_npy_is_read(tmp_path):
+    from edgekit.data import read_array_file
+    from edgekit.errors import UsageError
+
+    x = np.arange(4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8, 1)
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": x.shape}).encode()
+    path = tmp_path / "v3.npy"
+    path.write_bytes(_npy_bytes(3, header) + x.tobytes())
+    read, labels = read_array_file(path, "calibration")
+    np.testing.assert_array_equal(read, x)
+    assert labels is None
+    evil = tmp_path / "evil.npy"
+    evil.write_bytes(_npy_bytes(3, header.replace(b"<f4", b"|O")) + x.tobytes())
+    with pytest.raises(UsageError, match="pickles are refused"):
+        read_array_file(evil, "calibration")
+
+
 def test_bundle_artifacts_stay_inside_the_bundle(bundle_m4, tmp_path):
     report_file = bundle_m4.path / "report.json"
     report = json.loads(report_file.read_text())

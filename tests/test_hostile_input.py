@@ -307,6 +307,7 @@ def test_special_files_are_refused_before_reading(tmp_path):
     [
         (lambda x: x.astype(np.complex64), "complex"),
         (lambda x: np.full(x.shape, "a"), "dtype"),
+        (lambda x: x.astype(np.int64).astype("m8[s]"), "timedelta64"),
     ],
 )
 def test_bad_calibration_values(example, tmp_path, make, fragment):
@@ -318,11 +319,14 @@ def test_bad_calibration_values(example, tmp_path, make, fragment):
 
 
 @pytest.mark.parametrize("labels, fragment", [(-7, "class indices >= 0"), (1e15, "class indices"),
-                                              ("cat", "integer class indices")])  # fmt: skip
+                                              ("cat", "integer class indices"),
+                                              (np.timedelta64(3, "s"), "timedelta64"),
+                                              (np.full(10, np.nan), "200 NaN")])  # fmt: skip
 def test_bad_labels(example, tmp_path, labels, fragment):
     val = tmp_path / "v.npz"
     x = example.validation.x[:20]
-    np.savez(val, x=x, y=np.full(20, labels))
+    # an array of labels is a row per input: one-hot, as wide as it is
+    np.savez(val, x=x, y=np.full((20, *np.shape(labels)), labels))
     result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
                          "random", "--validation", str(val), "--out",
                          str(tmp_path / "o"))  # fmt: skip
@@ -370,6 +374,24 @@ def test_a_format_3_npy_is_read(tmp_path):
     evil.write_bytes(_npy_bytes(3, header.replace(b"<f4", b"|O")) + x.tobytes())
     with pytest.raises(UsageError, match="pickles are refused"):
         read_array_file(evil, "calibration")
+
+
+def test_a_compressed_npz_that_inflates_past_the_limit_is_refused(example, tmp_path):
+    from edgekit.data import MAX_UNPACKED_BYTES
+
+    path = tmp_path / "bomb.npz"
+    rows = MAX_UNPACKED_BYTES // 256 + 1  # 8x8x1 float32 rows: one more than the limit, zeros
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": (rows, 8, 8, 1)}).encode()
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            member.write(_npy_bytes(2, header))
+            for _ in range(rows * 256 // len(chunk) + 1):
+                member.write(chunk)
+    assert path.stat().st_size < MAX_UNPACKED_BYTES // 100
+    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
+                         str(path), "--out", str(tmp_path / "o"))  # fmt: skip
+    one_line_error(result, 2, "bomb.npz", "x.npy unpacks to", "compressed")
 
 
 def test_bundle_artifacts_stay_inside_the_bundle(bundle_m4, tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edgekit import jsonfile
 from edgekit.errors import UsageError
+from edgekit.files import FORCE_HINT
 from edgekit.report import DeployReport, Role
 from edgekit.targets import TargetProfile
 
@@ -103,7 +104,7 @@ def check_final(final: Path, force: bool) -> None:
     if os.path.lexists(final) and not force:
         kind = "a symlink" if final.is_symlink() else ("a file" if final.is_file() else "")
         what = f" ({kind})" if kind else ""
-        raise UsageError(f"{final} already exists{what}; pass --force to replace it")
+        raise UsageError(f"{final} already exists{what}; {FORCE_HINT}")
     if final.parent.exists() and not final.parent.is_dir():
         raise UsageError(f"--out {final.parent} is not a directory")
 

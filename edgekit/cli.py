@@ -443,19 +443,12 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
     first. Model-wide: the int8 model, the same grids simulated in float (the gap is what
     integer kernels add) and with exact weights (how far per-channel is from the limit).
     """
-    from pathlib import Path
 
     from edgekit.quantization import analyze
     from edgekit.quantization.calibration import parse_method
 
     if calibration_method != "default":
         parse_method(calibration_method)
-    if chart is not None:
-        path = Path(chart)
-        if path.suffix.lower() != ".png":
-            raise UsageError(f"--chart {chart}: the chart is a PNG; name it *.png")
-        if path.exists() and not force:
-            raise UsageError(f"{chart} exists; pass --force to replace it")
     err = _console(stderr=True)
 
     def progress(message: str) -> None:
@@ -465,7 +458,8 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
     report = analyze(model, target, calibration=calibration, validation=validation,
                      calibration_method=calibration_method,
                      bias_correction=not no_bias_correction, rewrite=not no_rewrite,
-                     chart=chart, samples=samples, on_progress=progress)  # fmt: skip
+                     chart=chart, force=force, samples=samples,
+                     on_progress=progress)  # fmt: skip
     if as_json:
         print_json(report.to_dict())
         return 0

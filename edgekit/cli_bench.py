@@ -254,7 +254,7 @@ def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -
     if out is None:
         write_csv(runs, sys.stdout)
         return
-    from edgekit.bench.compare import atomic_write
+    from edgekit.files import atomic_write
 
     with atomic_write(out, force=force) as handle:
         write_csv(runs, handle)

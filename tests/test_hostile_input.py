@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -392,6 +393,32 @@ def test_a_compressed_npz_that_inflates_past_the_limit_is_refused(example, tmp_p
     result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
                          str(path), "--out", str(tmp_path / "o"))  # fmt: skip
     one_line_error(result, 2, "bomb.npz", "x.npy unpacks to", "compressed")
+
+
+def test_force_replaces_regular_files_only(example, tmp_path):
+    from edgekit.bench.result import BenchResult
+    from edgekit.bench.store import ResultStore
+
+    db = tmp_path / "r.db"
+    ResultStore(db).add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok",
+                                    latencies_ms=[1.0, 2.0]))  # fmt: skip
+    calib = tmp_path / "calib.npy"
+    np.save(calib, example.calibration.x[:8])
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    device = tmp_path / "null.csv"
+    device.symlink_to("/dev/null")  # as root, --out /dev/full --force replaced the device node
+    commands = [
+        ["results", "export", "--csv", "--out", str(fifo), "--db", str(db)],
+        ["results", "export", "--csv", "--out", str(device), "--db", str(db)],
+        ["results", "plot", str(fifo), "--db", str(db)],
+        ["analyze", str(example.model_path), "-t", "cortex-m4", "--calibration", str(calib),
+         "--chart", str(fifo)],
+    ]  # fmt: skip
+    for command in commands:
+        one_line_error(run_edgekit(*command, "--force", timeout=120), 2, "regular files only")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and device.is_symlink()
+    no_partials(tmp_path)
 
 
 def test_bundle_artifacts_stay_inside_the_bundle(bundle_m4, tmp_path):

@@ -10,16 +10,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from edgekit.bench.result import BenchResult
 from edgekit.errors import UsageError
+from edgekit.files import atomic_write, check_replaceable
 
 CSV_COLUMNS = (
     "id", "created", "edgekit_version", "model_name", "model_sha256", "target", "device",
@@ -78,29 +75,9 @@ def write_csv(runs: list[BenchResult], handle: IO[str]) -> None:
         writer.writerow(csv_row(run))
 
 
-@contextmanager
-def atomic_write(path: str | Path, force: bool = False, binary: bool = False) -> Iterator[IO]:
-    """Write to a temporary file beside `path`, rename on success; refuse to overwrite."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise UsageError(f"{path} exists; pass --force to replace it")
-    if not path.parent.is_dir():
-        raise UsageError(f"{path.parent} is not a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an export is an ordinary file
-        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def plot_latencies(runs: list[BenchResult], out: str | Path, force: bool = False) -> None:
     """Per-run latency distributions (box + points) into an image; matplotlib, no display."""
+    check_replaceable(out, force)  # before the plotting
     missing = [r.id for r in runs if not r.latencies_ms]
     if missing:
         raise UsageError(f"run(s) {missing} have no per-run latencies to plot")

@@ -104,9 +104,13 @@ class Analysis:
             )
         return rows
 
-    def chart(self, path: str | Path, title: str = "") -> Path:
-        """A PNG: per-layer SQNR (bars, in graph order) and sensitivity (points)."""
+    def chart(self, path: str | Path, title: str = "", force: bool = False) -> Path:
+        """A PNG: per-layer SQNR (bars, in graph order) and sensitivity (points); `force`
+        replaces an existing file (a regular file only)."""
+        from edgekit.files import atomic_write, check_replaceable
         from edgekit.plotting import pyplot
+
+        path = check_replaceable(path, force)
 
         plt = pyplot()
         layers = sorted(self.layers, key=lambda layer: layer.index)
@@ -130,8 +134,8 @@ class Analysis:
         ax.legend(loc="upper left", fontsize=7)
         ax.set_title(title or "per-layer quantization error", fontsize=9)
         fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=110)
+        with atomic_write(path, force=force, binary=True) as handle:
+            fig.savefig(handle, format="png", dpi=110)
         plt.close(fig)
         return path
 

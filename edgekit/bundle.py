@@ -13,6 +13,7 @@ complete, so the final path always holds either the old bundle or the new one.
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import shutil
 import tempfile
@@ -90,13 +91,46 @@ def prepare(out: Path | str | None, name: str, force: bool) -> tuple[Path, Path]
     check_final(final, force)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
+        remove_stale(root, name)
+        # The PID in the name tells a later deploy whether its writer is still alive.
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".partial", dir=root)
+        )
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a bundle is an ordinary directory
     except OSError as exc:
         raise UsageError(f"cannot write to --out {root} ({exc.strerror or exc})") from None
     return final, staging
+
+
+def remove_stale(root: Path, name: str) -> list[Path]:
+    """Remove what killed deploys of `name` left in `root` (SIGKILL skips every cleanup):
+    staging directories `.NAME.PID.XXXX.partial` and set-aside bundles `.NAME.old-PID` whose
+    process is gone. Those of live processes (a concurrent deploy) are left alone."""
+    removed = []
+    for path in root.glob(f".{glob.escape(name)}.*"):
+        rest = path.name[len(name) + 2 :]
+        if rest.startswith("old-"):
+            pid = rest[4:]
+        elif rest.endswith(".partial"):
+            pid = rest.split(".", 1)[0]
+        else:
+            continue
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or a number no process can have
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def check_final(final: Path, force: bool) -> None:

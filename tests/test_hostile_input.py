@@ -653,6 +653,26 @@ def test_a_dangling_symlink_at_the_bundle_path(digits_tflite, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["digits_int8-cortex-m4"]
 
 
+def test_a_later_deploy_removes_what_a_killed_one_left(digits_tflite, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    stale = [out / f".digits_int8-cortex-m4.{dead}.k3j9.partial",
+             out / f".digits_int8-cortex-m4.old-{dead}"]  # fmt: skip
+    live = out / f".digits_int8-cortex-m4.{os.getpid()}.a1b2.partial"  # a concurrent deploy
+    other = out / f".other-cortex-m4.{dead}.x.partial"  # another bundle's: not this deploy's
+    for path in (*stale, live, other):
+        path.mkdir()
+        (path / "report.json").write_text("{}")
+    result = run_edgekit("deploy", str(digits_tflite["int8"]), "-t", "cortex-m4", "--out",
+                         str(out), "--json")  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    assert (out / "digits_int8-cortex-m4" / "report.json").is_file()
+    assert not any(path.exists() for path in stale)
+    assert live.exists() and other.exists()
+
+
 def test_publish_swaps_atomically_over_anything(tmp_path):
     from edgekit.bundle import _exchange, publish
 

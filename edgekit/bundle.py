@@ -23,6 +23,7 @@ from pathlib import Path
 from edgekit import jsonfile
 from edgekit.errors import UsageError
 from edgekit.files import FORCE_HINT
+from edgekit.isolation import process_alive
 from edgekit.report import DeployReport, Role
 from edgekit.targets import TargetProfile
 
@@ -117,20 +118,10 @@ def remove_stale(root: Path, name: str) -> list[Path]:
             pid = rest.split(".", 1)[0]
         else:
             continue
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             _remove(path)
             removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # gone, or a number no process can have
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def check_final(final: Path, force: bool) -> None:

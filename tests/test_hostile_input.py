@@ -673,6 +673,23 @@ def test_a_later_deploy_removes_what_a_killed_one_left(digits_tflite, tmp_path):
     assert live.exists() and other.exists()
 
 
+def test_workers_leave_nothing_in_the_temp_directory(example, tmp_path):
+    """TensorFlow writes autograph modules to the temp directory: 3 a deploy, left behind."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    stale = tmp / f"edgekit-worker-{dead}-abc123"  # from a SIGKILLed edgekit
+    stale.mkdir()
+    (stale / "__autograph_generated_filex.py").write_text("")
+    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
+                         "random", "--no-analysis", "--out", str(tmp_path / "o"), "--json",
+                         env={"TMPDIR": str(tmp)})  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    assert json.loads(result.stdout)["target"]["name"] == "cortex-m4"
+    assert sorted(p.name for p in tmp.iterdir()) == []
+
+
 def test_publish_swaps_atomically_over_anything(tmp_path):
     from edgekit.bundle import _exchange, publish
 

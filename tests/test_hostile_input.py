@@ -470,6 +470,11 @@ def test_hostile_report_json_is_one_line(bundle_m4, tmp_path, device):
         ("serial:///dev/ttyS0?line_timeout=abc", "line_timeout"),
         ("ssh://root@[::1;id]", "bad device"),
         ("serial:///dev/ttyS0?evil=1", "unknown parameter"),
+        ("ssh://host/home/pi", "takes no '/home/pi' part"),
+        ("ssh://host?port=2222", "takes no '?port=2222' part"),
+        ("ssh://host:0", "from 1 to 65535"),
+        ("adb://SERIAL?transport=usb", "takes no '?transport=usb' part"),
+        ("serial:///dev/ttyS0?baud=9600#fast", "takes no '#fast' part"),
     ],
 )
 def test_bad_device_uris(digits_tflite, tmp_path, device, fragment):

@@ -112,6 +112,13 @@ def parse_device(uri: str) -> DeviceURI:
             "ssh://[user@]host[:port], adb://SERIAL or serial:///dev/ttyX?baud=N"
         )
     params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    # Nothing reads them: a path or ?options on ssh:// or adb://, or a #fragment, would be
+    # silently ignored.
+    unused = "" if parts.scheme == "serial" or parts.path == "/" else parts.path
+    unused += f"?{parts.query}" if parts.query and parts.scheme != "serial" else ""
+    unused += f"#{parts.fragment}" if parts.fragment else ""
+    if unused:
+        raise UsageError(f"bad device {uri!r}: {parts.scheme}:// takes no {unused!r} part")
     if parts.scheme == "ssh":
         host = parts.hostname
         if not host or host.startswith("-") or not _HOST.match(host):
@@ -119,7 +126,9 @@ def parse_device(uri: str) -> DeviceURI:
         try:
             port = parts.port
         except ValueError:
-            raise UsageError(f"bad device {uri!r}: the port must be a number") from None
+            port = 0
+        if port == 0:
+            raise UsageError(f"bad device {uri!r}: the port must be a number from 1 to 65535")
         user = unquote(parts.username) if parts.username else None
         if user is not None and (user.startswith("-") or not _HOST.match(user)):
             raise UsageError(f"bad device {uri!r}: bad user name {user!r}")

@@ -208,9 +208,19 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
 @results.command("show")
 @click.argument("run_id", type=RUN_ID)
 @DB_OPTION
-def results_show(run_id: int, db: str | None) -> None:
-    """Every recorded field of one run, as JSON."""
-    click.echo(json.dumps(_store(db).get(run_id).to_dict(), indent=2))
+@click.option("--json", "as_json", is_flag=True, help="Print every recorded field as JSON.")
+def results_show(run_id: int, db: str | None, as_json: bool) -> None:
+    """One run: as `edgekit bench` printed it, or every recorded field with --json."""
+    run = _store(db).get(run_id)
+    if as_json:
+        click.echo(json.dumps(run.to_dict(), indent=2))
+        return
+    from edgekit.console import escape
+
+    _console().print(f"[bold]run {run.id}[/bold]  {escape(run.created)}  edgekit "
+                     f"{escape(run.edgekit_version)}  sha256 "
+                     f"{escape(run.model_sha256[:16])}")  # fmt: skip
+    _print_result(run)
 
 
 @results.command("compare")

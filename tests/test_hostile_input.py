@@ -577,6 +577,7 @@ TAMPERED_ROWS = {
     "a blob for text": ("device", b"\xff"),
     "text latencies": ("latencies_ms", '["fast", "slow"]'),
     "text p50": ("metrics", '{"latency_ms": {"p50": "fast"}}'),
+    "text peak RSS": ("metrics", '{"peak_rss_mb": "big"}'),
 }
 
 

@@ -12,6 +12,7 @@ reason; bad input (no such model, no `ssh`/`adb`, no serial port) is an `Edgekit
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +177,8 @@ def bench(
     timeout = positive_seconds(timeout, "--timeout")
     uri = parse_device(device)
     bundle = None
+    if not os.path.lexists(model):
+        raise UsageError(f"{model}: no such file or directory (a .tflite or a deploy bundle)")
     if Path(model).is_dir():
         from edgekit.bundle import Bundle
 

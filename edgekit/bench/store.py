@@ -58,6 +58,12 @@ COLUMNS = (
 )  # fmt: skip
 REQUIRED = {"created", "edgekit_version", "model_name", "model_sha256", "target", "device",
             "transport", "status"}  # fmt: skip
+# Metrics the CLI formats as numbers (see edgekit.bench.result): checked when rows are read.
+NUMERIC_METRICS = (
+    "init_ms", "first_inference_ms", "peak_rss_mb", "arena_used_bytes", "arena_bytes",
+    "arena_host_bytes", "flash_bytes", "ram_bytes", "flash_budget_bytes", "ram_budget_bytes",
+    "stack_bytes", "heap_bytes", "delegate_nodes", "total_nodes",
+)  # fmt: skip
 JSON_COLUMNS = ("settings", "metrics", "device_info", "latencies_ms")
 
 
@@ -213,11 +219,17 @@ class ResultStore:
                 raise UsageError(f"{where} is corrupt ({column} is {text!r}, not JSON)")
             expect = list if column == "latencies_ms" else dict
             data[column] = jsonfile.loads(text, f"{where}: {column}", expect=expect)
-        latency = data["metrics"].get("latency_ms") or {}
-        if not isinstance(latency, dict) or not all(
-            _finite(v) for v in [*latency.values(), *data["latencies_ms"]] if v is not None
-        ):
-            raise UsageError(f"{where} is corrupt (latencies that are not finite numbers)")
+        for key in ("latency_ms", "transport_ms", "instructions", "elf"):
+            if not isinstance(data["metrics"].get(key) or {}, dict):
+                raise UsageError(f"{where} is corrupt (metrics.{key} is not an object)")
+        metrics = data["metrics"]
+        figures = [metrics.get(key) for key in NUMERIC_METRICS]
+        for key in ("latency_ms", "transport_ms", "elf"):
+            figures += (metrics.get(key) or {}).values()
+        instructions = metrics.get("instructions") or {}
+        figures += [instructions.get(key) for key in ("per_inference", "min", "max")]
+        if not all(_finite(v) for v in [*figures, *data["latencies_ms"]] if v is not None):
+            raise UsageError(f"{where} is corrupt (figures that are not finite numbers)")
         try:
             return BenchResult(id=row["id"], **data)
         except ValueError as exc:

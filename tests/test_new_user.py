@@ -196,4 +196,4 @@ def test_piped_tables_fit_columns(tmp_path):
 def test_bench_on_a_missing_path_says_so(tmp_path):
     result = run_edgekit("bench", str(tmp_path / "nope-dir"), "--db", str(tmp_path / "r.db"))
     assert result.returncode == 2
-    assert "nope-dir: no such file or directory" in result.stderr.splitlines()[-1]
+    assert "nope-dir: no such model or bundle" in result.stderr.splitlines()[-1]

@@ -136,6 +136,11 @@ def host_latencies(
     return [statistics.median(values) for values in measured]
 
 
+def _ssh_reason(proc: subprocess.CompletedProcess) -> str:
+    """Why ssh itself failed (exit 255): its last line on stderr."""
+    return " ".join(proc.stderr.strip().splitlines()[-1:]) or "connection failed"
+
+
 class SSHTransport:
     """A Linux device over the system OpenSSH client (BatchMode: keys/agent, no prompts)."""
 
@@ -173,20 +178,18 @@ class SSHTransport:
     ) -> subprocess.CompletedProcess:
         proc = _run(self.ssh_argv(command), timeout, step, self.where, stdin)
         if proc.returncode == 255:  # ssh's own failure: connection refused, lost, auth
-            reason = " ".join(proc.stderr.strip().splitlines()[-1:]) or "connection failed"
-            raise DeviceFailure(f"{step}: ssh to {self.where} failed: {reason}")
+            raise DeviceFailure(f"{step}: ssh to {self.where} failed: {_ssh_reason(proc)}")
         return proc
 
     def _connect(self) -> str:
         """The first step, a private directory on the device. If ssh fails here no connection
         was ever made: that is an error (a mistyped host, a device that is off), not a run."""
-        try:
-            proc = self._ssh('mktemp -d "${TMPDIR:-/tmp}/edgekit.XXXXXX"', STEP_TIMEOUT, "mktemp")
-        except DeviceFailure as exc:
-            message = f"cannot connect to {self.where}: {str(exc).split(' failed: ', 1)[-1]}"
-            if "Could not resolve hostname" in message:
-                raise UsageError(message) from None
-            raise ToolError(message) from None
+        command = 'mktemp -d "${TMPDIR:-/tmp}/edgekit.XXXXXX"'
+        proc = _run(self.ssh_argv(command), STEP_TIMEOUT, "mktemp", self.where)
+        if proc.returncode == 255:
+            reason = _ssh_reason(proc)
+            error = UsageError if "Could not resolve hostname" in reason else ToolError
+            raise error(f"cannot connect to {self.where}: {reason}")
         remote_dir = proc.stdout.strip()
         if proc.returncode != 0 or not remote_dir.startswith("/"):
             raise DeviceFailure(f"mktemp on {self.where} failed: {proc.stderr.strip()[:200]}")

@@ -178,7 +178,7 @@ def bench(
     uri = parse_device(device)
     bundle = None
     if not os.path.lexists(model):
-        raise UsageError(f"{model}: no such file or directory (a .tflite or a deploy bundle)")
+        raise UsageError(f"{model}: no such model or bundle")
     if Path(model).is_dir():
         from edgekit.bundle import Bundle
 

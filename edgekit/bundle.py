@@ -13,14 +13,17 @@ complete, so the final path always holds either the old bundle or the new one.
 from __future__ import annotations
 
 import ctypes
-import json
+import glob
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekit import jsonfile
 from edgekit.errors import UsageError
+from edgekit.files import FORCE_HINT
+from edgekit.isolation import process_alive
 from edgekit.report import DeployReport, Role
 from edgekit.targets import TargetProfile
 
@@ -55,12 +58,7 @@ class Bundle:
             raise UsageError(f"{root}: not a deploy bundle (no report.json)")
         if report_file.stat().st_size > MAX_REPORT_BYTES:
             raise UsageError(f"{report_file}: larger than {MAX_REPORT_BYTES >> 20} MiB")
-        try:
-            data = json.loads(report_file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{report_file}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"{report_file}: expected a JSON object")
+        data = jsonfile.loads(report_file.read_bytes(), str(report_file), expect=dict)
         try:
             report = DeployReport.from_dict(data)
         except (TypeError, ValueError, KeyError) as exc:
@@ -73,7 +71,9 @@ class Bundle:
 
 def inside(root: Path, relative: str) -> Path:
     """`root / relative`, refusing absolute paths and anything that resolves outside `root`."""
-    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+    if not isinstance(relative, str) or not relative or "\0" in relative:
+        raise UsageError(f"{root}: artifact path {relative!r} is not a file name")
+    if os.path.isabs(relative):
         raise UsageError(f"{root}: artifact path {relative!r} is not relative to the bundle")
     candidate = (root / relative).resolve()
     base = root.resolve()
@@ -92,7 +92,11 @@ def prepare(out: Path | str | None, name: str, force: bool) -> tuple[Path, Path]
     check_final(final, force)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
+        remove_stale(root, name)
+        # The PID in the name tells a later deploy whether its writer is still alive.
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".partial", dir=root)
+        )
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a bundle is an ordinary directory
@@ -101,12 +105,31 @@ def prepare(out: Path | str | None, name: str, force: bool) -> tuple[Path, Path]
     return final, staging
 
 
+def remove_stale(root: Path, name: str) -> list[Path]:
+    """Remove what killed deploys of `name` left in `root` (SIGKILL skips every cleanup):
+    staging directories `.NAME.PID.XXXX.partial` and set-aside bundles `.NAME.old-PID` whose
+    process is gone. Those of live processes (a concurrent deploy) are left alone."""
+    removed = []
+    for path in root.glob(f".{glob.escape(name)}.*"):
+        rest = path.name[len(name) + 2 :]
+        if rest.startswith("old-"):
+            pid = rest[4:]
+        elif rest.endswith(".partial"):
+            pid = rest.split(".", 1)[0]
+        else:
+            continue
+        if pid.isdigit() and not process_alive(int(pid)):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
 def check_final(final: Path, force: bool) -> None:
     """Refuse a taken final path (a bundle, a file, a symlink, even a dangling one)."""
     if os.path.lexists(final) and not force:
         kind = "a symlink" if final.is_symlink() else ("a file" if final.is_file() else "")
         what = f" ({kind})" if kind else ""
-        raise UsageError(f"{final} already exists{what}; pass --force to replace it")
+        raise UsageError(f"{final} already exists{what}; {FORCE_HINT}")
     if final.parent.exists() and not final.parent.is_dir():
         raise UsageError(f"--out {final.parent} is not a directory")
 

@@ -57,23 +57,12 @@ def targets_list(targets_dir: str | None, as_json: bool) -> None:
     if as_json:
         print_json([p.to_dict() for p in profiles])
         return
-    from rich.table import Table
+    from edgekit.console import table
 
-    table = Table(title="edgekit targets")
-    for column in (
-        "name",
-        "aliases",
-        "family",
-        "runtime",
-        "quantization",
-        "flash",
-        "RAM",
-        "harness",
-    ):
-        table.add_column(column)
+    rows = []
     for p in profiles:
         mem = p.memory
-        table.add_row(
+        rows.append([
             p.name,
             ", ".join(p.aliases),
             p.family,
@@ -82,8 +71,9 @@ def targets_list(targets_dir: str | None, as_json: bool) -> None:
             _size(mem.flash_bytes),
             _size(mem.ram_bytes),
             p.harness,
-        )
-    _console().print(table)
+        ])  # fmt: skip
+    columns = ["name", "aliases", "family", "runtime", "quantization", "flash", "RAM", "harness"]
+    _console().print(table("edgekit targets", columns, rows))
 
 
 def _size(n: int | None) -> str:
@@ -147,7 +137,7 @@ def _profile_rows(profile: Any) -> list[tuple[str, str]]:
 
 @cli.command("inspect")
 @click.argument("model", type=click.Path())
-@click.option("--target", default=None, help="Also run every check for this target.")
+@click.option("--target", "-t", default=None, help="Also run every check for this target.")
 @TARGETS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inspect_cmd(model: str, target: str | None, targets_dir: str | None, as_json: bool) -> None:
@@ -287,9 +277,8 @@ class _Progress:
 @click.option(
     "--calibration-method",
     default="default",
-    show_default=True,
     help="int8 ranges: minmax | percentile[:P] | mse | kl | converter (the plain TFLite "
-    "converter); default: edgekit's measured best.",
+    "converter) | default (edgekit's measured best; the default).",
 )
 @click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
 @click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")
@@ -427,8 +416,9 @@ def _print_deploy_summary(bundle: Any) -> None:
 @click.option("--target", "-t", required=True, help="Target profile name, alias or .toml path.")
 @click.option("--calibration", required=True, help="Calibration inputs: .npy/.npz.")
 @click.option("--validation", default=None, help="Inputs to analyse on (default: calibration).")
-@click.option("--calibration-method", default="default", show_default=True,
-              help="minmax | percentile[:P] | mse | kl")  # fmt: skip
+@click.option("--calibration-method", default="default",
+              help="int8 ranges: minmax | percentile[:P] | mse | kl | default (edgekit's "
+                   "measured best; the default).")  # fmt: skip
 @click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
 @click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")
 @click.option("--samples", type=click.IntRange(1, 500), default=64, show_default=True,
@@ -447,19 +437,12 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
     first. Model-wide: the int8 model, the same grids simulated in float (the gap is what
     integer kernels add) and with exact weights (how far per-channel is from the limit).
     """
-    from pathlib import Path
 
     from edgekit.quantization import analyze
     from edgekit.quantization.calibration import parse_method
 
     if calibration_method != "default":
-        parse_method(calibration_method)
-    if chart is not None:
-        path = Path(chart)
-        if path.suffix.lower() != ".png":
-            raise UsageError(f"--chart {chart}: the chart is a PNG; name it *.png")
-        if path.exists() and not force:
-            raise UsageError(f"{chart} exists; pass --force to replace it")
+        parse_method(calibration_method, others=("default",))
     err = _console(stderr=True)
 
     def progress(message: str) -> None:
@@ -469,7 +452,8 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
     report = analyze(model, target, calibration=calibration, validation=validation,
                      calibration_method=calibration_method,
                      bias_correction=not no_bias_correction, rewrite=not no_rewrite,
-                     chart=chart, samples=samples, on_progress=progress)  # fmt: skip
+                     chart=chart, force=force, samples=samples,
+                     on_progress=progress)  # fmt: skip
     if as_json:
         print_json(report.to_dict())
         return 0

@@ -30,6 +30,9 @@ def _console():
     return console()
 
 
+RUN_ID = click.IntRange(1, 2**63 - 1)  # SQLite's INTEGER range: a larger id is an OverflowError
+
+
 def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -177,9 +180,10 @@ def _store(db: str | None):
 
 @results.command("list")
 @DB_OPTION
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
+              help="Show at most this many runs.")
 @click.option("--model", default=None, help="Only runs of this model (name or sha256 prefix).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -> None:
     """The newest runs first."""
     runs = _store(db).list(limit=limit, model=model)
@@ -213,15 +217,25 @@ def _figure(value: float | None, unit: str) -> str:
 
 
 @results.command("show")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @DB_OPTION
-def results_show(run_id: int, db: str | None) -> None:
-    """Every recorded field of one run, as JSON."""
-    click.echo(json.dumps(_store(db).get(run_id).to_dict(), indent=2))
+@click.option("--json", "as_json", is_flag=True, help="Print every recorded field as JSON.")
+def results_show(run_id: int, db: str | None, as_json: bool) -> None:
+    """One run: as `edgekit bench` printed it, or every recorded field with --json."""
+    run = _store(db).get(run_id)
+    if as_json:
+        click.echo(json.dumps(run.to_dict(), indent=2))
+        return
+    from edgekit.console import escape
+
+    _console().print(f"[bold]run {run.id}[/bold]  {escape(run.created)}  edgekit "
+                     f"{escape(run.edgekit_version)}  sha256 "
+                     f"{escape(run.model_sha256[:16])}")  # fmt: skip
+    _print_result(run)
 
 
 @results.command("compare")
-@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.argument("run_ids", type=RUN_ID, nargs=-1, required=True)
 @DB_OPTION
 @click.option("--metric", default=None, type=click.Choice(list(METRICS)),
               help="What to compare (default: p50 latency, else instructions when a run has "
@@ -234,14 +248,17 @@ def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str | None
     chosen = rows[0].metric
     from rich.table import Table
 
+    from edgekit.console import escape
+
     table = Table(title=f"{chosen.label}, relative to run {run_ids[0]}")
     columns = ["id", "model", "target", "device", "delegate", chosen.label, "ratio"]
     for column in columns + (["speed-up"] if chosen.timing else []):
         table.add_column(column)
     for row in rows:
         run = row.run
-        cells = [str(run.id), run.model_name, run.target, run.device, run.delegate or "-",
-                 _figure(row.value, chosen.unit), f"{row.ratio:.3f}x"]  # fmt: skip
+        cells = [str(run.id), escape(run.model_name), escape(run.target), escape(run.device),
+                 escape(run.delegate or "-"), _figure(row.value, chosen.unit),
+                 f"{row.ratio:.3f}x"]  # fmt: skip
         table.add_row(*cells, *([f"{1 / row.ratio:.2f}x"] if chosen.timing else []))
     _console().print(table)
 
@@ -261,7 +278,7 @@ def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -
     if out is None:
         write_csv(runs, sys.stdout)
         return
-    from edgekit.bench.compare import atomic_write
+    from edgekit.files import atomic_write
 
     with atomic_write(out, force=force) as handle:
         write_csv(runs, handle)
@@ -270,7 +287,7 @@ def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -
 
 @results.command("plot")
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.argument("run_ids", type=int, nargs=-1)
+@click.argument("run_ids", type=RUN_ID, nargs=-1)
 @DB_OPTION
 @click.option("--metric", default=None, type=click.Choice(PLOT_METRICS),
               help="What to plot (default: latency distributions, else instructions when a "

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 import click
 
+PIPE_WIDTH = 120  # pipes and CI logs: wider than rich's 80, narrow enough to read
+
 
 def console(stderr: bool = False) -> Any:
-    """A rich Console; pipes and CI logs get a wide fixed width instead of 80 columns."""
+    """A rich Console as wide as `COLUMNS` says, else the terminal, else (a pipe, a CI log)
+    :data:`PIPE_WIDTH` columns; table cells wrap to fit."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 200
+    width = None if stream.isatty() else PIPE_WIDTH
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and 20 <= int(columns) <= 1000:
+        width = int(columns)
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 

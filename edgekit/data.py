@@ -1,11 +1,12 @@
 """Calibration and validation data: `.npy` inputs or `.npz` with `x` and optional `y`.
 
 Arrays are checked against the model's input: the shape after the batch axis, a real numeric
-dtype (no complex, no strings, no pickled objects), and no NaN or infinity, also after the cast
-to the model's input dtype (1e300 in a float64 file is finite, but infinite as float32). Files
+dtype (no complex, no timedeltas, no strings, no pickled objects), and no NaN or infinity, also
+after the cast to the model's input dtype (1e300 in a float64 file is finite, but infinite as
+float32); labels too are real numbers, finite even before one-hot rows become indices. Files
 are checked from their headers first, before anything is loaded: a `.npy` whose header
-promises a terabyte, or a file that is not a regular file, is refused in one line. Errors say
-what was expected and what was received.
+promises a terabyte, a compressed `.npz` member that inflates past 256 MiB, or a file that is
+not a regular file, is refused in one line. Errors say what was expected and what was received.
 
 >>> import numpy as np
 >>> from edgekit.data import check_inputs
@@ -15,9 +16,11 @@ what was expected and what was received.
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import stat
+import tokenize
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,9 @@ from edgekit.errors import UsageError
 MAX_VALIDATION_SAMPLES = 500
 MAX_DATA_BYTES = 4 * 1024**3  # a calibration or validation file larger than this is refused
 MAX_LABEL = 2**31 - 1
+MAX_UNPACKED_BYTES = 256 * 1024**2  # what a compressed .npz member may inflate to
+REAL_KINDS = "biuf"  # bool, int, uint, float: not complex, timedelta, datetime, str, object
+MAX_NPY_HEADER_BYTES = 10_000  # numpy's own limit for headers it parses safely
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,10 @@ def _npy_header(handle: Any, what: str, path: Path, available: int) -> tuple[tup
         elif version == (2, 0):
             shape, _, dtype = fmt.read_array_header_2_0(handle)
         else:
-            shape, _, dtype = fmt._read_array_header(handle, version)
-    except (ValueError, OSError, EOFError) as exc:
+            shape, dtype = _npy_header_3_0(handle)
+    # A garbage header fails in numpy's tokenizer or literal parser, not only as ValueError.
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, RecursionError,
+            tokenize.TokenError) as exc:  # fmt: skip
         raise UsageError(f"{what} file {path}: not a readable NumPy file ({exc})") from None
     if dtype.hasobject:
         raise UsageError(f"{what} file {path}: holds Python objects (pickles are refused)")
@@ -87,6 +95,32 @@ def _npy_header(handle: Any, what: str, path: Path, available: int) -> tuple[tup
             f"holds {available:,}"
         )
     return shape, dtype
+
+
+def _npy_header_3_0(handle: Any) -> tuple[tuple, np.dtype]:
+    """Format 3.0 is 2.0 with a UTF-8 header; numpy has no public reader for its header."""
+    size = int.from_bytes(handle.read(4), "little")
+    if size > MAX_NPY_HEADER_BYTES:
+        raise ValueError(f"header of {size:,} bytes")
+    header = ast.literal_eval(handle.read(size).decode("utf-8"))
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise ValueError("the header is not a dict of descr, fortran_order and shape")
+    shape = header["shape"]
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError(f"shape {shape!r}")
+    return shape, np.lib.format.descr_to_dtype(header["descr"])
+
+
+def _check_unpacked_size(member: zipfile.ZipInfo, what: str, path: Path) -> None:
+    """Refuse members that inflate past the limits: a 1 MB .npz can unpack to gigabytes."""
+    compressed = member.compress_size < member.file_size
+    limit = MAX_UNPACKED_BYTES if compressed else MAX_DATA_BYTES
+    if member.file_size > limit:
+        how = f"from {member.compress_size:,} compressed " if compressed else ""
+        raise UsageError(
+            f"{what} file {path}: {member.filename} unpacks to {member.file_size:,} bytes "
+            f"{how}(limit {limit:,}); save large data uncompressed (np.save or np.savez)"
+        )
 
 
 def check_array_file(path: str | Path, what: str) -> None:
@@ -110,10 +144,7 @@ def check_array_file(path: str | Path, what: str) -> None:
             for name in ("x.npy", "y.npy"):
                 if name in names:
                     member = archive.getinfo(name)
-                    if member.file_size > MAX_DATA_BYTES:
-                        raise UsageError(
-                            f"{what} file {path}: {name} unpacks to {member.file_size:,} bytes"
-                        )
+                    _check_unpacked_size(member, what, path)
                     with archive.open(name) as handle:
                         _npy_header(handle, what, path, member.file_size)
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
@@ -152,7 +183,7 @@ def check_inputs(
         raise UsageError(f"{what} data is empty; expected at least one sample")
     if np.iscomplexobj(x):
         raise UsageError(f"{what} data is complex ({x.dtype}); expected real numbers")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+    if x.dtype.kind not in REAL_KINDS:
         raise UsageError(f"{what} data has dtype {x.dtype}; expected a numeric dtype")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))
@@ -181,8 +212,11 @@ def check_labels(y: Any, n: int, what: str) -> np.ndarray:
     """Class indices: integers (or integral floats) in [0, 2^31), one per input; one-hot rows
     become indices."""
     y = np.asarray(y)
-    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool) or np.iscomplexobj(y):
+    if y.dtype.kind not in REAL_KINDS:
         raise UsageError(f"{what} labels have dtype {y.dtype}; expected integer class indices")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):  # before argmax hides them
+        bad = int(np.sum(~np.isfinite(y)))
+        raise UsageError(f"{what} labels contain {bad} NaN or infinite values")
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot
         y = y.argmax(axis=1)
     y = y.reshape(-1)

@@ -8,7 +8,10 @@ segfault, abort ("double free") or spin forever, and in-process that kills edgek
   what was running and the last line the native code printed;
 - the worker dies with its parent (Linux `PR_SET_PDEATHSIG`), so a SIGKILLed edgekit leaves
   no orphan spinning at 100 % CPU;
-- data goes over pipes, never through temporary files, so nothing is left behind;
+- data goes over pipes, never through temporary files, and each worker gets a private
+  temporary directory (TMPDIR) removed when it stops, so what TensorFlow writes there
+  (autograph's generated modules) is not left behind; those of killed parents are removed by
+  the next worker's start;
 - an `EdgekitError` raised in the worker is re-raised here as the same class; any other
   exception is a bug in edgekit and comes back as :class:`WorkerBug` with the traceback.
 
@@ -20,10 +23,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +60,46 @@ def worker_argv() -> list[str]:
     return [sys.executable, "-c", _BOOT, str(Path(edgekit.__file__).resolve().parent.parent)]
 
 
-def worker_env() -> dict[str, str]:
+TEMP_PREFIX = "edgekit-worker-"
+
+
+def worker_env(tmpdir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["EDGEKIT_WORKER_PARENT"] = str(os.getpid())
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     return env
+
+
+def process_alive(pid: int) -> bool:
+    """Is there a process with this id (ours or another user's)?"""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or a number no process can have
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def private_tempdir() -> Path:
+    """A fresh temporary directory for one worker, named for this process
+    (`edgekit-worker-PID-XXXX`); first removes those whose process is gone (SIGKILL skips
+    every cleanup)."""
+    base = Path(tempfile.gettempdir())
+    for path in base.glob(f"{TEMP_PREFIX}*-*"):
+        pid = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)) and _mine(path):
+            shutil.rmtree(path, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=base))
+
+
+def _mine(path: Path) -> bool:
+    try:
+        return path.lstat().st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def write_message(stream: Any, message: Any) -> None:
@@ -123,15 +163,18 @@ class Worker:
     def __init__(self, what: str = "") -> None:
         self.what = what
         self.proc: subprocess.Popen | None = None
+        self.tmpdir: Path | None = None
         self.calls = 0
 
     def _start(self) -> subprocess.Popen:
+        self.stop()  # a dead worker's directory goes before a new one is made
+        self.tmpdir = private_tempdir()
         self.proc = subprocess.Popen(
             worker_argv(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=worker_env(),
+            env=worker_env(self.tmpdir),
         )
         return self.proc
 
@@ -176,6 +219,9 @@ class Worker:
                     except OSError:
                         pass
             self.proc = None
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
 
     close = stop
 

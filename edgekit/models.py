@@ -23,7 +23,6 @@ deploys and caches the last models it loaded. Live models stay in the caller's p
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import zipfile
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit import jsonfile
 from edgekit.errors import EdgekitError, UsageError
 from edgekit.tflite_model import TFLiteModel, load_tflite
 
@@ -168,13 +168,24 @@ def _keras3_saved_model(model: Any, input_shape: tuple[int, ...], dtype: str) ->
         return tf.saved_model.load(tmp)
 
 
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+
+
 def _keras_file_version(path: Path) -> str:
+    """The Keras version in a `.keras` archive's metadata, after checking that its metadata
+    and config are JSON objects that recursive loaders can walk."""
     try:
         with zipfile.ZipFile(path) as archive:
-            meta = json.loads(archive.read("metadata.json"))
-        return str(meta.get("keras_version", ""))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+            texts = {}
+            for name in ("metadata.json", "config.json"):
+                if archive.getinfo(name).file_size > MAX_CONFIG_BYTES:
+                    raise UsageError(f"{path}: {name} is over {MAX_CONFIG_BYTES >> 20} MiB")
+                texts[name] = archive.read(name)
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
         raise UsageError(f"{path}: not a valid .keras archive ({exc})") from None
+    meta = jsonfile.loads(texts["metadata.json"], f"{path}: metadata.json", expect=dict)
+    jsonfile.loads(texts["config.json"], f"{path}: config.json", expect=dict)
+    return str(meta.get("keras_version", ""))
 
 
 UNSAFE_HINT = (
@@ -215,10 +226,7 @@ def hdf5_lambda_layers(path: Path) -> list[str]:
         raise UsageError(f"{path}: not a readable HDF5 file ({exc})") from None
     if raw is None:
         raise UsageError(f"{path}: HDF5 file holds no Keras model (no model_config)")
-    try:
-        config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: model_config is not valid JSON ({exc})") from None
+    config = jsonfile.loads(raw if isinstance(raw, bytes) else str(raw), f"{path}: model_config")
     found: list[str] = []
 
     def walk(node: Any) -> None:
@@ -414,6 +422,11 @@ def _load_tflite_file(path: Path) -> LoadedModel:
     if len(tflite.inputs) != 1:
         raise UsageError(f"{path}: models with {len(tflite.inputs)} inputs are not supported yet")
     tensor = tflite.input_tensors()[0]
+    if any(d < 1 for d in tensor.shape):
+        raise UsageError(
+            f"{path}: input shape {list(tensor.shape)} has dimensions below 1; edge runtimes "
+            "need a static input shape (convert the model with a fixed input size)"
+        )
     return LoadedModel(
         name=path.stem,
         source=str(path),

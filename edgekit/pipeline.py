@@ -227,7 +227,8 @@ def deploy(
     if task is not None and task not in TASKS:
         raise UsageError(f"unknown task {task!r}; expected one of: {', '.join(TASKS)}")
     if calibration_method not in ("default", "converter"):
-        parse_method(calibration_method)  # a typo is a usage error before anything loads
+        # a typo is a usage error before anything loads
+        parse_method(calibration_method, others=("converter", "default"))
     if optimize not in (None, "accuracy"):
         raise UsageError(f"--optimize takes 'accuracy'; received {optimize!r}")
     goal = None

@@ -396,6 +396,13 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
             "delegate",
             f"must be one of {', '.join(HARNESS_DELEGATES[harness])} for the {harness} harness",
         )
+    # Settings nothing would read are refused, not carried: a GPU override on an MCU.
+    for override in delegates:
+        if override not in HARNESS_DELEGATES[harness]:
+            raise top.fail(f"delegates.{override}",
+                           f"is for a delegate the {harness} harness does not have")  # fmt: skip
+    if memory.parameter_cache_bytes is not None and family != "coral":
+        raise mem.fail("parameter_cache_bytes", "is the Edge TPU's cache: for coral targets only")
     firmware = _firmware(top, family)
     return TargetProfile(
         name=name,

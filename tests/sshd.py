@@ -50,7 +50,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_sshd(directory: Path) -> SSHServer:
+def start_sshd(directory: Path, sftp: bool = True) -> SSHServer:
+    """`sftp=False`: no sftp subsystem, like many boards (OpenSSH 9's scp needs one)."""
     if not Path(SSHD).exists():
         message = "sshd not installed (apt-get install openssh-server)"
         if os.environ.get("EDGEKIT_REQUIRE_SSHD") == "1":
@@ -74,7 +75,8 @@ def start_sshd(directory: Path) -> SSHServer:
         f"PidFile {directory}/sshd.pid\nAuthorizedKeysFile {directory}/authorized_keys\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nStrictModes no\nUsePAM no\nPermitRootLogin yes\n"
-        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+        + ("Subsystem sftp internal-sftp\n" if sftp else "")
+        + "LogLevel ERROR\n"
     )
     host_pub = (directory / "host_key.pub").read_text().split()
     (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")

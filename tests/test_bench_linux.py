@@ -19,7 +19,7 @@ from sshd import start_sshd
 from edgekit.bench.linux import harness_path
 from edgekit.bench.runner import bench
 from edgekit.bench.store import ResultStore
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, ToolError
 
 AWKWARD = "my model; rm -rf x $(id).tflite"  # spaces, ';' and shell syntax in the file name
 
@@ -100,11 +100,33 @@ def test_ssh_failures_are_recorded_runs(digits_tflite, sshd, tmp_path):
     assert killed.status == "failed"
     assert "without a result" in killed.error and "status" in killed.error
 
-    # A device that is not there at all: connection refused, recorded, no hang.
-    gone = bench(digits_tflite["int8"], "raspberry-pi-4", "ssh://root@127.0.0.1:1",
-                 runs=5, db=db, ssh_config=sshd.config)  # fmt: skip
-    assert gone.status == "failed" and "ssh to ssh://root@127.0.0.1:1 failed" in gone.error
-    assert [r.status for r in ResultStore(db).list()] == ["failed", "failed"]
+    assert [r.status for r in ResultStore(db).list()] == ["failed"]
+
+
+def test_a_connection_that_never_happened_is_an_error_not_a_run(digits_tflite, sshd, tmp_path):
+    db = tmp_path / "results.db"
+    # A device that is not there at all: connection refused, an error, no hang, no run.
+    with pytest.raises(ToolError, match="cannot connect to ssh://root@127.0.0.1:1: .*refused"):
+        bench(digits_tflite["int8"], "raspberry-pi-4", "ssh://root@127.0.0.1:1", runs=5, db=db,
+              ssh_config=sshd.config)  # fmt: skip
+    # A mistyped host is bad input: exit 2, one line, nothing recorded.
+    typo = run_edgekit("bench", str(digits_tflite["int8"]), "-t", "rpi4", "--device",
+                       "ssh://no-such-host.invalid", "--db", str(db))  # fmt: skip
+    assert typo.returncode == 2, typo.stderr
+    assert "cannot connect to ssh://no-such-host.invalid" in typo.stderr.splitlines()[-1]
+    assert ResultStore(db).list() == []
+
+
+def test_a_device_without_an_sftp_server(digits_tflite, tmp_path):
+    server = start_sshd(tmp_path / "sshd", sftp=False)
+    try:
+        result = bench(digits_tflite["int8"], "raspberry-pi-4", server.alias_uri, runs=3,
+                       threads=1, db=tmp_path / "r.db", remote_python=sys.executable,
+                       ssh_config=server.config)  # fmt: skip
+    finally:
+        server.stop()
+    assert result.ok, result.error
+    assert len(result.latencies_ms) == 3
 
 
 def test_harness_reports_a_missing_delegate_instead_of_running_on_cpu(digits_tflite, tmp_path):

@@ -254,7 +254,8 @@ def test_unsupported_op_fails_mcu_deploy_with_reason(tmp_path):
 def test_existing_bundle_is_kept_without_force(example, tmp_path):
     (tmp_path / "digits-cortex-m7").mkdir()
     (tmp_path / "digits-cortex-m7" / "keep.txt").write_text("mine")
-    with pytest.raises(EdgekitError, match="already exists"):
+    # The Python caller is told the Python spelling too: force=True, not only --force.
+    with pytest.raises(EdgekitError, match=r"already exists; .*\(Python: force=True\)"):
         edgekit.deploy(example.model_path, "cortex-m7", calibration="random", out=tmp_path)
     assert (tmp_path / "digits-cortex-m7" / "keep.txt").read_text() == "mine"
 

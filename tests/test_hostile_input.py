@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -92,6 +93,60 @@ def test_a_lambda_in_a_model_file_never_runs(suffix, tmp_path):
     report = json.loads(opted.stdout)
     assert report["model"]["unsafe_deserialization"] is True
     assert any("--unsafe-deserialization" in note for note in report["notes"])
+
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def _keras_archive(path: Path, metadata: bytes, config: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", metadata)
+        archive.writestr("config.json", config)
+        archive.writestr("model.weights.h5", b"")
+    return path
+
+
+def _hdf5_with_config(path: Path, config: str) -> Path:
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        handle.attrs["model_config"] = config
+    return path
+
+
+HOSTILE_KERAS_FILES = {
+    "deep config": (lambda p: _keras_archive(p / "m.keras", b'{"keras_version": "3.1"}',
+                                             _DEEP.encode()), "config.json: JSON nested"),
+    "metadata a list": (lambda p: _keras_archive(p / "m.keras", b"[1, 2]", b"{}"),
+                        "metadata.json: expected a JSON object"),
+    "metadata not UTF-8": (lambda p: _keras_archive(p / "m.keras", b'{"k": "\xff"}', b"{}"),
+                           "metadata.json: not UTF-8"),
+    "deep h5 model_config": (lambda p: _hdf5_with_config(p / "m.h5", _DEEP),
+                             "model_config: JSON nested"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_KERAS_FILES))
+def test_hostile_keras_configs_are_one_line(name, example, tmp_path):
+    make, fragment = HOSTILE_KERAS_FILES[name]
+    path = make(tmp_path)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, example.calibration.x[:4])
+    for command in (["deploy", "--out", str(tmp_path / "o")], ["analyze"]):
+        result = run_edgekit(*command, str(path), "-t", "cortex-m4", "--calibration", str(calib))
+        one_line_error(result, 2, str(path), fragment)
+
+
+def _dynamic_input(model):
+    graph = model.subgraphs[0]
+    graph.tensors[graph.inputs[0]].shape = [1, -1, 8, 1]
+
+
+def test_a_tflite_input_with_a_negative_dimension_is_one_line(digits_tflite, tmp_path):
+    path = _edited(digits_tflite, tmp_path, "dynamic", _dynamic_input)
+    result = run_edgekit("deploy", str(path), "-t", "cortex-m4", "--calibration", "random",
+                         "--out", str(tmp_path / "o"))  # fmt: skip
+    one_line_error(result, 2, "[1, -1, 8, 1]", "static input shape")
 
 
 # --- native crashes become errors ----------------------------------------------------------
@@ -253,6 +308,7 @@ def test_special_files_are_refused_before_reading(tmp_path):
     [
         (lambda x: x.astype(np.complex64), "complex"),
         (lambda x: np.full(x.shape, "a"), "dtype"),
+        (lambda x: x.astype(np.int64).astype("m8[s]"), "timedelta64"),
     ],
 )
 def test_bad_calibration_values(example, tmp_path, make, fragment):
@@ -264,11 +320,14 @@ def test_bad_calibration_values(example, tmp_path, make, fragment):
 
 
 @pytest.mark.parametrize("labels, fragment", [(-7, "class indices >= 0"), (1e15, "class indices"),
-                                              ("cat", "integer class indices")])  # fmt: skip
+                                              ("cat", "integer class indices"),
+                                              (np.timedelta64(3, "s"), "timedelta64"),
+                                              (np.full(10, np.nan), "200 NaN")])  # fmt: skip
 def test_bad_labels(example, tmp_path, labels, fragment):
     val = tmp_path / "v.npz"
     x = example.validation.x[:20]
-    np.savez(val, x=x, y=np.full(20, labels))
+    # an array of labels is a row per input: one-hot, as wide as it is
+    np.savez(val, x=x, y=np.full((20, *np.shape(labels)), labels))
     result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
                          "random", "--validation", str(val), "--out",
                          str(tmp_path / "o"))  # fmt: skip
@@ -285,6 +344,81 @@ def test_a_huge_npy_header_is_refused_unread(example, tmp_path):
     result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
                          str(path), "--out", str(tmp_path / "o"))  # fmt: skip
     one_line_error(result, 2, "header declares")
+
+
+def _npy_bytes(version: int, header: bytes) -> bytes:
+    header += b" " * (63 - (len(header) + 12) % 64) + b"\n"
+    return b"\x93NUMPY" + bytes([version, 0]) + len(header).to_bytes(4, "little") + header
+
+
+def test_a_garbage_npy_header_is_one_line(example, tmp_path):
+    path = tmp_path / "garbage.npy"
+    # numpy's tokenizer fails on this header (TokenError), not its literal parser.
+    path.write_bytes(_npy_bytes(2, b"{'descr': '<f4', 'shape': (4, 8, 8, 1), '''") + b"\0" * 1024)
+    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
+                         str(path), "--out", str(tmp_path / "o"))  # fmt: skip
+    one_line_error(result, 2, "garbage.npy", "not a readable NumPy file")
+
+
+def test_a_format_3_npy_is_read(tmp_path):
+    from edgekit.data import read_array_file
+    from edgekit.errors import UsageError
+
+    x = np.arange(4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8, 1)
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": x.shape}).encode()
+    path = tmp_path / "v3.npy"
+    path.write_bytes(_npy_bytes(3, header) + x.tobytes())
+    read, labels = read_array_file(path, "calibration")
+    np.testing.assert_array_equal(read, x)
+    assert labels is None
+    evil = tmp_path / "evil.npy"
+    evil.write_bytes(_npy_bytes(3, header.replace(b"<f4", b"|O")) + x.tobytes())
+    with pytest.raises(UsageError, match="pickles are refused"):
+        read_array_file(evil, "calibration")
+
+
+def test_a_compressed_npz_that_inflates_past_the_limit_is_refused(example, tmp_path):
+    from edgekit.data import MAX_UNPACKED_BYTES
+
+    path = tmp_path / "bomb.npz"
+    rows = MAX_UNPACKED_BYTES // 256 + 1  # 8x8x1 float32 rows: one more than the limit, zeros
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": (rows, 8, 8, 1)}).encode()
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            member.write(_npy_bytes(2, header))
+            for _ in range(rows * 256 // len(chunk) + 1):
+                member.write(chunk)
+    assert path.stat().st_size < MAX_UNPACKED_BYTES // 100
+    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
+                         str(path), "--out", str(tmp_path / "o"))  # fmt: skip
+    one_line_error(result, 2, "bomb.npz", "x.npy unpacks to", "compressed")
+
+
+def test_force_replaces_regular_files_only(example, tmp_path):
+    from edgekit.bench.result import BenchResult
+    from edgekit.bench.store import ResultStore
+
+    db = tmp_path / "r.db"
+    ResultStore(db).add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok",
+                                    latencies_ms=[1.0, 2.0]))  # fmt: skip
+    calib = tmp_path / "calib.npy"
+    np.save(calib, example.calibration.x[:8])
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    device = tmp_path / "null.csv"
+    device.symlink_to("/dev/null")  # as root, --out /dev/full --force replaced the device node
+    commands = [
+        ["results", "export", "--csv", "--out", str(fifo), "--db", str(db)],
+        ["results", "export", "--csv", "--out", str(device), "--db", str(db)],
+        ["results", "plot", str(fifo), "--db", str(db)],
+        ["analyze", str(example.model_path), "-t", "cortex-m4", "--calibration", str(calib),
+         "--chart", str(fifo)],
+    ]  # fmt: skip
+    for command in commands:
+        one_line_error(run_edgekit(*command, "--force", timeout=120), 2, "regular files only")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and device.is_symlink()
+    no_partials(tmp_path)
 
 
 def test_bundle_artifacts_stay_inside_the_bundle(bundle_m4, tmp_path):
@@ -311,6 +445,21 @@ def test_malformed_report_json_is_one_line(bundle_m4, tmp_path):
         one_line_error(result, 2)
 
 
+@pytest.mark.parametrize("device", ["tflm-host", "local"])
+def test_hostile_report_json_is_one_line(bundle_m4, tmp_path, device):
+    report_file = bundle_m4.path / "report.json"
+    good = json.loads(report_file.read_text())
+    nul = {**good, "artifacts": [{**good["artifacts"][0], "path": "model\0.tflite"}]}
+    deep = {**good, "notes": json.loads("[" * 900 + "]" * 900)}
+    for text, fragment in ((json.dumps(nul), "is not a file name"),
+                           (json.dumps(deep), "JSON nested"),
+                           ('{"a": ' * 50_000 + "1" + "}" * 50_000, "JSON nested")):  # fmt: skip
+        report_file.write_text(text)
+        result = run_edgekit("bench", str(bundle_m4.path), "--device", device,
+                             "--db", str(tmp_path / "r.db"))  # fmt: skip
+        one_line_error(result, 2, str(report_file.parent), fragment)
+
+
 # --- clean one-line errors for the rest -----------------------------------------------------
 
 
@@ -321,6 +470,11 @@ def test_malformed_report_json_is_one_line(bundle_m4, tmp_path):
         ("serial:///dev/ttyS0?line_timeout=abc", "line_timeout"),
         ("ssh://root@[::1;id]", "bad device"),
         ("serial:///dev/ttyS0?evil=1", "unknown parameter"),
+        ("ssh://host/home/pi", "takes no '/home/pi' part"),
+        ("ssh://host?port=2222", "takes no '?port=2222' part"),
+        ("ssh://host:0", "from 1 to 65535"),
+        ("adb://SERIAL?transport=usb", "takes no '?transport=usb' part"),
+        ("serial:///dev/ttyS0?baud=9600#fast", "takes no '#fast' part"),
     ],
 )
 def test_bad_device_uris(digits_tflite, tmp_path, device, fragment):
@@ -331,11 +485,40 @@ def test_bad_device_uris(digits_tflite, tmp_path, device, fragment):
     assert not db.exists()  # refused before a run: nothing recorded
 
 
-@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-3"])
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-3", "1e308"])
 def test_bad_timeouts(digits_tflite, tmp_path, timeout):
     result = run_edgekit("bench", str(digits_tflite["int8"]), "-t", "rpi4", "--timeout", timeout,
                          "--db", str(tmp_path / "r.db"))  # fmt: skip
     one_line_error(result, 2, "--timeout")
+
+
+BIG = str(10**24)
+OUT_OF_RANGE = [
+    (["bench", "m.tflite", "-t", "rpi4", "--runs", BIG], "--runs"),
+    (["bench", "m.tflite", "-t", "rpi4", "--warmup", BIG], "--warmup"),
+    (["bench", "m.tflite", "-t", "rpi4", "--threads", "100000"], "--threads"),
+    (["results", "show", BIG], "RUN_ID"),
+    (["results", "compare", "1", BIG], "RUN_IDS"),
+    (["results", "list", "--limit", "-3"], "--limit"),
+    (["deploy", "--example", "digits", "-t", "cortex-m4", "--min-sqnr", "nan"], "--min-sqnr"),
+    (["deploy", "--example", "digits", "-t", "cortex-m4", "--max-agreement-drop", "1e308"],
+     "--max-agreement-drop"),
+]
+
+
+@pytest.mark.parametrize("args, flag", OUT_OF_RANGE, ids=[flag for _, flag in OUT_OF_RANGE])
+def test_numeric_options_are_bounded(tmp_path, args, flag):
+    db = tmp_path / "r.db"
+    from edgekit.bench.result import BenchResult
+    from edgekit.bench.store import ResultStore
+
+    ResultStore(db).add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok"))
+    extra = ["--db", str(db)] if args[0] in ("bench", "results") else ["--out", str(tmp_path)]
+    result = run_edgekit(*args, *extra, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert flag in lines[-1] and "Traceback" not in result.stderr, result.stderr
+    assert not list(tmp_path.glob("digits-*"))
 
 
 def test_streamed_npz_input(digits_tflite, tmp_path):
@@ -383,6 +566,45 @@ def test_corrupt_results_databases(tmp_path):
         conn.execute("UPDATE runs SET metrics = '{broken' WHERE id = ?", (run_id,))
     for args in (["list"], ["show", str(run_id)], ["export", "--csv"]):
         one_line_error(run_edgekit("results", *args, "--db", str(db)), 2, f"run {run_id}")
+
+
+TAMPERED_ROWS = {
+    "deep JSON": ("metrics", "[" * 100_000 + "]" * 100_000),
+    "a list for an object": ("metrics", "[1, 2]"),
+    "a string for an object": ("settings", '"threads"'),
+    "NULL JSON": ("device_info", None),
+    "NULL text": ("model_name", None),
+    "a blob for text": ("device", b"\xff"),
+    "text latencies": ("latencies_ms", '["fast", "slow"]'),
+    "text p50": ("metrics", '{"latency_ms": {"p50": "fast"}}'),
+    "text peak RSS": ("metrics", '{"peak_rss_mb": "big"}'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERED_ROWS))
+def test_tampered_result_rows_are_one_line(tmp_path, name):
+    import sqlite3
+
+    from edgekit.bench.result import BenchResult
+    from edgekit.bench.store import SCHEMA, ResultStore
+
+    db = tmp_path / "r.db"
+    store = ResultStore(db)
+    ids = [store.add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok",
+                                 metrics={"latency_ms": {"p50": 1.0}}, latencies_ms=[1.0, 2.0]))
+           for _ in range(2)]  # fmt: skip
+    column, value = TAMPERED_ROWS[name]
+    with sqlite3.connect(db) as conn:  # what a hand edit could leave: no NOT NULL either
+        conn.execute("ALTER TABLE runs RENAME TO old")
+        conn.executescript(SCHEMA.replace("NOT NULL", "").replace("CREATE INDEX", "-- "))
+        conn.execute("INSERT INTO runs SELECT * FROM old")
+        conn.execute("DROP TABLE old")
+        conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, ids[1]))
+    out = tmp_path / "plot.png"
+    for args in (["list"], ["show", str(ids[1])], ["compare", *map(str, ids)],
+                 ["export", "--csv"], ["plot", str(out)]):  # fmt: skip
+        one_line_error(run_edgekit("results", *args, "--db", str(db)), 2, f"run {ids[1]}")
+    assert not out.exists()
 
 
 def test_plot_to_an_unknown_format(tmp_path):
@@ -435,6 +657,43 @@ def test_a_dangling_symlink_at_the_bundle_path(digits_tflite, tmp_path):
     bundle = out / "digits_int8-cortex-m4"
     assert bundle.is_dir() and not bundle.is_symlink()
     assert sorted(p.name for p in out.iterdir()) == ["digits_int8-cortex-m4"]
+
+
+def test_a_later_deploy_removes_what_a_killed_one_left(digits_tflite, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    stale = [out / f".digits_int8-cortex-m4.{dead}.k3j9.partial",
+             out / f".digits_int8-cortex-m4.old-{dead}"]  # fmt: skip
+    live = out / f".digits_int8-cortex-m4.{os.getpid()}.a1b2.partial"  # a concurrent deploy
+    other = out / f".other-cortex-m4.{dead}.x.partial"  # another bundle's: not this deploy's
+    for path in (*stale, live, other):
+        path.mkdir()
+        (path / "report.json").write_text("{}")
+    result = run_edgekit("deploy", str(digits_tflite["int8"]), "-t", "cortex-m4", "--out",
+                         str(out), "--json")  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    assert (out / "digits_int8-cortex-m4" / "report.json").is_file()
+    assert not any(path.exists() for path in stale)
+    assert live.exists() and other.exists()
+
+
+def test_workers_leave_nothing_in_the_temp_directory(example, tmp_path):
+    """TensorFlow writes autograph modules to the temp directory: 3 a deploy, left behind."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    stale = tmp / f"edgekit-worker-{dead}-abc123"  # from a SIGKILLed edgekit
+    stale.mkdir()
+    (stale / "__autograph_generated_filex.py").write_text("")
+    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
+                         "random", "--no-analysis", "--out", str(tmp_path / "o"), "--json",
+                         env={"TMPDIR": str(tmp)})  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    assert json.loads(result.stdout)["target"]["name"] == "cortex-m4"
+    assert sorted(p.name for p in tmp.iterdir()) == []
 
 
 def test_publish_swaps_atomically_over_anything(tmp_path):
@@ -563,3 +822,17 @@ def test_the_worker_imports_this_processs_edgekit_not_one_in_the_working_directo
     assert call("os:getcwd") == str(tmp_path)
     assert call("edgekit.converters.tflm:c_identifier", "a-b") == "a_b"
     assert call("users_layers:value") == 42
+
+
+def test_results_compare_prints_markup_in_names_as_data(tmp_path):
+    from edgekit.bench.result import BenchResult
+    from edgekit.bench.store import ResultStore
+
+    db = tmp_path / "r.db"
+    store = ResultStore(db)
+    for name in ("[/bold]", "plain"):
+        store.add(BenchResult(name, "0" * 64, "rpi4", "[/x]", "ok",
+                              metrics={"latency_ms": {"p50": 1.0}}))  # fmt: skip
+    result = run_edgekit("results", "compare", "1", "2", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "[/bold]" in result.stdout and "[/x]" in result.stdout

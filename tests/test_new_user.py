@@ -164,3 +164,36 @@ def test_bundle_commands_quote_uris():
     assert shlex.split(host) == ["edgekit", "bench", ".", "--device",
                                  "serial:///dev/ttyACM0?baud=115200"]  # fmt: skip
     assert "'serial:///dev/ttyACM0?baud=115200'" in host
+
+
+def test_help_texts_say_what_they_mean(tmp_path):
+    def help_of(*command: str) -> str:
+        result = run_edgekit(*command, "--help")
+        assert result.returncode == 0, result.stderr
+        return " ".join(result.stdout.split())  # click wraps at 80 columns
+
+    for command in ("deploy", "analyze"):
+        assert "[default: default]" not in help_of(command)
+        assert "default (edgekit's measured best; the default)" in help_of(command)
+    assert "-t, --target" in help_of("inspect")
+    listing = help_of("results", "list")
+    assert "Show at most this many runs" in listing and "Print the runs as JSON" in listing
+    assert "--json" in help_of("results", "show")
+    typo = run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4",
+                       "--calibration-method", "minmx", "--out", str(tmp_path))  # fmt: skip
+    assert typo.returncode == 2 and "converter" in typo.stderr.splitlines()[-1], typo.stderr
+
+
+def test_piped_tables_fit_columns(tmp_path):
+    default = run_edgekit("targets", "list", env={"COLUMNS": ""})
+    narrow = run_edgekit("targets", "list", env={"COLUMNS": "90"})
+    assert default.returncode == narrow.returncode == 0
+    assert max(map(len, default.stdout.splitlines())) <= 120
+    assert max(map(len, narrow.stdout.splitlines())) == 90
+    assert "cortex-m4" in narrow.stdout  # cells wrap, names are not cut to "cortex-…"
+
+
+def test_bench_on_a_missing_path_says_so(tmp_path):
+    result = run_edgekit("bench", str(tmp_path / "nope-dir"), "--db", str(tmp_path / "r.db"))
+    assert result.returncode == 2
+    assert "nope-dir: no such model or bundle" in result.stderr.splitlines()[-1]

@@ -76,8 +76,11 @@ def test_results_cli_on_real_local_runs(digits_tflite, tmp_path):
 
     listed = run_edgekit("results", "list", "--json", env=env)
     assert [r["id"] for r in json.loads(listed.stdout)] == [ids["int8"], ids["float32"]]
-    shown = json.loads(run_edgekit("results", "show", str(ids["int8"]), env=env).stdout)
+    shown = json.loads(run_edgekit("results", "show", str(ids["int8"]), "--json", env=env).stdout)
     assert shown["model_name"] == "digits_int8.tflite" and len(shown["latencies_ms"]) == 30
+    text = run_edgekit("results", "show", str(ids["int8"]), env=env).stdout
+    assert f"run {ids['int8']}" in text and "digits_int8.tflite" in text
+    assert f"p50 {int8_p50:.3f}" in text
 
     compared = run_edgekit("results", "compare", str(ids["float32"]), str(ids["int8"]), env=env)
     assert compared.returncode == 0, compared.stderr

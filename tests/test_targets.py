@@ -71,6 +71,9 @@ def test_unknown_target_suggests_close_names():
         (lambda t: t.replace('runtime_version = "tflm"\n', ""), "runtime_version"),
         (lambda t: t + "\n[execution]\nthreds = 2\n", "execution.threds"),
         (lambda t: t.replace('scheme = "int8"\nio_dtype = "int8"', 'scheme = "float16"\nio_dtype = "float32"'), "quantization.scheme"),
+        (lambda t: t + "\n[delegates.gpu]\nquantization = \"float16\"\n", "delegates.gpu"),
+        (lambda t: t.replace("ram_bytes = 500", "ram_bytes = 500\nparameter_cache_bytes = 8388608"),
+         "memory.parameter_cache_bytes"),
     ],
 )  # fmt: skip
 def test_bad_profile_is_one_error_naming_file_and_field(tmp_path, edit, field):
@@ -81,6 +84,19 @@ def test_bad_profile_is_one_error_naming_file_and_field(tmp_path, edit, field):
     message = str(info.value)
     assert str(path) in message and f"'{field}'" in message
     assert "\n" not in message
+
+
+def test_the_documented_example_profile_loads(tmp_path):
+    import re
+
+    from helpers import REPO
+
+    text = (REPO / "docs" / "targets.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "my-board.toml").write_text(example)
+    profile = load_target("my-board", tmp_path)
+    assert profile.family == "mcu" and profile.firmware is not None
+    assert not profile.delegate_overrides and profile.memory.parameter_cache_bytes is None
 
 
 def test_invalid_toml_names_the_file(tmp_path):

@@ -17,16 +17,14 @@ and plotted like latency (:data:`METRICS`).
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from edgekit.bench.result import BenchResult
 from edgekit.errors import UsageError
+from edgekit.files import atomic_write, check_replaceable
 
 
 def _at(*keys: str) -> Callable[[dict[str, Any]], Any]:
@@ -164,27 +162,6 @@ def write_csv(runs: list[BenchResult], handle: IO[str]) -> None:
         writer.writerow(csv_row(run))
 
 
-@contextmanager
-def atomic_write(path: str | Path, force: bool = False, binary: bool = False) -> Iterator[IO]:
-    """Write to a temporary file beside `path`, rename on success; refuse to overwrite."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise UsageError(f"{path} exists; pass --force to replace it")
-    if not path.parent.is_dir():
-        raise UsageError(f"{path.parent} is not a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an export is an ordinary file
-        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 PLOT_METRICS = ("latency", "instructions", "arena", "flash", "ram")
 
 
@@ -220,6 +197,7 @@ def plot_runs(runs: list[BenchResult], out: str | Path, metric: str | None = Non
               force: bool = False) -> str:  # fmt: skip
     """Per-run latency distributions (box + points), or one bar per run of `metric`
     (:func:`plot_metric`), into an image; matplotlib, no display. Returns what was drawn."""
+    check_replaceable(out, force)  # before the plotting
     metric = plot_metric(runs, metric)
     suffix = Path(out).suffix.lower().lstrip(".")
     if suffix not in PLOT_FORMATS:

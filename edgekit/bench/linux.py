@@ -11,11 +11,13 @@ every word of the remote command is `shlex.quote`d, and the files copied there g
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,9 +27,15 @@ from typing import Any
 
 from edgekit.bench.result import DeviceFailure
 from edgekit.bench.uri import DeviceURI
-from edgekit.errors import UsageError
+from edgekit.errors import ToolError, UsageError
 
 STEP_TIMEOUT = 60.0  # seconds for each remote step that is not the benchmark itself
+# Run by the device's Python (3.7 on Coral boards): unpack the tar stream on stdin into argv[1].
+UNPACK = (
+    "import sys, tarfile; archive = tarfile.open(fileobj=sys.stdin.buffer, mode='r|'); "
+    "archive.extractall(sys.argv[1], **({'filter': 'data'} if hasattr(tarfile, 'data_filter') "
+    "else {}))"
+)
 
 
 @dataclass
@@ -69,11 +77,16 @@ def parse_harness_output(stdout: str, stderr: str, code: int, where: str) -> dic
     raise DeviceFailure(f"harness on {where} exited with status {code} without a result: {tail}")
 
 
-def _run(argv: list[str], timeout: float, step: str, where: str) -> subprocess.CompletedProcess:
+def _run(
+    argv: list[str], timeout: float, step: str, where: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(argv, capture_output=True, input=stdin, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise DeviceFailure(f"{step} on {where} timed out after {timeout:.0f} s") from None
+    proc.stdout = proc.stdout.decode("utf-8", "replace")
+    proc.stderr = proc.stderr.decode("utf-8", "replace")
+    return proc
 
 
 class LocalTransport:
@@ -123,6 +136,11 @@ def host_latencies(
     return [statistics.median(values) for values in measured]
 
 
+def _ssh_reason(proc: subprocess.CompletedProcess) -> str:
+    """Why ssh itself failed (exit 255): its last line on stderr."""
+    return " ".join(proc.stderr.strip().splitlines()[-1:]) or "connection failed"
+
+
 class SSHTransport:
     """A Linux device over the system OpenSSH client (BatchMode: keys/agent, no prompts)."""
 
@@ -134,9 +152,8 @@ class SSHTransport:
         ssh_config: str | Path | None = None,
         connect_timeout: int = 10,
     ) -> None:
-        for tool in ("ssh", "scp"):
-            if shutil.which(tool) is None:
-                raise UsageError(f"'{tool}' not found on PATH; install the OpenSSH client")
+        if shutil.which("ssh") is None:
+            raise UsageError("'ssh' not found on PATH; install the OpenSSH client")
         if ssh_config is not None and not Path(ssh_config).is_file():
             raise UsageError(f"ssh config {ssh_config} does not exist")
         self.device = device
@@ -156,39 +173,55 @@ class SSHTransport:
         port = ["-p", str(self.device.port)] if self.device.port else []
         return ["ssh", *self.options, *port, "--", self.destination, remote_command]
 
-    def scp_argv(self, sources: list[Path], remote_dir: str) -> list[str]:
-        port = ["-P", str(self.device.port)] if self.device.port else []
-        target = f"{self.destination}:{remote_dir}/"
-        return ["scp", "-q", *self.options, *port, "--", *map(str, sources), target]
-
-    def _ssh(self, command: str, timeout: float, step: str) -> subprocess.CompletedProcess:
-        proc = _run(self.ssh_argv(command), timeout, step, self.where)
+    def _ssh(
+        self, command: str, timeout: float, step: str, stdin: bytes | None = None
+    ) -> subprocess.CompletedProcess:
+        proc = _run(self.ssh_argv(command), timeout, step, self.where, stdin)
         if proc.returncode == 255:  # ssh's own failure: connection refused, lost, auth
-            reason = " ".join(proc.stderr.strip().splitlines()[-1:]) or "connection failed"
-            raise DeviceFailure(f"{step}: ssh to {self.where} failed: {reason}")
+            raise DeviceFailure(f"{step}: ssh to {self.where} failed: {_ssh_reason(proc)}")
         return proc
+
+    def _connect(self) -> str:
+        """The first step, a private directory on the device. If ssh fails here no connection
+        was ever made: that is an error (a mistyped host, a device that is off), not a run."""
+        command = 'mktemp -d "${TMPDIR:-/tmp}/edgekit.XXXXXX"'
+        proc = _run(self.ssh_argv(command), STEP_TIMEOUT, "mktemp", self.where)
+        if proc.returncode == 255:
+            reason = _ssh_reason(proc)
+            error = UsageError if "Could not resolve hostname" in reason else ToolError
+            raise error(f"cannot connect to {self.where}: {reason}")
+        remote_dir = proc.stdout.strip()
+        if proc.returncode != 0 or not remote_dir.startswith("/"):
+            raise DeviceFailure(f"mktemp on {self.where} failed: {proc.stderr.strip()[:200]}")
+        return remote_dir
+
+    def _copy(self, files: dict[str, Path], remote_dir: str) -> None:
+        """Copy over the ssh connection itself, as a tar stream the device's Python unpacks:
+        scp needs an sftp server (OpenSSH 9's scp), which many boards lack."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, source in files.items():
+                archive.add(source, arcname=name)
+        command = " ".join(shlex.quote(w) for w in (self.remote_python, "-c", UNPACK, remote_dir))
+        copy = self._ssh(command, STEP_TIMEOUT, "copy", buffer.getvalue())
+        if copy.returncode == 127:
+            raise DeviceFailure(
+                f"{self.remote_python!r} not found on {self.where} (use --remote-python)"
+            )
+        if copy.returncode != 0:
+            reason = " ".join(copy.stderr.strip().splitlines()[-1:])[:200]
+            raise DeviceFailure(f"copy to {self.where} failed: {reason or copy.returncode}")
 
     def run(self, job: HarnessJob) -> dict[str, Any]:
         timings: dict[str, float] = {}
         clock = time.perf_counter
         started = clock()
-        proc = self._ssh('mktemp -d "${TMPDIR:-/tmp}/edgekit.XXXXXX"', STEP_TIMEOUT, "mktemp")
-        remote_dir = proc.stdout.strip()
-        if proc.returncode != 0 or not remote_dir.startswith("/"):
-            raise DeviceFailure(f"mktemp on {self.where} failed: {proc.stderr.strip()[:200]}")
+        remote_dir = self._connect()
         try:
-            with tempfile.TemporaryDirectory(prefix="edgekit-stage-") as stage:
-                files = {"edgekit_harness.py": harness_path(), "model.tflite": job.model}
-                if job.input is not None:
-                    files["input" + job.input.suffix] = job.input
-                staged = []
-                for name, source in files.items():
-                    shutil.copyfile(source, Path(stage) / name)
-                    staged.append(Path(stage) / name)
-                copy = _run(self.scp_argv(staged, remote_dir), STEP_TIMEOUT, "copy", self.where)
-                if copy.returncode != 0:
-                    reason = copy.stderr.strip()[-200:] or f"scp exit {copy.returncode}"
-                    raise DeviceFailure(f"copy to {self.where} failed: {reason}")
+            files = {"edgekit_harness.py": harness_path(), "model.tflite": job.model}
+            if job.input is not None:
+                files["input" + job.input.suffix] = job.input
+            self._copy(files, remote_dir)
             timings["setup"] = (clock() - started) * 1e3
             input_name = f"input{job.input.suffix}" if job.input is not None else None
             words = [self.remote_python, "edgekit_harness.py"]

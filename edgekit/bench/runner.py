@@ -12,6 +12,7 @@ reason; bad input (no such model, no `ssh`/`adb`, no serial port) is an `Edgekit
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from edgekit.errors import UsageError
 from edgekit.targets import DELEGATES, TargetProfile, load_target
 
 MAX_ARENA_BYTES = 512 * 1024 * 1024
+MAX_RUNS = 100_000_000  # timed or warm-up runs (a soak test may want millions)
+MAX_THREADS = 1024
 DEVICES_FOR_HARNESS = {
     "linux": ("local", "ssh"),
     "android": ("adb",),
@@ -165,13 +168,17 @@ def bench(
 
     Returns the :class:`BenchResult` (status `failed` with the reason when the device failed).
     """
-    if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
-        raise UsageError("--runs and --threads must be >= 1 and --warmup >= 0")
+    for flag, value, low, high in (("--runs", runs, 1, MAX_RUNS), ("--warmup", warmup, 0, MAX_RUNS),
+                                   ("--threads", threads, 1, MAX_THREADS)):  # fmt: skip
+        if value is not None and not low <= value <= high:
+            raise UsageError(f"{flag} must be between {low} and {high:,}; received {value}")
     from edgekit.bench.uri import positive_seconds
 
     timeout = positive_seconds(timeout, "--timeout")
     uri = parse_device(device)
     bundle = None
+    if not os.path.lexists(model):
+        raise UsageError(f"{model}: no such model or bundle")
     if Path(model).is_dir():
         from edgekit.bundle import Bundle
 

@@ -15,12 +15,15 @@ transaction with a 30 s busy timeout, so many processes can record at once witho
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from edgekit import jsonfile
 from edgekit.bench.result import BenchResult
 from edgekit.errors import UsageError
 
@@ -52,6 +55,14 @@ CREATE INDEX IF NOT EXISTS runs_model ON runs (model_sha256);
 COLUMNS = (
     "created", "edgekit_version", "model_name", "model_sha256", "target", "device",
     "transport", "harness", "runtime", "runtime_version", "delegate", "status", "error",
+)  # fmt: skip
+REQUIRED = {"created", "edgekit_version", "model_name", "model_sha256", "target", "device",
+            "transport", "status"}  # fmt: skip
+# Metrics the CLI formats as numbers (see edgekit.bench.result): checked when rows are read.
+NUMERIC_METRICS = (
+    "init_ms", "first_inference_ms", "peak_rss_mb", "arena_used_bytes", "arena_bytes",
+    "arena_host_bytes", "flash_bytes", "ram_bytes", "flash_budget_bytes", "ram_budget_bytes",
+    "stack_bytes", "heap_bytes", "delegate_nodes", "total_nodes",
 )  # fmt: skip
 JSON_COLUMNS = ("settings", "metrics", "device_info", "latencies_ms")
 
@@ -190,14 +201,40 @@ class ResultStore:
                 rows = db.execute(f"SELECT * FROM runs {tail}", params).fetchall()
         except sqlite3.Error as exc:
             raise UsageError(f"results database {self.path}: {exc}") from None
-        out = []
-        for row in rows:
-            try:
-                data = {c: row[c] for c in COLUMNS}
-                data.update({c: json.loads(row[c]) for c in JSON_COLUMNS})
-                out.append(BenchResult(id=row["id"], **data))
-            except (json.JSONDecodeError, TypeError, ValueError) as exc:
-                raise UsageError(
-                    f"results database {self.path}: run {row['id']} is corrupt ({exc})"
-                ) from None
-        return out
+        return [self._result(row) for row in rows]
+
+    def _result(self, row: sqlite3.Row) -> BenchResult:
+        """A row as a BenchResult, checked field by field: a row edited by hand (or by a
+        hostile file) is one error naming its id, not a crash in whatever reads it later."""
+        where = f"results database {self.path}: run {row['id']}"
+        data: dict[str, Any] = {}
+        for column in COLUMNS:
+            value = row[column]
+            if not isinstance(value, str) and (value is not None or column in REQUIRED):
+                raise UsageError(f"{where} is corrupt ({column} is {value!r}, not text)")
+            data[column] = value
+        for column in JSON_COLUMNS:
+            text = row[column]
+            if not isinstance(text, (str, bytes)):
+                raise UsageError(f"{where} is corrupt ({column} is {text!r}, not JSON)")
+            expect = list if column == "latencies_ms" else dict
+            data[column] = jsonfile.loads(text, f"{where}: {column}", expect=expect)
+        for key in ("latency_ms", "transport_ms", "instructions", "elf"):
+            if not isinstance(data["metrics"].get(key) or {}, dict):
+                raise UsageError(f"{where} is corrupt (metrics.{key} is not an object)")
+        metrics = data["metrics"]
+        figures = [metrics.get(key) for key in NUMERIC_METRICS]
+        for key in ("latency_ms", "transport_ms", "elf"):
+            figures += (metrics.get(key) or {}).values()
+        instructions = metrics.get("instructions") or {}
+        figures += [instructions.get(key) for key in ("per_inference", "min", "max")]
+        if not all(_finite(v) for v in [*figures, *data["latencies_ms"]] if v is not None):
+            raise UsageError(f"{where} is corrupt (figures that are not finite numbers)")
+        try:
+            return BenchResult(id=row["id"], **data)
+        except ValueError as exc:
+            raise UsageError(f"{where} is corrupt ({exc})") from None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

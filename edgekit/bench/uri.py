@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,8 +68,11 @@ class DeviceURI:
         return self.scheme
 
 
+MAX_SECONDS = 7 * 24 * 3600.0  # beyond this, timers overflow (1e308 s) and nothing is waited for
+
+
 def positive_seconds(value: Any, what: str) -> float:
-    """A finite, positive number of seconds, or a UsageError naming `what`.
+    """A positive number of seconds up to a week, or a UsageError naming `what`.
 
     >>> positive_seconds("2.5", "--timeout")
     2.5
@@ -79,8 +81,11 @@ def positive_seconds(value: Any, what: str) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         raise UsageError(f"{what} must be a number of seconds; received {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UsageError(f"{what} must be a finite number of seconds > 0; received {value!r}")
+    if not 0 < seconds <= MAX_SECONDS:  # NaN fails too
+        raise UsageError(
+            f"{what} must be a number of seconds > 0 and at most {MAX_SECONDS:.0f}; received "
+            f"{value!r}"
+        )
     return seconds
 
 
@@ -107,6 +112,13 @@ def parse_device(uri: str) -> DeviceURI:
             "ssh://[user@]host[:port], adb://SERIAL or serial:///dev/ttyX?baud=N"
         )
     params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    # Nothing reads them: a path or ?options on ssh:// or adb://, or a #fragment, would be
+    # silently ignored.
+    unused = "" if parts.scheme == "serial" or parts.path == "/" else parts.path
+    unused += f"?{parts.query}" if parts.query and parts.scheme != "serial" else ""
+    unused += f"#{parts.fragment}" if parts.fragment else ""
+    if unused:
+        raise UsageError(f"bad device {uri!r}: {parts.scheme}:// takes no {unused!r} part")
     if parts.scheme == "ssh":
         host = parts.hostname
         if not host or host.startswith("-") or not _HOST.match(host):
@@ -114,7 +126,9 @@ def parse_device(uri: str) -> DeviceURI:
         try:
             port = parts.port
         except ValueError:
-            raise UsageError(f"bad device {uri!r}: the port must be a number") from None
+            port = 0
+        if port == 0:
+            raise UsageError(f"bad device {uri!r}: the port must be a number from 1 to 65535")
         user = unquote(parts.username) if parts.username else None
         if user is not None and (user.startswith("-") or not _HOST.match(user)):
             raise UsageError(f"bad device {uri!r}: bad user name {user!r}")

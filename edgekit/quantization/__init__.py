@@ -53,13 +53,14 @@ def analyze(
     bias_correction: bool = True,
     rewrite: bool = True,
     chart: str | Path | None = None,
+    force: bool = False,
     samples: int = 64,
     on_progress: Any = None,
 ) -> AnalysisReport:
     """Quantize `model` for `target` with edgekit's engine and analyse every layer.
 
     Sensitivity (the output SQNR gained if only that op stayed in float) is measured for every
-    op. `chart` writes the PNG there.
+    op. `chart` writes the PNG there (`force` replaces an existing file there).
     """
     from edgekit import stages
     from edgekit.data import MAX_VALIDATION_SAMPLES, load_dataset
@@ -68,6 +69,12 @@ def analyze(
     from edgekit.quantization.analysis import analyze_models
     from edgekit.targets import load_target
 
+    if chart is not None:
+        from edgekit.files import check_replaceable
+
+        if Path(chart).suffix.lower() != ".png":
+            raise UsageError(f"chart {chart}: the chart is a PNG; name it *.png")
+        check_replaceable(chart, force)  # before the slow part
     profile = load_target(target)
     if profile.quantization.scheme != "int8":
         raise UsageError(
@@ -102,5 +109,5 @@ def analyze(
                             samples=samples)  # fmt: skip
     written = None
     if chart is not None:
-        written = result.chart(chart, f"{loaded.name} → {profile.name}")
+        written = result.chart(chart, f"{loaded.name} → {profile.name}", force=force)
     return AnalysisReport(loaded.name, profile.name, _engine_facts(engine), result, written)

@@ -124,9 +124,13 @@ class Analysis:
             )
         return rows
 
-    def chart(self, path: str | Path, title: str = "") -> Path:
-        """A PNG: per-layer SQNR (bars, in graph order) and sensitivity (points)."""
+    def chart(self, path: str | Path, title: str = "", force: bool = False) -> Path:
+        """A PNG: per-layer SQNR (bars, in graph order) and sensitivity (points); `force`
+        replaces an existing file (a regular file only)."""
+        from edgekit.files import atomic_write, check_replaceable
         from edgekit.plotting import pyplot
+
+        path = check_replaceable(path, force)
 
         plt = pyplot()
         layers = sorted(self.layers, key=lambda layer: layer.index)
@@ -154,8 +158,8 @@ class Analysis:
                   fontsize=7, frameon=False, borderaxespad=0.0)  # fmt: skip
         ax.set_title(title or "per-layer quantization error", fontsize=9, pad=34)
         fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=110)
+        with atomic_write(path, force=force, binary=True) as handle:
+            fig.savefig(handle, format="png", dpi=110)
         plt.close(fig)
         return path
 

@@ -55,14 +55,13 @@ class Statistics:
     samples: int = 0
 
 
-def parse_method(text: str) -> tuple[str, float | None]:
-    """'percentile:99.9' → ('percentile', 99.9); errors name the accepted forms."""
+def parse_method(text: str, others: tuple[str, ...] = ()) -> tuple[str, float | None]:
+    """'percentile:99.9' → ('percentile', 99.9); errors name the accepted forms, with
+    `others` (names the caller handles itself, e.g. 'converter') among them."""
     name, _, arg = text.partition(":")
     if name not in METHODS:
-        raise UsageError(
-            f"unknown calibration method {text!r}; expected one of minmax, percentile[:P], "
-            "mse, kl"
-        )
+        accepted = ", ".join(("minmax", "percentile[:P]", "mse", "kl", *others))
+        raise UsageError(f"unknown calibration method {text!r}; expected one of {accepted}")
     if name != "percentile":
         if arg:
             raise UsageError(f"calibration method {name} takes no argument; received {text!r}")

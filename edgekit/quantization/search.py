@@ -35,6 +35,13 @@ class Goal:
     min_sqnr_db: float | None = None
     max_agreement_drop: float | None = None  # percentage points below the float model's 100 %
 
+    def __post_init__(self) -> None:
+        for flag, value, low, high in (("--min-sqnr", self.min_sqnr_db, -100.0, 300.0),
+                                       ("--max-agreement-drop", self.max_agreement_drop, 0.0,
+                                        100.0)):  # fmt: skip
+            if value is not None and not low <= value <= high:  # NaN fails both
+                raise UsageError(f"{flag} must be between {low:g} and {high:g}; received {value}")
+
     def met(self, sqnr_db: float | None, agreement: float, float_agreement: float = 1.0) -> bool:
         sqnr = np.inf if sqnr_db is None else sqnr_db
         if self.min_sqnr_db is not None and sqnr < self.min_sqnr_db:

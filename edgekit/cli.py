@@ -26,6 +26,19 @@ TARGETS_DIR = click.option(
     help="Extra directory of target profiles (*.toml); also EDGEKIT_TARGETS_PATH.",
 )
 
+MIN_CALIBRATION = click.option(
+    "--min-calibration-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Accept calibration data with as few as N samples (default: refuse fewer than 10).",
+)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave; the rest keep the library's defaults."""
+    return {name: value for name, value in options.items() if value is not None}
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
@@ -314,6 +327,7 @@ class _Progress:
     "under QEMU for 32-bit arena, flash, RAM and instruction figures [env: EDGEKIT_TFLM_DIR].",
 )
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
+@MIN_CALIBRATION
 @TARGETS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def deploy(
@@ -337,6 +351,7 @@ def deploy(
     unsafe_deserialization: bool,
     tflm_dir: str | None,
     force: bool,
+    min_calibration_samples: int | None,
     targets_dir: str | None,
     as_json: bool,
 ) -> int:
@@ -373,6 +388,7 @@ def deploy(
             targets_dir=targets_dir,
             tflm_dir=tflm_dir,
             on_step=progress,
+            **_given(min_calibration_samples=min_calibration_samples),
         )
     finally:
         if progress:
@@ -432,10 +448,12 @@ def _print_deploy_summary(bundle: Any) -> None:
 @click.option("--chart", type=click.Path(dir_okay=False), default=None,
               help="Write the per-layer chart (PNG) here.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing --chart file.")
+@MIN_CALIBRATION
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
 def analyze_cmd(model: str, target: str, calibration: str, validation: str | None,
                 calibration_method: str, no_bias_correction: bool, no_rewrite: bool,
-                samples: int, chart: str | None, force: bool, as_json: bool) -> int:  # fmt: skip
+                samples: int, chart: str | None, force: bool,
+                min_calibration_samples: int | None, as_json: bool) -> int:  # fmt: skip
     """Where int8 loses accuracy, layer by layer, and what would win it back.
 
     For every op: SQNR int8 vs float, the float range against the int8 grid (bits used,
@@ -465,7 +483,8 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
     report = analyze(model, target, calibration=calibration, validation=validation,
                      calibration_method=calibration_method,
                      bias_correction=not no_bias_correction, rewrite=not no_rewrite,
-                     chart=chart, samples=samples, on_progress=progress)  # fmt: skip
+                     chart=chart, samples=samples, on_progress=progress,
+                     **_given(min_calibration_samples=min_calibration_samples))  # fmt: skip
     if as_json:
         print_json(report.to_dict())
         return 0

@@ -28,7 +28,13 @@ from typing import Any
 
 from edgekit import __version__
 from edgekit.bundle import Bundle, check_final, prepare, publish
-from edgekit.data import MAX_VALIDATION_SAMPLES, Dataset, load_dataset, random_calibration
+from edgekit.data import (
+    MAX_VALIDATION_SAMPLES,
+    MIN_CALIBRATION_SAMPLES,
+    Dataset,
+    load_dataset,
+    random_calibration,
+)
 from edgekit.errors import UsageError
 from edgekit.models import LoadedModel, load_model
 from edgekit.report import Artifact, DeployReport, Role, Step, write_report
@@ -107,6 +113,7 @@ def _datasets(
     calibration: Any,
     validation: Any,
     example_data: tuple[Dataset, Dataset] | None,
+    min_calibration_samples: int = MIN_CALIBRATION_SAMPLES,
 ) -> tuple[Dataset | None, Dataset, list[str]]:
     notes: list[str] = []
     shape = loaded.input_shape
@@ -118,7 +125,8 @@ def _datasets(
             "accuracy figure is meaningless"
         )
     elif calibration is not None:
-        calib = load_dataset(calibration, shape, "calibration", dtype=loaded.input_dtype)
+        calib = load_dataset(calibration, shape, "calibration", dtype=loaded.input_dtype,
+                             min_samples=min_calibration_samples)  # fmt: skip
     elif example_data is not None:
         calib = example_data[0]
     float_tflite = loaded.is_tflite and _is_float(loaded)
@@ -186,6 +194,7 @@ def deploy(
     custom_objects: dict | None = None,
     targets_dir: str | Path | None = None,
     tflm_dir: str | Path | None = None,
+    min_calibration_samples: int = MIN_CALIBRATION_SAMPLES,
     on_step: StepListener | None = None,
 ) -> Bundle:
     """Convert, check and verify `model` for `target`, and write a bundle.
@@ -217,6 +226,8 @@ def deploy(
       tflm_dir: MCU targets with a `[firmware]` profile section: a TFLM tree (else
         EDGEKIT_TFLM_DIR) to build the firmware with and run it under QEMU, for the 32-bit
         arena, flash, RAM and instruction figures and a bit-exactness check.
+      min_calibration_samples: refuse calibration data with fewer inputs (default 10; a
+        lone image saved without its batch axis is refused for its rank).
 
     Returns the :class:`~edgekit.bundle.Bundle`; `bundle.ok` is False when a check failed.
     """
@@ -265,7 +276,9 @@ def deploy(
     with steps.run("load model") as step:
         loaded = load_model(model, custom_objects, unsafe=unsafe_deserialization)
         step.detail = f"{loaded.kind}, input {list(loaded.input_shape)} {loaded.input_dtype}"
-    calib, val, notes = _datasets(loaded, profile, calibration, validation, example_data)
+    calib, val, notes = _datasets(
+        loaded, profile, calibration, validation, example_data, min_calibration_samples
+    )
     if loaded.unsafe:
         notes.insert(0, "loaded with --unsafe-deserialization: the model file's Python code ran")
     final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)

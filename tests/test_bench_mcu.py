@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import pty
-import shutil
 import subprocess
 import sys
 import threading
 import time
 import zlib
 
-import pytest
-from helpers import REPO
+from helpers import REPO, need_gxx
 
 from edgekit.bench.runner import bench
 from edgekit.bench.serial_link import Collector, parse_line
@@ -46,8 +44,8 @@ int main() {
 """
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 def test_protocol_header_lines_parse_on_the_host(tmp_path):
+    need_gxx()
     (tmp_path / "driver.cc").write_text(DRIVER)
     exe = tmp_path / "driver"
     subprocess.run(

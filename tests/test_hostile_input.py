@@ -263,6 +263,26 @@ def test_bad_calibration_values(example, tmp_path, make, fragment):
     one_line_error(result, 2, fragment)
 
 
+def test_calibration_without_a_batch_axis_or_with_too_few_samples(example, tmp_path):
+    """One image saved as `np.save(f, img)` is refused for its rank, not taken as 1 sample;
+    a handful of samples is refused unless the user asks for it."""
+    x = example.calibration.x
+    single, few = tmp_path / "single.npy", tmp_path / "few.npy"
+    np.save(single, x[0])
+    np.save(few, x[:3])
+    args = ("deploy", str(example.model_path), "-t", "cortex-m4", "--no-analysis", "--out")
+    out = tmp_path / "o"
+    one_line_error(run_edgekit(*args, str(out), "--calibration", str(single)), 2,
+                   "[8, 8, 1], rank 3", "[N, 8, 8, 1], rank 4", "x[None]")  # fmt: skip
+    one_line_error(run_edgekit(*args, str(out), "--calibration", str(few)), 2,
+                   "has 3 samples", "at least 10", "--min-calibration-samples 3")  # fmt: skip
+    assert not out.exists()
+    asked = run_edgekit(*args, str(out), "--calibration", str(few), "--min-calibration-samples",
+                        "3", "--json")  # fmt: skip
+    assert asked.returncode in (0, 1), asked.stderr
+    assert json.loads(asked.stdout)["quantization"]["calibration_samples"] == 3
+
+
 @pytest.mark.parametrize("labels, fragment", [(-7, "class indices >= 0"), (1e15, "class indices"),
                                               ("cat", "integer class indices")])  # fmt: skip
 def test_bad_labels(example, tmp_path, labels, fragment):

@@ -2,7 +2,7 @@
 CMSIS-NN (../shared/tflm/cortex-m) and run on QEMU's mps2-an386 (Cortex-M4F).
 
 The TFLM library is built once per session (into the session's cache) and reused by every
-test here. Missing toolchain or QEMU: the tests skip, unless EDGEKIT_REQUIRE_QEMU=1 (CI, which
+test here. Missing toolchain or QEMU: the tests skip, unless helpers.required('QEMU') (CI, which
 installs them) makes that a failure.
 """
 
@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, run_edgekit, shared_dir
+from helpers import REPO, missing_part, run_edgekit, shared_dir
 
 from edgekit.bench.qemu import elf_sizes, qemu_command, run_firmware, smallest_arena
 from edgekit.bench.result import DeviceFailure
@@ -31,10 +31,8 @@ TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
 def _need_tools() -> None:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        if os.environ.get("EDGEKIT_REQUIRE_QEMU") == "1":
-            pytest.fail(f"{', '.join(missing)} not installed (apt-get install gcc-arm-none-eabi "
-                        "libnewlib-arm-none-eabi qemu-system-arm)")  # fmt: skip
-        pytest.skip(f"{', '.join(missing)} not installed")
+        missing_part("QEMU", f"{', '.join(missing)} not installed (apt-get install "
+                     "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")  # fmt: skip
 
 
 @pytest.fixture(scope="session")

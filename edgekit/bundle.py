@@ -101,6 +101,23 @@ def prepare(out: Path | str | None, name: str, force: bool) -> tuple[Path, Path]
     return final, staging
 
 
+def missing_dirs(root: Path) -> list[Path]:
+    """`root` and its ancestors that do not exist yet, deepest first (what `prepare` creates)."""
+    root = Path(os.path.abspath(root))
+    return [p for p in (root, *root.parents) if not os.path.lexists(p)]
+
+
+def abandon(staging: Path, created: list[Path]) -> None:
+    """Remove an unfinished bundle's staging directory and the folders made for it (`created`,
+    from :func:`missing_dirs`) that are still empty: an interrupted deploy leaves nothing."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for directory in created:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (someone else's files) or gone: leave it
+            break
+
+
 def check_final(final: Path, force: bool) -> None:
     """Refuse a taken final path (a bundle, a file, a symlink, even a dangling one)."""
     if os.path.lexists(final) and not force:

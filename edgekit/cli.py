@@ -547,6 +547,31 @@ def main(argv: list[str] | None = None) -> int:
 
     `--debug` may appear anywhere on the command line (`edgekit deploy m.keras --debug`).
     """
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C after the command had unwound
+        click.echo("interrupted", err=True)
+        code = 130
+    if argv is None:  # the process ends now: stop the worker without a Ctrl-C traceback
+        _quiet_shutdown()
+    return code
+
+
+def _quiet_shutdown() -> None:
+    """Ignore Ctrl-C from here on and stop the conversion worker before exit, so that neither
+    a second Ctrl-C nor one the worker's death raced ahead of prints a traceback from atexit."""
+    for _ in range(3):  # a pending KeyboardInterrupt can fire once before the handler changes
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            break
+        except KeyboardInterrupt:
+            continue
+    models = sys.modules.get("edgekit.models")
+    if models is not None:
+        models.stop_conversion_worker()
+
+
+def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EDGEKIT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.bundle import Bundle, check_final, prepare, publish
+from edgekit.bundle import Bundle, abandon, check_final, missing_dirs, prepare, publish
 from edgekit.data import (
     MAX_VALIDATION_SAMPLES,
     MIN_CALIBRATION_SAMPLES,
@@ -281,6 +281,7 @@ def deploy(
     )
     if loaded.unsafe:
         notes.insert(0, "loaded with --unsafe-deserialization: the model file's Python code ran")
+    created = missing_dirs(root)
     final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)
     try:
         inputs = DeployInputs(loaded, profile, calib, val, notes)
@@ -292,7 +293,7 @@ def deploy(
         write_report(report, staging)
         publish(staging, final, force)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        abandon(staging, created)
         raise
     return Bundle(final, report, profile)
 

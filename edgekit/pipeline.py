@@ -282,8 +282,9 @@ def deploy(
     if loaded.unsafe:
         notes.insert(0, "loaded with --unsafe-deserialization: the model file's Python code ran")
     created = missing_dirs(root)
-    final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)
-    try:
+    staging = None
+    try:  # a signal may land while prepare() makes --out: those folders go too
+        final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)
         inputs = DeployInputs(loaded, profile, calib, val, notes)
         report = _run(inputs, staging, steps, task, sparse_size, quant_options, analysis)
         _harness_step(profile, staging, report)

@@ -202,7 +202,7 @@ def test_worker_dies_with_its_parent(tmp_path):
     os.kill(worker, 0)  # alive
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # PDEATHSIG acts at once; the margin is for a loaded host
     while time.monotonic() < deadline:
         try:
             os.kill(worker, 0)
@@ -222,8 +222,8 @@ def test_isolation_turns_crashes_and_hangs_into_errors():
         call("os:abort", what="abort")
     started = time.monotonic()
     with pytest.raises(RuntimeFailure, match="did not finish within 1 s"):
-        call("time:sleep", 30, timeout=1, what="sleep")
-    assert time.monotonic() - started < 10
+        call("time:sleep", 600, timeout=1, what="sleep")
+    assert time.monotonic() - started < 120  # stopped at the deadline, not after the sleep
 
 
 # --- no hang on special files ---------------------------------------------------------------
@@ -234,14 +234,12 @@ def test_special_files_are_refused_before_reading(tmp_path):
     zero.symlink_to("/dev/zero")
     fifo = tmp_path / "pipe.tflite"
     os.mkfifo(fifo)
-    for path in (zero, fifo):
-        started = time.monotonic()
-        one_line_error(run_edgekit("inspect", str(path), timeout=30), 2, "not a regular file")
-        assert time.monotonic() - started < 20
+    for path in (zero, fifo):  # reading either would never end: the timeout is the check
+        one_line_error(run_edgekit("inspect", str(path), timeout=300), 2, "not a regular file")
     fifo_npy = tmp_path / "calib.npy"
     os.mkfifo(fifo_npy)
     one_line_error(run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4", "--calibration",
-                               str(fifo_npy), "--out", str(tmp_path / "o"), timeout=60), 2,
+                               str(fifo_npy), "--out", str(tmp_path / "o"), timeout=300), 2,
                    "not a regular file")  # fmt: skip
 
 

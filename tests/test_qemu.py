@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, missing_part, run_edgekit, shared_dir
+from helpers import REPO, run_edgekit
 
 from edgekit.bench.qemu import elf_sizes, qemu_command, run_firmware, smallest_arena
 from edgekit.bench.result import DeviceFailure
@@ -24,46 +24,6 @@ from edgekit.bench.store import ResultStore
 from edgekit.bench.uri import parse_device
 from edgekit.errors import UsageError
 from edgekit.targets import TargetProfile, load_target
-
-TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
-
-
-def _need_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        missing_part("QEMU", f"{', '.join(missing)} not installed (apt-get install "
-                     "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def tflm_tree():
-    _need_tools()
-    return shared_dir("tflm") / "cortex-m"
-
-
-@pytest.fixture(scope="session")
-def digits_m4_bundle(example, tflm_tree, tmp_path_factory):
-    """The digits example deployed to cortex-m4 with a TFLM tree: deploy runs the firmware."""
-    import edgekit
-
-    return edgekit.deploy(None, "cortex-m4", example="digits", tflm_dir=tflm_tree,
-                          out=tmp_path_factory.mktemp("m4") / "digits-m4")  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def digits_m4(digits_m4_bundle):
-    return digits_m4_bundle.path
-
-
-@pytest.fixture(scope="session")
-def qemu_run(digits_m4, tflm_tree, tmp_path_factory):
-    """The digits bundle benched on QEMU once (building the TFLM library: minutes, once)."""
-    db = tmp_path_factory.mktemp("db") / "results.db"
-    messages: list[str] = []
-    result = bench(digits_m4, device="qemu", tflm_dir=tflm_tree, runs=5, warmup=1, db=db,
-                   on_progress=messages.append)  # fmt: skip
-    return result, db, messages
-
 
 # --- the product path: edgekit bench BUNDLE --device qemu --------------------------------------
 

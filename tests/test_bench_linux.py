@@ -85,8 +85,11 @@ def _harness_on(port: int) -> list[int]:
     mine = []
     for pid in map(int, found):
         try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
+            continue
+        if argv[1:2] != [b"edgekit_harness.py"]:  # the Python, not the shell or ssh around it
             continue
         if any(v.startswith(b"SSH_CONNECTION=") and v.endswith(b" %d" % port) for v in environ):
             mine.append(pid)
@@ -106,14 +109,14 @@ def test_ssh_failures_are_recorded_runs(digits_tflite, sshd, tmp_path):
     worker.start()
     deadline = time.monotonic() + 300  # a loaded host starts ssh and Python slowly
     while time.monotonic() < deadline:  # wait until the harness runs "on the device"
-        harness = _harness_on(sshd.port)
-        if harness:
+        if _harness_on(sshd.port):
             break
         time.sleep(0.2)
     else:
         pytest.fail("the harness never started on the device")
     time.sleep(1.0)
-    for pid in harness:  # the device loses it (only this test's device: others may be running)
+    # The device loses it: only this test's harness, as other runs on the machine have theirs.
+    for pid in _harness_on(sshd.port):
         os.kill(pid, signal.SIGKILL)
     worker.join(timeout=300)
     assert not worker.is_alive()

@@ -86,7 +86,7 @@ def start_sshd(directory: Path) -> SSHServer:
         stdout=subprocess.DEVNULL,
         stderr=open(directory / "sshd.log", "w"),  # noqa: SIM115 (closed with the process)
     )
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 120  # a loaded host starts sshd slowly
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("sshd exited: " + (directory / "sshd.log").read_text()[-500:])

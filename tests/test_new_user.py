@@ -37,8 +37,12 @@ def test_in_ci_a_missing_part_fails_instead_of_skipping(tmp_path):
         "def test_needs_a_compiler():\n    missing_part('GXX', 'g++ not installed')\n"
     )
     outcomes = {}
-    for name, extra in (("here", {}), ("ci", {"EDGEKIT_REQUIRE_ALL": "1"}),
-                        ("ci service", {"CI": "true"}), ("one part", {"EDGEKIT_REQUIRE_GXX": "1"})):
+    for name, extra in (
+        ("here", {}),
+        ("ci", {"EDGEKIT_REQUIRE_ALL": "1"}),
+        ("ci service", {"CI": "true"}),
+        ("one part", {"EDGEKIT_REQUIRE_GXX": "1"}),
+    ):
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKIT_REQUIRE")}
         env.pop("CI", None)
         done = subprocess.run(

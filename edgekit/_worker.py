@@ -32,6 +32,8 @@ def die_with_parent() -> None:
 
 
 def main() -> int:
+    # Ctrl-C goes to the whole process group: the parent is interrupted and stops this worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     from edgekit.isolation import read_message, write_message
 

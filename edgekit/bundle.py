@@ -97,9 +97,13 @@ def prepare(out: Path | str | None, name: str, force: bool) -> tuple[Path, Path]
         staging = Path(
             tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".partial", dir=root)
         )
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a bundle is an ordinary directory
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a bundle is ordinary
+        except BaseException:  # a failure or a signal here: the caller never sees staging
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     except OSError as exc:
         raise UsageError(f"cannot write to --out {root} ({exc.strerror or exc})") from None
     return final, staging
@@ -122,6 +126,25 @@ def remove_stale(root: Path, name: str) -> list[Path]:
             _remove(path)
             removed.append(path)
     return removed
+
+
+def missing_dirs(root: Path) -> list[Path]:
+    """`root` and its ancestors that do not exist yet, deepest first (what `prepare` creates)."""
+    root = Path(os.path.abspath(root))
+    return [p for p in (root, *root.parents) if not os.path.lexists(p)]
+
+
+def abandon(staging: Path | None, created: list[Path]) -> None:
+    """Remove an unfinished bundle's staging directory (None: not made yet) and the folders
+    made for it (`created`, from :func:`missing_dirs`) that are still empty: an interrupted
+    deploy leaves nothing."""
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+    for directory in created:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (someone else's files) or gone: leave it
+            break
 
 
 def check_final(final: Path, force: bool) -> None:

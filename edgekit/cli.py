@@ -26,6 +26,19 @@ TARGETS_DIR = click.option(
     help="Extra directory of target profiles (*.toml); also EDGEKIT_TARGETS_PATH.",
 )
 
+MIN_CALIBRATION = click.option(
+    "--min-calibration-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Accept calibration data with as few as N samples (default: refuse fewer than 10).",
+)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave; the rest keep the library's defaults."""
+    return {name: value for name, value in options.items() if value is not None}
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
@@ -308,6 +321,7 @@ class _Progress:
     "under QEMU for 32-bit arena, flash, RAM and instruction figures [env: EDGEKIT_TFLM_DIR].",
 )
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
+@MIN_CALIBRATION
 @TARGETS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def deploy(
@@ -331,6 +345,7 @@ def deploy(
     unsafe_deserialization: bool,
     tflm_dir: str | None,
     force: bool,
+    min_calibration_samples: int | None,
     targets_dir: str | None,
     as_json: bool,
 ) -> int:
@@ -367,6 +382,7 @@ def deploy(
             targets_dir=targets_dir,
             tflm_dir=tflm_dir,
             on_step=progress,
+            **_given(min_calibration_samples=min_calibration_samples),
         )
     finally:
         progress.close()
@@ -426,10 +442,12 @@ def _print_deploy_summary(bundle: Any) -> None:
 @click.option("--chart", type=click.Path(dir_okay=False), default=None,
               help="Write the per-layer chart (PNG) here.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing --chart file.")
+@MIN_CALIBRATION
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
 def analyze_cmd(model: str, target: str, calibration: str, validation: str | None,
                 calibration_method: str, no_bias_correction: bool, no_rewrite: bool,
-                samples: int, chart: str | None, force: bool, as_json: bool) -> int:  # fmt: skip
+                samples: int, chart: str | None, force: bool,
+                min_calibration_samples: int | None, as_json: bool) -> int:  # fmt: skip
     """Where int8 loses accuracy, layer by layer, and what would win it back.
 
     For every op: SQNR int8 vs float, the float range against the int8 grid (bits used,
@@ -452,8 +470,8 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
     report = analyze(model, target, calibration=calibration, validation=validation,
                      calibration_method=calibration_method,
                      bias_correction=not no_bias_correction, rewrite=not no_rewrite,
-                     chart=chart, force=force, samples=samples,
-                     on_progress=progress)  # fmt: skip
+                     chart=chart, force=force, samples=samples, on_progress=progress,
+                     **_given(min_calibration_samples=min_calibration_samples))  # fmt: skip
     if as_json:
         print_json(report.to_dict())
         return 0
@@ -520,6 +538,31 @@ def main(argv: list[str] | None = None) -> int:
 
     `--debug` may appear anywhere on the command line (`edgekit deploy m.keras --debug`).
     """
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C after the command had unwound
+        click.echo("interrupted", err=True)
+        code = 130
+    if argv is None:  # the process ends now: stop the worker without a Ctrl-C traceback
+        _quiet_shutdown()
+    return code
+
+
+def _quiet_shutdown() -> None:
+    """Ignore Ctrl-C from here on and stop the conversion worker before exit, so that neither
+    a second Ctrl-C nor one the worker's death raced ahead of prints a traceback from atexit."""
+    for _ in range(3):  # a pending KeyboardInterrupt can fire once before the handler changes
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            break
+        except KeyboardInterrupt:
+            continue
+    models = sys.modules.get("edgekit.models")
+    if models is not None:
+        models.stop_conversion_worker()
+
+
+def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EDGEKIT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]

@@ -36,6 +36,9 @@ MAX_LABEL = 2**31 - 1
 MAX_UNPACKED_BYTES = 256 * 1024**2  # what a compressed .npz member may inflate to
 REAL_KINDS = "biuf"  # bool, int, uint, float: not complex, timedelta, datetime, str, object
 MAX_NPY_HEADER_BYTES = 10_000  # numpy's own limit for headers it parses safely
+# Calibration fixes every int8 range from these inputs: a file with fewer samples is most
+# likely a mistake (one image saved without its batch axis); callers may lower it on request.
+MIN_CALIBRATION_SAMPLES = 10
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,15 @@ def check_inputs(
     """
     x = np.asarray(x)
     expected = tuple(input_shape[1:])
-    if x.shape == expected:
-        x = x[None]
-    if x.ndim != len(input_shape) or tuple(x.shape[1:]) != expected:
+    wanted = f"[N, {', '.join(map(str, expected))}]"
+    if x.ndim != len(input_shape):
+        hint = " (one sample needs its batch axis: x[None])" if x.shape == expected else ""
         raise UsageError(
-            f"{what} data has shape {list(x.shape)}; expected [N, {', '.join(map(str, expected))}]"
+            f"{what} data has shape {list(x.shape)}, rank {x.ndim}; the model's input is "
+            f"{wanted}, rank {len(input_shape)}{hint}"
         )
+    if tuple(x.shape[1:]) != expected:
+        raise UsageError(f"{what} data has shape {list(x.shape)}; expected {wanted}")
     if x.shape[0] == 0:
         raise UsageError(f"{what} data is empty; expected at least one sample")
     if np.iscomplexobj(x):
@@ -239,8 +245,10 @@ def load_dataset(
     what: str,
     limit: int | None = None,
     dtype: str | None = None,
+    min_samples: int = 1,
 ) -> Dataset:
-    """Accept a path, an array, or an `(x, y)` pair; return a checked :class:`Dataset`."""
+    """Accept a path, an array, or an `(x, y)` pair; return a checked :class:`Dataset` of at
+    least `min_samples` inputs."""
     if isinstance(source, (str, os.PathLike)):
         x, y = read_array_file(source, what)
         origin = str(source)
@@ -253,6 +261,12 @@ def load_dataset(
         x, y = source, None
         origin = "array"
     x = check_inputs(x, input_shape, what, dtype)
+    if x.shape[0] < min_samples:
+        raise UsageError(
+            f"{what} data {origin} has {x.shape[0]} samples; expected at least {min_samples} "
+            f"representative inputs (100-500 is typical), or pass --min-calibration-samples "
+            f"{x.shape[0]} to use these"
+        )
     if y is not None:
         y = check_labels(y, x.shape[0], what)
     data = Dataset(x, y, origin)

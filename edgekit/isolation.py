@@ -7,7 +7,9 @@ segfault, abort ("double free") or spin forever, and in-process that kills edgek
 - a crash (signal) or a deadline becomes :class:`~edgekit.errors.RuntimeFailure` naming
   what was running and the last line the native code printed;
 - the worker dies with its parent (Linux `PR_SET_PDEATHSIG`), so a SIGKILLed edgekit leaves
-  no orphan spinning at 100 % CPU;
+  no orphan spinning at 100 % CPU; it ignores Ctrl-C, which the terminal sends to both: the
+  parent alone is interrupted, and stops it (else the worker's death raced the parent's
+  KeyboardInterrupt, and a Ctrl-C came out as "TensorFlow crashed", exit 1);
 - data goes over pipes, never through temporary files, and each worker gets a private
   temporary directory (TMPDIR) removed when it stops, so what TensorFlow writes there
   (autograph's generated modules) is not left behind; those of killed parents are removed by
@@ -29,12 +31,14 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from edgekit.errors import RuntimeCrash, RuntimeFailure, RuntimeTimeout
 
 DEFAULT_TIMEOUT = 600.0
+SIGNAL_CHECK_S = 0.25  # how soon a Ctrl-C is noticed while a worker computes
 
 
 class WorkerBug(Exception):
@@ -191,18 +195,23 @@ class Worker:
         except BrokenPipeError:
             self.stop()
             raise exit_error(what, proc.returncode) from None
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        if not ready:
-            self.stop()
-            raise RuntimeTimeout(f"{what} did not finish within {timeout:g} s and was stopped")
+        # Short waits: a Ctrl-C that the kernel hands to another thread of this process does
+        # not interrupt select(); Python raises KeyboardInterrupt at the next wake-up.
+        deadline = time.monotonic() + timeout
+        while not select.select([proc.stdout], [], [], min(SIGNAL_CHECK_S, timeout))[0]:
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise RuntimeTimeout(f"{what} did not finish within {timeout:g} s and was stopped")
         try:
             reply = read_message(proc.stdout)
         except (EOFError, pickle.UnpicklingError):
-            try:  # the pipe closes a moment before the exit status is there
+            try:  # a worker that closed its pipe is exiting: its own status, not our SIGKILL
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
             self.stop()
+            if proc.returncode == -signal.SIGINT:  # Ctrl-C reached it before its start-up ended
+                raise KeyboardInterrupt from None
             raise exit_error(what, proc.returncode) from None
         return unpack_reply(reply, what)
 

@@ -214,6 +214,40 @@ def check_keras_file(path: Path, unsafe: bool = False) -> bool:
     return False
 
 
+def custom_class_names(path: Path) -> list[str]:
+    """Registered names of the user's own classes (`package>Class`) in a model file's config,
+    read without building anything; [] when the config cannot be read."""
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                config = jsonfile.loads(archive.read("config.json"), f"{path}: config.json")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("model_config")
+            config = jsonfile.loads(raw if isinstance(raw, bytes) else str(raw),
+                                    f"{path}: model_config")  # fmt: skip
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EdgekitError):
+        return []
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("registered_name", "class_name"):
+                name = node.get(key)
+                if isinstance(name, str) and ">" in name and name not in found:
+                    found.append(name)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
 def hdf5_lambda_layers(path: Path) -> list[str]:
     """Names of Lambda layers whose function is serialized bytecode, read from a legacy
     `.h5` file's `model_config` without building anything."""
@@ -277,6 +311,14 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
         if "lambda" in str(exc).lower() and "safe_mode" in str(exc):
             raise UsageError(f"{path}: a Lambda layer holds Python code; {UNSAFE_HINT}") from None
         if not any(name in str(exc) for name in ("Quantize", "Prune", "Cluster")):
+            unknown = [n for n in custom_class_names(path) if n not in (custom_objects or {})]
+            if unknown:
+                raise UsageError(
+                    f"{path}: custom class(es) {', '.join(unknown[:3])} unknown here: load it "
+                    "from Python with custom_objects={name: class} (edgekit.deploy(..., "
+                    "custom_objects=...)) or with the class registered "
+                    "(keras.saving.register_keras_serializable)"
+                ) from None
             raise UsageError(f"{path}: cannot load Keras model ({_one_line(exc)})") from exc
         model = _load_with_tfmot_scope(path, custom_objects, keras2, unsafe)
     loaded = from_keras(model, str(path), name=path.stem)
@@ -454,8 +496,19 @@ def conversion_worker() -> Any:
         from edgekit.isolation import Worker
 
         _WORKER = Worker("TensorFlow")
-        atexit.register(_WORKER.close)
+        atexit.register(stop_conversion_worker)
     return _WORKER
+
+
+def stop_conversion_worker() -> None:
+    """Stop the conversion worker (at exit, or earlier). A Ctrl-C that lands meanwhile is
+    absorbed: it arrived as the process ends, and used to print a traceback from atexit."""
+    if _WORKER is None:
+        return
+    try:
+        _WORKER.stop()
+    except KeyboardInterrupt:
+        _WORKER.stop()
 
 
 def _file_key(path: str, unsafe: bool) -> tuple:

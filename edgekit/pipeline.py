@@ -27,8 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.bundle import Bundle, check_final, check_writable, prepare, publish
-from edgekit.data import MAX_VALIDATION_SAMPLES, Dataset, load_dataset, random_calibration
+from edgekit.bundle import (
+    Bundle,
+    abandon,
+    check_final,
+    check_writable,
+    missing_dirs,
+    prepare,
+    publish,
+)
+from edgekit.data import (
+    MAX_VALIDATION_SAMPLES,
+    MIN_CALIBRATION_SAMPLES,
+    Dataset,
+    load_dataset,
+    random_calibration,
+)
 from edgekit.errors import UsageError
 from edgekit.models import LoadedModel, load_model
 from edgekit.report import Artifact, DeployReport, Role, Step, write_report
@@ -107,6 +121,7 @@ def _datasets(
     calibration: Any,
     validation: Any,
     example_data: tuple[Dataset, Dataset] | None,
+    min_calibration_samples: int = MIN_CALIBRATION_SAMPLES,
 ) -> tuple[Dataset | None, Dataset, list[str]]:
     notes: list[str] = []
     shape = loaded.input_shape
@@ -118,7 +133,8 @@ def _datasets(
             "accuracy figure is meaningless"
         )
     elif calibration is not None:
-        calib = load_dataset(calibration, shape, "calibration", dtype=loaded.input_dtype)
+        calib = load_dataset(calibration, shape, "calibration", dtype=loaded.input_dtype,
+                             min_samples=min_calibration_samples)  # fmt: skip
     elif example_data is not None:
         calib = example_data[0]
     float_tflite = loaded.is_tflite and _is_float(loaded)
@@ -186,6 +202,7 @@ def deploy(
     custom_objects: dict | None = None,
     targets_dir: str | Path | None = None,
     tflm_dir: str | Path | None = None,
+    min_calibration_samples: int = MIN_CALIBRATION_SAMPLES,
     on_step: StepListener | None = None,
 ) -> Bundle:
     """Convert, check and verify `model` for `target`, and write a bundle.
@@ -217,6 +234,8 @@ def deploy(
       tflm_dir: MCU targets with a `[firmware]` profile section: a TFLM tree (else
         EDGEKIT_TFLM_DIR) to build the firmware with and run it under QEMU, for the 32-bit
         arena, flash, RAM and instruction figures and a bit-exactness check.
+      min_calibration_samples: refuse calibration data with fewer inputs (default 10; a
+        lone image saved without its batch axis is refused for its rank).
 
     Returns the :class:`~edgekit.bundle.Bundle`; `bundle.ok` is False when a check failed.
     """
@@ -257,7 +276,8 @@ def deploy(
     _precheck_data(calibration, "calibration")
     _precheck_data(validation, "validation")
     if isinstance(model, (str, Path)):
-        calibration, validation = _early_datasets(model, calibration, validation)
+        calibration, validation = _early_datasets(model, calibration, validation,
+                                                  min_calibration_samples)  # fmt: skip
 
     example_data = None
     if example is not None:
@@ -272,11 +292,15 @@ def deploy(
     with steps.run("load model") as step:
         loaded = load_model(model, custom_objects, unsafe=unsafe_deserialization)
         step.detail = f"{loaded.kind}, input {list(loaded.input_shape)} {loaded.input_dtype}"
-    calib, val, notes = _datasets(loaded, profile, calibration, validation, example_data)
+    calib, val, notes = _datasets(
+        loaded, profile, calibration, validation, example_data, min_calibration_samples
+    )
     if loaded.unsafe:
         notes.insert(0, "loaded with --unsafe-deserialization: the model file's Python code ran")
-    final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)
-    try:
+    created = missing_dirs(root)
+    staging = None
+    try:  # a signal may land while prepare() makes --out: those folders go too
+        final, staging = prepare(root, slug(f"{loaded.name}-{profile.name}"), force)
         inputs = DeployInputs(loaded, profile, calib, val, notes)
         report = _run(inputs, staging, steps, task, sparse_size, quant_options, analysis)
         _harness_step(profile, staging, report)
@@ -286,12 +310,14 @@ def deploy(
         write_report(report, staging)
         publish(staging, final, force)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        abandon(staging, created)
         raise
     return Bundle(final, report, profile)
 
 
-def _early_datasets(model: str | Path, calibration: Any, validation: Any) -> tuple[Any, Any]:
+def _early_datasets(
+    model: str | Path, calibration: Any, validation: Any, min_calibration_samples: int
+) -> tuple[Any, Any]:
     """Data files read and checked against the input the model file declares, before the
     model loads; each becomes a Dataset (checked again, cheaply, once the model is loaded)."""
     from edgekit.signature import input_signature
@@ -301,13 +327,13 @@ def _early_datasets(model: str | Path, calibration: Any, validation: Any) -> tup
         return calibration, validation
     shape, dtype = signature
 
-    def early(source: Any, what: str, limit: int | None) -> Any:
+    def early(source: Any, what: str, **limits: Any) -> Any:
         if isinstance(source, (str, Path)) and str(source) != "random":
-            return load_dataset(source, shape, what, limit, dtype=dtype)
+            return load_dataset(source, shape, what, dtype=dtype, **limits)
         return source
 
-    return (early(calibration, "calibration", None),
-            early(validation, "validation", MAX_VALIDATION_SAMPLES))  # fmt: skip
+    return (early(calibration, "calibration", min_samples=min_calibration_samples),
+            early(validation, "validation", limit=MAX_VALIDATION_SAMPLES))  # fmt: skip
 
 
 def _precheck_data(source: Any, what: str) -> None:

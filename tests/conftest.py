@@ -7,6 +7,7 @@ import shutil
 import tempfile
 
 import pytest
+from helpers import missing_part, shared_dir
 
 # The examples train into a fresh cache for the session, as on a new machine; the session
 # removes it at the end (unless EDGEKIT_CACHE_DIR was given, e.g. to reuse trained models).
@@ -97,3 +98,63 @@ def resnet8_m7(resnet8, tmp_path_factory):
     import edgekit
 
     return edgekit.deploy(None, "cortex-m7", example="resnet8", out=tmp_path_factory.mktemp("r8"))
+
+
+# --- the Cortex-M firmware under QEMU (tests/test_qemu.py, tests/test_bench_mcu.py) ----------
+
+TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
+
+
+def need_qemu_tools() -> None:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        missing_part("QEMU", f"{', '.join(missing)} not installed (apt-get install "
+                     "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tflm_tree():
+    need_qemu_tools()
+    return shared_dir("tflm") / "cortex-m"
+
+
+@pytest.fixture(scope="session")
+def digits_m4_deploy(example, tflm_tree, tmp_path_factory):
+    """The digits example deployed to cortex-m4 with a TFLM tree: deploy runs the firmware,
+    building the TFLM library first in a fresh cache (CI). Its notes: (seconds, message)."""
+    import time
+
+    import edgekit
+
+    notes: list[tuple[float, str]] = []
+
+    def listen(event: str, message: str, step: object) -> None:
+        if event == "note":
+            notes.append((time.monotonic(), message))
+
+    out = tmp_path_factory.mktemp("m4") / "digits-m4"
+    bundle = edgekit.deploy(None, "cortex-m4", example="digits", tflm_dir=tflm_tree, out=out,
+                            on_step=listen)  # fmt: skip
+    return bundle, notes
+
+
+@pytest.fixture(scope="session")
+def digits_m4_bundle(digits_m4_deploy):
+    return digits_m4_deploy[0]
+
+
+@pytest.fixture(scope="session")
+def digits_m4(digits_m4_bundle):
+    return digits_m4_bundle.path
+
+
+@pytest.fixture(scope="session")
+def qemu_run(digits_m4, tflm_tree, tmp_path_factory):
+    """The digits bundle benched on QEMU once (building the TFLM library: minutes, once)."""
+    from edgekit.bench.runner import bench
+
+    db = tmp_path_factory.mktemp("db") / "results.db"
+    messages: list[str] = []
+    result = bench(digits_m4, device="qemu", tflm_dir=tflm_tree, runs=5, warmup=1, db=db,
+                   on_progress=messages.append)  # fmt: skip
+    return result, db, messages

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -61,16 +63,39 @@ def model_with_custom_layer():
     return keras.Sequential([keras.Input((4,)), Scale(name="my_scale"), keras.layers.Dense(2)])
 
 
+def required(part: str) -> bool:
+    """True when a missing `part` (SHARED, QEMU, SSHD, GXX, MOUNT) must fail rather than skip:
+    EDGEKIT_REQUIRE_<PART>=1, or in CI (EDGEKIT_REQUIRE_ALL=1, or CI=true as CI services set),
+    where every part a test needs can be installed and a skip would hide a missing one."""
+    env = os.environ
+    return (
+        env.get(f"EDGEKIT_REQUIRE_{part}") == "1"
+        or env.get("EDGEKIT_REQUIRE_ALL") == "1"
+        or env.get("CI", "").lower() in ("true", "1")
+    )
+
+
+def missing_part(part: str, message: str) -> NoReturn:
+    """Skip a test whose `part` is missing here; fail instead when it is required (CI)."""
+    import pytest
+
+    if required(part):
+        pytest.fail(f"{message} (required here: EDGEKIT_REQUIRE_{part}, EDGEKIT_REQUIRE_ALL or CI)")
+    pytest.skip(message)
+
+
+def need_gxx() -> None:
+    """The host C++ compiler the generated sources are checked with."""
+    if shutil.which("g++") is None:
+        missing_part("GXX", "g++ not installed (apt-get install g++)")
+
+
 def shared_dir(name: str) -> Path:
     """A folder of the workplace's shared material (`tflm`, `tflm-models`): from
     EDGEKIT_SHARED_DIR, beside the repository, or /work/shared. Missing: the test skips, unless
-    EDGEKIT_REQUIRE_SHARED=1 (CI) makes that a failure."""
-    import pytest
-
+    it is required (see :func:`required`)."""
     candidates = [os.environ.get("EDGEKIT_SHARED_DIR"), REPO.parent / "shared", "/work/shared"]
     for base in candidates:
         if base and (Path(base) / name).is_dir():
             return Path(base) / name
-    if os.environ.get("EDGEKIT_REQUIRE_SHARED") == "1":
-        pytest.fail(f"shared folder {name!r} not found (set EDGEKIT_SHARED_DIR)")
-    pytest.skip(f"shared folder {name!r} not found")
+    missing_part("SHARED", f"shared folder {name!r} not found (set EDGEKIT_SHARED_DIR)")

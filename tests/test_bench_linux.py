@@ -6,10 +6,12 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +77,25 @@ def test_local_and_ssh_run_the_same_model_and_agree(awkward_model, sshd, tmp_pat
     assert stored[0].model_sha256 == local.model_sha256
 
 
+def _harness_on(port: int) -> list[int]:
+    """Pids of harness processes started over ssh to this test's sshd (its SSH_CONNECTION
+    names the port): other test runs on the machine may run harnesses of their own."""
+    found = subprocess.run(["pgrep", "-f", "edgekit_harness.py model.tflite"],
+                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    mine = []
+    for pid in map(int, found):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[1:2] != [b"edgekit_harness.py"]:  # the Python, not the shell or ssh around it
+            continue
+        if any(v.startswith(b"SSH_CONNECTION=") and v.endswith(b" %d" % port) for v in environ):
+            mine.append(pid)
+    return mine
+
+
 def test_ssh_failures_are_recorded_runs(digits_tflite, sshd, tmp_path):
     db = tmp_path / "results.db"
     common = dict(runs=10_000_000, warmup=0, threads=1, db=db, remote_python=sys.executable,
@@ -86,15 +107,18 @@ def test_ssh_failures_are_recorded_runs(digits_tflite, sshd, tmp_path):
         )
     )
     worker.start()
-    deadline = time.monotonic() + 60
-    pattern = "edgekit_harness.py model.tflite"
+    deadline = time.monotonic() + 300  # a loaded host starts ssh and Python slowly
     while time.monotonic() < deadline:  # wait until the harness runs "on the device"
-        if subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
+        if _harness_on(sshd.port):
             break
         time.sleep(0.2)
+    else:
+        pytest.fail("the harness never started on the device")
     time.sleep(1.0)
-    subprocess.run(["pkill", "-KILL", "-f", pattern], check=True)  # the device loses it
-    worker.join(timeout=60)
+    # The device loses it: only this test's harness, as other runs on the machine have theirs.
+    for pid in _harness_on(sshd.port):
+        os.kill(pid, signal.SIGKILL)
+    worker.join(timeout=300)
     assert not worker.is_alive()
     killed = outcome["result"]
     assert killed.status == "failed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import convert_keras, tf_keras
+from helpers import convert_keras, run_edgekit, tf_keras
 
 from edgekit.converters.tflite import convert
 from edgekit.errors import EdgekitError
@@ -111,10 +111,16 @@ def test_keras_file_needs_explicit_custom_objects(tmp_path):
     model = keras.Sequential([keras.Input((4,)), Doubler()])
     path = tmp_path / "custom.keras"
     model.save(path)
-    # Registered in this process, so it loads here (a worker process would not know the class);
-    # an unregistered class name must not.
+    # Registered in this process, so it loads here (a worker process would not know the class).
     loaded = load_model(path)
     assert loaded.keras_model is not None and loaded.worker is None
+    # A process where it is not registered (the CLI) refuses it in one line and says what to do.
+    result = run_edgekit("deploy", str(path), "-t", "raspberry-pi-4", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "edgekit_test>Doubler" in last, last
+    assert "custom_objects" in last, last
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
     text_model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 3)])
     lam = tmp_path / "lambda.keras"
     text_model.save(lam)

@@ -66,15 +66,15 @@ def _deploy_without_tensorflow(args, cwd):
 def test_bad_data_is_refused_before_the_model_loads(model_files, name, tmp_path):
     path = model_files[name]
     shape = input_signature(path)[0][1:]
-    np.save(tmp_path / "wrong.npy", np.zeros((4, 5, 5, 1), np.float32))
-    nan = np.zeros((4, *shape), np.float32)
+    np.save(tmp_path / "wrong.npy", np.zeros((16, 5, 5, 1), np.float32))
+    nan = np.zeros((16, *shape), np.float32)
     nan[1, 0, 0, 0] = np.nan
     np.save(tmp_path / "nan.npy", nan)
-    np.save(tmp_path / "good.npy", np.zeros((4, *shape), np.float32))
+    np.save(tmp_path / "good.npy", np.zeros((16, *shape), np.float32))
     (tmp_path / "a-file").write_text("")
     target = ["-t", "raspberry-pi-4"]
     cases = [
-        (["--calibration", "wrong.npy"], "calibration data has shape [4, 5, 5, 1]; expected"),
+        (["--calibration", "wrong.npy"], "calibration data has shape [16, 5, 5, 1]; expected"),
         (["--calibration", "good.npy", "--validation", "wrong.npy"], "validation data has shape"),
         (["--calibration", "nan.npy"], "NaN"),
         (["--calibration", "good.npy", "--out", "a-file/x"], "is not a directory"),

@@ -73,14 +73,26 @@ def test_example_maps_fully(digits_tflite):
     assert analysis.fits_cache and analysis.cache_bytes == PARAMETER_CACHE_BYTES
 
 
-def test_float_output_leaves_dequantize_on_cpu(example, example_loaded):
+def test_float_io_leaves_quantize_and_dequantize_on_cpu(example, example_loaded):
     from edgekit.converters.tflite import convert
     from edgekit.tflite_model import read_tflite
 
-    # int8 internals with float IO: QUANTIZE in, DEQUANTIZE out
-    data = convert(example_loaded, "dynamic").data
-    analysis = analyze(read_tflite(data))
-    assert analysis.first_cpu_op is not None
+    # int8 internals with float IO: QUANTIZE in, DEQUANTIZE out, neither on the Edge TPU
+    data = convert(example_loaded, "int8", io_dtype="float32",
+                   calibration=example.calibration.x).data  # fmt: skip
+    placements = analyze(read_tflite(data)).placements
+    assert (placements[0].op, placements[-1].op) == ("QUANTIZE", "DEQUANTIZE")
+    assert not placements[-1].on_tpu and placements[-1].reason
+    assert all(p.on_tpu for p in placements[1:-1])
+
+
+def test_a_dynamic_range_model_leaves_the_tpu_at_its_first_float_op(example_loaded):
+    from edgekit.converters.tflite import convert
+    from edgekit.tflite_model import read_tflite
+
+    # int8 weights, float activations: the very first op already computes in float
+    analysis = analyze(read_tflite(convert(example_loaded, "dynamic").data))
+    assert analysis.first_cpu_op is analysis.placements[0]
     assert "float32" in analysis.first_cpu_op.reason
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, run_edgekit, tf_keras
+from helpers import REPO, missing_part, run_edgekit, tf_keras
 
 from edgekit.tflite_edit import pack, unpack
 
@@ -257,7 +257,7 @@ def test_worker_dies_with_its_parent(tmp_path):
     os.kill(worker, 0)  # alive
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # PDEATHSIG acts at once; the margin is for a loaded host
     while time.monotonic() < deadline:
         try:
             os.kill(worker, 0)
@@ -277,8 +277,8 @@ def test_isolation_turns_crashes_and_hangs_into_errors():
         call("os:abort", what="abort")
     started = time.monotonic()
     with pytest.raises(RuntimeFailure, match="did not finish within 1 s"):
-        call("time:sleep", 30, timeout=1, what="sleep")
-    assert time.monotonic() - started < 10
+        call("time:sleep", 600, timeout=1, what="sleep")
+    assert time.monotonic() - started < 120  # stopped at the deadline, not after the sleep
 
 
 # --- no hang on special files ---------------------------------------------------------------
@@ -289,14 +289,12 @@ def test_special_files_are_refused_before_reading(tmp_path):
     zero.symlink_to("/dev/zero")
     fifo = tmp_path / "pipe.tflite"
     os.mkfifo(fifo)
-    for path in (zero, fifo):
-        started = time.monotonic()
-        one_line_error(run_edgekit("inspect", str(path), timeout=30), 2, "not a regular file")
-        assert time.monotonic() - started < 20
+    for path in (zero, fifo):  # reading either would never end: the timeout is the check
+        one_line_error(run_edgekit("inspect", str(path), timeout=300), 2, "not a regular file")
     fifo_npy = tmp_path / "calib.npy"
     os.mkfifo(fifo_npy)
     one_line_error(run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4", "--calibration",
-                               str(fifo_npy), "--out", str(tmp_path / "o"), timeout=60), 2,
+                               str(fifo_npy), "--out", str(tmp_path / "o"), timeout=300), 2,
                    "not a regular file")  # fmt: skip
 
 
@@ -317,6 +315,26 @@ def test_bad_calibration_values(example, tmp_path, make, fragment):
     result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
                          str(calib), "--out", str(tmp_path / "o"))  # fmt: skip
     one_line_error(result, 2, fragment)
+
+
+def test_calibration_without_a_batch_axis_or_with_too_few_samples(example, tmp_path):
+    """One image saved as `np.save(f, img)` is refused for its rank, not taken as 1 sample;
+    a handful of samples is refused unless the user asks for it."""
+    x = example.calibration.x
+    single, few = tmp_path / "single.npy", tmp_path / "few.npy"
+    np.save(single, x[0])
+    np.save(few, x[:3])
+    args = ("deploy", str(example.model_path), "-t", "cortex-m4", "--no-analysis", "--out")
+    out = tmp_path / "o"
+    one_line_error(run_edgekit(*args, str(out), "--calibration", str(single)), 2,
+                   "[8, 8, 1], rank 3", "[N, 8, 8, 1], rank 4", "x[None]")  # fmt: skip
+    one_line_error(run_edgekit(*args, str(out), "--calibration", str(few)), 2,
+                   "has 3 samples", "at least 10", "--min-calibration-samples 3")  # fmt: skip
+    assert not out.exists()
+    asked = run_edgekit(*args, str(out), "--calibration", str(few), "--min-calibration-samples",
+                        "3", "--json")  # fmt: skip
+    assert asked.returncode in (0, 1), asked.stderr
+    assert json.loads(asked.stdout)["quantization"]["calibration_samples"] == 3
 
 
 @pytest.mark.parametrize("labels, fragment", [(-7, "class indices >= 0"), (1e15, "class indices"),
@@ -723,25 +741,43 @@ def test_publish_swaps_atomically_over_anything(tmp_path):
         assert [p.name for p in root.iterdir()] == ["bundle"], old
 
 
-def test_sigterm_cleans_up_like_ctrl_c(example, tmp_path):
-    """SIGTERM mid-deploy (timeout, CI cancel): exit 143, no .partial, no bundle."""
-    out = tmp_path / "out"
-    for delay_after_first_step in (0.0, 1.0, 2.5):
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a backgrounded pytest (CI) ignores SIGINT
+
+
+@pytest.mark.parametrize(
+    "sig, code, group",
+    [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, True)],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_a_signal_mid_deploy_leaves_nothing_behind(example, tmp_path, sig, code, group):
+    """SIGTERM (timeout, CI cancel) or Ctrl-C (SIGINT to the whole process group, the worker
+    too) mid-deploy: exit 143/130, no traceback, no .partial, no bundle, and no --out folder
+    made by this deploy. The signal is sent when a step has finished, so every run is cut."""
+    for after in ("load model", "convert int8"):
+        made = tmp_path / after.replace(" ", "-")  # --out is made/out: two folders to create
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgekit", "deploy", str(example.model_path), "-t",
-             "cortex-m4", "--calibration", "random", "--out", str(out), "--force"],
+             "cortex-m4", "--calibration", "random", "--out", str(made / "out")],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            start_new_session=True, preexec_fn=_default_sigint,
         )  # fmt: skip
-        proc.stderr.readline()  # the first finished step
-        time.sleep(delay_after_first_step)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-        if proc.returncode == 0:  # finished before the signal: nothing to clean
-            continue
-        assert proc.returncode == 143, err
-        assert "Traceback" not in err
-        no_partials(out)
-        assert not (out / "digits-cortex-m4").exists() or (out / "digits-cortex-m4").is_dir()
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith(f"✓ {after}"):
+                break
+        else:
+            pytest.fail(f"no '✓ {after}' line: {''.join(seen)[-2000:]}")
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == code, (after, err)
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+        assert err.strip().splitlines()[-1] in ("terminated", "interrupted"), err
+        assert not made.exists(), sorted(str(p) for p in made.rglob("*"))
 
 
 READ_ONLY_SCRIPT = """
@@ -769,12 +805,14 @@ def test_bench_checks_the_results_store_before_running(digits_tflite, tmp_path):
     shutil.copyfile(digits_tflite["int8"], src / "m.tflite")
     if os.geteuid() == 0:
         if shutil.which("unshare") is None:
-            pytest.skip("root without unshare(1): no way to make a file read-only for root")
+            missing_part("MOUNT", "root without unshare(1) (util-linux): no way to make a file "
+                         "read-only for root")  # fmt: skip
         env = {**os.environ, "RO": str(ro), "SRC": str(src), "PY": sys.executable}
         done = subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY_SCRIPT], env=env,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         if done.returncode != 0:
-            pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.strip()[:200]}")
+            missing_part("MOUNT", "cannot mount a read-only tmpfs here (a container without "
+                         f"CAP_SYS_ADMIN?): {done.stderr.strip()[:200]}")  # fmt: skip
         listed = ((src / "list.rc").read_text().strip(), (src / "list.out").read_text())
         benched = ((src / "bench.rc").read_text().strip(), (src / "bench.out").read_text())
     else:
@@ -789,7 +827,8 @@ def test_bench_checks_the_results_store_before_running(digits_tflite, tmp_path):
         listed = (str(listed_proc.returncode), listed_proc.stdout + listed_proc.stderr)
         benched = (str(bench_proc.returncode), bench_proc.stderr)
     assert listed[0] == "0" and "seen.tflite" in listed[1], listed
-    assert benched[0] == "2" and "read-only" in benched[1] or "not writable" in benched[1], benched
+    assert benched[0] == "2", benched
+    assert "read-only" in benched[1] or "not writable" in benched[1], benched
     assert "running the Linux harness" not in benched[1]  # refused before the run
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 from helpers import model_with_custom_layer
 
@@ -126,4 +125,8 @@ def test_prune_preserving_qat_keeps_sparsity(base_model, digits_data, tmp_path):
     plain_model = load_tflite(plain_bundle.path / "digits_cnn_int8.tflite")
     # Without the preserving scheme, QAT training refills zeros: below the target.
     assert weight_sparsity(plain_model, ("CONV_2D", "FULLY_CONNECTED")) < 0.73
-    assert np.isfinite(bundle.report.metrics["deployed_accuracy"])
+    assert bundle.ok and plain_bundle.ok, (bundle.report.failed_checks(),
+                                           plain_bundle.report.failed_checks())  # fmt: skip
+    for b in (bundle, plain_bundle):
+        metrics = b.report.metrics
+        assert metrics["deployed_accuracy"] > 0.9  # 95.8 % here, float 95.6 %

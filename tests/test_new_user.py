@@ -29,6 +29,33 @@ def test_ci_runs_the_readme_commands_in_a_fresh_venv():
     assert tests in ci
 
 
+def test_in_ci_a_missing_part_fails_instead_of_skipping(tmp_path):
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "export EDGEKIT_REQUIRE_ALL=1" in ci and "python -m pytest -q -rfEs" in ci
+    (tmp_path / "test_part.py").write_text(
+        "from helpers import missing_part\n"
+        "def test_needs_a_compiler():\n    missing_part('GXX', 'g++ not installed')\n"
+    )
+    outcomes = {}
+    for name, extra in (
+        ("here", {}),
+        ("ci", {"EDGEKIT_REQUIRE_ALL": "1"}),
+        ("ci service", {"CI": "true"}),
+        ("one part", {"EDGEKIT_REQUIRE_GXX": "1"}),
+    ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKIT_REQUIRE")}
+        env.pop("CI", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider",
+             str(tmp_path / "test_part.py")],
+            capture_output=True, text=True, env={**env, **extra, "PYTHONPATH": str(REPO / "tests")},
+            cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        outcomes[name] = (done.returncode, "1 skipped" in done.stdout, "1 failed" in done.stdout)
+    assert outcomes["here"] == (0, True, False)
+    assert outcomes["ci"] == outcomes["ci service"] == outcomes["one part"] == (1, False, True)
+
+
 def test_debug_works_anywhere_on_the_line(tmp_path):
     missing = str(tmp_path / "nope.tflite")
     for args in (["inspect", missing, "--debug"], ["--debug", "inspect", missing]):

@@ -144,3 +144,65 @@ def _assert_no_tensorflow(args, tmp_path):
     heavy = {m for m in imported if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")}
     assert not heavy, sorted(heavy)[:5]
     assert "edgekit.cli" in imported
+
+
+EXAMPLE_DATA = (
+    "from edgekit.examples.digits import digits_splits\n"
+    "from edgekit.examples.zoo import SPECS, splits\n"
+    "digits_splits()\n"
+    "for name in SPECS: splits(name)\n"
+    "import sys; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+)
+
+
+def _declared_closure() -> set[str]:
+    """The distributions `pip install .` brings: pyproject's dependencies and, transitively,
+    theirs (extras left out), as installed here; names normalised."""
+    import importlib.metadata as metadata
+    import re
+
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    todo = [Requirement(r) for r in project["dependencies"]]
+    seen: set[str] = set()
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        if norm(req.name) in seen:
+            continue
+        seen.add(norm(req.name))
+        try:
+            todo += [Requirement(r) for r in metadata.requires(req.name) or []]
+        except metadata.PackageNotFoundError:
+            pass
+    return seen
+
+
+def test_every_example_needs_only_what_pip_install_brings():
+    # `pip install .` then `edgekit deploy --example resnet8` failed with "PIL is required":
+    # scikit-learn's sample photos need Pillow, which nothing declared pulled in. Every module
+    # the examples' data imports must come from a declared dependency (or their dependencies).
+    import importlib.metadata as metadata
+    import re
+
+    out = subprocess.run([sys.executable, "-c", EXAMPLE_DATA], capture_output=True, text=True,
+                         check=True, timeout=600).stdout.split()  # fmt: skip
+    owners = metadata.packages_distributions()
+    closure = _declared_closure()
+    missing = {
+        (module, dist)
+        for module in out
+        for dist in owners.get(module, [])
+        if re.sub(r"[-_.]+", "-", dist).lower() not in closure | {"edgekit"}
+    }
+    assert not missing, sorted(missing)

@@ -2,7 +2,7 @@
 CMSIS-NN (../shared/tflm/cortex-m) and run on QEMU's mps2-an386 (Cortex-M4F).
 
 The TFLM library is built once per session (into the session's cache) and reused by every
-test here. Missing toolchain or QEMU: the tests skip, unless EDGEKIT_REQUIRE_QEMU=1 (CI, which
+test here. Missing toolchain or QEMU: the tests skip, unless helpers.required('QEMU') (CI, which
 installs them) makes that a failure.
 """
 
@@ -15,7 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 from helpers import REPO, run_edgekit, shared_dir
@@ -29,62 +28,6 @@ from edgekit.bench.tflm_sources import all_sources, library_sources, ops_in
 from edgekit.bench.uri import parse_device
 from edgekit.errors import UsageError
 from edgekit.targets import TargetProfile, load_target
-
-TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
-
-
-def _need_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("EDGEKIT_REQUIRE_QEMU") == "1":
-            pytest.fail(f"{', '.join(missing)} not installed (apt-get install gcc-arm-none-eabi "
-                        "libnewlib-arm-none-eabi qemu-system-arm)")  # fmt: skip
-        pytest.skip(f"{', '.join(missing)} not installed")
-
-
-@pytest.fixture(scope="session")
-def tflm_tree():
-    _need_tools()
-    return shared_dir("tflm") / "cortex-m"
-
-
-@pytest.fixture(scope="session")
-def digits_m4_deploy(example, tflm_tree, tmp_path_factory):
-    """The digits example deployed to cortex-m4 with a TFLM tree: deploy runs the firmware,
-    building the TFLM library first in a fresh cache (CI). Its notes: (seconds, message)."""
-    import edgekit
-
-    notes: list[tuple[float, str]] = []
-
-    def listen(event: str, message: str, step: object) -> None:
-        if event == "note":
-            notes.append((time.monotonic(), message))
-
-    out = tmp_path_factory.mktemp("m4") / "digits-m4"
-    bundle = edgekit.deploy(None, "cortex-m4", example="digits", tflm_dir=tflm_tree, out=out,
-                            on_step=listen)  # fmt: skip
-    return bundle, notes
-
-
-@pytest.fixture(scope="session")
-def digits_m4_bundle(digits_m4_deploy):
-    return digits_m4_deploy[0]
-
-
-@pytest.fixture(scope="session")
-def digits_m4(digits_m4_bundle):
-    return digits_m4_bundle.path
-
-
-@pytest.fixture(scope="session")
-def qemu_run(digits_m4, tflm_tree, tmp_path_factory):
-    """The digits bundle benched on QEMU once (building the TFLM library: minutes, once)."""
-    db = tmp_path_factory.mktemp("db") / "results.db"
-    messages: list[str] = []
-    result = bench(digits_m4, device="qemu", tflm_dir=tflm_tree, runs=5, warmup=1, db=db,
-                   on_progress=messages.append)  # fmt: skip
-    return result, db, messages
-
 
 # --- the product path: edgekit bench BUNDLE --device qemu --------------------------------------
 

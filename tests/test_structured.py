@@ -438,7 +438,9 @@ def test_lottery_ticket_rounds(granularity, digits_data):
                                    prune_per_round=0.3, learning_rate=3e-3,
                                    validation_data=(val.x, val.y))  # fmt: skip
     assert [r.round for r in table.rounds] == [0, 1, 2]
-    assert table.rounds[0].accuracy > 0.5
+    # The dense net reaches 94 % on the digits and every ticket stays near it (94-95 %
+    # by weight, 93-94 % by channel, deterministic); 0.9 catches a broken round.
+    assert min(r.accuracy for r in table.rounds) > 0.9
     assert f"| round | {granularity}s left |" in table.markdown()
     if granularity == "weight":
         assert table.rounds[2].remaining == pytest.approx(0.49, abs=0.02)
@@ -449,7 +451,8 @@ def test_lottery_ticket_rounds(granularity, digits_data):
     else:
         assert table.rounds[2].macs < table.rounds[1].macs < table.rounds[0].macs
         assert keras_macs(ticket) == table.rounds[2].macs
-    assert ticket.evaluate(val.x, val.y, verbose=0)[1] > 0.5
+    final = ticket.evaluate(val.x, val.y, verbose=0)[1]
+    assert final == pytest.approx(table.rounds[2].accuracy, abs=1e-6)  # the table's last row
 
 
 def test_ticket_rewinding_to_initialisation_restarts_from_theta_zero(digits_data, monkeypatch):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
-from helpers import convert_keras, tf_keras
+from helpers import convert_keras, need_gxx, tf_keras
 
 from edgekit.converters.tflm import (
     ArenaProber,
@@ -42,8 +41,8 @@ def test_c_array_is_byte_identical_and_aligned(digits_tflite, tmp_path):
     assert f"g_digits_model_data_len = {len(model.data)};" in sources["model_data.cc"]
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 def test_c_array_compiles_and_dumps_the_same_bytes(digits_tflite, tmp_path):
+    need_gxx()
     model = load_tflite(digits_tflite["int8"])
     for name, text in model_data_sources(model.data, "digits").items():
         (tmp_path / name).write_text(text)
@@ -127,8 +126,8 @@ def test_arena_search_survives_tflm_crashing_on_tiny_arenas():
     assert arena.minimum_bytes >= 2200
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 def test_io_header_gives_an_application_what_it_needs(digits_tflite, tmp_path):
+    need_gxx()
     """model_io.h compiles as C++ and holds each input/output's shape, type, scale, zero point."""
     model = load_tflite(digits_tflite["int8"])
     write_tflm_sources(model, "digits", tmp_path, None)
@@ -162,8 +161,7 @@ def test_every_scale_is_a_literal_c_and_cpp_read_back(compiler, tmp_path):
     read back exactly by C and by C++."""
     from edgekit.converters.tflm import IO_UNUSED_MACRO, c_float, io_header_lines
 
-    if shutil.which(compiler) is None:
-        pytest.skip(f"{compiler} not installed")
+    need_gxx()  # gcc comes with g++
     values = [1.0, 2.0, 0.0039, 1e-05, 3.0517578125e-05, 255.0, 1e30, 7.8456619e-09, 0.0]
     lines = ["#include <stdio.h>", "#include <stdint.h>", IO_UNUSED_MACRO]
     for i, value in enumerate(values):

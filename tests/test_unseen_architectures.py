@@ -11,14 +11,12 @@ table in docs/benchmarks.md.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from architectures import save
-from helpers import REPO, run_edgekit, shared_dir
+from helpers import REPO, need_gxx, run_edgekit, shared_dir
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +92,7 @@ def _compile_tflm_sources(bundle: Path, tree: Path, out: Path) -> None:
                        capture_output=True, text=True)  # fmt: skip
 
 
-def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tmp_path):
+def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tflm_tree, tmp_path):
     """0..255 inputs quantize with a scale of exactly 1.0: `1f` in model_io.h broke the C++
     build. The sources compile against TFLM's host tree; with the Arm toolchain and QEMU, the
     firmware runs on a Cortex-M4 and matches host TFLM to the bit."""
@@ -104,15 +102,10 @@ def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tmp_path):
     assert report["io"]["inputs"][0]["scale"] == 1.0
     bundle = next((tmp_path / "out").iterdir())
     assert "kInput0Scale EDGEKIT_IO_UNUSED = 1.0f;" in (bundle / "tflm" / "model_io.h").read_text()
-    if shutil.which("g++") is None:
-        pytest.fail("g++ is needed to compile the generated sources")
+    need_gxx()
     _compile_tflm_sources(bundle, shared_dir("tflm") / "host", tmp_path)
-    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
-        if os.environ.get("EDGEKIT_REQUIRE_QEMU") == "1":
-            pytest.fail("arm-none-eabi-gcc and qemu-system-arm are required (EDGEKIT_REQUIRE_QEMU)")
-        return
     bench = run_edgekit("bench", str(bundle), "--device", "qemu", "--tflm-dir",
-                        str(shared_dir("tflm") / "cortex-m"), "--runs", "2", "--warmup", "0",
+                        str(tflm_tree), "--runs", "2", "--warmup", "0",
                         "--db", str(tmp_path / "r.db"), "--json", timeout=3600)  # fmt: skip
     assert bench.returncode == 0, bench.stderr[-1500:]
     figures = json.loads(bench.stdout)

@@ -228,9 +228,12 @@ class SSHTransport:
             words += harness_argv(job, "model.tflite", input_name)
             command = " ".join(shlex.quote(w) for w in words)
             # coreutils `timeout` (when the device has it) ends a harness the client gave up on.
+            # No `exec`: a harness killed on the device (OOM killer, kill -9) must come back as
+            # its exit status (137), not as a session ended by a signal, which ssh reports as
+            # its own failure (255, "connection failed").
             remote = (
                 f"cd {shlex.quote(remote_dir)} && if command -v timeout >/dev/null 2>&1; "
-                f"then exec timeout {int(job.timeout) + 5} {command}; else exec {command}; fi"
+                f"then timeout {int(job.timeout) + 5} {command}; else {command}; fi"
             )
             started = clock()
             proc = self._ssh(remote, job.timeout + 10, "harness run")

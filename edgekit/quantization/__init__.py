@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.data import MIN_CALIBRATION_SAMPLES
 from edgekit.errors import UsageError
 
 
@@ -56,11 +57,13 @@ def analyze(
     force: bool = False,
     samples: int = 64,
     on_progress: Any = None,
+    min_calibration_samples: int = MIN_CALIBRATION_SAMPLES,
 ) -> AnalysisReport:
     """Quantize `model` for `target` with edgekit's engine and analyse every layer.
 
     Sensitivity (the output SQNR gained if only that op stayed in float) is measured for every
-    op. `chart` writes the PNG there (`force` replaces an existing file there).
+    op. `chart` writes the PNG there (`force` replaces an existing file there). Calibration
+    data with fewer than `min_calibration_samples` inputs is refused.
     """
     from edgekit import stages
     from edgekit.data import MAX_VALIDATION_SAMPLES, load_dataset
@@ -86,7 +89,8 @@ def analyze(
     loaded = load_model(model)
     if loaded.is_qat:
         raise UsageError(f"{loaded.source}: a QAT model brings its own ranges; nothing to analyse")
-    calib = load_dataset(calibration, loaded.input_shape, "calibration", dtype=loaded.input_dtype)
+    calib = load_dataset(calibration, loaded.input_shape, "calibration", dtype=loaded.input_dtype,
+                         min_samples=min_calibration_samples)  # fmt: skip
     data = calib
     if validation is not None:
         data = load_dataset(validation, loaded.input_shape, "validation", MAX_VALIDATION_SAMPLES,

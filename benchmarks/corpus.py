@@ -28,6 +28,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from architectures import ARCHITECTURES, save  # noqa: E402
 
+from edgekit.report import format_value  # noqa: E402
+
 FAMILIES = ("cortex-m4", "raspberry-pi-4", "coral", "android-arm64")
 
 
@@ -59,16 +61,6 @@ def deploy(model: Path, calib: Path, target: str, out: Path) -> dict:
     return row
 
 
-def fmt(value, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "pct":
-        return f"{100 * value:.1f} %"
-    if kind == "db":
-        return f"{value:.1f} dB"
-    return f"{value:,}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="*", default=list(ARCHITECTURES))
@@ -90,8 +82,9 @@ def main() -> int:
                 bugs += row["exit"] not in (0, 1, 2)
                 why = row["failed"] or row["error"] or "-"
                 print(f"| {arch} | {state} | {family} | {row['exit']} | {why.replace('|', '/')} | "
-                      f"{fmt(row['agreement'], 'pct')} | {fmt(row['sqnr'], 'db')} | "
-                      f"{fmt(row['arena'], 'n')} | {fmt(row['flash'], 'n')} | "
+                      f"{format_value(row['agreement'], 'pct')} | "
+                      f"{format_value(row['sqnr'], 'db')} | {format_value(row['arena'])} | "
+                      f"{format_value(row['flash'])} | "
                       f"{row['seconds']:.0f} |", flush=True)  # fmt: skip
     return 1 if bugs else 0
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,20 +233,24 @@ def custom_class_names(path: Path) -> list[str]:
         return []
     found: list[str] = []
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key in ("registered_name", "class_name"):
-                name = node.get(key)
-                if isinstance(name, str) and ">" in name and name not in found:
-                    found.append(name)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    for node in config_nodes(config):
+        for key in ("registered_name", "class_name"):
+            name = node.get(key)
+            if isinstance(name, str) and ">" in name and name not in found:
+                found.append(name)
     return found
+
+
+def config_nodes(config: Any) -> Iterator[dict]:
+    """Every object (dict) in a Keras JSON config, outermost first, without recursion."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
 
 
 def hdf5_lambda_layers(path: Path) -> list[str]:
@@ -263,19 +268,11 @@ def hdf5_lambda_layers(path: Path) -> list[str]:
     config = jsonfile.loads(raw if isinstance(raw, bytes) else str(raw), f"{path}: model_config")
     found: list[str] = []
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            cfg = node.get("config")
-            if node.get("class_name") == "Lambda" and isinstance(cfg, dict):
-                if cfg.get("function_type") != "function":
-                    found.append(str(cfg.get("name", "?")))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    for node in config_nodes(config):
+        cfg = node.get("config")
+        if node.get("class_name") == "Lambda" and isinstance(cfg, dict):
+            if cfg.get("function_type") != "function":
+                found.append(str(cfg.get("name", "?")))
     return found
 
 

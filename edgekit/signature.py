@@ -76,7 +76,12 @@ def _h5_config(path: Path) -> Any:
 
 
 def _config_signature(config: Any) -> tuple[tuple[int, ...], str] | None:
-    """The one InputLayer of a Functional or Sequential config (Keras 3 or tf_keras)."""
+    """The one InputLayer of a Functional or Sequential config (Keras 3 or tf_keras).
+
+    >>> layer = {"class_name": "InputLayer", "config": {"batch_shape": [None, 96, 96, 3]}}
+    >>> _config_signature({"class_name": "Functional", "config": {"layers": [layer]}})
+    ((1, 96, 96, 3), 'float32')
+    """
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         return None
     body = config["config"]

@@ -297,7 +297,7 @@ def decisive_samples(ref: np.ndarray, step: float) -> np.ndarray:
     alone can swap them: an untrained net's near-uniform softmax (every margin below 1/256)
     says nothing about the conversion. Top-1 agreement is counted on the other samples.
 
-    >>> decisive_samples(np.array([[0.5, 0.3, 0.2], [0.34, 0.33, 0.33]]), 1 / 256).tolist()
+    >>> decisive_samples(np.array([[0.5, 0.3, 0.2], [0.335, 0.333, 0.332]]), 1 / 256).tolist()
     [True, False]
     """
     flat = ref.reshape(len(ref), -1).astype(np.float64)

@@ -17,6 +17,18 @@ if "EDGEKIT_CACHE_DIR" not in os.environ:
     os.environ["EDGEKIT_CACHE_DIR"] = _OWN_CACHE
 
 
+# edgekit's tables follow COLUMNS. Under pytest, GNU readline (imported on the way) has put
+# COLUMNS=80 into the process's C environment, which subprocesses inherit although os.environ
+# does not show it: the CLI's tables came out 80 columns wide and folded names ("coral-" /
+# "usb"). The suite pins one width, wide enough for every table; tests of the width itself
+# pass their own COLUMNS.
+try:
+    import readline  # noqa: F401  (its environment side effect happens here, not later)
+except ImportError:
+    pass
+os.environ["COLUMNS"] = "250"
+
+
 def pytest_unconfigure(config):
     if _OWN_CACHE is not None:
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)

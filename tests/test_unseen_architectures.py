@@ -109,7 +109,8 @@ def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tflm_tree, tm
                         "--db", str(tmp_path / "r.db"), "--json", timeout=3600)  # fmt: skip
     assert bench.returncode == 0, bench.stderr[-1500:]
     figures = json.loads(bench.stdout)
-    assert figures["ok"] and figures["runtime"] == "tflm (qemu mps2-an386)"
+    assert figures["status"] == "ok" and figures["runtime"] == "tflm (qemu mps2-an386)"
+    assert figures["metrics"]["instructions"]["per_inference"] > 0
 
 
 def test_two_input_model_is_refused_in_one_line(model_dir, tmp_path):

@@ -67,3 +67,23 @@ def test_collapse_is_detected(example, example_loaded, digits_tflite):
     )
     assert result.collapsed and result.top1_agreement < 0.9
     assert result.primary.deployed_accuracy < 0.5
+
+
+def test_a_runtime_crash_names_the_op_that_caused_it(digits_tflite):
+    """A softmax input scale of 1e-9 (what a dead layer once got) aborts LiteRT's SOFTMAX in
+    Prepare: the worker dies of SIGABRT, and the error names the op and its scales."""
+    from edgekit.errors import RuntimeCrash
+    from edgekit.runtimes.litert import run_isolated
+    from edgekit.tflite_edit import pack, unpack
+    from edgekit.tflite_model import read_tflite
+
+    model = read_tflite(digits_tflite["int8"].read_bytes())
+    softmax = next(op for op in model.operators if op.name == "SOFTMAX")
+    edited = unpack(model.data)
+    edited.subgraphs[0].tensors[softmax.inputs[0]].quantization.scale = [1e-9]
+    broken = read_tflite(pack(edited), "broken.tflite")
+    feed = np.zeros((2, *model.input_tensors()[0].shape[1:]), np.int8)
+    with pytest.raises(RuntimeCrash, match=rf"crashed \(SIGABRT\) in op #{softmax.index} SOFTMAX"):
+        run_isolated(broken, [feed], "reference")
+    outputs, _ = run_isolated(model, [feed], "reference")  # the unbroken model runs
+    assert len(outputs) == 1

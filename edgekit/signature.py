@@ -13,10 +13,11 @@ None, and the loader decides later, as before.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
+
+from edgekit import jsonfile
 
 MAX_CONFIG_BYTES = 64 * 1024**2
 
@@ -58,7 +59,7 @@ def _keras_zip_config(path: Path) -> Any:
         info = archive.getinfo("config.json")
         if info.file_size > MAX_CONFIG_BYTES:
             return None
-        return json.loads(archive.read(info).decode("utf-8"))
+        return jsonfile.loads(archive.read(info), f"{path}: config.json", expect=dict)
 
 
 def _h5_config(path: Path) -> Any:
@@ -72,7 +73,7 @@ def _h5_config(path: Path) -> Any:
         raw = raw.decode("utf-8")
     if not isinstance(raw, str) or len(raw) > MAX_CONFIG_BYTES:
         return None
-    return json.loads(raw)
+    return jsonfile.loads(raw, f"{path}: model_config", expect=dict)
 
 
 def _config_signature(config: Any) -> tuple[tuple[int, ...], str] | None:

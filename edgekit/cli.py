@@ -537,26 +537,33 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit codes 0/1/2, tracebacks only with --debug.
 
     `--debug` may appear anywhere on the command line (`edgekit deploy m.keras --debug`).
+    A Ctrl-C is exit 130 ("interrupted"), SIGTERM exit 143 ("terminated"), said once, however
+    late the signal lands: a Ctrl-C the kernel handed to another thread can surface in Python
+    after the command has unwound, and once escaped as a bare KeyboardInterrupt (exit -2).
     """
-    try:
-        code = _main(argv)
-    except KeyboardInterrupt:  # Ctrl-C after the command had unwound
-        click.echo("interrupted", err=True)
-        code = 130
-    if argv is None:  # the process ends now: stop the worker without a Ctrl-C traceback
-        _quiet_shutdown()
+    code: int | None = None
+    for _ in range(5):  # each pass absorbs one late Ctrl-C
+        try:
+            if code is None:
+                code = _main(argv)
+            if argv is None:  # the process ends now: stop the worker, ignore further Ctrl-C
+                _quiet_shutdown()
+            break
+        except KeyboardInterrupt as exc:
+            if code is None:
+                code = 143 if isinstance(exc, Terminated) else 130
+    code = 130 if code is None else code
+    if code in (130, 143):
+        click.echo("terminated" if code == 143 else "interrupted", err=True)
     return code
 
 
 def _quiet_shutdown() -> None:
-    """Ignore Ctrl-C from here on and stop the conversion worker before exit, so that neither
-    a second Ctrl-C nor one the worker's death raced ahead of prints a traceback from atexit."""
-    for _ in range(3):  # a pending KeyboardInterrupt can fire once before the handler changes
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            break
-        except KeyboardInterrupt:
-            continue
+    """Ignore Ctrl-C and SIGTERM from here on and stop the conversion worker before exit, so
+    that no late signal prints a traceback from atexit. `signal.signal` raises a pending
+    KeyboardInterrupt before it changes the handler: main() calls this again after one."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     models = sys.modules.get("edgekit.models")
     if models is not None:
         models.stop_conversion_worker()
@@ -577,11 +584,7 @@ def _main(argv: list[str] | None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns KeyboardInterrupt (and so SIGTERM's Terminated) into Abort.
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
-        if isinstance(cause, Terminated):
-            click.echo("terminated", err=True)
-            return 143
-        click.echo("interrupted", err=True)
-        return 130
+        return 143 if isinstance(cause, Terminated) else 130  # main() says which
     except EdgekitError as exc:
         if debug:
             traceback.print_exc()

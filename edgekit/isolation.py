@@ -153,6 +153,18 @@ def last_native_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def await_own_interrupt(limit: float = 2.0) -> None:
+    """A Ctrl-C that killed a worker went to this process too (one process group). Give it
+    `limit` seconds to arrive as itself: raised by hand as well, two KeyboardInterrupts would
+    unwind, the second one late (after the command's own handler had run).
+
+    >>> await_own_interrupt(0.05)  # no Ctrl-C came: returns after 50 ms
+    """
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        time.sleep(0.02)  # short: a signal handled by another thread surfaces at the wake-up
+
+
 class Worker:
     """A worker process that answers calls one after another until closed.
 
@@ -211,6 +223,7 @@ class Worker:
                 pass
             self.stop()
             if proc.returncode == -signal.SIGINT:  # Ctrl-C reached it before its start-up ended
+                await_own_interrupt()
                 raise KeyboardInterrupt from None
             raise exit_error(what, proc.returncode) from None
         return unpack_reply(reply, what)

@@ -7,8 +7,8 @@ raspberry-pi-4, coral and android-arm64. Each row: exit code, the failed checks 
 budget), top-1 agreement / output SQNR, the TFLM arena, the model's flash bytes, and the deploy's
 wall-clock seconds (this machine is shared: seconds are indicative).
 
-Exit 0 or 1 is the goal; 2 is a refusal (the two-input model), 3 or a dead process is a bug and
-makes this script exit 1.
+Exit 0 or 1 is the goal; 2 is a refusal in one line, 3 or a dead process is a bug and makes
+this script exit 1.
 
     python benchmarks/corpus.py [--arch NAME ...] [--family NAME ...] [--out DIR]
 """

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._fdcapture import capture_native_output
+from edgekit.data import sample_count, take
 from edgekit.errors import ToolError, UsageError
 from edgekit.models import LoadedModel
 
@@ -74,7 +75,7 @@ def convert(
             scheme,
             io_dtype,
             per_channel,
-            None if calibration is None else np.asarray(calibration),
+            calibration,
             sparse,
             timeout=CONVERT_TIMEOUT,
         )
@@ -104,14 +105,9 @@ def convert(
             if scheme == "float16":
                 converter.target_spec.supported_types = [tf.float16]
             if needs_data and not qat:  # QAT models bring the ranges learned in training
-                data = np.asarray(calibration[:MAX_CALIBRATION_SAMPLES], dtype=loaded.input_dtype)
-                samples = len(data)
-
-                def representative():
-                    for i in range(len(data)):
-                        yield [data[i : i + 1]]
-
-                converter.representative_dataset = representative
+                data = take(calibration, slice(0, MAX_CALIBRATION_SAMPLES))
+                samples = sample_count(data)
+                converter.representative_dataset = representative_dataset(loaded, data)
             if needs_data:
                 ops = (
                     tf.lite.OpsSet.TFLITE_BUILTINS_INT8
@@ -139,6 +135,23 @@ def convert(
         calibration_samples=samples,
         seconds=time.perf_counter() - started,
     )
+
+
+def representative_dataset(loaded: Any, calibration: Any) -> Any:
+    """The converter's representative dataset: one sample per step, batch axis kept. Several
+    inputs go by name (a dict keyed as the signature names them), never by position: the
+    converted model's input order is not the source model's."""
+    if isinstance(calibration, dict):
+        data = {s.name: np.asarray(calibration[s.name], dtype=s.dtype) for s in loaded.input_specs}
+    else:
+        data = {"": np.asarray(calibration, dtype=loaded.input_dtype)}
+
+    def representative():
+        for i in range(sample_count(data)):
+            one = {name: array[i : i + 1] for name, array in data.items()}
+            yield one if len(one) > 1 else list(one.values())
+
+    return representative
 
 
 def convert_file(

@@ -1,5 +1,10 @@
 """Calibration and validation data: `.npy` inputs or `.npz` with `x` and optional `y`.
 
+A model with several inputs takes an `.npz` with one array per input, named as the model names
+its inputs (`image`, `meta`) or `x0`, `x1`... in the model's order, and optional `y`; from
+Python, a list (model order) or a dict by name. In memory such inputs are a dict, name to
+array, in the model's input order (:class:`InputSpec`); one input stays a plain array.
+
 Arrays are checked against the model's input: the shape after the batch axis, a real numeric
 dtype (no complex, no timedeltas, no strings, no pickled objects), and no NaN or infinity, also
 after the cast to the model's input dtype (1e300 in a float64 file is finite, but infinite as
@@ -41,16 +46,59 @@ MAX_NPY_HEADER_BYTES = 10_000  # numpy's own limit for headers it parses safely
 MIN_CALIBRATION_SAMPLES = 10
 
 
+# One input: an array, batch first. Several: {input name: array}, in the model's input order.
+Inputs = Any
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name (a key of an `.npz` or dict), shape (batch 1) and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+def sample_count(x: Inputs) -> int:
+    """How many samples `x` holds (every input holds as many).
+
+    >>> sample_count({"image": np.zeros((3, 4, 4, 1)), "meta": np.zeros((3, 2))})
+    3
+    """
+    if isinstance(x, dict):
+        return len(next(iter(x.values()))) if x else 0
+    return len(x)
+
+
+def take(x: Inputs, index: Any) -> Inputs:
+    """`x[index]` of every input (a slice or an index array along the batch axis)."""
+    if isinstance(x, dict):
+        return {name: array[index] for name, array in x.items()}
+    return x[index]
+
+
+def as_float32(x: Inputs) -> Inputs:
+    """Every input as float32 (the dtype the float model and quantize_input take)."""
+    if isinstance(x, dict):
+        return {name: np.asarray(array, np.float32) for name, array in x.items()}
+    return np.asarray(x, np.float32)
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Inputs and optional integer labels, with where they came from."""
 
-    x: np.ndarray
+    x: Inputs
     y: np.ndarray | None
     source: str
 
+    @property
+    def n(self) -> int:
+        return sample_count(self.x)
+
     def head(self, n: int) -> Dataset:
-        return Dataset(self.x[:n], None if self.y is None else self.y[:n], self.source)
+        return Dataset(take(self.x, slice(0, n)), None if self.y is None else self.y[:n],
+                       self.source)  # fmt: skip
 
 
 def regular_file(path: str | Path, what: str, limit: int = MAX_DATA_BYTES) -> Path:
@@ -126,11 +174,34 @@ def _check_unpacked_size(member: zipfile.ZipInfo, what: str, path: Path) -> None
         )
 
 
-def check_array_file(path: str | Path, what: str) -> None:
+def npz_names(specs: list[InputSpec] | None, found: list[str]) -> list[str]:
+    """The `.npz` array names that hold a model's inputs, in the model's order: `x` for one
+    input; for several, the model's input names, else `x0`, `x1`... With the model's inputs
+    not known yet (`specs` None), `x` if present, else every array but `y`.
+
+    >>> specs = [InputSpec("image", (1, 4)), InputSpec("meta", (1, 2))]
+    >>> npz_names(specs, ["x0", "x1", "y"]), npz_names(specs, ["meta", "image"])
+    (['x0', 'x1'], ['image', 'meta'])
+    """
+    if specs is None:
+        return ["x"] if "x" in found else [n for n in found if n != "y"] or ["x"]
+    if len(specs) == 1:
+        return ["x"]
+    named = [spec.name for spec in specs]
+    numbered = [f"x{i}" for i in range(len(specs))]
+    return named if all(name in found for name in named) else numbered
+
+
+def check_array_file(path: str | Path, what: str, specs: list[InputSpec] | None = None) -> None:
     """Check a .npy/.npz from its headers only: cheap, and safe on hostile files."""
     path = regular_file(path, what)
     size = path.stat().st_size
     if path.suffix == ".npy":
+        if specs is not None and len(specs) > 1:
+            raise UsageError(
+                f"{what} file {path}: the model has {len(specs)} inputs; pass an .npz with one "
+                f"array per input ({', '.join(repr(s.name) for s in specs)}, or x0, x1...)"
+            )
         with path.open("rb") as handle:
             _npy_header(handle, what, path, size)
         return
@@ -138,30 +209,45 @@ def check_array_file(path: str | Path, what: str) -> None:
         raise UsageError(f"{what} file {path}: expected .npy or .npz")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if "x.npy" not in names:
-                found = ", ".join(n.removesuffix(".npy") for n in names) or "none"
+            found = [n.removesuffix(".npy") for n in archive.namelist()]
+            wanted = npz_names(specs, found)
+            missing = [name for name in wanted if name not in found]
+            if missing:
+                if specs is None or len(specs) == 1:
+                    need = "an array named 'x'"
+                else:
+                    need = (f"one array per input, named {', '.join(repr(s.name) for s in specs)}"
+                            " or x0, x1...")  # fmt: skip
                 raise UsageError(
-                    f"{what} file {path}: .npz needs an array named 'x' (found: {found})"
+                    f"{what} file {path}: .npz needs {need} (found: {', '.join(found) or 'none'})"
                 )
-            for name in ("x.npy", "y.npy"):
-                if name in names:
-                    member = archive.getinfo(name)
+            for name in [*wanted, "y"]:
+                if name in found:
+                    member = archive.getinfo(f"{name}.npy")
                     _check_unpacked_size(member, what, path)
-                    with archive.open(name) as handle:
+                    with archive.open(member) as handle:
                         _npy_header(handle, what, path, member.file_size)
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         raise UsageError(f"{what} file {path}: not a readable .npz ({exc})") from None
 
 
-def read_array_file(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read `.npy` (inputs) or `.npz` (`x`, optional `y`). Pickled objects are refused."""
-    check_array_file(path, what)
+def read_array_file(
+    path: str | Path, what: str, specs: list[InputSpec] | None = None
+) -> tuple[Inputs, np.ndarray | None]:
+    """Read `.npy` (inputs) or `.npz` (`x`, or one array per input; optional `y`). Pickled
+    objects are refused."""
+    check_array_file(path, what, specs)
     path = Path(path)
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
-                return archive["x"], (archive["y"] if "y" in archive.files else None)
+                wanted = npz_names(specs, archive.files)
+                y = archive["y"] if "y" in archive.files else None
+                if wanted == ["x"]:
+                    return archive["x"], y
+                if specs is None:  # the model is not known yet: its inputs by their names
+                    return {name: archive[name] for name in wanted}, y
+                return {s.name: archive[n] for s, n in zip(specs, wanted, strict=True)}, y
         return np.load(path, allow_pickle=False), None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise UsageError(f"{what} file {path}: not a readable NumPy file ({exc})") from None
@@ -239,18 +325,52 @@ def check_labels(y: Any, n: int, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def input_specs(model_input: Any, dtype: str | None = None) -> list[InputSpec]:
+    """A model's inputs as :class:`InputSpec`: from one shape (and dtype), or a list of specs."""
+    if model_input and isinstance(model_input[0], InputSpec):
+        return list(model_input)
+    return [InputSpec("x", tuple(model_input), dtype or "float32")]
+
+
+def _by_name(x: Any, specs: list[InputSpec], what: str) -> dict[str, Any]:
+    """Several inputs given as a dict (by name) or a list (model order) → {name: array}."""
+    names = [s.name for s in specs]
+    if isinstance(x, dict) and list(x) == [f"x{i}" for i in range(len(specs))]:
+        x = list(x.values())  # an .npz read before the model's input names were known
+    if isinstance(x, dict):
+        missing = [n for n in names if n not in x]
+        extra = [str(n) for n in x if n not in names]
+        if missing or extra:
+            raise UsageError(
+                f"{what} data names inputs {sorted(map(str, x))}; the model's inputs are "
+                f"{names}" + (f" (missing {missing})" if missing else "")
+            )
+        return {n: x[n] for n in names}
+    if isinstance(x, (list, tuple)) and len(x) == len(specs):
+        return dict(zip(names, x, strict=True))
+    raise UsageError(
+        f"{what} data: the model has {len(specs)} inputs ({', '.join(names)}); pass one array "
+        "per input (a list in the model's order, or a dict by name), or an .npz with them"
+    )
+
+
 def load_dataset(
     source: Any,
-    input_shape: tuple[int, ...],
+    input_shape: Any,
     what: str,
     limit: int | None = None,
     dtype: str | None = None,
     min_samples: int = 1,
 ) -> Dataset:
     """Accept a path, an array, or an `(x, y)` pair; return a checked :class:`Dataset` of at
-    least `min_samples` inputs."""
+    least `min_samples` inputs.
+
+    `input_shape` is the model's input shape (batch first), or its :class:`InputSpec` list
+    when it has several inputs; `x` is then a list (model order) or a dict by input name.
+    """
+    specs = input_specs(input_shape, dtype)
     if isinstance(source, (str, os.PathLike)):
-        x, y = read_array_file(source, what)
+        x, y = read_array_file(source, what, specs)
         origin = str(source)
     elif isinstance(source, Dataset):  # read earlier: checked again against the loaded model
         x, y, origin = source.x, source.y, source.source
@@ -260,21 +380,38 @@ def load_dataset(
     else:
         x, y = source, None
         origin = "array"
-    x = check_inputs(x, input_shape, what, dtype)
-    if x.shape[0] < min_samples:
+    if len(specs) == 1:
+        if isinstance(x, dict) and len(x) == 1:
+            x = next(iter(x.values()))
+        x = check_inputs(x, specs[0].shape, what, specs[0].dtype)
+    else:
+        x = {
+            s.name: check_inputs(array, s.shape, f"{what} input '{s.name}'", s.dtype)
+            for s, array in zip(specs, _by_name(x, specs, what).values(), strict=True)
+        }
+        counts = {name: len(array) for name, array in x.items()}
+        if len(set(counts.values())) > 1:
+            raise UsageError(f"{what} data: the inputs hold different sample counts {counts}")
+    n = sample_count(x)
+    if n < min_samples:
         raise UsageError(
-            f"{what} data {origin} has {x.shape[0]} samples; expected at least {min_samples} "
+            f"{what} data {origin} has {n} samples; expected at least {min_samples} "
             f"representative inputs (100-500 is typical), or pass --min-calibration-samples "
-            f"{x.shape[0]} to use these"
+            f"{n} to use these"
         )
     if y is not None:
-        y = check_labels(y, x.shape[0], what)
+        y = check_labels(y, n, what)
     data = Dataset(x, y, origin)
     return data.head(limit) if limit else data
 
 
-def random_calibration(input_shape: tuple[int, ...], n: int = 100, seed: int = 0) -> Dataset:
-    """Uniform [0, 1) inputs. Quantization ranges from these make accuracy figures meaningless."""
+def random_calibration(input_shape: Any, n: int = 100, seed: int = 0) -> Dataset:
+    """Uniform [0, 1) inputs. Quantization ranges from these make accuracy figures meaningless.
+
+    `input_shape` is one shape, or the model's :class:`InputSpec` list (one array each).
+    """
     rng = np.random.default_rng(seed)
-    x = rng.random((n, *input_shape[1:]), dtype=np.float32)
+    specs = input_specs(input_shape)
+    arrays = {s.name: rng.random((n, *s.shape[1:]), dtype=np.float32) for s in specs}
+    x = arrays if len(specs) > 1 else arrays[specs[0].name]
     return Dataset(x, None, "random")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import jsonfile
+from edgekit.data import InputSpec
 from edgekit.errors import EdgekitError, UsageError
 from edgekit.tflite_model import TFLiteModel, load_tflite
 
@@ -40,7 +41,11 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 @dataclass
 class LoadedModel:
-    """A model ready to convert: one input, a static batch-1 shape, and how to call it."""
+    """A model ready to convert: static batch-1 input shapes, and how to call it.
+
+    `input_shape`/`input_dtype` describe the first input; `input_specs` every input, in the
+    model's order, by the names its data uses (an `.npz` key, a signature name).
+    """
 
     name: str
     source: str
@@ -54,6 +59,28 @@ class LoadedModel:
     unsafe: bool = False  # loaded with unsafe deserialization (user opt-in; recorded)
     worker: Any = None  # the isolation.Worker that holds this file's model, if any
     qat: bool | None = None  # known without the Keras object (a model held by a worker)
+    input_specs: tuple[InputSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.input_specs:
+            self.input_specs = (InputSpec("x", tuple(self.input_shape), self.input_dtype),)
+
+    @property
+    def inputs(self) -> Any:
+        """What :func:`edgekit.data.load_dataset` checks data against: the input's shape, or
+        every input's :class:`~edgekit.data.InputSpec` when there are several."""
+        return list(self.input_specs) if len(self.input_specs) > 1 else self.input_shape
+
+    def tf_specs(self) -> list[Any]:
+        """One `tf.TensorSpec` per input, named as the data names it (the converted model's
+        signature then carries those names, and feeds are matched by them)."""
+        from edgekit._tf import tensorflow
+
+        tf = tensorflow()
+        if len(self.input_specs) == 1:
+            return [tf.TensorSpec(self.input_shape, tf.as_dtype(self.input_dtype), name="input")]
+        return [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name)
+                for s in self.input_specs]  # fmt: skip
 
     @property
     def is_tflite(self) -> bool:
@@ -67,32 +94,38 @@ class LoadedModel:
         return is_qat_model(self.keras_model)
 
     def concrete_function(self) -> Any:
-        """A TF concrete function with a fixed [1, ...] input: no dynamic batch survives."""
+        """A TF concrete function with fixed [1, ...] inputs: no dynamic batch survives."""
         from edgekit._tf import tensorflow
 
         tf = tensorflow()
-        spec = tf.TensorSpec(self.input_shape, tf.as_dtype(self.input_dtype), name="input")
+        specs = self.tf_specs()
         if self.saved_model is not None:
             signature = self.saved_model.signatures["serving_default"]
-            arg = next(iter(signature.structured_input_signature[1]))
+            args = list(signature.structured_input_signature[1])
+            if len(args) == 1:
+                def call(*xs):
+                    return signature(**{args[0]: xs[0]})
+            else:  # the signature's arguments carry the input names (see _keras3_saved_model)
+                names = [s.name for s in self.input_specs]
 
-            def call(x):
-                return signature(**{arg: x})
+                def call(*xs):
+                    return signature(**dict(zip(names, xs, strict=True)))
 
         else:
             model = self.keras_model
             names = list(getattr(model, "output_names", None) or [])
             outputs = getattr(model, "outputs", None) or []
+            several = len(specs) > 1
 
-            def call(x):
-                result = model(x, training=False)
+            def call(*xs):
+                result = model(list(xs) if several else xs[0], training=False)
                 # Several outputs keep their Keras names in the signature, so verification
                 # matches them by name (the converter does not keep Keras's order).
                 if len(outputs) > 1 and len(names) == len(outputs):
                     return dict(zip(names, result, strict=True))
                 return result
 
-        return tf.function(call).get_concrete_function(spec)
+        return tf.function(call).get_concrete_function(*specs)
 
     @property
     def trackable(self) -> Any:
@@ -124,6 +157,34 @@ def _static_input(shape: Any, source: str) -> tuple[int, ...]:
     return (1, *(int(d) for d in rest))
 
 
+def input_name(name: Any, position: int, taken: set[str]) -> str:
+    """A model input's name as data and signatures use it: letters, digits, `_`, `-` and `.`
+    (what TensorFlow accepts in a TensorSpec name), unique, else `x<position>`.
+
+    >>> input_name("image", 0, set()), input_name("my input:0", 1, set()), input_name("", 2, set())
+    ('image', 'my_input_0', 'x2')
+    """
+    import re
+
+    text = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(name or "")).strip("_.-")
+    if not text or not text[0].isalpha() or text in taken:
+        text = f"x{position}"
+    taken.add(text)
+    return text
+
+
+def _keras_specs(inputs: list[Any], source: str) -> tuple[InputSpec, ...]:
+    taken: set[str] = set()
+    specs = []
+    for i, tensor in enumerate(inputs):
+        dtype = getattr(tensor, "dtype", "float32")
+        dtype = str(getattr(dtype, "name", dtype))
+        name = getattr(tensor, "name", "") if len(inputs) > 1 else "x"
+        specs.append(InputSpec(input_name(name, i, taken), _static_input(tensor.shape, source),
+                               dtype))  # fmt: skip
+    return tuple(specs)
+
+
 def from_keras(model: Any, source: str = "<keras model>", name: str | None = None) -> LoadedModel:
     """Wrap a live Keras 2 (`tf_keras`) or Keras 3 model."""
     module = type(model).__module__
@@ -134,38 +195,35 @@ def from_keras(model: Any, source: str = "<keras model>", name: str | None = Non
             f"{source}: the model has no defined inputs; build it (call it once or use "
             "keras.Input) before deploying"
         )
-    if len(inputs) != 1:
-        raise UsageError(f"{source}: models with {len(inputs)} inputs are not supported yet")
-    dtype = getattr(inputs[0], "dtype", "float32")
-    dtype = getattr(dtype, "name", dtype)
-    return LoadedModel(
+    specs = _keras_specs(list(inputs), source)
+    loaded = LoadedModel(
         name=name or getattr(model, "name", "model") or "model",
         source=source,
         kind=kind,
-        input_shape=_static_input(inputs[0].shape, source),
-        input_dtype=str(dtype),
+        input_shape=specs[0].shape,
+        input_dtype=specs[0].dtype,
         keras_model=model,
-        saved_model=(
-            _keras3_saved_model(model, _static_input(inputs[0].shape, source), str(dtype))
-            if kind == "keras3"
-            else None
-        ),
+        input_specs=specs,
     )
+    if kind == "keras3":
+        loaded.saved_model = _keras3_saved_model(model, loaded.tf_specs())
+    return loaded
 
 
-def _keras3_saved_model(model: Any, input_shape: tuple[int, ...], dtype: str) -> Any:
+def _keras3_saved_model(model: Any, specs: list[Any]) -> Any:
     """Keras 3 variables are not frozen when traced directly (the converter leaves
     VAR_HANDLE/READ_VARIABLE ops); its own SavedModel export converts cleanly. The export
     is traced at the deployed shape (batch 1): traced with a free batch, a GRU or LSTM's loop
-    keeps a TensorList of unknown shape, which the converter refuses."""
+    keeps a TensorList of unknown shape, which the converter refuses. Several inputs are one
+    list argument, as a functional model is called; the signature names them by their specs."""
     import tempfile
 
     from edgekit._tf import tensorflow
 
     tf = tensorflow()
-    spec = tf.TensorSpec(input_shape, tf.as_dtype(dtype))
+    signature = specs if len(specs) == 1 else [specs]
     with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp:
-        model.export(tmp, format="tf_saved_model", verbose=False, input_signature=[spec])
+        model.export(tmp, format="tf_saved_model", verbose=False, input_signature=signature)
         return tf.saved_model.load(tmp)
 
 
@@ -376,16 +434,21 @@ def _load_saved_model(path: Path) -> LoadedModel:
     if signature is None:
         raise UsageError(f"{path}: SavedModel has no 'serving_default' signature")
     specs = signature.structured_input_signature[1]
-    if len(specs) != 1:
-        raise UsageError(f"{path}: SavedModels with {len(specs)} inputs are not supported yet")
-    spec = next(iter(specs.values()))
+    if not specs:
+        raise UsageError(f"{path}: the SavedModel's signature takes no inputs")
+    inputs = tuple(
+        InputSpec(name if len(specs) > 1 else "x", _static_input(spec.shape, str(path)),
+                  spec.dtype.name)  # fmt: skip
+        for name, spec in specs.items()
+    )
     return LoadedModel(
         name=path.name,
         source=str(path),
         kind="savedmodel",
-        input_shape=_static_input(spec.shape, str(path)),
-        input_dtype=spec.dtype.name,
+        input_shape=inputs[0].shape,
+        input_dtype=inputs[0].dtype,
         saved_model=loaded,
+        input_specs=inputs,
     )
 
 
@@ -458,21 +521,29 @@ def _load_in_process(path: Path, custom_objects: dict | None, unsafe: bool) -> L
 
 def _load_tflite_file(path: Path) -> LoadedModel:
     tflite = load_tflite(path)
-    if len(tflite.inputs) != 1:
-        raise UsageError(f"{path}: models with {len(tflite.inputs)} inputs are not supported yet")
-    tensor = tflite.input_tensors()[0]
-    if any(d < 1 for d in tensor.shape):
-        raise UsageError(
-            f"{path}: input shape {list(tensor.shape)} has dimensions below 1; edge runtimes "
-            "need a static input shape (convert the model with a fixed input size)"
-        )
+    if not tflite.inputs:
+        raise UsageError(f"{path}: the model has no inputs")
+    for tensor in tflite.input_tensors():
+        if any(d < 1 for d in tensor.shape):
+            raise UsageError(
+                f"{path}: input shape {list(tensor.shape)} has dimensions below 1; edge "
+                "runtimes need a static input shape (convert the model with a fixed input size)"
+            )
+    taken: set[str] = set()
+    several = len(tflite.inputs) > 1
+    specs = tuple(
+        InputSpec(input_name(tflite.io_name(index), i, taken) if several else "x",
+                  tuple(tflite.tensors[index].shape), tflite.tensors[index].dtype.lower())
+        for i, index in enumerate(tflite.inputs)
+    )  # fmt: skip
     return LoadedModel(
         name=path.stem,
         source=str(path),
         kind="tflite",
-        input_shape=tensor.shape,
-        input_dtype=tensor.dtype.lower(),
+        input_shape=specs[0].shape,
+        input_dtype=specs[0].dtype,
         tflite=tflite,
+        input_specs=specs,
     )
 
 
@@ -531,6 +602,7 @@ def describe(path: str, unsafe: bool) -> dict[str, Any]:
         "kind": loaded.kind,
         "input_shape": loaded.input_shape,
         "input_dtype": loaded.input_dtype,
+        "input_specs": [(s.name, s.shape, s.dtype) for s in loaded.input_specs],
         "qat": loaded.is_qat,
         "notes": list(loaded.notes),
     }
@@ -545,6 +617,7 @@ def _load_in_worker(path: Path, unsafe: bool) -> LoadedModel:
         kind=info["kind"],
         input_shape=tuple(info["input_shape"]),
         input_dtype=info["input_dtype"],
+        input_specs=tuple(InputSpec(n, tuple(shape), d) for n, shape, d in info["input_specs"]),
         notes=info["notes"],
         unsafe=unsafe,
         worker=worker,

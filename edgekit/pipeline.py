@@ -124,7 +124,7 @@ def _datasets(
     min_calibration_samples: int = MIN_CALIBRATION_SAMPLES,
 ) -> tuple[Dataset | None, Dataset, list[str]]:
     notes: list[str] = []
-    shape = loaded.input_shape
+    shape = loaded.inputs  # one shape, or every input's InputSpec
     calib: Dataset | None = None
     if isinstance(calibration, str) and calibration == "random":
         calib = random_calibration(shape)
@@ -213,7 +213,9 @@ def deploy(
       target: a profile name/alias, a `.toml` path, or a :class:`TargetProfile`.
       calibration: inputs for full-integer quantization: array, `.npy`/`.npz` path, or
         "random" (accuracy figures then mean nothing).
-      validation: `(x, y)`, an array or a path; up to 500 samples are compared.
+      validation: `(x, y)`, an array or a path; up to 500 samples are compared. For a
+        model with several inputs, `x` is a list (the model's order) or a dict by input
+        name, and a file is an `.npz` with one array per input (see :mod:`edgekit.data`).
       out: directory that receives `<model>-<target>/` (default `./edgekit-out`).
       force: replace an existing bundle.
       example: "digits" to deploy the built-in example with its own data.
@@ -291,7 +293,10 @@ def deploy(
 
     with steps.run("load model") as step:
         loaded = load_model(model, custom_objects, unsafe=unsafe_deserialization)
-        step.detail = f"{loaded.kind}, input {list(loaded.input_shape)} {loaded.input_dtype}"
+        step.detail = f"{loaded.kind}, " + ", ".join(
+            f"input {'' if len(loaded.input_specs) == 1 else s.name + ' '}{list(s.shape)} "
+            f"{s.dtype}" for s in loaded.input_specs
+        )
     calib, val, notes = _datasets(
         loaded, profile, calibration, validation, example_data, min_calibration_samples
     )
@@ -320,16 +325,18 @@ def _early_datasets(
 ) -> tuple[Any, Any]:
     """Data files read and checked against the input the model file declares, before the
     model loads; each becomes a Dataset (checked again, cheaply, once the model is loaded)."""
-    from edgekit.signature import input_signature
+    from edgekit.signature import input_specs
 
-    signature = input_signature(model)
-    if signature is None:
+    specs = input_specs(model)
+    if specs is None:
         return calibration, validation
-    shape, dtype = signature
 
     def early(source: Any, what: str, **limits: Any) -> Any:
         if isinstance(source, (str, Path)) and str(source) != "random":
-            return load_dataset(source, shape, what, dtype=dtype, **limits)
+            data = load_dataset(source, specs, what, **limits)
+            # Several inputs are matched by name again once the model has loaded: the file
+            # is read again then (names from a config could differ from the live model's).
+            return data if len(specs) == 1 else source
         return source
 
     return (early(calibration, "calibration", min_samples=min_calibration_samples),
@@ -462,13 +469,13 @@ def _run(
     if inputs.calibration is not None and inputs.calibration.source == "random":
         metrics.accuracy_meaningful = False
     report.data["calibration"] = (
-        {"source": inputs.calibration.source, "samples": len(inputs.calibration.x)}
+        {"source": inputs.calibration.source, "samples": inputs.calibration.n}
         if inputs.calibration is not None
         else None
     )
     report.data["validation"] = {
         "source": inputs.validation.source,
-        "samples": len(inputs.validation.x),
+        "samples": inputs.validation.n,
         "labels": inputs.validation.y is not None,
     }
     return report

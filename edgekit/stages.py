@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.checks import Check, check_model
+from edgekit.data import as_float32, take
 from edgekit.errors import RuntimeFailure, RuntimeTimeout, ToolError, UsageError
 from edgekit.models import LoadedModel
 from edgekit.targets import TargetProfile
@@ -132,7 +133,7 @@ def quantize_float_model(
         candidate, ops = average_pool_to_mean(data)
         if ops:
             error = float_difference(float_model, read_tflite(candidate),
-                                     np.asarray(calibration[:8], dtype=np.float32))  # fmt: skip
+                                     as_float32(take(calibration, slice(0, 8))))  # fmt: skip
             if error <= REWRITE_TOLERANCE:
                 data, rewritten = candidate, ops
             else:
@@ -143,7 +144,7 @@ def quantize_float_model(
 
         worker = None if "tensorflow" in sys.modules else conversion_worker()
     quant = profile.quantization
-    x = np.asarray(calibration[:MAX_CALIBRATION], dtype=np.float32)
+    x = as_float32(take(calibration, slice(0, MAX_CALIBRATION)))
     if options.goal is not None:
         check_mixed_precision_allowed(profile)
     result = quantize_int8(

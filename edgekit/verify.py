@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data import Dataset
-from edgekit.runtimes.litert import dequantize_tensor, quantize_input
+from edgekit.data import Dataset, as_float32, take
+from edgekit.runtimes.litert import dequantize_tensor, input_feeds
 from edgekit.tflite_model import Operator, TFLiteModel
 
 COLLAPSE_AGREEMENT = 0.90
@@ -378,19 +378,19 @@ def verify(
         runtime = DeviceRuntime("litert", "builtin", "LiteRT builtin kernels")
     if runtime.name == "tflm" and tflm_arena_bytes is None:
         raise ValueError("verification on TFLM needs the measured arena")
-    x = data.x.astype(np.float32)
+    x = as_float32(data.x)
     notes = [runtime.note] if runtime.note else []
-    n = len(x)
+    n = data.n
     if runtime.name == "tflm":
-        n = tflm_sample_count(deployed, len(x))
-        if n < len(x):
+        n = tflm_sample_count(deployed, data.n)
+        if n < data.n:
             notes.append(
-                f"TFLM ran {n} of {len(x)} validation samples (its Python interpreter runs "
+                f"TFLM ran {n} of {data.n} validation samples (its Python interpreter runs "
                 "reference kernels slowly); LiteRT figures cover the same samples"
             )
-    x = x[:n]
+    x = take(x, slice(0, n))
     labels = data.y[:n] if data.y is not None else None
-    feeds = [quantize_input(x, deployed.input_tensors()[0])]
+    feeds = input_feeds(deployed, x)
 
     pairs = match_outputs(deployed, reference)
     tasks = {p.deployed_index: _task(deployed, p.deployed_index, labels, task) for p in pairs}
@@ -406,19 +406,19 @@ def verify(
     ref_out: dict[int, np.ndarray] = {}
     ref_kept: dict[int, np.ndarray] = {}
     if reference is not None:
-        ref_feeds = [quantize_input(x, reference.input_tensors()[0])]
+        ref_feeds = input_feeds(reference, x)
         ref_out, ref_kept = litert.run_isolated(
             reference, ref_feeds, "optimized", threads, tuple(f for f, _ in logit_pairs.values())
         )
     keep = tuple(d for _, d in logit_pairs.values())
     if runtime.name == "tflm":
-        outputs, kept = tflm.run_isolated(deployed, feeds[0], tflm_arena_bytes, keep)
+        outputs, kept = tflm.run_isolated(deployed, feeds, tflm_arena_bytes, keep)
         got = dict(zip(deployed.outputs, outputs, strict=True))
     else:
         got, kept = litert.run_isolated(deployed, feeds, runtime.kernels, threads, keep)
 
     result = VerificationResult(samples=n, runtime=runtime.label, outputs=[], notes=notes)
-    result.validation_samples = len(data.x)
+    result.validation_samples = data.n
     for p in pairs:
         tensor = deployed.tensors[p.deployed_index]
         values = dequantize_tensor(got[p.deployed_index], tensor)
@@ -459,7 +459,7 @@ def verify(
             result.optimized_vs_reference_steps = _raw_diff(ref_kernels, optimized)
         if runtime.name == "tflm":
             result.kernel_check = check_tflm_kernels(
-                deployed, feeds[0], got, ref_kernels, tflm_arena_bytes
+                deployed, feeds, got, ref_kernels, tflm_arena_bytes
             )
     elif runtime.name == "tflm":
         result.notes.append("TFLM output is float: TFLM vs LiteRT is not counted in steps")
@@ -478,7 +478,7 @@ def _task(model: TFLiteModel, output: int, labels, forced: str | None) -> tuple[
 
 def check_tflm_kernels(
     model: TFLiteModel,
-    inputs: np.ndarray,
+    feeds: list[np.ndarray],
     tflm_outputs: dict[int, np.ndarray],
     reference_outputs: dict[int, np.ndarray],
     arena_bytes: int,
@@ -492,7 +492,7 @@ def check_tflm_kernels(
     ran, when it is not `model` (tests hand TFLM a broken model).
     """
     worst = _raw_diff(reference_outputs, tflm_outputs) or 0
-    samples = len(inputs)
+    samples = len(feeds[0])
     per_sample = np.zeros(samples, dtype=np.int64)
     for idx, ref in reference_outputs.items():
         if np.issubdtype(ref.dtype, np.integer):
@@ -501,8 +501,8 @@ def check_tflm_kernels(
     chosen = sorted({0, int(per_sample.argmax())})
     merged: dict[int, dict[str, Any]] = {}
     for sample in chosen:
-        for row in localize_divergence(model, inputs[sample : sample + 1], arena_bytes,
-                                       tflm_model):  # fmt: skip
+        one = [feed[sample : sample + 1] for feed in feeds]
+        for row in localize_divergence(model, one, arena_bytes, tflm_model):
             seen = merged.setdefault(row["index"], row)
             if row["local_diff_steps"] > seen["local_diff_steps"] or row["diverges"]:
                 merged[row["index"]] = row
@@ -539,7 +539,7 @@ def check_tflm_kernels(
 
 def localize_divergence(
     model: TFLiteModel,
-    one_input: np.ndarray,
+    one_sample: list[np.ndarray],
     arena_bytes: int,
     tflm_model: TFLiteModel | None = None,
 ) -> list[dict[str, Any]]:
@@ -552,7 +552,7 @@ def localize_divergence(
         {i for op in model.operators for i in op.inputs + op.outputs if i >= 0}
         - {t.index for t in model.tensors if t.is_constant}
     )
-    _, kept = tflm.run_isolated(tflm_model or model, one_input, arena_bytes, tuple(activations))
+    _, kept = tflm.run_isolated(tflm_model or model, one_sample, arena_bytes, tuple(activations))
     return call(
         "edgekit.verify:_local_diffs",
         model.data,
@@ -608,7 +608,7 @@ def run_model(
     """
     from edgekit.runtimes.litert import run_isolated
 
-    feeds = [quantize_input(x.astype(np.float32), model.input_tensors()[0])]
+    feeds = input_feeds(model, x)
     outputs, _ = run_isolated(model, feeds, kernels, threads)
     return {
         model.io_name(idx): dequantize_tensor(values, model.tensors[idx])

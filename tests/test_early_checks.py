@@ -110,3 +110,41 @@ def test_unwritable_out_is_refused_before_the_model_loads(model_files, tmp_path)
          "--out", "/proc/edgekit-out"], tmp_path)  # fmt: skip
     assert result.returncode == 2 and "cannot write to --out /proc/edgekit-out" in errors[0]
     assert not heavy
+
+
+@pytest.fixture(scope="module")
+def two_input_files(tmp_path_factory):
+    """One model with inputs `meta` (8,) and `image` (6, 6, 1), in that order, as Keras 3
+    `.keras` and tf_keras `.h5`."""
+    import keras
+
+    out = tmp_path_factory.mktemp("two-inputs")
+    meta, image = keras.Input((8,), name="meta"), keras.Input((6, 6, 1), name="image")
+    joined = keras.layers.Concatenate()([meta, keras.layers.Flatten()(image)])
+    keras.Model([meta, image], keras.layers.Dense(2)(joined)).save(out / "k3.keras")
+    k2 = tf_keras()
+    meta2, image2 = k2.Input((8,), name="meta"), k2.Input((6, 6, 1), name="image")
+    joined2 = k2.layers.Concatenate()([meta2, k2.layers.Flatten()(image2)])
+    k2.Model([meta2, image2], k2.layers.Dense(2)(joined2)).save(out / "k2.h5")
+    return out
+
+
+@pytest.mark.parametrize("name", ["k3.keras", "k2.h5"])
+def test_several_inputs_are_read_in_the_models_order(two_input_files, name, tmp_path):
+    from edgekit.signature import input_specs
+
+    specs = input_specs(two_input_files / name)
+    assert [(s.name, s.shape) for s in specs] == [("meta", (1, 8)), ("image", (1, 6, 6, 1))]
+    assert input_signature(two_input_files / name) is None  # not one input
+    # An .npz whose `image` has the wrong shape is refused before TensorFlow loads.
+    np.savez(tmp_path / "bad.npz", meta=np.zeros((12, 8), np.float32),
+             image=np.zeros((12, 6, 6, 2), np.float32))  # fmt: skip
+    np.save(tmp_path / "one.npy", np.zeros((12, 8), np.float32))
+    for data, expected in (("bad.npz", "calibration input 'image' data has shape [12, 6, 6, 2]"),
+                           ("one.npy", "the model has 2 inputs; pass an .npz")):  # fmt: skip
+        result, heavy, errors = _deploy_without_tensorflow(
+            [str(two_input_files / name), "-t", "raspberry-pi-4", "--calibration", data],
+            tmp_path,
+        )
+        assert result.returncode == 2 and len(errors) == 1 and expected in errors[0], errors
+        assert not heavy, sorted(heavy)[:5]

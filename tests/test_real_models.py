@@ -65,12 +65,12 @@ def test_a_corrupted_tflm_result_fails_and_names_the_op(resnet8_m7):
     conv = next(op.index for op in model.operators if op.name == "CONV_2D" and op.index >= 3)
     broken = read_tflite(_corrupt_weights(model.data, conv), "broken.tflite")
     x = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
-    feed = litert.quantize_input(x, model.input_tensors()[0])
+    feeds = litert.input_feeds(model, x)
     arena = bundle.report.metrics.tensor_arena_bytes
-    outputs, _ = tflm.run_isolated(broken, feed, arena)
-    reference, _ = litert.run_isolated(model, [feed], "reference")
+    outputs, _ = tflm.run_isolated(broken, feeds, arena)
+    reference, _ = litert.run_isolated(model, feeds, "reference")
     check = check_tflm_kernels(
-        model, feed, dict(zip(model.outputs, outputs, strict=True)), reference, arena, broken
+        model, feeds, dict(zip(model.outputs, outputs, strict=True)), reference, arena, broken
     )
     assert not check.ok
     assert check.first_divergent_op["index"] == conv
@@ -78,8 +78,8 @@ def test_a_corrupted_tflm_result_fails_and_names_the_op(resnet8_m7):
     # Ops before it match exactly: the divergence is located, not smeared.
     assert all(op["local_diff_steps"] <= 1 for op in check.ops if op["index"] < conv)
     # The same comparison on the real model passes.
-    outputs, _ = tflm.run_isolated(model, feed, arena)
-    good = check_tflm_kernels(model, feed, dict(zip(model.outputs, outputs, strict=True)),
+    outputs, _ = tflm.run_isolated(model, feeds, arena)
+    good = check_tflm_kernels(model, feeds, dict(zip(model.outputs, outputs, strict=True)),
                               reference, arena)  # fmt: skip
     assert good.ok
 

@@ -106,7 +106,7 @@ def test_tflm_runs_the_example_like_litert_reference_kernels(example, digits_tfl
     model = load_tflite(digits_tflite["int8"])
     arena = measure_arena(model)
     feeds = [litert.quantize_input(example.validation.x[:100], model.input_tensors()[0])]
-    (tflm_out,), _ = tflm.run_isolated(model, feeds[0], arena.tensor_arena_bytes)
+    (tflm_out,), _ = tflm.run_isolated(model, feeds, arena.tensor_arena_bytes)
     ref, _ = litert.run_isolated(model, feeds, "reference")
     assert tflm_out.dtype == np.int8 and tflm_out.shape == (100, 1, 10)
     assert np.abs(tflm_out.astype(int) - ref[model.outputs[0]].astype(int)).max() <= 1

@@ -166,8 +166,8 @@ def test_the_reader_accepts_what_the_runtimes_run(digits_tflite):
         assert changed > 0
         mutated = read_tflite(data, "old-converter.tflite")  # must not raise
         assert all(t.quant is None or t.quant.axis < max(len(t.shape), 1) for t in mutated.tensors)
-        outputs, _ = tflm.run_isolated(mutated, feed, arena)  # TFLM runs it ...
-        expected, _ = tflm.run_isolated(model, feed, arena)
+        outputs, _ = tflm.run_isolated(mutated, [feed], arena)  # TFLM runs it ...
+        expected, _ = tflm.run_isolated(model, [feed], arena)
         assert np.array_equal(outputs[0], expected[0])  # ... and computes the same
     data, changed = _with_quantized_dimension(original, 7, 4, True)
     assert changed > 0

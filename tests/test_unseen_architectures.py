@@ -113,10 +113,39 @@ def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tflm_tree, tm
     assert figures["metrics"]["instructions"]["per_inference"] > 0
 
 
-def test_two_input_model_is_refused_in_one_line(model_dir, tmp_path):
-    model, _ = save("two_in_two_out", model_dir)
-    result = run_edgekit("deploy", str(model), "-t", "raspberry-pi-4", "--calibration", "random",
-                         "--out", str(tmp_path))  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error:")
-    assert "2 inputs" in result.stderr and not any(tmp_path.iterdir())
+def test_two_input_two_output_model_deploys_to_a_microcontroller(model_dir, tflm_tree, tmp_path):
+    """Two inputs (an image and a feature vector) and two outputs (a class and a value): it
+    was refused ("2 inputs are not supported yet"). Calibration and validation come as an
+    .npz named by input, labels for the class; TFLM verifies on host; the firmware fills both
+    inputs, runs on QEMU and matches host TFLM's CRC over both outputs; its sources compile
+    against TFLM's host tree."""
+    import keras
+    import numpy as np
+    from architectures import ARCHITECTURES, inputs_for
+
+    model_path, calib = save("two_in_two_out", model_dir, trained=True)
+    model = keras.saving.load_model(model_path)
+    x = inputs_for(model, ARCHITECTURES["two_in_two_out"], 40, seed=5)
+    labels = model.predict(x, verbose=0)[0].argmax(1)  # labels the float model gets right
+    validation = tmp_path / "validation.npz"
+    np.savez(validation, x0=x[0], x1=x[1], y=labels)  # by position: x0, x1 in model order
+    out = tmp_path / "out"
+    result = run_edgekit("deploy", str(model_path), "-t", "cortex-m4", "--calibration",
+                         str(calib), "--validation", str(validation), "--out", str(out),
+                         "--no-analysis", "--tflm-dir", str(tflm_tree), timeout=3600)  # fmt: skip
+    report = _assert_outcome(result, out)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-1500:]
+    assert "input image [1, 32, 32, 3] float32, input meta [1, 8] float32" in result.stderr
+    assert [i["shape"] for i in sorted(report["io"]["inputs"], key=lambda i: len(i["shape"]))] \
+        == [[1, 8], [1, 32, 32, 3]]  # fmt: skip
+    outputs = report["verification"]["outputs"]
+    assert len(outputs) == 2 and report["verification"]["runtime"].startswith("TFLM")
+    assert {o["task"] for o in outputs} == {"classification", "regression"}
+    classes = next(o for o in outputs if o["task"] == "classification")
+    assert classes["float_accuracy"] == 1.0 and classes["deployed_accuracy"] > 0.8
+    assert all(o["sqnr_db"] > 12 for o in outputs), outputs  # the plain converter's: 30, 16 dB
+    assert _check(report, "firmware_matches_host_tflm")["ok"]
+    bundle = next(out.iterdir())
+    assert "kInputCount EDGEKIT_IO_UNUSED = 2;" in (bundle / "tflm" / "model_io.h").read_text()
+    need_gxx()
+    _compile_tflm_sources(bundle, shared_dir("tflm") / "host", tmp_path)

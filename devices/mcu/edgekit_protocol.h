@@ -65,13 +65,17 @@ static inline int edgekit_parse_run(const char* line, int* warmup, int* runs) {
 }
 
 // CRC-32 (IEEE) of the first output, so host and board outputs can be compared.
-static inline uint32_t edgekit_crc32(const uint8_t* data, size_t n) {
-  uint32_t crc = 0xFFFFFFFFu;
+static inline uint32_t edgekit_crc32_update(uint32_t crc, const uint8_t* data, size_t n) {
+  crc = ~crc;
   for (size_t i = 0; i < n; ++i) {
     crc ^= data[i];
     for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
   }
   return ~crc;
+}
+
+static inline uint32_t edgekit_crc32(const uint8_t* data, size_t n) {
+  return edgekit_crc32_update(0, data, n);
 }
 
 #endif  // EDGEKIT_PROTOCOL_H_

@@ -49,15 +49,28 @@ void report_error(const char* message) {
   edgekit_write(line);
 }
 
-// Deterministic input: a xorshift sequence over the input tensor's bytes (seed 0 -> 1).
-void fill_input(TfLiteTensor* input) {
+// Deterministic inputs: one xorshift sequence over the bytes of input 0, then input 1...
+void fill_inputs(tflite::MicroInterpreter& interpreter) {
   uint32_t state = 2463534242u;
-  for (size_t i = 0; i < input->bytes; ++i) {
-    state ^= state << 13;
-    state ^= state >> 17;
-    state ^= state << 5;
-    input->data.uint8[i] = static_cast<uint8_t>(state);
+  for (size_t t = 0; t < interpreter.inputs_size(); ++t) {
+    TfLiteTensor* input = interpreter.input(t);
+    for (size_t i = 0; i < input->bytes; ++i) {
+      state ^= state << 13;
+      state ^= state >> 17;
+      state ^= state << 5;
+      input->data.uint8[i] = static_cast<uint8_t>(state);
+    }
   }
+}
+
+// CRC-32 over the bytes of output 0, then output 1... (zlib's crc32 of their concatenation).
+uint32_t outputs_crc32(tflite::MicroInterpreter& interpreter) {
+  uint32_t crc = 0;
+  for (size_t t = 0; t < interpreter.outputs_size(); ++t) {
+    const TfLiteTensor* output = interpreter.output(t);
+    crc = edgekit_crc32_update(crc, output->data.uint8, output->bytes);
+  }
+  return crc;
 }
 
 // The first builtin op the resolver lacks, or nullptr: "op not registered" is then reported
@@ -82,15 +95,14 @@ int run_round(tflite::MicroInterpreter& interpreter, size_t arena_bytes, uint32_
                        static_cast<unsigned long>(arena_bytes), interpreter.arena_used_bytes(),
                        init_us, edgekit_tick_ns());
   edgekit_write(line);
-  fill_input(interpreter.input(0));
+  fill_inputs(interpreter);
   uint32_t start = edgekit_micros();
   if (interpreter.Invoke() != kTfLiteOk) {
     report_error("Invoke failed");
     return 1;
   }
   const uint32_t first_us = edgekit_micros() - start;
-  const TfLiteTensor* output = interpreter.output(0);
-  const uint32_t crc = edgekit_crc32(output->data.uint8, output->bytes);
+  const uint32_t crc = outputs_crc32(interpreter);
   for (int i = 0; i < warmup; ++i) {
     if (interpreter.Invoke() != kTfLiteOk) {
       report_error("Invoke failed during warm-up");

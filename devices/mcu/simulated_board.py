@@ -43,7 +43,7 @@ class TflmBoard:
     """The harness loop around a tflite_micro interpreter (shared by `tflm-host`)."""
 
     def __init__(self, model: bytes, arena_bytes: int, name: str = "model") -> None:
-        from edgekit.runtimes.tflm import _interpreter, _runtime
+        from edgekit.runtimes.tflm import _interpreter, _runtime, interp_inputs
 
         _runtime()  # import outside the timed init, as a board has nothing to import
         started = time.perf_counter()
@@ -52,11 +52,17 @@ class TflmBoard:
         self.model_bytes = len(model)
         self.arena_bytes = arena_bytes
         self.name = name
-        detail = self.interp.get_input_details(0)
-        dtype = np.dtype(detail["dtype"])
-        count = int(np.prod(detail["shape"]))
-        raw = xorshift_bytes(count * dtype.itemsize)
-        self.input = np.frombuffer(raw, dtype=dtype).reshape(detail["shape"])
+        # main.cc's fill_inputs: one xorshift stream over input 0's bytes, then input 1's...
+        details = [self.interp.get_input_details(i) for i in interp_inputs(self.interp)]
+        sizes = [int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize for d in details]
+        raw = xorshift_bytes(sum(sizes))
+        self.output_positions = interp_inputs(self.interp, "output")
+        self.inputs: list[np.ndarray] = []
+        offset = 0
+        for detail, size in zip(details, sizes, strict=True):
+            chunk = np.frombuffer(raw[offset : offset + size], np.dtype(detail["dtype"]))
+            self.inputs.append(chunk.reshape(detail["shape"]))
+            offset += size
 
     def hello(self, arena_used_bytes: int | None = None) -> dict:
         return {"kind": "hello", "protocol": PROTOCOL_VERSION, "harness": "edgekit-tflm",
@@ -68,12 +74,14 @@ class TflmBoard:
     def run(self, warmup: int, runs: int, delay_s: float = 0.0) -> Iterator[dict]:
         """Yield the protocol messages of one EDGEKIT_RUN: run lines, then the summary."""
         clock = time.perf_counter
-        self.interp.set_input(self.input, 0)
+        for i, values in enumerate(self.inputs):
+            self.interp.set_input(values, i)
         started = clock()
         self.interp.invoke()
         first_us = int((clock() - started) * 1e6)
-        output = np.ascontiguousarray(self.interp.get_output(0))
-        crc = zlib.crc32(output.tobytes()) & 0xFFFFFFFF
+        crc = 0  # main.cc's outputs_crc32: over output 0's bytes, then output 1's...
+        for i in self.output_positions:
+            crc = zlib.crc32(np.ascontiguousarray(self.interp.get_output(i)).tobytes(), crc)
         for _ in range(warmup):
             self.interp.invoke()
         for i in range(runs):

@@ -89,11 +89,11 @@ def analyze(
     loaded = load_model(model)
     if loaded.is_qat:
         raise UsageError(f"{loaded.source}: a QAT model brings its own ranges; nothing to analyse")
-    calib = load_dataset(calibration, loaded.input_shape, "calibration", dtype=loaded.input_dtype,
+    calib = load_dataset(calibration, loaded.inputs, "calibration", dtype=loaded.input_dtype,
                          min_samples=min_calibration_samples)  # fmt: skip
     data = calib
     if validation is not None:
-        data = load_dataset(validation, loaded.input_shape, "validation", MAX_VALIDATION_SAMPLES,
+        data = load_dataset(validation, loaded.inputs, "validation", MAX_VALIDATION_SAMPLES,
                             dtype=loaded.input_dtype)  # fmt: skip
     options = stages.QuantOptions(calibration_method, bias_correction, rewrite)
     progress("quantizing with edgekit's engine")
@@ -107,7 +107,7 @@ def analyze(
         reference = stages.convert_reference(loaded)
         _, converted = stages.convert_deployed(loaded, profile, calib.x, options, reference)
     engine = converted.quantization
-    progress(f"analysing every layer on {min(samples, len(data.x))} samples")
+    progress(f"analysing every layer on {min(samples, data.n)} samples")
     result = analyze_models(engine.calibrated, engine.data, data.x, sensitivity=True,
                             requantize=requantizer(engine, profile, loaded.worker),
                             samples=samples)  # fmt: skip

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.data import as_float32, sample_count, take
 from edgekit.tflite_model import TFLiteModel, read_tflite
 
 SENSITIVITY_SAMPLES = 64
@@ -199,15 +200,15 @@ def _outputs(
     model: TFLiteModel, x: np.ndarray, kernels: str, name: str | None = None
 ) -> np.ndarray:
     """The probe tensor (by name, else :func:`probe_tensor`), dequantized, samples first."""
-    from edgekit.runtimes.litert import dequantize_tensor, quantize_input, run_isolated
+    from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
 
     index = probe_tensor(model)
     if name is not None:
         index = next((t.index for t in model.tensors if t.name == name), index)
-    feeds = [quantize_input(x, model.input_tensors()[0])]
+    feeds = input_feeds(model, x)
     outputs, kept = run_isolated(model, feeds, kernels, keep=(index,))
     values = kept.get(index, outputs.get(index))
-    return dequantize_tensor(values, model.tensors[index]).reshape(len(x), -1)
+    return dequantize_tensor(values, model.tensors[index]).reshape(sample_count(x), -1)
 
 
 def analyze_models(
@@ -225,13 +226,13 @@ def analyze_models(
     quantizer); without it there is no sensitivity. `sensitivity` may be an int: only the
     that-many worst layers (by SQNR) are re-quantized.
     """
-    from edgekit.runtimes.litert import dequantize_tensor, quantize_input, run_isolated
+    from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
     from edgekit.verify import sqnr_db
 
     fmodel = read_tflite(calibrated, "float.tflite")
     qmodel = read_tflite(quantized, "int8.tflite")
-    n = _sample_count(fmodel, len(x), samples)
-    x = np.asarray(x[:n], dtype=np.float32)
+    n = _sample_count(fmodel, sample_count(x), samples)
+    x = as_float32(take(x, slice(0, n)))
     float_index = {t.name: t.index for t in fmodel.tensors}
     pairs = []
     for op in qmodel.operators:
@@ -241,8 +242,9 @@ def analyze_models(
         if twin is None or _quant_of(tensor) is None or op.name in ("QUANTIZE", "DEQUANTIZE"):
             continue
         pairs.append((op, out, twin))
-    _, fkept = run_isolated(fmodel, [x], "builtin", keep=tuple(t for _, _, t in pairs))
-    qfeeds = [quantize_input(x, qmodel.input_tensors()[0])]
+    _, fkept = run_isolated(fmodel, input_feeds(fmodel, x), "builtin",
+                            keep=tuple(t for _, _, t in pairs))  # fmt: skip
+    qfeeds = input_feeds(qmodel, x)
     _, qkept = run_isolated(qmodel, qfeeds, "reference", keep=tuple(o for _, o, _ in pairs))
     layers = []
     for op, out, twin in pairs:

@@ -96,12 +96,12 @@ def binnable(lo: float, hi: float) -> bool:
 
 def collect(
     model: bytes,
-    x: np.ndarray,
+    feeds: list[np.ndarray],
     tensors: list[int],
     threads: int = 2,
 ) -> Statistics:
-    """Histograms of `tensors` over inputs `x` (raw for the model's input dtype). Runs
-    LiteRT in this process: call it in a worker."""
+    """Histograms of `tensors` over inputs `feeds` (one array per model input, in its order,
+    raw for the input's dtype). Runs LiteRT in this process: call it in a worker."""
     import warnings
 
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -117,16 +117,18 @@ def collect(
             experimental_preserve_all_tensors=True,
         )
         interp.allocate_tensors()
-    detail = interp.get_input_details()[0]
+    details = interp.get_input_details()
+    samples = len(feeds[0])
 
-    def run(sample: np.ndarray) -> None:
-        interp.set_tensor(detail["index"], np.reshape(sample, detail["shape"]))
+    def run(sample: int) -> None:
+        for detail, feed in zip(details, feeds, strict=True):
+            interp.set_tensor(detail["index"], np.reshape(feed[sample], detail["shape"]))
         interp.invoke()
 
     lo = {t: np.inf for t in tensors}
     hi = {t: -np.inf for t in tensors}
     unreadable: set[int] = set()
-    for sample in x:  # pass 1: extremes
+    for sample in range(samples):  # pass 1: extremes
         run(sample)
         for t in tensors:
             try:
@@ -140,7 +142,7 @@ def collect(
     tensors = [t for t in tensors if t not in unreadable]
     counts = {t: np.zeros(BINS) for t in tensors}
     binned = [t for t in tensors if binnable(lo[t], hi[t])]
-    for sample in x:  # pass 2: counts over the extremes
+    for sample in range(samples):  # pass 2: counts over the extremes
         run(sample)
         for t in binned:
             counts[t] += np.histogram(interp.get_tensor(t), BINS, (lo[t], hi[t]))[0]
@@ -149,7 +151,7 @@ def collect(
         for t in tensors
         if np.isfinite(lo[t]) and np.isfinite(hi[t])
     }
-    return Statistics(histograms, len(x))
+    return Statistics(histograms, samples)
 
 
 # --- ranges --------------------------------------------------------------------------------

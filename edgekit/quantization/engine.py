@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.data import as_float32, sample_count, take
 from edgekit.errors import ToolError
 from edgekit.quantization.calibration import Statistics, choose_range
 from edgekit.tflite_model import TFLiteModel, read_tflite
@@ -43,25 +44,22 @@ DEFAULT_METHOD = "minmax"  # with the MEAN rewrite and bias correction: docs/ben
 # --- TensorFlow side (runs where the model lives: the conversion worker, or in-process) -----
 
 
-def calibrate_only(loaded: Any, calibration: np.ndarray) -> bytes:
+def calibrate_only(loaded: Any, calibration: Any) -> bytes:
     """The converter's calibrate-only float model (ranges recorded per tensor)."""
     if loaded.worker is not None:
         return loaded.worker.call(
             "edgekit.quantization.engine:calibrate_only_file",
             loaded.source,
             loaded.unsafe,
-            np.asarray(calibration),
+            calibration,
             timeout=TIMEOUT,
         )
     from edgekit._fdcapture import capture_native_output
     from edgekit._tf import tensorflow
+    from edgekit.converters.tflite import representative_dataset
 
     tf = tensorflow()
-    data = np.asarray(calibration, dtype=loaded.input_dtype)
-
-    def representative():
-        for i in range(len(data)):
-            yield [data[i : i + 1]]
+    representative = representative_dataset(loaded, calibration)
 
     with capture_native_output() as log:
         try:
@@ -77,7 +75,7 @@ def calibrate_only(loaded: Any, calibration: np.ndarray) -> bytes:
     raise ToolError(f"calibration of {loaded.source} failed: {error} {log.text[-300:]}")
 
 
-def calibrate_only_file(path: str, unsafe: bool, calibration: np.ndarray) -> bytes:
+def calibrate_only_file(path: str, unsafe: bool, calibration: Any) -> bytes:
     """Worker-side :func:`calibrate_only` of a model file."""
     from edgekit.models import cached_model
 
@@ -188,7 +186,7 @@ def correct_biases(
     them lost 1-4 dB). Ops are matched to the float model by their output tensor's name.
     Returns the model and how many ops were corrected.
     """
-    from edgekit.runtimes.litert import dequantize_tensor, quantize_input, run_isolated
+    from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
     from edgekit.tflite_edit import pack, unpack
 
     model = read_tflite(quantized, "int8.tflite")
@@ -211,9 +209,10 @@ def correct_biases(
     twins = tuple(names[model.tensors[o].name] for o in outputs)
     # Reference kernels: the integer arithmetic TFLM runs (XNNPACK's rounding differs by CPU,
     # and correcting for it cost 0.9 dB on ResNet-8). A mean settles well before 500 samples.
-    x = np.asarray(x[:BIAS_CORRECTION_SAMPLES], np.float32)
-    _, reference = run_isolated(float_model, [x], "builtin", 2, keep=twins)
-    feeds = [quantize_input(x, model.input_tensors()[0])]
+    x = as_float32(take(x, slice(0, BIAS_CORRECTION_SAMPLES)))
+    _, reference = run_isolated(float_model, input_feeds(float_model, x), "builtin", 2,
+                                keep=twins)  # fmt: skip
+    feeds = input_feeds(model, x)
     _, deployed = run_isolated(model, feeds, "reference", 1, keep=outputs)
     edited = unpack(quantized)
     tensors, buffers = edited.subgraphs[0].tensors, edited.buffers
@@ -259,15 +258,15 @@ class QuantizationResult:
 def collect_statistics(calibrated: TFLiteModel, x: np.ndarray, threads: int = 2) -> Statistics:
     """Histograms and channel means of the calibrated float model, in a LiteRT worker."""
     from edgekit.isolation import call
-    from edgekit.runtimes.litert import run_timeout
+    from edgekit.runtimes.litert import input_feeds, run_timeout
 
     return call(
         "edgekit.quantization.calibration:collect",
         calibrated.data,
-        np.asarray(x, dtype=np.float32),
+        input_feeds(calibrated, x),
         ranged_tensors(calibrated),
         threads,
-        timeout=2 * run_timeout(calibrated, len(x)),
+        timeout=2 * run_timeout(calibrated, sample_count(x)),
         what=f"LiteRT calibration of {calibrated.source}",
     )
 
@@ -341,7 +340,7 @@ def quantize_int8(
         method=method,
         io_dtype=io_dtype,
         per_channel=per_channel,
-        calibration_samples=len(x),
+        calibration_samples=sample_count(x),
         bias_corrected_ops=corrected,
         ranges={calibrated.tensors[i].name: r for i, r in ranges.items()},
         seconds=times,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.data import as_float32
 from edgekit.errors import UsageError
 from edgekit.tflite_model import read_tflite
 
@@ -74,7 +75,7 @@ class Scorer:
 
         self.float_model = read_tflite(float_data)
         self.probe = self.float_model.tensors[probe_tensor(self.float_model)].name
-        self.x = np.asarray(x, dtype=np.float32)
+        self.x = as_float32(x)
         self.reference = _outputs(self.float_model, self.x, "builtin", self.probe)
         self.runs = 0
 

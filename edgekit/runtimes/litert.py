@@ -208,6 +208,57 @@ def locate_crash(model: TFLiteModel, kernels: str, timeout: float = 120.0) -> st
     return f" in op #{op.index} {op.name}{detail}"
 
 
+def input_feeds(model: Any, x: Any) -> list[np.ndarray]:
+    """Float inputs → one stored-dtype array per input of `model`, in its input order.
+
+    `x` is an array (a one-input model) or {input name: array} (see :mod:`edgekit.data`).
+    A converted model need not keep the source model's input order (TFLite's converter puts
+    `meta` before `image`), so several inputs are matched by the names its signature gives
+    them, never by position.
+
+    >>> model = read_tflite(data)                              # doctest: +SKIP
+    >>> [f.shape for f in input_feeds(model, {"image": img, "meta": m})]  # doctest: +SKIP
+    [(32, 8), (32, 32, 32, 3)]
+    """
+    from edgekit.errors import UsageError
+
+    tensors = model.input_tensors()
+    if not isinstance(x, dict):
+        if len(tensors) != 1:
+            raise UsageError(
+                f"{model.source} has {len(tensors)} inputs; the data holds one array (pass one "
+                "array per input, by name)"
+            )
+        return [quantize_input(np.asarray(x, np.float32), tensors[0])]
+    if len(x) != len(tensors):
+        raise UsageError(f"{model.source} has {len(tensors)} inputs; the data holds {len(x)}")
+    if len(x) == 1:
+        return [quantize_input(np.asarray(next(iter(x.values())), np.float32), tensors[0])]
+    names = [_data_name(model, index, x) for index in model.inputs]
+    if None in names:
+        seen = [model.io_name(i) for i in model.inputs]
+        raise UsageError(f"{model.source}: its inputs are named {seen}; the data's are {list(x)}")
+    pairs = zip(names, tensors, strict=True)
+    return [quantize_input(np.asarray(x[name], np.float32), tensor) for name, tensor in pairs]
+
+
+def _data_name(model: Any, index: int, x: dict) -> str | None:
+    """Which of the data's input names a model input carries: its signature name, else its
+    tensor name as the converter writes it (`serving_default_image:0`; models edited by
+    edgekit keep tensor names but may lose the signature)."""
+    import re
+
+    from edgekit.models import input_name
+
+    tensor = model.tensors[index].name
+    stripped = re.sub(r":\d+$", "", re.sub(r"^serving_default_", "", tensor))
+    for candidate in (model.io_name(index), tensor, stripped):
+        for name in (candidate, input_name(candidate, 0, set())):
+            if name in x:
+                return name
+    return None
+
+
 def quantize_input(x: np.ndarray, tensor: Any) -> np.ndarray:
     """Float inputs → the input tensor's stored dtype, with its scale and zero point."""
     dtype = np.dtype(tensor.dtype.lower())

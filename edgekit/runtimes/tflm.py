@@ -116,9 +116,7 @@ def probe_arena(model: bytes, arena_size: int) -> tuple[bool, str]:
     with capture_native_output() as out:
         try:
             interp = _interpreter(model, arena_size)
-            for i in range(len(interp_inputs(interp))):
-                details = interp.get_input_details(i)
-                interp.set_input(np.zeros(details["shape"], details["dtype"]), i)
+            _zero_inputs(interp)
             interp.invoke()
             ok = True
         except Exception:
@@ -126,12 +124,20 @@ def probe_arena(model: bytes, arena_size: int) -> tuple[bool, str]:
     return ok, _first_error(out.text)
 
 
-def interp_inputs(interp: Any) -> list[int]:
-    """Input positions of a TFLM interpreter (the wrapper has no count: probe until it fails)."""
+def _zero_inputs(interp: Any) -> None:
+    for i in interp_inputs(interp):
+        details = interp.get_input_details(i)
+        interp.set_input(np.zeros(details["shape"], details["dtype"]), i)
+
+
+def interp_inputs(interp: Any, kind: str = "input") -> list[int]:
+    """Input (or, with kind "output", output) positions of a TFLM interpreter: the wrapper
+    has no count, so probe until it fails."""
+    details = interp.get_input_details if kind == "input" else interp.get_output_details
     positions = []
-    for i in range(64):
+    for i in range(1024):
         try:
-            interp.get_input_details(i)
+            details(i)
         except Exception:
             break
         positions.append(i)
@@ -143,8 +149,7 @@ def allocated_bytes(model: bytes, arena_size: int) -> int | None:
     from edgekit._fdcapture import capture_native_output
 
     interp = _interpreter(model, arena_size)
-    details = interp.get_input_details(0)
-    interp.set_input(np.zeros(details["shape"], details["dtype"]), 0)
+    _zero_inputs(interp)
     interp.invoke()
     with capture_native_output() as out:
         interp.print_allocations()
@@ -153,9 +158,10 @@ def allocated_bytes(model: bytes, arena_size: int) -> int | None:
 
 
 def run(
-    model: bytes, inputs: np.ndarray, arena_size: int, keep: tuple[int, ...] = ()
+    model: bytes, feeds: list[np.ndarray], arena_size: int, keep: tuple[int, ...] = ()
 ) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
-    """Invoke sample by sample on raw (already quantized) inputs. Worker-side.
+    """Invoke sample by sample on raw (already quantized) inputs, one array per model input
+    in its input order (:func:`edgekit.runtimes.litert.input_feeds`). Worker-side.
 
     Returns (outputs per graph output position, stacked over samples; {tensor: stacked
     values} for the `keep` tensors, which needs a preserve-all-tensors arena).
@@ -164,26 +170,20 @@ def run(
 
     with capture_native_output() as out:
         interp = _interpreter(model, arena_size, preserve_all=bool(keep))
-    shape = interp.get_input_details(0)["shape"]
+    shapes = [interp.get_input_details(i)["shape"] for i in range(len(feeds))]
+    output_positions = interp_inputs(interp, "output")
     outputs: list[list[np.ndarray]] = []
     kept: dict[int, list[np.ndarray]] = {idx: [] for idx in keep}
-    for sample in inputs:
+    for sample in range(len(feeds[0])):
         with capture_native_output() as out:
             try:
-                interp.set_input(np.reshape(sample, shape), 0)
+                for i, (feed, shape) in enumerate(zip(feeds, shapes, strict=True)):
+                    interp.set_input(np.reshape(feed[sample], shape), i)
                 interp.invoke()
             except Exception as exc:
                 detail = _first_error(out.text) or _one_line(exc)
                 raise RuntimeFailure(f"TFLM failed to invoke the model: {detail}") from None
-        position = 0
-        values = []
-        while True:
-            try:
-                values.append(np.array(interp.get_output(position)).copy())
-            except Exception:
-                break
-            position += 1
-        outputs.append(values)
+        outputs.append([np.array(interp.get_output(i)).copy() for i in output_positions])
         for idx in keep:
             kept[idx].append(np.asarray(interp.GetTensor(idx, 0)["tensor_data"]).copy())
     stacked = [np.stack([sample[i] for sample in outputs]) for i in range(len(outputs[0]))]
@@ -307,7 +307,7 @@ def preserve_all_arena(model: TFLiteModel, arena_bytes: int) -> int:
 
 def run_isolated(
     model: TFLiteModel,
-    inputs: np.ndarray,
+    feeds: list[np.ndarray],
     arena_bytes: int,
     keep: tuple[int, ...] = (),
     timeout: float | None = None,
@@ -319,18 +319,21 @@ def run_isolated(
     from edgekit.isolation import call
 
     arena = preserve_all_arena(model, arena_bytes) if keep else arena_bytes
-    limit = timeout if timeout is not None else probe_timeout(model) * (1 + len(inputs) / 10)
+    if len(feeds) != len(model.inputs):
+        raise ValueError(f"{model.source} has {len(model.inputs)} inputs; {len(feeds)} given")
+    samples = len(feeds[0])
+    limit = timeout if timeout is not None else probe_timeout(model) * (1 + samples / 10)
     outputs, kept = call(
         "edgekit.runtimes.tflm:run",
         model.data,
-        inputs,
+        list(feeds),
         arena,
         tuple(keep),
         timeout=limit,
         what=f"TFLM on {model.source}",
     )
     shaped = {
-        idx: values.reshape((len(inputs), *model.tensors[idx].shape))
+        idx: values.reshape((samples, *model.tensors[idx].shape))
         for idx, values in kept.items()
     }
     return outputs, shaped

@@ -214,16 +214,28 @@ def _keras3_saved_model(model: Any, specs: list[Any]) -> Any:
     """Keras 3 variables are not frozen when traced directly (the converter leaves
     VAR_HANDLE/READ_VARIABLE ops); its own SavedModel export converts cleanly. The export
     is traced at the deployed shape (batch 1): traced with a free batch, a GRU or LSTM's loop
-    keeps a TensorList of unknown shape, which the converter refuses. Several inputs are one
-    list argument, as a functional model is called; the signature names them by their specs."""
+    keeps a TensorList of unknown shape, which the converter refuses. The signature names
+    every input by its spec and, with several outputs, every output by its Keras name (a
+    plain `model.export` calls them output_0, output_1)."""
     import tempfile
+
+    import keras
 
     from edgekit._tf import tensorflow
 
     tf = tensorflow()
-    signature = specs if len(specs) == 1 else [specs]
+    names = list(getattr(model, "output_names", None) or [])
+    named = len(getattr(model, "outputs", None) or []) > 1 and len(set(names)) == len(names)
+
+    def serve(*xs: Any) -> Any:
+        result = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        return dict(zip(names, result, strict=True)) if named else result
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name="serve", fn=serve, input_signature=specs)
     with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp:
-        model.export(tmp, format="tf_saved_model", verbose=False, input_signature=signature)
+        archive.write_out(tmp, verbose=False)
         return tf.saved_model.load(tmp)
 
 

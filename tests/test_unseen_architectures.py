@@ -140,6 +140,7 @@ def test_two_input_two_output_model_deploys_to_a_microcontroller(model_dir, tflm
         == [[1, 8], [1, 32, 32, 3]]  # fmt: skip
     outputs = report["verification"]["outputs"]
     assert len(outputs) == 2 and report["verification"]["runtime"].startswith("TFLM")
+    assert {o["name"] for o in outputs} == {"label", "value"}  # Keras's names, not output_0
     assert {o["task"] for o in outputs} == {"classification", "regression"}
     classes = next(o for o in outputs if o["task"] == "classification")
     assert classes["float_accuracy"] == 1.0 and classes["deployed_accuracy"] > 0.8

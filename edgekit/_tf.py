@@ -1,8 +1,12 @@
 """The one place that imports TensorFlow.
 
-tfmot wraps Keras 2 (`tf_keras`), so `TF_USE_LEGACY_KERAS=1` must be set before TensorFlow is
-first imported. Every edgekit module that needs TensorFlow calls :func:`tensorflow` instead of
-importing it, which also keeps `edgekit --help` free of the 4 s, 600 MB import.
+edgekit never chooses the user's Keras: `tf.keras` stays what TensorFlow makes it (Keras 3 in
+TF 2.21), and no process-wide `TF_USE_LEGACY_KERAS` is set. tf_keras models and tfmot use the
+`tf_keras` package explicitly (:func:`tf_keras`). tfmot sets `TF_USE_LEGACY_KERAS=1` when it is
+imported; :func:`import_tfmot` resolves `tf.keras` first and puts the variable back, so tfmot
+neither changes what `tf.keras` is nor leaves the switch for the user's later imports.
+Every edgekit module that needs TensorFlow calls :func:`tensorflow` instead of importing it,
+which also keeps `edgekit --help` free of the 4 s, 600 MB import.
 """
 
 from __future__ import annotations
@@ -13,18 +17,17 @@ from types import ModuleType
 
 
 def tensorflow() -> ModuleType:
-    """Import TensorFlow with Keras 2 selected and its start-up chatter muted.
+    """Import TensorFlow with its start-up chatter muted; `tf.keras` is left as it is.
 
+    >>> import keras
     >>> tf = tensorflow()
-    >>> tf.keras.__name__.startswith("tf_keras")
+    >>> tf.keras.__name__.startswith("tf_keras") == (keras.__version__ < "3")
     True
     """
-    if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-        # Imported elsewhere before us: tf.keras is whatever that import chose.
+    if "tensorflow" in sys.modules:
         import tensorflow as tf
 
         return tf
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from edgekit._fdcapture import capture_native_output
     from edgekit.errors import ToolError
@@ -49,3 +52,20 @@ def tf_keras() -> ModuleType:
     import tf_keras as keras
 
     return keras
+
+
+def import_tfmot() -> ModuleType:
+    """Import tfmot without its side effect on the process's Keras choice."""
+    tf = tensorflow()
+    if "tensorflow_model_optimization" in sys.modules:
+        return sys.modules["tensorflow_model_optimization"]
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    getattr(tf.keras, "__name__", None)  # resolve tf.keras (lazy) before tfmot sets the switch
+    try:
+        import tensorflow_model_optimization
+    finally:
+        if before is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = before
+    return tensorflow_model_optimization

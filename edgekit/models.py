@@ -60,6 +60,7 @@ class LoadedModel:
     worker: Any = None  # the isolation.Worker that holds this file's model, if any
     qat: bool | None = None  # known without the Keras object (a model held by a worker)
     input_specs: tuple[InputSpec, ...] = ()
+    writer: str = ""  # which Keras wrote the file ("Keras 3.15.1 (tensorflow backend)")
 
     def __post_init__(self) -> None:
         if not self.input_specs:
@@ -267,7 +268,7 @@ UNSAFE_HINT = (
 
 def check_keras_file(path: Path, unsafe: bool = False) -> bool:
     """Cheap checks before TensorFlow loads: the format, and for HDF5 the config. Returns
-    whether the file is a Keras 3 `.keras` archive."""
+    whether Keras 3 wrote the file (`.keras` or `.h5`): it then loads with Keras 3."""
     from edgekit.data import regular_file
     from edgekit.tflite_model import MAX_MODEL_BYTES
 
@@ -282,7 +283,43 @@ def check_keras_file(path: Path, unsafe: bool = False) -> bool:
                 f"{path}: Lambda layer(s) {', '.join(lambdas[:3])} hold Python bytecode; "
                 + UNSAFE_HINT
             )
-    return False
+    return keras_file_writer(path)[0].startswith("3")
+
+
+def keras_file_writer(path: Path) -> tuple[str, str]:
+    """(Keras version, backend) that wrote a `.keras` or `.h5` file, read without loading it
+    ("" where the file does not say). tf_keras writes 2.x versions; Keras 3 writes 3.x.
+
+    >>> keras_file_writer(Path("missing.h5"))
+    ('', '')
+    """
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                info = archive.getinfo("metadata.json")
+                if info.file_size > MAX_CONFIG_BYTES:
+                    return "", ""
+                meta = jsonfile.loads(archive.read(info), f"{path}: metadata.json", expect=dict)
+            return str(meta.get("keras_version", "")), ""
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            attrs = {k: handle.attrs.get(k) for k in ("keras_version", "backend")}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EdgekitError):
+        return "", ""
+    return tuple(  # type: ignore[return-value]
+        (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or ""))[:40]
+        for v in attrs.values()
+    )
+
+
+def writer_text(path: Path) -> str:
+    """"Keras 3.15.1 (tensorflow backend)" / "tf_keras 2.21.0", or "" if the file is silent."""
+    version, backend = keras_file_writer(path)
+    if not version:
+        return ""
+    name = "Keras" if version.startswith("3") else "tf_keras"
+    return f"{name} {version}" + (f" ({backend} backend)" if backend else "")
 
 
 def custom_class_names(path: Path) -> list[str]:
@@ -361,7 +398,7 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
             model = keras.saving.load_model(
                 path, custom_objects=custom_objects, compile=False, safe_mode=not unsafe
             )
-        elif path.suffix == ".keras":
+        elif path.suffix == ".keras":  # a .keras archive written by tf_keras
             model = keras2.models.load_model(
                 path, custom_objects=custom_objects, compile=False, safe_mode=not unsafe
             )
@@ -390,6 +427,7 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
         model = _load_with_tfmot_scope(path, custom_objects, keras2, unsafe)
     loaded = from_keras(model, str(path), name=path.stem)
     loaded.unsafe = unsafe
+    loaded.writer = writer_text(path)
     return loaded
 
 
@@ -615,6 +653,7 @@ def describe(path: str, unsafe: bool) -> dict[str, Any]:
         "input_shape": loaded.input_shape,
         "input_dtype": loaded.input_dtype,
         "input_specs": [(s.name, s.shape, s.dtype) for s in loaded.input_specs],
+        "writer": loaded.writer,
         "qat": loaded.is_qat,
         "notes": list(loaded.notes),
     }
@@ -630,6 +669,7 @@ def _load_in_worker(path: Path, unsafe: bool) -> LoadedModel:
         input_shape=tuple(info["input_shape"]),
         input_dtype=info["input_dtype"],
         input_specs=tuple(InputSpec(n, tuple(shape), d) for n, shape, d in info["input_specs"]),
+        writer=info["writer"],
         notes=info["notes"],
         unsafe=unsafe,
         worker=worker,

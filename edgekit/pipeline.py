@@ -293,7 +293,8 @@ def deploy(
 
     with steps.run("load model") as step:
         loaded = load_model(model, custom_objects, unsafe=unsafe_deserialization)
-        step.detail = f"{loaded.kind}, " + ", ".join(
+        written = f" written by {loaded.writer}" if loaded.writer else ""
+        step.detail = f"{loaded.kind}{written}, " + ", ".join(
             f"input {'' if len(loaded.input_specs) == 1 else s.name + ' '}{list(s.shape)} "
             f"{s.dtype}" for s in loaded.input_specs
         )
@@ -367,6 +368,7 @@ def _run(
         edgekit_version=__version__,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         model={"name": loaded.name, "source": loaded.source, "kind": loaded.kind,
+               "written_by": loaded.writer or None,
                "unsafe_deserialization": loaded.unsafe},  # fmt: skip
         target=profile.to_dict(),
         notes=list(inputs.notes),

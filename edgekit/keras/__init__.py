@@ -67,7 +67,7 @@ __all__ = sorted(_EXPORTS) + ["callbacks"]
 
 def __getattr__(name: str) -> Any:
     # `tf_keras()` returns the Keras 2 package tfmot works with, and `tensorflow()` TensorFlow,
-    # both imported the edgekit way (TF_USE_LEGACY_KERAS=1 set before TensorFlow loads).
+    # both imported the edgekit way (the user's `tf.keras` is left as TensorFlow made it).
     if name == "callbacks":
         return importlib.import_module("edgekit.keras.callbacks")
     if name in _EXPORTS:

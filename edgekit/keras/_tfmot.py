@@ -1,4 +1,5 @@
-"""Import tfmot after TensorFlow has been imported with Keras 2 selected."""
+"""Import tfmot the edgekit way: it works on tf_keras models, and the user's Keras stays
+whatever it was (see :func:`edgekit._tf.import_tfmot`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ from types import ModuleType
 
 
 def tfmot() -> ModuleType:
-    from edgekit._tf import tensorflow
+    from edgekit._tf import import_tfmot
 
-    tensorflow()
-    import tensorflow_model_optimization
-
-    return tensorflow_model_optimization
+    return import_tfmot()

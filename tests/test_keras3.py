@@ -1,0 +1,57 @@
+"""Keras 3 first (issue 16): today's Keras in, and edgekit never changes which Keras the user
+has. Each check runs in a fresh interpreter, where "which Keras is tf.keras" is still open."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import run_edgekit
+
+KERAS_CHOICE = """
+import json, os, sys
+import numpy as np
+{before}
+import edgekit
+from edgekit.keras import prune_low_magnitude, strip_pruning, tf_keras
+k2 = tf_keras()
+model = k2.Sequential([k2.Input((8,)), k2.layers.Dense(4)])
+stripped = strip_pruning(prune_low_magnitude(model))  # tfmot, which sets the switch on import
+import tensorflow as tf
+print(json.dumps({{"tf.keras": tf.keras.__name__, "env": os.environ.get("TF_USE_LEGACY_KERAS"),
+                  "stripped": type(stripped).__module__.split(".")[0]}}))
+"""
+
+
+@pytest.mark.parametrize("before", ["", "import tensorflow as tf"],
+                         ids=["edgekit-first", "tensorflow-first"])  # fmt: skip
+def test_edgekit_leaves_the_users_keras_alone(before):
+    """Importing edgekit and running a tfmot-backed wrapper on a tf_keras model leaves
+    `tf.keras` as Keras 3 and no TF_USE_LEGACY_KERAS in the environment (tfmot sets it)."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run([sys.executable, "-c", KERAS_CHOICE.format(before=before)],
+                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen == {"tf.keras": "keras._tf_keras.keras", "env": None, "stripped": "tf_keras"}
+
+
+def test_a_keras3_h5_file_deploys_and_the_report_says_who_wrote_it(tmp_path):
+    """`.h5` saved by today's tf.keras (Keras 3) failed: tf_keras cannot read `batch_shape`."""
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "cnn.h5")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).random((20, 8, 8, 1), np.float32))
+    result = run_edgekit("deploy", str(tmp_path / "cnn.h5"), "-t", "raspberry-pi-4",
+                         "--calibration", str(tmp_path / "calib.npy"), "--out",
+                         str(tmp_path / "out"), "--no-analysis")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-1500:]
+    report = json.loads(next((tmp_path / "out").glob("*/report.json")).read_text())
+    assert report["model"]["kind"] == "keras3"
+    assert report["model"]["written_by"] == f"Keras {keras.__version__} (tensorflow backend)"
+    assert f"written by Keras {keras.__version__}" in result.stderr

@@ -71,6 +71,9 @@ def worker_env(tmpdir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["EDGEKIT_WORKER_PARENT"] = str(os.getpid())
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # The converter needs TensorFlow graphs: a .keras file is backend-independent, so one saved
+    # under JAX or PyTorch loads here with Keras 3's TensorFlow backend, whatever the user's is.
+    env["KERAS_BACKEND"] = "tensorflow"
     if tmpdir is not None:
         env["TMPDIR"] = str(tmpdir)
     return env

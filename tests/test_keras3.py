@@ -55,3 +55,17 @@ def test_a_keras3_h5_file_deploys_and_the_report_says_who_wrote_it(tmp_path):
     assert report["model"]["kind"] == "keras3"
     assert report["model"]["written_by"] == f"Keras {keras.__version__} (tensorflow backend)"
     assert f"written by Keras {keras.__version__}" in result.stderr
+
+
+def test_a_keras_file_deploys_whatever_the_users_keras_backend(tmp_path):
+    """A .keras file is backend-independent; the worker loads it with Keras 3's tensorflow
+    backend even when the user's process asks for another (KERAS_BACKEND=jax here, where JAX is
+    not installed: a worker that inherited it could not even import Keras)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "m.keras")
+    result = run_edgekit("deploy", str(tmp_path / "m.keras"), "-t", "raspberry-pi-4",
+                         "--calibration", "random", "--out", str(tmp_path / "out"),
+                         "--no-analysis", env={"KERAS_BACKEND": "jax"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-1500:]

@@ -69,3 +69,34 @@ def test_a_keras_file_deploys_whatever_the_users_keras_backend(tmp_path):
                          "--calibration", "random", "--out", str(tmp_path / "out"),
                          "--no-analysis", env={"KERAS_BACKEND": "jax"})  # fmt: skip
     assert result.returncode == 0, result.stderr[-1500:]
+
+
+def test_keras3_models_convert_as_they_are_custom_and_keras3_only_layers(tmp_path):
+    """No rebuild into tf_keras: a layer registered with keras.saving.register_keras_serializable
+    (written with keras.ops) and a layer only Keras 3 has (RMSNormalization) deploy from a
+    .keras file and from the live model."""
+    import keras
+
+    import edgekit
+
+    @keras.saving.register_keras_serializable(package="edgekit_test")
+    class WavyScale(keras.layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+        def call(self, x):
+            return x * self.w + keras.ops.sin(x)
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = WavyScale()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    x = keras.layers.Flatten()(keras.layers.RMSNormalization()(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.save(tmp_path / "custom.keras")
+    calib = np.random.default_rng(0).random((32, 8, 8, 1), np.float32)
+    for source in (str(tmp_path / "custom.keras"), model):
+        bundle = edgekit.deploy(source, "raspberry-pi-4", calibration=calib, out=tmp_path / "o",
+                                force=True, analysis=False)  # fmt: skip
+        assert bundle.ok, [c.detail for c in bundle.report.failed_checks()]
+        assert bundle.report.model["kind"] == "keras3"
+        assert bundle.report.metrics.output_sqnr_db > 25

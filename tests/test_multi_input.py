@@ -114,13 +114,27 @@ def test_inputs_of_one_shape_reach_the_right_tensor(tmp_path):
 
 
 def test_a_two_input_bundle_benches_on_the_linux_harness(tmp_path):
-    """The on-device harness feeds every input (random within each input's range)."""
-    import edgekit
+    """The on-device harness feeds every input: random within each input's range, or from an
+    .npz keyed by the model's input names, in any order (the converted model takes `meta`
+    before `image`; an .npz written image-first used to meet a shape error)."""
+    import keras
 
-    model = _same_shape_model()
+    import edgekit
+    from edgekit.report import Role
+    from edgekit.tflite_model import load_tflite
+
+    image, meta = keras.Input((6, 6, 1), name="image"), keras.Input((8,), name="meta")
+    joined = keras.layers.Concatenate()([keras.layers.Flatten()(image), meta])
+    model = keras.Model([image, meta], keras.layers.Dense(3)(joined))
     bundle = edgekit.deploy(model, "raspberry-pi-4", calibration="random", out=tmp_path / "b",
                             analysis=False)  # fmt: skip
-    result = run_edgekit("bench", str(bundle.path), "--device", "local", "--runs", "3",
-                         "--warmup", "0", "--db", str(tmp_path / "r.db"))  # fmt: skip
-    assert result.returncode == 0, result.stderr[-1500:]
-    assert "recorded as run 1" in result.stdout
+    deployed = load_tflite(bundle.file(Role.DEPLOYED_MODEL))
+    assert [len(t.shape) for t in deployed.input_tensors()] == [2, 4]  # meta first
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "in.npz", image=rng.integers(-128, 127, (1, 6, 6, 1), dtype=np.int8),
+             meta=rng.integers(-128, 127, (1, 8), dtype=np.int8))  # fmt: skip
+    for extra in ([], ["--input", str(tmp_path / "in.npz")]):
+        result = run_edgekit("bench", str(bundle.path), "--device", "local", "--runs", "3",
+                             "--warmup", "0", "--db", str(tmp_path / "r.db"), *extra)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-1500:]
+        assert "recorded as run" in result.stdout

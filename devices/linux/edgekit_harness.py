@@ -149,15 +149,26 @@ def random_input(detail: dict, rng):
 
 
 def load_inputs(path: str, inputs: list) -> list:
-    """Arrays from `.npy` (one input) or `.npz` (one array per input, in order), each checked
-    against the model's input (`shape`, `dtype` as in get_input_details()). The host runs the
-    same check before shipping anything, so bad input files never reach a device.
+    """Arrays from `.npy` (one input) or `.npz` (one array per input: by the inputs' names
+    when the keys name every input (`image` for `serving_default_image:0`), else in order),
+    each checked against the model's input (`shape`, `dtype` as in get_input_details()). The
+    host runs the same check before shipping anything, so bad input files never reach a device.
     """
+    import re
+
     import numpy as np
 
     try:
         arrays = np.load(path, allow_pickle=False)
-        arrays = [arrays] if isinstance(arrays, np.ndarray) else [arrays[k] for k in arrays]
+        if isinstance(arrays, np.ndarray):
+            arrays = [arrays]
+        else:
+            by_key = {k: arrays[k] for k in arrays.files}
+            names = [re.sub(r"^serving_default_|:\d+$", "", d.get("name", "")) for d in inputs]
+            if len(by_key) == len(names) and sorted(names) == sorted(by_key):
+                arrays = [by_key[name] for name in names]  # the model's order, by name
+            else:
+                arrays = list(by_key.values())
     except Exception as exc:  # numpy, zipfile and zlib each raise their own on damaged files
         detail = " ".join(str(exc).split())
         raise HarnessError(f"{path}: not a readable NumPy file ({detail})") from None

@@ -91,7 +91,7 @@ def check_input_file(path: Path, model: Path) -> None:
     from edgekit.tflite_model import load_tflite
 
     inputs = [
-        {"shape": t.shape, "dtype": np.dtype(t.dtype.lower())}
+        {"shape": t.shape, "dtype": np.dtype(t.dtype.lower()), "name": t.name}
         for t in load_tflite(model).input_tensors()
     ]
     try:

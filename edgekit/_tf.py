@@ -46,6 +46,14 @@ def tensorflow() -> ModuleType:
     return tf
 
 
+def keras3() -> ModuleType:
+    """Return Keras 3 (`import keras`), imported after TensorFlow so its start-up is muted."""
+    tensorflow()
+    import keras
+
+    return keras
+
+
 def tf_keras() -> ModuleType:
     """Return the Keras 2 package (`tf_keras`) that tfmot works with."""
     tensorflow()

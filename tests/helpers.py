@@ -49,6 +49,22 @@ def convert_keras(model, scheme="int8", io_dtype="int8", calibration=None, per_c
     return data, read_tflite(data, f"{model.name}.tflite")
 
 
+def subclassed_model(keras):
+    """A built subclassed model (one Dense) of `keras`, tf_keras or Keras 3."""
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    net = Net()
+    net(np.zeros((1, 4), np.float32))
+    return net
+
+
 def model_with_custom_layer():
     """Sequential model whose layer 'my_scale' (class Scale) has weights tfmot cannot wrap."""
     keras = tf_keras()

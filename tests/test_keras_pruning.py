@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import model_with_custom_layer, tf_keras
+from helpers import model_with_custom_layer, subclassed_model, tf_keras
 
 import edgekit
 from edgekit import keras as ek
@@ -29,18 +29,7 @@ def test_schedule_from_epochs():
 
 
 def test_subclassed_and_unwrappable_layers_get_clear_errors():
-    keras = tf_keras()
-
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = keras.layers.Dense(2)
-
-        def call(self, x):
-            return self.dense(x)
-
-    net = Net()
-    net(np.zeros((1, 4), np.float32))
+    net = subclassed_model(tf_keras())
     with pytest.raises(EdgekitError, match="subclassed model.*Sequential and Functional"):
         ek.prune_low_magnitude(net)
 
@@ -59,10 +48,12 @@ def test_keras3_model_is_rebuilt_for_tfmot():
         [keras3.Input((8, 8, 1)), keras3.layers.Conv2D(8, 3), keras3.layers.Flatten(),
          keras3.layers.Dense(10)]
     )  # fmt: skip
-    pruned = ek.prune_low_magnitude(k3, ek.ConstantSparsity(0.5, 0))
+    # A Keras 3 model is pruned natively (test_keras3_pruning.py); tfmot's options need the
+    # tf_keras rebuild, asked for explicitly.
+    rebuilt = ek.ensure_tf_keras(k3)
+    pruned = ek.prune_low_magnitude(rebuilt, ek.ConstantSparsity(0.5, 0))
     assert type(pruned).__module__.startswith("tf_keras")
     x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
-    rebuilt = ek.ensure_tf_keras(k3)
     assert np.allclose(rebuilt(x).numpy(), np.asarray(k3(x)), atol=1e-6)
 
 

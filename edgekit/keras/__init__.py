@@ -2,8 +2,11 @@
 
 Names follow tfmot where tfmot has one (`prune_low_magnitude`, `strip_pruning`,
 `quantize_model`, `cluster_weights`, `UpdatePruningStep`), so tfmot users feel at home;
-distillation and target-aware callbacks are edgekit's own. Everything works on tf_keras
-Sequential/Functional models; Keras 3 ones are rebuilt in tf_keras first.
+distillation and target-aware callbacks are edgekit's own. Pruning is native on both
+Kerases: a Keras 3 model (`import keras`) gives a Keras 3 model that trains with Keras 3's
+`fit` and saves as `.keras`; a tf_keras one goes to tfmot. The other tfmot-backed wrappers
+work on tf_keras Sequential/Functional models and rebuild Keras 3 ones in tf_keras first.
+Every callback in `edgekit.keras.callbacks` is a Callback of both Kerases.
 
 >>> from edgekit import keras as ek                                              # doctest: +SKIP
 >>> schedule = ek.pruning_schedule(0.8, epochs=10, steps_per_epoch=41)           # doctest: +SKIP
@@ -21,9 +24,10 @@ _EXPORTS = {
     # pruning
     "prune_low_magnitude": "edgekit.keras.pruning",
     "strip_pruning": "edgekit.keras.pruning",
-    "pruning_schedule": "edgekit.keras.pruning",
-    "ConstantSparsity": "edgekit.keras.pruning",
-    "PolynomialDecay": "edgekit.keras.pruning",
+    "pruning_schedule": "edgekit.keras.schedules",
+    "ConstantSparsity": "edgekit.keras.schedules",
+    "PolynomialDecay": "edgekit.keras.schedules",
+    "PruneLowMagnitude": "edgekit.keras.pruning3",
     "layer_sparsity": "edgekit.keras.pruning",
     "total_sparsity": "edgekit.keras.pruning",
     # quantization-aware training

@@ -1,6 +1,10 @@
 """Callbacks for `model.fit`: each has one job and overrides only the hooks it needs.
 
-- `UpdatePruningStep`: tfmot's, re-exported; required when training a pruned model.
+Each is a `keras.callbacks.Callback` of both Kerases (Keras 3 and tf_keras), so the same
+class goes into either Keras's `fit`.
+
+- `UpdatePruningStep`: required when training a pruned model: advances the step and the
+  masks (edgekit's for Keras 3 models, tfmot's for tf_keras ones).
 - `SparsityLogger`: per-layer and total sparsity into `logs` (History and TensorBoard see it;
   put it before TensorBoard in the callback list).
 - `DistillationSchedule`: anneals a `Distiller`'s temperature and/or alpha over epochs.
@@ -16,15 +20,70 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._tf import tensorflow, tf_keras
+from edgekit._tf import keras3, tf_keras
 from edgekit.errors import UsageError
 from edgekit.keras._compat import copy_model
 from edgekit.keras._tfmot import tfmot
 
-tf = tensorflow()
-keras = tf_keras()
+keras = keras3()
 
-UpdatePruningStep = tfmot().sparsity.keras.UpdatePruningStep
+
+class Callback(keras.callbacks.Callback, tf_keras().callbacks.Callback):
+    """A callback for Keras 3's `fit` and for tf_keras's: the model is `self.model` in both.
+
+    Keras 3's base comes first: it holds the model (`set_model`, the `model` property); the
+    attributes tf_keras's callback list reads are set here.
+    """
+
+    def __init__(self) -> None:
+        keras.callbacks.Callback.__init__(self)
+        self.validation_data = None
+        self._chief_worker_only = None
+        self._supports_tf_logs = False
+
+
+class UpdatePruningStep(Callback):
+    """Advances pruning during `fit`: the step and the masks before each batch.
+
+    Keras 3 models (edgekit's `PruneLowMagnitude`): the step goes from -1 to 0 when training
+    first begins (a reloaded model continues from its saved step), then each batch advances it
+    and masks the kernels; every epoch ends with the kernels masked, so a model saved then has
+    its zeros. tf_keras models: tfmot's `UpdatePruningStep` does the same, inside.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wrappers: list[Any] = []
+        self.tfmot_callback: Any = None
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)
+        if isinstance(model, keras.Model):
+            self.tfmot_callback = None
+            return
+        self.tfmot_callback = tfmot().sparsity.keras.UpdatePruningStep()
+        self.tfmot_callback.set_model(model)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.tfmot_callback is not None:
+            self.tfmot_callback.on_train_begin(logs)
+            return
+        from edgekit.keras.pruning3 import pruning_wrappers, to_numpy
+
+        self.wrappers = pruning_wrappers(_trained_model(self.model))
+        for wrapper in self.wrappers:
+            if int(to_numpy(wrapper.pruning_step)) < 0:
+                wrapper.pruning_step.assign(0)
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        for wrapper in self.wrappers:
+            wrapper.advance()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.tfmot_callback is not None:
+            self.tfmot_callback.on_epoch_end(epoch, logs)
+        for wrapper in self.wrappers:
+            wrapper.apply_masks()
 
 
 def __getattr__(name: str) -> Any:
@@ -44,7 +103,7 @@ def _trained_model(model: Any) -> Any:
     return getattr(model, "student", model)
 
 
-class SparsityLogger(keras.callbacks.Callback):
+class SparsityLogger(Callback):
     """Adds `sparsity/total` and `sparsity/<layer>` (zero fraction of pruned weights) to logs."""
 
     def __init__(self, per_layer: bool = True) -> None:
@@ -63,7 +122,7 @@ class SparsityLogger(keras.callbacks.Callback):
                 logs[f"sparsity/{name}"] = value
 
 
-class DistillationSchedule(keras.callbacks.Callback):
+class DistillationSchedule(Callback):
     """Linear annealing of a `Distiller`'s temperature and/or alpha from start to end.
 
     `DistillationSchedule(temperature=(8.0, 2.0), alpha=(0.0, 0.5), epochs=10)` reaches the end
@@ -115,9 +174,12 @@ def deployable_copy(model: Any) -> Any:
 
     QAT models keep their fake-quant wrappers (they carry the learned ranges) and are only read.
     """
+    from edgekit.keras.pruning3 import strip_keras3
     from edgekit.keras.quantization import is_qat_model
 
     model = _trained_model(model)
+    if isinstance(model, keras.Model):
+        return strip_keras3(model)  # a new model: the stripped copy or a plain copy
     if is_qat_model(model):
         return model
     names = {type(layer).__name__ for layer in model.layers}
@@ -129,7 +191,7 @@ def deployable_copy(model: Any) -> Any:
     return copy_model(stripped)
 
 
-class TargetFitCheck(keras.callbacks.Callback):
+class TargetFitCheck(Callback):
     """Every `every_n_epochs`, convert a copy for `target` and log whether it fits.
 
     Logged (prefixed with the target name, e.g. `cortex-m4/tensor_arena_bytes`):

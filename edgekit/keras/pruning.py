@@ -1,4 +1,9 @@
-"""Magnitude pruning, backed by tfmot, with a schedule helper that thinks in epochs.
+"""Magnitude pruning: edgekit's own for Keras 3 models, tfmot for tf_keras ones.
+
+`prune_low_magnitude` looks at the model: a Keras 3 model gets a Keras 3 copy with
+edgekit's `PruneLowMagnitude` layers (edgekit.keras.pruning3), a tf_keras model tfmot's
+wrappers. The schedules (edgekit.keras.schedules), `UpdatePruningStep`, `strip_pruning`,
+`layer_sparsity` and `total_sparsity` are the same names for both.
 
 >>> import numpy as np
 >>> from edgekit.keras import pruning_schedule
@@ -9,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +21,12 @@ import numpy as np
 from edgekit.errors import UsageError
 from edgekit.keras._compat import copy_model, ensure_tf_keras, unsupported_layers_error
 from edgekit.keras._tfmot import tfmot
+from edgekit.keras.schedules import ConstantSparsity, PolynomialDecay, pruning_schedule
+
+__all__ = [
+    "ConstantSparsity", "PolynomialDecay", "layer_sparsity", "prune_low_magnitude",
+    "pruning_schedule", "strip_pruning", "total_sparsity",
+]  # fmt: skip
 
 PRUNING_ALTERNATIVES = (
     "implement tfmot's PrunableLayer (get_prunable_weights) on the layer, or prune only the "
@@ -25,52 +35,20 @@ PRUNING_ALTERNATIVES = (
 
 
 def __getattr__(name: str) -> Any:
-    # tfmot's schedule classes, under tfmot's names, imported on first use.
-    if name in ("ConstantSparsity", "PolynomialDecay", "UpdatePruningStep", "PruningSummaries"):
+    # tfmot's own names, imported on first use.
+    if name == "PruningSummaries":
         return getattr(tfmot().sparsity.keras, name)
+    if name == "UpdatePruningStep":
+        from edgekit.keras.callbacks import UpdatePruningStep
+
+        return UpdatePruningStep
     raise AttributeError(name)
 
 
-def pruning_schedule(
-    final_sparsity: float,
-    *,
-    epochs: int,
-    steps_per_epoch: int,
-    initial_sparsity: float = 0.0,
-    begin_epoch: int = 0,
-    end_epoch: int | None = None,
-    frequency: int | None = None,
-    constant: bool = False,
-    power: int = 3,
-) -> Any:
-    """A tfmot schedule from epochs instead of steps.
+def _is_keras3(obj: Any) -> bool:
+    from edgekit._tf import keras3
 
-    By default Zhu & Gupta's cubic `PolynomialDecay` from `initial_sparsity` to
-    `final_sparsity` between `begin_epoch` and `end_epoch` (default: the last 20 % of training
-    is left for recovery, so pruning ends at 80 % of `epochs`). `constant=True` gives
-    `ConstantSparsity` from `begin_epoch`. `frequency` defaults to about 10 updates per epoch.
-    """
-    if not 0.0 <= initial_sparsity <= final_sparsity < 1.0:
-        raise UsageError(
-            f"sparsity must satisfy 0 <= initial <= final < 1; received initial="
-            f"{initial_sparsity}, final={final_sparsity}"
-        )
-    if epochs <= 0 or steps_per_epoch <= 0:
-        raise UsageError(
-            f"epochs and steps_per_epoch must be > 0; received {epochs}, {steps_per_epoch}"
-        )
-    sparsity = tfmot().sparsity.keras
-    end_epoch = (
-        end_epoch if end_epoch is not None else max(begin_epoch + 1, math.ceil(0.8 * epochs))
-    )
-    begin_step = begin_epoch * steps_per_epoch
-    end_step = end_epoch * steps_per_epoch
-    frequency = frequency or max(1, steps_per_epoch // 10)
-    if constant:
-        return sparsity.ConstantSparsity(final_sparsity, begin_step, frequency=frequency)
-    return sparsity.PolynomialDecay(
-        initial_sparsity, final_sparsity, begin_step, end_step, power=power, frequency=frequency
-    )
+    return isinstance(obj, keras3().layers.Layer)
 
 
 def _prunable(layer: Any) -> bool:
@@ -91,15 +69,28 @@ def prune_low_magnitude(
     sparsity_m_by_n: tuple[int, int] | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Wrap a model (or a layer, or a list of layers) for magnitude pruning (tfmot).
+    """Wrap a model (or, for tf_keras, a layer or a list of layers) for magnitude pruning.
 
-    Keras 3 models are rebuilt in tf_keras first. Train with `UpdatePruningStep` in the
-    callbacks, then `strip_pruning` before deploying. A whole model is copied first: tfmot
-    wraps the model's own layers, so pruning would otherwise zero the original's kernels too
-    (and a teacher made of it would be the student).
+    A Keras 3 model gives a Keras 3 model (edgekit's `PruneLowMagnitude` layers; Keras 3
+    saves and reloads it as `.keras`); a tf_keras one goes to tfmot (`block_size`,
+    `sparsity_m_by_n` and tfmot's other options: tf_keras only; rebuild a Keras 3 model with
+    `ensure_tf_keras` to use them). Train with `UpdatePruningStep` in the callbacks, then
+    `strip_pruning` before deploying. The model is copied first, so the original keeps its
+    weights (a teacher made of it is not the student).
     """
+    schedule = schedule if schedule is not None else ConstantSparsity(0.5, 0)
+    if _is_keras3(model_or_layers):
+        from edgekit.keras.pruning3 import prune_keras3
+
+        if block_size != (1, 1) or sparsity_m_by_n is not None or kwargs:
+            options = ["block_size"] * (block_size != (1, 1)) + list(kwargs)
+            options += ["sparsity_m_by_n"] * (sparsity_m_by_n is not None)
+            raise UsageError(
+                f"{', '.join(options)}: tfmot options, for tf_keras models only; prune "
+                "ensure_tf_keras(model) to use them"
+            )
+        return prune_keras3(model_or_layers, schedule)
     sparsity = tfmot().sparsity.keras
-    schedule = schedule if schedule is not None else sparsity.ConstantSparsity(0.5, 0)
     if isinstance(model_or_layers, (list, tuple)) or not hasattr(model_or_layers, "layers"):
         target = model_or_layers
         layers = list(target) if isinstance(target, (list, tuple)) else [target]
@@ -123,12 +114,22 @@ def _own_copy(model: Any) -> Any:
 
 
 def strip_pruning(model: Any) -> Any:
-    """Remove pruning wrappers; the zeros stay in the weights."""
+    """Remove pruning wrappers; the zeros stay in the weights (a new model for Keras 3)."""
+    if _is_keras3(model):
+        from edgekit.keras.pruning3 import strip_keras3
+
+        return strip_keras3(model)
     return tfmot().sparsity.keras.strip_pruning(model)
 
 
 def _prunable_arrays(layer: Any) -> list[np.ndarray]:
     """The arrays pruning acts on: masks of wrapped layers, else the registry's kernels."""
+    if _is_keras3(layer):
+        from edgekit.keras.pruning3 import PruneLowMagnitude, prunable_weights, to_numpy
+
+        if isinstance(layer, PruneLowMagnitude):
+            return [to_numpy(mask) for mask in layer.masks]
+        return [to_numpy(weight) for weight in prunable_weights(layer)]
     from tensorflow_model_optimization.python.core.sparsity.keras import (
         prune_registry,
         pruning_wrapper,
@@ -146,7 +147,6 @@ def _prunable_arrays(layer: Any) -> list[np.ndarray]:
 def layer_sparsity(model: Any) -> dict[str, float]:
     """Zero fraction of each prunable layer's pruned weights (wrapped or already stripped).
 
-    >>> from edgekit._tf import tf_keras                                   # doctest: +SKIP
     >>> layer_sparsity(strip_pruning(pruned))                               # doctest: +SKIP
     {'conv2d': 0.8, 'dense': 0.8}
     """

@@ -219,3 +219,14 @@ def test_target_fit_check_strips_a_copy(pruned, digits_data):
     for old, new in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)
     assert any(isinstance(layer, PruneLowMagnitude) for layer in model.layers)  # still wrapped
+
+
+def test_training_without_the_callback_says_what_is_missing(float_model, digits_data):
+    """tfmot stops a pruned model trained without UpdatePruningStep; so does edgekit's Keras 3
+    path (the masks would never apply: the model would train unpruned, silently)."""
+    train = digits_data[0]
+    model = _compile(ek.prune_low_magnitude(float_model, ek.pruning_schedule(
+        FINAL, epochs=1, steps_per_epoch=4)))  # fmt: skip
+    with pytest.raises(Exception, match="UpdatePruningStep"):
+        model.fit(train.x[:64], train.y[:64], epochs=1, batch_size=BATCH, verbose=0)
+    assert model.predict(train.x[:4], verbose=0).shape == (4, 10)  # inference needs no callback

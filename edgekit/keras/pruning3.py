@@ -90,6 +90,12 @@ def magnitude_mask(weight: np.ndarray, sparsity: float) -> np.ndarray:
     return (np.abs(weight) >= threshold).astype(weight.dtype)
 
 
+MISSING_CALLBACK = (
+    "a pruned model trains with edgekit.keras.callbacks.UpdatePruningStep() in fit's callbacks "
+    "(without it the masks never apply)"
+)
+
+
 @keras.saving.register_keras_serializable(package="edgekit")
 class PruneLowMagnitude(keras.layers.Wrapper):
     """A Keras 3 layer pruned by magnitude: the layer, a mask per kernel and the step.
@@ -122,8 +128,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         )  # fmt: skip
         self.built = True
 
-    def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.layer(inputs, *args, **kwargs)
+    def call(self, inputs: Any, training: Any = None, **kwargs: Any) -> Any:
+        if training and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf  # the tensorflow backend: TensorFlow is loaded already
+
+            # Trained without the callback, the masks never apply: say so, as tfmot does.
+            tf.debugging.assert_non_negative(self.pruning_step, message=MISSING_CALLBACK)
+        return self.layer(inputs, **kwargs)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return self.layer.compute_output_shape(input_shape)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import sys
 
+import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
 import edgekit
-from edgekit.keras import tf_keras  # Keras 2, the Keras tfmot works with
 
 
 def main(out: str = "edgekit-out") -> int:
-    keras = tf_keras()
     keras.utils.set_random_seed(1)
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[..., None]

@@ -7,7 +7,8 @@ class goes into either Keras's `fit`.
   masks (edgekit's for Keras 3 models, tfmot's for tf_keras ones).
 - `SparsityLogger`: per-layer and total sparsity into `logs` (History and TensorBoard see it;
   put it before TensorBoard in the callback list).
-- `DistillationSchedule`: anneals a `Distiller`'s temperature and/or alpha over epochs.
+- `DistillationSchedule`: anneals a `Distiller`'s temperature and/or alpha over epochs (the
+  Distiller's own variables, of either Keras).
 - `TargetFitCheck`: does the model still fit the target? Converts a copy at epoch end.
 - `ChannelPruningSchedule`: removes channels in steps during fit (edgekit.keras.channel_schedule).
 - `ProximalSparsity`: group-lasso / BN-γ proximal steps, exact zeros (edgekit.keras.sparsity).

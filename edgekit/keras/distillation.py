@@ -1,4 +1,10 @@
-"""Knowledge distillation as a tf_keras Model: compile and fit as usual, deploy `.student`.
+"""Knowledge distillation: compile and fit a `Distiller` as usual, deploy `.student`.
+
+`Distiller(student, teacher, losses, alpha)` follows the Keras of the models: Keras 3 models
+(`import keras`) give a Keras 3 model (edgekit.keras.distillation3) that trains with Keras 3's
+`fit`; tf_keras models a tf_keras model (:class:`TFKerasDistiller`). Both Kerases run the same
+losses: each loss's maths is written once against an `ops` namespace (`keras.ops` for Keras 3,
+TensorFlow for tf_keras), bound when a Distiller builds it.
 
 Losses:
 
@@ -18,8 +24,12 @@ The total is `alpha · hard-label loss + (1 − alpha) · Σ weight_i · loss_i`
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
 
 from edgekit._tf import tensorflow, tf_keras
 from edgekit.errors import UsageError
@@ -27,6 +37,23 @@ from edgekit.keras._compat import ensure_tf_keras
 
 tf = tensorflow()
 keras = tf_keras()
+
+# The operations the losses use, by Keras: keras.ops names, TensorFlow for tf_keras.
+TF_OPS = SimpleNamespace(
+    softmax=tf.nn.softmax,
+    log_softmax=tf.nn.log_softmax,
+    sum=tf.reduce_sum,
+    mean=tf.reduce_mean,
+    abs=tf.abs,
+    power=tf.pow,
+    square=tf.square,
+    log=tf.math.log,
+    clip=tf.clip_by_value,
+    flatten=lambda x: tf.reshape(x, [tf.shape(x)[0], -1]),
+    l2_normalize=lambda x, axis: tf.math.l2_normalize(x, axis=axis),
+    norm=lambda x, axis: tf.norm(x, axis=axis),
+    resize=lambda x, size: tf.image.resize(x, size, method="bilinear"),
+)
 
 
 def find_layer(model: Any, name: str, role: str) -> Any:
@@ -40,7 +67,16 @@ def find_layer(model: Any, name: str, role: str) -> Any:
     )
 
 
-def _logits_tensor(model: Any) -> tuple[Any, bool]:
+def _single(tensors: list[Any]) -> Any:
+    # A one-input model takes a tensor, not a list (Keras 3 warns about the structure).
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _output(model: Any) -> Any:
+    return _single(list(model.outputs))  # a Keras 3 Sequential has `outputs`, not `output`
+
+
+def _logits_tensor(model: Any, keras: Any) -> tuple[Any, bool]:
     """(tensor, is_probability): the pre-softmax output when the model ends in a softmax."""
     last = model.layers[-1]
     inner = getattr(last, "layer", last)
@@ -48,8 +84,8 @@ def _logits_tensor(model: Any) -> tuple[Any, bool]:
         return last.input, False
     activation = getattr(inner, "activation", None)
     if activation is keras.activations.softmax or getattr(activation, "__name__", "") == "softmax":
-        return model.output, True  # softmax folded into the layer: log(p) is a valid logit
-    return model.output, False
+        return _output(model), True  # softmax folded into the layer: log(p) is a valid logit
+    return _output(model), False
 
 
 @dataclass
@@ -62,22 +98,54 @@ class Features:
     teacher: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class FeatureExtractor:
+    """A model's outputs, logits and named feature maps, from one forward pass."""
+
+    model: Any
+    names: list[str]
+    is_probability: bool
+
+    @classmethod
+    def of(cls, model: Any, names: list[str], role: str, keras: Any) -> FeatureExtractor:
+        logits, is_prob = _logits_tensor(model, keras)
+        outputs = [_output(model), logits] + [find_layer(model, n, role).output for n in names]
+        extractor = keras.Model(_single(list(model.inputs)), outputs, name=f"{role}_features")
+        return cls(extractor, names, is_prob)
+
+    def __call__(self, ops: Any, x: Any, training: bool) -> tuple[Any, Any, dict[str, Any]]:
+        """(predictions, logits, {layer name: feature map}) for a batch."""
+        predictions, logits, *rest = self.model(x, training=training)
+        if self.is_probability:
+            logits = ops.log(ops.clip(logits, 1e-7, 1.0))
+        return predictions, logits, dict(zip(self.names, rest, strict=True))
+
+
 class DistillationLoss:
-    """Base class: a weighted loss over :class:`Features`, naming the layers it needs."""
+    """Base class: a weighted loss over :class:`Features`, naming the layers it needs.
+
+    `self.ops` is the namespace the maths uses (TensorFlow until a Distiller binds the loss to
+    its Keras in :meth:`build`), so one implementation serves Keras 3 and tf_keras.
+    """
 
     def __init__(self, weight: float = 1.0) -> None:
         self.weight = weight
+        self.ops: Any = TF_OPS
 
     def student_layers(self) -> list[str]:
+        """Names of the student layers whose outputs the loss reads."""
         return []
 
     def teacher_layers(self) -> list[str]:
+        """Names of the teacher layers whose outputs the loss reads."""
         return []
 
-    def build(self, distiller: Distiller) -> None:
-        """Create any trainable state (adapters) once the models are known."""
+    def build(self, distiller: Any) -> None:
+        """Bind to the distiller's Keras; subclasses create their state (adapters) here."""
+        self.ops = distiller.ops
 
-    def trainable_variables(self) -> list[Any]:
+    def layers(self) -> list[Any]:
+        """Layers trained with the student (adapters); not part of the deployed model."""
         return []
 
     def __call__(self, features: Features) -> Any:
@@ -87,27 +155,34 @@ class DistillationLoss:
 class SoftTargetLoss(DistillationLoss):
     """Hinton's soft targets: KL(softmax(t/T) ‖ softmax(s/T)) · T², batch mean.
 
-    The temperature is a variable, so `DistillationSchedule` can anneal it during `fit`.
+    The temperature is a variable of the distiller's Keras, so `DistillationSchedule` can
+    anneal it during `fit`.
     """
 
     def __init__(self, temperature: float = 4.0, weight: float = 1.0) -> None:
         super().__init__(weight)
         if temperature <= 0:
             raise UsageError(f"temperature must be > 0; received {temperature}")
-        self.temperature = tf.Variable(float(temperature), trainable=False, name="temperature")
+        self.initial_temperature = float(temperature)
+        self.temperature: Any = tf.Variable(self.initial_temperature, trainable=False,
+                                            name="temperature")  # fmt: skip
+
+    def build(self, distiller: Any) -> None:
+        super().build(distiller)
+        self.temperature = distiller.make_variable(self.initial_temperature, "temperature")
 
     def __call__(self, features: Features) -> Any:
-        t = self.temperature
-        teacher = tf.nn.softmax(features.teacher_logits / t, axis=-1)
-        log_teacher = tf.nn.log_softmax(features.teacher_logits / t, axis=-1)
-        log_student = tf.nn.log_softmax(features.student_logits / t, axis=-1)
-        kl = tf.reduce_sum(teacher * (log_teacher - log_student), axis=-1)
-        return tf.reduce_mean(kl) * t * t
+        ops, t = self.ops, self.temperature
+        teacher = ops.softmax(features.teacher_logits / t)
+        log_teacher = ops.log_softmax(features.teacher_logits / t)
+        log_student = ops.log_softmax(features.student_logits / t)
+        kl = ops.sum(teacher * (log_teacher - log_student), -1)
+        return ops.mean(kl) * t * t
 
 
-def _resize_like(x: Any, like: Any) -> Any:
+def _resize_like(ops: Any, x: Any, like: Any) -> Any:
     if len(x.shape) == 4 and tuple(x.shape[1:3]) != tuple(like.shape[1:3]):
-        return tf.image.resize(x, like.shape[1:3], method="bilinear")
+        return ops.resize(x, tuple(like.shape[1:3]))
     return x
 
 
@@ -136,21 +211,22 @@ class AttentionTransferLoss(_PairedLoss):
         self.p = p
 
     def attention(self, feature: Any) -> Any:
+        """The channel mean of |feature|^p, shape (N, H, W, 1)."""
         if len(feature.shape) != 4:
             raise UsageError(
                 f"attention transfer needs 4-D feature maps (N, H, W, C); received {feature.shape}"
             )
-        amap = tf.reduce_mean(tf.pow(tf.abs(feature), self.p), axis=-1, keepdims=True)
-        return amap
+        return self.ops.mean(self.ops.power(self.ops.abs(feature), self.p), -1, keepdims=True)
 
     def __call__(self, features: Features) -> Any:
+        ops = self.ops
         total = 0.0
         for s_name, t_name in self.pairs:
             a_t = self.attention(features.teacher[t_name])
-            a_s = _resize_like(self.attention(features.student[s_name]), a_t)
-            q_s = tf.math.l2_normalize(tf.reshape(a_s, [tf.shape(a_s)[0], -1]), axis=1)
-            q_t = tf.math.l2_normalize(tf.reshape(a_t, [tf.shape(a_t)[0], -1]), axis=1)
-            total += tf.reduce_mean(tf.norm(q_s - q_t, axis=1))
+            a_s = _resize_like(ops, self.attention(features.student[s_name]), a_t)
+            q_s = ops.l2_normalize(ops.flatten(a_s), 1)
+            q_t = ops.l2_normalize(ops.flatten(a_t), 1)
+            total += ops.mean(ops.norm(q_s - q_t, 1))
         return total
 
 
@@ -164,7 +240,10 @@ class FeatureMatchingLoss(_PairedLoss):
         self.use_adapter = adapter
         self.adapters: dict[str, Any] = {}
 
-    def build(self, distiller: Distiller) -> None:
+    def build(self, distiller: Any) -> None:
+        super().build(distiller)
+        layers = distiller.keras_module.layers
+        self.adapters = {}
         for s_name, t_name in self.pairs:
             s_shape = distiller.student_feature_shape(s_name)
             t_shape = distiller.teacher_feature_shape(t_name)
@@ -176,35 +255,38 @@ class FeatureMatchingLoss(_PairedLoss):
                     f"{t_shape[-1]}; pass adapter=True to learn a 1x1 projection"
                 )
             layer = (
-                keras.layers.Conv2D(t_shape[-1], 1, name=f"adapter_{s_name}")
+                layers.Conv2D(t_shape[-1], 1, name=f"adapter_{s_name}")
                 if len(s_shape) == 4
-                else keras.layers.Dense(t_shape[-1], name=f"adapter_{s_name}")
+                else layers.Dense(t_shape[-1], name=f"adapter_{s_name}")
             )
             layer.build(s_shape)
             self.adapters[s_name] = layer
 
-    def trainable_variables(self) -> list[Any]:
-        return [v for layer in self.adapters.values() for v in layer.trainable_variables]
+    def layers(self) -> list[Any]:
+        return list(self.adapters.values())
 
     def __call__(self, features: Features) -> Any:
+        ops = self.ops
         total = 0.0
         for s_name, t_name in self.pairs:
             student = features.student[s_name]
             if s_name in self.adapters:
                 student = self.adapters[s_name](student)
             teacher = features.teacher[t_name]
-            student = _resize_like(student, teacher)
-            total += tf.reduce_mean(tf.square(student - teacher))
+            student = _resize_like(ops, student, teacher)
+            total += ops.mean(ops.square(student - teacher))
         return total
 
 
-class Distiller(keras.Model):
-    """Train `student` against a frozen `teacher`. `distiller.student` is the model to deploy.
+class DistillerCore:
+    """What both Kerases' Distillers share: the models, the losses and how they combine.
 
-    `alpha` weights the hard-label loss given to `compile(loss=...)`; the distillation losses
-    share `1 - alpha`. The student may be pruned or QAT-wrapped; name its layers by their
-    original names.
+    A Distiller class puts this before its Keras's `Model` and sets `keras_module` (its
+    Keras), `ops` (the losses' namespace), `convert` and `make_variable`.
     """
+
+    keras_module: Any
+    ops: Any
 
     def __init__(
         self,
@@ -214,70 +296,107 @@ class Distiller(keras.Model):
         alpha: float = 0.1,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # the Keras Model
+        self.setup(self.convert(student), self.convert(teacher), losses, alpha)
+
+    def convert(self, model: Any) -> Any:
+        """The model as this Keras's model (the Keras 3 Distiller takes it as it is)."""
+        return model
+
+    def make_variable(self, value: float, name: str) -> Any:
+        raise NotImplementedError
+
+    def setup(
+        self, student: Any, teacher: Any, losses: list[DistillationLoss] | None, alpha: float
+    ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UsageError(f"alpha must be within [0, 1]; received {alpha}")
-        self.student = ensure_tf_keras(student)
-        self.teacher = ensure_tf_keras(teacher)
+        self.student = student
+        self.teacher = teacher
         self.teacher.trainable = False
         self.distillation_losses = list(losses) if losses is not None else [SoftTargetLoss()]
-        self.alpha = tf.Variable(float(alpha), trainable=False, name="alpha")
+        self.alpha = self.make_variable(alpha, "alpha")
         s_names = sorted({n for loss in self.distillation_losses for n in loss.student_layers()})
         t_names = sorted({n for loss in self.distillation_losses for n in loss.teacher_layers()})
-        self._student_names, self._teacher_names = s_names, t_names
-        self._student_extractor, self._student_is_prob = self._extractor(
-            self.student, s_names, "student"
-        )
-        self._teacher_extractor, self._teacher_is_prob = self._extractor(
-            self.teacher, t_names, "teacher"
-        )
+        # Plain objects, not tracked: the extractors share the student's and teacher's layers.
+        self._student_features = FeatureExtractor.of(student, s_names, "student", self.keras_module)
+        self._teacher_features = FeatureExtractor.of(teacher, t_names, "teacher", self.keras_module)
         for loss in self.distillation_losses:
             loss.build(self)
-
-    @staticmethod
-    def _extractor(model: Any, names: list[str], role: str) -> tuple[Any, bool]:
-        logits, is_prob = _logits_tensor(model)
-        outputs = [model.output, logits] + [find_layer(model, n, role).output for n in names]
-        return keras.Model(model.inputs, outputs, name=f"{role}_features"), is_prob
+        # Tracked by the model: the adapters train with the student, the temperatures are state.
+        self.adapters = [layer for loss in self.distillation_losses for layer in loss.layers()]
+        self.temperatures = [
+            loss.temperature
+            for loss in self.distillation_losses
+            if isinstance(loss, SoftTargetLoss)
+        ]
 
     def student_feature_shape(self, name: str) -> tuple:
+        """The output shape of the student layer `name` (batch dimension first)."""
         return tuple(find_layer(self.student, name, "student").output.shape)
 
     def teacher_feature_shape(self, name: str) -> tuple:
+        """The output shape of the teacher layer `name` (batch dimension first)."""
         return tuple(find_layer(self.teacher, name, "teacher").output.shape)
+
+    def teacher_features(self, x: Any) -> tuple[Any, dict[str, Any]]:
+        """(logits, {layer: feature map}) of the frozen teacher for a batch."""
+        _, logits, features = self._teacher_features(self.ops, x, False)
+        return logits, features
+
+    def distillation_terms(self, x: Any) -> list[float]:
+        """Each distillation loss's value (unweighted) on a batch, the student in inference mode.
+
+        For watching a loss term fall during training; the order is that of the losses.
+        """
+        _, s_logits, s_feats = self._student_features(self.ops, x, False)
+        t_logits, t_feats = self.teacher_features(x)
+        features = Features(s_logits, t_logits, s_feats, t_feats)
+        return [float(np.asarray(loss(features))) for loss in self.distillation_losses]
+
+    def distillation_loss(self, features: Features) -> Any:
+        """Σ weight_i · loss_i over the distillation losses (0 without any)."""
+        total = 0.0
+        for loss in self.distillation_losses:
+            total += loss.weight * loss(features)
+        return total
+
+    def combine(self, hard: Any, distill: Any) -> Any:
+        """alpha · hard-label loss + (1 − alpha) · distillation loss."""
+        return self.alpha * hard + (1.0 - self.alpha) * distill
+
+
+class TFKerasDistiller(DistillerCore, keras.Model):
+    """The tf_keras Distiller: a custom `train_step` over `tf.GradientTape`.
+
+    A Keras 3 model given here is rebuilt in tf_keras (`ensure_tf_keras`).
+    """
+
+    keras_module = keras
+    ops = TF_OPS
+
+    def convert(self, model: Any) -> Any:
+        return ensure_tf_keras(model)
+
+    def make_variable(self, value: float, name: str) -> Any:
+        return tf.Variable(float(value), trainable=False, name=name)
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         return self.student(inputs, training=training)
 
-    def _run(self, extractor: Any, names: list[str], is_prob: bool, x: Any, training: bool):
-        outputs = extractor(x, training=training)
-        predictions, logits, *rest = outputs
-        if is_prob:
-            logits = tf.math.log(tf.clip_by_value(logits, 1e-7, 1.0))
-        return predictions, logits, dict(zip(names, rest, strict=True))
-
     def train_step(self, data: Any) -> dict[str, Any]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        _, t_logits, t_feats = self._run(
-            self._teacher_extractor, self._teacher_names, self._teacher_is_prob, x, False
-        )
+        t_logits, t_feats = self.teacher_features(x)
         variables = self.student.trainable_variables + [
-            v for loss in self.distillation_losses for v in loss.trainable_variables()
+            v for layer in self.adapters for v in layer.trainable_variables
         ]
         with tf.GradientTape() as tape:
-            predictions, s_logits, s_feats = self._run(
-                self._student_extractor, self._student_names, self._student_is_prob, x, True
-            )
+            predictions, s_logits, s_feats = self._student_features(self.ops, x, True)
             hard = self.compiled_loss(
                 y, predictions, sample_weight, regularization_losses=self.student.losses
             )
-            features = Features(s_logits, t_logits, s_feats, t_feats)
-            distill = (
-                tf.add_n([loss.weight * loss(features) for loss in self.distillation_losses])
-                if self.distillation_losses
-                else 0.0
-            )
-            total = self.alpha * hard + (1.0 - self.alpha) * distill
+            distill = self.distillation_loss(Features(s_logits, t_logits, s_feats, t_feats))
+            total = self.combine(hard, distill)
         grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
@@ -293,3 +412,51 @@ class Distiller(keras.Model):
         self.compiled_loss(y, predictions, sample_weight, regularization_losses=self.student.losses)
         self.compiled_metrics.update_state(y, predictions, sample_weight)
         return {m.name: m.result() for m in self.metrics}
+
+
+def _keras_of(model: Any) -> str:
+    from edgekit._tf import keras3
+
+    if isinstance(model, keras3().Model):
+        return "Keras 3"
+    return "tf_keras" if isinstance(model, keras.Model) else type(model).__name__
+
+
+class Distiller(abc.ABC):
+    """Train `student` against a frozen `teacher`. `distiller.student` is the model to deploy.
+
+    Returns a model of the models' Keras: a Keras 3 `keras.Model` for Keras 3 models
+    (edgekit.keras.distillation3.Keras3Distiller), a tf_keras one otherwise
+    (:class:`TFKerasDistiller`); both are instances of `Distiller`. `alpha` weights the
+    hard-label loss given to `compile(loss=...)`; the distillation losses share `1 - alpha`.
+    The student may be pruned or QAT-wrapped; name its layers by their original names.
+
+    Args:
+      student: the model to train (trained in place).
+      teacher: the frozen model whose outputs and features guide it; the same Keras.
+      losses: distillation losses; default `[SoftTargetLoss()]`.
+      alpha: the weight of the hard-label loss, within [0, 1].
+      **kwargs: passed to the Keras `Model` constructor (e.g. `name`).
+    """
+
+    def __new__(cls, student: Any, teacher: Any, *args: Any, **kwargs: Any) -> Any:
+        # Arguments: those of DistillerCore.__init__ (losses=None, alpha=0.1, **kwargs).
+        kinds = _keras_of(student), _keras_of(teacher)
+        if kinds == ("Keras 3", "Keras 3"):
+            from edgekit.keras.distillation3 import Keras3Distiller
+
+            return Keras3Distiller(student, teacher, *args, **kwargs)
+        if "Keras 3" in kinds:
+            raise UsageError(
+                f"the student is a {kinds[0]} model and the teacher a {kinds[1]} one: both must "
+                "be the same Keras (or convert explicitly with edgekit.keras.ensure_tf_keras)"
+            )
+        return TFKerasDistiller(student, teacher, *args, **kwargs)
+
+    # The interface both Kerases' Distillers share (they are registered, not subclasses).
+    @abc.abstractmethod
+    def distillation_terms(self, x: Any) -> list[float]:
+        """Each distillation loss's value on a batch (see DistillerCore)."""
+
+
+Distiller.register(TFKerasDistiller)

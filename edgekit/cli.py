@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from edgekit import __version__
+from edgekit import __version__, signals
 from edgekit.console import console as _console
 from edgekit.console import escape, print_json
 from edgekit.errors import EdgekitError, UsageError
@@ -524,15 +524,6 @@ cli.add_command(bench_cmd)
 cli.add_command(results)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: unwinds exactly like Ctrl-C (staging removed, workers stopped)."""
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM (timeout, CI cancel, docker stop) unwinds like Ctrl-C: staging is removed."""
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit codes 0/1/2, tracebacks only with --debug.
 
@@ -551,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         except KeyboardInterrupt as exc:
             if code is None:
-                code = 143 if isinstance(exc, Terminated) else 130
+                code = 143 if isinstance(exc, signals.Terminated) else 130
     code = 130 if code is None else code
     if code in (130, 143):
         click.echo("terminated" if code == 143 else "interrupted", err=True)
@@ -573,9 +564,9 @@ def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EDGEKIT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = cli.main(args=args, prog_name="edgekit", standalone_mode=False)
+        with signals.installed():  # SIGTERM unwinds like Ctrl-C: staging is removed
+            result = cli.main(args=args, prog_name="edgekit", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -584,7 +575,7 @@ def _main(argv: list[str] | None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns KeyboardInterrupt (and so SIGTERM's Terminated) into Abort.
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
-        return 143 if isinstance(cause, Terminated) else 130  # main() says which
+        return 143 if isinstance(cause, signals.Terminated) else 130  # main() says which
     except EdgekitError as exc:
         if debug:
             traceback.print_exc()
@@ -601,8 +592,6 @@ def _main(argv: list[str] | None) -> int:
             err=True,
         )
         return 3
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return result if isinstance(result, int) else 0
 
 

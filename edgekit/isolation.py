@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgekit import signals
 from edgekit.errors import RuntimeCrash, RuntimeFailure, RuntimeTimeout
 
 DEFAULT_TIMEOUT = 600.0
@@ -214,6 +215,7 @@ class Worker:
         # not interrupt select(); Python raises KeyboardInterrupt at the next wake-up.
         deadline = time.monotonic() + timeout
         while not select.select([proc.stdout], [], [], min(SIGNAL_CHECK_S, timeout))[0]:
+            signals.check()  # a Ctrl-C/SIGTERM that a finalizer swallowed stops here
             if time.monotonic() >= deadline:
                 self.stop()
                 raise RuntimeTimeout(f"{what} did not finish within {timeout:g} s and was stopped")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit import __version__
+from edgekit import __version__, signals
 from edgekit.bundle import (
     Bundle,
     abandon,
@@ -69,6 +69,7 @@ class _Steps:
 
     @contextlib.contextmanager
     def run(self, name: str) -> Iterator[Step]:
+        signals.check()  # a Ctrl-C/SIGTERM that a finalizer swallowed stops here
         step = Step(name, True, 0.0, "")
         if self.listener:
             self.listener("start", name, None)

@@ -755,29 +755,43 @@ def test_a_signal_mid_deploy_leaves_nothing_behind(example, tmp_path, sig, code,
     too) mid-deploy: exit 143/130, no traceback, no .partial, no bundle, and no --out folder
     made by this deploy. The signal is sent when a step has finished, so every run is cut."""
     for after in ("load model", "convert int8"):
-        made = tmp_path / after.replace(" ", "-")  # --out is made/out: two folders to create
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edgekit", "deploy", str(example.model_path), "-t",
-             "cortex-m4", "--calibration", "random", "--out", str(made / "out")],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-            start_new_session=True, preexec_fn=_default_sigint,
-        )  # fmt: skip
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if line.startswith(f"✓ {after}"):
-                break
-        else:
-            pytest.fail(f"no '✓ {after}' line: {''.join(seen)[-2000:]}")
-        if group:
-            os.killpg(proc.pid, sig)
-        else:
-            proc.send_signal(sig)
-        _, err = proc.communicate(timeout=300)
+        for attempt in range(3):
+            made = tmp_path / f"{after.replace(' ', '-')}-{attempt}"  # --out is made/out
+            proc, err = _signal_after(example, made, after, sig, group)
+            if proc.returncode == 0 and list(made.glob("out/*/report.json")):
+                # Under heavy load a SIGTERM was once handled only after the deploy had
+                # finished (not reproduced in 24 tries on a quiet machine): the bundle is
+                # complete and exit 0 is right for it. Try again; a signal that never cuts
+                # a deploy still fails below.
+                continue
+            break
         assert proc.returncode == code, (after, err)
         assert "Traceback" not in err and "Exception ignored" not in err, err
         assert err.strip().splitlines()[-1] in ("terminated", "interrupted"), err
         assert not made.exists(), sorted(str(p) for p in made.rglob("*"))
+
+
+def _signal_after(example, made, after: str, sig, group: bool):
+    """Start a deploy, send `sig` when the step `after` has finished; (process, its stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "deploy", str(example.model_path), "-t",
+         "cortex-m4", "--calibration", "random", "--out", str(made / "out")],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        start_new_session=True, preexec_fn=_default_sigint,
+    )  # fmt: skip
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith(f"✓ {after}"):
+            break
+    else:
+        pytest.fail(f"no '✓ {after}' line: {''.join(seen)[-2000:]}")
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    return proc, err
 
 
 READ_ONLY_SCRIPT = """

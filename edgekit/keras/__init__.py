@@ -29,8 +29,8 @@ _EXPORTS = {
     "ConstantSparsity": "edgekit.keras.schedules",
     "PolynomialDecay": "edgekit.keras.schedules",
     "PruneLowMagnitude": "edgekit.keras.pruning3",
-    "layer_sparsity": "edgekit.keras.pruning",
-    "total_sparsity": "edgekit.keras.pruning",
+    "layer_sparsity": "edgekit.keras.sparsity_stats",
+    "total_sparsity": "edgekit.keras.sparsity_stats",
     # quantization-aware training
     "quantize_model": "edgekit.keras.quantization",
     "quantize_annotate_layer": "edgekit.keras.quantization",

@@ -112,7 +112,7 @@ class SparsityLogger(Callback):
         self.per_layer = per_layer
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from edgekit.keras.pruning import layer_sparsity, total_sparsity
+        from edgekit.keras.sparsity_stats import layer_sparsity, total_sparsity
 
         if logs is None:
             return

@@ -28,7 +28,7 @@ from typing import Any
 
 from edgekit._tf import keras3
 from edgekit.errors import UsageError
-from edgekit.keras.distillation import Distiller, DistillerCore, Features
+from edgekit.keras.distillation_core import DistillerCore, Features
 
 keras = keras3()
 ops = keras.ops
@@ -115,4 +115,3 @@ class Keras3Distiller(DistillerCore, keras.Model):
             Features(s_logits, t_logits, s_feats, t_feats)))  # fmt: skip
 
 
-Distiller.register(Keras3Distiller)

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from edgekit.errors import UsageError
 from edgekit.keras._compat import copy_model, ensure_tf_keras, unsupported_layers_error
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.schedules import ConstantSparsity, PolynomialDecay, pruning_schedule
+from edgekit.keras.sparsity_stats import (  # noqa: F401  (public here as before)
+    _is_keras3,
+    layer_sparsity,
+    total_sparsity,
+)
 
 __all__ = [
     "ConstantSparsity", "PolynomialDecay", "layer_sparsity", "prune_low_magnitude",
@@ -45,10 +48,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def _is_keras3(obj: Any) -> bool:
-    from edgekit._tf import keras3
-
-    return isinstance(obj, keras3().layers.Layer)
 
 
 def _prunable(layer: Any) -> bool:
@@ -120,51 +119,3 @@ def strip_pruning(model: Any) -> Any:
 
         return strip_keras3(model)
     return tfmot().sparsity.keras.strip_pruning(model)
-
-
-def _prunable_arrays(layer: Any) -> list[np.ndarray]:
-    """The arrays pruning acts on: masks of wrapped layers, else the registry's kernels."""
-    if _is_keras3(layer):
-        from edgekit.keras.pruning3 import PruneLowMagnitude, prunable_weights, to_numpy
-
-        if isinstance(layer, PruneLowMagnitude):
-            return [to_numpy(mask) for mask in layer.masks]
-        return [to_numpy(weight) for weight in prunable_weights(layer)]
-    from tensorflow_model_optimization.python.core.sparsity.keras import (
-        prune_registry,
-        pruning_wrapper,
-    )
-
-    sparsity = tfmot().sparsity.keras
-    if isinstance(layer, pruning_wrapper.PruneLowMagnitude):
-        return [mask.numpy() for _, mask, _ in layer.pruning_vars]
-    if isinstance(layer, sparsity.PrunableLayer):
-        return [w.numpy() for w in layer.get_prunable_weights()]
-    names = prune_registry.PruneRegistry._LAYERS_WEIGHTS_MAP.get(type(layer), [])
-    return [getattr(layer, name).numpy() for name in names if hasattr(layer, name)]
-
-
-def layer_sparsity(model: Any) -> dict[str, float]:
-    """Zero fraction of each prunable layer's pruned weights (wrapped or already stripped).
-
-    >>> layer_sparsity(strip_pruning(pruned))                               # doctest: +SKIP
-    {'conv2d': 0.8, 'dense': 0.8}
-    """
-    result = {}
-    for layer in model.layers:
-        arrays = _prunable_arrays(layer)
-        if arrays:
-            name = getattr(getattr(layer, "layer", None), "name", layer.name)
-            zeros = sum(float(np.sum(a == 0)) for a in arrays)
-            result[name] = zeros / sum(a.size for a in arrays)
-    return result
-
-
-def total_sparsity(model: Any) -> float:
-    """Zero fraction over all prunable weights, weighted by size."""
-    zeros = size = 0
-    for layer in model.layers:
-        for array in _prunable_arrays(layer):
-            zeros += int(np.sum(array == 0))
-            size += array.size
-    return zeros / size if size else 0.0

@@ -33,19 +33,21 @@ from edgekit.report import format_value  # noqa: E402
 FAMILIES = ("cortex-m4", "raspberry-pi-4", "coral", "android-arm64")
 
 
-def deploy(model: Path, calib: Path, target: str, out: Path) -> dict:
+def deploy(model: Path, calib: Path, target: str, out: Path, *extra: str) -> dict:
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "edgekit", "deploy", str(model), "-t", target, "--calibration",
-         str(calib), "--out", str(out), "--no-analysis", "--force"],
+         str(calib), "--out", str(out), "--no-analysis", "--force", *extra],
         capture_output=True, text=True,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     row = {"exit": result.returncode, "seconds": seconds, "failed": "", "agreement": None,
            "sqnr": None, "arena": None, "flash": None, "error": ""}  # fmt: skip
     reports = list(out.glob("*/report.json"))
+    row["report"] = json.loads(reports[0].read_text()) if reports else None
+    row["bundle"] = reports[0].parent if reports else None
     if reports:
-        report = json.loads(reports[0].read_text())
+        report = row["report"]
         metrics = report["metrics"]
         row.update(
             agreement=metrics.get("top1_agreement"),

@@ -115,3 +115,19 @@ def shared_dir(name: str) -> Path:
         if base and (Path(base) / name).is_dir():
             return Path(base) / name
     missing_part("SHARED", f"shared folder {name!r} not found (set EDGEKIT_SHARED_DIR)")
+
+
+def compile_tflm_sources(bundle: Path, tree: Path, out: Path) -> None:
+    """The bundle's generated sources compile as C++ against a TFLM tree: main.cc with the
+    model's headers and model_data.cc, each to an object (the library is test_qemu's)."""
+    third = tree / "third_party"
+    includes = []
+    for path in (tree, third / "flatbuffers" / "include", third / "gemmlowp", third / "ruy",
+                 bundle / "tflm", REPO / "devices" / "mcu"):  # fmt: skip
+        includes += ["-I", str(path)]
+    flags = ["-std=c++17", "-Wall", "-Werror", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY",
+             "-c"]  # fmt: skip
+    for source in (REPO / "devices" / "mcu" / "main.cc", bundle / "tflm" / "model_data.cc"):
+        obj = out / (source.stem + ".o")
+        subprocess.run(["g++", *flags, *includes, str(source), "-o", str(obj)], check=True,
+                       capture_output=True, text=True)  # fmt: skip

@@ -11,12 +11,11 @@ table in docs/benchmarks.md.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from architectures import save
-from helpers import REPO, need_gxx, run_edgekit, shared_dir
+from helpers import compile_tflm_sources, need_gxx, run_edgekit, shared_dir
 
 
 @pytest.fixture(scope="module")
@@ -76,22 +75,6 @@ def test_gru_lstm_audio_model_deploys_to_android(model_dir, tmp_path):
     assert {"WHILE"} <= {op["op"] for op in report["ops"]}
 
 
-def _compile_tflm_sources(bundle: Path, tree: Path, out: Path) -> None:
-    """The bundle's generated sources compile as C++ against a TFLM tree: main.cc with the
-    model's headers and model_data.cc, each to an object (the library is test_qemu's)."""
-    third = tree / "third_party"
-    includes = []
-    for path in (tree, third / "flatbuffers" / "include", third / "gemmlowp", third / "ruy",
-                 bundle / "tflm", REPO / "devices" / "mcu"):  # fmt: skip
-        includes += ["-I", str(path)]
-    flags = ["-std=c++17", "-Wall", "-Werror", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY",
-             "-c"]  # fmt: skip
-    for source in (REPO / "devices" / "mcu" / "main.cc", bundle / "tflm" / "model_data.cc"):
-        obj = out / (source.stem + ".o")
-        subprocess.run(["g++", *flags, *includes, str(source), "-o", str(obj)], check=True,
-                       capture_output=True, text=True)  # fmt: skip
-
-
 def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tflm_tree, tmp_path):
     """0..255 inputs quantize with a scale of exactly 1.0: `1f` in model_io.h broke the C++
     build. The sources compile against TFLM's host tree; with the Arm toolchain and QEMU, the
@@ -103,7 +86,7 @@ def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tflm_tree, tm
     bundle = next((tmp_path / "out").iterdir())
     assert "kInput0Scale EDGEKIT_IO_UNUSED = 1.0f;" in (bundle / "tflm" / "model_io.h").read_text()
     need_gxx()
-    _compile_tflm_sources(bundle, shared_dir("tflm") / "host", tmp_path)
+    compile_tflm_sources(bundle, shared_dir("tflm") / "host", tmp_path)
     bench = run_edgekit("bench", str(bundle), "--device", "qemu", "--tflm-dir",
                         str(tflm_tree), "--runs", "2", "--warmup", "0",
                         "--db", str(tmp_path / "r.db"), "--json", timeout=3600)  # fmt: skip
@@ -149,4 +132,4 @@ def test_two_input_two_output_model_deploys_to_a_microcontroller(model_dir, tflm
     bundle = next(out.iterdir())
     assert "kInputCount EDGEKIT_IO_UNUSED = 2;" in (bundle / "tflm" / "model_io.h").read_text()
     need_gxx()
-    _compile_tflm_sources(bundle, shared_dir("tflm") / "host", tmp_path)
+    compile_tflm_sources(bundle, shared_dir("tflm") / "host", tmp_path)

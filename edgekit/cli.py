@@ -412,6 +412,7 @@ def _print_deploy_summary(bundle: Any) -> None:
     for key in SUMMARY_METRICS:
         if key in rows:
             console.print(f"  {key:28} {rows[key]}")
+    _print_outputs(console, (report.verification or {}).get("outputs") or [])
     m = report.metrics
     if m.float_model_bytes and m.model_bytes:
         console.print(f"  {'size vs float32':28} {m.model_bytes / m.float_model_bytes:.2f}x")
@@ -425,6 +426,23 @@ def _print_deploy_summary(bundle: Any) -> None:
     console.print(
         f"{verdict}: {escape(str(bundle.path))}{'  (failed: ' + failed + ')' if failed else ''}"
     )
+
+
+def _print_outputs(console: Any, outputs: list[dict]) -> None:
+    """With several outputs the figures above are the primary one's (the first classification
+    output): each output gets its own line, so a weak one is not hidden."""
+    from edgekit.report import format_value
+
+    if len(outputs) < 2:
+        return
+    primary = next((o for o in outputs if o["task"] == "classification"), outputs[0])
+    console.print(f"  {'outputs':28} (the figures above are {escape(primary['name'])}'s)")
+    for out in outputs:
+        agreement = (f", top-1 agreement {format_value(out['top1_agreement'], 'pct')}"
+                     if out.get("top1_agreement") is not None else "")  # fmt: skip
+        sqnr = format_value(out["sqnr_db"], "db")
+        console.print(f"    {escape(out['name']):26} {out['task']}: SQNR {sqnr}, "
+                      f"max abs error {format_value(out['max_abs_error'])}{agreement}")
 
 
 @cli.command("analyze")

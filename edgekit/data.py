@@ -221,6 +221,13 @@ def check_array_file(path: str | Path, what: str, specs: list[InputSpec] | None 
                 raise UsageError(
                     f"{what} file {path}: .npz needs {need} (found: {', '.join(found) or 'none'})"
                 )
+            unused = [name for name in found if name not in (*wanted, "y")]
+            if unused and specs is not None:
+                raise UsageError(
+                    f"{what} file {path}: array(s) {', '.join(map(repr, unused))} are not used "
+                    f"(the model's input{'s are' if len(wanted) > 1 else ' is'} "
+                    f"{', '.join(map(repr, wanted))}; labels go in 'y'): remove them"
+                )
             for name in [*wanted, "y"]:
                 if name in found:
                     member = archive.getinfo(f"{name}.npy")

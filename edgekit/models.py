@@ -395,6 +395,8 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
         if is_keras3:
             import keras  # Keras 3 file: load with Keras 3
 
+            _register_edgekit_classes(path)
+
             model = keras.saving.load_model(
                 path, custom_objects=custom_objects, compile=False, safe_mode=not unsafe
             )
@@ -415,7 +417,8 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
         if "lambda" in str(exc).lower() and "safe_mode" in str(exc):
             raise UsageError(f"{path}: a Lambda layer holds Python code; {UNSAFE_HINT}") from None
         if not any(name in str(exc) for name in ("Quantize", "Prune", "Cluster")):
-            unknown = [n for n in custom_class_names(path) if n not in (custom_objects or {})]
+            unknown = [n for n in custom_class_names(path)
+                       if n not in (custom_objects or {}) and n not in EDGEKIT_KERAS3_CLASSES]
             if unknown:
                 raise UsageError(
                     f"{path}: custom class(es) {', '.join(unknown[:3])} unknown here: load it "
@@ -429,6 +432,20 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
     loaded.unsafe = unsafe
     loaded.writer = writer_text(path)
     return loaded
+
+
+# edgekit's own Keras 3 layers that a saved model may hold (library code, registered on import).
+EDGEKIT_KERAS3_CLASSES = {"edgekit>PruneLowMagnitude": "edgekit.keras.pruning3"}
+
+
+def _register_edgekit_classes(path: Path) -> None:
+    """Import the modules that register edgekit's Keras 3 classes a file uses (a pruned model
+    saved before `strip_pruning`): Keras resolves them by registered name."""
+    import importlib
+
+    for name in custom_class_names(path):
+        if name in EDGEKIT_KERAS3_CLASSES:
+            importlib.import_module(EDGEKIT_KERAS3_CLASSES[name])
 
 
 def _load_with_tfmot_scope(

@@ -144,10 +144,13 @@ def _datasets(
         not loaded.is_tflite or quantizes_tflite
     )
     if needs and calib is None:
+        names = [s.name for s in loaded.input_specs]
+        files = ("FILE.npy (or .npz with 'x')" if len(names) == 1 else
+                 f"FILE.npz with one array per input ({', '.join(names)}; or x0, x1...)")
         raise UsageError(
             f"target {profile.name} quantizes to {profile.quantization.scheme} and needs "
-            "calibration data: pass --calibration FILE.npy (or .npz with 'x'), 100-500 "
-            "representative inputs, or --calibration random for a smoke test"
+            f"calibration data: pass --calibration {files}, 100-500 representative inputs, "
+            "or --calibration random for a smoke test"
         )
     if validation is not None:
         val = load_dataset(

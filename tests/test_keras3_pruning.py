@@ -230,3 +230,29 @@ def test_training_without_the_callback_says_what_is_missing(float_model, digits_
     with pytest.raises(Exception, match="UpdatePruningStep"):
         model.fit(train.x[:64], train.y[:64], epochs=1, batch_size=BATCH, verbose=0)
     assert model.predict(train.x[:4], verbose=0).shape == (4, 10)  # inference needs no callback
+
+
+def test_an_unstripped_pruned_file_deploys_and_reloads_in_a_new_process(pruned, digits_data,
+                                                                         tmp_path):  # fmt: skip
+    """Saved before strip_pruning, the file holds edgekit's registered layer: `edgekit deploy`
+    loaded it in a fresh worker as "custom class unknown"; a new process reloads it after
+    `from edgekit.keras import PruneLowMagnitude`."""
+    import subprocess
+    import sys
+
+    from helpers import run_edgekit
+
+    model, _ = pruned
+    model.save(tmp_path / "pruned.keras")
+    np.save(tmp_path / "calib.npy", digits_data[0].x[:32])
+    result = run_edgekit("deploy", str(tmp_path / "pruned.keras"), "-t", "cortex-m4",
+                         "--calibration", str(tmp_path / "calib.npy"), "--out",
+                         str(tmp_path / "out"), "--no-analysis")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-1500:]
+    reload = ("import keras, sys; from edgekit.keras import PruneLowMagnitude; "
+              "m = keras.saving.load_model(sys.argv[1]); "
+              "print(sum(isinstance(la, PruneLowMagnitude) for la in m.layers))")  # fmt: skip
+    loaded = subprocess.run([sys.executable, "-c", reload, str(tmp_path / "pruned.keras")],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-1500:]
+    assert int(loaded.stdout.split()[-1]) == 4  # conv, depthwise, hidden, label

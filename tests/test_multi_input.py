@@ -43,6 +43,7 @@ def test_several_inputs_come_as_a_list_a_dict_or_an_npz(tmp_path):
     [
         ("npy", "the model has 2 inputs; pass an .npz with one array per input"),
         ("npz-x", ".npz needs one array per input, named 'image', 'meta' or x0, x1"),
+        ("npz-extra", "array(s) 'junk' are not used (the model's inputs are 'image', 'meta'"),
         ({"image": 0}, "missing ['meta']"),
         ("one", "the model has 2 inputs (image, meta); pass one array per input"),
         ("counts", "the inputs hold different sample counts {'image': 12, 'meta': 11}"),
@@ -56,6 +57,9 @@ def test_wrong_data_for_several_inputs_is_one_clear_error(tmp_path, source, mess
         source = str(tmp_path / "x.npy")
     elif source == "npz-x":
         np.savez(tmp_path / "x.npz", x=image)
+        source = str(tmp_path / "x.npz")
+    elif source == "npz-extra":
+        np.savez(tmp_path / "x.npz", image=image, meta=meta, junk=meta)
         source = str(tmp_path / "x.npz")
     elif isinstance(source, dict):
         source = {"image": image}

@@ -24,11 +24,11 @@ from typing import Any
 _EXPORTS = {
     # pruning
     "prune_low_magnitude": "edgekit.keras.pruning",
+    "PruneLowMagnitude": "edgekit.keras.pruning3",
     "strip_pruning": "edgekit.keras.pruning",
     "pruning_schedule": "edgekit.keras.schedules",
     "ConstantSparsity": "edgekit.keras.schedules",
     "PolynomialDecay": "edgekit.keras.schedules",
-    "PruneLowMagnitude": "edgekit.keras.pruning3",
     "layer_sparsity": "edgekit.keras.sparsity_stats",
     "total_sparsity": "edgekit.keras.sparsity_stats",
     # quantization-aware training

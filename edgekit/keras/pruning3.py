@@ -3,7 +3,8 @@
 `prune_keras3(model, schedule)` returns a Keras 3 copy of the model whose prunable layers are
 wrapped in `PruneLowMagnitude`, a registered Keras 3 layer holding one mask per pruned kernel
 and the pruning step as non-trainable variables: the model trains with Keras 3's `fit`, saves
-as `.keras` mid-training and reloads (with edgekit imported) to continue. The masks follow
+as `.keras` mid-training and reloads (after `from edgekit.keras import PruneLowMagnitude`,
+which registers the layer; `edgekit deploy` does it itself) to continue. The masks follow
 tfmot's rules exactly: at the steps the schedule names, keep the k = max(round(n·(1 −
 sparsity)), 1) largest magnitudes; before every batch, kernel ← kernel · mask. The step and
 the masks advance in `edgekit.keras.callbacks.UpdatePruningStep`, eagerly, so any backend

@@ -144,14 +144,7 @@ def _datasets(
         not loaded.is_tflite or quantizes_tflite
     )
     if needs and calib is None:
-        names = [s.name for s in loaded.input_specs]
-        files = ("FILE.npy (or .npz with 'x')" if len(names) == 1 else
-                 f"FILE.npz with one array per input ({', '.join(names)}; or x0, x1...)")
-        raise UsageError(
-            f"target {profile.name} quantizes to {profile.quantization.scheme} and needs "
-            f"calibration data: pass --calibration {files}, 100-500 representative inputs, "
-            "or --calibration random for a smoke test"
-        )
+        raise _no_calibration(profile, [s.name for s in loaded.input_specs])
     if validation is not None:
         val = load_dataset(
             validation, shape, "validation", MAX_VALIDATION_SAMPLES, dtype=loaded.input_dtype
@@ -282,6 +275,8 @@ def deploy(
     _precheck_data(calibration, "calibration")
     _precheck_data(validation, "validation")
     if isinstance(model, (str, Path)):
+        if calibration is None and example is None:
+            _early_calibration_check(model, profile)
         calibration, validation = _early_datasets(model, calibration, validation,
                                                   min_calibration_samples)  # fmt: skip
 
@@ -323,6 +318,34 @@ def deploy(
         abandon(staging, created)
         raise
     return Bundle(final, report, profile)
+
+
+def _no_calibration(profile: TargetProfile, names: list[str]) -> UsageError:
+    files = ("FILE.npy (or .npz with 'x')" if len(names) == 1 else
+             f"FILE.npz with one array per input ({', '.join(names)}; or x0, x1...)")
+    return UsageError(
+        f"target {profile.name} quantizes to {profile.quantization.scheme} and needs "
+        f"calibration data: pass --calibration {files}, 100-500 representative inputs, "
+        "or --calibration random for a smoke test"
+    )
+
+
+def _early_calibration_check(model: str | Path, profile: TargetProfile) -> None:
+    """No calibration for an int8 target: said before the model loads when the file is a
+    Keras file whose config holds no QAT layers (QAT models bring their own ranges)."""
+    from edgekit.models import KERAS_SUFFIXES, config_nodes
+    from edgekit.signature import input_specs, keras_config
+
+    if not profile.quantization.needs_calibration:
+        return
+    if Path(model).suffix.lower() not in KERAS_SUFFIXES:
+        return
+    config = keras_config(model)
+    if config is None or any("Quantize" in str(node.get("class_name", ""))
+                             for node in config_nodes(config)):  # fmt: skip
+        return
+    specs = input_specs(model)
+    raise _no_calibration(profile, [s.name for s in specs] if specs else ["x"])
 
 
 def _early_datasets(

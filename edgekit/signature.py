@@ -55,6 +55,17 @@ def input_specs(path: str | Path) -> list[InputSpec] | None:
     return None
 
 
+def keras_config(path: str | Path) -> Any:
+    """A `.keras` or `.h5` file's model config (a JSON object), or None if unreadable."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".keras":
+            return _keras_zip_config(path)
+        return _h5_config(path)
+    except Exception:  # advisory only: the loader reports what is wrong with the file
+        return None
+
+
 def _tflite_specs(path: Path) -> list[InputSpec] | None:
     from edgekit.errors import EdgekitError
     from edgekit.models import load_model

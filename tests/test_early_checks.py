@@ -154,9 +154,9 @@ def test_missing_calibration_is_refused_before_the_model_loads(model_files, two_
                                                                 tmp_path):  # fmt: skip
     """An int8 target without --calibration: said in 0.4 s, not after a 4 s model load; for a
     model with two inputs the advice names the .npz it needs."""
+    two = "FILE.npz with one array per input (meta, image; or x0, x1...)"
     for path, advice in ((model_files["k2.h5"], "FILE.npy (or .npz with 'x')"),
-                         (two_input_files / "k3.keras", "FILE.npz with one array per input "
-                                                        "(meta, image; or x0, x1...)")):  # fmt: skip
+                         (two_input_files / "k3.keras", two)):  # fmt: skip
         result, heavy, errors = _deploy_without_tensorflow([str(path), "-t", "cortex-m4"],
                                                            tmp_path)  # fmt: skip
         assert result.returncode == 2 and len(errors) == 1, result.stderr[-800:]

@@ -765,7 +765,9 @@ def test_a_signal_mid_deploy_leaves_nothing_behind(example, tmp_path, sig, code,
                 # a deploy still fails below.
                 continue
             break
-        assert proc.returncode == code, (after, err)
+        # Ctrl-C: exit 130, or death by SIGINT after the clean-up and "interrupted" (seen once
+        # in CI under load, not reproduced in 12 loaded tries here); a shell shows 130 for both.
+        assert proc.returncode in ((code, -sig) if group else (code,)), (after, err)
         assert "Traceback" not in err and "Exception ignored" not in err, err
         assert err.strip().splitlines()[-1] in ("terminated", "interrupted"), err
         assert not made.exists(), sorted(str(p) for p in made.rglob("*"))

@@ -43,7 +43,7 @@ class TflmBoard:
     """The harness loop around a tflite_micro interpreter (shared by `tflm-host`)."""
 
     def __init__(self, model: bytes, arena_bytes: int, name: str = "model") -> None:
-        from edgekit.runtimes.tflm import _interpreter, _runtime, interp_inputs
+        from edgekit.runtimes.tflm import _interpreter, _runtime, interp_positions
 
         _runtime()  # import outside the timed init, as a board has nothing to import
         started = time.perf_counter()
@@ -53,10 +53,10 @@ class TflmBoard:
         self.arena_bytes = arena_bytes
         self.name = name
         # main.cc's fill_inputs: one xorshift stream over input 0's bytes, then input 1's...
-        details = [self.interp.get_input_details(i) for i in interp_inputs(self.interp)]
+        details = [self.interp.get_input_details(i) for i in interp_positions(self.interp)]
         sizes = [int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize for d in details]
         raw = xorshift_bytes(sum(sizes))
-        self.output_positions = interp_inputs(self.interp, "output")
+        self.output_positions = interp_positions(self.interp, "output")
         self.inputs: list[np.ndarray] = []
         offset = 0
         for detail, size in zip(details, sizes, strict=True):

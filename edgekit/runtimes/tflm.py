@@ -125,12 +125,12 @@ def probe_arena(model: bytes, arena_size: int) -> tuple[bool, str]:
 
 
 def _zero_inputs(interp: Any) -> None:
-    for i in interp_inputs(interp):
+    for i in interp_positions(interp):
         details = interp.get_input_details(i)
         interp.set_input(np.zeros(details["shape"], details["dtype"]), i)
 
 
-def interp_inputs(interp: Any, kind: str = "input") -> list[int]:
+def interp_positions(interp: Any, kind: str = "input") -> list[int]:
     """Input (or, with kind "output", output) positions of a TFLM interpreter: the wrapper
     has no count, so probe until it fails."""
     details = interp.get_input_details if kind == "input" else interp.get_output_details
@@ -171,7 +171,7 @@ def run(
     with capture_native_output() as out:
         interp = _interpreter(model, arena_size, preserve_all=bool(keep))
     shapes = [interp.get_input_details(i)["shape"] for i in range(len(feeds))]
-    output_positions = interp_inputs(interp, "output")
+    output_positions = interp_positions(interp, "output")
     outputs: list[list[np.ndarray]] = []
     kept: dict[int, list[np.ndarray]] = {idx: [] for idx in keep}
     for sample in range(len(feeds[0])):

@@ -230,13 +230,21 @@ def test_global_scope_prunes_layers_unevenly(resnet8):
 def test_latency_budget_is_measured_with_the_harness(resnet8):
     """On LiteRT's builtin int8 kernels (this host's XNNPACK uses AMX, whose 64-channel tile
     holds every ResNet-8 layer whole: pruning buys nothing there; docs/benchmarks.md)."""
+    from edgekit.errors import UsageError
     from edgekit.keras.channel_pruning import _latency_ms
 
     model = keras.models.load_model(resnet8.model_path)
     x = resnet8.calibration.x[:32]
-    baseline = _latency_ms(model, x, "none")
-    smaller, report = ek.prune_channels(model, target_latency_ms=0.7 * baseline, data=x,
-                                        delegate="none", return_report=True)  # fmt: skip
+    for attempt in range(3):  # a baseline timed in a quiet moment of a shared host can be
+        baseline = _latency_ms(model, x, "none")  # out of reach of every candidate timed later
+        try:
+            smaller, report = ek.prune_channels(model, target_latency_ms=0.7 * baseline, data=x,
+                                                delegate="none", return_report=True)  # fmt: skip
+            break
+        except UsageError as error:
+            assert "measures" in str(error) and "ms" in str(error)
+            if attempt == 2:
+                raise
     assert report.latency_ms is not None and report.latency_ms <= 0.7 * baseline
     assert report.macs_after < report.macs_before
 

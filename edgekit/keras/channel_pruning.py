@@ -155,16 +155,22 @@ class ChannelPruner:
         """Bisection on the ratio for the least pruning whose rebuilt model `fits`
         (model → (bool, measurement)). Returns (keep, measurement)."""
 
+        tried: list[tuple[dict, Any]] = []
+
         def make(ratio: float) -> tuple[dict, Any]:
             keep = self.plan(ratio, scores)
-            return keep, fits(self.rebuild(keep))
+            tried.append((keep, fits(self.rebuild(keep))))
+            return tried[-1]
 
         found = bisect(make, lambda c: c[1][0], lowest, 0.95, iterations)
         if found is None:
             floor = self.macs(self.plan(0.95, scores))
+            measured = tried[0][1][1]
+            timed = f" and measures {measured:.3f} ms" if isinstance(measured, float) else ""
             raise UsageError(
                 f"the budget cannot be met: with 95 % of the channels removed (min_channels="
                 f"{self.min_channels}, tile={self.tile}) the model still has {floor:,} MACs"
+                f"{timed}"
             )
         keep, (_, measured) = found
         return keep, measured

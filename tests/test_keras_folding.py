@@ -35,25 +35,71 @@ def test_sequential_example_folds_to_the_same_outputs(base_model, digits_data):
                                atol=1e-5)  # fmt: skip
 
 
-def test_functional_dense_folds_and_shared_conv_is_left_or_refused():
+def _keras(which):
+    if which == "keras3":
+        import keras
+
+        return keras
     from edgekit._tf import tf_keras
 
-    layers = tf_keras().layers
-    inp = tf_keras().Input((6, 6, 2))
+    return tf_keras()
+
+
+@pytest.mark.parametrize("which", ["tf_keras", "keras3"])
+def test_functional_dense_folds_and_shared_conv_is_left_or_refused(which):
+    keras = _keras(which)
+    layers = keras.layers
+    inp = keras.Input((6, 6, 2))
     conv = layers.Conv2D(4, 3, padding="same", name="shared_conv")(inp)
     bn = layers.BatchNormalization(name="bn_after_shared")(conv)
     merged = layers.Add()([bn, conv])  # conv feeds two layers: folding would change `Add`'s input
     flat = layers.Flatten()(merged)
     dense = layers.Dense(5, name="head")(flat)
     out = layers.BatchNormalization(name="bn_head")(dense)
-    model = tf_keras().Model(inp, out)
+    model = keras.Model(inp, out)
     _randomise_batchnorm(model, seed=1)
     with pytest.raises(EdgekitError, match=r"\['bn_after_shared'\]"):
         fold_batchnorm(model, strict=True)
     folded = fold_batchnorm(model)
+    assert type(folded).__module__.split(".")[0] == type(model).__module__.split(".")[0]
     assert [
         n for n in ("bn_after_shared", "bn_head") if n in {lyr.name for lyr in folded.layers}
     ] == ["bn_after_shared"]
     x = np.random.default_rng(2).normal(size=(8, 6, 6, 2)).astype("float32")
     np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-5)  # fmt: skip
+
+
+def test_keras3_residual_depthwise_model_folds_as_keras3():
+    import keras
+
+    layers = keras.layers
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(inp)
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    y = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=1, name="dw")(x)
+    y = layers.BatchNormalization(name="dw_bn")(y)
+    out = layers.GlobalAveragePooling2D()(layers.Add(name="add")([x, y]))
+    model = keras.Model(inp, out)
+    _randomise_batchnorm(model, seed=3)
+    folded = fold_batchnorm(model, strict=True)
+    assert type(folded).__module__.startswith("keras.")
+    assert "BatchNormalization" not in _kinds(folded)
+    x = np.random.default_rng(4).normal(size=(4, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-5)  # fmt: skip
+
+
+def test_surgery_reads_and_renames_links_in_both_config_formats():
+    from edgekit.keras import surgery
+
+    for which in ("tf_keras", "keras3"):
+        keras = _keras(which)
+        inp = keras.Input((4,))
+        a = keras.layers.Dense(3, name="a")(inp)
+        b = keras.layers.Dense(3, name="b")(inp)
+        out = keras.layers.Add(name="add")([a, b])
+        entries = surgery.layer_entries(keras.Model(inp, out).get_config())
+        assert surgery.inbound_names(entries["add"]) == ["a", "b"], which
+        renamed = surgery.rename_references(entries["add"]["inbound_nodes"], {"b": "c"})
+        assert surgery.inbound_names({"inbound_nodes": renamed}) == ["a", "c"], which

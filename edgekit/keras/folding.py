@@ -9,7 +9,7 @@ QAT trains is the kernel that ships.
     y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta
       = conv'(x) + b'   with  k' = k * s,  b' = (b - mean) * s + beta,  s = gamma / sqrt(var + eps)
 
->>> folded = fold_batchnorm(model)    # a new tf_keras model; `model` is untouched # doctest: +SKIP
+>>> folded = fold_batchnorm(model)    # a new model, same Keras; `model` untouched # doctest: +SKIP
 >>> [type(layer).__name__ for layer in folded.layers]                           # doctest: +SKIP
 ['Conv2D', 'ReLU', 'DepthwiseConv2D', 'ReLU', ...]
 """
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
-from edgekit.keras._compat import ensure_tf_keras
+from edgekit.keras import surgery
 
 FOLDABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
 
@@ -36,14 +36,12 @@ def foldable_pairs(model: Any) -> dict[str, Any]:
     for layer in model.layers:
         if type(layer).__name__ != "BatchNormalization" or len(layer._inbound_nodes) != 1:
             continue
-        node = layer._inbound_nodes[0]
-        inbound = node.inbound_layers
-        if isinstance(inbound, (list, tuple)):
-            if len(inbound) != 1:
-                continue
-            inbound = inbound[0]
+        inbound = surgery.producers(layer)
+        if len(inbound) != 1:
+            continue
+        inbound = inbound[0]
         axis = [int(a) for a in np.atleast_1d(layer.axis)]
-        last_axis = axis in ([-1], [len(inbound.output_shape) - 1])
+        last_axis = axis in ([-1], [len(inbound.output.shape) - 1])
         if (
             type(inbound).__name__ in FOLDABLE
             and last_axis
@@ -69,26 +67,13 @@ def _folded_weights(layer: Any, bn: Any) -> list[np.ndarray]:
     return [kernel, (bias - bn.moving_mean.numpy()) * scale + beta]
 
 
-def _rewire(node_data: Any, renames: dict[str, str]) -> Any:
-    """Replace references to folded BatchNorms in a functional config's inbound/output lists."""
-    if isinstance(node_data, list):
-        if node_data and isinstance(node_data[0], str) and node_data[0] in renames:
-            return [renames[node_data[0]], *node_data[1:]]
-        return [_rewire(item, renames) for item in node_data]
-    return node_data
-
-
 def fold_batchnorm(model: Any, *, strict: bool = False) -> Any:
-    """A new tf_keras model with each foldable BatchNorm merged into the layer before it.
+    """A new model of the same Keras with each foldable BatchNorm merged into the layer before it.
 
     Inference outputs match the original up to float rounding (training-mode BatchNorm is gone,
     so fine-tune with a lower learning rate). `strict=True` raises if a BatchNorm remains.
     The input model is never modified.
     """
-    model = ensure_tf_keras(model)
-    from edgekit._tf import tf_keras
-
-    keras = tf_keras()
     pairs = foldable_pairs(model)
     if strict:
         left = [
@@ -110,12 +95,11 @@ def fold_batchnorm(model: Any, *, strict: bool = False) -> Any:
         if entry["config"]["name"] in folded:
             entry["config"]["use_bias"] = True
         if "inbound_nodes" in entry:
-            entry["inbound_nodes"] = _rewire(entry["inbound_nodes"], renames)
+            entry["inbound_nodes"] = surgery.rename_references(entry["inbound_nodes"], renames)
     config["layers"] = layers
     if "output_layers" in config:
-        config["output_layers"] = _rewire(config["output_layers"], renames)
-    cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model
-    rebuilt = cls.from_config(config)
+        config["output_layers"] = surgery.rename_references(config["output_layers"], renames)
+    rebuilt = surgery.from_config(model, config)
     for layer in rebuilt.layers:
         source = model.get_layer(layer.name)
         if layer.name in folded:

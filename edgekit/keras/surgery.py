@@ -1,4 +1,8 @@
-"""Model surgery on a tf_keras Sequential/Functional config: edit layers, rebuild, copy weights.
+"""Model surgery on a Sequential/Functional config: edit layers, rebuild, copy weights.
+
+Works on both Kerases: a Keras 3 model is rebuilt with Keras 3, a tf_keras model with tf_keras
+(`keras_of`); the two write a functional config's links differently (`inbound_names`,
+`rename_references` read and edit both).
 
 Channel pruning, low-rank factorisation and sparse regularisation all make "the same model,
 some layers changed": they edit the config (`layer_entries`, `replace_layer`), rebuild it
@@ -33,22 +37,78 @@ def layer_entries(config: dict) -> dict[str, dict]:
     return {entry["config"]["name"]: entry for entry in config["layers"]}
 
 
+def keras_of(model: Any) -> Any:
+    """The Keras module a model belongs to: `keras` (Keras 3) or tf_keras."""
+    if type(model).__module__.startswith("tf_keras"):
+        from edgekit._tf import tf_keras
+
+        return tf_keras()
+    import keras
+
+    return keras
+
+
 def from_config(model: Any, config: dict) -> Any:
-    """A new model of `model`'s kind (Sequential or Functional) from `config`.
+    """A new model of `model`'s kind (Sequential or Functional) and Keras from `config`.
 
     The config comes from a model already live in this process, so its Lambda layers' code
     already runs here: rebuilding them is not loading untrusted bytes, and safe mode (which
     guards model *files*) is off for this one call.
     """
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
-
-    from edgekit._tf import tf_keras
-
-    keras = tf_keras()
+    keras = keras_of(model)
+    if keras.__name__.startswith("tf_keras"):
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
+    else:
+        from keras.src.saving.serialization_lib import SafeModeScope
     custom = {type(layer).__name__: type(layer) for layer in model.layers}
     kind = keras.Sequential if is_sequential(model) else keras.Model
     with SafeModeScope(False):
         return kind.from_config(config, custom_objects=custom)
+
+
+def inbound_names(entry: dict) -> list[str]:
+    """Names of the layers feeding a functional config entry, in order (both Kerases: tf_keras
+    writes `[[name, node, tensor, kwargs], ...]`, Keras 3 `{"args": [keras tensors...]}`)."""
+    names: list[str] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict):
+            history = item.get("config", {}).get("keras_history") if "config" in item else None
+            if item.get("class_name") == "__keras_tensor__" and history:
+                names.append(history[0])
+                return
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, (list, tuple)):
+            if len(item) >= 3 and isinstance(item[0], str) and isinstance(item[1], int):
+                names.append(item[0])  # tf_keras: [name, node_index, tensor_index, kwargs]
+                return
+            for value in item:
+                walk(value)
+
+    walk(entry.get("inbound_nodes") or [])
+    return names
+
+
+def rename_references(node_data: Any, renames: dict[str, str]) -> Any:
+    """`node_data` (inbound nodes or output/input layer lists, either Keras) with references
+    to layers in `renames` pointed at their new names."""
+    if isinstance(node_data, dict):
+        return {key: rename_references(value, renames) for key, value in node_data.items()}
+    if isinstance(node_data, (list, tuple)):
+        if node_data and isinstance(node_data[0], str) and node_data[0] in renames:
+            return type(node_data)([renames[node_data[0]], *node_data[1:]])
+        return type(node_data)(rename_references(item, renames) for item in node_data)
+    return node_data
+
+
+def producers(layer: Any) -> list[Any]:
+    """The layers whose outputs a layer's first call took (both Kerases)."""
+    node = layer._inbound_nodes[0]
+    if not type(node).__module__.startswith("tf_keras"):  # Keras 3
+        return [parent.operation for parent in node.parent_nodes]
+    inbound = node.inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
 
 
 def set_weights(model: Any, weights: dict[str, list]) -> None:

@@ -80,7 +80,7 @@ def model_with_custom_layer():
 
 
 def required(part: str) -> bool:
-    """True when a missing `part` (SHARED, QEMU, SSHD, GXX, MOUNT) must fail rather than skip:
+    """True when a missing `part` (SHARED, QEMU, SSHD, GXX, MOUNT, JAX) must fail rather than skip:
     EDGEKIT_REQUIRE_<PART>=1, or in CI (EDGEKIT_REQUIRE_ALL=1, or CI=true as CI services set),
     where every part a test needs can be installed and a skip would hide a missing one."""
     env = os.environ

@@ -38,7 +38,7 @@ NO_RUNNABLE_EXAMPLE = {
     "edgekit._fdcapture", "edgekit.cli", "edgekit.cli_bench", "edgekit.converters",
     "edgekit.devices", "edgekit.devices.linux", "edgekit.devices.linux.edgekit_harness",
     "edgekit.devices.mcu", "edgekit.devices.mcu.simulated_board", "edgekit.bench.tflm_host",
-    "edgekit.keras._compat", "edgekit.keras._tfmot", "edgekit.keras.callbacks",
+    "edgekit.keras._tfmot", "edgekit.keras.callbacks",
     "edgekit.keras.clustering", "edgekit.runtimes",
     # only `+SKIP` examples: they need a model file, a trained model or a device
     "edgekit.bench", "edgekit.bench.runner", "edgekit.bundle", "edgekit.converters.tflite",

@@ -100,3 +100,61 @@ def test_keras3_models_convert_as_they_are_custom_and_keras3_only_layers(tmp_pat
         assert bundle.ok, [c.detail for c in bundle.report.failed_checks()]
         assert bundle.report.model["kind"] == "keras3"
         assert bundle.report.metrics.output_sqnr_db > 25
+
+
+JAX_USER = """
+import json, os
+import numpy as np
+import keras
+assert keras.backend.backend() == "jax", keras.backend.backend()
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(np.random.rand(32, 8, 8, 1), np.arange(32) % 3, epochs=1, verbose=0)
+model.save("jax.keras")
+import edgekit
+from edgekit import keras as ek
+from edgekit.errors import UsageError
+errors = {}
+for name, call in [("prune", lambda: ek.prune_low_magnitude(model)),
+                   ("fold", lambda: ek.fold_batchnorm(model)),
+                   ("distill", lambda: ek.Distiller(model, model))]:
+    try:
+        call()
+        errors[name] = None
+    except UsageError as error:
+        errors[name] = str(error)
+bundle = edgekit.deploy(model, "raspberry-pi-4", calibration=np.random.rand(32, 8, 8, 1),
+                        out="live", analysis=False)
+print(json.dumps({"errors": errors, "live_ok": bundle.ok}))
+"""
+
+
+def test_under_the_jax_backend_files_and_live_models_deploy_and_wrappers_say_what_is_supported(
+    tmp_path,
+):
+    """Point 5: a model trained and saved under JAX deploys (file: the worker loads it on the
+    TensorFlow backend; live: Keras 3 exports it through jax2tf); edgekit's training wrappers,
+    which run TensorFlow ops, refuse it in one line naming the backend and the way out."""
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        from helpers import missing_part
+
+        missing_part("JAX", "jax not installed (pip install -e '.[test]' installs it)")
+    env = {**__import__("os").environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, "-c", JAX_USER], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["live_ok"] is True
+    for name, message in seen["errors"].items():
+        assert message is not None, name
+        assert "\n" not in message and "'jax'" in message and "KERAS_BACKEND=tensorflow" in message
+    cli = run_edgekit("deploy", str(tmp_path / "jax.keras"), "-t", "raspberry-pi-4",
+                      "--calibration", "random", "--out", str(tmp_path / "out"), "--no-analysis",
+                      env={"KERAS_BACKEND": "jax"})  # fmt: skip
+    assert cli.returncode == 0, cli.stderr[-1500:]
+    report = json.loads(next((tmp_path / "out").glob("*/report.json")).read_text())
+    assert report["model"]["written_by"].startswith("Keras 3.")  # .keras files omit the backend

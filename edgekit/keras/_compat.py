@@ -7,8 +7,11 @@ that names the layer and what to do, never a raw tfmot traceback.
 
 from __future__ import annotations
 
+import functools
 import inspect as pyinspect
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +29,44 @@ def is_tf_keras(obj: Any) -> bool:
 
 def is_keras3(obj: Any) -> bool:
     return type(obj).__module__.startswith("keras")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def check_backend(obj: Any, what: str = "edgekit's Keras wrappers") -> None:
+    """Refuse a Keras 3 model (or layers) when Keras 3 runs on another backend than TensorFlow.
+
+    The wrappers train with TensorFlow ops (fake quantization, masks, gradients); a model saved
+    as `.keras` under any backend deploys as it is (the conversion runs on TensorFlow).
+
+    >>> check_backend(None)  # not a Keras 3 object: nothing to check
+    """
+    if "keras" not in sys.modules or is_tf_keras(obj):
+        return
+    items = obj if isinstance(obj, (list, tuple)) else [obj]
+    if not any(is_keras3(item) for item in items):
+        return
+    backend = sys.modules["keras"].backend.backend()
+    if backend != "tensorflow":
+        raise UsageError(
+            f"{what} need Keras 3 on the TensorFlow backend; this process runs Keras 3 on "
+            f"{backend!r}. Start Python with KERAS_BACKEND=tensorflow to train with them (a "
+            ".keras file is the same for every backend), or deploy the model as it is: "
+            "`edgekit deploy model.keras` and edgekit.deploy(model) work from any backend"
+        )
+
+
+def tensorflow_backend(wrapper: F) -> F:
+    """Decorator for wrappers whose first argument is a model or layers: `check_backend`."""
+
+    @functools.wraps(wrapper)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if args:
+            check_backend(args[0])
+        return wrapper(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
 
 
 def _keras2():

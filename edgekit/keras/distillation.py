@@ -29,7 +29,7 @@ from typing import Any
 
 from edgekit._tf import tensorflow, tf_keras
 from edgekit.errors import UsageError
-from edgekit.keras._compat import ensure_tf_keras
+from edgekit.keras._compat import check_backend, ensure_tf_keras
 from edgekit.keras.distillation_core import (  # noqa: F401  (the losses are public here)
     TF_OPS,
     AttentionTransferLoss,
@@ -120,6 +120,7 @@ class Distiller(abc.ABC):
 
     def __new__(cls, student: Any, teacher: Any, *args: Any, **kwargs: Any) -> Any:
         # Arguments: those of DistillerCore.__init__ (losses=None, alpha=0.1, **kwargs).
+        check_backend([student, teacher], "edgekit's Distiller")
         kinds = _keras_of(student), _keras_of(teacher)
         if kinds == ("Keras 3", "Keras 3"):
             from edgekit.keras.distillation3 import Keras3Distiller

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgekit.errors import UsageError
 from edgekit.keras import surgery
+from edgekit.keras._compat import tensorflow_backend
 
 FOLDABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
 
@@ -67,6 +68,7 @@ def _folded_weights(layer: Any, bn: Any) -> list[np.ndarray]:
     return [kernel, (bias - bn.moving_mean.numpy()) * scale + beta]
 
 
+@tensorflow_backend
 def fold_batchnorm(model: Any, *, strict: bool = False) -> Any:
     """A new model of the same Keras with each foldable BatchNorm merged into the layer before it.
 

@@ -17,7 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.keras._compat import copy_model, ensure_tf_keras, unsupported_layers_error
+from edgekit.keras._compat import (
+    copy_model,
+    ensure_tf_keras,
+    tensorflow_backend,
+    unsupported_layers_error,
+)
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.schedules import ConstantSparsity, PolynomialDecay, pruning_schedule
 from edgekit.keras.sparsity_stats import (  # noqa: F401  (public here as before)
@@ -48,8 +53,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-
-
 def _prunable(layer: Any) -> bool:
     keras_sparsity = tfmot().sparsity.keras
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
@@ -61,6 +64,7 @@ def _prunable(layer: Any) -> bool:
     )
 
 
+@tensorflow_backend
 def prune_low_magnitude(
     model_or_layers: Any,
     schedule: Any = None,
@@ -112,6 +116,7 @@ def _own_copy(model: Any) -> Any:
     return copy_model(model)
 
 
+@tensorflow_backend
 def strip_pruning(model: Any) -> Any:
     """Remove pruning wrappers; the zeros stay in the weights (a new model for Keras 3)."""
     if _is_keras3(model):

@@ -158,3 +158,17 @@ def test_under_the_jax_backend_files_and_live_models_deploy_and_wrappers_say_wha
     assert cli.returncode == 0, cli.stderr[-1500:]
     report = json.loads(next((tmp_path / "out").glob("*/report.json")).read_text())
     assert report["model"]["written_by"].startswith("Keras 3.")  # .keras files omit the backend
+
+
+def test_the_built_in_examples_come_as_keras3_models_with_the_trained_weights(example):
+    """`load_example(...).model()` gives a Keras 3 user the example in their Keras (the cached
+    file is tf_keras-written, which Keras 3 cannot load itself)."""
+    from edgekit._tf import tf_keras
+
+    model = example.model()
+    assert type(model).__module__.startswith("keras.")
+    x = example.validation.x[:64]
+    reference = tf_keras().models.load_model(example.model_path)
+    np.testing.assert_allclose(model.predict(x, verbose=0), reference.predict(x, verbose=0),
+                               atol=1e-5)  # fmt: skip
+    assert type(example.model(tf_keras())).__module__.startswith("tf_keras")

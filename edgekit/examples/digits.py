@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,12 +35,39 @@ CALIBRATION_SAMPLES = 200
 
 @dataclass(frozen=True)
 class Example:
-    """A ready model plus its data splits."""
+    """A ready model plus its data splits.
+
+    `model_path` is the cached file (written by tf_keras); `model()` gives the same trained
+    model as a live Keras 3 model (or of the Keras module passed), to train further or wrap.
+    """
 
     name: str
     model_path: Path
     calibration: Dataset
     validation: Dataset
+
+    def model(self, keras: Any = None) -> Any:
+        """The trained example as a model of `keras` (default: Keras 3, `import keras`): the
+        same architecture built by that Keras, with the cached file's weights.
+
+        >>> load_example("digits").model().count_params() > 0          # doctest: +SKIP
+        True
+        """
+        from edgekit._tf import tf_keras
+
+        if keras is None:
+            import keras
+        trained = tf_keras().models.load_model(self.model_path)  # safe mode (the default)
+        if keras.__name__.startswith("tf_keras"):
+            return trained
+        if self.name == "digits":
+            model = build_model(keras)
+        else:
+            from edgekit.examples.zoo import SPECS
+
+            model = SPECS[self.name].build(keras)
+        model.set_weights(trained.get_weights())
+        return model
 
 
 def cache_root() -> Path:

@@ -179,3 +179,18 @@ def test_a_pruned_keras3_student_distils_and_keeps_its_sparsity(teacher, digits_
     distiller.fit(train.x[:256], train.y[:256], epochs=1, batch_size=BATCH, verbose=0,
                   callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
     assert ek.total_sparsity(distiller.student) == pytest.approx(0.5, abs=0.01)
+
+
+def test_fit_logs_the_student_and_distillation_parts_of_the_loss(teacher, digits_data):
+    """As the tf_keras Distiller does: `loss` = alpha·student_loss + (1-alpha)·distillation_loss
+    in training; validation reports the student's loss and how far it is from the teacher."""
+    train, _, val = digits_data
+    distiller = _compile(ek.Distiller(_student(), teacher, [ek.SoftTargetLoss(4.0)], alpha=0.3))
+    history = distiller.fit(train.x[:256], train.y[:256], epochs=2, batch_size=32, verbose=0,
+                            validation_data=(val.x[:128], val.y[:128])).history  # fmt: skip
+    for epoch in range(2):
+        parts = 0.3 * history["student_loss"][epoch] + 0.7 * history["distillation_loss"][epoch]
+        assert history["loss"][epoch] == pytest.approx(parts, rel=1e-3)
+        assert history["val_loss"][epoch] == pytest.approx(history["val_student_loss"][epoch])
+        assert history["val_distillation_loss"][epoch] > 0
+    assert history["distillation_loss"][1] < history["distillation_loss"][0]

@@ -72,6 +72,11 @@ class Keras3Distiller(DistillerCore, keras.Model):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._student_pass = _StudentPass()
+        # Logged by fit beside `loss`, as the tf_keras Distiller does (Keras 3 tracks metric
+        # attributes): the hard-label part and the distillation part, unweighted; validation
+        # gets both too (val_distillation_loss: how far the student is from the teacher).
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
 
     def convert(self, model: Any) -> Any:
         if not getattr(model, "inputs", None):  # subclassed: no layer outputs to read
@@ -103,15 +108,16 @@ class Keras3Distiller(DistillerCore, keras.Model):
         training: bool = True,
     ) -> Any:
         hard = super().compute_loss(x, y, y_pred, sample_weight, training)
-        if not training:
-            return hard
-        student = self._student_pass.outputs
+        student = self._student_pass.outputs if training else None
         self._student_pass.outputs = None
-        if student is None:  # compute_loss called without a training call before it
-            _, *student = self._student_features(self.ops, x, True)
+        if student is None:  # evaluation, or compute_loss called without a training call
+            _, *student = self._student_features(self.ops, x, training)
         s_logits, s_feats = student
         t_logits, t_feats = self.teacher_features(x)
-        return self.combine(hard, self.distillation_loss(
-            Features(s_logits, t_logits, s_feats, t_feats)))  # fmt: skip
+        distill = self.distillation_loss(Features(s_logits, t_logits, s_feats, t_feats))
+        self.student_loss_tracker.update_state(hard)
+        self.distillation_loss_tracker.update_state(distill)
+        # Validation's `loss` is the student's hard-label loss, as tf_keras's Distiller reports.
+        return self.combine(hard, distill) if training else hard
 
 

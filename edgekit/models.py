@@ -435,12 +435,15 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
 
 
 # edgekit's own Keras 3 layers that a saved model may hold (library code, registered on import).
-EDGEKIT_KERAS3_CLASSES = {"edgekit>PruneLowMagnitude": "edgekit.keras.pruning3"}
+EDGEKIT_KERAS3_CLASSES = {
+    "edgekit>PruneLowMagnitude": "edgekit.keras.pruning3",
+    "edgekit>ClusterWeights": "edgekit.keras.clustering3",
+}
 
 
 def _register_edgekit_classes(path: Path) -> None:
-    """Import the modules that register edgekit's Keras 3 classes a file uses (a pruned model
-    saved before `strip_pruning`): Keras resolves them by registered name."""
+    """Import the modules that register edgekit's Keras 3 classes a file uses (a pruned or
+    clustered model saved before stripping): Keras resolves them by registered name."""
     import importlib
 
     for name in custom_class_names(path):

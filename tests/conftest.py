@@ -77,6 +77,19 @@ def base_model(example):
 
 
 @pytest.fixture(scope="session")
+def keras3_digits_model(digits_data):
+    """helpers.keras3_digits_cnn trained 6 epochs (Keras 3); tests copy it, never change it."""
+    import keras
+    from helpers import compile_keras3, keras3_digits_cnn
+
+    keras.utils.set_random_seed(0)
+    train = digits_data[0]
+    model = compile_keras3(keras3_digits_cnn())
+    model.fit(train.x, train.y, epochs=6, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
 def digits_data():
     from edgekit.examples.digits import digits_splits
 

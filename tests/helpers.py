@@ -33,6 +33,56 @@ def tf_keras():
     return _tf_keras()
 
 
+def keras3_digits_cnn():
+    """A small Keras 3 CNN for the 8×8 digits: conv, depthwise, pool, dense, dense."""
+    import keras
+
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="depthwise")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(64, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="label")(x)
+    return keras.Model(inputs, outputs, name="digits3")
+
+
+def compile_keras3(model, learning_rate=1e-3):
+    """Compile a Keras 3 classifier: Adam, sparse categorical cross-entropy, accuracy."""
+    import keras
+
+    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])  # fmt: skip
+    return model
+
+
+def deploy_digits(model, target, digits_data, out):
+    """edgekit.deploy a digits model (64 calibration images, the validation split); asserts it
+    went through and returns (bundle, the deployed TFLiteModel)."""
+    import edgekit
+    from edgekit.tflite_model import load_tflite
+
+    calib, val = digits_data[1], digits_data[2]
+    bundle = edgekit.deploy(model, target, calibration=calib.x[:64], validation=(val.x, val.y),
+                            out=out)  # fmt: skip
+    assert bundle.ok, bundle.report.failed_checks()
+    deployed = next(a.path for a in bundle.report.artifacts if a.role == "deployed model")
+    return bundle, load_tflite(bundle.path / deployed)
+
+
+def deploy_saved(model, calibration, tmp_path):
+    """Save `model` as .keras and deploy the file to cortex-m4 with the CLI (a fresh process);
+    asserts it went through and returns the file's path."""
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    np.save(tmp_path / "calib.npy", calibration)
+    result = run_edgekit("deploy", str(path), "-t", "cortex-m4", "--calibration",
+                         str(tmp_path / "calib.npy"), "--out", str(tmp_path / "out"),
+                         "--no-analysis")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-1500:]
+    return path
+
+
 def convert_keras(model, scheme="int8", io_dtype="int8", calibration=None, per_channel=True):
     """Convert a live Keras model with edgekit's converter; returns (bytes, TFLiteModel)."""
     from edgekit.converters.tflite import convert

@@ -5,57 +5,30 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from helpers import subclassed_model
+from helpers import compile_keras3, deploy_digits, deploy_saved, subclassed_model
 
-import edgekit
 from edgekit import keras as ek
 from edgekit.errors import UsageError
 from edgekit.graph import weight_tensors
 from edgekit.keras.pruning3 import PruneLowMagnitude, magnitude_mask, to_numpy
-from edgekit.tflite_model import load_tflite
 
 FINAL = 0.8
 EPOCHS = 4  # pruning ends at 80 %: epoch 4 recovers
 BATCH = 32
 
 
-def _cnn() -> keras.Model:
-    inputs = keras.Input((8, 8, 1), name="image")
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(inputs)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="depthwise")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(64, activation="relu", name="hidden")(x)
-    outputs = keras.layers.Dense(10, activation="softmax", name="label")(x)
-    return keras.Model(inputs, outputs, name="digits3")
-
-
-def _compile(model: keras.Model) -> keras.Model:
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
 @pytest.fixture(scope="module")
-def float_model(digits_data):
-    keras.utils.set_random_seed(0)
-    train = digits_data[0]
-    model = _compile(_cnn())
-    model.fit(train.x, train.y, epochs=6, batch_size=BATCH, verbose=0)
-    return model
-
-
-@pytest.fixture(scope="module")
-def pruned(float_model, digits_data):
+def pruned(keras3_digits_model, digits_data):
     """The float model pruned to 80 % over EPOCHS epochs, with the fit history."""
     train = digits_data[0]
     steps = int(np.ceil(len(train.x) / BATCH))
-    before = [w.copy() for w in float_model.get_weights()]
-    model = _compile(ek.prune_low_magnitude(float_model, ek.pruning_schedule(
+    before = [w.copy() for w in keras3_digits_model.get_weights()]
+    model = compile_keras3(ek.prune_low_magnitude(keras3_digits_model, ek.pruning_schedule(
         FINAL, epochs=EPOCHS, steps_per_epoch=steps)))  # fmt: skip
     history = model.fit(train.x, train.y, epochs=EPOCHS, batch_size=BATCH, verbose=0,
                         callbacks=[ek.callbacks.UpdatePruningStep(),
                                    ek.callbacks.SparsityLogger()])  # fmt: skip
-    for old, new in zip(before, float_model.get_weights(), strict=True):
+    for old, new in zip(before, keras3_digits_model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)  # the user's model keeps its weights
     return model, history
 
@@ -123,7 +96,7 @@ def test_a_layer_inside_a_model_definition_with_a_tfmot_schedule(digits_data):
     from edgekit.keras._tfmot import tfmot
 
     schedule = tfmot().sparsity.keras.ConstantSparsity(0.5, 0, frequency=1)
-    model = _compile(keras.Sequential([
+    model = compile_keras3(keras.Sequential([
         keras.Input((8, 8, 1)), keras.layers.Flatten(),
         ek.prune_low_magnitude(keras.layers.Dense(10, name="d"), schedule),
     ]))  # fmt: skip
@@ -152,10 +125,10 @@ def test_strip_pruning_gives_plain_keras3_layers(pruned, digits_data):
     np.testing.assert_allclose(to_numpy(stripped(x)), to_numpy(model(x)), atol=1e-6)
 
 
-def test_keras_file_round_trips_mid_training(float_model, digits_data, tmp_path):
+def test_keras_file_round_trips_mid_training(keras3_digits_model, digits_data, tmp_path):
     train = digits_data[0].head(256)
-    model = _compile(ek.prune_low_magnitude(
-        float_model, ek.PolynomialDecay(0.0, 0.7, 0, 16, frequency=2)))  # fmt: skip
+    model = compile_keras3(ek.prune_low_magnitude(
+        keras3_digits_model, ek.PolynomialDecay(0.0, 0.7, 0, 16, frequency=2)))  # fmt: skip
     fit = dict(batch_size=BATCH, verbose=0, callbacks=[ek.callbacks.UpdatePruningStep()])
     model.fit(train.x, train.y, epochs=1, **fit)  # 8 steps: half-way
     model.save(tmp_path / "mid.keras")
@@ -168,7 +141,7 @@ def test_keras_file_round_trips_mid_training(float_model, digits_data, tmp_path)
     assert 0.3 < _sparsity(wrapper.masks[0]) < 0.7
     for old, new in zip(model.get_weights(), reloaded.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)
-    _compile(reloaded).fit(train.x, train.y, epochs=1, **fit)  # continues from step 8
+    compile_keras3(reloaded).fit(train.x, train.y, epochs=1, **fit)  # continues from step 8
     assert int(to_numpy(wrapper.pruning_step)) == 16
     assert _sparsity(wrapper.layer.kernel) == pytest.approx(0.7, abs=0.01)
 
@@ -182,12 +155,7 @@ def test_keras_file_round_trips_mid_training(float_model, digits_data, tmp_path)
 @pytest.mark.slow
 def test_deployed_int8_file_keeps_the_zeros(pruned, digits_data, tmp_path):
     model, _ = pruned
-    calib, val = digits_data[1], digits_data[2]
-    bundle = edgekit.deploy(ek.strip_pruning(model), "raspberry-pi-4", calibration=calib.x[:64],
-                            validation=(val.x, val.y), out=tmp_path)  # fmt: skip
-    assert bundle.ok, bundle.report.failed_checks()
-    deployed = next(a.path for a in bundle.report.artifacts if a.role == "deployed model")
-    tflite = load_tflite(bundle.path / deployed)
+    bundle, tflite = deploy_digits(ek.strip_pruning(model), "raspberry-pi-4", digits_data, tmp_path)
     kernels = {op.name: tflite.weights(idx) for op, idx in weight_tensors(tflite)}
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(kernels)
     for op, idx in weight_tensors(tflite):
@@ -221,11 +189,11 @@ def test_target_fit_check_strips_a_copy(pruned, digits_data):
     assert any(isinstance(layer, PruneLowMagnitude) for layer in model.layers)  # still wrapped
 
 
-def test_training_without_the_callback_says_what_is_missing(float_model, digits_data):
+def test_training_without_the_callback_says_what_is_missing(keras3_digits_model, digits_data):
     """tfmot stops a pruned model trained without UpdatePruningStep; so does edgekit's Keras 3
     path (the masks would never apply: the model would train unpruned, silently)."""
     train = digits_data[0]
-    model = _compile(ek.prune_low_magnitude(float_model, ek.pruning_schedule(
+    model = compile_keras3(ek.prune_low_magnitude(keras3_digits_model, ek.pruning_schedule(
         FINAL, epochs=1, steps_per_epoch=4)))  # fmt: skip
     with pytest.raises(Exception, match="UpdatePruningStep"):
         model.fit(train.x[:64], train.y[:64], epochs=1, batch_size=BATCH, verbose=0)
@@ -240,19 +208,12 @@ def test_an_unstripped_pruned_file_deploys_and_reloads_in_a_new_process(pruned, 
     import subprocess
     import sys
 
-    from helpers import run_edgekit
-
     model, _ = pruned
-    model.save(tmp_path / "pruned.keras")
-    np.save(tmp_path / "calib.npy", digits_data[0].x[:32])
-    result = run_edgekit("deploy", str(tmp_path / "pruned.keras"), "-t", "cortex-m4",
-                         "--calibration", str(tmp_path / "calib.npy"), "--out",
-                         str(tmp_path / "out"), "--no-analysis")  # fmt: skip
-    assert result.returncode == 0, result.stderr[-1500:]
+    path = deploy_saved(model, digits_data[0].x[:32], tmp_path)
     reload = ("import keras, sys; from edgekit.keras import PruneLowMagnitude; "
               "m = keras.saving.load_model(sys.argv[1]); "
               "print(sum(isinstance(la, PruneLowMagnitude) for la in m.layers))")  # fmt: skip
-    loaded = subprocess.run([sys.executable, "-c", reload, str(tmp_path / "pruned.keras")],
+    loaded = subprocess.run([sys.executable, "-c", reload, str(path)],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-1500:]
     assert int(loaded.stdout.split()[-1]) == 4  # conv, depthwise, hidden, label

@@ -2,10 +2,11 @@
 
 Names follow tfmot where tfmot has one (`prune_low_magnitude`, `strip_pruning`,
 `quantize_model`, `cluster_weights`, `UpdatePruningStep`), so tfmot users feel at home;
-distillation and target-aware callbacks are edgekit's own. Pruning and distillation are
-native on both Kerases: a Keras 3 model (`import keras`) gives a Keras 3 model that trains
-with Keras 3's `fit` (a pruned one saves as `.keras`); a tf_keras one goes to tfmot (pruning)
-or to a tf_keras `Distiller`. The other tfmot-backed wrappers
+distillation and target-aware callbacks are edgekit's own. Pruning, clustering and
+distillation are native on both Kerases: a Keras 3 model (`import keras`) gives a Keras 3
+model that trains with Keras 3's `fit` (a pruned or clustered one saves as `.keras`); a
+tf_keras one goes to tfmot (pruning, clustering) or to a tf_keras `Distiller`. Lottery tickets
+train a model with its own Keras. The other tfmot-backed wrappers
 work on tf_keras Sequential/Functional models and rebuild Keras 3 ones in tf_keras first.
 Every callback in `edgekit.keras.callbacks` is a Callback of both Kerases.
 
@@ -57,6 +58,7 @@ _EXPORTS = {
     # clustering
     "cluster_weights": "edgekit.keras.clustering",
     "strip_clustering": "edgekit.keras.clustering",
+    "ClusterWeights": "edgekit.keras.clustering3",
     # distillation
     "Distiller": "edgekit.keras.distillation",
     "SoftTargetLoss": "edgekit.keras.distillation",

@@ -21,26 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._tf import keras3, tf_keras
+from edgekit._tf import keras3
 from edgekit.errors import UsageError
 from edgekit.keras._compat import copy_model
 from edgekit.keras._tfmot import tfmot
+from edgekit.keras.callback_base import Callback
 
 keras = keras3()
-
-
-class Callback(keras.callbacks.Callback, tf_keras().callbacks.Callback):
-    """A callback for Keras 3's `fit` and for tf_keras's: the model is `self.model` in both.
-
-    Keras 3's base comes first: it holds the model (`set_model`, the `model` property); the
-    attributes tf_keras's callback list reads are set here.
-    """
-
-    def __init__(self) -> None:
-        keras.callbacks.Callback.__init__(self)
-        self.validation_data = None
-        self._chief_worker_only = None
-        self._supports_tf_logs = False
 
 
 class UpdatePruningStep(Callback):

@@ -29,9 +29,11 @@ def _loss_for(y: np.ndarray, model: Any, teacher: Any) -> Any:
         last = model.layers[-1]
         probabilities = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or (
             type(last).__name__ == "Softmax")  # fmt: skip
-        from edgekit._tf import tf_keras
+        from edgekit._tf import keras3, tf_keras
+        from edgekit.keras._compat import is_keras3
 
-        return tf_keras().losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+        keras = keras3() if is_keras3(model) else tf_keras()  # the model's own Keras
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
     return "mse"
 
 

@@ -17,6 +17,12 @@ initialisation, which is what makes it work on deeper nets. `find_ticket` does b
 A weight ticket keeps every shape (sparse weights: smaller gzipped, not faster); a channel
 ticket is rebuilt with real, smaller shapes and so runs faster. Both deploy as they are.
 
+The model trains with its own Keras: a Keras 3 model (`import keras`) with Keras 3's
+optimizers and `fit` (the masks and the θ_k snapshot are callbacks of both Kerases), and a
+weight ticket is that Keras 3 model; a tf_keras model as before. A channel ticket trains
+the model :class:`~edgekit.keras.channel_pruning.ChannelPruner` works on, with that model's
+Keras.
+
 >>> ticket, table = find_ticket(model, x, y, rounds=3, epochs=6, rewind_epoch=1,
 ...                             validation_data=(xv, yv))                # doctest: +SKIP
 >>> print(table.markdown())                                             # doctest: +SKIP
@@ -67,8 +73,10 @@ def _kernels(model: Any) -> list[Any]:
         kind = type(layer).__name__
         if kind in ("Conv2D", "Conv1D", "Dense"):
             kernels.append(layer.kernel)
-        elif kind == "DepthwiseConv2D":
-            kernels.append(layer.depthwise_kernel)
+        elif kind == "DepthwiseConv2D":  # tf_keras names it depthwise_kernel, Keras 3 kernel
+            kernels.append(
+                layer.depthwise_kernel if hasattr(layer, "depthwise_kernel") else layer.kernel
+            )
         elif kind == "SeparableConv2D":
             kernels += [layer.depthwise_kernel, layer.pointwise_kernel]
     return kernels
@@ -76,12 +84,12 @@ def _kernels(model: Any) -> list[Any]:
 
 def _weight_masks(model: Any, masks: list[np.ndarray], rate: float) -> list[np.ndarray]:
     """Prune `rate` of the surviving weights, globally by magnitude."""
-    kernels = _kernels(model)
-    alive = np.concatenate([np.abs(k.numpy())[m > 0] for k, m in zip(kernels, masks, strict=True)])
+    magnitudes = [np.abs(np.asarray(k.numpy())) for k in _kernels(model)]
+    alive = np.concatenate([k[m > 0] for k, m in zip(magnitudes, masks, strict=True)])
     if alive.size == 0:
         return masks
     threshold = np.quantile(alive, rate)
-    return [(m > 0) & (np.abs(k.numpy()) > threshold) for k, m in zip(kernels, masks, strict=True)]
+    return [(m > 0) & (k > threshold) for k, m in zip(magnitudes, masks, strict=True)]
 
 
 def _nonzero(model: Any) -> int:
@@ -115,13 +123,13 @@ def find_ticket(
       loss: defaults to sparse categorical cross-entropy (from_logits unless the model ends
         in a softmax).
     """
-    from edgekit._tf import tf_keras
-    from edgekit.keras._compat import ensure_tf_keras
+    from edgekit._tf import keras3, tf_keras
+    from edgekit.keras._compat import ensure_tf_keras, is_keras3
+    from edgekit.keras.callback_base import Callback
     from edgekit.keras.channels import keras_macs
     from edgekit.keras.finetune import _loss_for
     from edgekit.keras.masks import MaskCallback
 
-    keras = tf_keras()
     if granularity not in GRANULARITIES:
         raise UsageError(f"granularity must be one of {GRANULARITIES}; received {granularity!r}")
     if not 0.0 < prune_per_round < 1.0:
@@ -131,7 +139,14 @@ def find_ticket(
             "need rounds ≥ 1, epochs ≥ 1 and 0 ≤ rewind_epoch < epochs; received "
             f"rounds={rounds}, epochs={epochs}, rewind_epoch={rewind_epoch}"
         )
-    model = ensure_tf_keras(model)
+    model = model if is_keras3(model) else ensure_tf_keras(model)
+    pruner, keep = None, None
+    if granularity == "channel":
+        from edgekit.keras.channel_pruning import ChannelPruner
+
+        pruner = ChannelPruner(model, criterion="l1", scope="global", min_channels=min_channels)
+        model = pruner.model  # the model the channel masks act on is the one that trains
+    keras = keras3() if is_keras3(model) else tf_keras()  # it trains with its own Keras
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y)
     loss = loss or _loss_for(y, model, None)
@@ -139,7 +154,7 @@ def find_ticket(
     dense_macs = keras_macs(model)
     rewound: list[np.ndarray] = []
 
-    class _Keep(keras.callbacks.Callback):
+    class _Keep(Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if epoch + 1 == rewind_epoch:
                 rewound[:] = [w.copy() for w in self.model.get_weights()]
@@ -166,11 +181,6 @@ def find_ticket(
 
     kernels = _kernels(model)
     weight_masks = [np.ones(k.shape, dtype=bool) for k in kernels]
-    pruner, keep = None, None
-    if granularity == "channel":
-        from edgekit.keras.channel_pruning import ChannelPruner
-
-        pruner = ChannelPruner(model, criterion="l1", scope="global", min_channels=min_channels)
     for round_number in range(1, rounds + 1):
         remaining = (1.0 - prune_per_round) ** round_number
         if pruner is None:

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._tf import tensorflow, tf_keras
+from edgekit._tf import tensorflow
+from edgekit.keras.callback_base import Callback
 
 tf = tensorflow()
-keras = tf_keras()
 
 
 def as_tensors(pairs: list[tuple[Any, np.ndarray]]) -> list[tuple[Any, Any]]:
@@ -30,8 +30,9 @@ def apply_masks(pairs: list[tuple[Any, Any]]) -> None:
         variable.assign(variable * tf.cast(mask, variable.dtype))
 
 
-class MaskCallback(keras.callbacks.Callback):
-    """Re-applies `pairs` after every training batch (and once when training begins)."""
+class MaskCallback(Callback):
+    """Re-applies `pairs` after every training batch (and once when training begins); a
+    callback of both Kerases, for variables of either."""
 
     def __init__(self, pairs: list[tuple[Any, np.ndarray]] | None = None) -> None:
         super().__init__()

@@ -25,12 +25,14 @@ trains the same. `strip_keras3` gives back plain Keras layers with the zeros in 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from edgekit._tf import keras3
 from edgekit.errors import UsageError
+from edgekit.keras.clone3 import unwrap_layers, wrap_layers
 from edgekit.keras.schedules import PruningSchedule, schedule_from_config
 
 keras = keras3()
@@ -67,11 +69,17 @@ def prunable_weights(layer: Any) -> list[Any]:
     """The variables pruning zeroes in a (plain, built) Keras 3 layer; [] if none."""
     if hasattr(layer, "get_prunable_weights"):
         return list(layer.get_prunable_weights())
-    weights = [getattr(layer, name, None) for name in PRUNABLE_WEIGHTS.get(type(layer), ())]
+    return named_variables(layer, PRUNABLE_WEIGHTS, "prune")
+
+
+def named_variables(layer: Any, table: dict[type, tuple[str, ...]], what: str) -> list[Any]:
+    """The variables `table` names for the layer's class; a LoRA or quantized layer, whose
+    kernel is computed, cannot be pruned or clustered (`what`)."""
+    weights = [getattr(layer, name, None) for name in table.get(type(layer), ())]
     if any(w is not None and not isinstance(w, keras.Variable) for w in weights):
         raise UsageError(
             f"layer {layer.name!r} ({type(layer).__name__}) has a computed kernel (LoRA or "
-            "quantized); prune it before enabling LoRA or quantizing"
+            f"quantized); {what} it before enabling LoRA or quantizing"
         )
     return [w for w in weights if w is not None]
 
@@ -90,6 +98,8 @@ def magnitude_mask(weight: np.ndarray, sparsity: float) -> np.ndarray:
     threshold = np.partition(magnitude, magnitude.size - k)[magnitude.size - k]
     return (np.abs(weight) >= threshold).astype(weight.dtype)
 
+
+PRUNE_LAYERS = "prune its layers with edgekit.keras.pruning3.PruneLowMagnitude(layer, schedule)"
 
 MISSING_CALLBACK = (
     "a pruned model trains with edgekit.keras.callbacks.UpdatePruningStep() in fit's callbacks "
@@ -179,32 +189,6 @@ def pruning_wrappers(model: Any) -> list[PruneLowMagnitude]:
     return [layer for layer in model._flatten_layers() if isinstance(layer, PruneLowMagnitude)]
 
 
-def _rebuilt(model: Any, replace: Any) -> Any:
-    """`model` cloned layer by layer, with the weights copied: it shares no variable with
-    `model`. `replace(layer)` returns (new layer, the layer to load, weights) or None (a copy)."""
-    if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional":
-        raise UsageError(
-            f"model {getattr(model, 'name', '?')!r} ({type(model).__name__}) is a subclassed "
-            "Keras 3 model; rebuild it functionally (keras.Input → layers → keras.Model), or "
-            "prune its layers with edgekit.keras.pruning3.PruneLowMagnitude(layer, schedule)"
-        )
-    loads: list[tuple[Any, list[np.ndarray]]] = []
-
-    def clone(layer: Any) -> Any:
-        replaced = replace(layer)
-        if replaced is None:
-            new = type(layer).from_config(layer.get_config())
-            replaced = new, new, layer.get_weights()
-        loads.append(replaced[1:])
-        return replaced[0]
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for target, weights in loads:
-        if weights:
-            target.set_weights(weights)
-    return copy
-
-
 def prune_keras3(model: Any, schedule: PruningSchedule) -> Any:
     """A copy of a Keras 3 Sequential/Functional model with its prunable layers wrapped.
 
@@ -222,28 +206,10 @@ def prune_keras3(model: Any, schedule: PruningSchedule) -> Any:
             )
         return PruneLowMagnitude(model, schedule)
 
-    def wrap(layer: Any) -> tuple[Any, Any, list[np.ndarray]] | None:
-        if isinstance(layer, PruneLowMagnitude) or not is_prunable(layer):
-            return None
-        inner = type(layer).from_config(layer.get_config())
-        return PruneLowMagnitude(inner, schedule), inner, layer.get_weights()
-
-    pruned = _rebuilt(model, wrap)
-    if not pruning_wrappers(pruned):
-        raise UsageError(
-            f"model {model.name!r} has no layer edgekit can prune (Dense, Conv, DepthwiseConv, "
-            "SeparableConv, Embedding, or a layer with get_prunable_weights())"
-        )
-    return pruned
+    wrap = partial(PruneLowMagnitude, pruning_schedule=schedule)
+    return wrap_layers(model, PruneLowMagnitude, is_prunable, wrap, "prune", PRUNE_LAYERS)
 
 
 def strip_keras3(model: Any) -> Any:
     """A copy with each `PruneLowMagnitude` replaced by its layer; the kernels keep the zeros."""
-
-    def unwrap(layer: Any) -> tuple[Any, Any, list[np.ndarray]] | None:
-        if not isinstance(layer, PruneLowMagnitude):
-            return None
-        inner = type(layer.layer).from_config(layer.layer.get_config())
-        return inner, inner, layer.masked_weights()
-
-    return _rebuilt(model, unwrap)
+    return unwrap_layers(model, PruneLowMagnitude, PruneLowMagnitude.masked_weights, PRUNE_LAYERS)

@@ -119,6 +119,7 @@ from edgekit.errors import UsageError
 errors = {}
 for name, call in [("prune", lambda: ek.prune_low_magnitude(model)),
                    ("fold", lambda: ek.fold_batchnorm(model)),
+                   ("cluster", lambda: ek.cluster_weights(model, 4)),
                    ("distill", lambda: ek.Distiller(model, model))]:
     try:
         call()

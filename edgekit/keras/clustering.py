@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.keras._compat import ensure_tf_keras, tfmot_layer_error
+from edgekit.keras._compat import ensure_tf_keras, tensorflow_backend, tfmot_layer_error
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.centroids import init_method
 from edgekit.keras.sparsity_stats import _is_keras3
@@ -27,6 +27,7 @@ TFMOT_INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR",
               "density_based": "DENSITY_BASED", "random": "RANDOM"}  # fmt: skip
 
 
+@tensorflow_backend
 def cluster_weights(
     model: Any,
     number_of_clusters: int,
@@ -68,6 +69,7 @@ def cluster_weights(
         raise tfmot_layer_error(exc, model, "cluster", CLUSTER_ALTERNATIVES) from exc
 
 
+@tensorflow_backend
 def strip_clustering(model: Any) -> Any:
     """Remove clustering wrappers (a new model for Keras 3). On a cluster-preserving QAT model,
     write the centroids back into the QAT kernels (tfmot's `strip_clustering_cqat`) and keep

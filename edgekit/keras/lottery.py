@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
+from edgekit.keras._compat import tensorflow_backend
 
 GRANULARITIES = ("weight", "channel")
 
@@ -96,6 +97,7 @@ def _nonzero(model: Any) -> int:
     return int(sum(np.count_nonzero(w) for w in model.get_weights()))
 
 
+@tensorflow_backend
 def find_ticket(
     model: Any,
     x: Any,

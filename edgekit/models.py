@@ -133,15 +133,17 @@ class LoadedModel:
         return self.saved_model if self.saved_model is not None else self.keras_model
 
 
+# Fake-quant layers: tfmot's (tf_keras) and edgekit's (Keras 3, edgekit.keras.qat3_layers).
+QAT_CLASSES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "QuantizeWeights",
+               "QuantizeActivation")  # fmt: skip
+
+
 def is_qat_model(model: Any) -> bool:
-    """True when the model carries tfmot fake-quant wrappers (its ranges came from training).
+    """True when the model carries fake-quant layers (its ranges came from training).
 
     Checked by class name, so no tfmot import is needed.
     """
-    return any(
-        type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
-        for layer in getattr(model, "layers", [])
-    )
+    return any(type(layer).__name__ in QAT_CLASSES for layer in getattr(model, "layers", []))
 
 
 def _static_input(shape: Any, source: str) -> tuple[int, ...]:
@@ -435,7 +437,11 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
 
 
 # edgekit's own Keras 3 layers that a saved model may hold (library code, registered on import).
-EDGEKIT_KERAS3_CLASSES = {"edgekit>PruneLowMagnitude": "edgekit.keras.pruning3"}
+EDGEKIT_KERAS3_CLASSES = {
+    "edgekit>PruneLowMagnitude": "edgekit.keras.pruning3",
+    "edgekit>QuantizeWeights": "edgekit.keras.qat3_layers",
+    "edgekit>QuantizeActivation": "edgekit.keras.qat3_layers",
+}
 
 
 def _register_edgekit_classes(path: Path) -> None:

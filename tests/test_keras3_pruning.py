@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from helpers import subclassed_model
+from helpers import subclassed_model, trained_keras3
 
 import edgekit
 from edgekit import keras as ek
@@ -37,11 +37,7 @@ def _compile(model: keras.Model) -> keras.Model:
 
 @pytest.fixture(scope="module")
 def float_model(digits_data):
-    keras.utils.set_random_seed(0)
-    train = digits_data[0]
-    model = _compile(_cnn())
-    model.fit(train.x, train.y, epochs=6, batch_size=BATCH, verbose=0)
-    return model
+    return trained_keras3(_cnn(), digits_data[0], epochs=6, batch_size=BATCH)
 
 
 @pytest.fixture(scope="module")

@@ -187,3 +187,25 @@ def test_power_of_two_trains_in_keras3_and_deploys_exact_powers(float_model, dig
     assert "power-of-two weights" in next(s.detail for s in bundle.report.steps
                                           if s.name == "convert int8")  # fmt: skip
     assert bundle.report.metrics.deployed_accuracy > 0.8
+
+
+def test_concatenate_pools_leaky_relu_and_softmax_layer_deploy_fully_int8(digits_data, tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    b = keras.layers.LeakyReLU(0.1)(keras.layers.Conv2D(8, 1)(inputs))
+    x = keras.layers.AveragePooling2D(2)(keras.layers.Concatenate()([a, b]))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu6")(x)
+    x = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, keras.layers.Softmax()(x))
+    qat = trained_keras3(ek.quantize_model(model), digits_data[0].head(256), epochs=1)
+    val = digits_data[2]
+    bundle = edgekit.deploy(qat, "cortex-m4", validation=(val.x[:100], val.y[:100]),
+                            out=tmp_path, analysis=False)  # fmt: skip
+    assert bundle.ok, bundle.report.failed_checks()
+    deployed = read_tflite(bundle.file(Role.DEPLOYED_MODEL).read_bytes())
+    assert [(op.name, deployed.tensors[op.inputs[0]].dtype) for op in deployed.operators] == [
+        (name, "INT8") for name in ("CONV_2D", "LEAKY_RELU", "CONV_2D", "CONCATENATION",
+                                    "AVERAGE_POOL_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED",
+                                    "SOFTMAX")
+    ]  # fmt: skip
+    assert bundle.report.metrics.qat_agreement >= 0.9

@@ -133,15 +133,17 @@ class LoadedModel:
         return self.saved_model if self.saved_model is not None else self.keras_model
 
 
+# Fake-quant layers: tfmot's (tf_keras) and edgekit's (Keras 3, edgekit.keras.qat3_layers).
+QAT_CLASSES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "QuantizeWeights",
+               "QuantizeActivation")  # fmt: skip
+
+
 def is_qat_model(model: Any) -> bool:
-    """True when the model carries tfmot fake-quant wrappers (its ranges came from training).
+    """True when the model carries fake-quant layers (its ranges came from training).
 
     Checked by class name, so no tfmot import is needed.
     """
-    return any(
-        type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
-        for layer in getattr(model, "layers", [])
-    )
+    return any(type(layer).__name__ in QAT_CLASSES for layer in getattr(model, "layers", []))
 
 
 def _static_input(shape: Any, source: str) -> tuple[int, ...]:
@@ -438,6 +440,8 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
 EDGEKIT_KERAS3_CLASSES = {
     "edgekit>PruneLowMagnitude": "edgekit.keras.pruning3",
     "edgekit>ClusterWeights": "edgekit.keras.clustering3",
+    "edgekit>QuantizeWeights": "edgekit.keras.qat3_layers",
+    "edgekit>QuantizeActivation": "edgekit.keras.qat3_layers",
 }
 
 

@@ -474,7 +474,7 @@ def _run(
 
     with steps.run("verify") as step:
         result, checks = stages.verify_deployed(
-            deployed, reference, inputs.validation, profile, tflm, task
+            deployed, reference, inputs.validation, profile, tflm, task, loaded.is_qat
         )
         report.checks += checks
         if result is None:
@@ -923,6 +923,12 @@ def _record_verification(result: Any, report: DeployReport) -> None:
         m.logits_sqnr_db = primary.logits_sqnr_db
         m.output_max_abs_error = primary.max_abs_error
         m.output_cosine_similarity = primary.cosine_similarity
+        m.qat_agreement = primary.qat_agreement
+        if primary.qat_agreement is not None:
+            report.notes.append(
+                f"QAT agreement: {100 * primary.qat_agreement:.1f} % of outputs within one int8 "
+                "step of the QAT model's simulated output"
+            )
     m.verified_samples = result.samples
     m.validation_samples = result.validation_samples
     m.optimized_vs_reference_steps = result.optimized_vs_reference_steps

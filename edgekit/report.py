@@ -72,6 +72,9 @@ class Metrics:
     top1_agreement: float | None = _metric(
         "pct", "samples where float and deployed pick the same class"
     )
+    qat_agreement: float | None = _metric(
+        "pct", "QAT models: output values within one int8 step of the simulated (fake-quant) model"
+    )
     output_sqnr_db: float | None = _metric("db", "signal-to-quantization-noise of the output")
     logits_sqnr_db: float | None = _metric(
         "db", "SQNR of the logits (the input of the final softmax)"

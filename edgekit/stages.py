@@ -398,8 +398,9 @@ def verify_deployed(
     profile: TargetProfile,
     tflm: TflmExport | None = None,
     task: str | None = None,
+    qat: bool = False,
 ) -> tuple[Any, list[Check]]:
-    """(VerificationResult or None, checks) on the target's runtime.
+    """(VerificationResult or None, checks) on the target's runtime (`qat`: see `verify`).
 
     A runtime that crashes, hangs or refuses the model is a failed `verification_runs` check;
     an exception from edgekit's own code is a bug and propagates.
@@ -428,6 +429,7 @@ def verify_deployed(
             task=task,
             tflm_arena_bytes=tflm.arena.tensor_arena_bytes if tflm and tflm.ok else None,
             threads=min(profile.threads, os.cpu_count() or 1),
+            qat=qat,
         )
     except RuntimeFailure as exc:
         return None, [Check("verification_runs", False, str(exc))]

@@ -221,6 +221,7 @@ class OutputMetrics:
     logits_sqnr_db: float | None = None
     float_accuracy: float | None = None
     deployed_accuracy: float | None = None
+    qat_agreement: float | None = None  # QAT models: share within one step (within_one_step)
 
 
 @dataclass
@@ -288,6 +289,18 @@ def output_step(model: TFLiteModel, index: int) -> float:
         if op is not None and op.name == "DEQUANTIZE":
             quant = model.tensors[op.inputs[0]].quant
     return float(quant.scales[0]) if quant is not None else 0.0
+
+
+def within_one_step(simulated: np.ndarray, deployed: np.ndarray, step: float) -> float:
+    """Share of output values where the int8 model lands within one output quantization step
+    of the QAT model's simulated (fake-quant) output: how exactly the converter kept what
+    training saw.
+
+    >>> within_one_step(np.array([0.0, 0.5, 1.0, 1.0]), np.array([0.0, 0.52, 1.0, 0.9]), 0.04)
+    0.75
+    """
+    difference = np.abs(np.asarray(simulated, np.float64) - np.asarray(deployed, np.float64))
+    return float(np.mean(difference <= step * (1 + 1e-6)))
 
 
 def decisive_samples(ref: np.ndarray, step: float) -> np.ndarray:
@@ -366,8 +379,13 @@ def verify(
     task: str | None = None,
     tflm_arena_bytes: int | None = None,
     threads: int = 1,
+    qat: bool = False,
 ) -> VerificationResult:
     """Compare `deployed` with the float `reference` on `data`, on `runtime`.
+
+    `qat`: the reference is a QAT model's conversion (its fake quantization kept as
+    quantize/dequantize pairs: the simulated int8 model); each output then also gets
+    `qat_agreement` (:func:`within_one_step`).
 
     Raises :class:`~edgekit.errors.RuntimeFailure` when a runtime crashes, hangs or refuses
     the model (the caller records a failed check); anything else is a bug.
@@ -425,8 +443,11 @@ def verify(
         ref = None
         if reference is not None:
             ref = dequantize_tensor(ref_out[p.float_index], reference.tensors[p.float_index])
+        step = output_step(deployed, p.deployed_index)
         metrics = compare_output(p.name, tensor, tasks[p.deployed_index], ref, values, labels,
-                                 output_step(deployed, p.deployed_index))  # fmt: skip
+                                 step)  # fmt: skip
+        if qat and ref is not None and step > 0:
+            metrics.qat_agreement = within_one_step(ref, values, step)
         if p.deployed_index in logit_pairs:
             fl, dl = logit_pairs[p.deployed_index]
             metrics.logits_sqnr_db = sqnr_db(

@@ -99,6 +99,31 @@ def convert_keras(model, scheme="int8", io_dtype="int8", calibration=None, per_c
     return data, read_tflite(data, f"{model.name}.tflite")
 
 
+def trained_keras3(model, data, epochs: int, batch_size: int = 32):
+    """`model` (Keras 3) compiled and trained from seed 0 on a Dataset."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    compile_keras3(model).fit(data.x, data.y, epochs=epochs, batch_size=batch_size, verbose=0)
+    return model
+
+
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def off_power_of_two(model) -> dict[str, list[int]]:
+    """{op: int8 weight magnitudes that are not 0 or 2^k} for each conv/dense of a .tflite."""
+    from edgekit.quantization.power_of_two import levels
+
+    allowed, found = set(levels()), {}
+    for op in model.operators:
+        if op.name in WEIGHTED_OPS:
+            values = set(np.abs(model.weights(op.inputs[1]).astype(int)).ravel().tolist())
+            if values - allowed:
+                found[f"{op.name} #{op.index}"] = sorted(values - allowed)[:5]
+    return found
+
+
 def subclassed_model(keras):
     """A built subclassed model (one Dense) of `keras`, tf_keras or Keras 3."""
 

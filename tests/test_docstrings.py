@@ -45,7 +45,7 @@ NO_RUNNABLE_EXAMPLE = {
     "edgekit.graph", "edgekit.keras", "edgekit.keras.batchnorm", "edgekit.keras.channel_pruning",
     "edgekit.keras.channel_schedule", "edgekit.keras.channels", "edgekit.keras.distillation",
     "edgekit.keras.finetune", "edgekit.keras.folding", "edgekit.keras.lottery",
-    "edgekit.keras.lowrank", "edgekit.keras.quantization", "edgekit.keras.surgery",
+    "edgekit.keras.lowrank", "edgekit.keras.surgery",
     "edgekit.quantization", "edgekit.stages",
     "edgekit.tflite_edit",
 }  # fmt: skip

@@ -105,6 +105,7 @@ def test_qat_deploys_with_learned_ranges_on_litert_and_tflm(base_model, digits_d
     metrics = m4.report.metrics
     assert metrics.deployed_accuracy > 0.9 and m4.report.verification["runtime"].startswith("TFLM")
     assert metrics["tflm_max_diff_steps"] <= 1
+    assert metrics.qat_agreement >= 0.9  # tfmot's QAT model gets the figure too
 
     coral = edgekit.deploy(qat, "coral", validation=(val.x, val.y), out=tmp_path)
     assert coral.ok, coral.report.failed_checks()

@@ -2,11 +2,12 @@
 
 Names follow tfmot where tfmot has one (`prune_low_magnitude`, `strip_pruning`,
 `quantize_model`, `cluster_weights`, `UpdatePruningStep`), so tfmot users feel at home;
-distillation and target-aware callbacks are edgekit's own. Pruning, clustering and
-distillation are native on both Kerases: a Keras 3 model (`import keras`) gives a Keras 3
-model that trains with Keras 3's `fit` (a pruned or clustered one saves as `.keras`); a
-tf_keras one goes to tfmot (pruning, clustering) or to a tf_keras `Distiller`. Lottery tickets
-train a model with its own Keras. The other tfmot-backed wrappers
+distillation and target-aware callbacks are edgekit's own. Pruning, QAT (`quantize_model`,
+`quantize_power_of_two`), clustering and distillation are native on both Kerases: a Keras 3
+model (`import keras`) gives a Keras 3 model that trains with Keras 3's `fit` (a pruned, QAT
+or clustered one saves as `.keras`); a tf_keras one goes to tfmot (pruning, QAT, clustering)
+or to a tf_keras `Distiller`. Lottery tickets train a model with its own Keras. The other
+wrappers
 work on tf_keras Sequential/Functional models and rebuild Keras 3 ones in tf_keras first.
 Every callback in `edgekit.keras.callbacks` is a Callback of both Kerases.
 
@@ -39,6 +40,8 @@ _EXPORTS = {
     "quantize_apply": "edgekit.keras.quantization",
     "quantize_scope": "edgekit.keras.quantization",
     "per_tensor_scheme": "edgekit.keras.quantization",
+    "QuantizeWeights": "edgekit.keras.qat3_layers",
+    "QuantizeActivation": "edgekit.keras.qat3_layers",
     "fold_batchnorm": "edgekit.keras.folding",
     "quantize_power_of_two": "edgekit.keras.power_of_two",
     "PowerOfTwoWeightQuantizer": "edgekit.keras.power_of_two",

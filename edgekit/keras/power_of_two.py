@@ -7,6 +7,10 @@ XNNPACK, TFLM, CMSIS-NN) do not exploit it: they multiply as usual, so the gain 
 in size (13 distinct values per channel compress well) and the cost is accuracy, which the
 deploy report measures against uniform int8.
 
+A Keras 3 model is quantized natively (edgekit.keras.qat3, `QuantizeWeights` in power-of-two
+mode) and a tf_keras one through tfmot (`PowerOfTwoConfig`); both round with the one
+`edgekit.keras.fake_quant.power_of_two`.
+
 Training uses a straight-through estimator (the forward pass sees the power-of-two weights,
 the backward pass the float ones). After conversion, :func:`snap_power_of_two` writes the
 int8 weights exactly as powers of two (the converter's own per-channel scale, max/127, would
@@ -20,34 +24,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from edgekit._tf import tensorflow, tf_keras
+from edgekit._tf import tf_keras
 from edgekit.keras._tfmot import tfmot
+from edgekit.keras.fake_quant import (  # noqa: F401  (power_of_two re-exported)
+    power_of_two,
+    power_of_two_straight_through,
+)
 from edgekit.quantization.power_of_two import (  # noqa: F401  (re-exported)
     EXPONENTS,
     levels,
     snap_power_of_two,
 )
 
-tf = tensorflow()
 keras = tf_keras()
 _quantizers = tfmot().quantization.keras.quantizers
 _QuantizeConfig = tfmot().quantization.keras.QuantizeConfig
 
 POT_LAYERS = ("Conv2D", "Dense", "DepthwiseConv2D")
-
-
-def power_of_two(w: Any, channel_axes: tuple[int, ...]) -> Any:
-    """Round a weight tensor to 0 or ±2^k·s per channel (TensorFlow ops)."""
-    reduce = [a for a in range(len(w.shape)) if a not in channel_axes]
-    scale = tf.reduce_max(tf.abs(w), axis=reduce, keepdims=True) / 2.0 ** (EXPONENTS - 1)
-    scale = tf.maximum(scale, 1e-12)
-    magnitude = tf.abs(w) / scale
-    exponent = tf.clip_by_value(tf.round(tf.math.log(tf.maximum(magnitude, 1e-12)) / np.log(2.0)),
-                                0.0, EXPONENTS - 1)  # fmt: skip
-    rounded = tf.where(magnitude < 0.5, tf.zeros_like(w), tf.sign(w) * 2.0**exponent * scale)
-    return rounded
 
 
 @keras.utils.register_keras_serializable(package="edgekit")
@@ -61,9 +54,7 @@ class PowerOfTwoWeightQuantizer(_quantizers.Quantizer):
         return {}
 
     def __call__(self, inputs: Any, training: Any, weights: Any, **kwargs: Any) -> Any:
-        rank = len(inputs.shape)
-        channels = (rank - 2, rank - 1) if self.depthwise else (rank - 1,)
-        return inputs + tf.stop_gradient(power_of_two(inputs, channels) - inputs)
+        return power_of_two_straight_through(inputs, self.depthwise)
 
     def get_config(self) -> dict:
         return {"depthwise": self.depthwise}
@@ -111,9 +102,18 @@ class PowerOfTwoConfig(_QuantizeConfig):
 
 def quantize_power_of_two(model: Any) -> Any:
     """A QAT model whose conv, depthwise and dense kernels train as powers of two (BatchNorm
-    folded into the conv before it first, so the kernel that trains is the one that ships)."""
-    from edgekit.keras._compat import ensure_tf_keras
+    folded into the conv before it first, so the kernel that trains is the one that ships).
+
+    A Keras 3 model gives a Keras 3 model (edgekit.keras.qat3, same maths: `power_of_two`);
+    a tf_keras one a tfmot QAT model with `PowerOfTwoConfig`.
+    """
+    from edgekit.keras._compat import ensure_tf_keras, is_keras3
     from edgekit.keras.folding import fold_batchnorm
+
+    if is_keras3(model):
+        from edgekit.keras.qat3 import quantize_keras3
+
+        return quantize_keras3(model, weights="power_of_two")
 
     qk = tfmot().quantization.keras
     model = fold_batchnorm(ensure_tf_keras(model))

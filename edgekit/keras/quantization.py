@@ -1,11 +1,15 @@
-"""Quantization-aware training, backed by tfmot, shaped by the target profile.
+"""Quantization-aware training shaped by the target profile: edgekit's own for Keras 3 models
+(edgekit.keras.qat3), tfmot for tf_keras ones.
 
 `quantize_model(model, target="cortex-m4")` reads the target: QAT trains int8, with per-axis
 conv weights (tfmot's scheme, every built-in profile) or, for a `per_channel = false` profile,
 one scale per kernel after folding BatchNorm (`per_tensor_scheme`, `fold_batchnorm`). A non-int8
 profile gets a clear error pointing to post-training quantization. `preserve="sparsity"`
 keeps a pruned model's zeros through QAT (tfmot's prune-preserving scheme), `"clusters"` keeps
-a clustered model's centroids, `"sparsity_and_clusters"` both.
+a clustered model's centroids, `"sparsity_and_clusters"` both (tf_keras models only).
+
+A Keras 3 model gives a Keras 3 QAT model (same target rules, same errors) that saves as
+`.keras`; the other names here (`quantize_apply`, `per_tensor_scheme`, ...) are tfmot's.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import importlib
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.keras._compat import ensure_tf_keras, tfmot_layer_error
+from edgekit.keras._compat import ensure_tf_keras, is_keras3, tfmot_layer_error
 from edgekit.keras._tfmot import tfmot
 from edgekit.models import is_qat_model  # noqa: F401  (re-exported; one definition)
 
@@ -50,21 +54,12 @@ def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
     if preserve not in PRESERVE:
         raise UsageError(f"preserve must be one of {PRESERVE}; received {preserve!r}")
     qk = tfmot().quantization.keras
-    per_channel = True
-    if target is not None:
-        from edgekit.targets import load_target
-
-        profile = load_target(target)
-        if profile.quantization.scheme != "int8":
-            raise UsageError(
-                f"QAT trains for int8; target {profile.name} uses "
-                f"{profile.quantization.scheme}. Deploy it with post-training quantization"
-            )
-        per_channel = profile.quantization.per_channel
+    per_channel = int8_per_channel(target)
     if not per_channel:
         if preserve is not None:
+            name = getattr(target, "name", target)
             raise UsageError(
-                f"target {profile.name} wants per-tensor weights; tfmot's {preserve}-preserving "
+                f"target {name} wants per-tensor weights; tfmot's {preserve}-preserving "
                 "QAT schemes are per-axis only. Use a per-channel target, or QAT without "
                 "preserve= (the zeros/centroids then drift during QAT)"
             )
@@ -77,6 +72,26 @@ def scheme_for(target: Any = None, preserve: str | None = None) -> Any:
     if preserve == "sparsity_and_clusters":
         return experimental.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
     return qk.default_8bit.Default8BitQuantizeScheme()
+
+
+def int8_per_channel(target: Any = None) -> bool:
+    """Whether a target's int8 weights have one scale per channel (True without a target);
+    a target that does not run int8 is refused (QAT trains for int8).
+
+    >>> int8_per_channel("cortex-m4")
+    True
+    """
+    if target is None:
+        return True
+    from edgekit.targets import load_target
+
+    profile = load_target(target)
+    if profile.quantization.scheme != "int8":
+        raise UsageError(
+            f"QAT trains for int8; target {profile.name} uses "
+            f"{profile.quantization.scheme}. Deploy it with post-training quantization"
+        )
+    return profile.quantization.per_channel
 
 
 def per_tensor_scheme() -> Any:
@@ -179,6 +194,9 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
     """Wrap a model for QAT. Deploy the trained model as is: it converts to full int8 with
     the ranges learned in training (no calibration data needed).
 
+    A Keras 3 model gives a Keras 3 model (edgekit.keras.qat3: BatchNorm folded, per-channel
+    or per-tensor int8 kernels as the target says); a tf_keras one a tfmot QAT model.
+
     A per-tensor target (`per_channel = false`) first folds BatchNorm into the conv before it
     (`fold_batchnorm`), so the kernel trained with one scale is the kernel that ships.
 
@@ -186,6 +204,15 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
     >>> qat.fit(x, y, epochs=2)                                     # doctest: +SKIP
     >>> edgekit.deploy(qat, "cortex-m4", validation=(x, y))         # doctest: +SKIP
     """
+    if is_keras3(model):
+        from edgekit.keras.qat3 import quantize_keras3
+
+        if preserve is not None:
+            raise UsageError(
+                f"preserve={preserve!r} uses tfmot's preserving schemes, for tf_keras models "
+                "only: quantize ensure_tf_keras(model) to use it"
+            )
+        return quantize_keras3(model, per_channel=int8_per_channel(target))
     model = ensure_tf_keras(model)
     scheme = scheme_for(target, preserve)
     if getattr(scheme, "_disable_per_axis", False):

@@ -1,0 +1,141 @@
+"""Keras 3 fake-quantization layers for edgekit's native QAT (tensorflow backend).
+
+- `QuantizeActivation`: an 8-bit asymmetric per-tensor fake quantizer whose (min, max) follow
+  the training batches (the first batch's range, then a moving average: tfmot's
+  MovingAverageQuantizer). In inference it applies the learned range; the TFLite converter
+  takes that range as the int8 tensor's scale and zero point.
+- `QuantizeWeights`: wraps a Conv2D, DepthwiseConv2D or Dense and runs it with its kernel
+  fake-quantized (int8 per output channel or per tensor, or power-of-two), gradients straight
+  through to the float kernel. The converter stores that kernel as int8.
+
+Both are registered (`edgekit>QuantizeActivation`, `edgekit>QuantizeWeights`), so a QAT model
+saved as `.keras` loads back once this module is imported (`edgekit deploy` does it itself).
+
+>>> import keras, numpy as np
+>>> quantizer = QuantizeActivation()
+>>> x = np.array([[-1.0, 0.0, 0.5, 3.0]], np.float32)
+>>> _ = quantizer(x, training=True)          # first batch: its own range, 0 included
+>>> [float(v) for v in quantizer.learned_range()]
+[-1.0, 3.0]
+>>> step = 4.0 / 255
+>>> bool(np.allclose(quantizer(x), np.round(x / step) * step, atol=1e-6))
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekit._tf import keras3, tensorflow
+from edgekit.errors import UsageError
+from edgekit.keras.fake_quant import moving_range, power_of_two_straight_through, quantize_kernel
+
+keras = keras3()
+tf = tensorflow()
+
+WEIGHT_MODES = ("int8", "power_of_two")
+KERNEL_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class QuantizeActivation(keras.layers.Layer):
+    """8-bit per-tensor fake quantization of a tensor, with a range learned in training."""
+
+    def __init__(self, ema_decay: float = 0.999, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ema_decay = float(ema_decay)
+
+    def build(self, input_shape: Any = None) -> None:
+        def scalar(name: str, value: float) -> Any:
+            return self.add_weight(name=name, shape=(), trainable=False,
+                                   initializer=keras.initializers.Constant(value))  # fmt: skip
+
+        # tfmot's initial range; the first training batch replaces it.
+        self.range_min = scalar("range_min", -6.0)
+        self.range_max = scalar("range_max", 6.0)
+        self.initialized = scalar("initialized", 0.0)
+        self.built = True
+
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        if training:
+            low, high = moving_range(inputs, self.range_min, self.range_max, self.initialized,
+                                      self.ema_decay)  # fmt: skip
+            self.range_min.assign(low)
+            self.range_max.assign(high)
+            self.initialized.assign(1.0)
+        return tf.quantization.fake_quant_with_min_max_vars(
+            inputs, self.range_min, self.range_max, num_bits=8, narrow_range=False
+        )
+
+    def learned_range(self) -> tuple[float, float]:
+        """(min, max) the int8 tensor will cover."""
+        return float(self.range_min.numpy()), float(self.range_max.numpy())
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "ema_decay": self.ema_decay}
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class QuantizeWeights(keras.layers.Wrapper):
+    """A Conv2D, DepthwiseConv2D or Dense that computes with its kernel fake-quantized.
+
+    `weights="int8"`: symmetric int8, one scale per output channel (`per_channel=False`: one
+    per kernel); `weights="power_of_two"`: 0 or ±2^k·s per output channel.
+    """
+
+    def __init__(self, layer: Any, per_channel: bool = True, weights: str = "int8",
+                 **kwargs: Any) -> None:  # fmt: skip
+        kind = type(layer).__name__
+        if kind not in KERNEL_LAYERS:
+            raise UsageError(f"QuantizeWeights wraps {', '.join(KERNEL_LAYERS)}; {layer.name!r} "
+                             f"is a {kind}")  # fmt: skip
+        if weights not in WEIGHT_MODES:
+            raise UsageError(f"weights must be one of {WEIGHT_MODES}; received {weights!r}")
+        config = layer.get_config()
+        if (
+            config.get("data_format", "channels_last") != "channels_last"
+            or config.get("groups", 1) != 1
+        ):
+            raise UsageError(f"cannot quantize layer {layer.name!r} ({kind}): edgekit's Keras 3 "
+                             "QAT takes channels_last convolutions without groups")  # fmt: skip
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.per_channel = bool(per_channel)
+        self.weights_mode = weights
+
+    def quantized_kernel(self) -> Any:
+        """The kernel as the forward pass (and the int8 model) sees it."""
+        kind = type(self.layer).__name__
+        depthwise = kind == "DepthwiseConv2D"
+        if self.weights_mode == "power_of_two":
+            return power_of_two_straight_through(self.layer.kernel, depthwise)
+        return quantize_kernel(self.layer.kernel, self.per_channel, depthwise, kind == "Dense")
+
+    def call(self, inputs: Any) -> Any:
+        layer, kernel = self.layer, self.quantized_kernel()
+        kind = type(layer).__name__
+        if kind == "Dense":
+            outputs = keras.ops.matmul(inputs, kernel)
+        else:
+            conv = keras.ops.depthwise_conv if kind == "DepthwiseConv2D" else keras.ops.conv
+            outputs = conv(
+                inputs,
+                kernel,
+                strides=layer.strides,
+                padding=layer.padding,
+                data_format="channels_last",
+                dilation_rate=layer.dilation_rate,
+            )
+        if layer.use_bias:
+            outputs = outputs + layer.bias
+        return layer.activation(outputs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "per_channel": self.per_channel,
+                "weights": self.weights_mode}  # fmt: skip

@@ -160,8 +160,8 @@ def test_a_per_tensor_target_gets_one_scale_per_kernel(float_model, digits_data,
 def test_refusals_name_the_reason(float_model):
     with pytest.raises(UsageError, match="QAT trains for int8"):
         ek.quantize_model(float_model, target=load_target("android-arm64").with_delegate("gpu"))
-    with pytest.raises(UsageError, match="preserve='sparsity'.*tf_keras models only"):
-        ek.quantize_model(float_model, preserve="sparsity")
+    with pytest.raises(UsageError, match="preserve='clusters'.*tf_keras models only"):
+        ek.quantize_model(float_model, preserve="clusters")
     inputs = keras.Input((8, 4))
     x = keras.layers.Conv1D(4, 3, name="temporal")(inputs)
     x = keras.layers.LSTM(4, name="memory")(x)
@@ -209,3 +209,27 @@ def test_concatenate_pools_leaky_relu_and_softmax_layer_deploy_fully_int8(digits
                                     "SOFTMAX")
     ]  # fmt: skip
     assert bundle.report.metrics.qat_agreement >= 0.9
+
+
+def test_preserve_sparsity_keeps_a_pruned_models_zeros_through_qat(float_model, digits_data,
+                                                                   tmp_path):  # fmt: skip
+    """Plain QAT refills a pruned kernel's zeros; preserve="sparsity" keeps every one, into the
+    int8 file."""
+    train, val = digits_data[0], digits_data[2]
+    steps = int(np.ceil(len(train.x) / BATCH))
+    pruned = compile_keras3(ek.prune_low_magnitude(
+        float_model, ek.pruning_schedule(0.75, epochs=2, steps_per_epoch=steps)))  # fmt: skip
+    pruned.fit(train.x, train.y, epochs=2, batch_size=BATCH, verbose=0,
+               callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    sparse = ek.strip_pruning(pruned)
+    zeros = {}
+    for preserve in (None, "sparsity"):
+        model = compile_keras3(ek.quantize_model(sparse, target="cortex-m4", preserve=preserve),
+                               5e-4)  # fmt: skip
+        model.fit(train.x, train.y, epochs=1, batch_size=BATCH, verbose=0)
+        bundle = edgekit.deploy(model, "cortex-m4", validation=(val.x, val.y),
+                                out=tmp_path / str(preserve), analysis=False)  # fmt: skip
+        zeros[preserve] = bundle.report.metrics["weight_sparsity"]
+        if preserve:
+            assert bundle.report.metrics["deployed_accuracy"] > 0.85, bundle.report.verification
+    assert zeros["sparsity"] >= 0.74 > zeros[None] + 0.1, zeros

@@ -132,12 +132,14 @@ def _plan(layer: Any, output: Any, consumers: dict[int, list[Any]], model_output
     return "unsupported"
 
 
-def quantize_keras3(model: Any, per_channel: bool = True, weights: str = "int8") -> Any:
+def quantize_keras3(model: Any, per_channel: bool = True, weights: str = "int8",
+                    preserve_sparsity: bool = False) -> Any:  # fmt: skip
     """A QAT copy of a Keras 3 Sequential/Functional model (see the module docstring).
 
     `weights`: "int8" (`per_channel`: one scale per output channel, else per kernel) or
-    "power_of_two". BatchNorm is folded first; for per-tensor weights every BatchNorm must
-    fold (else the converter would fold it into a kernel trained with one scale).
+    "power_of_two". `preserve_sparsity`: zero weights stay zero (a pruned model's zeros).
+    BatchNorm is folded first; for per-tensor weights every BatchNorm must fold (else the
+    converter would fold it into a kernel trained with one scale).
     """
     if not isinstance(model, keras.Model) or (
         not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional"
@@ -163,7 +165,9 @@ def quantize_keras3(model: Any, per_channel: bool = True, weights: str = "int8")
             "Concatenate, pooling, reshapes); quantize_model(ensure_tf_keras(model)) uses "
             "tfmot's registry"
         )
-    return _rebuild(graph, nodes, plans, per_channel, weights, name=model.name)
+    quantizer = {"per_channel": per_channel, "weights": weights,
+                 "preserve_sparsity": preserve_sparsity}  # fmt: skip
+    return _rebuild(graph, nodes, plans, quantizer, name=model.name)
 
 
 def _functional(model: Any) -> Any:
@@ -179,7 +183,7 @@ def _functional(model: Any) -> Any:
 
 
 def _rebuild(graph: Any, nodes: dict[str, list[Any]], plans: dict[str, str],
-             per_channel: bool, weights: str, name: str) -> Any:  # fmt: skip
+             quantizer: dict[str, Any], name: str) -> Any:  # fmt: skip
     tensors: dict[int, Any] = {}
     inputs = []
     for tensor in graph.inputs:
@@ -187,6 +191,7 @@ def _rebuild(graph: Any, nodes: dict[str, list[Any]], plans: dict[str, str],
         inputs.append(new)
         tensors[id(tensor)] = QuantizeActivation(name=f"{tensor.name}_quant")(new)
     loads: list[tuple[Any, list]] = []
+    wrappers: list[QuantizeWeights] = []
     for op in graph.operations:
         plan = plans.get(op.name)
         if plan is None:
@@ -197,7 +202,9 @@ def _rebuild(graph: Any, nodes: dict[str, list[Any]], plans: dict[str, str],
         )
         loads.append((layer, op.get_weights()))
         kernel = type(op).__name__ in KERNEL_LAYERS
-        called = QuantizeWeights(layer, per_channel, weights) if kernel else layer
+        called = QuantizeWeights(layer, **quantizer) if kernel else layer
+        if kernel:
+            wrappers.append(called)
         after = [QuantizeActivation(name=f"{op.name}_quant")] if plan in ("quantize", "pre") else []
         if plan == "pre":
             after.append(keras.layers.Activation(_activation(op), name=f"{op.name}_activation"))
@@ -211,5 +218,7 @@ def _rebuild(graph: Any, nodes: dict[str, list[Any]], plans: dict[str, str],
     for layer, values in loads:
         if values:
             layer.set_weights(values)
+    for wrapper in wrappers:
+        wrapper.keep_zeros()
     outputs = [tensors[id(t)] for t in graph.outputs]
     return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=name)

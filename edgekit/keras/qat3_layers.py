@@ -84,10 +84,12 @@ class QuantizeWeights(keras.layers.Wrapper):
 
     `weights="int8"`: symmetric int8, one scale per output channel (`per_channel=False`: one
     per kernel); `weights="power_of_two"`: 0 or ±2^k·s per output channel.
+    `preserve_sparsity`: weights that are zero get no gradient, so a pruned kernel's zeros stay
+    zero through QAT (optimizers that move a weight only by its gradient: SGD, Adam).
     """
 
     def __init__(self, layer: Any, per_channel: bool = True, weights: str = "int8",
-                 **kwargs: Any) -> None:  # fmt: skip
+                 preserve_sparsity: bool = False, **kwargs: Any) -> None:  # fmt: skip
         kind = type(layer).__name__
         if kind not in KERNEL_LAYERS:
             raise UsageError(f"QuantizeWeights wraps {', '.join(KERNEL_LAYERS)}; {layer.name!r} "
@@ -105,14 +107,32 @@ class QuantizeWeights(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.per_channel = bool(per_channel)
         self.weights_mode = weights
+        self.preserve_sparsity = bool(preserve_sparsity)
 
     def quantized_kernel(self) -> Any:
         """The kernel as the forward pass (and the int8 model) sees it."""
         kind = type(self.layer).__name__
         depthwise = kind == "DepthwiseConv2D"
+        kernel = self.layer.kernel
+        if self.preserve_sparsity:  # a masked weight gets no gradient: it stays exactly zero
+            kernel = kernel * self.sparsity_mask
         if self.weights_mode == "power_of_two":
-            return power_of_two_straight_through(self.layer.kernel, depthwise)
-        return quantize_kernel(self.layer.kernel, self.per_channel, depthwise, kind == "Dense")
+            return power_of_two_straight_through(kernel, depthwise)
+        return quantize_kernel(kernel, self.per_channel, depthwise, kind == "Dense")
+
+    def build(self, input_shape: Any = None) -> None:
+        super().build(input_shape)
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        if self.preserve_sparsity:  # ones until `keep_zeros` reads the kernel's zeros
+            self.sparsity_mask = self.add_weight(
+                name="sparsity_mask", shape=self.layer.kernel.shape, trainable=False,
+                initializer="ones")  # fmt: skip
+
+    def keep_zeros(self) -> None:
+        """With `preserve_sparsity`, fix the mask to the kernel's current nonzero weights."""
+        if self.preserve_sparsity:
+            self.sparsity_mask.assign(tf.cast(tf.not_equal(self.layer.kernel, 0), "float32"))
 
     def call(self, inputs: Any) -> Any:
         layer, kernel = self.layer, self.quantized_kernel()
@@ -138,4 +158,5 @@ class QuantizeWeights(keras.layers.Wrapper):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "per_channel": self.per_channel,
-                "weights": self.weights_mode}  # fmt: skip
+                "weights": self.weights_mode,
+                "preserve_sparsity": self.preserve_sparsity}  # fmt: skip

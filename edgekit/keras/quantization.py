@@ -195,7 +195,8 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
     the ranges learned in training (no calibration data needed).
 
     A Keras 3 model gives a Keras 3 model (edgekit.keras.qat3: BatchNorm folded, per-channel
-    or per-tensor int8 kernels as the target says); a tf_keras one a tfmot QAT model.
+    or per-tensor int8 kernels as the target says; `preserve="sparsity"` keeps zeros); a
+    tf_keras one a tfmot QAT model.
 
     A per-tensor target (`per_channel = false`) first folds BatchNorm into the conv before it
     (`fold_batchnorm`), so the kernel trained with one scale is the kernel that ships.
@@ -207,12 +208,14 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
     if is_keras3(model):
         from edgekit.keras.qat3 import quantize_keras3
 
-        if preserve is not None:
+        if preserve not in (None, "sparsity"):
             raise UsageError(
-                f"preserve={preserve!r} uses tfmot's preserving schemes, for tf_keras models "
-                "only: quantize ensure_tf_keras(model) to use it"
+                f"preserve={preserve!r} uses tfmot's cluster-preserving schemes, for tf_keras "
+                "models only (Keras 3 QAT preserves sparsity): quantize ensure_tf_keras(model) "
+                "to use it"
             )
-        return quantize_keras3(model, per_channel=int8_per_channel(target))
+        return quantize_keras3(model, per_channel=int8_per_channel(target),
+                               preserve_sparsity=preserve == "sparsity")  # fmt: skip
     model = ensure_tf_keras(model)
     scheme = scheme_for(target, preserve)
     if getattr(scheme, "_disable_per_axis", False):

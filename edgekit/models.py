@@ -435,7 +435,10 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
 
 
 # edgekit's own Keras 3 layers that a saved model may hold (library code, registered on import).
-EDGEKIT_KERAS3_CLASSES = {"edgekit>PruneLowMagnitude": "edgekit.keras.pruning3"}
+EDGEKIT_KERAS3_CLASSES = {
+    "edgekit>PruneLowMagnitude": "edgekit.keras.pruning3",
+    "edgekit>GroupLasso": "edgekit.keras.sparsity",  # sparsify's regulariser
+}
 
 
 def _register_edgekit_classes(path: Path) -> None:

@@ -2,10 +2,11 @@
 
 Names follow tfmot where tfmot has one (`prune_low_magnitude`, `strip_pruning`,
 `quantize_model`, `cluster_weights`, `UpdatePruningStep`), so tfmot users feel at home;
-distillation and target-aware callbacks are edgekit's own. Pruning and distillation are
-native on both Kerases: a Keras 3 model (`import keras`) gives a Keras 3 model that trains
-with Keras 3's `fit` (a pruned one saves as `.keras`); a tf_keras one goes to tfmot (pruning)
-or to a tf_keras `Distiller`. The other tfmot-backed wrappers
+distillation and target-aware callbacks are edgekit's own. Pruning, distillation and
+structured compression (`prune_channels`, `factorize`, `sparsify`, `fine_tune`) are native on
+both Kerases: a Keras 3 model (`import keras`) gives a Keras 3 model that trains with Keras
+3's `fit` and saves as `.keras`; a tf_keras one goes to tfmot (pruning), to a tf_keras
+`Distiller`, or is edited and rebuilt in tf_keras. The other tfmot-backed wrappers
 work on tf_keras Sequential/Functional models and rebuild Keras 3 ones in tf_keras first.
 Every callback in `edgekit.keras.callbacks` is a Callback of both Kerases.
 

@@ -1,7 +1,7 @@
 """Callbacks for `model.fit`: each has one job and overrides only the hooks it needs.
 
 Each is a `keras.callbacks.Callback` of both Kerases (Keras 3 and tf_keras), so the same
-class goes into either Keras's `fit`.
+class goes into either Keras's `fit` (they derive from edgekit.keras.callback_base.Callback).
 
 - `UpdatePruningStep`: required when training a pruned model: advances the step and the
   masks (edgekit's for Keras 3 models, tfmot's for tf_keras ones).
@@ -21,26 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._tf import keras3, tf_keras
+from edgekit._tf import keras3
 from edgekit.errors import UsageError
 from edgekit.keras._compat import copy_model
 from edgekit.keras._tfmot import tfmot
+from edgekit.keras.callback_base import Callback
 
 keras = keras3()
-
-
-class Callback(keras.callbacks.Callback, tf_keras().callbacks.Callback):
-    """A callback for Keras 3's `fit` and for tf_keras's: the model is `self.model` in both.
-
-    Keras 3's base comes first: it holds the model (`set_model`, the `model` property); the
-    attributes tf_keras's callback list reads are set here.
-    """
-
-    def __init__(self) -> None:
-        keras.callbacks.Callback.__init__(self)
-        self.validation_data = None
-        self._chief_worker_only = None
-        self._supports_tf_logs = False
 
 
 class UpdatePruningStep(Callback):

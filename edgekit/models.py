@@ -442,6 +442,7 @@ EDGEKIT_KERAS3_CLASSES = {
     "edgekit>ClusterWeights": "edgekit.keras.clustering3",
     "edgekit>QuantizeWeights": "edgekit.keras.qat3_layers",
     "edgekit>QuantizeActivation": "edgekit.keras.qat3_layers",
+    "edgekit>GroupLasso": "edgekit.keras.sparsity",  # sparsify's regulariser
 }
 
 

@@ -124,6 +124,22 @@ def off_power_of_two(model) -> dict[str, list[int]]:
     return found
 
 
+def masked_matches_rebuilt(model, x, criterion: str, ratio: float, atol: float,
+                           min_channels: int = 4):  # fmt: skip
+    """Channel-prune `model` (either Keras) two ways, zeroing the pruned channels in place
+    and rebuilding without them; assert both compute the same on `x`. Returns the rebuilt."""
+    from edgekit.keras.channel_pruning import ChannelPruner
+    from edgekit.keras.masks import apply_masks
+
+    pruner = ChannelPruner(model, criterion=criterion, min_channels=min_channels)
+    keep = pruner.plan(ratio, pruner.scores())
+    smaller = pruner.rebuild(keep)
+    apply_masks(pruner.masks(keep))
+    np.testing.assert_allclose(smaller.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=atol)  # fmt: skip
+    return smaller
+
+
 def subclassed_model(keras):
     """A built subclassed model (one Dense) of `keras`, tf_keras or Keras 3."""
 

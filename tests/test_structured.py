@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import tf_keras
+from helpers import masked_matches_rebuilt, tf_keras
 
 from edgekit import keras as ek
 from edgekit.errors import UsageError
@@ -83,28 +83,14 @@ def test_the_masked_model_computes_what_the_rebuilt_one_does(build):
     slice (residual, concatenate offsets, flatten rows, reshape) lines up."""
     model = build()
     x = np.random.default_rng(1).normal(size=(16, *model.input_shape[1:])).astype(np.float32)
-    pruner = ChannelPruner(model, criterion="l2", min_channels=2)
-    keep = pruner.plan(0.5, pruner.scores())
-    smaller = pruner.rebuild(keep)
-    assert keras_macs(smaller) < keras_macs(model)
-    from edgekit.keras.masks import apply_masks
-
-    apply_masks(pruner.masks(keep))
-    np.testing.assert_allclose(smaller.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=2e-5)  # fmt: skip
+    macs = keras_macs(model)
+    smaller = masked_matches_rebuilt(model, x, "l2", 0.5, atol=2e-5, min_channels=2)
+    assert keras_macs(smaller) < macs
 
 
 def test_the_trained_resnet_pruned_in_place_and_rebuilt_agree(resnet8):
     model = keras.models.load_model(resnet8.model_path)
-    x = resnet8.validation.x[:64]
-    pruner = ChannelPruner(model, criterion="fpgm")
-    keep = pruner.plan(0.4, pruner.scores())
-    smaller = pruner.rebuild(keep)
-    from edgekit.keras.masks import apply_masks
-
-    apply_masks(pruner.masks(keep))
-    np.testing.assert_allclose(smaller.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-5)  # fmt: skip
+    masked_matches_rebuilt(model, resnet8.validation.x[:64], "fpgm", 0.4, atol=1e-5)
 
 
 def test_layers_it_cannot_follow_are_named_and_the_rest_is_still_pruned():

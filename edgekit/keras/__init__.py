@@ -2,13 +2,12 @@
 
 Names follow tfmot where tfmot has one (`prune_low_magnitude`, `strip_pruning`,
 `quantize_model`, `cluster_weights`, `UpdatePruningStep`), so tfmot users feel at home;
-distillation and target-aware callbacks are edgekit's own. Pruning, QAT (`quantize_model`,
-`quantize_power_of_two`), clustering and distillation are native on both Kerases: a Keras 3
-model (`import keras`) gives a Keras 3 model that trains with Keras 3's `fit` (a pruned, QAT
-or clustered one saves as `.keras`); a tf_keras one goes to tfmot (pruning, QAT, clustering)
-or to a tf_keras `Distiller`. Lottery tickets train a model with its own Keras. The other
-wrappers
-work on tf_keras Sequential/Functional models and rebuild Keras 3 ones in tf_keras first.
+distillation and target-aware callbacks are edgekit's own. Every technique is native on both
+Kerases: a Keras 3 model (`import keras`) gives a Keras 3 model that trains with Keras 3's
+`fit` and saves as `.keras` (pruning, QAT and power-of-two weights, clustering, distillation,
+channel pruning, low-rank, sparse regularisation, lottery tickets, fine-tuning); a tf_keras
+model goes to tfmot where tfmot has the technique (pruning, QAT, clustering) and is otherwise
+edited and rebuilt in tf_keras.
 Every callback in `edgekit.keras.callbacks` is a Callback of both Kerases.
 
 >>> from edgekit import keras as ek                                              # doctest: +SKIP

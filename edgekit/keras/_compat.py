@@ -183,8 +183,10 @@ def ensure_tf_keras(model: Any) -> Any:
 
 
 def copy_model(model: Any) -> Any:
-    """A tf_keras model with the same architecture and weights and its own variables."""
-    copy = _keras2().models.clone_model(model)
+    """A model of the same Keras, architecture and weights, with its own variables."""
+    from edgekit.keras.surgery import keras_of
+
+    copy = keras_of(model).models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
 

@@ -7,6 +7,8 @@ training. Re-estimating the statistics on a few hundred inputs, layer by layer i
 (each layer sees inputs normalised by the already corrected ones before it), repairs that
 without any gradient step: "adaptive BN" (Li et al. 2020, EagleEye).
 
+Either Keras: the probes are models of the model's own Keras.
+
 >>> recalibrate_batchnorm(smaller, x_train[:512])   # doctest: +SKIP
 """
 
@@ -22,9 +24,9 @@ from edgekit.errors import UsageError
 def recalibrate_batchnorm(model: Any, x: Any, batch_size: int = 128) -> int:
     """Set every BatchNormalization's moving mean/variance to its inputs' statistics on `x`,
     in graph order. Returns how many layers were updated. The model is changed in place."""
-    from edgekit._tf import tf_keras
+    from edgekit.keras.surgery import keras_of
 
-    keras = tf_keras()
+    keras = keras_of(model)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 2 or len(x) == 0:
         raise UsageError(f"recalibrate_batchnorm needs a batch of inputs; received {x.shape}")
@@ -34,7 +36,7 @@ def recalibrate_batchnorm(model: Any, x: Any, batch_size: int = 128) -> int:
         if [a % rank for a in np.atleast_1d(layer.axis)] != [rank - 1]:
             raise UsageError(f"{layer.name}: recalibration handles channels-last BatchNormalization"
                              f" only (axis={layer.axis})")  # fmt: skip
-        probe = keras.Model(model.inputs, layer.input)
+        probe = keras.Model(model.input, layer.input)
         count, total, squares = 0, 0.0, 0.0
         for start in range(0, len(x), batch_size):
             values = np.asarray(probe(x[start : start + batch_size], training=False), np.float64)

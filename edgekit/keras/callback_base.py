@@ -1,13 +1,14 @@
-"""The base class of edgekit's callbacks: a `Callback` of Keras 3 and of tf_keras at once.
+"""`Callback`: the base of edgekit's callbacks, a callback of both Kerases at once.
+
+A class derived from it goes into Keras 3's `fit` and into tf_keras's alike, so a technique
+that needs a callback (pruning steps, channel-pruning schedules, proximal sparsity) writes it
+once for both.
 
 >>> import keras
 >>> from edgekit._tf import tf_keras
->>> callback = Callback()
->>> isinstance(callback, keras.callbacks.Callback)
-True
->>> isinstance(callback, tf_keras().callbacks.Callback)
-True
-"""
+>>> isinstance(Callback(), keras.callbacks.Callback), isinstance(Callback(), tf_keras().callbacks.Callback)
+(True, True)
+"""  # noqa: E501
 
 from __future__ import annotations
 

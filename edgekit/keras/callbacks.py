@@ -1,7 +1,7 @@
 """Callbacks for `model.fit`: each has one job and overrides only the hooks it needs.
 
 Each is a `keras.callbacks.Callback` of both Kerases (Keras 3 and tf_keras), so the same
-class goes into either Keras's `fit`.
+class goes into either Keras's `fit` (they derive from edgekit.keras.callback_base.Callback).
 
 - `UpdatePruningStep`: required when training a pruned model: advances the step and the
   masks (edgekit's for Keras 3 models, tfmot's for tf_keras ones).

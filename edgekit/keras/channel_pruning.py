@@ -10,6 +10,9 @@ together, :mod:`edgekit.keras.importance` for how they are ranked):
 - `target_latency_ms`: the same, measured: each candidate is converted to int8 and timed with
   edgekit's Linux harness (LiteRT, 1 thread, XNNPACK) on this host.
 
+Keras 3 in, Keras 3 out (and tf_keras in, tf_keras out): the pruned model is rebuilt with the
+model's own Keras, trains with its `fit` and saves as `.keras`; one code path serves both.
+
 Kernels work on channel tiles, so a count between tiles buys almost nothing: `round_to`
 (or a `target` whose profile states `channel_tile`) rounds each group's kept count to a
 multiple of the tile. `min_channels` is a floor per group.
@@ -28,7 +31,14 @@ import numpy as np
 
 from edgekit.errors import UsageError
 from edgekit.keras.bisect import bisect
-from edgekit.keras.channels import PRODUCERS, ChannelGraph, kept_mask, keras_macs, rebuild
+from edgekit.keras.channels import (
+    PRODUCERS,
+    ChannelGraph,
+    depthwise_kernel,
+    kept_mask,
+    keras_macs,
+    rebuild,
+)
 from edgekit.keras.importance import channel_scores
 
 SCOPES = ("layer", "global")
@@ -98,8 +108,8 @@ class ChannelPruner:
     def __init__(self, model: Any, *, criterion: str = "l1", data: Any = None,
                  scope: str = "layer", min_channels: int = 4, round_to: int | None = None,
                  target: Any = None) -> None:  # fmt: skip
-        from edgekit.keras._compat import ensure_tf_keras
         from edgekit.keras.importance import CRITERIA, DATA_CRITERIA
+        from edgekit.keras.surgery import graph_model
 
         if scope not in SCOPES:
             raise UsageError(f"scope must be one of {SCOPES}; received {scope!r}")
@@ -108,7 +118,7 @@ class ChannelPruner:
                              f"{', '.join(CRITERIA)}")  # fmt: skip
         if criterion in DATA_CRITERIA and data is None:
             raise UsageError(f"criterion {criterion} needs data=(x, y) or data=x")
-        self.model = ensure_tf_keras(model)
+        self.model = graph_model(model)
         self.criterion, self.data, self.scope = criterion, data, scope
         self.min_channels = int(min_channels)
         self.tile = round_to
@@ -204,7 +214,7 @@ class ChannelPruner:
                     if variable is not None:
                         pairs.append((variable, mask))
             else:
-                kernel = layer.depthwise_kernel
+                kernel = depthwise_kernel(layer)
                 pairs.append((kernel, np.broadcast_to(mask[:, None], kernel.shape).copy()))
                 if layer.use_bias:
                     pairs.append((layer.bias, mask))
@@ -237,10 +247,10 @@ def prune_channels(
     delegate: str | None = None,
     return_report: bool = False,
 ) -> Any:
-    """A new tf_keras model with fewer filters (see the module docstring).
+    """A new model with fewer filters, of the model's own Keras (see the module docstring).
 
     Args:
-      model: a tf_keras Sequential or Functional model (Keras 3 models are rebuilt first).
+      model: a Sequential or Functional model, Keras 3 or tf_keras (never modified).
       ratio: share of channels to remove, one float or {producer layer name: ratio}.
       target_macs / target_latency_ms: budgets instead of a ratio (exactly one is given).
       criterion: l1 | l2 | bn_gamma | fpgm | taylor | fisher (:mod:`edgekit.keras.importance`).

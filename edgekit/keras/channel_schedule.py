@@ -9,6 +9,10 @@ Adam's moments are per-variable slots. The optimizer stays sane instead by zeroi
 of the removed entries at each step, and the masks are re-applied after every batch.
 `pruned_model()` then rebuilds the model with real, smaller shapes (see `prune_channels`).
 
+The callback is one of both Kerases (edgekit.keras.callback_base): it goes into Keras 3's
+`fit` for a Keras 3 model, whose `pruned_model()` is then a Keras 3 model, and into tf_keras's
+for a tf_keras one.
+
 Each epoch logs `pruning/macs`, `pruning/params` and `pruning/channels` beside the loss and
 accuracy; `history` has one row per epoch and `table()` renders it.
 
@@ -23,24 +27,25 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._tf import tensorflow, tf_keras
 from edgekit.errors import UsageError
+from edgekit.keras.callback_base import Callback
 from edgekit.keras.channel_pruning import ChannelPruner
 from edgekit.keras.channels import keras_macs
 from edgekit.keras.masks import apply_masks, as_tensors
 
-tf = tensorflow()
-keras = tf_keras()
-
 
 def optimizer_slots(optimizer: Any, variable: Any) -> list[Any]:
-    """The optimizer's per-variable state for `variable` (Adam's m and v, SGD's momentum)."""
+    """The optimizer's per-variable state for `variable` (Adam's m and v, SGD's momentum), in
+    tf_keras's legacy and new optimizers and in Keras 3's."""
     if optimizer is None:
         return []
     if hasattr(optimizer, "get_slot_names"):  # legacy optimizers
         slots = [optimizer.get_slot(variable, n) for n in optimizer.get_slot_names()]
         return [s for s in slots if s is not None]
-    index_dict = getattr(optimizer, "_index_dict", None)
+    # {variable key: index} in tf_keras's new optimizers and in Keras 3's
+    index_dict = getattr(optimizer, "_index_dict", None) or getattr(
+        optimizer, "_trainable_variables_indices", None
+    )
     if not index_dict or not hasattr(optimizer, "_var_key"):
         return []
     index = index_dict.get(optimizer._var_key(variable))
@@ -50,12 +55,14 @@ def optimizer_slots(optimizer: Any, variable: Any) -> list[Any]:
     for name, value in vars(optimizer).items():
         if name in ("_variables",) or not isinstance(value, list) or len(value) != len(index_dict):
             continue
-        if all(isinstance(v, tf.Variable) for v in value) and value[index].shape == variable.shape:
+        if not all(hasattr(v, "assign") for v in value) or value[index] is variable:
+            continue  # not per-variable state, or the variables themselves
+        if tuple(value[index].shape) == tuple(variable.shape):
             slots.append(value[index])
     return slots
 
 
-class ChannelPruningSchedule(keras.callbacks.Callback):
+class ChannelPruningSchedule(Callback):
     """Prune channels at the start of each epoch in `epochs`, reaching the budget at the last.
 
     Args:

@@ -13,6 +13,10 @@ What it cannot follow safely it leaves whole, with a one-line reason naming the 
 subclassed layers, `Lambda`, grouped convs, depth multipliers, a layer used twice. The
 channels of the model's inputs and outputs are never pruned. Everything else is.
 
+Both Kerases: the graph is read from the model's config (`surgery.inbound_names` reads either
+format of links) and `rebuild` returns a model of the model's own Keras: Keras 3 in, Keras 3
+out; tf_keras in, tf_keras out.
+
 >>> graph = ChannelGraph(model)                       # doctest: +SKIP
 >>> [g.describe() for g in graph.groups]              # doctest: +SKIP
 ['conv2d: 32 channels (conv2d, batch_normalization, re_lu, depthwise_conv2d, ...)']
@@ -27,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
+from edgekit.keras import surgery
 
 PASS_THROUGH = {
     "BatchNormalization", "ReLU", "Activation", "LeakyReLU", "ELU", "Dropout", "SpatialDropout2D",
@@ -70,7 +75,8 @@ class Group:
 
 
 class ChannelGraph:
-    """The channel groups of a tf_keras Sequential/Functional model (see the module doc)."""
+    """The channel groups of a Sequential/Functional model of either Keras (see the module
+    doc)."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -133,14 +139,10 @@ class ChannelGraph:
         order = []
         for layer in cfg["layers"]:
             nodes = layer.get("inbound_nodes") or []
+            name = layer["config"]["name"]
             if len(nodes) > 1:
-                self.reasons.append(f"layer {layer['name']} is called more than once (shared)")
-            inbound = []
-            for node in nodes[:1]:
-                for entry in node if isinstance(node, list) else node.get("args", []):
-                    if isinstance(entry, list) and entry and isinstance(entry[0], str):
-                        inbound.append(entry[0])
-            order.append((layer["name"], inbound))
+                self.reasons.append(f"layer {name} is called more than once (shared)")
+            order.append((name, surgery.inbound_names({"inbound_nodes": nodes[:1]})))
         return order
 
     def _build(self) -> None:
@@ -161,7 +163,7 @@ class ChannelGraph:
                 continue
             self.spaces[name] = self._visit(layer, ins, name in shared)
         for output in self.model.outputs:
-            producer = output.node.layer.name if hasattr(output, "node") else None
+            producer = output._keras_history[0].name  # (layer, node, tensor) in both Kerases
             if producer in self.spaces:
                 self._fix_space(self.spaces[producer], "the model's output")
         if self.model.layers:
@@ -335,9 +337,8 @@ def _slice_layer(layer: Any, weights: list[np.ndarray], in_keep: np.ndarray | No
 
 
 def rebuild(model: Any, graph: ChannelGraph, keep: dict[int, np.ndarray]) -> Any:
-    """A new tf_keras model with only the `keep` channels of each group, weights copied."""
-    from edgekit.keras import surgery
-
+    """A new model of `model`'s Keras with only the `keep` channels of each group, weights
+    copied."""
     config = surgery.model_config(model)
     layer_configs = surgery.layer_entries(config)
     new_weights: dict[str, list[np.ndarray]] = {}
@@ -369,6 +370,12 @@ def rebuild(model: Any, graph: ChannelGraph, keep: dict[int, np.ndarray]) -> Any
     return rebuilt
 
 
+def depthwise_kernel(layer: Any) -> Any:
+    """A DepthwiseConv2D's kernel variable: `depthwise_kernel` in tf_keras, `kernel` in Keras 3."""
+    kernel = getattr(layer, "depthwise_kernel", None)
+    return layer.kernel if kernel is None else kernel
+
+
 def keras_macs(model: Any) -> int:
     """Multiply-accumulates of conv, depthwise, separable and dense layers at batch 1."""
     total = 0
@@ -383,7 +390,7 @@ def keras_macs(model: Any) -> int:
             kernel = layer.kernel.shape
             total += positions * math.prod(int(d) for d in kernel)
         elif kind == "DepthwiseConv2D":
-            kh, kw, channels, multiplier = (int(d) for d in layer.depthwise_kernel.shape)
+            kh, kw, channels, multiplier = (int(d) for d in depthwise_kernel(layer).shape)
             total += positions * kh * kw * channels * multiplier
         elif kind == "SeparableConv2D":
             kh, kw, channels, multiplier = (int(d) for d in layer.depthwise_kernel.shape)

@@ -4,7 +4,8 @@ After `prune_channels`, `factorize` or a lottery-ticket round the model has new 
 optimizer. `fine_tune` compiles it (Adam, the loss the original was compiled with, else one
 inferred from the labels) and fits it; with `teacher=` (usually the model before the change)
 it distils from it (soft targets, T = 4), which recovers more than labels alone when the data
-is small. The model is trained in place; the History is returned.
+is small. The model is trained in place; the History is returned. Either Keras: a Keras 3
+model trains with Keras 3's `fit` (and a Keras 3 teacher), a tf_keras one with tf_keras's.
 
 >>> history = fine_tune(smaller, x, y, epochs=3, teacher=model)   # doctest: +SKIP
 >>> history.history["accuracy"][-1]                               # doctest: +SKIP
@@ -29,11 +30,9 @@ def _loss_for(y: np.ndarray, model: Any, teacher: Any) -> Any:
         last = model.layers[-1]
         probabilities = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or (
             type(last).__name__ == "Softmax")  # fmt: skip
-        from edgekit._tf import keras3, tf_keras
-        from edgekit.keras._compat import is_keras3
+        from edgekit.keras.surgery import keras_of
 
-        keras = keras3() if is_keras3(model) else tf_keras()  # the model's own Keras
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+        return keras_of(model).losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
     return "mse"
 
 
@@ -44,8 +43,8 @@ def _unshared(teacher: Any, student: Any) -> Any:
     then share every kernel, so distilling from `base` would distil from the student itself
     (a zero distillation loss) and freezing the teacher would freeze the student.
     """
-    mine = {v.ref() for v in student.weights}
-    if not any(v.ref() in mine for v in teacher.weights):
+    mine = {id(v) for v in student.weights}
+    if not any(id(v) in mine for v in teacher.weights):
         return teacher
     from edgekit.keras._compat import copy_model
 
@@ -74,17 +73,16 @@ def fine_tune(
       teacher: a model whose soft outputs guide the student (`Distiller`, SoftTargetLoss).
       alpha: with a teacher, the weight of the label loss (the rest is distillation).
     """
-    from edgekit._tf import tf_keras
-    from edgekit.keras._compat import ensure_tf_keras
+    from edgekit.keras.surgery import graph_model, keras_of
 
-    keras = tf_keras()
     if epochs < 1:
         raise UsageError(f"epochs must be ≥ 1; received {epochs}")
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y)
     if len(x) != len(y):
         raise UsageError(f"x has {len(x)} samples and y {len(y)}")
-    model = ensure_tf_keras(model)
+    model = graph_model(model)
+    keras = keras_of(model)
     loss = _loss_for(y, model, teacher)
     classification = np.issubdtype(y.dtype, np.integer)
     metrics = ["accuracy"] if classification else []
@@ -94,7 +92,7 @@ def fine_tune(
     if teacher is not None:
         from edgekit.keras.distillation import Distiller, SoftTargetLoss
 
-        teacher = _unshared(ensure_tf_keras(teacher), model)
+        teacher = _unshared(teacher, model)
         teacher_trainable = teacher.trainable
         trained = Distiller(model, teacher, [SoftTargetLoss(temperature)],
                             alpha=alpha)  # fmt: skip

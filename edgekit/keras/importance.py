@@ -18,6 +18,8 @@ gradient at it, s a spatial position, n a sample:
 `taylor` and `fisher` take data: `(x, y)`, or `x` alone (the model's own predictions then serve
 as labels: the empirical Fisher of the calibration data). Activations are read after the
 BatchNormalization that follows a layer, where there is one, else at the layer's output.
+Gradients come from a `tf.GradientTape` over the model's own Keras (Keras 3 on the TensorFlow
+backend, or tf_keras): one code path for both.
 
 >>> CRITERIA
 ('l1', 'l2', 'bn_gamma', 'fpgm', 'taylor', 'fisher')
@@ -86,15 +88,16 @@ def _taps(graph: Any, groups: list[Any]) -> dict[int, list[str]]:
 def gradient_scores(model: Any, graph: Any, groups: list[Any], criterion: str, data: Any,
                     batch_size: int = 32) -> dict[int, np.ndarray]:  # fmt: skip
     """Taylor or Fisher scores per group from activations and loss gradients on `data`."""
-    from edgekit._tf import tensorflow, tf_keras
+    from edgekit._tf import tensorflow
+    from edgekit.keras.surgery import keras_of
 
     tf = tensorflow()
-    keras = tf_keras()
+    keras = keras_of(model)  # a GradientTape sees either Keras's variables (TF backend)
     x, y = data if isinstance(data, tuple) else (data, None)
     x = np.asarray(x, dtype=np.float32)
     taps = _taps(graph, groups)
     names = sorted({name for group_taps in taps.values() for name in group_taps})
-    tap_model = keras.Model(model.inputs, [model.output] + [graph.layers[n].output for n in names])
+    tap_model = keras.Model(model.input, [model.output] + [graph.layers[n].output for n in names])
     probabilities = _ends_in_softmax(model)
     totals = {name: None for name in names}
     batches = 0

@@ -17,6 +17,9 @@ of the layer's). A factorised layer must cost fewer MACs than the original: a la
 `layers=` that cannot is refused with an error; others are left as they are, with a reason in
 the report. Factorising costs accuracy; `edgekit.keras.fine_tune` recovers most of it.
 
+Keras 3 in, Keras 3 out (tf_keras in, tf_keras out): the new layers are written into the
+model's config in its own Keras's format and the model is rebuilt with that Keras.
+
 >>> smaller, report = factorize(model, energy=0.9, return_report=True)  # doctest: +SKIP
 >>> fine_tune(smaller, x, y, epochs=3, teacher=model)                    # doctest: +SKIP
 """
@@ -251,7 +254,8 @@ def factorize(
     method: str | dict[str, str] = "auto",
     return_report: bool = False,
 ) -> Any:
-    """A new tf_keras model with Dense/Conv2D layers factorised (see the module docstring).
+    """A new model, of `model`'s own Keras, with Dense/Conv2D layers factorised (see the
+    module docstring). `model` is a Sequential or Functional model, Keras 3 or tf_keras.
 
     Args:
       energy: share of each kernel's energy to keep (0 < energy < 1), or
@@ -263,7 +267,6 @@ def factorize(
     Returns the model, or (model, LowRankReport) with `return_report`.
     """
     from edgekit.keras import surgery
-    from edgekit.keras._compat import ensure_tf_keras
     from edgekit.keras.channels import keras_macs
 
     if (energy is None) == (budget is None):
@@ -272,7 +275,7 @@ def factorize(
     if not 0.0 < float(goal) < 1.0:
         raise UsageError(f"{'energy' if energy is not None else 'budget'} must be between 0 "
                          f"and 1; received {goal}")  # fmt: skip
-    model = ensure_tf_keras(model)
+    model = surgery.graph_model(model)
     by_name = {layer.name: layer for layer in model.layers}
     if layers is not None:
         unknown = [n for n in layers if n not in by_name]

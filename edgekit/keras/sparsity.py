@@ -11,6 +11,10 @@
   zero instead of hovering near it, and `criterion="bn_gamma"` or `"l2"` then ranks them last.
 - :func:`gamma_histogram` draws the γ distribution before and after, as a PNG.
 
+Both Kerases, one code path: `sparsify` returns a model of the model's own Keras (a Keras 3
+one trains with Keras 3's `fit` and saves as `.keras`), `GroupLasso` is a regulariser of both
+and `ProximalSparsity` a callback of both.
+
 Only layers whose channels `prune_channels` can remove are regularised (see
 :mod:`edgekit.keras.channels`): shrinking a channel that cannot be pruned costs accuracy for
 nothing.
@@ -28,16 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._tf import tensorflow, tf_keras
+from edgekit._tf import keras3, tensorflow, tf_keras
 from edgekit.errors import UsageError
+from edgekit.keras.callback_base import Callback
 
 tf = tensorflow()
-keras = tf_keras()
 
 
-@keras.utils.register_keras_serializable(package="edgekit")
-class GroupLasso(keras.regularizers.Regularizer):
+@keras3().saving.register_keras_serializable(package="edgekit")
+@tf_keras().utils.register_keras_serializable(package="edgekit")
+class GroupLasso(keras3().regularizers.Regularizer, tf_keras().regularizers.Regularizer):
     """λ Σ_f ‖W_f‖₂: the L2 norm of each output filter (the kernel's last axis), summed.
+
+    A regulariser of both Kerases, registered with both as `edgekit>GroupLasso` (a Keras 3
+    model that holds it reloads once this module is imported; `edgekit deploy` imports it).
 
     >>> round(float(GroupLasso(0.5)(tf.ones((3, 3, 2, 4)))), 4)   # 0.5 · 4 filters · √18
     8.4853
@@ -69,12 +77,13 @@ def _targets(model: Any) -> tuple[list[str], list[str]]:
 
 
 def sparsify(model: Any, *, filters: float = 1e-4, gamma: float = 1e-4) -> Any:
-    """The model with `GroupLasso(filters)` on prunable kernels and `L1(gamma)` on the γ of
-    the BatchNormalizations after them; weights copied. Compile and fit it as usual."""
+    """A copy of the model, of its own Keras, with `GroupLasso(filters)` on prunable kernels
+    and `L1(gamma)` on the γ of the BatchNormalizations after them; weights copied. Compile and
+    fit it as usual."""
     from edgekit.keras import surgery
-    from edgekit.keras._compat import ensure_tf_keras
 
-    model = ensure_tf_keras(model)
+    model = surgery.graph_model(model)
+    keras = surgery.keras_of(model)
     producers, norms = _targets(model)
     if not producers:
         from edgekit.keras.channels import group_error
@@ -100,7 +109,7 @@ def _filters_of(layer: Any) -> Any:
     return layer.pointwise_kernel if type(layer).__name__ == "SeparableConv2D" else layer.kernel
 
 
-class ProximalSparsity(keras.callbacks.Callback):
+class ProximalSparsity(Callback):
     """Proximal group-lasso / γ-L1 steps after every batch: exact zeros (see module doc).
 
     Logs `sparsity/zero_filters` and `sparsity/zero_gammas` (counts) at each epoch end.

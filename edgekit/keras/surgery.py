@@ -2,7 +2,8 @@
 
 Works on both Kerases: a Keras 3 model is rebuilt with Keras 3, a tf_keras model with tf_keras
 (`keras_of`); the two write a functional config's links differently (`inbound_names`,
-`rename_references` read and edit both).
+`rename_references` read and edit both, `link` writes either). `graph_model` admits the
+models surgery can edit: Sequential and Functional ones of either Keras.
 
 Channel pruning, low-rank factorisation and sparse regularisation all make "the same model,
 some layers changed": they edit the config (`layer_entries`, `replace_layer`), rebuild it
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+from edgekit.errors import UsageError
 
 
 def is_sequential(model: Any) -> bool:
@@ -35,6 +38,30 @@ def model_config(model: Any) -> dict:
 def layer_entries(config: dict) -> dict[str, dict]:
     """{layer name: its entry in config["layers"]} (the entry's "config" holds its arguments)."""
     return {entry["config"]["name"]: entry for entry in config["layers"]}
+
+
+def graph_model(model: Any) -> Any:
+    """`model` itself if it is a built Sequential or Functional model of either Keras (what
+    surgery can edit); a one-line error otherwise."""
+    keras = keras_of(model)
+    if not isinstance(model, keras.Model):
+        raise UsageError(
+            f"expected a Keras model; received {type(model).__module__}.{type(model).__name__}"
+        )
+    graph = isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
+    if not graph and not any(c.__name__ == "Functional" for c in type(model).__mro__):
+        raise UsageError(
+            f"model {model.name!r} ({type(model).__name__}) is a subclassed model; structured "
+            "compression edits Sequential and Functional models (keras.Input → layers → "
+            "keras.Model)"
+        )
+    try:
+        built = bool(model.inputs)
+    except (AttributeError, ValueError):  # an unbuilt Sequential
+        built = False
+    if not built:
+        raise UsageError(f"model {model.name!r} is not built; define it with keras.Input first")
+    return model
 
 
 def keras_of(model: Any) -> Any:
@@ -123,6 +150,35 @@ def weights_by_layer(model: Any) -> dict[str, list]:
     return {layer.name: layer.get_weights() for layer in model.layers}
 
 
+def link(name: str, like: dict) -> list:
+    """Inbound nodes for one call on layer `name`'s output, in the format of the functional
+    config entry `like` (tf_keras `[[name, 0, 0, {}]]`, or Keras 3's keras-tensor `args`).
+
+    A Keras 3 keras tensor records a shape; it is a placeholder that the rebuild replaces by
+    `name`'s real output, so `like`'s first input tensor lends its own.
+    """
+    nodes = like.get("inbound_nodes") or []
+    if not nodes or not isinstance(nodes[0], dict):  # tf_keras (or Keras 3's legacy lists)
+        return [[[name, 0, 0, {}]]]
+    tensor = copy.deepcopy(_first_keras_tensor(nodes[0]))
+    tensor["config"]["keras_history"] = [name, 0, 0]
+    return [{"args": [tensor], "kwargs": {}}]
+
+
+def _first_keras_tensor(item: Any) -> dict:
+    if isinstance(item, dict):
+        if item.get("class_name") == "__keras_tensor__":
+            return item
+        items = list(item.values())
+    else:
+        items = list(item) if isinstance(item, (list, tuple)) else []
+    for value in items:
+        found = _first_keras_tensor(value)
+        if found:
+            return found
+    return {}
+
+
 def replace_layer(config: dict, name: str, chain: list[dict], sequential: bool) -> None:
     """Replace layer `name` by a chain of new layer entries (`{"class_name", "config"}`), in
     place. The chain's last layer takes over the name, so whatever consumed `name` still does.
@@ -144,6 +200,6 @@ def replace_layer(config: dict, name: str, chain: list[dict], sequential: bool) 
         if not sequential:
             entry["name"] = entry["config"]["name"]
             entry["inbound_nodes"] = previous_inbound
-            previous_inbound = [[[entry["name"], 0, 0, {}]]]
+            previous_inbound = link(entry["name"], old)
         entries.append(entry)
     layers[index : index + 1] = entries

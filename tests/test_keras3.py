@@ -120,6 +120,8 @@ errors = {}
 for name, call in [("prune", lambda: ek.prune_low_magnitude(model)),
                    ("fold", lambda: ek.fold_batchnorm(model)),
                    ("cluster", lambda: ek.cluster_weights(model, 4)),
+                   ("qat", lambda: ek.quantize_model(model)),
+                   ("channels", lambda: ek.prune_channels(model, ratio=0.5)),
                    ("distill", lambda: ek.Distiller(model, model))]:
     try:
         call()

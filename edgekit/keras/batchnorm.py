@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
+from edgekit.keras._compat import tensorflow_backend
 
 
+@tensorflow_backend
 def recalibrate_batchnorm(model: Any, x: Any, batch_size: int = 128) -> int:
     """Set every BatchNormalization's moving mean/variance to its inputs' statistics on `x`,
     in graph order. Returns how many layers were updated. The model is changed in place."""

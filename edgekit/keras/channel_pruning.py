@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
+from edgekit.keras._compat import tensorflow_backend
 from edgekit.keras.bisect import bisect
 from edgekit.keras.channels import (
     PRODUCERS,
@@ -232,6 +233,7 @@ def _latency_ms(model: Any, calibration: np.ndarray, delegate: str = "xnnpack") 
     return host_latencies([data], runs=50, delegate=delegate)[0]
 
 
+@tensorflow_backend
 def prune_channels(
     model: Any,
     *,

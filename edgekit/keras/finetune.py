@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
+from edgekit.keras._compat import tensorflow_backend
 
 
 def _loss_for(y: np.ndarray, model: Any, teacher: Any) -> Any:
@@ -51,6 +52,7 @@ def _unshared(teacher: Any, student: Any) -> Any:
     return copy_model(teacher)
 
 
+@tensorflow_backend
 def fine_tune(
     model: Any,
     x: Any,

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
+from edgekit.keras._compat import tensorflow_backend
 from edgekit.keras.bisect import bisect
 
 METHODS = ("auto", "svd", "separable", "tucker2")
@@ -245,6 +246,7 @@ def _search(info: _Layer, method: str, energy: float | None, budget: float | Non
     return bisect(lambda rho: decompose(info, rho), ok, 0.0, 1.0, 10, smallest=energy is not None)
 
 
+@tensorflow_backend
 def factorize(
     model: Any,
     *,

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit._tf import tf_keras
+from edgekit.keras._compat import tensorflow_backend
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.fake_quant import (  # noqa: F401  (power_of_two re-exported)
     power_of_two,
@@ -100,6 +101,7 @@ class PowerOfTwoConfig(_QuantizeConfig):
         return {"output": self.output}
 
 
+@tensorflow_backend
 def quantize_power_of_two(model: Any) -> Any:
     """A QAT model whose conv, depthwise and dense kernels train as powers of two (BatchNorm
     folded into the conv before it first, so the kernel that trains is the one that ships).

@@ -18,7 +18,7 @@ import importlib
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.keras._compat import ensure_tf_keras, is_keras3, tfmot_layer_error
+from edgekit.keras._compat import ensure_tf_keras, is_keras3, tensorflow_backend, tfmot_layer_error
 from edgekit.keras._tfmot import tfmot
 from edgekit.models import is_qat_model  # noqa: F401  (re-exported; one definition)
 
@@ -190,6 +190,7 @@ def _default_transforms(transforms: Any) -> list:
     return [getattr(transforms, name)() for name in names]
 
 
+@tensorflow_backend
 def quantize_model(model: Any, target: Any = None, preserve: str | None = None) -> Any:
     """Wrap a model for QAT. Deploy the trained model as is: it converts to full int8 with
     the ranges learned in training (no calibration data needed).

@@ -34,6 +34,7 @@ import numpy as np
 
 from edgekit._tf import keras3, tensorflow, tf_keras
 from edgekit.errors import UsageError
+from edgekit.keras._compat import tensorflow_backend
 from edgekit.keras.callback_base import Callback
 
 tf = tensorflow()
@@ -76,6 +77,7 @@ def _targets(model: Any) -> tuple[list[str], list[str]]:
     return producers, norms
 
 
+@tensorflow_backend
 def sparsify(model: Any, *, filters: float = 1e-4, gamma: float = 1e-4) -> Any:
     """A copy of the model, of its own Keras, with `GroupLasso(filters)` on prunable kernels
     and `L1(gamma)` on the γ of the BatchNormalizations after them; weights copied. Compile and

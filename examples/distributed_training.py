@@ -1,4 +1,4 @@
-"""Prune, QAT or distill the digits model under a tf.distribute strategy.
+"""Prune, QAT or distill the digits model under a tf.distribute strategy (Keras 3).
 
     # one process, two logical CPU devices
     python examples/distributed_training.py --technique prune --strategy mirrored --out r.json
@@ -7,7 +7,8 @@
                 "task": {"type": "worker", "index": 0}}' \\
         python examples/distributed_training.py --technique prune --strategy multiworker
 
-Worker 0 (the chief) writes the result JSON: final sparsity, validation accuracy and the wall
+`--keras tf_keras` runs the same with tf_keras models (tfmot's wrappers). Worker 0 (the
+chief) writes the result JSON: final sparsity, validation accuracy and the wall
 time of each epoch. See docs/guide/distributed.md for running on a real cluster.
 """
 
@@ -56,7 +57,7 @@ def _train(technique, strategy, args, keras, ek, data):
         elif technique == "qat":
             model = ek.quantize_model(build_model(keras), target="cortex-m4")
         else:
-            teacher = keras.models.load_model(load_example("digits").model_path)
+            teacher = load_example("digits").model(keras)  # the trained example, this Keras
             student = keras.Sequential(
                 [keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, padding="same", name="s_conv"),
                  keras.layers.ReLU(), keras.layers.Flatten(), keras.layers.Dense(10),
@@ -64,7 +65,8 @@ def _train(technique, strategy, args, keras, ek, data):
                 name="student",
             )  # fmt: skip
             model = ek.Distiller(student, teacher, [ek.SoftTargetLoss(4.0)], alpha=0.5)
-        model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
+        model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])  # fmt: skip
 
     epoch_seconds: list[float] = []
 
@@ -93,19 +95,25 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--sparsity", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keras", choices=("3", "tf_keras"), default="3",
+                        help="Keras 3 (import keras, default) or tf_keras models")  # fmt: skip
     parser.add_argument("--out", default="distributed-result.json")
     args = parser.parse_args()
 
     strategy = _strategy(args.strategy)  # before any other TensorFlow work
     from edgekit import keras as ek
     from edgekit.examples.digits import digits_splits
-    from edgekit.keras import tf_keras
+    if args.keras == "3":
+        import keras
+    else:
+        from edgekit.keras import tf_keras
 
-    keras = tf_keras()
+        keras = tf_keras()
     train, _, val = digits_splits()
     techniques = TECHNIQUES if args.technique == "all" else (args.technique,)
     result = {
         "strategy": args.strategy,
+        "keras": args.keras,
         "replicas": strategy.num_replicas_in_sync,
         "epochs": args.epochs,
         "results": {

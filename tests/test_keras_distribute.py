@@ -1,5 +1,6 @@
 """Pruning, QAT and distillation under tf.distribute: MirroredStrategy on two logical CPUs,
-and MultiWorkerMirroredStrategy with two real worker processes talking gRPC on 127.0.0.1."""
+and MultiWorkerMirroredStrategy with two real worker processes talking gRPC on 127.0.0.1, with
+Keras 3 models (edgekit's own wrappers); tf_keras models (tfmot's) under MirroredStrategy."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run(strategy: str, out, env=None):
+def _run(strategy: str, out, env=None, keras="3"):
     cmd = [sys.executable, str(SCRIPT), "--technique", "all", "--strategy", strategy,
-           "--epochs", EPOCHS, "--out", str(out)]  # fmt: skip
+           "--epochs", EPOCHS, "--out", str(out), "--keras", keras]  # fmt: skip
     return subprocess.Popen(
         cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
@@ -77,3 +78,12 @@ def test_multi_worker_mirrored_with_two_processes(single, tmp_path):
         == results[1]["results"]["prune"]["val_accuracy"]
     )
     assert (tmp_path / "r0.json").exists() and not (tmp_path / "r1.json").exists()
+
+
+@pytest.mark.slow
+def test_tf_keras_models_under_mirrored_strategy(tmp_path):
+    result = _finish(_run("mirrored", tmp_path / "r.json", keras="tf_keras"))
+    assert result["keras"] == "tf_keras" and result["replicas"] == 2
+    for technique in ("prune", "qat", "distill"):
+        assert result["results"][technique]["val_accuracy"] > 0.75, technique
+    assert result["results"]["prune"]["sparsity"] == pytest.approx(0.8, abs=0.01)

@@ -99,23 +99,10 @@ def qat(run: Run, path: str) -> dict:
     model = ek.quantize_model(twin(run.name, path), target="cortex-m4")
     run.fit(model, path, lr=1e-4)
     metrics = run.deploy(model, "cortex-m4", calibrate=False)
-    found = _find(metrics["verification"], "within_one_step")
+    found = metrics["qat_agreement"]
     return {"simulated_accuracy": run.accuracy(model), "within_one_step": found,
-            "int8_accuracy": metrics["deployed_accuracy"]}  # fmt: skip
-
-
-def _find(tree: Any, key: str) -> Any:
-    """The first value of `key` anywhere in a nested report section (None if absent)."""
-    if isinstance(tree, dict):
-        if key in tree:
-            return tree[key]
-        tree = list(tree.values())
-    if isinstance(tree, list):
-        for item in tree:
-            found = _find(item, key)
-            if found is not None:
-                return found
-    return None
+            "int8_accuracy": metrics["deployed_accuracy"],
+            "int8_samples": metrics["verified_samples"]}  # fmt: skip
 
 
 def distill(run: Run, path: str) -> dict:

@@ -259,3 +259,23 @@ def test_a_weight_ticket_of_a_keras3_model_is_keras3_sparse_and_trains(digits_da
     assert table.rounds[-1].accuracy > 0.7
     history = ticket.fit(train.x, train.y, epochs=1, batch_size=BATCH, verbose=0)
     assert history.history["accuracy"][-1] > 0.7
+
+
+def test_a_keras3_channel_ticket_is_a_smaller_keras3_model(digits_data):
+    """granularity="channel": the channel graph and the rebuild are Keras 3's own too."""
+    from edgekit.keras.channels import keras_macs
+
+    keras.utils.set_random_seed(0)
+    train, _, val = digits_data
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten()(keras.layers.MaxPooling2D()(x))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="label")(x))
+    before = keras_macs(model)
+    ticket, table = ek.find_ticket(model, train.x, train.y, rounds=1, epochs=3, rewind_epoch=1,
+                                   granularity="channel",
+                                   validation_data=(val.x, val.y))  # fmt: skip
+    assert type(ticket).__module__.startswith("keras.")
+    assert keras_macs(ticket) < before
+    assert table.rounds[-1].accuracy > 0.5  # 3 epochs from the rewind point

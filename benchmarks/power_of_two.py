@@ -53,13 +53,13 @@ def main() -> None:
     keras = tf_keras()
     example = load_example("digits")
     train, calib, val = digits_splits()
-    reference = keras.models.load_model(example.model_path).predict(val.x, verbose=0)
+    reference = example.model(keras).predict(val.x, verbose=0)
     reference = reference.reshape(len(val.x), -1)
     with tempfile.TemporaryDirectory() as out:
         uniform = edgekit.deploy(example.model_path, "cortex-m4", calibration=calib.x,
                                  validation=(val.x, val.y), out=out, analysis=False)  # fmt: skip
         uniform_bytes = uniform.file(Role.DEPLOYED_MODEL).read_bytes()
-    qat = quantize_power_of_two(keras.models.load_model(example.model_path))
+    qat = quantize_power_of_two(example.model(keras))
     qat.compile(keras.optimizers.Adam(5e-4), "sparse_categorical_crossentropy", ["accuracy"])
     qat.fit(train.x, train.y, epochs=args.epochs, batch_size=32, verbose=0)
     converted = convert(from_keras(qat), "int8", io_dtype="int8").data

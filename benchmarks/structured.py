@@ -38,7 +38,7 @@ def load_net(name: str, cache: Path, keras):
     if name == "resnet8":
         example = load_example("resnet8")
         train, calib, val = splits("resnet8")
-        return keras.models.load_model(example.model_path), train, calib, val
+        return example.model(keras), train, calib, val
     if name != "mobilenet64":
         raise SystemExit(f"unknown net {name}")
     x, y = photo_patches(6000, size=64, seed=0)

@@ -36,7 +36,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for net in args.nets:
         example = load_example(net)
-        base = keras.models.load_model(example.model_path)
+        base = example.model(keras)
         variants = [("unpruned", base)]
         for reduction in args.reductions:
             target = int(ek.keras_macs(base) * (1 - reduction))

@@ -73,7 +73,7 @@ def base_model(example):
     """A fresh tf_keras copy of the trained example (tests may wrap and train it)."""
     from edgekit._tf import tf_keras
 
-    return tf_keras().models.load_model(example.model_path)
+    return example.model(tf_keras())
 
 
 @pytest.fixture(scope="session")

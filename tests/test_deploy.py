@@ -117,7 +117,7 @@ def test_cli_deploy_example_to_mcu_with_json_and_force(tmp_path):
 
 def test_python_api_with_live_model_and_arrays(example, tmp_path):
     keras = tf_keras()
-    model = keras.models.load_model(example.model_path)
+    model = example.model(keras)
     x, y = example.validation.x[:200], example.validation.y[:200]
     bundle = edgekit.deploy(
         model,

@@ -27,7 +27,7 @@ def pot_model(base_model_module, digits_data):
 
 @pytest.fixture(scope="module")
 def base_model_module(example):
-    return tf_keras().models.load_model(example.model_path)
+    return example.model(tf_keras())
 
 
 def test_power_of_two_weights_deploy_exactly_and_run_on_tflm(pot_model, example, digits_data,

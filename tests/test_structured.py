@@ -64,7 +64,7 @@ def sequential_net(seed=0):
 
 
 def test_residual_branches_share_one_group_and_lose_the_same_channels(resnet8):
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     graph = ChannelGraph(model)
     joined = [g for g in graph.prunable() if len(g.producers) > 1]
     assert len(joined) == 3  # one per residual stage
@@ -89,7 +89,7 @@ def test_the_masked_model_computes_what_the_rebuilt_one_does(build):
 
 
 def test_the_trained_resnet_pruned_in_place_and_rebuilt_agree(resnet8):
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     masked_matches_rebuilt(model, resnet8.validation.x[:64], "fpgm", 0.4, atol=1e-5)
 
 
@@ -186,7 +186,7 @@ def test_fpgm_ranks_the_filter_at_the_geometric_median_last():
 
 
 def test_mac_budget_tile_and_floor(resnet8):
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     before = keras_macs(model)
     smaller, report = ek.prune_channels(model, target_macs=before // 2, criterion="l2",
                                         round_to=8, return_report=True)  # fmt: skip
@@ -206,7 +206,7 @@ def test_mac_budget_tile_and_floor(resnet8):
 
 
 def test_global_scope_prunes_layers_unevenly(resnet8):
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     report = ek.prune_channels(model, ratio=0.4, scope="global", criterion="l2",
                                min_channels=1, return_report=True)[1]  # fmt: skip
     shares = {g["producers"][0]: g["after"] / g["before"] for g in report.groups}
@@ -219,7 +219,7 @@ def test_latency_budget_is_measured_with_the_harness(resnet8):
     from edgekit.errors import UsageError
     from edgekit.keras.channel_pruning import _latency_ms
 
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     x = resnet8.calibration.x[:32]
     for attempt in range(3):  # a baseline timed in a quiet moment of a shared host can be
         baseline = _latency_ms(model, x, "none")  # out of reach of every candidate timed later
@@ -242,7 +242,7 @@ def test_schedule_prunes_in_steps_during_fit_and_rebuilds_after(resnet8):
     from edgekit.examples.zoo import splits
 
     train = splits("resnet8")[0]
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     before = keras_macs(model)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
     schedule = ek.callbacks.ChannelPruningSchedule(target_macs=0.5, epochs=[0, 1],
@@ -291,7 +291,7 @@ def test_schedule_zeroes_the_optimizer_state_of_removed_channels():
 def test_group_lasso_value_and_sparsify_attaches_the_penalties(resnet8):
     value = float(ek.GroupLasso(0.5)(np.ones((3, 3, 2, 4), np.float32)))
     assert value == pytest.approx(0.5 * 4 * np.sqrt(18), rel=1e-5)
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     sparse = ek.sparsify(model, filters=1e-3, gamma=1e-3)
     x = resnet8.validation.x[:8]
     np.testing.assert_allclose(sparse.predict(x, verbose=0), model.predict(x, verbose=0),
@@ -326,7 +326,7 @@ def test_proximal_sparsity_zeroes_channels_that_then_rank_last(digits_data, tmp_
 
 
 def test_recalibrating_batchnorm_repairs_stale_statistics(resnet8):
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     smaller = ek.prune_channels(model, ratio=0.5, criterion="l1")
     smaller.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     val = (resnet8.validation.x, resnet8.validation.y)
@@ -400,7 +400,7 @@ def test_factorised_resnet_recovers_with_fine_tuning(resnet8):
     from edgekit.examples.zoo import splits
 
     train = splits("resnet8")[0]
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     smaller = ek.factorize(model, budget=0.6, layers=["s2_conv2", "s3_conv2", "logits"])
     smaller.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     val = (resnet8.validation.x, resnet8.validation.y)
@@ -481,7 +481,7 @@ def test_ticket_rewinding_to_initialisation_restarts_from_theta_zero(digits_data
 
 @pytest.fixture(scope="module")
 def pruned_resnet8(resnet8):
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     smaller = ek.prune_channels(model, target_macs=keras_macs(model) // 2, criterion="l2")
     ek.recalibrate_batchnorm(smaller, resnet8.calibration.x)
     return smaller
@@ -513,7 +513,7 @@ def test_a_channel_pruned_resnet_deploys_to_every_family(pruned_resnet8, resnet8
 def test_factorised_and_ticket_models_deploy(resnet8, digits_data, tmp_path):
     import edgekit
 
-    model = keras.models.load_model(resnet8.model_path)
+    model = resnet8.model(keras)
     thin = ek.factorize(model, budget=0.6, layers=["s2_conv2", "s3_conv2", "logits"])
     bundle = edgekit.deploy(thin, "cortex-m7", calibration=resnet8.calibration.x,
                             validation=(resnet8.validation.x, resnet8.validation.y),

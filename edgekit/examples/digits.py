@@ -26,7 +26,7 @@ import numpy as np
 from edgekit.data import Dataset
 from edgekit.errors import UsageError
 
-VERSION = 3  # bump when the architecture, data split or training changes
+VERSION = 4  # bump when the architecture, data split or training changes
 SEED = 0
 EPOCHS = 30
 VALIDATION_SAMPLES = 500
@@ -37,8 +37,8 @@ CALIBRATION_SAMPLES = 200
 class Example:
     """A ready model plus its data splits.
 
-    `model_path` is the cached file (written by tf_keras); `model()` gives the same trained
-    model as a live Keras 3 model (or of the Keras module passed), to train further or wrap.
+    `model_path` is the cached `.keras` file (written by Keras 3); `model()` gives the trained
+    model live, as a Keras 3 model or a model of the Keras module passed (tf_keras).
     """
 
     name: str
@@ -47,18 +47,16 @@ class Example:
     validation: Dataset
 
     def model(self, keras: Any = None) -> Any:
-        """The trained example as a model of `keras` (default: Keras 3, `import keras`): the
-        same architecture built by that Keras, with the cached file's weights.
+        """The trained example as a live model of `keras` (default: Keras 3, `import keras`);
+        for tf_keras, the same architecture built by tf_keras with the file's weights.
 
         >>> load_example("digits").model().count_params() > 0          # doctest: +SKIP
         True
         """
-        from edgekit._tf import tf_keras
+        import keras as keras3
 
-        if keras is None:
-            import keras
-        trained = tf_keras().models.load_model(self.model_path)  # safe mode (the default)
-        if keras.__name__.startswith("tf_keras"):
+        trained = keras3.saving.load_model(self.model_path)  # safe mode (the default)
+        if keras is None or not keras.__name__.startswith("tf_keras"):
             return trained
         if self.name == "digits":
             model = build_model(keras)
@@ -95,7 +93,7 @@ def digits_splits() -> tuple[Dataset, Dataset, Dataset]:
 
 
 def build_model(keras):
-    """The example CNN, for `keras` = tf_keras (or any Keras with the same layer names)."""
+    """The example CNN, for `keras` = Keras 3 or tf_keras."""
     layers = keras.layers
     return keras.Sequential(
         [
@@ -122,11 +120,12 @@ def build_model(keras):
 
 
 def train_digits(out_dir: Path, epochs: int = EPOCHS) -> Path:
-    """Train deterministically and save `digits.keras` (tf_keras format) into `out_dir`."""
-    from edgekit._tf import tensorflow, tf_keras
+    """Train deterministically with Keras 3 and save `digits.keras` into `out_dir`."""
+    import keras
+
+    from edgekit._tf import tensorflow
 
     tf = tensorflow()
-    keras = tf_keras()
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
     train, _, _ = digits_splits()

@@ -154,7 +154,7 @@ class Spec:
     learning_rate: float
     loss: str
     task: str
-    version: int = 3  # 3: every layer has a stable name
+    version: int = 4  # 3: every layer has a stable name; 4: trained and saved by Keras 3
 
 
 SPECS = {
@@ -169,12 +169,13 @@ SPECS = {
 
 
 def train(name: str, path: Any, epochs: int | None = None) -> None:
-    """Train `name` deterministically and save it (tf_keras `.keras`) to `path`."""
-    from edgekit._tf import tensorflow, tf_keras
+    """Train `name` deterministically with Keras 3 and save it (`.keras`) to `path`."""
+    import keras
+
+    from edgekit._tf import tensorflow
 
     spec = SPECS[name]
     tf = tensorflow()
-    keras = tf_keras()
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
     train_set, _, _ = spec.data()

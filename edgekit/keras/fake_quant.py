@@ -5,7 +5,8 @@
   LastValueQuantizer). TensorFlow's fake-quant ops pass gradients straight through.
 - `power_of_two` / `power_of_two_straight_through`: weights as 0 or ±2^k·s per channel
   (edgekit.keras.power_of_two's tfmot quantizer and the Keras 3 layers both call these).
-- `moving_range`: tfmot's MovingAverageQuantizer update for an activation's (min, max).
+- `moving_range` / `all_values_range`: tfmot's MovingAverageQuantizer (activations) and
+  AllValuesQuantizer (the model input) updates of a tensor's (min, max).
 
 >>> import numpy as np
 >>> w = np.array([[0.5, -2.0], [-1.0, 0.3]], np.float32)  # Dense kernel (in, out)
@@ -86,14 +87,19 @@ def power_of_two_straight_through(w: Any, depthwise: bool = False) -> Any:
     return w + tf.stop_gradient(power_of_two(w, channel_axes(len(w.shape), depthwise)) - w)
 
 
-def moving_range(
-    batch: Any, low: Any, high: Any, initialized: Any, decay: float
-) -> tuple[Any, Any]:
-    """(min, max) after one training batch: the batch's own range (widened to hold 0) the first
-    time, then an exponential moving average with `decay` (tfmot's MovingAverageQuantizer)."""
+def moving_range(batch: Any, low: Any, high: Any, decay: float) -> tuple[Any, Any]:
+    """(min, max) after one training batch: an exponential moving average with `decay` of the
+    batch's range (widened to hold 0), from tfmot's initial (-6, 6): tfmot's
+    MovingAverageQuantizer. Starting wide matters: the fake-quant gradient is zero outside the
+    range, so a range taken from the first batch of an untrained model would stop every
+    activation that grows past it from learning."""
     batch_low = tf.minimum(tf.reduce_min(batch), 0.0)
     batch_high = tf.maximum(tf.reduce_max(batch), 0.0)
-    first = tf.equal(initialized, 0.0)
-    new_low = tf.where(first, batch_low, decay * low + (1.0 - decay) * batch_low)
-    new_high = tf.where(first, batch_high, decay * high + (1.0 - decay) * batch_high)
-    return new_low, new_high
+    return decay * low + (1.0 - decay) * batch_low, decay * high + (1.0 - decay) * batch_high
+
+
+def all_values_range(batch: Any, low: Any, high: Any) -> tuple[Any, Any]:
+    """(min, max) of every value seen so far, 0 included (tfmot's AllValuesQuantizer: the
+    model input's range)."""
+    return (tf.minimum(tf.minimum(low, tf.reduce_min(batch)), 0.0),
+            tf.maximum(tf.maximum(high, tf.reduce_max(batch)), 0.0))  # fmt: skip

@@ -189,7 +189,7 @@ def _rebuild(graph: Any, nodes: dict[str, list[Any]], plans: dict[str, str],
     for tensor in graph.inputs:
         new = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, name=tensor.name)
         inputs.append(new)
-        tensors[id(tensor)] = QuantizeActivation(name=f"{tensor.name}_quant")(new)
+        tensors[id(tensor)] = QuantizeActivation(all_values=True, name=f"{tensor.name}_quant")(new)
     loads: list[tuple[Any, list]] = []
     wrappers: list[QuantizeWeights] = []
     for op in graph.operations:

@@ -1,8 +1,9 @@
 """Keras 3 fake-quantization layers for edgekit's native QAT (tensorflow backend).
 
 - `QuantizeActivation`: an 8-bit asymmetric per-tensor fake quantizer whose (min, max) follow
-  the training batches (the first batch's range, then a moving average: tfmot's
-  MovingAverageQuantizer). In inference it applies the learned range; the TFLite converter
+  the training batches: a moving average from (-6, 6) (tfmot's MovingAverageQuantizer) or, for
+  the model input (`all_values=True`), the range of every value seen (tfmot's
+  AllValuesQuantizer). In inference it applies the learned range; the TFLite converter
   takes that range as the int8 tensor's scale and zero point.
 - `QuantizeWeights`: wraps a Conv2D, DepthwiseConv2D or Dense and runs it with its kernel
   fake-quantized (int8 per output channel or per tensor, or power-of-two), gradients straight
@@ -12,9 +13,9 @@ Both are registered (`edgekit>QuantizeActivation`, `edgekit>QuantizeWeights`), s
 saved as `.keras` loads back once this module is imported (`edgekit deploy` does it itself).
 
 >>> import keras, numpy as np
->>> quantizer = QuantizeActivation()
+>>> quantizer = QuantizeActivation(all_values=True)
 >>> x = np.array([[-1.0, 0.0, 0.5, 3.0]], np.float32)
->>> _ = quantizer(x, training=True)          # first batch: its own range, 0 included
+>>> _ = quantizer(x, training=True)          # every value seen so far, 0 included
 >>> [float(v) for v in quantizer.learned_range()]
 [-1.0, 3.0]
 >>> step = 4.0 / 255
@@ -28,7 +29,12 @@ from typing import Any
 
 from edgekit._tf import keras3, tensorflow
 from edgekit.errors import UsageError
-from edgekit.keras.fake_quant import moving_range, power_of_two_straight_through, quantize_kernel
+from edgekit.keras.fake_quant import (
+    all_values_range,
+    moving_range,
+    power_of_two_straight_through,
+    quantize_kernel,
+)
 
 keras = keras3()
 tf = tensorflow()
@@ -41,28 +47,30 @@ KERNEL_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 class QuantizeActivation(keras.layers.Layer):
     """8-bit per-tensor fake quantization of a tensor, with a range learned in training."""
 
-    def __init__(self, ema_decay: float = 0.999, **kwargs: Any) -> None:
+    def __init__(self, ema_decay: float = 0.999, all_values: bool = False,
+                 **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.ema_decay = float(ema_decay)
+        self.all_values = bool(all_values)
 
     def build(self, input_shape: Any = None) -> None:
         def scalar(name: str, value: float) -> Any:
             return self.add_weight(name=name, shape=(), trainable=False,
                                    initializer=keras.initializers.Constant(value))  # fmt: skip
 
-        # tfmot's initial range; the first training batch replaces it.
-        self.range_min = scalar("range_min", -6.0)
-        self.range_max = scalar("range_max", 6.0)
-        self.initialized = scalar("initialized", 0.0)
+        start = 0.0 if self.all_values else 6.0  # tfmot's initial ranges
+        self.range_min = scalar("range_min", -start)
+        self.range_max = scalar("range_max", start)
         self.built = True
 
     def call(self, inputs: Any, training: Any = None) -> Any:
         if training:
-            low, high = moving_range(inputs, self.range_min, self.range_max, self.initialized,
-                                      self.ema_decay)  # fmt: skip
+            if self.all_values:
+                low, high = all_values_range(inputs, self.range_min, self.range_max)
+            else:
+                low, high = moving_range(inputs, self.range_min, self.range_max, self.ema_decay)
             self.range_min.assign(low)
             self.range_max.assign(high)
-            self.initialized.assign(1.0)
         return tf.quantization.fake_quant_with_min_max_vars(
             inputs, self.range_min, self.range_max, num_bits=8, narrow_range=False
         )
@@ -75,7 +83,8 @@ class QuantizeActivation(keras.layers.Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "ema_decay": self.ema_decay}
+        return {**super().get_config(), "ema_decay": self.ema_decay,
+                "all_values": self.all_values}  # fmt: skip
 
 
 @keras.saving.register_keras_serializable(package="edgekit")

@@ -80,7 +80,7 @@ def _train(technique, strategy, args, keras, ek, data):
     model.fit(train.x, train.y, epochs=args.epochs, batch_size=batch, verbose=0,
               callbacks=[*callbacks, Timer()])  # fmt: skip
     trained = getattr(model, "student", model)
-    _, accuracy = model.evaluate(val.x, val.y, verbose=0)
+    accuracy = model.evaluate(val.x, val.y, verbose=0, return_dict=True)["accuracy"]
     return {
         "epoch_seconds": epoch_seconds,
         "val_accuracy": float(accuracy),

@@ -38,7 +38,8 @@ class Example:
     """A ready model plus its data splits.
 
     `model_path` is the cached `.keras` file (written by Keras 3); `model()` gives the trained
-    model live, as a Keras 3 model or a model of the Keras module passed (tf_keras).
+    model live, as a Keras 3 model or, given tf_keras, a tf_keras model with the same layer
+    names and weights.
     """
 
     name: str
@@ -58,14 +59,9 @@ class Example:
         trained = keras3.saving.load_model(self.model_path)  # safe mode (the default)
         if keras is None or not keras.__name__.startswith("tf_keras"):
             return trained
-        if self.name == "digits":
-            model = build_model(keras)
-        else:
-            from edgekit.examples.zoo import SPECS
+        from edgekit.keras._compat import keras3_to_tf_keras
 
-            model = SPECS[self.name].build(keras)
-        model.set_weights(trained.get_weights())
-        return model
+        return keras3_to_tf_keras(trained)  # same layer names and weights
 
 
 def cache_root() -> Path:
@@ -93,39 +89,40 @@ def digits_splits() -> tuple[Dataset, Dataset, Dataset]:
 
 
 def build_model(keras):
-    """The example CNN, for `keras` = Keras 3 or tf_keras."""
+    """The example CNN, for `keras` = Keras 3 or tf_keras. Layers carry the names a fresh
+    process would give them, so they are the same whatever else the process has built."""
     layers = keras.layers
     return keras.Sequential(
         [
             keras.Input(shape=(8, 8, 1), name="image"),
-            layers.Conv2D(32, 3, padding="same", use_bias=False),
+            layers.Conv2D(32, 3, padding="same", use_bias=False, name="conv2d"),
             # momentum 0.9: moving statistics settle within a few epochs, so short
             # fine-tuning runs (pruning, QAT, distillation) evaluate sensibly.
-            layers.BatchNormalization(momentum=0.9),
-            layers.ReLU(),
-            layers.DepthwiseConv2D(3, padding="same", use_bias=False),
-            layers.BatchNormalization(momentum=0.9),
-            layers.ReLU(max_value=6.0),
-            layers.Conv2D(64, 1),
-            layers.ReLU(),
-            layers.MaxPooling2D(2),
-            layers.AveragePooling2D(2),
-            layers.Flatten(),
-            layers.Dense(256, activation="relu"),
-            layers.Dense(10),
-            layers.Softmax(),
+            layers.BatchNormalization(momentum=0.9, name="batch_normalization"),
+            layers.ReLU(name="re_lu"),
+            layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise_conv2d"),
+            layers.BatchNormalization(momentum=0.9, name="batch_normalization_1"),
+            layers.ReLU(max_value=6.0, name="re_lu_1"),
+            layers.Conv2D(64, 1, name="conv2d_1"),
+            layers.ReLU(name="re_lu_2"),
+            layers.MaxPooling2D(2, name="max_pooling2d"),
+            layers.AveragePooling2D(2, name="average_pooling2d"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(256, activation="relu", name="dense"),
+            layers.Dense(10, name="dense_1"),
+            layers.Softmax(name="softmax"),
         ],
         name="digits_cnn",
     )
 
 
 def train_digits(out_dir: Path, epochs: int = EPOCHS) -> Path:
-    """Train deterministically with Keras 3 and save `digits.keras` into `out_dir`."""
-    import keras
-
-    from edgekit._tf import tensorflow
+    """Train deterministically and save `digits.keras` (a Keras 3 file) into `out_dir`."""
+    from edgekit._tf import tensorflow, tf_keras
+    from edgekit.examples.zoo import save_keras3
 
     tf = tensorflow()
+    keras = tf_keras()  # the training every published figure was measured on (see zoo.train)
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
     train, _, _ = digits_splits()
@@ -137,7 +134,7 @@ def train_digits(out_dir: Path, epochs: int = EPOCHS) -> Path:
     )
     model.fit(train.x, train.y, epochs=epochs, batch_size=32, shuffle=True, verbose=0)
     path = out_dir / "digits.keras"
-    model.save(path)
+    save_keras3(model, build_model, path)
     return path
 
 

@@ -5,7 +5,8 @@
     # one of N workers; TF_CONFIG names the cluster and this worker's index
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}' \\
-        python examples/distributed_training.py --technique prune --strategy multiworker
+        python examples/distributed_training.py --technique prune --strategy multiworker \\
+        --keras tf_keras
 
 `--keras tf_keras` runs the same with tf_keras models (tfmot's wrappers). Worker 0 (the
 chief) writes the result JSON: final sparsity, validation accuracy and the wall
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -100,6 +102,11 @@ def main() -> None:
     parser.add_argument("--out", default="distributed-result.json")
     args = parser.parse_args()
 
+    if args.keras == "3" and args.strategy == "multiworker":
+        print("error: Keras 3's fit does not run under MultiWorkerMirroredStrategy "
+              "(keras-team/keras#20585); train tf_keras models across workers: --keras tf_keras",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     strategy = _strategy(args.strategy)  # before any other TensorFlow work
     from edgekit import keras as ek
     from edgekit.examples.digits import digits_splits

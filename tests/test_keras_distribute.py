@@ -1,6 +1,8 @@
-"""Pruning, QAT and distillation under tf.distribute: MirroredStrategy on two logical CPUs,
-and MultiWorkerMirroredStrategy with two real worker processes talking gRPC on 127.0.0.1, with
-Keras 3 models (edgekit's own wrappers); tf_keras models (tfmot's) under MirroredStrategy."""
+"""Pruning, QAT and distillation under tf.distribute: MirroredStrategy on two logical CPUs with
+Keras 3 models (edgekit's own wrappers), and MultiWorkerMirroredStrategy with two real worker
+processes talking gRPC on 127.0.0.1 with tf_keras models (tfmot's): Keras 3's own `fit` does
+not run under MultiWorkerMirroredStrategy (keras-team/keras#20585, a plain Keras 3 model fails
+the same way here), which the example says in one line."""
 
 from __future__ import annotations
 
@@ -44,6 +46,11 @@ def single(tmp_path_factory):
     return _finish(_run("none", tmp_path_factory.mktemp("single") / "r.json"))
 
 
+@pytest.fixture(scope="module")
+def single_tf_keras(tmp_path_factory):
+    return _finish(_run("none", tmp_path_factory.mktemp("single2") / "r.json", keras="tf_keras"))
+
+
 def _compare(result, single, replicas):
     assert result["replicas"] == replicas
     for technique in ("prune", "qat", "distill"):
@@ -62,16 +69,15 @@ def test_mirrored_strategy_on_two_logical_cpus(single, tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_worker_mirrored_with_two_processes(single, tmp_path):
+def test_multi_worker_mirrored_with_two_processes(single_tf_keras, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
     procs = []
     for index in range(2):
         tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        procs.append(
-            _run("multiworker", tmp_path / f"r{index}.json", {"TF_CONFIG": json.dumps(tf_config)})
-        )
+        env = {"TF_CONFIG": json.dumps(tf_config)}
+        procs.append(_run("multiworker", tmp_path / f"r{index}.json", env, keras="tf_keras"))
     results = [_finish(proc) for proc in procs]
-    _compare(results[0], single, replicas=2)
+    _compare(results[0], single_tf_keras, replicas=2)
     # Both workers hold the same synchronised model.
     assert (
         results[0]["results"]["prune"]["val_accuracy"]
@@ -80,10 +86,11 @@ def test_multi_worker_mirrored_with_two_processes(single, tmp_path):
     assert (tmp_path / "r0.json").exists() and not (tmp_path / "r1.json").exists()
 
 
-@pytest.mark.slow
-def test_tf_keras_models_under_mirrored_strategy(tmp_path):
-    result = _finish(_run("mirrored", tmp_path / "r.json", keras="tf_keras"))
-    assert result["keras"] == "tf_keras" and result["replicas"] == 2
-    for technique in ("prune", "qat", "distill"):
-        assert result["results"][technique]["val_accuracy"] > 0.75, technique
-    assert result["results"]["prune"]["sparsity"] == pytest.approx(0.8, abs=0.01)
+
+def test_keras3_under_multi_worker_is_refused_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--strategy", "multiworker", "--out",
+                             str(tmp_path / "r.json")], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Keras 3")
+    assert "--keras tf_keras" in result.stderr and "Traceback" not in result.stderr

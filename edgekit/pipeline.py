@@ -420,6 +420,7 @@ def _run(
         scheme = "as-given"
         steps.skip("convert", "the input is already a .tflite model")
     else:
+        stages.check_qat_target(loaded, profile)
         with steps.run("convert float32 (reference)") as step:
             reference = stages.convert_reference(loaded)
             step.detail = f"{reference.size_bytes:,} bytes"

@@ -70,6 +70,16 @@ def uses_engine(loaded: LoadedModel, profile: TargetProfile, options: QuantOptio
     )
 
 
+def check_qat_target(loaded: LoadedModel, profile: TargetProfile) -> None:
+    """A QAT model deploys as int8 only: refuse a target whose scheme is anything else."""
+    if loaded.is_qat and profile.quantization.scheme != "int8":
+        raise UsageError(
+            f"{loaded.source}: a QAT model deploys as int8; target {profile.name} runs "
+            f"{profile.quantization.scheme}. Deploy the float model (before quantize_model) "
+            "there, or this one to an int8 target"
+        )
+
+
 def convert_deployed(
     loaded: LoadedModel,
     profile: TargetProfile,
@@ -86,6 +96,7 @@ def convert_deployed(
     from edgekit.converters.tflite import convert_for_target
 
     options = options or QuantOptions()
+    check_qat_target(loaded, profile)
     if uses_engine(loaded, profile, options) and calibration is not None:
         if reference is None:
             reference = convert_reference(loaded)

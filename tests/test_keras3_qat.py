@@ -239,3 +239,33 @@ def test_preserve_sparsity_keeps_a_pruned_models_zeros_through_qat(float_model, 
         if preserve:
             assert bundle.report.metrics["deployed_accuracy"] > 0.85, bundle.report.verification
     assert zeros["sparsity"] >= 0.74 > zeros[None] + 0.1, zeros
+
+
+def test_user_mistakes_get_one_line_errors(qat, tmp_path):
+    """Found by a new user: a subclassed Keras 3 model was called "not a Keras model", an
+    unbuilt one raised Keras's AttributeError (QAT) or failed inside fit (pruning,
+    clustering), and a QAT model deployed to a float32 profile as a float graph."""
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(x)
+
+    sub = Sub()
+    sub(np.zeros((1, 4), np.float32))
+    with pytest.raises(UsageError, match="subclassed"):
+        ek.quantize_model(sub, target="cortex-m4")
+    unbuilt = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(2)])
+    schedule = ek.pruning_schedule(0.5, epochs=1, steps_per_epoch=1)
+    for wrap in (lambda m: ek.quantize_model(m, target="cortex-m4"),
+                 lambda m: ek.prune_low_magnitude(m, schedule),
+                 lambda m: ek.cluster_weights(m, 4)):  # fmt: skip
+        with pytest.raises(UsageError, match="not built; define it with keras.Input"):
+            wrap(unbuilt)
+    float_only = Quantization(scheme="float32", io_dtype="float32")
+    float_target = replace(load_target("raspberry-pi-4"), name="float-pi", quantization=float_only)
+    with pytest.raises(UsageError, match="QAT model deploys as int8; target float-pi runs float32"):
+        edgekit.deploy(qat, float_target, out=tmp_path, analysis=False)

@@ -28,7 +28,40 @@ def is_tf_keras(obj: Any) -> bool:
 
 
 def is_keras3(obj: Any) -> bool:
-    return type(obj).__module__.startswith("keras")
+    """A Keras 3 object: one of Keras 3's classes, or a user's subclass of a Keras 3 layer or
+    model (defined in their own module)."""
+    if type(obj).__module__.startswith("keras"):
+        return True
+    keras = sys.modules.get("keras")
+    layer = getattr(getattr(keras, "layers", None), "Layer", None)
+    return layer is not None and isinstance(obj, layer)
+
+
+def keras_of(model: Any) -> Any:
+    """The Keras module a model belongs to: `keras` (Keras 3) or tf_keras."""
+    if type(model).__module__.startswith("tf_keras"):
+        return _keras2()
+    import keras
+
+    return keras
+
+
+def require_built(model: Any) -> Any:
+    """`model` if it knows its inputs (built); else a one-line error saying how to build it.
+
+    >>> require_built(None)
+    Traceback (most recent call last):
+    edgekit.errors.UsageError: model None is not built; define it with keras.Input first
+    """
+    try:
+        built = bool(model.inputs)
+    except (AttributeError, ValueError):  # an unbuilt Sequential raises
+        built = False
+    if not built:
+        raise UsageError(
+            f"model {getattr(model, 'name', None)!r} is not built; define it with keras.Input first"
+        )
+    return model
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -184,8 +217,6 @@ def ensure_tf_keras(model: Any) -> Any:
 
 def copy_model(model: Any) -> Any:
     """A model of the same Keras, architecture and weights, with its own variables."""
-    from edgekit.keras.surgery import keras_of
-
     copy = keras_of(model).models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy

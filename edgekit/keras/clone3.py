@@ -20,6 +20,7 @@ import numpy as np
 
 from edgekit._tf import keras3
 from edgekit.errors import UsageError
+from edgekit.keras._compat import require_built
 
 keras = keras3()
 
@@ -36,6 +37,7 @@ def rebuilt(model: Any, replace: Callable[[Any], Replacement | None], hint: str)
             "Keras 3 model; rebuild it functionally (keras.Input → layers → keras.Model), or "
             + hint
         )
+    require_built(model)
     loads: list[tuple[Any, list[np.ndarray]]] = []
 
     def clone(layer: Any) -> Any:

@@ -44,6 +44,7 @@ from typing import Any
 
 from edgekit._tf import keras3
 from edgekit.errors import UsageError
+from edgekit.keras._compat import require_built
 from edgekit.keras.folding import fold_batchnorm
 from edgekit.keras.qat3_layers import KERNEL_LAYERS, QuantizeActivation, QuantizeWeights
 
@@ -146,9 +147,10 @@ def quantize_keras3(model: Any, per_channel: bool = True, weights: str = "int8",
     ):
         raise UsageError(
             f"model {getattr(model, 'name', '?')!r} ({type(model).__name__}) is not a Keras 3 "
-            "Sequential or Functional model; rebuild it functionally (keras.Input → layers → "
-            "keras.Model) to quantize it"
+            "Sequential or Functional model (a subclassed model?); rebuild it functionally "
+            "(keras.Input → layers → keras.Model) to quantize it"
         )
+    require_built(model)
     folded = fold_batchnorm(model, strict=not per_channel)
     graph = folded if type(folded).__name__ == "Functional" else _functional(folded)
     nodes = _graph_nodes(graph)

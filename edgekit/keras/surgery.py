@@ -20,6 +20,7 @@ import copy
 from typing import Any
 
 from edgekit.errors import UsageError
+from edgekit.keras._compat import keras_of, require_built  # noqa: F401  (keras_of: public here too)
 
 
 def is_sequential(model: Any) -> bool:
@@ -55,24 +56,7 @@ def graph_model(model: Any) -> Any:
             "compression edits Sequential and Functional models (keras.Input → layers → "
             "keras.Model)"
         )
-    try:
-        built = bool(model.inputs)
-    except (AttributeError, ValueError):  # an unbuilt Sequential
-        built = False
-    if not built:
-        raise UsageError(f"model {model.name!r} is not built; define it with keras.Input first")
-    return model
-
-
-def keras_of(model: Any) -> Any:
-    """The Keras module a model belongs to: `keras` (Keras 3) or tf_keras."""
-    if type(model).__module__.startswith("tf_keras"):
-        from edgekit._tf import tf_keras
-
-        return tf_keras()
-    import keras
-
-    return keras
+    return require_built(model)
 
 
 def from_config(model: Any, config: dict) -> Any:

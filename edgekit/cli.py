@@ -395,10 +395,10 @@ def deploy(
 
 
 SUMMARY_METRICS = (
-    "float_accuracy", "deployed_accuracy", "top1_agreement", "output_sqnr_db", "logits_sqnr_db",
-    "output_max_abs_error", "output_cosine_similarity", "model_bytes", "tensor_arena_bytes",
-    "tensor_arena_32bit_bytes", "flash_bytes", "ram_bytes", "instructions_per_inference",
-    "macs", "host_latency_ms",
+    "float_accuracy", "deployed_accuracy", "top1_agreement", "qat_agreement", "output_sqnr_db",
+    "logits_sqnr_db", "output_max_abs_error", "output_cosine_similarity", "model_bytes",
+    "tensor_arena_bytes", "tensor_arena_32bit_bytes", "flash_bytes", "ram_bytes",
+    "instructions_per_inference", "macs", "host_latency_ms",
 )  # fmt: skip
 
 

@@ -139,6 +139,7 @@ def test_it_saves_as_keras_reloads_and_the_cli_deploys_it_without_calibration(
                          "--no-analysis")  # fmt: skip
     assert result.returncode == 0, result.stderr[-1500:]
     assert "QAT agreement" in (next((tmp_path / "out").iterdir()) / "report.md").read_text()
+    assert "qat_agreement" in result.stdout + result.stderr  # in the summary table too
 
 
 def test_a_per_tensor_target_gets_one_scale_per_kernel(float_model, digits_data, tmp_path):

@@ -217,3 +217,17 @@ def test_an_unstripped_pruned_file_deploys_and_reloads_in_a_new_process(pruned, 
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-1500:]
     assert int(loaded.stdout.split()[-1]) == 4  # conv, depthwise, hidden, label
+
+
+def test_target_fit_check_is_a_keras3_callback_in_fit(keras3_digits_model, digits_data):
+    """Inside Keras 3's own fit, beside UpdatePruningStep: the figures land in the History."""
+    train, calib = digits_data[0], digits_data[1]
+    steps = int(np.ceil(256 / BATCH))
+    model = compile_keras3(ek.prune_low_magnitude(keras3_digits_model, ek.pruning_schedule(
+        0.5, epochs=2, steps_per_epoch=steps)))  # fmt: skip
+    check = ek.callbacks.TargetFitCheck("cortex-m4", calib.x[:32], every_n_epochs=1)
+    assert isinstance(check, keras.callbacks.Callback)
+    history = model.fit(train.x[:256], train.y[:256], epochs=2, batch_size=BATCH, verbose=0,
+                        callbacks=[ek.callbacks.UpdatePruningStep(), check]).history  # fmt: skip
+    assert history["cortex-m4/fits_budget"] == [1.0, 1.0]
+    assert all(1_000 < size < 200_000 for size in history["cortex-m4/model_bytes"])

@@ -39,7 +39,7 @@ def is_keras3(obj: Any) -> bool:
 
 def keras_of(model: Any) -> Any:
     """The Keras module a model belongs to: `keras` (Keras 3) or tf_keras."""
-    if type(model).__module__.startswith("tf_keras"):
+    if is_tf_keras(model):
         return _keras2()
     import keras
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.keras._compat import ensure_tf_keras, tensorflow_backend, tfmot_layer_error
+from edgekit.keras._compat import (
+    ensure_tf_keras,
+    is_keras3,
+    tensorflow_backend,
+    tfmot_layer_error,
+)
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.centroids import init_method
-from edgekit.keras.sparsity_stats import _is_keras3
 
 CLUSTER_ALTERNATIVES = (
     "implement tfmot's ClusterableLayer (get_clusterable_weights) on the layer, or cluster only "
@@ -44,7 +48,7 @@ def cluster_weights(
     tfmot's options. The Keras 3 model is copied first, so the original keeps its weights.
     """
     method = init_method(cluster_centroids_init)
-    if _is_keras3(model):
+    if is_keras3(model):
         from edgekit.keras.clustering3 import cluster_keras3
 
         extra = sorted(set(kwargs) - {"cluster_gradient_aggregation"})
@@ -74,7 +78,7 @@ def strip_clustering(model: Any) -> Any:
     """Remove clustering wrappers (a new model for Keras 3). On a cluster-preserving QAT model,
     write the centroids back into the QAT kernels (tfmot's `strip_clustering_cqat`) and keep
     the QAT wrappers."""
-    if _is_keras3(model):
+    if is_keras3(model):
         from edgekit.keras.clustering3 import strip_keras3
 
         return strip_keras3(model)

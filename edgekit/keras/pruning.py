@@ -20,13 +20,13 @@ from edgekit.errors import UsageError
 from edgekit.keras._compat import (
     copy_model,
     ensure_tf_keras,
+    is_keras3,
     tensorflow_backend,
     unsupported_layers_error,
 )
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.schedules import ConstantSparsity, PolynomialDecay, pruning_schedule
 from edgekit.keras.sparsity_stats import (  # noqa: F401  (public here as before)
-    _is_keras3,
     layer_sparsity,
     total_sparsity,
 )
@@ -82,7 +82,7 @@ def prune_low_magnitude(
     weights (a teacher made of it is not the student).
     """
     schedule = schedule if schedule is not None else ConstantSparsity(0.5, 0)
-    if _is_keras3(model_or_layers):
+    if is_keras3(model_or_layers):
         from edgekit.keras.pruning3 import prune_keras3
 
         if block_size != (1, 1) or sparsity_m_by_n is not None or kwargs:
@@ -119,7 +119,7 @@ def _own_copy(model: Any) -> Any:
 @tensorflow_backend
 def strip_pruning(model: Any) -> Any:
     """Remove pruning wrappers; the zeros stay in the weights (a new model for Keras 3)."""
-    if _is_keras3(model):
+    if is_keras3(model):
         from edgekit.keras.pruning3 import strip_keras3
 
         return strip_keras3(model)

@@ -11,18 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.keras._compat import is_keras3
 from edgekit.keras._tfmot import tfmot
-
-
-def _is_keras3(obj: Any) -> bool:
-    from edgekit._tf import keras3
-
-    return isinstance(obj, keras3().layers.Layer)
 
 
 def _prunable_arrays(layer: Any) -> list[np.ndarray]:
     """The arrays pruning acts on: masks of wrapped layers, else the registry's kernels."""
-    if _is_keras3(layer):
+    if is_keras3(layer):
         from edgekit.keras.pruning3 import PruneLowMagnitude, prunable_weights, to_numpy
 
         if isinstance(layer, PruneLowMagnitude):

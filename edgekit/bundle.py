@@ -24,7 +24,7 @@ from edgekit import jsonfile
 from edgekit.errors import UsageError
 from edgekit.files import FORCE_HINT
 from edgekit.isolation import process_alive
-from edgekit.report import DeployReport, Role
+from edgekit.report import Artifact, DeployReport, Role
 from edgekit.targets import TargetProfile
 
 MAX_REPORT_BYTES = 32 * 1024 * 1024
@@ -220,3 +220,41 @@ def publish(staging: Path, final: Path, force: bool) -> None:
         old.rename(final)
         raise
     _remove(old)
+
+
+class BundleFiles:
+    """Files written into a (staging) bundle directory, each recorded as an Artifact.
+
+    >>> import tempfile
+    >>> files = BundleFiles(Path(tempfile.mkdtemp()))
+    >>> files.write("a.tflite", b"TFL3", Role.DEPLOYED_MODEL).name, files.artifacts[0].bytes
+    ('a.tflite', 4)
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.artifacts: list[Artifact] = []
+
+    def write(self, relative: str, data: bytes | str, role: Role) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        else:
+            path.write_bytes(data)
+        return self.add(path, role)
+
+    def add(self, path: Path, role: Role) -> Path:
+        """Record a file already inside the bundle (a copy is made by :meth:`adopt`)."""
+        self.artifacts.append(Artifact.of(path, self.root, role))
+        return path
+
+    def adopt(self, source: Path, relative: str, role: Role, move: bool = False) -> Path:
+        """Copy (or move) `source` into the bundle as `relative`."""
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if move:
+            source.rename(target)
+        else:
+            shutil.copyfile(source, target)
+        return self.add(target, role)

@@ -380,3 +380,17 @@ def check_model(
         if ram is not None:
             checks.append(ram)
     return checks
+
+
+# The checks that say whether a model fits the target's budgets and runtime (what
+# TargetFitCheck and `edgekit fit` call "fits").
+BUDGET_CHECKS = frozenset({"flash_budget", "ram_budget", "edgetpu_parameter_cache", "runtime_ops"})
+
+
+def fits_budget(checks: tuple[Check, ...] | list[Check]) -> bool:
+    """Every budget check among `checks` passed.
+
+    >>> fits_budget([Check("ram_budget", True, ""), Check("top1_agreement", False, "")])
+    True
+    """
+    return all(c.ok for c in checks if c.name in BUDGET_CHECKS)

@@ -18,6 +18,7 @@ from edgekit import __version__, signals
 from edgekit.console import console as _console
 from edgekit.console import escape, print_json
 from edgekit.errors import EdgekitError, UsageError
+from edgekit.metrics import SUMMARY, format_value
 
 TARGETS_DIR = click.option(
     "--targets-dir",
@@ -353,37 +354,37 @@ def deploy(
 
     Exit codes: 0 deployed and every check passed; 1 a check failed; 2 bad input.
     """
-    if model is None and example is None:
-        raise UsageError("no model given: pass MODEL or --example digits")
+    from edgekit.options import DeployOptions
+    from edgekit.pipeline import NO_MODEL
     from edgekit.pipeline import deploy as run_deploy
 
+    if model is None and example is None:
+        raise UsageError(NO_MODEL)
+    options = DeployOptions(
+        calibration=calibration,
+        validation=validation,
+        out=out,
+        force=force,
+        example=example,
+        delegate=delegate,
+        task=task,
+        sparse_size=sparse_size,
+        calibration_method=calibration_method,
+        bias_correction=not no_bias_correction,
+        rewrite=not no_rewrite,
+        analysis=not no_analysis,
+        keep_float=keep_float,
+        optimize=optimize,
+        min_sqnr=min_sqnr,
+        max_agreement_drop=max_agreement_drop,
+        unsafe_deserialization=unsafe_deserialization,
+        targets_dir=targets_dir,
+        tflm_dir=tflm_dir,
+        **_given(min_calibration_samples=min_calibration_samples),
+    )
     progress = _Progress(notes_only=as_json)
     try:
-        bundle = run_deploy(
-            model,
-            target,
-            calibration=calibration,
-            validation=validation,
-            out=out,
-            force=force,
-            example=example,
-            delegate=delegate,
-            task=task,
-            sparse_size=sparse_size,
-            calibration_method=calibration_method,
-            bias_correction=not no_bias_correction,
-            rewrite=not no_rewrite,
-            analysis=not no_analysis,
-            keep_float=keep_float,
-            optimize=optimize,
-            min_sqnr=min_sqnr,
-            max_agreement_drop=max_agreement_drop,
-            unsafe_deserialization=unsafe_deserialization,
-            targets_dir=targets_dir,
-            tflm_dir=tflm_dir,
-            on_step=progress,
-            **_given(min_calibration_samples=min_calibration_samples),
-        )
+        bundle = run_deploy(model, target, options, on_step=progress)
     finally:
         progress.close()
     report = bundle.report
@@ -394,12 +395,6 @@ def deploy(
     return 0 if bundle.ok else 1
 
 
-SUMMARY_METRICS = (
-    "float_accuracy", "deployed_accuracy", "top1_agreement", "qat_agreement", "output_sqnr_db",
-    "logits_sqnr_db", "output_max_abs_error", "output_cosine_similarity", "model_bytes",
-    "tensor_arena_bytes", "tensor_arena_32bit_bytes", "flash_bytes", "ram_bytes",
-    "instructions_per_inference", "macs", "host_latency_ms",
-)  # fmt: skip
 
 
 def _print_deploy_summary(bundle: Any) -> None:
@@ -408,11 +403,11 @@ def _print_deploy_summary(bundle: Any) -> None:
     rows = dict((name, value) for name, value, _ in report.metrics.rows())
     console.print()
     if report.verification:
-        console.print(f"  {'verified on':28} {escape(report.verification['runtime'])}")
-    for key in SUMMARY_METRICS:
+        console.print(f"  {'verified on':28} {escape(report.verification.runtime)}")
+    for key in SUMMARY:
         if key in rows:
             console.print(f"  {key:28} {rows[key]}")
-    _print_outputs(console, (report.verification or {}).get("outputs") or [])
+    _print_outputs(console, report.verification.outputs if report.verification else [])
     m = report.metrics
     if m.float_model_bytes and m.model_bytes:
         console.print(f"  {'size vs float32':28} {m.model_bytes / m.float_model_bytes:.2f}x")
@@ -428,21 +423,20 @@ def _print_deploy_summary(bundle: Any) -> None:
     )
 
 
-def _print_outputs(console: Any, outputs: list[dict]) -> None:
+def _print_outputs(console: Any, outputs: list[Any]) -> None:
     """With several outputs the figures above are the primary one's (the first classification
     output): each output gets its own line, so a weak one is not hidden."""
-    from edgekit.report import format_value
-
     if len(outputs) < 2:
         return
-    primary = next((o for o in outputs if o["task"] == "classification"), outputs[0])
-    console.print(f"  {'outputs':28} (the figures above are {escape(primary['name'])}'s)")
+    primary = next((o for o in outputs if o.task == "classification"), outputs[0])
+    console.print(f"  {'outputs':28} (the figures above are {escape(primary.name)}'s)")
     for out in outputs:
-        agreement = (f", top-1 agreement {format_value(out['top1_agreement'], 'pct')}"
-                     if out.get("top1_agreement") is not None else "")  # fmt: skip
-        sqnr = format_value(out["sqnr_db"], "db")
-        console.print(f"    {escape(out['name']):26} {out['task']}: SQNR {sqnr}, "
-                      f"max abs error {format_value(out['max_abs_error'])}{agreement}")
+        agreement = ""
+        if out.top1_agreement is not None:
+            agreement = f", top-1 agreement {format_value(out.top1_agreement, 'pct')}"
+        sqnr = format_value(out.sqnr_db, "db")
+        console.print(f"    {escape(out.name):26} {out.task}: SQNR {sqnr}, "
+                      f"max abs error {format_value(out.max_abs_error)}{agreement}")
 
 
 @cli.command("analyze")
@@ -474,7 +468,7 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
     integer kernels add) and with exact weights (how far per-channel is from the limit).
     """
 
-    from edgekit.quantization import analyze
+    from edgekit.analyze import analyze
     from edgekit.quantization.calibration import parse_method
 
     if calibration_method != "default":
@@ -497,9 +491,9 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
     console = _console()
     engine = report.engine
     console.print(f"[bold]{escape(report.model)} → {report.target}[/bold]: int8 by edgekit's "
-                  f"engine ({engine['method']} ranges, {engine['calibration_samples']} "
-                  f"calibration samples, bias correction in {engine['bias_corrected_ops']} ops"
-                  + "".join(f"; {r}" for r in engine["rewrites"]) + ")")  # fmt: skip
+                  f"engine ({engine.method} ranges, {engine.calibration_samples} "
+                  f"calibration samples, bias correction in {engine.bias_corrected_ops} ops"
+                  + "".join(f"; {r}" for r in engine.rewrites) + ")")  # fmt: skip
     console.print(f"compared at {escape(a.probe)} on {a.samples} samples:")
 
     def db(value: float | None) -> str:

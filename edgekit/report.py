@@ -1,28 +1,41 @@
-"""The deploy report: one schema, written as `report.json` and `report.md`, read back by
+"""The deploy report: typed records, written as `report.json` and `report.md`, read back by
 :meth:`edgekit.bundle.Bundle.load`.
 
-`report.json` layout (all keys always present; unknown figures are null):
+The pipeline assembles a :class:`DeployReport` once, at the end of a deploy, from the stage
+results (:mod:`edgekit.assemble`); every field is a typed, frozen record and
+:mod:`edgekit.records` turns them to JSON and back.
 
+`report.json` layout, schema 2 (all keys always present; unknown figures are null):
+
+- `schema`: the layout's version, :data:`SCHEMA_VERSION` (absent in schema 1 reports)
 - `edgekit_version`, `created` (UTC ISO 8601), `status`: "deployed" or "failed"
-- `model`: {name, source, kind, unsafe_deserialization}
+- `model`: {name, source, kind, written_by, unsafe_deserialization}
 - `target`: the effective profile (after `--delegate`), as `edgekit targets show --json`
-- `io`: {inputs, outputs}: each {name, shape, dtype, scale, zero_point}, what an application
-  needs to quantize its inputs and read the outputs
+- `io`: {inputs, outputs}: each {name, tensor, shape, dtype, scale, zero_point}, what an
+  application needs to quantize its inputs and read the outputs
 - `ops`: [{index, op, version, macs, placement}]; placement is "tpu"/"cpu" for Edge TPU
   targets (by edgekit's rule analysis or the compiler), else null
-- `metrics`: the :class:`Metrics` fields (each documented there, once)
+- `metrics`: the :class:`Metrics` fields (each defined once, in :mod:`edgekit.metrics`)
 - `verification`: per-output comparison, TFLM-vs-reference kernel check, runtime used
 - `quantization`: how edgekit's engine made the int8 model (method, bias correction,
-  rewrites, ops kept in float) and the per-layer `analysis` (see
-  :mod:`edgekit.quantization.analysis`), else null
+  rewrites, ops kept in float, search, mixed-precision cost) and the per-layer `analysis`
+  (see :mod:`edgekit.quantization.analysis`), else null
 - `checks`: [{name, ok, detail}]
-- `steps`: [{name, ran, seconds, detail}]; a step that did not run says why
+- `steps`: [{name, ran, seconds, detail, status}]; a step that did not run says why
 - `artifacts`: [{path, role, bytes, sha256}], paths relative to the bundle (never outside it)
-- `data`: {calibration, validation}: where the samples came from and how many
-- `tflm`: arena figures and where each came from (MCU targets), else null
-- `edgetpu`: rule analysis and compiler log (Edge TPU targets), else null
+- `data`: {calibration, validation, host_latency}: where the samples came from and how many,
+  and how the host latency was measured
+- `tflm`: where each arena and firmware figure came from (MCU targets), else null. Schema 1's
+  figure keys (`tensor_arena_bytes`, `arena_minimum_bytes`, ...) are still written, from the
+  metrics (:data:`TFLM_FIGURES`), and are not read back
+- `edgetpu`: rule analysis and compiler run (Edge TPU targets), else null
 - `bench`: the harness shipped in the bundle and the commands that run it
 - `notes`: plain sentences worth reading
+
+Schema history: 1 (edgekit before issue 17) had no `schema` key; 2 adds it, always writes
+`model.written_by`, `data.validation.labels`, `data.calibration.labels` (null),
+`quantization.mixed_precision_cost`/`analysis` (null when not measured) and the `tflm`
+firmware keys (null when no firmware ran). Every schema 1 key keeps its name and meaning.
 
 >>> Metrics(model_bytes=1024).to_dict()["model_bytes"]
 1024
@@ -33,12 +46,18 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.checks import Check
+from edgekit.metrics import format_value
+from edgekit.records import Record, from_json, to_json
+from edgekit.targets import TargetProfile
+from edgekit.verify import VerificationResult
 
+SCHEMA_VERSION = 2
 
 class Role(str, enum.Enum):
     """What a file in a bundle is for."""
@@ -53,86 +72,54 @@ class Role(str, enum.Enum):
     FIRMWARE = "firmware (QEMU)"
 
 
-def _metric(kind: str, meaning: str) -> Any:
-    return field(default=None, metadata={"kind": kind, "meaning": meaning})
+def _metric(name: str) -> Any:
+    definition = M.DEPLOY[name]
+    return field(default=None, metadata={"kind": definition.unit, "meaning": definition.meaning})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Metrics:
-    """Every figure a deploy reports, each defined once: its unit and what it measures.
+    """Every figure a deploy reports; names, units and meanings come from
+    :data:`edgekit.metrics.DEPLOY`, where each is defined once.
 
     Accuracy figures refer to the primary output (the first classification output, else the
     first output); `verification.outputs` in the report has every output.
     """
 
-    float_accuracy: float | None = _metric("pct", "accuracy of the float32 model on the labels")
-    deployed_accuracy: float | None = _metric(
-        "pct", "accuracy of the deployed model on the target's runtime"
-    )
-    top1_agreement: float | None = _metric(
-        "pct", "samples where float and deployed pick the same class"
-    )
-    qat_agreement: float | None = _metric(
-        "pct", "QAT models: output values within one int8 step of the simulated (fake-quant) model"
-    )
-    output_sqnr_db: float | None = _metric("db", "signal-to-quantization-noise of the output")
-    logits_sqnr_db: float | None = _metric(
-        "db", "SQNR of the logits (the input of the final softmax)"
-    )
-    output_max_abs_error: float | None = _metric("", "largest |float - deployed| output value")
-    output_cosine_similarity: float | None = _metric(
-        "", "mean cosine between float and deployed outputs per sample"
-    )
-    verified_samples: int | None = _metric("", "samples compared on the target's runtime")
-    validation_samples: int | None = _metric("", "samples in the validation set")
-    model_bytes: int | None = _metric("bytes", "size of the deployed .tflite")
-    float_model_bytes: int | None = _metric("bytes", "size of the float32 .tflite")
-    model_gzip_bytes: int | None = _metric(
-        "bytes", "deployed .tflite after gzip -9 (what pruning buys on the wire)"
-    )
-    model_sparse_bytes: int | None = _metric(
-        "bytes", "size in TFLite's sparse format (EXPERIMENTAL_SPARSITY; --sparse-size)"
-    )
-    weight_sparsity: float | None = _metric(
-        "pct", "zeros in conv/depthwise/dense weights of the deployed model"
-    )
-    parameters: int | None = _metric("", "constant tensor elements (weights, biases)")
-    macs: int | None = _metric("", "multiply-accumulates per inference")
-    host_latency_ms: float | None = _metric(
-        "ms", "p50 on this host: LiteRT, 1 thread, XNNPACK (not the target's own latency)"
-    )
-    activation_lower_bound_bytes: int | None = _metric(
-        "bytes", "most activation bytes alive at one op: no planner can use less"
-    )
-    tensor_arena_bytes: int | None = _metric(
-        "bytes", "kTensorArenaSize written to model_ops.h: measured minimum + alignment margin"
-    )
-    tensor_arena_minimum_bytes: int | None = _metric(
-        "bytes", "smallest arena the TFLM interpreter ran with (see tflm.arena_source)"
-    )
-    tensor_arena_32bit_bytes: int | None = _metric(
-        "bytes", "smallest arena the firmware ran with on the 32-bit CPU under QEMU"
-    )
-    flash_bytes: int | None = _metric("bytes", "firmware text + data (ELF, built for the target)")
-    ram_bytes: int | None = _metric(
-        "bytes", "firmware data + bss (incl. the arena) + stack and heap high-water marks"
-    )
-    instructions_per_inference: int | None = _metric(
-        "", "Cortex-M instructions per Invoke() under QEMU (-icount shift=0), not cycles"
-    )
-    tflm_max_diff_steps: int | None = _metric(
-        "", "largest TFLM vs LiteRT reference-kernel output difference, quantization steps"
-    )
-    optimized_vs_reference_steps: int | None = _metric(
-        "", "largest optimised (e.g. XNNPACK) vs reference-kernel difference (information)"
-    )
+    float_accuracy: float | None = _metric(M.FLOAT_ACCURACY)
+    deployed_accuracy: float | None = _metric(M.DEPLOYED_ACCURACY)
+    top1_agreement: float | None = _metric(M.TOP1_AGREEMENT)
+    qat_agreement: float | None = _metric(M.QAT_AGREEMENT)
+    output_sqnr_db: float | None = _metric(M.OUTPUT_SQNR_DB)
+    logits_sqnr_db: float | None = _metric(M.LOGITS_SQNR_DB)
+    output_max_abs_error: float | None = _metric(M.OUTPUT_MAX_ABS_ERROR)
+    output_cosine_similarity: float | None = _metric(M.OUTPUT_COSINE_SIMILARITY)
+    verified_samples: int | None = _metric(M.VERIFIED_SAMPLES)
+    validation_samples: int | None = _metric(M.VALIDATION_SAMPLES)
+    model_bytes: int | None = _metric(M.MODEL_BYTES)
+    float_model_bytes: int | None = _metric(M.FLOAT_MODEL_BYTES)
+    model_gzip_bytes: int | None = _metric(M.MODEL_GZIP_BYTES)
+    model_sparse_bytes: int | None = _metric(M.MODEL_SPARSE_BYTES)
+    weight_sparsity: float | None = _metric(M.WEIGHT_SPARSITY)
+    parameters: int | None = _metric(M.PARAMETERS)
+    macs: int | None = _metric(M.MACS)
+    host_latency_ms: float | None = _metric(M.HOST_LATENCY_MS)
+    activation_lower_bound_bytes: int | None = _metric(M.ACTIVATION_LOWER_BOUND_BYTES)
+    tensor_arena_bytes: int | None = _metric(M.TENSOR_ARENA_BYTES)
+    tensor_arena_minimum_bytes: int | None = _metric(M.TENSOR_ARENA_MINIMUM_BYTES)
+    tensor_arena_32bit_bytes: int | None = _metric(M.TENSOR_ARENA_32BIT_BYTES)
+    flash_bytes: int | None = _metric(M.FLASH_BYTES)
+    ram_bytes: int | None = _metric(M.RAM_BYTES)
+    instructions_per_inference: int | None = _metric(M.INSTRUCTIONS_PER_INFERENCE)
+    tflm_max_diff_steps: int | None = _metric(M.TFLM_MAX_DIFF_STEPS)
+    optimized_vs_reference_steps: int | None = _metric(M.OPTIMIZED_VS_REFERENCE_STEPS)
     accuracy_meaningful: bool = field(
         default=True,
-        metadata={"kind": "", "meaning": "False when calibration was random"},
+        metadata={"kind": "", "meaning": M.DEPLOY[M.ACCURACY_MEANINGFUL].meaning},
     )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def __getitem__(self, name: str) -> Any:
         """`metrics["deployed_accuracy"]` reads like report.json; unknown names raise KeyError."""
@@ -150,7 +137,7 @@ class Metrics:
         out = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or f.name == "accuracy_meaningful":
+            if value is None or f.name == M.ACCURACY_MEANINGFUL:
                 continue
             out.append((f.name, format_value(value, f.metadata["kind"]), f.metadata["meaning"]))
         return out
@@ -158,6 +145,8 @@ class Metrics:
 
 @dataclass
 class Step:
+    """One timed step of a deploy (filled in while it runs, then kept as it ended)."""
+
     name: str
     ran: bool
     seconds: float
@@ -165,7 +154,7 @@ class Step:
     status: str = "ok"  # ok | skipped | failed | interrupted | check_failed (ran, did not pass)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Artifact:
     path: str
     role: Role
@@ -180,30 +169,168 @@ class Artifact:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "role": self.role.value, "bytes": self.bytes,
-                "sha256": self.sha256}  # fmt: skip
+        return {"path": self.path, "role": self.role.value, "bytes": self.bytes, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Artifact:
+        return cls(data["path"], Role(data["role"]), int(data["bytes"]), str(data["sha256"]))
 
 
-@dataclass
+@dataclass(frozen=True)
+class ModelSection(Record):
+    """The model that was deployed: its name, where it came from and what wrote it."""
+
+    name: str
+    source: str
+    kind: str
+    written_by: str | None = None
+    unsafe_deserialization: bool = False
+
+
+@dataclass(frozen=True)
+class TensorRow(Record):
+    """An input or output: what an application needs to quantize inputs and read outputs."""
+
+    name: str
+    tensor: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+
+@dataclass(frozen=True)
+class IOSection(Record):
+    inputs: tuple[TensorRow, ...] = ()
+    outputs: tuple[TensorRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpRow(Record):
+    index: int
+    op: str
+    version: int
+    macs: int
+    placement: str | None = None  # "tpu" | "cpu" on Edge TPU targets
+
+
+@dataclass(frozen=True)
+class QuantizationSection(Record):
+    """How edgekit's engine made the int8 model."""
+
+    method: str
+    calibration_samples: int
+    bias_corrected_ops: int = 0
+    rewrites: tuple[str, ...] = ()
+    kept_in_float: tuple[str, ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)
+    search: dict[str, Any] | None = None  # --optimize / mixed-precision search (tool output)
+    mixed_precision_cost: dict[str, Any] | None = None
+    analysis: dict[str, Any] | None = None  # quantization.analysis.Analysis.to_dict()
+
+
+@dataclass(frozen=True)
+class DataSource(Record):
+    source: str
+    samples: int
+    labels: bool | None = None
+
+
+@dataclass(frozen=True)
+class HostLatency(Record):
+    """How `host_latency_ms` was measured (or why not: `error`)."""
+
+    p50_ms: float | None = None
+    runs: int | None = None
+    threads: int | None = None
+    delegate: str | None = None
+    cpu: str | None = None
+    harness: str | None = None
+    what: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSection(Record):
+    calibration: DataSource | None = None
+    validation: DataSource | None = None
+    host_latency: HostLatency | None = None
+
+
+# Schema 1's figure keys in `tflm`, written from the metrics they duplicate (not read back).
+TFLM_FIGURES = {
+    "tensor_arena_bytes": M.TENSOR_ARENA_BYTES,
+    "arena_minimum_bytes": M.TENSOR_ARENA_MINIMUM_BYTES,
+    "activation_lower_bound_bytes": M.ACTIVATION_LOWER_BOUND_BYTES,
+    "arena_32bit_bytes": M.TENSOR_ARENA_32BIT_BYTES,
+    "flash_bytes": M.FLASH_BYTES,
+    "ram_bytes": M.RAM_BYTES,
+    "instructions_per_inference": M.INSTRUCTIONS_PER_INFERENCE,
+}
+
+
+@dataclass(frozen=True)
+class TflmSection(Record):
+    """Where each TFLM figure (in `metrics`) came from."""
+
+    arena_source: str
+    arena_note: str
+    arena_32bit_source: str | None = None
+    elf_text_data_bss_arena: str | None = None
+    stack_high_water_bytes: int | None = None
+    memory_source: str | None = None
+    instructions_source: str | None = None
+    firmware: str | None = None
+
+
+@dataclass(frozen=True)
+class CompilerSection(Record):
+    ran: bool
+    command: tuple[str, ...]
+    detail: str
+    log: dict[str, Any] | None = None  # converters.edgetpu.CompilerLog.to_dict()
+
+
+@dataclass(frozen=True)
+class EdgeTPUSection(Record):
+    analysis: dict[str, Any]  # runtimes.edgetpu.EdgeTPUAnalysis.to_dict()
+    compiler: CompilerSection
+
+
+@dataclass(frozen=True)
+class BenchSection(Record):
+    """The harness in the bundle and the commands that run it, from the bundle directory."""
+
+    harness: str
+    transport: str
+    host: str | None = None
+    on_device: str | None = None
+    simulate: str | None = None
+    emulate: str | None = None
+    build: str | None = None
+
+
+@dataclass(frozen=True)
 class DeployReport:
     edgekit_version: str
     created: str
-    model: dict[str, Any]
-    target: dict[str, Any]
+    model: ModelSection
+    target: TargetProfile
     status: str = "failed"
-    io: dict[str, Any] = field(default_factory=dict)
-    ops: list[dict[str, Any]] = field(default_factory=list)
+    io: IOSection = field(default_factory=IOSection)
+    ops: tuple[OpRow, ...] = ()
     metrics: Metrics = field(default_factory=Metrics)
-    verification: dict[str, Any] | None = None
-    quantization: dict[str, Any] | None = None
-    checks: list[Check] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
-    artifacts: list[Artifact] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-    tflm: dict[str, Any] | None = None
-    edgetpu: dict[str, Any] | None = None
-    bench: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
+    verification: VerificationResult | None = None
+    quantization: QuantizationSection | None = None
+    checks: tuple[Check, ...] = ()
+    steps: tuple[Step, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+    data: DataSection = field(default_factory=DataSection)
+    tflm: TflmSection | None = None
+    edgetpu: EdgeTPUSection | None = None
+    bench: BenchSection | None = None
+    notes: tuple[str, ...] = ()
+    schema: int = SCHEMA_VERSION
 
     @property
     def ok(self) -> bool:
@@ -217,48 +344,53 @@ class DeployReport:
         return next((a for a in self.artifacts if a.role == role), None)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["metrics"] = self.metrics.to_dict()
-        data["checks"] = [c.to_dict() for c in self.checks]
-        data["steps"] = [asdict(s) for s in self.steps]
-        data["artifacts"] = [a.to_dict() for a in self.artifacts]
+        data = {"schema": self.schema}
+        data.update({f.name: to_json(getattr(self, f.name)) for f in fields(self)})
+        if data["tflm"] is not None:
+            data["tflm"] = {
+                **{key: getattr(self.metrics, name) for key, name in TFLM_FIGURES.items()},
+                **data["tflm"],
+            }
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeployReport:
         """Read back a report.json (validated by the caller, :meth:`Bundle.load`)."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["metrics"] = Metrics.from_dict(data.get("metrics") or {})
-        values["checks"] = [Check(**c) for c in data.get("checks") or []]
-        values["steps"] = [Step(**s) for s in data.get("steps") or []]
-        values["artifacts"] = [
-            Artifact(a["path"], Role(a["role"]), int(a["bytes"]), str(a["sha256"]))
-            for a in data.get("artifacts") or []
-        ]
-        return cls(**values)
+        record = {
+            name: from_json(kind, data[name])
+            for name, kind in _REPORT_TYPES.items()
+            if data.get(name) is not None
+        }
+        record["target"] = TargetProfile.from_dict(data.get("target"), "report.json: target")
+        record["schema"] = data.get("schema", 1)
+        return cls(**record)
 
 
-def format_value(value: Any, kind: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if kind == "pct":
-        return f"{100 * value:.1f} %"
-    if kind == "db":
-        return f"{value:.1f} dB"
-    if kind == "bytes":
-        return f"{value:,} B ({value / 1024:.1f} KiB)"
-    if kind == "ms":
-        return f"{value:.3f} ms"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+_REPORT_TYPES: dict[str, Any] = {
+    "edgekit_version": str,
+    "created": str,
+    "model": ModelSection,
+    "status": str,
+    "io": IOSection,
+    "ops": tuple[OpRow, ...],
+    "metrics": Metrics,
+    "verification": VerificationResult,
+    "quantization": QuantizationSection,
+    "checks": tuple[Check, ...],
+    "steps": tuple[Step, ...],
+    "artifacts": tuple[Artifact, ...],
+    "data": DataSection,
+    "tflm": TflmSection,
+    "edgetpu": EdgeTPUSection,
+    "bench": BenchSection,
+    "notes": tuple[str, ...],
+}
 
 
-def _io_rows(report: DeployReport) -> list[str]:
+def _io_rows(report: dict[str, Any]) -> list[str]:
     lines = ["| | name | shape | dtype | scale | zero point |", "|---|---|---|---|---|---|"]
     for kind in ("inputs", "outputs"):
-        for row in report.io.get(kind, []):
+        for row in report["io"].get(kind, []):
             scale = "-" if row["scale"] is None else f"{row['scale']:.9g}"
             zero = "-" if row["zero_point"] is None else str(row["zero_point"])
             lines.append(
@@ -275,8 +407,7 @@ def _kernel_gap(analysis: dict[str, Any]) -> str:
                     simulated_sqnr_db=analysis["simulated_sqnr_db"]).kernel_gap()  # fmt: skip
 
 
-def _quantization_section(report: DeployReport) -> list[str]:
-    q = report.quantization or {}
+def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     lines = ["", "## Quantization", ""]
     facts = [f"calibration method `{q.get('method')}` on {q.get('calibration_samples')} samples"]
     if q.get("bias_corrected_ops"):
@@ -330,27 +461,28 @@ def _quantization_section(report: DeployReport) -> list[str]:
 
 def render_markdown(report: DeployReport) -> str:
     """A human-readable report; every metric row says what it measures."""
-    t = report.target
+    d = report.to_dict()
+    t = d["target"]
     quant = t["quantization"]
     lines = [
-        f"# {report.model['name']} → {t['name']}: {report.status.upper()}",
+        f"# {report.model.name} → {t['name']}: {report.status.upper()}",
         "",
         f"{t['description']}. Runtime: {t['runtime_label'] or t['runtime']}; quantization "
         f"{quant['scheme']} with {quant['io_dtype']} inputs/outputs; delegate "
         f"{t['execution']['delegate']}.",
     ]
     if report.verification:
-        lines += ["", f"Deployed figures come from: {report.verification['runtime']}."]
+        lines += ["", f"Deployed figures come from: {report.verification.runtime}."]
     lines += ["", "## Metrics", "", "| metric | value | meaning |", "|---|---|---|"]
     for name, value, meaning in report.metrics.rows():
         lines.append(f"| {name} | {value} | {meaning} |")
     if not report.metrics.accuracy_meaningful:
         lines += ["", "**Calibration was random: the accuracy figures above are meaningless.**"]
-    if report.verification and report.verification.get("outputs"):
+    if d["verification"] and d["verification"].get("outputs"):
         lines += ["", "### Outputs", "",
                   "| output | task | SQNR | logits SQNR | max abs error | cosine | agreement |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for out in report.verification["outputs"]:
+        for out in d["verification"]["outputs"]:
             lines.append(
                 f"| {out['name']} {out['shape']} | {out['task']} ({out['task_reason']}) | "
                 f"{format_value(out['sqnr_db'], 'db')} | "
@@ -359,19 +491,21 @@ def render_markdown(report: DeployReport) -> str:
                 f"{format_value(out['cosine_similarity'])} | "
                 f"{format_value(out['top1_agreement'], 'pct')} |"
             )
-    if report.quantization:
-        lines += _quantization_section(report)
-    lines += ["", "## Inputs and outputs", "", *_io_rows(report)]
+    if d["quantization"]:
+        lines += _quantization_section(report, d["quantization"])
+    lines += ["", "## Inputs and outputs", "", *_io_rows(d)]
     lines += ["", "## Checks", "", "| check | result | detail |", "|---|---|---|"]
     for check in report.checks:
         lines.append(f"| {check.name} | {'pass' if check.ok else '**FAIL**'} | {check.detail} |")
-    if report.tflm:
+    if d["tflm"]:
         lines += ["", "## Tensor arena", ""]
-        for key, value in report.tflm.items():
+        for key, value in d["tflm"].items():
+            if value is None:
+                continue
             lines.append(f"- {key}: {format_value(value)}")
-    if report.edgetpu:
-        analysis = report.edgetpu.get("analysis", {})
-        compiler = report.edgetpu.get("compiler") or {}
+    if d["edgetpu"]:
+        analysis = d["edgetpu"].get("analysis", {})
+        compiler = d["edgetpu"].get("compiler") or {}
         lines += [
             "",
             "## Edge TPU",
@@ -383,8 +517,7 @@ def render_markdown(report: DeployReport) -> str:
     lines += ["", "## Ops", "", "| # | op | version | MACs | runs on |", "|---|---|---|---|---|"]
     for op in report.ops:
         lines.append(
-            f"| {op['index']} | {op['op']} | {op['version']} | {op['macs']:,} | "
-            f"{op.get('placement') or '-'} |"
+            f"| {op.index} | {op.op} | {op.version} | {op.macs:,} | {op.placement or '-'} |"
         )
     lines += ["", "## Steps", "", "| step | ran | seconds | detail |", "|---|---|---|---|"]
     for step in report.steps:
@@ -394,7 +527,7 @@ def render_markdown(report: DeployReport) -> str:
     if report.bench:
         lines += ["", "## Benchmark on the device", ""]
         lines.append(
-            f"Harness: {report.bench['harness']} (files in `harness/`). Run these in the "
+            f"Harness: {report.bench.harness} (files in `harness/`). Run these in the "
             "bundle directory:"
         )
         labels = {
@@ -405,8 +538,8 @@ def render_markdown(report: DeployReport) -> str:
             "build": "Build the firmware yourself (CMake; see harness/README.md)",
         }
         for key, label in labels.items():
-            if report.bench.get(key):
-                lines += ["", f"{label}:", "", f"    {report.bench[key]}"]
+            if getattr(report.bench, key):
+                lines += ["", f"{label}:", "", f"    {getattr(report.bench, key)}"]
     lines += ["", "## Files", "", "| path | role | bytes | sha256 |", "|---|---|---|---|"]
     for art in report.artifacts:
         lines.append(

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.data import Dataset, as_float32, take
+from edgekit.records import Record
 from edgekit.runtimes.litert import dequantize_tensor, input_feeds
 from edgekit.tflite_model import Operator, TFLiteModel
 
@@ -205,7 +206,7 @@ def match_outputs(deployed: TFLiteModel, reference: TFLiteModel | None) -> list[
 
 
 @dataclass
-class OutputMetrics:
+class OutputMetrics(Record):
     """How one output of the deployed model compares with the float model's."""
 
     name: str
@@ -225,7 +226,7 @@ class OutputMetrics:
 
 
 @dataclass
-class KernelCheck:
+class KernelCheck(Record):
     """TFLM against LiteRT's reference kernels on the same inputs."""
 
     samples: int
@@ -237,7 +238,7 @@ class KernelCheck:
 
 
 @dataclass
-class VerificationResult:
+class VerificationResult(Record):
     """Float vs deployed on the validation inputs, on the device's runtime."""
 
     samples: int

@@ -68,10 +68,10 @@ def test_debug_works_anywhere_on_the_line(tmp_path):
 
 def test_an_interrupted_step_is_not_a_green_tick(capsys):
     from edgekit.cli import _Progress
-    from edgekit.pipeline import _Steps
+    from edgekit.pipeline import Steps
 
     progress = _Progress()
-    steps = _Steps(progress)
+    steps = Steps(progress)
     with steps.run("load model"):
         pass
     with pytest.raises(KeyboardInterrupt), steps.run("convert int8"):

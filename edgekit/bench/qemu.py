@@ -289,3 +289,22 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
         latencies_ms=estimates,
         **identity,
     )
+
+
+def bench_firmware(model, profile, *, arena_bytes, tflm_dir, progress=None, runs=3, warmup=1,
+                 timeout=600.0):  # TEMPORARY (H1 replaces)
+    from edgekit.bench.result import BenchResult, DeviceFailure
+    from edgekit.bench.runner import BenchRequest, _model_file
+    from edgekit.bench.uri import parse_device
+
+    bench_model = _model_file(model)
+    bench_model.arena_bytes = arena_bytes
+    request = BenchRequest(
+        model=bench_model, device=parse_device("qemu"), profile=profile,
+        settings={"runs": runs, "warmup": warmup, "threads": 1, "delegate": "none", "input": "random"},
+        timeout=timeout, tflm_dir=tflm_dir, progress=progress,
+    )
+    try:
+        return run_qemu(request)
+    except DeviceFailure as exc:
+        return BenchResult(status="failed", error=str(exc), **request.identity())

@@ -9,7 +9,7 @@ class goes into either Keras's `fit` (they derive from edgekit.keras.callback_ba
   put it before TensorBoard in the callback list).
 - `DistillationSchedule`: anneals a `Distiller`'s temperature and/or alpha over epochs (the
   Distiller's own variables, of either Keras).
-- `TargetFitCheck`: does the model still fit the target? Converts a copy at epoch end.
+- `TargetFitCheck`: does the model still fit the target? Deploys a copy at epoch end.
 - `ChannelPruningSchedule`: removes channels in steps during fit (edgekit.keras.channel_schedule).
 - `ProximalSparsity`: group-lasso / BN-γ proximal steps, exact zeros (edgekit.keras.sparsity).
 """
@@ -21,11 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from edgekit import metrics as M
 from edgekit._tf import keras3
+from edgekit.checks import fits_budget
 from edgekit.errors import UsageError
 from edgekit.keras._compat import copy_model
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.callback_base import Callback
+from edgekit.options import DeployOptions
+from edgekit.pipeline import deploy
+from edgekit.targets import load_target
 
 keras = keras3()
 
@@ -180,15 +185,21 @@ def deployable_copy(model: Any) -> Any:
 
 
 class TargetFitCheck(Callback):
-    """Every `every_n_epochs`, convert a copy for `target` and log whether it fits.
+    """Every `every_n_epochs`, deploy a copy for `target` (in memory) and log whether it fits.
 
-    Logged (prefixed with the target name, e.g. `cortex-m4/tensor_arena_bytes`):
-    `model_bytes`, `macs` (of the converted model), `latency_ms` (its p50 on this host:
-    LiteRT, 1 thread, XNNPACK, edgekit's harness; not for MCU targets, and `latency=False`
-    turns it off), `tensor_arena_bytes` (MCU targets), `fits_budget` (1.0 or 0.0) and
-    `top1_agreement` of the converted model with the Keras model on `samples` inputs.
-    The model being trained is never modified: pruning/clustering wrappers are stripped from
-    a copy. With `stop_when_fits=True`, training stops at the first epoch that fits.
+    It runs `edgekit.deploy` itself (no bundle written, no per-layer analysis), so "does it
+    fit" during training means what it means at deploy. Logged, prefixed with the target name
+    (e.g. `cortex-m4/tensor_arena_bytes`), under the report's metric names
+    (:data:`edgekit.metrics.FIT_CHECK`): `model_bytes`, `macs`, `host_latency_ms` (p50 on this
+    host, as in a deploy; not for MCU targets, and `latency=False` turns it off),
+    `tensor_arena_bytes` (MCU targets), `top1_agreement` of the deployed model with the float
+    model on `samples` calibration inputs, and `fits_budget` (1.0 or 0.0: every budget check
+    passed). The model being trained is never modified: pruning/clustering wrappers are
+    stripped from a copy. With `stop_when_fits=True`, training stops at the first epoch that
+    fits. :attr:`last` holds the last :class:`~edgekit.pipeline.Deployment`.
+
+    >>> check = TargetFitCheck("cortex-m4", x_calibration)        # doctest: +SKIP
+    >>> model.fit(x, y, epochs=5, callbacks=[check])              # doctest: +SKIP
     """
 
     def __init__(
@@ -201,8 +212,6 @@ class TargetFitCheck(Callback):
         latency: bool = True,
     ) -> None:
         super().__init__()
-        from edgekit.targets import load_target
-
         self.profile = load_target(target)
         self.calibration = np.asarray(calibration, dtype=np.float32)
         if self.calibration.ndim < 2 or len(self.calibration) == 0:
@@ -212,45 +221,29 @@ class TargetFitCheck(Callback):
             )
         self.every_n_epochs = max(1, int(every_n_epochs))
         self.stop_when_fits = stop_when_fits
-        self.samples = samples
-        self.latency = latency
+        self.options = DeployOptions(
+            calibration=self.calibration,
+            validation=self.calibration[:samples],
+            min_calibration_samples=1,
+            analysis=False,
+            host_latency=latency,
+            firmware=False,
+            write_bundle=False,
+        )
         self.history: list[dict[str, float]] = []
+        self.last: Any = None
 
     def measure(self, model: Any) -> dict[str, float]:
-        """Convert a deployable copy of `model` and return the figures (unprefixed).
-
-        The same stage functions as `edgekit deploy` convert, size the arena and check.
-        """
-        from edgekit import stages
-        from edgekit.bench.linux import host_latencies
-        from edgekit.graph import op_macs
-        from edgekit.models import from_keras
-        from edgekit.verify import run_model
-
+        """Deploy a deployable copy of `model` and return the figures (unprefixed)."""
         started = time.perf_counter()
-        snapshot = deployable_copy(model)
-        loaded = from_keras(snapshot, "TargetFitCheck")
-        deployed, converted = stages.convert_deployed(loaded, self.profile, self.calibration)
-        figures: dict[str, float] = {"model_bytes": float(converted.model_bytes)}
-        figures["macs"] = float(sum(op_macs(deployed, op) for op in deployed.operators))
-        if self.latency and not self.profile.is_mcu:
-            figures["latency_ms"] = host_latencies([deployed.data], rounds=1, runs=30)[0]
-        tflm = None
-        if self.profile.is_mcu:
-            tflm = stages.export_tflm(deployed, "TargetFitCheck", sources=False)
-            if tflm.ok:
-                figures["tensor_arena_bytes"] = float(tflm.arena.tensor_arena_bytes)
-        checks = stages.check_stage(deployed, self.profile, tflm)
-        budget = [
-            c for c in checks if c.name.endswith(("budget", "parameter_cache", "runtime_ops"))
-        ]
-        figures["fits_budget"] = float(all(c.ok for c in budget))
-        x = self.calibration[: self.samples]
-        expected = np.asarray(snapshot(x, training=False)).reshape(len(x), -1)
-        outputs = run_model(deployed, x)
-        got = next(iter(outputs.values())).reshape(len(x), -1)
-        if expected.shape[1] > 1 and len(outputs) == 1:
-            figures["top1_agreement"] = float(np.mean(expected.argmax(1) == got.argmax(1)))
+        self.last = deploy(deployable_copy(model), self.profile, self.options)
+        report = self.last.report
+        figures = {
+            name: float(report.metrics[name])
+            for name in M.FIT_CHECK
+            if report.metrics[name] is not None
+        }
+        figures[M.FITS_BUDGET] = float(fits_budget(report.checks))
         figures["seconds"] = time.perf_counter() - started
         return figures
 
@@ -262,5 +255,5 @@ class TargetFitCheck(Callback):
         if logs is not None:
             for key, value in figures.items():
                 logs[f"{self.profile.name}/{key}"] = value
-        if self.stop_when_fits and figures["fits_budget"] == 1.0:
+        if self.stop_when_fits and figures[M.FITS_BUDGET] == 1.0:
             self.model.stop_training = True

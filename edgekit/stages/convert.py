@@ -1,35 +1,74 @@
-"""The deploy stages: profile → model → convert → export → check → verify.
+"""The convert stage: the float32 reference and the deployed model (int8 by edgekit's engine,
+or the TFLite converter's other schemes).
 
-Each stage is a function that returns a typed result; nothing here writes a bundle. The deploy
-pipeline (:mod:`edgekit.pipeline`) calls them in order and assembles the report at the end;
-`edgekit.keras.callbacks.TargetFitCheck` calls the same functions on a copy of a model in
-training, so "does it fit" during training means what it means at deploy.
-
->>> from edgekit.stages import convert_deployed                                 # doctest: +SKIP
+>>> from edgekit.stages.convert import convert_deployed                        # doctest: +SKIP
 >>> deployed, converted = convert_deployed(loaded, load_target("cortex-m4"), x)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from edgekit.checks import Check, check_model
-from edgekit.data import as_float32, take
-from edgekit.errors import RuntimeFailure, RuntimeTimeout, ToolError, UsageError
-from edgekit.models import LoadedModel
+from edgekit.checks import model_precision
+from edgekit.converters.tflite import ConvertedModel, convert, convert_for_target
+from edgekit.data import Dataset, as_float32, take
+from edgekit.errors import UsageError
+from edgekit.models import LoadedModel, conversion_worker
+from edgekit.options import DeployOptions
+from edgekit.quantization.search import Goal
 from edgekit.targets import TargetProfile
+from edgekit.tflite_edit import average_pool_to_mean
 from edgekit.tflite_model import TFLiteModel, read_tflite
 
-# --- convert ---------------------------------------------------------------------------------
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The deployed model, the float model it is verified against, and how it was made.
+
+    `scheme` names the deployed file (`<model>_<scheme>.tflite`): the profile's scheme, or
+    "as-given" for a `.tflite` deployed as it is.
+    """
+
+    deployed: TFLiteModel
+    reference: TFLiteModel | None
+    scheme: str
+    converted: ConvertedModel | None = None
+
+    @property
+    def engine(self) -> Any:
+        """edgekit's engine result (quantization.engine), when the engine made the model."""
+        return None if self.converted is None else self.converted.quantization
+
+    @property
+    def power_of_two_ops(self) -> int:
+        return 0 if self.converted is None else self.converted.power_of_two_ops
+
+    @property
+    def detail(self) -> str:
+        if self.converted is None:
+            return f"{self.deployed.size_bytes:,} bytes"
+        return conversion_detail(self.converted)
+
+
+def quantizes_tflite(loaded: LoadedModel, profile: TargetProfile) -> bool:
+    """A float `.tflite` to an int8 target: edgekit's engine quantizes it (no Keras needed)."""
+    return (
+        loaded.is_tflite
+        and profile.quantization.scheme == "int8"
+        and model_precision(loaded.tflite) == "float32"
+    )
 
 
 def convert_reference(loaded: LoadedModel) -> TFLiteModel:
     """The float32 `.tflite` every deployed model is compared with."""
-    from edgekit.converters.tflite import convert
-
     converted = convert(loaded, "float32")
     return read_tflite(converted.data, f"{loaded.name}_float32.tflite")
 
@@ -47,7 +86,16 @@ class QuantOptions:
     rewrite: bool = True  # global AVERAGE_POOL_2D → MEAN (its own output scale)
     denylisted: tuple[str, ...] = ()  # ops kept in float (mixed precision)
     optimize: bool = False  # search every method and bias correction (--optimize accuracy)
-    goal: Any = None  # search.Goal: the fewest ops kept in float that reach it
+    goal: Goal | None = None  # the fewest ops kept in float that reach it
+
+    @classmethod
+    def of(cls, options: DeployOptions) -> QuantOptions:
+        """The quantization part of a deploy's options."""
+        goal = None
+        if options.min_sqnr is not None or options.max_agreement_drop is not None:
+            goal = Goal(options.min_sqnr, options.max_agreement_drop)
+        return cls(options.calibration_method, options.bias_correction, options.rewrite,
+                   options.keep_float, options.optimize == "accuracy", goal)
 
     @property
     def engine(self) -> bool:
@@ -86,15 +134,13 @@ def convert_deployed(
     calibration: np.ndarray | None,
     options: QuantOptions | None = None,
     reference: TFLiteModel | None = None,
-    progress: Any = None,
-) -> tuple[TFLiteModel, Any]:
+    progress: Progress | None = None,
+) -> tuple[TFLiteModel, ConvertedModel]:
     """(deployed model, ConvertedModel) with the profile's quantization settings.
 
     Post-training int8 goes through edgekit's engine (`options`); the ConvertedModel then
     carries the engine's result as `.quantization`.
     """
-    from edgekit.converters.tflite import convert_for_target
-
     options = options or QuantOptions()
     check_qat_target(loaded, profile)
     if uses_engine(loaded, profile, options) and calibration is not None:
@@ -104,8 +150,6 @@ def convert_deployed(
                                     f"{loaded.name}_int8.tflite", progress)  # fmt: skip
     converted = convert_for_target(loaded, profile.quantization, calibration)
     if loaded.is_qat and converted.scheme == "int8":
-        from dataclasses import replace
-
         from edgekit.quantization.power_of_two import snap_power_of_two
 
         data, snapped = snap_power_of_two(converted.data)
@@ -115,6 +159,23 @@ def convert_deployed(
     return model, converted
 
 
+def quantize_tflite(
+    loaded: LoadedModel,
+    profile: TargetProfile,
+    calibration: Dataset | None,
+    options: QuantOptions,
+    progress: Progress | None = None,
+) -> Conversion:
+    """A float `.tflite` given as the model, quantized to int8 by edgekit's engine; the given
+    model is the reference it is verified against."""
+    if calibration is None:
+        raise UsageError(f"{loaded.source}: quantizing a float .tflite needs calibration data")
+    deployed, converted = quantize_float_model(
+        loaded.tflite, profile, calibration.x, options, None, f"{loaded.name}_int8", progress
+    )
+    return Conversion(deployed, loaded.tflite, "int8", converted)
+
+
 def quantize_float_model(
     float_model: TFLiteModel,
     profile: TargetProfile,
@@ -122,19 +183,14 @@ def quantize_float_model(
     options: QuantOptions,
     worker: Any = None,
     name: str = "model_int8.tflite",
-    progress: Any = None,
-) -> tuple[TFLiteModel, Any]:
+    progress: Progress | None = None,
+) -> tuple[TFLiteModel, ConvertedModel]:
     """A float `.tflite` → int8 with edgekit's engine (also for float `.tflite` input).
 
     TensorFlow's quantizer runs in `worker` (the model's conversion worker), or the shared
     conversion worker when the caller's process has no TensorFlow model of its own.
     """
-    import time
-
-    from edgekit.converters.tflite import ConvertedModel
-    from edgekit.models import conversion_worker
-    from edgekit.quantization.engine import quantize_int8
-    from edgekit.tflite_edit import average_pool_to_mean
+    from edgekit.quantization.engine import quantize_int8  # TensorFlow: loaded when used
 
     started = time.perf_counter()
     data = float_model.data
@@ -151,8 +207,6 @@ def quantize_float_model(
                 notes.append(f"AVERAGE_POOL_2D → MEAN rewrite dropped: outputs moved by "
                              f"{error:.2e} (relative), over {REWRITE_TOLERANCE:g}")  # fmt: skip
     if worker is None:
-        import sys
-
         worker = None if "tensorflow" in sys.modules else conversion_worker()
     quant = profile.quantization
     x = as_float32(take(calibration, slice(0, MAX_CALIBRATION)))
@@ -273,7 +327,7 @@ def _search(result: Any, data: bytes, x: np.ndarray, options: QuantOptions, quan
     return result
 
 
-def conversion_detail(converted: Any) -> str:
+def conversion_detail(converted: ConvertedModel) -> str:
     """One line on how a model was converted, in the scheme's own terms."""
     size = f"{converted.model_bytes:,} bytes"
     engine = getattr(converted, "quantization", None)
@@ -302,161 +356,3 @@ def conversion_detail(converted: Any) -> str:
     if converted.scheme == "dynamic":
         return f"{size}, int8 weights, float32 activations (dynamic range)"
     return size
-
-
-# --- TFLM ------------------------------------------------------------------------------------
-
-
-@dataclass
-class TflmExport:
-    """A measured arena and the generated sources, or why there are none."""
-
-    arena: Any = None  # runtimes.tflm.ArenaMeasurement
-    sources: dict[str, str] = field(default_factory=dict)
-    missing_ops: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.arena is not None and self.error is None
-
-
-def export_tflm(model: TFLiteModel, name: str, sources: bool = True) -> TflmExport:
-    """Measure the arena with TFLM and generate the C sources (`sources=False`: arena only)."""
-    from edgekit.converters.tflm import tflm_sources
-    from edgekit.runtimes.tflm import measure_arena, missing_ops
-
-    lacking = missing_ops(model)
-    if lacking:
-        return TflmExport(missing_ops=lacking, error=f"TFLM has no kernel for {', '.join(lacking)}")
-    try:
-        arena = measure_arena(model)
-    except RuntimeTimeout as exc:
-        loops = [op for op in model.operators if op.name == "WHILE"]
-        hint = (
-            f" (op #{loops[0].index} WHILE: a loop TFLM did not end; recurrent layers such as "
-            "GRU and LSTM built with unroll=True have no loop)"
-            if loops
-            else ""
-        )
-        return TflmExport(error=f"{exc}{hint}")
-    except ToolError as exc:
-        return TflmExport(error=str(exc))
-    files = tflm_sources(model, name, arena) if sources else {}
-    return TflmExport(arena=arena, sources=files)
-
-
-# --- check -----------------------------------------------------------------------------------
-
-
-def check_stage(model: TFLiteModel, profile: TargetProfile, tflm: TflmExport | None) -> list[Check]:
-    """Every static and budget check; a failed TFLM export is a failed `tflm_runs` check."""
-    arena = tflm.arena.tensor_arena_bytes if tflm is not None and tflm.ok else None
-    checks = check_model(model, profile, arena, measure=False)
-    if tflm is not None and tflm.error and not tflm.missing_ops:
-        checks.append(Check("tflm_runs", False, tflm.error))
-    return checks
-
-
-# --- Edge TPU --------------------------------------------------------------------------------
-
-
-@dataclass
-class EdgeTPUResult:
-    analysis: Any  # runtimes.edgetpu.EdgeTPUAnalysis
-    compiler: Any  # converters.edgetpu.CompilerRun
-
-    def checks(self) -> list[Check]:
-        run = self.compiler
-        if run.output_model is not None and run.log and run.log.ops_on_cpu:
-            return [
-                Check("edgetpu_compiler_ops", False, f"compiler left {run.log.ops_on_cpu} ops on "
-                      "the CPU")  # fmt: skip
-            ]
-        if run.ran and run.output_model is None:
-            return [Check("edgetpu_compiler", False, run.detail)]
-        return []
-
-    def to_dict(self) -> dict[str, Any]:
-        run = self.compiler
-        return {
-            "analysis": self.analysis.to_dict(),
-            "compiler": {
-                "ran": run.ran,
-                "command": run.command,
-                "detail": run.detail,
-                "log": run.log.to_dict() if run.log else None,
-            },
-        }
-
-
-def compile_edgetpu(model: TFLiteModel, model_file: Any, out_dir: Any, profile: TargetProfile):
-    """Rule analysis, and the compiler when it is installed."""
-    from edgekit.converters.edgetpu import run_compiler
-    from edgekit.runtimes.edgetpu import analyze
-
-    analysis = analyze(model, profile.memory.parameter_cache_bytes)
-    return EdgeTPUResult(analysis, run_compiler(model_file, out_dir))
-
-
-# --- verify ----------------------------------------------------------------------------------
-
-
-def verify_deployed(
-    deployed: TFLiteModel,
-    reference: TFLiteModel | None,
-    data: Any,
-    profile: TargetProfile,
-    tflm: TflmExport | None = None,
-    task: str | None = None,
-    qat: bool = False,
-) -> tuple[Any, list[Check]]:
-    """(VerificationResult or None, checks) on the target's runtime (`qat`: see `verify`).
-
-    A runtime that crashes, hangs or refuses the model is a failed `verification_runs` check;
-    an exception from edgekit's own code is a bug and propagates.
-    """
-    import os
-
-    from edgekit.verify import ADVICE, COLLAPSE_AGREEMENT, device_runtime, verify
-
-    runtime = device_runtime(profile)
-    if runtime.name == "tflm" and (tflm is None or not tflm.ok):
-        from edgekit.verify import DeviceRuntime
-
-        runtime = DeviceRuntime(
-            "litert",
-            "reference",
-            "LiteRT reference kernels",
-            "TFLM could not run the model, so LiteRT's reference kernels (which TFLM's mirror) "
-            "stand in for it",
-        )
-    try:
-        result = verify(
-            deployed,
-            data,
-            reference=reference,
-            runtime=runtime,
-            task=task,
-            tflm_arena_bytes=tflm.arena.tensor_arena_bytes if tflm and tflm.ok else None,
-            threads=min(profile.threads, os.cpu_count() or 1),
-            qat=qat,
-        )
-    except RuntimeFailure as exc:
-        return None, [Check("verification_runs", False, str(exc))]
-    checks = []
-    for out in result.outputs:
-        if out.top1_agreement is None:
-            continue
-        ok = out.top1_agreement >= COLLAPSE_AGREEMENT
-        detail = (
-            f"{out.name}: {100 * out.top1_agreement:.1f} % of {result.samples} samples agree with "
-            f"the float model (collapse below {100 * COLLAPSE_AGREEMENT:.0f} %)"
-        )
-        if not ok:
-            detail += f"; {ADVICE}"
-        checks.append(Check("top1_agreement", ok, detail))
-    if result.kernel_check is not None:
-        checks.append(Check("tflm_matches_litert", result.kernel_check.ok,
-                            result.kernel_check.detail))  # fmt: skip
-    return result, checks

@@ -1,0 +1,5 @@
+"""TEMPORARY shim (H1 replaces)."""
+
+from edgekit.bench.linux import host_latencies
+
+__all__ = ["host_latencies"]

@@ -27,7 +27,7 @@ def main() -> None:
     from edgekit.examples import load_example
     from edgekit.examples.zoo import splits
     from edgekit.models import load_model
-    from edgekit.pipeline import mixed_precision_cost
+    from edgekit.stages.analysis import mixed_precision_cost
     from edgekit.quantization.search import Goal
     from edgekit.stages import QuantOptions, quantize_float_model
     from edgekit.targets import load_target

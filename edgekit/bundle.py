@@ -141,9 +141,11 @@ def abandon(staging: Path | None, created: list[Path]) -> None:
     if staging is not None:
         shutil.rmtree(staging, ignore_errors=True)
     for directory in created:
+        if not os.path.lexists(directory):  # the signal landed before mkdir made this one
+            continue
         try:
             directory.rmdir()
-        except OSError:  # not empty (someone else's files) or gone: leave it
+        except OSError:  # not empty (someone else's files): leave it and what holds it
             break
 
 

@@ -61,3 +61,13 @@ def atomic_write(path: str | Path, force: bool = False, binary: bool = False) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cache_root() -> Path:
+    """edgekit's cache folder: EDGEKIT_CACHE_DIR, else the user cache directory."""
+    override = os.environ.get("EDGEKIT_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir  # only when the cache is used
+
+    return Path(user_cache_dir("edgekit"))

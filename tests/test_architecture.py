@@ -100,3 +100,87 @@ def test_runtime_knowledge_lives_in_one_place():
     assert readers == {"edgekit.runtimes.tflm"}
     # The parser skips the two methods that are not ops; nothing else names one by hand.
     assert resolver_names == {"edgekit.runtimes.tflm_table": {"AddBuiltin", "AddCustom"}}
+
+
+# The layers of docs/architecture.md, lowest first. A module may import modules of its own
+# layer or a lower one, never a higher one (the most specific prefix places a module).
+LAYERS = {
+    0: ("edgekit.errors", "edgekit.signals", "edgekit.console", "edgekit.files",
+        "edgekit.jsonfile", "edgekit.metrics", "edgekit.records", "edgekit._fdcapture",
+        "edgekit._tf", "edgekit._tfmot", "edgekit.isolation", "edgekit._worker",
+        "edgekit.plotting"),
+    1: ("edgekit.tflite_model", "edgekit.tflite_edit", "edgekit.graph", "edgekit.data",
+        "edgekit.targets", "edgekit.signature", "edgekit.models"),
+    2: ("edgekit.runtimes",),
+    3: ("edgekit.converters", "edgekit.quantization", "edgekit.checks", "edgekit.verify",
+        "edgekit.inspection", "edgekit.report", "edgekit.bundle", "edgekit.devices"),
+    4: ("edgekit.stages", "edgekit.bench", "edgekit.options"),
+    5: ("edgekit.pipeline", "edgekit.assemble", "edgekit.analyze", "edgekit.examples",
+        "edgekit.keras"),
+    6: ("edgekit.cli", "edgekit.cli_bench", "edgekit.__main__", "edgekit"),
+}
+LAYER_NAMES = ("base", "formats", "runtimes", "tools", "stages", "pipeline", "interfaces")
+
+
+def layer_of(module: str) -> int:
+    best, found = -1, None
+    for layer, prefixes in LAYERS.items():
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), layer
+    assert found is not None, f"{module} is in no layer of LAYERS (docs/architecture.md)"
+    return found
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{a} ({LAYER_NAMES[layer_of(a)]}) imports {b} ({LAYER_NAMES[layer_of(b)]})"
+        for a, targets in graph.items()
+        for b in targets
+        if layer_of(b) > layer_of(a)
+    )
+
+
+def test_every_import_goes_down_the_layers():
+    """profile → model → compress → convert → verify → bundle → bench → results: data flows
+    one way, and so do imports (docs/architecture.md draws the layers)."""
+    assert layer_violations(import_graph()) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"edgekit.models": {"edgekit.keras.callbacks"}, "edgekit.keras.callbacks": set()}
+    assert layer_violations(graph) == [
+        "edgekit.models (formats) imports edgekit.keras.callbacks (pipeline)"
+    ]
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else "edgekit"
+
+
+def private_imports() -> list[str]:
+    """`from X import _name` or an import of a private module (`keras._compat`) from another
+    package. edgekit's own top-level internals (`edgekit._tf`, ...) are the base layer and
+    shared by every package."""
+    found = []
+    modules = _modules()
+    for name, tree in modules.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            if not node.module.startswith("edgekit"):
+                continue
+            if _package(node.module) == _package(name) and node.module in modules:
+                continue
+            private_module = any(p.startswith("_") for p in node.module.split(".")[2:])
+            private_names = [a.name for a in node.names
+                             if a.name.startswith("_") and not a.name.endswith("__")]
+            if private_module or private_names:
+                found.append(f"{name}: from {node.module} import "
+                             f"{', '.join(a.name for a in node.names)}")
+    return sorted(found)
+
+
+def test_no_module_imports_another_packages_private_names():
+    assert private_imports() == []

@@ -195,8 +195,8 @@ def test_gpu_delegate_deploys_float16(example, tmp_path):
     assert bundle.ok
     model = load_tflite(bundle.path / "digits_float16.tflite")
     assert "FLOAT16" in {t.dtype for t in model.tensors if t.is_constant}
-    assert bundle.report.target["quantization"]["scheme"] == "float16"
-    assert bundle.report.target["execution"]["delegate"] == "gpu"
+    assert bundle.report.target.quantization.scheme == "float16"
+    assert bundle.report.target.delegate == "gpu"
 
 
 GPU_LOG = """\

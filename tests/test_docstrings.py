@@ -41,13 +41,17 @@ NO_RUNNABLE_EXAMPLE = {
     "edgekit.keras._tfmot", "edgekit.keras.callbacks",
     "edgekit.keras.clustering", "edgekit.runtimes",
     # only `+SKIP` examples: they need a model file, a trained model or a device
-    "edgekit.bench", "edgekit.bench.runner", "edgekit.bundle", "edgekit.converters.tflite",
+    "edgekit.bench", "edgekit.bench.runner", "edgekit.converters.tflite",
     "edgekit.graph", "edgekit.keras", "edgekit.keras.batchnorm", "edgekit.keras.channel_pruning",
     "edgekit.keras.channel_schedule", "edgekit.keras.channels", "edgekit.keras.distillation",
     "edgekit.keras.finetune", "edgekit.keras.folding", "edgekit.keras.lottery",
     "edgekit.keras.lowrank", "edgekit.keras.surgery",
-    "edgekit.quantization", "edgekit.stages",
-    "edgekit.tflite_edit",
+    "edgekit.stages", "edgekit.tflite_edit", "edgekit.analyze", "edgekit.assemble",
+    # the deploy stages: each example needs a loaded model or a converted one
+    "edgekit.stages.analysis", "edgekit.stages.checks", "edgekit.stages.convert",
+    "edgekit.stages.edgetpu", "edgekit.stages.facts", "edgekit.stages.firmware",
+    "edgekit.stages.harness", "edgekit.stages.latency", "edgekit.stages.load",
+    "edgekit.stages.tflm", "edgekit.stages.verify",
 }  # fmt: skip
 
 

@@ -164,7 +164,7 @@ def _tree_digest(tree: Path) -> str:
 
 def cache_dir(kind: str) -> Path:
     """`kind` ("tflm-lib", "firmware") under edgekit's cache directory."""
-    from edgekit.examples.digits import cache_root
+    from edgekit.files import cache_root
 
     return cache_root() / kind
 

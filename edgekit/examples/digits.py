@@ -13,7 +13,6 @@ labelled validation split, so `edgekit deploy --example digits --target coral` n
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import numpy as np
 
 from edgekit.data import Dataset
 from edgekit.errors import UsageError
+from edgekit.files import cache_root
 
 VERSION = 4  # bump when the architecture, data split or training changes
 SEED = 0
@@ -59,18 +59,9 @@ class Example:
         trained = keras3.saving.load_model(self.model_path)  # safe mode (the default)
         if keras is None or not keras.__name__.startswith("tf_keras"):
             return trained
-        from edgekit.keras._compat import keras3_to_tf_keras
+        from edgekit.keras import keras3_to_tf_keras
 
         return keras3_to_tf_keras(trained)  # same layer names and weights
-
-
-def cache_root() -> Path:
-    override = os.environ.get("EDGEKIT_CACHE_DIR")
-    if override:
-        return Path(override)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("edgekit"))
 
 
 def digits_splits() -> tuple[Dataset, Dataset, Dataset]:

@@ -68,6 +68,7 @@ _EXPORTS = {
     "FeatureMatchingLoss": "edgekit.keras.distillation",
     # Keras 2 helpers
     "ensure_tf_keras": "edgekit.keras._compat",
+    "keras3_to_tf_keras": "edgekit.keras._compat",
     "tf_keras": "edgekit._tf",
     "tensorflow": "edgekit._tf",
 }

@@ -9,24 +9,21 @@ loads). The bundle is built in a hidden staging directory and swapped into place
 
 >>> import edgekit
 >>> from edgekit.options import DeployOptions
->>> done = edgekit.deploy("model.keras", "cortex-m4", DeployOptions(calibration="calib.npy"))  # doctest: +SKIP
->>> done.ok, done.report.metrics.tensor_arena_bytes                                # doctest: +SKIP
+>>> options = DeployOptions(calibration="calib.npy")
+>>> done = edgekit.deploy("model.keras", "cortex-m4", options)  # doctest: +SKIP
+>>> done.ok, done.report.metrics.tensor_arena_bytes            # doctest: +SKIP
 (True, 22544)
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit import signals
 from edgekit.assemble import StageResults, assemble
 from edgekit.bundle import (
     Bundle,
@@ -41,7 +38,8 @@ from edgekit.bundle import (
 from edgekit.errors import UsageError
 from edgekit.examples import load_example
 from edgekit.options import DeployOptions
-from edgekit.report import DeployReport, Role, Step, write_report
+from edgekit.progress import StepListener, Steps
+from edgekit.report import DeployReport, Role, write_report
 from edgekit.stages import analysis, convert, facts, firmware, harness, latency, load
 from edgekit.stages.checks import check_stage
 from edgekit.stages.edgetpu import EdgeTPUResult, compile_edgetpu
@@ -50,50 +48,7 @@ from edgekit.stages.verify import verify_deployed
 from edgekit.targets import TargetProfile, load_target
 from edgekit.tflite_model import TFLiteModel
 
-StepListener = Callable[[str, str, Step | None], None]  # (event, name, finished step)
 NO_MODEL = "no model given: pass a model path or --example digits"
-
-
-class Steps:
-    """Times each step into a list and tells a listener (the CLI's progress).
-
-    A step that raises is recorded as failed, or interrupted on Ctrl-C/SIGTERM, never as done.
-    """
-
-    def __init__(self, listener: StepListener | None) -> None:
-        self.steps: list[Step] = []
-        self.listener = listener
-
-    def note(self, message: str) -> None:
-        if self.listener:
-            self.listener("note", message, None)
-
-    @contextlib.contextmanager
-    def run(self, name: str) -> Iterator[Step]:
-        signals.check()  # a Ctrl-C/SIGTERM that a finalizer swallowed stops here
-        step = Step(name, True, 0.0, "")
-        if self.listener:
-            self.listener("start", name, None)
-        started = time.perf_counter()
-        try:
-            yield step
-        except (KeyboardInterrupt, SystemExit):
-            step.status, step.detail = "interrupted", step.detail or "interrupted"
-            raise
-        except BaseException as exc:
-            step.status, step.detail = "failed", step.detail or str(exc).splitlines()[0][:200]
-            raise
-        finally:
-            step.seconds = round(time.perf_counter() - started, 3)
-            self.steps.append(step)
-            if self.listener:
-                self.listener("end", name, step)
-
-    def skip(self, name: str, why: str) -> None:
-        step = Step(name, False, 0.0, why, "skipped")
-        self.steps.append(step)
-        if self.listener:
-            self.listener("end", name, step)
 
 
 @dataclass(frozen=True)

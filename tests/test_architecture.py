@@ -114,7 +114,7 @@ LAYERS = {
     2: ("edgekit.runtimes",),
     3: ("edgekit.converters", "edgekit.quantization", "edgekit.checks", "edgekit.verify",
         "edgekit.inspection", "edgekit.report", "edgekit.bundle", "edgekit.devices"),
-    4: ("edgekit.stages", "edgekit.bench", "edgekit.options"),
+    4: ("edgekit.stages", "edgekit.bench", "edgekit.options", "edgekit.progress"),
     5: ("edgekit.pipeline", "edgekit.assemble", "edgekit.analyze", "edgekit.examples",
         "edgekit.keras"),
     6: ("edgekit.cli", "edgekit.cli_bench", "edgekit.__main__", "edgekit"),

@@ -68,7 +68,7 @@ def test_debug_works_anywhere_on_the_line(tmp_path):
 
 def test_an_interrupted_step_is_not_a_green_tick(capsys):
     from edgekit.cli import _Progress
-    from edgekit.pipeline import Steps
+    from edgekit.progress import Steps
 
     progress = _Progress()
     steps = Steps(progress)

@@ -4,7 +4,8 @@ What can be checked before TensorFlow loads is (:func:`precheck`): a bad data fi
 missing calibration set costs no time.
 
 >>> from edgekit.stages.load import load_inputs                                  # doctest: +SKIP
->>> inputs = load_inputs("model.keras", profile, DeployOptions(calibration="x.npy"))  # doctest: +SKIP
+>>> options = DeployOptions(calibration="x.npy")                                # doctest: +SKIP
+>>> inputs = load_inputs("model.keras", profile, options)                      # doctest: +SKIP
 >>> inputs.calibration.n, inputs.validation.source                             # doctest: +SKIP
 (200, 'x.npy')
 """

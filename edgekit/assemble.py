@@ -67,8 +67,9 @@ class StageResults:
     notes: list[str] = field(default_factory=list)  # the pipeline's own (steps not run)
 
 
-def assemble(results: StageResults, steps: list[Step], status: str | None = None) -> DeployReport:
-    """The report of a deploy, from its stage results and steps."""
+def assemble(results: StageResults, steps: list[Step], bundle: bool = True) -> DeployReport:
+    """The report of a deploy, from its stage results and steps; `bundle=False`: the files
+    were not kept, so the report lists none."""
     r = results
     loaded = r.inputs.loaded
     checks = r.checks + (r.verification.checks if r.verification else ())
@@ -87,14 +88,14 @@ def assemble(results: StageResults, steps: list[Step], status: str | None = None
         quantization=_quantization(r),
         checks=checks,
         steps=tuple(steps),
-        artifacts=tuple(r.artifacts),
+        artifacts=tuple(r.artifacts) if bundle else (),
         data=_data(r),
         tflm=_tflm(r),
         edgetpu=_edgetpu(r.edgetpu),
         bench=r.harness.section if r.harness else None,
         notes=tuple(_notes(r)),
     )
-    return replace(report, status=status or ("deployed" if report.ok else "failed"))
+    return replace(report, status="deployed" if report.ok else "failed")
 
 
 def _metrics(r: StageResults) -> Metrics:

@@ -60,13 +60,12 @@ class Bundle:
             raise UsageError(f"{report_file}: larger than {MAX_REPORT_BYTES >> 20} MiB")
         data = jsonfile.loads(report_file.read_bytes(), str(report_file), expect=dict)
         try:
-            report = DeployReport.from_dict(data)
+            report = DeployReport.from_dict(data, str(report_file))
         except (TypeError, ValueError, KeyError) as exc:
             raise UsageError(f"{report_file}: not an edgekit report ({exc})") from None
         for artifact in report.artifacts:
             inside(root, artifact.path)  # raises for paths outside the bundle
-        profile = TargetProfile.from_dict(data.get("target"), f"{report_file}: target")
-        return cls(root, report, profile)
+        return cls(root, report, report.target)
 
 
 def inside(root: Path, relative: str) -> Path:

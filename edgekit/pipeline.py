@@ -136,7 +136,7 @@ def deploy(
     if not options.write_bundle:
         with tempfile.TemporaryDirectory(prefix="edgekit-deploy-") as work:
             results = run_stages(inputs, profile, options, Path(work), steps)
-        return Deployment(assemble(results, steps.steps), profile, None,
+        return Deployment(assemble(results, steps.steps, bundle=False), profile, None,
                           results.conversion.deployed, results.conversion.reference)
     created = missing_dirs(root)
     staging = None

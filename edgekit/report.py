@@ -46,13 +46,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from edgekit import metrics as M
 from edgekit.checks import Check
 from edgekit.metrics import format_value
+from edgekit.quantization.analysis import Analysis
 from edgekit.records import Record, from_json, to_json
 from edgekit.targets import TargetProfile
 from edgekit.verify import VerificationResult
@@ -259,13 +260,10 @@ class DataSection(Record):
 
 # Schema 1's figure keys in `tflm`, written from the metrics they duplicate (not read back).
 TFLM_FIGURES = {
-    "tensor_arena_bytes": M.TENSOR_ARENA_BYTES,
+    **{name: name for name in (M.TENSOR_ARENA_BYTES, M.ACTIVATION_LOWER_BOUND_BYTES,
+                               M.FLASH_BYTES, M.RAM_BYTES, M.INSTRUCTIONS_PER_INFERENCE)},
     "arena_minimum_bytes": M.TENSOR_ARENA_MINIMUM_BYTES,
-    "activation_lower_bound_bytes": M.ACTIVATION_LOWER_BOUND_BYTES,
     "arena_32bit_bytes": M.TENSOR_ARENA_32BIT_BYTES,
-    "flash_bytes": M.FLASH_BYTES,
-    "ram_bytes": M.RAM_BYTES,
-    "instructions_per_inference": M.INSTRUCTIONS_PER_INFERENCE,
 }
 
 
@@ -354,14 +352,16 @@ class DeployReport:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeployReport:
-        """Read back a report.json (validated by the caller, :meth:`Bundle.load`)."""
+    def from_dict(cls, data: dict[str, Any], source: str = "report.json") -> DeployReport:
+        """Read back a report.json (validated by the caller, :meth:`Bundle.load`); `source`
+        names it in errors."""
         record = {
             name: from_json(kind, data[name])
             for name, kind in _REPORT_TYPES.items()
             if data.get(name) is not None
         }
-        record["target"] = TargetProfile.from_dict(data.get("target"), "report.json: target")
+        target = TargetProfile.from_dict(data.get("target"), f"{source}: target")
+        record["target"] = replace(target, source=str(data["target"].get("source", "")))
         record["schema"] = data.get("schema", 1)
         return cls(**record)
 
@@ -400,13 +400,6 @@ def _io_rows(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _kernel_gap(analysis: dict[str, Any]) -> str:
-    from edgekit.quantization.analysis import Analysis
-
-    return Analysis(analysis["samples"], [], analysis["output_sqnr_db"],
-                    simulated_sqnr_db=analysis["simulated_sqnr_db"]).kernel_gap()  # fmt: skip
-
-
 def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     lines = ["", "## Quantization", ""]
     facts = [f"calibration method `{q.get('method')}` on {q.get('calibration_samples')} samples"]
@@ -433,27 +426,23 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
         cost = q.get("mixed_precision_cost")
         if cost:
             lines.append(f"Cost (all int8 → mixed): {cost}.")
-    analysis = q.get("analysis")
-    if not analysis:
+    if not q.get("analysis"):
         return lines
+    analysis = from_json(Analysis, q["analysis"])
     chart = next((a.path for a in report.artifacts if a.role == Role.CHART), None)
     lines += [
         "",
-        f"Per-layer analysis on {analysis['samples']} samples, compared at "
-        f"`{analysis.get('probe', '')}`: int8 {format_value(analysis['output_sqnr_db'], 'db')}; "
-        f"simulated in float {format_value(analysis['simulated_sqnr_db'], 'db')} "
-        f"({_kernel_gap(analysis)}); weights exact (every weight its own scale) "
-        f"{format_value(analysis['per_element_bound_db'], 'db')}. Worst first; the gain column "
+        f"Per-layer analysis on {analysis.samples} samples, compared at "
+        f"`{analysis.probe}`: int8 {format_value(analysis.output_sqnr_db, 'db')}; "
+        f"simulated in float {format_value(analysis.simulated_sqnr_db, 'db')} "
+        f"({analysis.kernel_gap()}); weights exact (every weight its own scale) "
+        f"{format_value(analysis.per_element_bound_db, 'db')}. Worst first; the gain column "
         "is measured for the least accurate layers (`edgekit analyze` measures all), against "
         f"the quantizer alone with no op in float "
-        f"({format_value(analysis.get('sensitivity_base_db'), 'db')}, before bias correction):",
+        f"({format_value(analysis.sensitivity_base_db, 'db')}, before bias correction):",
         "",
     ]
-    from edgekit.quantization.analysis import Analysis, LayerReport
-
-    result = Analysis(**{**analysis, "layers": [LayerReport(**layer) for layer in
-                                                analysis["layers"]]})  # fmt: skip
-    lines += result.table(limit=12)
+    lines += analysis.table(limit=12)
     if chart:
         lines += ["", f"![per-layer SQNR and sensitivity]({chart})"]
     return lines
@@ -478,18 +467,18 @@ def render_markdown(report: DeployReport) -> str:
         lines.append(f"| {name} | {value} | {meaning} |")
     if not report.metrics.accuracy_meaningful:
         lines += ["", "**Calibration was random: the accuracy figures above are meaningless.**"]
-    if d["verification"] and d["verification"].get("outputs"):
+    if report.verification and report.verification.outputs:
         lines += ["", "### Outputs", "",
                   "| output | task | SQNR | logits SQNR | max abs error | cosine | agreement |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for out in d["verification"]["outputs"]:
+        for out in report.verification.outputs:
             lines.append(
-                f"| {out['name']} {out['shape']} | {out['task']} ({out['task_reason']}) | "
-                f"{format_value(out['sqnr_db'], 'db')} | "
-                f"{format_value(out['logits_sqnr_db'], 'db')} | "
-                f"{format_value(out['max_abs_error'])} | "
-                f"{format_value(out['cosine_similarity'])} | "
-                f"{format_value(out['top1_agreement'], 'pct')} |"
+                f"| {out.name} {list(out.shape)} | {out.task} ({out.task_reason}) | "
+                f"{format_value(out.sqnr_db, 'db')} | "
+                f"{format_value(out.logits_sqnr_db, 'db')} | "
+                f"{format_value(out.max_abs_error)} | "
+                f"{format_value(out.cosine_similarity)} | "
+                f"{format_value(out.top1_agreement, 'pct')} |"
             )
     if d["quantization"]:
         lines += _quantization_section(report, d["quantization"])

@@ -184,3 +184,28 @@ def private_imports() -> list[str]:
 
 def test_no_module_imports_another_packages_private_names():
     assert private_imports() == []
+
+
+def metric_literals() -> list[str]:
+    """Metric names spelled as strings outside edgekit.metrics (docstrings aside)."""
+    from edgekit import metrics
+
+    names = set(metrics.DEPLOY) | set(metrics.BENCH) | set(metrics.VERDICTS)
+    found = []
+    for name, tree in _modules().items():
+        if name in ("edgekit.metrics", "edgekit.targets") or name.startswith("edgekit.devices"):
+            # devices/: harnesses run on the device's own Python, without edgekit; targets:
+            # a profile's memory budgets (flash_bytes, ram_bytes) bound the figures of the
+            # same name and are spelled as the profile files spell them
+            continue
+        docstrings = _docstring_nodes(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings:
+                found.append(f"{name}:{node.lineno} {node.value!r}")
+    return sorted(found)
+
+
+def test_every_metric_name_is_spelled_once():
+    """`latency_ms` was spelled in 13 places: each metric's name is now a constant of
+    edgekit.metrics, which the CLI summary, report.md, callbacks and the store share."""
+    assert metric_literals() == []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit import plotting
 from edgekit.errors import EdgekitError, RuntimeFailure
 from edgekit.isolation import Worker
@@ -66,13 +67,13 @@ def requantizer(
 
 def mixed_precision_cost(all_int8: bytes, mixed: bytes, profile: TargetProfile) -> dict:
     """What keeping ops in float costs: bytes, the TFLM arena, LiteRT latency (this host)."""
-    cost: dict[str, Any] = {"model_bytes": [len(all_int8), len(mixed)]}
+    cost: dict[str, Any] = {M.MODEL_BYTES: [len(all_int8), len(mixed)]}
     if profile.is_mcu:
         try:
-            cost["tensor_arena_bytes"] = [measure_arena(read_tflite(d)).tensor_arena_bytes
+            cost[M.TENSOR_ARENA_BYTES] = [measure_arena(read_tflite(d)).tensor_arena_bytes
                                           for d in (all_int8, mixed)]  # fmt: skip
         except EdgekitError as exc:
-            cost["tensor_arena_bytes"] = f"not measured: {exc}"
+            cost[M.TENSOR_ARENA_BYTES] = f"not measured: {exc}"
     try:
         latencies = host_latencies([all_int8, mixed], delegate="none")
         cost["litert_p50_ms"] = [round(value, 4) for value in latencies]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from edgekit import metrics as M
 from edgekit.checks import Check
 from edgekit.data import Dataset
 from edgekit.errors import RuntimeFailure
@@ -87,7 +88,7 @@ def verify_deployed(
         )
         if not ok:
             detail += f"; {ADVICE}"
-        checks.append(Check("top1_agreement", ok, detail))
+        checks.append(Check(M.TOP1_AGREEMENT, ok, detail))
     if result.kernel_check is not None:
         checks.append(Check("tflm_matches_litert", result.kernel_check.ok,
                             result.kernel_check.detail))

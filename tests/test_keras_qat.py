@@ -64,10 +64,11 @@ def test_saved_qat_model_loads_from_h5_and_keras_files_get_a_hint(base_model, tm
     qat.save(tmp_path / "qat.h5")
     assert load_model(tmp_path / "qat.h5").is_qat
     # Its ranges came from training: the early "needs calibration data" check lets it through.
-    from edgekit.pipeline import _early_calibration_check
+    from edgekit.options import DeployOptions
+    from edgekit.stages.load import precheck
     from edgekit.targets import load_target
 
-    _early_calibration_check(tmp_path / "qat.h5", load_target("cortex-m4"))
+    precheck(tmp_path / "qat.h5", load_target("cortex-m4"), DeployOptions())
     qat.save(tmp_path / "qat.keras")
     with pytest.raises(EdgekitError, match=r"qat.keras: cannot load.*save them as .h5"):
         load_model(tmp_path / "qat.keras")

@@ -15,6 +15,9 @@ import os
 import sys
 from types import ModuleType
 
+from edgekit._fdcapture import capture_native_output
+from edgekit.errors import ToolError
+
 
 def tensorflow() -> ModuleType:
     """Import TensorFlow with its start-up chatter muted; `tf.keras` is left as it is.
@@ -29,9 +32,6 @@ def tensorflow() -> ModuleType:
 
         return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from edgekit._fdcapture import capture_native_output
-    from edgekit.errors import ToolError
-
     # TensorFlow's native start-up lines (CUDA probing, absl) are noise for edgekit's users.
     with capture_native_output() as out:
         try:

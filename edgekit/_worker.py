@@ -15,6 +15,8 @@ import sys
 import tempfile
 import traceback
 
+from edgekit.isolation import read_message, write_message
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -35,8 +37,6 @@ def main() -> int:
     # Ctrl-C goes to the whole process group: the parent is interrupted and stops this worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
-    from edgekit.isolation import read_message, write_message
-
     reply_stream = os.fdopen(os.dup(1), "wb")
     request_stream = os.fdopen(os.dup(0), "rb")
     native = tempfile.TemporaryFile(mode="w+b")

@@ -1,4 +1,4 @@
-"""Terminal output shared by the CLI's commands (rich, imported lazily)."""
+"""Terminal output shared by the CLI's commands (through rich)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import sys
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.markup import escape as rich_escape
+from rich.table import Table
 
 PIPE_WIDTH = 120  # pipes and CI logs: wider than rich's 80, narrow enough to read
 
@@ -15,8 +18,6 @@ PIPE_WIDTH = 120  # pipes and CI logs: wider than rich's 80, narrow enough to re
 def console(stderr: bool = False) -> Any:
     """A rich Console as wide as `COLUMNS` says, else the terminal, else (a pipe, a CI log)
     :data:`PIPE_WIDTH` columns; table cells wrap to fit."""
-    from rich.console import Console
-
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else PIPE_WIDTH
     columns = os.environ.get("COLUMNS", "")
@@ -31,8 +32,6 @@ def print_json(data: Any) -> None:
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> Any:
     """A rich Table whose cells wrap instead of being cut off."""
-    from rich.table import Table
-
     out = Table(title=title)
     for column in columns:
         out.add_column(column, overflow="fold")
@@ -58,6 +57,4 @@ def printable(text: str, limit: int = 0) -> str:
 
 def escape(text: str, limit: int = 0) -> str:
     """:func:`printable`, with rich's markup escaped (a name "[/bold]" is data)."""
-    from rich.markup import escape as rich_escape
-
     return rich_escape(printable(text, limit))

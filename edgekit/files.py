@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from platformdirs import user_cache_dir
+
 from edgekit.errors import UsageError
 
 FORCE_HINT = "pass --force (Python: force=True) to replace it"
@@ -68,6 +70,4 @@ def cache_root() -> Path:
     override = os.environ.get("EDGEKIT_CACHE_DIR")
     if override:
         return Path(override)
-    from platformdirs import user_cache_dir  # only when the cache is used
-
     return Path(user_cache_dir("edgekit"))

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import flatbuffers
+import numpy as np
+
 from edgekit.errors import UsageError
 
 CONTROL_FLOW_OPS = ("IF", "WHILE", "CALL_ONCE", "CALL")
 
 
 def _schema() -> Any:
-    from ai_edge_litert import schema_py_generated
+    from ai_edge_litert import schema_py_generated  # heavy: loaded when a model is edited
 
     return schema_py_generated
 
@@ -29,8 +32,6 @@ def unpack(data: bytes) -> Any:
 
 
 def pack(model: Any) -> bytes:
-    import flatbuffers
-
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
@@ -88,8 +89,6 @@ def average_pool_to_mean(data: bytes) -> tuple[bytes, list[int]]:
     MEAN over the spatial axes, keeping dims: the same values in float, but quantized MEAN has
     its own output scale where an int8 average pool must keep its input's (a 6.4 maximum
     then sits in a 27.6 range: two bits lost). Returns the model and the rewritten ops."""
-    import numpy as np
-
     schema = _schema()
     model = unpack(data)
     graph = model.subgraphs[0]
@@ -140,8 +139,6 @@ def fake_quant_model(
     weights). The ops still compute in float: comparing this model with the real int8 one
     separates what the 8-bit grid costs from what integer kernels add.
     """
-    import numpy as np
-
     schema = _schema()
     model = unpack(float_data)
     graph = model.subgraphs[0]

@@ -34,9 +34,14 @@ from typing import Any
 import numpy as np
 
 from edgekit.data import Dataset, as_float32, take
+from edgekit.errors import EdgekitError, UsageError
+from edgekit.graph import op_macs, producers
+from edgekit.isolation import call
 from edgekit.records import Record
+from edgekit.runtimes import litert, tflm
 from edgekit.runtimes.litert import dequantize_tensor, input_feeds
-from edgekit.tflite_model import Operator, TFLiteModel
+from edgekit.tflite_edit import single_op_model
+from edgekit.tflite_model import Operator, TFLiteModel, read_tflite
 
 COLLAPSE_AGREEMENT = 0.90
 TASKS = ("classification", "regression")
@@ -133,8 +138,6 @@ def device_runtime(profile: Any) -> DeviceRuntime:
 
 def final_op(model: TFLiteModel, tensor: int) -> Operator | None:
     """The op that computes output `tensor`, looking through float IO (DE)QUANTIZE ops."""
-    from edgekit.graph import producers
-
     writers = producers(model)
     op = writers.get(tensor)
     seen = 0
@@ -193,8 +196,6 @@ def match_outputs(deployed: TFLiteModel, reference: TFLiteModel | None) -> list[
         pairs.append(OutputPair(name, by_name.get(name), idx))
     if reference and any(p.float_index is None for p in pairs):
         missing = [p.name for p in pairs if p.float_index is None]
-        from edgekit.errors import UsageError
-
         raise UsageError(
             f"cannot match deployed outputs {missing} to the float model's "
             f"{sorted(by_name)} by name"
@@ -354,8 +355,6 @@ def compare_output(
 
 
 def tflm_sample_count(model: TFLiteModel, available: int) -> int:
-    from edgekit.graph import op_macs
-
     macs = max(1, sum(op_macs(model, op) for op in model.operators))
     budget = int(TFLM_MAC_BUDGET / macs)
     return min(available, max(TFLM_MIN_SAMPLES, min(TFLM_MAX_SAMPLES, budget)))
@@ -391,8 +390,6 @@ def verify(
     Raises :class:`~edgekit.errors.RuntimeFailure` when a runtime crashes, hangs or refuses
     the model (the caller records a failed check); anything else is a bug.
     """
-    from edgekit.runtimes import litert, tflm
-
     if runtime is None:
         runtime = DeviceRuntime("litert", "builtin", "LiteRT builtin kernels")
     if runtime.name == "tflm" and tflm_arena_bytes is None:
@@ -491,8 +488,6 @@ def verify(
 def _task(model: TFLiteModel, output: int, labels, forced: str | None) -> tuple[str, str]:
     if forced is not None:
         if forced not in TASKS:
-            from edgekit.errors import UsageError
-
             raise UsageError(f"unknown task {forced!r}; expected one of: {', '.join(TASKS)}")
         return forced, "--task"
     return detect_task(model, output, labels)
@@ -567,9 +562,6 @@ def localize_divergence(
 ) -> list[dict[str, Any]]:
     """For each op: how far TFLM's output is from LiteRT's reference kernel run alone on
     TFLM's own inputs to that op."""
-    from edgekit.isolation import call
-    from edgekit.runtimes import tflm
-
     activations = sorted(
         {i for op in model.operators for i in op.inputs + op.outputs if i >= 0}
         - {t.index for t in model.tensors if t.is_constant}
@@ -586,17 +578,12 @@ def localize_divergence(
 
 def _local_diffs(data: bytes, kept: dict[int, np.ndarray]) -> list[dict[str, Any]]:
     """Worker-side: every op alone on LiteRT reference kernels, fed TFLM's tensors."""
-    from edgekit.errors import EdgekitError
-    from edgekit.runtimes.litert import run
-    from edgekit.tflite_edit import single_op_model
-    from edgekit.tflite_model import read_tflite
-
     model = read_tflite(data)
     rows = []
     for op in model.operators:
         try:
             single, inputs = single_op_model(data, op.index)
-            outputs, _ = run(single, [kept[i] for i in inputs], "reference")
+            outputs, _ = litert.run(single, [kept[i] for i in inputs], "reference")
         except (EdgekitError, KeyError):
             continue  # control flow, or a tensor TFLM did not keep
         steps, relative = 0, 0.0
@@ -628,10 +615,8 @@ def run_model(
     >>> run_model(read_tflite(data), x)["output_0"].shape   # doctest: +SKIP
     (32, 1, 10)
     """
-    from edgekit.runtimes.litert import run_isolated
-
     feeds = input_feeds(model, x)
-    outputs, _ = run_isolated(model, feeds, kernels, threads)
+    outputs, _ = litert.run_isolated(model, feeds, kernels, threads)
     return {
         model.io_name(idx): dequantize_tensor(values, model.tensors[idx])
         for idx, values in outputs.items()

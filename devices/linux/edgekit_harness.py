@@ -23,9 +23,12 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 HARNESS_VERSION = 1
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -120,8 +123,6 @@ def peak_rss_mb() -> float | None:
 
 
 def latency_stats(values_ms: list[float]) -> dict:
-    import numpy as np
-
     arr = np.asarray(values_ms, dtype=np.float64)
     return {
         "min": float(arr.min()),
@@ -136,8 +137,6 @@ def latency_stats(values_ms: list[float]) -> dict:
 
 def random_input(detail: dict, rng):
     """Random data within the input's dtype (integers) or quantized float range."""
-    import numpy as np
-
     shape = [int(d) if d > 0 else 1 for d in detail["shape"]]
     dtype = np.dtype(detail["dtype"])
     if dtype.kind in "iu":
@@ -154,10 +153,6 @@ def load_inputs(path: str, inputs: list) -> list:
     each checked against the model's input (`shape`, `dtype` as in get_input_details()). The
     host runs the same check before shipping anything, so bad input files never reach a device.
     """
-    import re
-
-    import numpy as np
-
     try:
         arrays = np.load(path, allow_pickle=False)
         if isinstance(arrays, np.ndarray):
@@ -255,8 +250,6 @@ def build_interpreter(args, runtime):
 
 
 def run(args) -> dict:
-    import numpy as np
-
     result = {
         "schema": 1,
         "harness": f"edgekit-linux/{HARNESS_VERSION}",

@@ -24,6 +24,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from edgekit.runtimes.tflm import _interpreter, _runtime, interp_positions, measure_arena
+from edgekit.tflite_model import read_tflite
+
 PROTOCOL_VERSION = 1
 
 
@@ -43,8 +46,6 @@ class TflmBoard:
     """The harness loop around a tflite_micro interpreter (shared by `tflm-host`)."""
 
     def __init__(self, model: bytes, arena_bytes: int, name: str = "model") -> None:
-        from edgekit.runtimes.tflm import _interpreter, _runtime, interp_positions
-
         _runtime()  # import outside the timed init, as a board has nothing to import
         started = time.perf_counter()
         self.interp = _interpreter(model, arena_bytes)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="tensor arena bytes (default: measured like deploy)")  # fmt: skip
     parser.add_argument("--run-delay-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
-    import pty
+    import pty  # POSIX only: TflmBoard (tflm-host) needs neither
     import tty
 
     with open(args.model, "rb") as handle:
@@ -140,9 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     arena_used = None
     arena = args.arena
     if arena is None:
-        from edgekit.converters.tflm import measure_arena
-        from edgekit.tflite_model import read_tflite
-
         measured = measure_arena(read_tflite(model))
         arena, arena_used = measured.tensor_arena_bytes, measured.minimum_bytes
     board = TflmBoard(model, arena, os.path.splitext(os.path.basename(args.model))[0])

@@ -30,7 +30,7 @@ KEYWORDS = ("rising", "falling", "low", "high", "warble", "two-note")
 
 @cache
 def _photos() -> tuple[np.ndarray, ...]:
-    from sklearn.datasets import load_sample_images
+    from sklearn.datasets import load_sample_images  # scikit-learn is slow to import
 
     return tuple(image.astype(np.float32) / 255.0 for image in load_sample_images().images)
 

@@ -22,9 +22,12 @@ from typing import Any
 
 import numpy as np
 
+import edgekit.examples.zoo as zoo
+from edgekit._tf import tensorflow, tf_keras
 from edgekit.data import Dataset
 from edgekit.errors import UsageError
 from edgekit.files import cache_root
+from edgekit.keras import keras3_to_tf_keras
 
 VERSION = 4  # bump when the architecture, data split or training changes
 SEED = 0
@@ -59,14 +62,12 @@ class Example:
         trained = keras3.saving.load_model(self.model_path)  # safe mode (the default)
         if keras is None or not keras.__name__.startswith("tf_keras"):
             return trained
-        from edgekit.keras import keras3_to_tf_keras
-
         return keras3_to_tf_keras(trained)  # same layer names and weights
 
 
 def digits_splits() -> tuple[Dataset, Dataset, Dataset]:
     """(train, calibration, validation) from scikit-learn's bundled digits, scaled to [0, 1]."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn is slow to import
 
     digits = load_digits()
     x = (digits.images.astype(np.float32) / 16.0)[..., None]
@@ -109,9 +110,6 @@ def build_model(keras):
 
 def train_digits(out_dir: Path, epochs: int = EPOCHS) -> Path:
     """Train deterministically and save `digits.keras` (a Keras 3 file) into `out_dir`."""
-    from edgekit._tf import tensorflow, tf_keras
-    from edgekit.examples.zoo import save_keras3
-
     tf = tensorflow()
     keras = tf_keras()  # the training every published figure was measured on (see zoo.train)
     keras.utils.set_random_seed(SEED)
@@ -125,7 +123,7 @@ def train_digits(out_dir: Path, epochs: int = EPOCHS) -> Path:
     )
     model.fit(train.x, train.y, epochs=epochs, batch_size=32, shuffle=True, verbose=0)
     path = out_dir / "digits.keras"
-    save_keras3(model, build_model, path)
+    zoo.save_keras3(model, build_model, path)
     return path
 
 
@@ -162,16 +160,14 @@ def load_example(name: str = "digits", progress: Callable[[str], None] | None = 
     `digits` is this module's; the others are :mod:`edgekit.examples.zoo`'s reference models.
     """
     if name != "digits":
-        from edgekit.examples.zoo import SPECS, splits, train
-
-        if name not in SPECS:
-            names = ", ".join(["digits", *sorted(SPECS)])
+        if name not in zoo.SPECS:
+            names = ", ".join(["digits", *sorted(zoo.SPECS)])
             raise UsageError(f"unknown example {name!r}; available: {names}")
         path = cached_model(
-            f"{name}-v{SPECS[name].version}", f"{name}.keras",
-            lambda d: train(name, d / f"{name}.keras"), progress,
+            f"{name}-v{zoo.SPECS[name].version}", f"{name}.keras",
+            lambda d: zoo.train(name, d / f"{name}.keras"), progress,
         )  # fmt: skip
-        _, calib, val = splits(name)
+        _, calib, val = zoo.splits(name)
         return Example(name, path, calib, val)
     path = cached_model(f"digits-v{VERSION}", "digits.keras", train_digits, progress)
     _, calib, val = digits_splits()

@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekit._tf import tensorflow, tf_keras
 from edgekit.data import Dataset
+from edgekit.examples.datasets import keyword_spectrograms, machine_frames, photo_patches
 
 
 def _average_pool_head(keras: Any, x: Any, classes: int) -> Any:
@@ -127,20 +129,14 @@ def _splits(
 
 
 def _photo_data() -> tuple[Dataset, Dataset, Dataset]:
-    from edgekit.examples.datasets import photo_patches
-
     return _splits(lambda n, seed: photo_patches(n, seed=seed), "photo patches", 6000)
 
 
 def _keyword_data() -> tuple[Dataset, Dataset, Dataset]:
-    from edgekit.examples.datasets import keyword_spectrograms
-
     return _splits(keyword_spectrograms, "keywords", 3000)
 
 
 def _machine_data() -> tuple[Dataset, Dataset, Dataset]:
-    from edgekit.examples.datasets import machine_frames
-
     return _splits(lambda n, seed: (machine_frames(n, seed), None), "machine hum", 3000)
 
 
@@ -174,8 +170,6 @@ def train(name: str, path: Any, epochs: int | None = None) -> None:
     The training runs in tf_keras, as it has since these models were first published, so every
     figure measured on them (docs/benchmarks.md) still holds; the file is Keras 3's.
     """
-    from edgekit._tf import tensorflow, tf_keras
-
     spec = SPECS[name]
     tf = tensorflow()
     keras = tf_keras()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import inspect as pyinspect
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 
+from edgekit._tf import tf_keras
 from edgekit.errors import UsageError
 
 # Keras 3 layer config keys that tf_keras layers do not take (weights are copied afterwards).
@@ -41,7 +43,7 @@ def keras_of(model: Any) -> Any:
     """The Keras module a model belongs to: `keras` (Keras 3) or tf_keras."""
     if is_tf_keras(model):
         return _keras2()
-    import keras
+    import keras  # the user's Keras 3 on its backend (keras3() would load TensorFlow)
 
     return keras
 
@@ -103,8 +105,6 @@ def tensorflow_backend(wrapper: F) -> F:
 
 
 def _keras2():
-    from edgekit._tf import tf_keras
-
     return tf_keras()
 
 
@@ -227,8 +227,6 @@ def tfmot_layer_error(exc: Exception, model: Any, what: str, alternatives: str) 
 
     tfmot names the layer by its name in some messages and by its class in others.
     """
-    import re
-
     text = str(exc)
     layers = [
         layer

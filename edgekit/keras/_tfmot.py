@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from edgekit._tf import import_tfmot
+
 
 def tfmot() -> ModuleType:
-    from edgekit._tf import import_tfmot
-
     return import_tfmot()

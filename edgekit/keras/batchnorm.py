@@ -20,14 +20,13 @@ import numpy as np
 
 from edgekit.errors import UsageError
 from edgekit.keras._compat import tensorflow_backend
+from edgekit.keras.surgery import keras_of
 
 
 @tensorflow_backend
 def recalibrate_batchnorm(model: Any, x: Any, batch_size: int = 128) -> int:
     """Set every BatchNormalization's moving mean/variance to its inputs' statistics on `x`,
     in graph order. Returns how many layers were updated. The model is changed in place."""
-    from edgekit.keras.surgery import keras_of
-
     keras = keras_of(model)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 2 or len(x) == 0:

@@ -28,6 +28,12 @@ from edgekit.errors import UsageError
 from edgekit.keras._compat import copy_model
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.callback_base import Callback
+from edgekit.keras.channel_schedule import ChannelPruningSchedule  # noqa: F401  (public here)
+from edgekit.keras.distillation import SoftTargetLoss
+from edgekit.keras.pruning3 import pruning_wrappers, strip_keras3, to_numpy
+from edgekit.keras.quantization import is_qat_model
+from edgekit.keras.sparsity import ProximalSparsity  # noqa: F401  (public here)
+from edgekit.keras.sparsity_stats import layer_sparsity, total_sparsity
 from edgekit.options import DeployOptions
 from edgekit.pipeline import deploy
 from edgekit.targets import load_target
@@ -61,8 +67,6 @@ class UpdatePruningStep(Callback):
         if self.tfmot_callback is not None:
             self.tfmot_callback.on_train_begin(logs)
             return
-        from edgekit.keras.pruning3 import pruning_wrappers, to_numpy
-
         self.wrappers = pruning_wrappers(_trained_model(self.model))
         for wrapper in self.wrappers:
             if int(to_numpy(wrapper.pruning_step)) < 0:
@@ -79,18 +83,6 @@ class UpdatePruningStep(Callback):
             wrapper.apply_masks()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "ChannelPruningSchedule":
-        from edgekit.keras.channel_schedule import ChannelPruningSchedule
-
-        return ChannelPruningSchedule
-    if name == "ProximalSparsity":
-        from edgekit.keras.sparsity import ProximalSparsity
-
-        return ProximalSparsity
-    raise AttributeError(f"module 'edgekit.keras.callbacks' has no attribute {name!r}")
-
-
 def _trained_model(model: Any) -> Any:
     """The model a callback should look at: a Distiller's student, else the model."""
     return getattr(model, "student", model)
@@ -104,8 +96,6 @@ class SparsityLogger(Callback):
         self.per_layer = per_layer
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from edgekit.keras.sparsity_stats import layer_sparsity, total_sparsity
-
         if logs is None:
             return
         model = _trained_model(self.model)
@@ -135,8 +125,6 @@ class DistillationSchedule(Callback):
         self.temperature, self.alpha, self.epochs = temperature, alpha, epochs
 
     def _soft_losses(self) -> list[Any]:
-        from edgekit.keras.distillation import SoftTargetLoss
-
         losses = getattr(self.model, "distillation_losses", None)
         if losses is None:
             raise UsageError("DistillationSchedule works on an edgekit.keras.Distiller")
@@ -167,9 +155,6 @@ def deployable_copy(model: Any) -> Any:
 
     QAT models keep their fake-quant wrappers (they carry the learned ranges) and are only read.
     """
-    from edgekit.keras.pruning3 import strip_keras3
-    from edgekit.keras.quantization import is_qat_model
-
     model = _trained_model(model)
     if isinstance(model, keras.Model):
         return strip_keras3(model)  # a new model: the stripped copy or a plain copy

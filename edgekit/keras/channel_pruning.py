@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.converters.tflite import convert
 from edgekit.errors import UsageError
 from edgekit.keras._compat import tensorflow_backend
 from edgekit.keras.bisect import bisect
@@ -36,11 +37,16 @@ from edgekit.keras.channels import (
     PRODUCERS,
     ChannelGraph,
     depthwise_kernel,
+    group_error,
     kept_mask,
     keras_macs,
     rebuild,
 )
-from edgekit.keras.importance import channel_scores
+from edgekit.keras.importance import CRITERIA, DATA_CRITERIA, channel_scores
+from edgekit.keras.surgery import graph_model
+from edgekit.models import from_keras
+from edgekit.runtimes.timing import host_latencies
+from edgekit.targets import load_target
 
 SCOPES = ("layer", "global")
 
@@ -109,9 +115,6 @@ class ChannelPruner:
     def __init__(self, model: Any, *, criterion: str = "l1", data: Any = None,
                  scope: str = "layer", min_channels: int = 4, round_to: int | None = None,
                  target: Any = None) -> None:  # fmt: skip
-        from edgekit.keras.importance import CRITERIA, DATA_CRITERIA
-        from edgekit.keras.surgery import graph_model
-
         if scope not in SCOPES:
             raise UsageError(f"scope must be one of {SCOPES}; received {scope!r}")
         if criterion not in CRITERIA:
@@ -125,16 +128,12 @@ class ChannelPruner:
         self.tile = round_to
         self.profile = None
         if target is not None:
-            from edgekit.targets import load_target
-
             self.profile = load_target(target)
             if self.tile is None:
                 self.tile = self.profile.channel_tile
         self.graph = ChannelGraph(self.model)
         self.groups = self.graph.prunable()
         if not self.groups:
-            from edgekit.keras.channels import group_error
-
             raise group_error(self.model)
         self.macs_before = keras_macs(self.model)
 
@@ -225,10 +224,6 @@ class ChannelPruner:
 def _latency_ms(model: Any, calibration: np.ndarray, delegate: str = "xnnpack") -> float:
     """int8 p50 on this host: LiteRT, 1 thread, edgekit's Linux harness; `delegate` xnnpack
     or none (LiteRT's builtin kernels)."""
-    from edgekit.bench.linux import host_latencies
-    from edgekit.converters.tflite import convert
-    from edgekit.models import from_keras
-
     data = convert(from_keras(model), "int8", io_dtype="int8", calibration=calibration).data
     return host_latencies([data], runs=50, delegate=delegate)[0]
 

@@ -21,6 +21,8 @@ from edgekit.keras._compat import (
 )
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.centroids import init_method
+from edgekit.keras.clustering3 import cluster_keras3, strip_keras3
+from edgekit.keras.quantization import is_qat_model
 
 CLUSTER_ALTERNATIVES = (
     "implement tfmot's ClusterableLayer (get_clusterable_weights) on the layer, or cluster only "
@@ -49,8 +51,6 @@ def cluster_weights(
     """
     method = init_method(cluster_centroids_init)
     if is_keras3(model):
-        from edgekit.keras.clustering3 import cluster_keras3
-
         extra = sorted(set(kwargs) - {"cluster_gradient_aggregation"})
         if extra:
             raise UsageError(
@@ -79,11 +79,7 @@ def strip_clustering(model: Any) -> Any:
     write the centroids back into the QAT kernels (tfmot's `strip_clustering_cqat`) and keep
     the QAT wrappers."""
     if is_keras3(model):
-        from edgekit.keras.clustering3 import strip_keras3
-
         return strip_keras3(model)
-    from edgekit.keras.quantization import is_qat_model
-
     if is_qat_model(model):
         return tfmot().experimental.combine.strip_clustering_cqat(model)
     return tfmot().clustering.keras.strip_clustering(model)

@@ -27,9 +27,10 @@ from __future__ import annotations
 import abc
 from typing import Any
 
-from edgekit._tf import tensorflow, tf_keras
+from edgekit._tf import keras3, tensorflow, tf_keras
 from edgekit.errors import UsageError
 from edgekit.keras._compat import check_backend, ensure_tf_keras
+from edgekit.keras.distillation3 import Keras3Distiller
 from edgekit.keras.distillation_core import (  # noqa: F401  (the losses are public here)
     TF_OPS,
     AttentionTransferLoss,
@@ -94,8 +95,6 @@ class TFKerasDistiller(DistillerCore, keras.Model):
 
 
 def _keras_of(model: Any) -> str:
-    from edgekit._tf import keras3
-
     if isinstance(model, keras3().Model):
         return "Keras 3"
     return "tf_keras" if isinstance(model, keras.Model) else type(model).__name__
@@ -123,9 +122,6 @@ class Distiller(abc.ABC):
         check_backend([student, teacher], "edgekit's Distiller")
         kinds = _keras_of(student), _keras_of(teacher)
         if kinds == ("Keras 3", "Keras 3"):
-            from edgekit.keras.distillation3 import Keras3Distiller
-
-            Distiller.register(Keras3Distiller)  # registered on first use: no import cycle
             return Keras3Distiller(student, teacher, *args, **kwargs)
         if "Keras 3" in kinds:
             raise UsageError(
@@ -141,3 +137,4 @@ class Distiller(abc.ABC):
 
 
 Distiller.register(TFKerasDistiller)
+Distiller.register(Keras3Distiller)

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
-from edgekit.keras._compat import tensorflow_backend
+from edgekit.keras._compat import copy_model, tensorflow_backend
+from edgekit.keras.surgery import graph_model, keras_of
 
 
 def _loss_for(y: np.ndarray, model: Any, teacher: Any) -> Any:
@@ -31,8 +32,6 @@ def _loss_for(y: np.ndarray, model: Any, teacher: Any) -> Any:
         last = model.layers[-1]
         probabilities = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or (
             type(last).__name__ == "Softmax")  # fmt: skip
-        from edgekit.keras.surgery import keras_of
-
         return keras_of(model).losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
     return "mse"
 
@@ -47,8 +46,6 @@ def _unshared(teacher: Any, student: Any) -> Any:
     mine = {id(v) for v in student.weights}
     if not any(id(v) in mine for v in teacher.weights):
         return teacher
-    from edgekit.keras._compat import copy_model
-
     return copy_model(teacher)
 
 
@@ -75,8 +72,6 @@ def fine_tune(
       teacher: a model whose soft outputs guide the student (`Distiller`, SoftTargetLoss).
       alpha: with a teacher, the weight of the label loss (the rest is distillation).
     """
-    from edgekit.keras.surgery import graph_model, keras_of
-
     if epochs < 1:
         raise UsageError(f"epochs must be ≥ 1; received {epochs}")
     x = np.asarray(x, dtype=np.float32)
@@ -92,7 +87,7 @@ def fine_tune(
     trained = model
     teacher_trainable = getattr(teacher, "trainable", None)
     if teacher is not None:
-        from edgekit.keras.distillation import Distiller, SoftTargetLoss
+        from edgekit.keras.distillation import Distiller, SoftTargetLoss  # loads tf_keras
 
         teacher = _unshared(teacher, model)
         teacher_trainable = teacher.trainable

@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekit._tf import tensorflow
 from edgekit.errors import UsageError
+from edgekit.keras.surgery import keras_of
 
 CRITERIA = ("l1", "l2", "bn_gamma", "fpgm", "taylor", "fisher")
 DATA_CRITERIA = ("taylor", "fisher")
@@ -88,9 +90,6 @@ def _taps(graph: Any, groups: list[Any]) -> dict[int, list[str]]:
 def gradient_scores(model: Any, graph: Any, groups: list[Any], criterion: str, data: Any,
                     batch_size: int = 32) -> dict[int, np.ndarray]:  # fmt: skip
     """Taylor or Fisher scores per group from activations and loss gradients on `data`."""
-    from edgekit._tf import tensorflow
-    from edgekit.keras.surgery import keras_of
-
     tf = tensorflow()
     keras = keras_of(model)  # a GradientTape sees either Keras's variables (TF backend)
     x, y = data if isinstance(data, tuple) else (data, None)

@@ -35,8 +35,14 @@ from typing import Any
 
 import numpy as np
 
+from edgekit._tf import keras3, tf_keras
 from edgekit.errors import UsageError
-from edgekit.keras._compat import tensorflow_backend
+from edgekit.keras._compat import ensure_tf_keras, is_keras3, tensorflow_backend
+from edgekit.keras.callback_base import Callback
+from edgekit.keras.channel_pruning import ChannelPruner
+from edgekit.keras.channels import keras_macs
+from edgekit.keras.finetune import _loss_for
+from edgekit.keras.masks import MaskCallback
 
 GRANULARITIES = ("weight", "channel")
 
@@ -125,13 +131,6 @@ def find_ticket(
       loss: defaults to sparse categorical cross-entropy (from_logits unless the model ends
         in a softmax).
     """
-    from edgekit._tf import keras3, tf_keras
-    from edgekit.keras._compat import ensure_tf_keras, is_keras3
-    from edgekit.keras.callback_base import Callback
-    from edgekit.keras.channels import keras_macs
-    from edgekit.keras.finetune import _loss_for
-    from edgekit.keras.masks import MaskCallback
-
     if granularity not in GRANULARITIES:
         raise UsageError(f"granularity must be one of {GRANULARITIES}; received {granularity!r}")
     if not 0.0 < prune_per_round < 1.0:
@@ -144,8 +143,6 @@ def find_ticket(
     model = model if is_keras3(model) else ensure_tf_keras(model)
     pruner, keep = None, None
     if granularity == "channel":
-        from edgekit.keras.channel_pruning import ChannelPruner
-
         pruner = ChannelPruner(model, criterion="l1", scope="global", min_channels=min_channels)
         model = pruner.model  # the model the channel masks act on is the one that trains
     keras = keras3() if is_keras3(model) else tf_keras()  # it trains with its own Keras

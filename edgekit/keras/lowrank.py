@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
+from edgekit.keras import surgery
 from edgekit.keras._compat import tensorflow_backend
 from edgekit.keras.bisect import bisect
+from edgekit.keras.channels import keras_macs
 
 METHODS = ("auto", "svd", "separable", "tucker2")
 
@@ -268,9 +270,6 @@ def factorize(
 
     Returns the model, or (model, LowRankReport) with `return_report`.
     """
-    from edgekit.keras import surgery
-    from edgekit.keras.channels import keras_macs
-
     if (energy is None) == (budget is None):
         raise UsageError("factorize needs exactly one of energy= or budget=")
     goal = energy if energy is not None else budget

@@ -25,12 +25,15 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit._tf import tf_keras
-from edgekit.keras._compat import tensorflow_backend
+from edgekit.keras._compat import ensure_tf_keras, is_keras3, tensorflow_backend
 from edgekit.keras._tfmot import tfmot
 from edgekit.keras.fake_quant import (  # noqa: F401  (power_of_two re-exported)
     power_of_two,
     power_of_two_straight_through,
 )
+from edgekit.keras.folding import fold_batchnorm
+from edgekit.keras.qat3 import quantize_keras3
+from edgekit.keras.quantization import weights_scheme
 from edgekit.quantization.power_of_two import (  # noqa: F401  (re-exported)
     EXPONENTS,
     levels,
@@ -109,12 +112,7 @@ def quantize_power_of_two(model: Any) -> Any:
     A Keras 3 model gives a Keras 3 model (edgekit.keras.qat3, same maths: `power_of_two`);
     a tf_keras one a tfmot QAT model with `PowerOfTwoConfig`.
     """
-    from edgekit.keras._compat import ensure_tf_keras, is_keras3
-    from edgekit.keras.folding import fold_batchnorm
-
     if is_keras3(model):
-        from edgekit.keras.qat3 import quantize_keras3
-
         return quantize_keras3(model, weights="power_of_two")
 
     qk = tfmot().quantization.keras
@@ -125,8 +123,6 @@ def quantize_power_of_two(model: Any) -> Any:
             return qk.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()),
                                               PowerOfTwoConfig())  # fmt: skip
         return qk.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
-
-    from edgekit.keras.quantization import weights_scheme
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())

@@ -25,6 +25,7 @@ from edgekit.keras._compat import (
     unsupported_layers_error,
 )
 from edgekit.keras._tfmot import tfmot
+from edgekit.keras.pruning3 import prune_keras3, strip_keras3
 from edgekit.keras.schedules import ConstantSparsity, PolynomialDecay, pruning_schedule
 from edgekit.keras.sparsity_stats import (  # noqa: F401  (public here as before)
     layer_sparsity,
@@ -47,6 +48,7 @@ def __getattr__(name: str) -> Any:
     if name == "PruningSummaries":
         return getattr(tfmot().sparsity.keras, name)
     if name == "UpdatePruningStep":
+        # on first use: edgekit.keras.callbacks loads tf_keras and the deploy pipeline
         from edgekit.keras.callbacks import UpdatePruningStep
 
         return UpdatePruningStep
@@ -83,8 +85,6 @@ def prune_low_magnitude(
     """
     schedule = schedule if schedule is not None else ConstantSparsity(0.5, 0)
     if is_keras3(model_or_layers):
-        from edgekit.keras.pruning3 import prune_keras3
-
         if block_size != (1, 1) or sparsity_m_by_n is not None or kwargs:
             options = ["block_size"] * (block_size != (1, 1)) + list(kwargs)
             options += ["sparsity_m_by_n"] * (sparsity_m_by_n is not None)
@@ -120,7 +120,5 @@ def _own_copy(model: Any) -> Any:
 def strip_pruning(model: Any) -> Any:
     """Remove pruning wrappers; the zeros stay in the weights (a new model for Keras 3)."""
     if is_keras3(model):
-        from edgekit.keras.pruning3 import strip_keras3
-
         return strip_keras3(model)
     return tfmot().sparsity.keras.strip_pruning(model)

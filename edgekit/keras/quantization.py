@@ -20,7 +20,10 @@ from typing import Any
 from edgekit.errors import UsageError
 from edgekit.keras._compat import ensure_tf_keras, is_keras3, tensorflow_backend, tfmot_layer_error
 from edgekit.keras._tfmot import tfmot
+from edgekit.keras.folding import fold_batchnorm
+from edgekit.keras.qat3 import quantize_keras3
 from edgekit.models import is_qat_model  # noqa: F401  (re-exported; one definition)
+from edgekit.targets import load_target
 
 QAT_ALTERNATIVES = (
     "give it a custom QuantizeConfig with quantize_annotate_layer(layer, config) inside "
@@ -83,8 +86,6 @@ def int8_per_channel(target: Any = None) -> bool:
     """
     if target is None:
         return True
-    from edgekit.targets import load_target
-
     profile = load_target(target)
     if profile.quantization.scheme != "int8":
         raise UsageError(
@@ -207,8 +208,6 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
     >>> edgekit.deploy(qat, "cortex-m4", validation=(x, y))         # doctest: +SKIP
     """
     if is_keras3(model):
-        from edgekit.keras.qat3 import quantize_keras3
-
         if preserve not in (None, "sparsity"):
             raise UsageError(
                 f"preserve={preserve!r} uses tfmot's cluster-preserving schemes, for tf_keras "
@@ -220,8 +219,6 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
     model = ensure_tf_keras(model)
     scheme = scheme_for(target, preserve)
     if getattr(scheme, "_disable_per_axis", False):
-        from edgekit.keras.folding import fold_batchnorm
-
         model = fold_batchnorm(model, strict=True)
     qk = tfmot().quantization.keras
     try:

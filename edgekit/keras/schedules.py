@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from edgekit._tf import tensorflow
 from edgekit.errors import UsageError
 
 
 def _tf() -> Any:
-    from edgekit._tf import tensorflow
-
     return tensorflow()
 
 

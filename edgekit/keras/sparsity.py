@@ -34,8 +34,13 @@ import numpy as np
 
 from edgekit._tf import keras3, tensorflow, tf_keras
 from edgekit.errors import UsageError
+from edgekit.keras import surgery
 from edgekit.keras._compat import tensorflow_backend
+from edgekit.keras.batchnorm import recalibrate_batchnorm
 from edgekit.keras.callback_base import Callback
+from edgekit.keras.channels import ChannelGraph, group_error
+from edgekit.keras.importance import _following_bn
+from edgekit.plotting import pyplot
 
 tf = tensorflow()
 
@@ -68,9 +73,6 @@ class GroupLasso(keras3().regularizers.Regularizer, tf_keras().regularizers.Regu
 
 def _targets(model: Any) -> tuple[list[str], list[str]]:
     """(prunable producer layers, BatchNormalizations right after them)."""
-    from edgekit.keras.channels import ChannelGraph
-    from edgekit.keras.importance import _following_bn
-
     graph = ChannelGraph(model)
     producers = [p for g in graph.prunable() for p in g.producers]
     norms = [bn.name for p in producers if (bn := _following_bn(graph, p)) is not None]
@@ -82,14 +84,10 @@ def sparsify(model: Any, *, filters: float = 1e-4, gamma: float = 1e-4) -> Any:
     """A copy of the model, of its own Keras, with `GroupLasso(filters)` on prunable kernels
     and `L1(gamma)` on the γ of the BatchNormalizations after them; weights copied. Compile and
     fit it as usual."""
-    from edgekit.keras import surgery
-
     model = surgery.graph_model(model)
     keras = surgery.keras_of(model)
     producers, norms = _targets(model)
     if not producers:
-        from edgekit.keras.channels import group_error
-
         raise group_error(model)
     config = surgery.model_config(model)
     entries = surgery.layer_entries(config)
@@ -163,8 +161,6 @@ class ProximalSparsity(Callback):
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.recalibrate is not None:
-            from edgekit.keras.batchnorm import recalibrate_batchnorm
-
             recalibrate_batchnorm(getattr(self.model, "student", self.model), self.recalibrate)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -193,8 +189,6 @@ def gamma_histogram(models: dict[str, Any], path: str | Path, bins: int = 40) ->
 
     Returns the path. The x axis is log-scaled so exact zeros show in the first bin.
     """
-    from edgekit.plotting import pyplot
-
     plt = pyplot()
     series = {name: np.abs(bn_gammas(model)) for name, model in models.items()}
     if not any(len(v) for v in series.values()):

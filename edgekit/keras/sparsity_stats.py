@@ -13,22 +13,21 @@ import numpy as np
 
 from edgekit.keras._compat import is_keras3
 from edgekit.keras._tfmot import tfmot
+from edgekit.keras.pruning3 import PruneLowMagnitude, prunable_weights, to_numpy
 
 
 def _prunable_arrays(layer: Any) -> list[np.ndarray]:
     """The arrays pruning acts on: masks of wrapped layers, else the registry's kernels."""
     if is_keras3(layer):
-        from edgekit.keras.pruning3 import PruneLowMagnitude, prunable_weights, to_numpy
-
         if isinstance(layer, PruneLowMagnitude):
             return [to_numpy(mask) for mask in layer.masks]
         return [to_numpy(weight) for weight in prunable_weights(layer)]
+    sparsity = tfmot().sparsity.keras  # first: tfmot imported the edgekit way
     from tensorflow_model_optimization.python.core.sparsity.keras import (
         prune_registry,
         pruning_wrapper,
     )
 
-    sparsity = tfmot().sparsity.keras
     if isinstance(layer, pruning_wrapper.PruneLowMagnitude):
         return [mask.numpy() for _, mask, _ in layer.pruning_vars]
     if isinstance(layer, sparsity.PrunableLayer):

@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from edgekit.data import as_float32, sample_count, take
+from edgekit.errors import RuntimeFailure
+from edgekit.files import atomic_write, check_replaceable
+from edgekit.plotting import pyplot
+from edgekit.quantization.engine import dequantized_weights
+from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
+from edgekit.tflite_edit import fake_quant_model
 from edgekit.tflite_model import TFLiteModel, read_tflite
+from edgekit.verify import logits_tensor, sqnr_db
 
 SENSITIVITY_SAMPLES = 64
 ANALYSIS_BYTES = 256 * 1024 * 1024  # kept activations across samples, at most
@@ -128,9 +135,6 @@ class Analysis:
     def chart(self, path: str | Path, title: str = "", force: bool = False) -> Path:
         """A PNG: per-layer SQNR (bars, in graph order) and sensitivity (points); `force`
         replaces an existing file (a regular file only)."""
-        from edgekit.files import atomic_write, check_replaceable
-        from edgekit.plotting import pyplot
-
         path = check_replaceable(path, force)
 
         plt = pyplot()
@@ -183,16 +187,12 @@ def _sample_count(model: TFLiteModel, available: int, limit: int) -> int:
 
 
 def output_sqnr(reference: np.ndarray, test: np.ndarray) -> float | None:
-    from edgekit.verify import sqnr_db
-
     return sqnr_db(reference, test)
 
 
 def probe_tensor(model: TFLiteModel) -> int:
     """What end-to-end figures compare: the logits (the final softmax's input) when the model
     ends in softmax, whose 1/256 output grid caps any SQNR; else the first output."""
-    from edgekit.verify import logits_tensor
-
     return logits_tensor(model, model.outputs[0]) or model.outputs[0]
 
 
@@ -200,8 +200,6 @@ def _outputs(
     model: TFLiteModel, x: np.ndarray, kernels: str, name: str | None = None
 ) -> np.ndarray:
     """The probe tensor (by name, else :func:`probe_tensor`), dequantized, samples first."""
-    from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
-
     index = probe_tensor(model)
     if name is not None:
         index = next((t.index for t in model.tensors if t.name == name), index)
@@ -226,9 +224,6 @@ def analyze_models(
     quantizer); without it there is no sensitivity. `sensitivity` may be an int: only the
     that-many worst layers (by SQNR) are re-quantized.
     """
-    from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
-    from edgekit.verify import sqnr_db
-
     fmodel = read_tflite(calibrated, "float.tflite")
     qmodel = read_tflite(quantized, "int8.tflite")
     n = _sample_count(fmodel, sample_count(x), samples)
@@ -282,11 +277,6 @@ def analyze_models(
 def _simulations(result: Analysis, fmodel: TFLiteModel, qmodel: TFLiteModel, x: np.ndarray,
                  reference_out: np.ndarray) -> None:  # fmt: skip
     """Fake-quant models: int8 grids in float arithmetic, with int8 weights and exact ones."""
-    from edgekit.errors import RuntimeFailure
-    from edgekit.quantization.engine import dequantized_weights
-    from edgekit.tflite_edit import fake_quant_model
-    from edgekit.verify import sqnr_db
-
     grids = {qmodel.tensors[i].name: _quant_of(qmodel.tensors[i]) for op in qmodel.operators
              for i in op.outputs if _quant_of(qmodel.tensors[i]) is not None}  # fmt: skip
     float_weights = {}
@@ -324,8 +314,6 @@ def _simulations(result: Analysis, fmodel: TFLiteModel, qmodel: TFLiteModel, x: 
 
 def _sensitivity(result: Analysis, limit: bool | int, requantize: Any, x: np.ndarray,
                  reference_out: np.ndarray) -> None:  # fmt: skip
-    from edgekit.verify import sqnr_db
-
     candidates = sorted(result.layers, key=lambda layer: layer.sqnr_db or 1e9)
     if not isinstance(limit, bool):
         candidates = candidates[:limit]

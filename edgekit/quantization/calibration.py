@@ -22,10 +22,12 @@ into a range:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit._fdcapture import capture_native_output
 from edgekit.errors import UsageError
 
 BINS = 2048
@@ -102,11 +104,8 @@ def collect(
 ) -> Statistics:
     """Histograms of `tensors` over inputs `feeds` (one array per model input, in its order,
     raw for the input's dtype). Runs LiteRT in this process: call it in a worker."""
-    import warnings
-
+    # LiteRT's native interpreter: only the worker that runs this loads it
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edgekit._fdcapture import capture_native_output
 
     with capture_native_output(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

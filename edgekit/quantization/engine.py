@@ -28,9 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from edgekit._fdcapture import capture_native_output
+from edgekit._tf import tensorflow
+from edgekit.converters.tflite import representative_dataset
 from edgekit.data import as_float32, sample_count, take
 from edgekit.errors import ToolError
+from edgekit.isolation import call
+from edgekit.models import cached_model
 from edgekit.quantization.calibration import Statistics, choose_range
+from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated, run_timeout
+from edgekit.tflite_edit import pack, unpack
 from edgekit.tflite_model import TFLiteModel, read_tflite
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -54,10 +61,6 @@ def calibrate_only(loaded: Any, calibration: Any) -> bytes:
             calibration,
             timeout=TIMEOUT,
         )
-    from edgekit._fdcapture import capture_native_output
-    from edgekit._tf import tensorflow
-    from edgekit.converters.tflite import representative_dataset
-
     tf = tensorflow()
     representative = representative_dataset(loaded, calibration)
 
@@ -77,8 +80,6 @@ def calibrate_only(loaded: Any, calibration: Any) -> bytes:
 
 def calibrate_only_file(path: str, unsafe: bool, calibration: Any) -> bytes:
     """Worker-side :func:`calibrate_only` of a model file."""
-    from edgekit.models import cached_model
-
     return calibrate_only(cached_model(path, unsafe), calibration)
 
 
@@ -86,9 +87,6 @@ def mlir_quantize(
     calibrated: bytes, io_dtype: str, per_channel: bool, denylisted: tuple[str, ...] = ()
 ) -> bytes:
     """The converter's MLIR quantizer on a model carrying ranges. TensorFlow side."""
-    from edgekit._fdcapture import capture_native_output
-    from edgekit._tf import tensorflow
-
     tf = tensorflow()
     from tensorflow.lite.python import convert as tf_convert  # private: pinned by a test
 
@@ -142,9 +140,7 @@ def ranged_tensors(model: TFLiteModel) -> list[int]:
 
 def with_ranges(model_bytes: bytes, ranges: dict[int, tuple[float, float]]) -> bytes:
     """The model with each tensor's recorded min/max replaced (added where missing)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    from edgekit.tflite_edit import pack, unpack
+    from ai_edge_litert import schema_py_generated as schema  # heavy: loaded when used
 
     model = unpack(model_bytes)
     tensors = model.subgraphs[0].tensors
@@ -186,9 +182,6 @@ def correct_biases(
     them lost 1-4 dB). Ops are matched to the float model by their output tensor's name.
     Returns the model and how many ops were corrected.
     """
-    from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
-    from edgekit.tflite_edit import pack, unpack
-
     model = read_tflite(quantized, "int8.tflite")
     names = {t.name: t.index for t in float_model.tensors}
     ops = [
@@ -257,9 +250,6 @@ class QuantizationResult:
 
 def collect_statistics(calibrated: TFLiteModel, x: np.ndarray, threads: int = 2) -> Statistics:
     """Histograms and channel means of the calibrated float model, in a LiteRT worker."""
-    from edgekit.isolation import call
-    from edgekit.runtimes.litert import input_feeds, run_timeout
-
     return call(
         "edgekit.quantization.calibration:collect",
         calibrated.data,

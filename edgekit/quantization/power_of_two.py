@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekit.quantization.engine import dequantized_weights
+from edgekit.tflite_edit import pack, unpack
+from edgekit.tflite_model import read_tflite
+
 EXPONENTS = 7  # 2^0 .. 2^6: int8 magnitudes 1 .. 64
 
 
@@ -25,10 +29,6 @@ def snap_power_of_two(data: bytes, tolerance: float = 0.02) -> tuple[bytes, int]
     """Rewrite conv/dense int8 weights that are powers of two up to the converter's rounding
     as exact 0/±2^k with scale max/64 per channel (biases rescaled to match). Returns the
     model and how many ops were snapped; other weights are left alone."""
-    from edgekit.quantization.engine import dequantized_weights
-    from edgekit.tflite_edit import pack, unpack
-    from edgekit.tflite_model import read_tflite
-
     model = read_tflite(data)
     edited = unpack(data)
     tensors, buffers = edited.subgraphs[0].tensors, edited.buffers

@@ -24,7 +24,9 @@ import numpy as np
 
 from edgekit.data import as_float32
 from edgekit.errors import UsageError
+from edgekit.quantization.analysis import _outputs, probe_tensor
 from edgekit.tflite_model import read_tflite
+from edgekit.verify import sqnr_db
 
 SEARCH_METHODS = ("minmax", "percentile:99.999", "percentile:99.99", "mse", "kl")
 
@@ -71,8 +73,6 @@ class Scorer:
     """Scores int8 models against the float model's probe tensor on fixed inputs."""
 
     def __init__(self, float_data: bytes, x: np.ndarray) -> None:
-        from edgekit.quantization.analysis import _outputs, probe_tensor
-
         self.float_model = read_tflite(float_data)
         self.probe = self.float_model.tensors[probe_tensor(self.float_model)].name
         self.x = as_float32(x)
@@ -80,9 +80,6 @@ class Scorer:
         self.runs = 0
 
     def __call__(self, label: str, data: bytes) -> Scored:
-        from edgekit.quantization.analysis import _outputs
-        from edgekit.verify import sqnr_db
-
         self.runs += 1
         got = _outputs(read_tflite(data), self.x, "reference", self.probe)
         agreement = float(np.mean(got.argmax(1) == self.reference.argmax(1)))

@@ -46,7 +46,7 @@ NO_RUNNABLE_EXAMPLE = {
     "edgekit.keras.channel_schedule", "edgekit.keras.channels", "edgekit.keras.distillation",
     "edgekit.keras.finetune", "edgekit.keras.folding", "edgekit.keras.lottery",
     "edgekit.keras.lowrank", "edgekit.keras.surgery",
-    "edgekit.quantization", "edgekit.stages",
+    "edgekit.quantization", "edgekit.runtimes.timing", "edgekit.stages",
     "edgekit.tflite_edit",
 }  # fmt: skip
 

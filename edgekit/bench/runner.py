@@ -263,7 +263,8 @@ def from_harness(raw: dict[str, Any], request: BenchRequest) -> BenchResult:
 
 
 def _run_linux(request: BenchRequest) -> BenchResult:
-    from edgekit.bench.linux import HarnessJob, LocalTransport, SSHTransport
+    from edgekit.bench.linux import SSHTransport
+    from edgekit.runtimes.harness import HarnessJob, LocalTransport
 
     settings = request.settings
     if settings["delegate"] in ("gpu", "nnapi"):

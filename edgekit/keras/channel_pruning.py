@@ -225,9 +225,9 @@ class ChannelPruner:
 def _latency_ms(model: Any, calibration: np.ndarray, delegate: str = "xnnpack") -> float:
     """int8 p50 on this host: LiteRT, 1 thread, edgekit's Linux harness; `delegate` xnnpack
     or none (LiteRT's builtin kernels)."""
-    from edgekit.bench.linux import host_latencies
     from edgekit.converters.tflite import convert
     from edgekit.models import from_keras
+    from edgekit.runtimes.timing import host_latencies
 
     data = convert(from_keras(model), "int8", io_dtype="int8", calibration=calibration).data
     return host_latencies([data], runs=50, delegate=delegate)[0]

@@ -28,12 +28,16 @@ import hashlib
 import platform
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit.bench.request import BenchRequest, model_file
 from edgekit.bench.result import BenchResult, DeviceFailure, latency_stats
 from edgekit.bench.serial_link import Collector
+from edgekit.bench.uri import parse_device
 from edgekit.errors import UsageError
+from edgekit.targets import TargetProfile
 
 # QEMU machines the MPS2 board port runs on, and their CPU.
 BOARDS = {"mps2-an386": "cortex-m4", "mps2-an500": "cortex-m7"}
@@ -71,7 +75,7 @@ def board_for(profile: Any, requested: str | None) -> str:
     return board
 
 
-def run_firmware(elf: Path, board: str, arguments: str, timeout: float = RUN_TIMEOUT) -> dict:
+def run_elf(elf: Path, board: str, arguments: str, timeout: float = RUN_TIMEOUT) -> dict:
     """Run the ELF under QEMU; the protocol messages (hello, runs, ticks, memory, summary)."""
     from edgekit.bench.firmware import require_tool
 
@@ -102,7 +106,7 @@ def smallest_arena(elf: Path, board: str, low: int, high: int) -> int:
     while high - low > 1:
         middle = (low + high) // 2
         try:
-            run_firmware(elf, board, f"arena={middle} EDGEKIT_RUN 0 1", timeout=120)
+            run_elf(elf, board, f"arena={middle} EDGEKIT_RUN 0 1", timeout=120)
             high = middle
         except DeviceFailure:
             low = middle
@@ -177,7 +181,7 @@ def run_qemu(request: Any) -> BenchResult:
                               library=library, progress=request.progress)  # fmt: skip
     request.progress(f"finding the smallest arena that runs on {board}")
     try:
-        run_firmware(build.elf, board, "EDGEKIT_RUN 0 1", timeout=request.timeout)
+        run_elf(build.elf, board, "EDGEKIT_RUN 0 1", timeout=request.timeout)
     except DeviceFailure as exc:
         raise DeviceFailure(f"the bundle's {host_arena:,}-byte arena does not run: {exc}") from None
     low, _ = activation_lower_bound(model)
@@ -187,12 +191,55 @@ def run_qemu(request: Any) -> BenchResult:
                               progress=request.progress)  # fmt: skip
     settings = request.settings
     request.progress(f"running {settings['runs']} runs on QEMU {board} ({library.kernels})")
-    collected = run_firmware(final.elf, board, f"EDGEKIT_RUN {settings['warmup']} "
+    collected = run_elf(final.elf, board, f"EDGEKIT_RUN {settings['warmup']} "
                              f"{settings['runs']}", timeout=request.timeout)  # fmt: skip
     sizes = elf_sizes(final.elf)
     request.progress("checking the output CRC against host TFLM")
     expected = host_crc(data, model, host_arena, name)
     return _result(request, collected, board, build, final, sizes, minimum, host_arena, expected)
+
+
+def run_firmware(
+    model: Path,
+    profile: TargetProfile,
+    *,
+    arena_bytes: int | None,
+    tflm_dir: str | Path,
+    progress: Callable[[str], None] | None = None,
+    runs: int = 3,
+    warmup: int = 1,
+    timeout: float = 600.0,
+) -> BenchResult:
+    """Deploy's firmware step: :func:`run_qemu` on a `.tflite` (beside its `tflm/` sources,
+    whose arena is `arena_bytes`) for `profile`, on its QEMU board. A device failure is a
+    result with status `failed` and the reason, not an exception.
+
+    >>> result = run_firmware(Path("bundle/model.tflite"), load_target("cortex-m4"),
+    ...                       arena_bytes=20480, tflm_dir="tflm-tree")  # doctest: +SKIP
+    >>> result.metrics["instructions"]["per_inference"]                 # doctest: +SKIP
+    1234567
+    """
+    found = model_file(Path(model))
+    found.arena_bytes = arena_bytes
+    request = BenchRequest(
+        model=found,
+        device=parse_device("qemu"),
+        profile=profile,
+        settings={
+            "runs": runs,
+            "warmup": warmup,
+            "threads": 1,
+            "delegate": "none",
+            "input": "random",
+        },
+        timeout=timeout,
+        tflm_dir=tflm_dir,
+        progress=progress or (lambda message: None),
+    )
+    try:
+        return run_qemu(request)
+    except DeviceFailure as exc:
+        return BenchResult(status="failed", error=str(exc), **request.identity())
 
 
 def _model_sources(request: Any, model: Any, name: str) -> tuple[Path, int]:

@@ -11,17 +11,19 @@ reason; bad input (no such model, no `ssh`/`adb`, no serial port) is an `Edgekit
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.bench.request import BenchModel, BenchRequest, model_file
 from edgekit.bench.result import BenchResult, DeviceFailure
-from edgekit.bench.uri import DeviceURI, parse_device
+from edgekit.bench.uri import parse_device
 from edgekit.errors import UsageError
 from edgekit.targets import DELEGATES, TargetProfile, load_target
+
+# BenchModel, BenchRequest and model_file (edgekit.bench.request) are importable from here too.
+__all__ = ["BenchModel", "BenchRequest", "bench", "from_harness", "model_file", "resolve_model"]
 
 MAX_ARENA_BYTES = 512 * 1024 * 1024
 MAX_RUNS = 100_000_000  # timed or warm-up runs (a soak test may want millions)
@@ -31,16 +33,6 @@ DEVICES_FOR_HARNESS = {
     "android": ("adb",),
     "mcu": ("serial", "tflm-host", "qemu"),
 }
-
-
-@dataclass
-class BenchModel:
-    """The model file to benchmark, and the arena its bundle measured at deploy time."""
-
-    path: Path
-    name: str
-    sha256: str
-    arena_bytes: int | None = None  # TFLM arena from the bundle's report
 
 
 def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = None) -> BenchModel:
@@ -60,7 +52,7 @@ def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = 
                     "on the CPU with --delegate xnnpack"
                 )
             raise UsageError(f"{path}: the bundle's report lists no deployed model")
-        found = _model_file(file)
+        found = model_file(file)
         arena = bundle.report.metrics.tensor_arena_bytes
         if arena is not None and (not isinstance(arena, int) or isinstance(arena, bool)
                                   or not 0 < arena <= MAX_ARENA_BYTES):  # fmt: skip
@@ -74,7 +66,7 @@ def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = 
         raise UsageError(f"{path}: no such model or bundle")
     if path.suffix != ".tflite":
         raise UsageError(f"{path}: expected a .tflite model or a deploy bundle directory")
-    return _model_file(path)
+    return model_file(path)
 
 
 def check_input_file(path: Path, model: Path) -> None:
@@ -103,46 +95,6 @@ def check_input_file(path: Path, model: Path) -> None:
         raise UsageError(
             f"{path}: not a readable input file ({type(exc).__name__}: {detail})"
         ) from None
-
-
-def _model_file(path: Path) -> BenchModel:
-    from edgekit.data import regular_file
-    from edgekit.tflite_model import MAX_MODEL_BYTES
-
-    regular_file(path, "model", MAX_MODEL_BYTES)
-    data = path.read_bytes()
-    if data[4:8] != b"TFL3":
-        raise UsageError(f"{path}: not a TFLite flatbuffer")
-    return BenchModel(path, path.name, hashlib.sha256(data).hexdigest())
-
-
-@dataclass
-class BenchRequest:
-    """Everything a harness runner needs; runners return a BenchResult."""
-
-    model: BenchModel
-    device: DeviceURI
-    profile: TargetProfile
-    settings: dict[str, Any]  # runs, warmup, threads, delegate, input (as recorded)
-    input: Path | None = None
-    timeout: float = 300.0
-    remote_python: str = "python3"
-    ssh_config: str | Path | None = None
-    benchmark_binary: str | Path | None = None
-    tflm_dir: str | Path | None = None  # --device qemu: the TFLM tree to build against
-    progress: Callable[[str], None] = print
-
-    def identity(self) -> dict[str, Any]:
-        """The BenchResult fields every run has, whatever happened on the device."""
-        return dict(
-            model_name=self.model.name,
-            model_sha256=self.model.sha256,
-            target=self.profile.name,
-            device=self.device.redacted,
-            transport=self.device.scheme,
-            harness=self.profile.harness,
-            settings=self.settings,
-        )
 
 
 def bench(

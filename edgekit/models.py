@@ -386,13 +386,11 @@ def hdf5_lambda_layers(path: Path) -> list[str]:
 
 
 def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = False) -> LoadedModel:
-    from edgekit._tf import tf_keras
+    from edgekit._tf import safe_mode_scope, tf_keras
 
     # Cheap format checks first: a corrupt or unsafe file is reported before TensorFlow loads.
     is_keras3 = check_keras_file(path, unsafe)
     keras2 = tf_keras()
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
-
     try:
         if is_keras3:
             import keras  # Keras 3 file: load with Keras 3
@@ -407,7 +405,7 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
                 path, custom_objects=custom_objects, compile=False, safe_mode=not unsafe
             )
         else:
-            with SafeModeScope(not unsafe):  # legacy .h5: tf_keras's own lambda guard
+            with safe_mode_scope(keras2, not unsafe):  # legacy .h5: tf_keras's lambda guard
                 model = keras2.models.load_model(
                     path, custom_objects=custom_objects, compile=False
                 )
@@ -461,17 +459,15 @@ def _load_with_tfmot_scope(
 ) -> Any:
     """Models saved mid-compression hold tfmot's wrapper classes (library code, not user
     code); load them inside tfmot's scopes."""
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
+    from edgekit._tf import import_tfmot, safe_mode_scope
 
-    from edgekit.keras._tfmot import tfmot
-
-    mot = tfmot()
+    mot = import_tfmot()
     options = {"custom_objects": custom_objects, "compile": False}
     if path.suffix == ".keras":
         options["safe_mode"] = not unsafe
     try:
         with (
-            SafeModeScope(not unsafe),
+            safe_mode_scope(keras2, not unsafe),
             mot.quantization.keras.quantize_scope(),
             mot.sparsity.keras.prune_scope(),
             mot.clustering.keras.cluster_scope(),

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from edgekit import metrics as M
 from edgekit.bench.compare import METRICS, PLOT_METRICS  # light: no runtime, no numpy
 from edgekit.errors import UsageError
 
@@ -95,7 +96,7 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
 def _print_result(result: Any) -> None:
     console = _console()
     m = result.metrics
-    lat = m.get("latency_ms") or {}
+    lat = m.get(M.LATENCY_MS) or {}
     where = f"{result.target} on {result.device}"
     if not result.ok:
         from rich.markup import escape
@@ -108,35 +109,35 @@ def _print_result(result: Any) -> None:
 
     runtime = " ".join(filter(None, [result.runtime, result.runtime_version]))
     console.print(escape(f"{result.model_name}  {where}  [{runtime}]"))
-    if m.get("total_nodes") is not None or m.get("delegate_nodes") is not None:
-        taken = f"{m.get('delegate_nodes')}/{m.get('total_nodes') or '?'} nodes"
-        note = " (rest on CPU)" if m.get("fallback_to_cpu") else ""
+    if m.get(M.TOTAL_NODES) is not None or m.get(M.DELEGATE_NODES) is not None:
+        taken = f"{m.get(M.DELEGATE_NODES)}/{m.get(M.TOTAL_NODES) or '?'} nodes"
+        note = " (rest on CPU)" if m.get(M.FALLBACK_TO_CPU) else ""
         console.print(f"  delegate            {result.delegate or 'none'}: {taken}{note}")
-    if "instructions" in m:
+    if M.INSTRUCTIONS in m:
         _print_firmware(console, m)
     if lat:
-        label = " (estimate)" if m.get("latency_source", "").startswith("estimate") else ""
+        label = " (estimate)" if m.get(M.LATENCY_SOURCE, "").startswith("estimate") else ""
         console.print(
             f"  latency ms{label:11} p50 {_ms(lat.get('p50'))}  p90 {_ms(lat.get('p90'))}  "
             f"p99 {_ms(lat.get('p99'))}  mean {_ms(lat.get('mean'))} ± {_ms(lat.get('std'))}  "
             f"min {_ms(lat.get('min'))}"
         )
-    if "init_ms" in m or "first_inference_ms" in m:
+    if M.INIT_MS in m or M.FIRST_INFERENCE_MS in m:
         console.print(
-            f"  init / first ms     {_ms(m.get('init_ms'))} / {_ms(m.get('first_inference_ms'))}"
+            f"  init / first ms     {_ms(m.get(M.INIT_MS))} / {_ms(m.get(M.FIRST_INFERENCE_MS))}"
         )
-    if m.get("peak_rss_mb") is not None:
-        console.print(f"  peak RSS            {m['peak_rss_mb']:.1f} MB")
-    if m.get("arena_used_bytes") is not None and "instructions" not in m:
+    if m.get(M.PEAK_RSS_MB) is not None:
+        console.print(f"  peak RSS            {m[M.PEAK_RSS_MB]:.1f} MB")
+    if m.get(M.ARENA_USED_BYTES) is not None and M.INSTRUCTIONS not in m:
         console.print(
-            f"  tensor arena        {m['arena_used_bytes']:,} B used of {m.get('arena_bytes'):,} B"
+            f"  tensor arena        {m[M.ARENA_USED_BYTES]:,} B used of {m.get(M.ARENA_BYTES):,} B"
         )
     if "simulation" in (result.runtime or ""):
         console.print(
             "  [yellow]host simulation: timings are this machine's, not a board's[/yellow]"
         )
-    if m.get("transport_ms"):
-        parts = ", ".join(f"{k} {v:.0f}" for k, v in m["transport_ms"].items())
+    if m.get(M.TRANSPORT_MS):
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in m[M.TRANSPORT_MS].items())
         console.print(f"  transport ms        {parts}")
     if result.id is not None:
         console.print(f"[dim]recorded as run {result.id}[/dim]")
@@ -144,23 +145,23 @@ def _print_result(result: Any) -> None:
 
 def _print_firmware(console: Any, m: dict[str, Any]) -> None:
     """Instructions, arena and ELF figures of a `--device qemu` run."""
-    ins, elf = m["instructions"], m.get("elf") or {}
+    ins, elf = m[M.INSTRUCTIONS], m.get(M.ELF) or {}
     console.print(f"  instructions        {ins['per_inference']:,} per inference (min "
                   f"{ins['min']:,}, max {ins['max']:,}; {ins['source']})")  # fmt: skip
-    console.print(f"  tensor arena        {m['arena_bytes']:,} B smallest that runs (32-bit) vs "
-                  f"{m['arena_host_bytes']:,} B host figure")  # fmt: skip
+    console.print(f"  tensor arena        {m[M.ARENA_BYTES]:,} B smallest that runs (32-bit) vs "
+                  f"{m[M.ARENA_HOST_BYTES]:,} B host figure")  # fmt: skip
 
     def budget(value: int, limit: int | None) -> str:
         return f"{value:,} B" + (f" of {limit:,} B ({value / limit:.0%})" if limit else "")
 
-    console.print(f"  flash               {budget(m['flash_bytes'], m.get('flash_budget_bytes'))}"
+    console.print(f"  flash               {budget(m[M.FLASH_BYTES], m.get(M.FLASH_BUDGET_BYTES))}"
                   f" (text {elf.get('text', 0):,} + data {elf.get('data', 0):,})")  # fmt: skip
     console.print(
-        f"  RAM                 {budget(m['ram_bytes'], m.get('ram_budget_bytes'))} "
+        f"  RAM                 {budget(m[M.RAM_BYTES], m.get(M.RAM_BUDGET_BYTES))} "
         f"(data + bss {elf.get('bss', 0):,} incl. arena {elf.get('tensor_arena', 0):,}"
-        f" + stack {m.get('stack_bytes') or 0:,} + heap {m.get('heap_bytes') or 0:,})"
+        f" + stack {m.get(M.STACK_BYTES) or 0:,} + heap {m.get(M.HEAP_BYTES) or 0:,})"
     )
-    build = m.get("build_seconds") or {}
+    build = m.get(M.BUILD_SECONDS) or {}
     library = "cached" if build.get("library_cached") else f"{build.get('tflm_library')} s"
     console.print(f"  build               TFLM library {library}, firmware "
                   f"{build.get('application')} s")  # fmt: skip
@@ -206,8 +207,8 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
 
 
 # `results list`: latency for devices with a clock, instructions and sizes for firmware runs.
-LIST_METRICS = ("p50", "mean", "instructions", "arena", "flash", "ram")
-LIST_HEADINGS = {"instructions": "instructions", "arena": "arena B"}
+LIST_METRICS = ("p50", "mean", M.INSTRUCTIONS, "arena", "flash", "ram")
+LIST_HEADINGS = {M.INSTRUCTIONS: "instructions", "arena": "arena B"}
 
 
 def _figure(value: float | None, unit: str) -> str:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.bench.uri import DeviceURI
 from edgekit.errors import DeviceFailure, ToolError, UsageError
 from edgekit.runtimes.harness import (
@@ -165,5 +166,5 @@ class SSHTransport:
             except DeviceFailure:
                 pass  # the device is gone; the run's own error says so
             timings["cleanup"] = (clock() - started) * 1e3
-        result["transport_ms"] = timings
+        result[M.TRANSPORT_MS] = timings
         return result

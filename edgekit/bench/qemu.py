@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.bench.request import BenchRequest, model_file
 from edgekit.bench.result import BenchResult, DeviceFailure, latency_stats
 from edgekit.bench.serial_link import Collector
@@ -270,32 +271,32 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
         raise DeviceFailure("the firmware reported no tick clock: cannot count instructions")
     per_run = [ticks * tick_ns for ticks in collected["ticks"]]  # 1 ns = 1 instruction
     budget = request.profile.memory
-    ram = sizes["data"] + sizes["bss"] + memory.get("stack_bytes", 0) + memory.get("heap_bytes", 0)
+    ram = sizes["data"] + sizes["bss"] + memory.get(M.STACK_BYTES, 0) + memory.get(M.HEAP_BYTES, 0)
     metrics: dict[str, Any] = {
-        "instructions": {
+        M.INSTRUCTIONS: {
             "per_inference": round(sum(per_run) / len(per_run)),
             "min": min(per_run), "max": max(per_run), "resolution": tick_ns,
             "first_inference": round(summary.get("first_us", 0) * 1000),
             "source": f"QEMU {board} -icount shift=0 (1 instruction = 1 ns), "
                       f"{len(per_run)} runs",
         },
-        "output_digest": f"crc32:{summary.get('output_crc32')}",
-        "host_output_digest": f"crc32:{expected}",
-        "arena_bytes": minimum,
-        "arena_used_bytes": hello.get("arena_used_bytes"),
-        "arena_source": "smallest arena that runs on the 32-bit CPU under QEMU (bisected "
+        M.OUTPUT_DIGEST: f"crc32:{summary.get('output_crc32')}",
+        M.HOST_OUTPUT_DIGEST: f"crc32:{expected}",
+        M.ARENA_BYTES: minimum,
+        M.ARENA_USED_BYTES: hello.get(M.ARENA_USED_BYTES),
+        M.ARENA_SOURCE: "smallest arena that runs on the 32-bit CPU under QEMU (bisected "
                         "to the byte)",
-        "arena_host_bytes": host_arena,
-        "elf": sizes,
-        "flash_bytes": sizes["text"] + sizes["data"],
-        "ram_bytes": ram,
-        "flash_budget_bytes": budget.flash_bytes,
-        "ram_budget_bytes": budget.ram_bytes,
-        "stack_bytes": memory.get("stack_bytes"),
-        "heap_bytes": memory.get("heap_bytes"),
-        "memory_source": "arm-none-eabi-size on the ELF built with the smallest arena; stack "
+        M.ARENA_HOST_BYTES: host_arena,
+        M.ELF: sizes,
+        M.FLASH_BYTES: sizes["text"] + sizes["data"],
+        M.RAM_BYTES: ram,
+        M.FLASH_BUDGET_BYTES: budget.flash_bytes,
+        M.RAM_BUDGET_BYTES: budget.ram_bytes,
+        M.STACK_BYTES: memory.get(M.STACK_BYTES),
+        M.HEAP_BYTES: memory.get(M.HEAP_BYTES),
+        M.MEMORY_SOURCE: "arm-none-eabi-size on the ELF built with the smallest arena; stack "
                          "and heap high-water marks from the MPS2 board port",
-        "build_seconds": {"tflm_library": round(library.seconds, 1),
+        M.BUILD_SECONDS: {"tflm_library": round(library.seconds, 1),
                           "library_cached": library.cached,
                           "application": round(build.app_seconds + final.app_seconds, 1)},
     }  # fmt: skip
@@ -303,8 +304,8 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
     estimates: list[float] = []
     if firmware.cpi and firmware.clock_hz:
         estimates = [n * firmware.cpi / firmware.clock_hz * 1000 for n in per_run]
-        metrics["latency_ms"] = latency_stats(estimates)
-        metrics["latency_source"] = (
+        metrics[M.LATENCY_MS] = latency_stats(estimates)
+        metrics[M.LATENCY_SOURCE] = (
             f"estimate: instructions x CPI {firmware.cpi:g} / "
             f"{firmware.clock_hz / 1e6:g} MHz (target profile)"
         )

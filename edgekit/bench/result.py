@@ -24,6 +24,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.errors import DeviceFailure
 
 __all__ = ["BenchResult", "DeviceFailure", "latency_stats"]
@@ -70,7 +71,7 @@ class BenchResult:
 
     @property
     def p50_ms(self) -> float | None:
-        return (self.metrics.get("latency_ms") or {}).get("p50")
+        return (self.metrics.get(M.LATENCY_MS) or {}).get("p50")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

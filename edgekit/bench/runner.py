@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.bench.request import BenchModel, BenchRequest, model_file
 from edgekit.bench.result import BenchResult, DeviceFailure
 from edgekit.bench.uri import parse_device
@@ -194,13 +195,15 @@ def from_harness(raw: dict[str, Any], request: BenchRequest) -> BenchResult:
     metrics = dict(raw.get("metrics") or {})
     if delegate:
         metrics.update(
-            delegate_nodes=delegate.get("nodes"),
-            delegate_partitions=delegate.get("partitions"),
-            total_nodes=delegate.get("total_nodes"),
-            fallback_to_cpu=delegate.get("fallback_to_cpu"),
+            {
+                M.DELEGATE_NODES: delegate.get("nodes"),
+                M.DELEGATE_PARTITIONS: delegate.get("partitions"),
+                M.TOTAL_NODES: delegate.get(M.TOTAL_NODES),
+                M.FALLBACK_TO_CPU: delegate.get(M.FALLBACK_TO_CPU),
+            }
         )
-    if raw.get("transport_ms"):
-        metrics["transport_ms"] = raw["transport_ms"]
+    if raw.get(M.TRANSPORT_MS):
+        metrics[M.TRANSPORT_MS] = raw[M.TRANSPORT_MS]
     return BenchResult(
         status="ok" if raw.get("status") == "ok" else "failed",
         error=raw.get("error"),

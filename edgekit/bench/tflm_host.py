@@ -16,6 +16,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.bench.result import BenchResult, DeviceFailure
 from edgekit.bench.serial_link import Collector, result_from_messages
 from edgekit.errors import RuntimeFailure
@@ -79,7 +80,7 @@ def run_tflm_host(request: Any) -> BenchResult:
         raise DeviceFailure(str(exc)) from None
     result = result_from_messages(collected, request, HOST_SIMULATION)
     result.runtime_version = collected["version"]
-    result.metrics["arena_used_source"] = (
+    result.metrics[M.ARENA_USED_SOURCE] = (
         "tflite_micro Python RecordingMicroAllocator total, 64-bit host"
     )
     result.device_info = {

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.errors import DeviceFailure
 
 
@@ -92,5 +93,5 @@ class LocalTransport:
         started = time.perf_counter()
         proc = run_argv(argv, job.timeout, "harness run", self.where)
         result = parse_harness_output(proc.stdout, proc.stderr, proc.returncode, self.where)
-        result["transport_ms"] = {"run": (time.perf_counter() - started) * 1e3}
+        result[M.TRANSPORT_MS] = {"run": (time.perf_counter() - started) * 1e3}
         return result

@@ -13,7 +13,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from edgekit.metrics import LATENCY_MS
+from edgekit import metrics as M
 from edgekit.runtimes.harness import HarnessJob, LocalTransport
 
 
@@ -45,7 +45,7 @@ def host_latencies(
                     path, runs=runs, warmup=max(3, runs // 10), threads=threads, delegate=delegate
                 )
                 result = LocalTransport().run(job)
-                measured[i].append(result["metrics"][LATENCY_MS]["p50"])
+                measured[i].append(result["metrics"][M.LATENCY_MS]["p50"])
                 if details is not None and len(details) < len(models):
                     details.append(result)
     return [statistics.median(values) for values in measured]

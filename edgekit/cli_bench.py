@@ -2,7 +2,9 @@
 
 Like the rest of the CLI, nothing heavy is imported at module level: `bench` runs harnesses
 in subprocesses or on devices and needs neither TensorFlow nor a runtime in this process
-(except `--device tflm-host`, which loads tflite_micro).
+(except `--device tflm-host`, which loads tflite_micro). This module is loaded at CLI
+start-up, so the bench runner (numpy), the results store (sqlite3) and rich are imported by
+the commands that use them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,18 @@ from typing import Any
 import click
 
 from edgekit import metrics as M
-from edgekit.bench.compare import METRICS, PLOT_METRICS  # light: no runtime, no numpy
+from edgekit.bench.compare import (  # light: no runtime, no numpy
+    METRICS,
+    PLOT_METRICS,
+    compare,
+    plot_runs,
+    plottable,
+    write_csv,
+)
+from edgekit.console import console as _console
+from edgekit.console import escape, table
 from edgekit.errors import UsageError
+from edgekit.files import atomic_write
 
 DB_OPTION = click.option(
     "--db",
@@ -23,12 +35,6 @@ DB_OPTION = click.option(
     default=None,
     help="Results database (default: EDGEKIT_DB, else edgekit.db in the user data directory).",
 )
-
-
-def _console():
-    from edgekit.console import console
-
-    return console()
 
 
 RUN_ID = click.IntRange(1, 2**63 - 1)  # SQLite's INTEGER range: a larger id is an OverflowError
@@ -75,7 +81,7 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
     Exit codes: 0 the run completed; 1 the device or harness failed (the failed run is
     recorded with its reason); 2 bad input.
     """
-    from edgekit.bench.runner import bench
+    from edgekit.bench.runner import bench  # see the module docstring (and _store)
 
     def progress(message: str) -> None:  # stderr: --json keeps stdout for the result
         click.echo(f"... {message}", err=True)
@@ -94,21 +100,20 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
 
 
 def _print_result(result: Any) -> None:
+    from rich.markup import escape as markup_escape  # rich: not at CLI start-up
+
     console = _console()
     m = result.metrics
     lat = m.get(M.LATENCY_MS) or {}
     where = f"{result.target} on {result.device}"
     if not result.ok:
-        from rich.markup import escape
-
-        console.print(f"[red]FAILED[/red] {escape(f'{result.model_name} {where}: {result.error}')}")
+        failure = markup_escape(f"{result.model_name} {where}: {result.error}")
+        console.print(f"[red]FAILED[/red] {failure}")
         if result.id is not None:
             console.print(f"[dim]recorded as run {result.id}[/dim]")
         return
-    from rich.markup import escape
-
     runtime = " ".join(filter(None, [result.runtime, result.runtime_version]))
-    console.print(escape(f"{result.model_name}  {where}  [{runtime}]"))
+    console.print(markup_escape(f"{result.model_name}  {where}  [{runtime}]"))
     if m.get(M.TOTAL_NODES) is not None or m.get(M.DELEGATE_NODES) is not None:
         taken = f"{m.get(M.DELEGATE_NODES)}/{m.get(M.TOTAL_NODES) or '?'} nodes"
         note = " (rest on CPU)" if m.get(M.FALLBACK_TO_CPU) else ""
@@ -174,7 +179,7 @@ def results() -> None:
 
 def _store(db: str | None):
     """The results store for reading: it must exist."""
-    from edgekit.bench.store import ResultStore
+    from edgekit.bench.store import ResultStore  # sqlite3: not for `edgekit --help`
 
     return ResultStore(db, create=False)
 
@@ -191,8 +196,6 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
         return
-    from edgekit.console import escape, table
-
     figures = [METRICS[name] for name in LIST_METRICS]
     rows = []
     for r in runs:
@@ -227,8 +230,6 @@ def results_show(run_id: int, db: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(run.to_dict(), indent=2))
         return
-    from edgekit.console import escape
-
     _console().print(f"[bold]run {run.id}[/bold]  {escape(run.created)}  edgekit "
                      f"{escape(run.edgekit_version)}  sha256 "
                      f"{escape(run.model_sha256[:16])}")  # fmt: skip
@@ -243,25 +244,21 @@ def results_show(run_id: int, db: str | None, as_json: bool) -> None:
                    "no latency: QEMU runs).")  # fmt: skip
 def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str | None) -> None:
     """Ratios between runs (the first is the baseline): int8 vs float, device A vs B."""
-    from edgekit.bench.compare import compare
+    from rich.table import Table
 
     rows = compare(_store(db), list(run_ids), metric)
     chosen = rows[0].metric
-    from rich.table import Table
-
-    from edgekit.console import escape
-
-    table = Table(title=f"{chosen.label}, relative to run {run_ids[0]}")
+    grid = Table(title=f"{chosen.label}, relative to run {run_ids[0]}")
     columns = ["id", "model", "target", "device", "delegate", chosen.label, "ratio"]
     for column in columns + (["speed-up"] if chosen.timing else []):
-        table.add_column(column)
+        grid.add_column(column)
     for row in rows:
         run = row.run
         cells = [str(run.id), escape(run.model_name), escape(run.target), escape(run.device),
                  escape(run.delegate or "-"), _figure(row.value, chosen.unit),
                  f"{row.ratio:.3f}x"]  # fmt: skip
-        table.add_row(*cells, *([f"{1 / row.ratio:.2f}x"] if chosen.timing else []))
-    _console().print(table)
+        grid.add_row(*cells, *([f"{1 / row.ratio:.2f}x"] if chosen.timing else []))
+    _console().print(grid)
 
 
 @results.command("export")
@@ -273,14 +270,10 @@ def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str | None
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -> None:
     """Every run as CSV: one row per run, latency figures in columns."""
-    from edgekit.bench.compare import write_csv
-
     runs = _store(db).list()
     if out is None:
         write_csv(runs, sys.stdout)
         return
-    from edgekit.files import atomic_write
-
     with atomic_write(out, force=force) as handle:
         write_csv(runs, handle)
     click.echo(f"wrote {len(runs)} runs to {out}", err=True)
@@ -298,8 +291,6 @@ def results_plot(out: str, run_ids: tuple[int, ...], db: str | None, metric: str
                  force: bool) -> None:  # fmt: skip
     """Latency distributions, or instructions, arena, flash or RAM, per run into OUT.png
     (default: the last 8 completed runs that have it)."""
-    from edgekit.bench.compare import plot_runs, plottable
-
     store = _store(db)
     runs = [store.get(i) for i in run_ids] if run_ids else plottable(store.list(limit=50), metric)
     if not runs:

@@ -26,6 +26,7 @@ from edgekit import metrics as M
 from edgekit.bench.result import BenchResult
 from edgekit.errors import UsageError
 from edgekit.files import atomic_write, check_replaceable
+from edgekit.plotting import pyplot
 
 
 def _at(*keys: str) -> Callable[[dict[str, Any]], Any]:
@@ -217,10 +218,8 @@ def plot_runs(runs: list[BenchResult], out: str | Path, metric: str | None = Non
             f"{out}: cannot plot to .{suffix or '(none)'}; use one of "
             + ", ".join(f".{f}" for f in PLOT_FORMATS)
         )
-    from edgekit.plotting import pyplot
-
     plt = pyplot()
-    import numpy as np
+    import numpy as np  # not at the top: this module is loaded at CLI start-up
 
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(runs)), 4.5))
     positions = range(1, len(runs) + 1)

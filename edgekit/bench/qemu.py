@@ -29,16 +29,23 @@ import platform
 import re
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edgekit import metrics as M
+from edgekit.bench import firmware as fw
 from edgekit.bench.request import BenchRequest, model_file
 from edgekit.bench.result import BenchResult, DeviceFailure, latency_stats
 from edgekit.bench.serial_link import Collector
 from edgekit.bench.uri import parse_device
+from edgekit.converters.tflm import write_tflm_sources
 from edgekit.errors import UsageError
-from edgekit.targets import TargetProfile
+from edgekit.graph import activation_lower_bound
+from edgekit.isolation import call
+from edgekit.runtimes.tflm import measure_arena, probe_timeout
+from edgekit.targets import TargetProfile, load_target
+from edgekit.tflite_model import read_tflite
 
 # QEMU machines the MPS2 board port runs on, and their CPU.
 BOARDS = {"mps2-an386": "cortex-m4", "mps2-an500": "cortex-m7"}
@@ -78,10 +85,8 @@ def board_for(profile: Any, requested: str | None) -> str:
 
 def run_elf(elf: Path, board: str, arguments: str, timeout: float = RUN_TIMEOUT) -> dict:
     """Run the ELF under QEMU; the protocol messages (hello, runs, ticks, memory, summary)."""
-    from edgekit.bench.firmware import require_tool
-
     command = qemu_command(board, elf, arguments)
-    command[0] = require_tool("qemu-system-arm")
+    command[0] = fw.require_tool("qemu-system-arm")
     try:
         proc = subprocess.run(command, capture_output=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)  # fmt: skip
@@ -132,9 +137,6 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 def host_crc(data: bytes, model: Any, arena: int, name: str) -> str:
     """Host TFLM's (tflite_micro) output CRC on the harness's input, in a worker process.
     `model` is `data` read (:func:`~edgekit.tflite_model.read_tflite`), for the timeout."""
-    from edgekit.isolation import call
-    from edgekit.runtimes.tflm import probe_timeout
-
     collected = call("edgekit.bench.tflm_host:simulate", data, arena, name, 0, 1,
                      timeout=probe_timeout(model) * 3, what=f"host TFLM on {name}")  # fmt: skip
     return collected["summary"]["output_crc32"]
@@ -149,16 +151,8 @@ def _qemu_version() -> str:
 
 def run_qemu(request: Any) -> BenchResult:
     """Build, size the arena, run, measure and check the bundle's firmware under QEMU."""
-    from edgekit.bench import firmware as fw
-    from edgekit.graph import activation_lower_bound
-    from edgekit.tflite_model import read_tflite
-
     profile = request.profile
     if profile.firmware is None:  # a bundle deployed before profiles had [firmware]
-        from dataclasses import replace
-
-        from edgekit.targets import load_target
-
         try:
             profile = replace(profile, firmware=load_target(profile.name).firmware)
         except UsageError:
@@ -245,18 +239,13 @@ def run_firmware(
 
 def _model_sources(request: Any, model: Any, name: str) -> tuple[Path, int]:
     """The bundle's tflm/ folder and arena; for a bare .tflite, sources made here."""
-    from edgekit.bench.firmware import cache_dir
-
     bundle_tflm = request.model.path.parent / "tflm"
     arena = request.model.arena_bytes
     if arena is not None and (bundle_tflm / "model_data.cc").is_file():
         return bundle_tflm, arena
-    from edgekit.converters.tflm import write_tflm_sources
-    from edgekit.runtimes.tflm import measure_arena
-
     request.progress("measuring the TFLM arena on this host")
     measured = measure_arena(model)
-    out = cache_dir("firmware") / f"{request.model.sha256[:16]}-sources"
+    out = fw.cache_dir("firmware") / f"{request.model.sha256[:16]}-sources"
     write_tflm_sources(model, name, out, measured)
     return out, measured.tensor_arena_bytes
 

@@ -24,6 +24,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgekit import __version__
 from edgekit import metrics as M
 from edgekit.errors import DeviceFailure
 
@@ -61,8 +62,6 @@ class BenchResult:
         if not self.created:
             self.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         if not self.edgekit_version:
-            from edgekit import __version__
-
             self.edgekit_version = __version__
 
     @property
@@ -84,6 +83,7 @@ def latency_stats(values_ms: list[float]) -> dict[str, float]:
     >>> latency_stats([1.0, 2.0, 3.0])["p50"]
     2.0
     """
+    # Not at the top: this module is loaded at CLI start-up, and the harness script is not light.
     from edgekit.devices.linux.edgekit_harness import latency_stats as harness_stats
 
     return harness_stats(values_ms)

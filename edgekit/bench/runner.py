@@ -16,12 +16,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgekit import metrics as M
+from edgekit.bench.android import run_benchmark_model
+from edgekit.bench.linux import SSHTransport
+from edgekit.bench.qemu import run_qemu
 from edgekit.bench.request import BenchModel, BenchRequest, model_file
 from edgekit.bench.result import BenchResult, DeviceFailure
-from edgekit.bench.uri import parse_device
+from edgekit.bench.serial_link import run_serial
+from edgekit.bench.store import ResultStore
+from edgekit.bench.tflm_host import run_tflm_host
+from edgekit.bench.uri import parse_device, positive_seconds
+from edgekit.bundle import Bundle
+from edgekit.data import regular_file
+from edgekit.devices.linux.edgekit_harness import HarnessError, load_inputs
 from edgekit.errors import UsageError
+from edgekit.report import Role
+from edgekit.runtimes.harness import HarnessJob, LocalTransport
 from edgekit.targets import DELEGATES, TargetProfile, load_target
+from edgekit.tflite_model import load_tflite
 
 # BenchModel, BenchRequest and model_file (edgekit.bench.request) are importable from here too.
 __all__ = ["BenchModel", "BenchRequest", "bench", "from_harness", "model_file", "resolve_model"]
@@ -39,8 +53,6 @@ DEVICES_FOR_HARNESS = {
 def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = None) -> BenchModel:
     """A `.tflite` file, or a deploy bundle (its deployed model, or its Edge TPU-compiled
     model when the delegate is `edgetpu`). `bundle` is the loaded Bundle, if any."""
-    from edgekit.report import Role
-
     path = Path(model)
     if bundle is not None:
         role = Role.EDGETPU_MODEL if delegate == "edgetpu" else Role.DEPLOYED_MODEL
@@ -75,14 +87,7 @@ def check_input_file(path: Path, model: Path) -> None:
 
     The check is the harness's own (`load_inputs`), against the model's input tensors.
     """
-    from edgekit.data import regular_file
-
     regular_file(path, "input")
-    import numpy as np
-
-    from edgekit.devices.linux.edgekit_harness import HarnessError, load_inputs
-    from edgekit.tflite_model import load_tflite
-
     inputs = [
         {"shape": t.shape, "dtype": np.dtype(t.dtype.lower()), "name": t.name}
         for t in load_tflite(model).input_tensors()
@@ -125,16 +130,12 @@ def bench(
                                    ("--threads", threads, 1, MAX_THREADS)):  # fmt: skip
         if value is not None and not low <= value <= high:
             raise UsageError(f"{flag} must be between {low} and {high:,}; received {value}")
-    from edgekit.bench.uri import positive_seconds
-
     timeout = positive_seconds(timeout, "--timeout")
     uri = parse_device(device)
     bundle = None
     if not os.path.lexists(model):
         raise UsageError(f"{model}: no such model or bundle")
     if Path(model).is_dir():
-        from edgekit.bundle import Bundle
-
         bundle = Bundle.load(model)  # read once: the effective profile and the files
     if target is not None:
         profile = load_target(target)
@@ -176,8 +177,6 @@ def bench(
     )
     store = None
     if record:  # opened (and checked writable) before the run: no result is lost after it
-        from edgekit.bench.store import ResultStore
-
         store = ResultStore(db)
     try:
         result = _RUNNERS[profile.harness](request)
@@ -218,9 +217,6 @@ def from_harness(raw: dict[str, Any], request: BenchRequest) -> BenchResult:
 
 
 def _run_linux(request: BenchRequest) -> BenchResult:
-    from edgekit.bench.linux import SSHTransport
-    from edgekit.runtimes.harness import HarnessJob, LocalTransport
-
     settings = request.settings
     if settings["delegate"] in ("gpu", "nnapi"):
         raise UsageError(f"delegate {settings['delegate']} is Android-only; the Linux harness "
@@ -244,24 +240,12 @@ def _run_linux(request: BenchRequest) -> BenchResult:
     return from_harness(transport.run(job), request)
 
 
-def _run_android(request: BenchRequest) -> BenchResult:
-    from edgekit.bench.android import run_benchmark_model
-
-    return run_benchmark_model(request)
-
-
 def _run_mcu(request: BenchRequest) -> BenchResult:
     if request.device.scheme == "tflm-host":
-        from edgekit.bench.tflm_host import run_tflm_host
-
         return run_tflm_host(request)
     if request.device.scheme == "qemu":
-        from edgekit.bench.qemu import run_qemu
-
         return run_qemu(request)
-    from edgekit.bench.serial_link import run_serial
-
     return run_serial(request)
 
 
-_RUNNERS = {"linux": _run_linux, "android": _run_android, "mcu": _run_mcu}
+_RUNNERS = {"linux": _run_linux, "android": run_benchmark_model, "mcu": _run_mcu}

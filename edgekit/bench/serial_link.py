@@ -41,7 +41,7 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
 
 
 def open_port(path: str, baud: int) -> Any:
-    try:
+    try:  # here, not at the top: without pyserial, only a serial run fails (in one line)
         import serial
     except ImportError:
         raise UsageError("pyserial is not installed (pip install pyserial)") from None
@@ -97,7 +97,7 @@ class Collector:
 
 def read_run(port: Any, warmup: int, runs: int, timeout: float, line_timeout: float) -> dict:
     """Send EDGEKIT_RUN and collect messages until the summary (Collector.messages())."""
-    import serial
+    import serial  # present: open_port imported it
 
     collector = Collector(runs)
     deadline = time.monotonic() + timeout

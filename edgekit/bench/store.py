@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from edgekit import jsonfile
 from edgekit import metrics as M
 from edgekit.bench.result import BenchResult
@@ -74,8 +76,6 @@ def default_db_path() -> Path:
     env = os.environ.get("EDGEKIT_DB")
     if env:
         return Path(env)
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("edgekit")) / "edgekit.db"
 
 

@@ -49,9 +49,9 @@ def main() -> None:
     channels = list(range(low, high + 1, int(step or 1)))
 
     from edgekit._tf import tf_keras
-    from edgekit.bench.linux import host_latencies
     from edgekit.converters.tflite import convert
     from edgekit.models import from_keras
+    from edgekit.runtimes.timing import host_latencies
 
     keras = tf_keras()
     rng = np.random.default_rng(0)

@@ -32,10 +32,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgekit._tf import tf_keras
-    from edgekit.bench.linux import host_latencies
     from edgekit.converters.tflite import convert
     from edgekit.examples.zoo import resnet8
     from edgekit.models import from_keras
+    from edgekit.runtimes.timing import host_latencies
 
     keras = tf_keras()
     keras.utils.set_random_seed(0)

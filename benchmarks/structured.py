@@ -62,11 +62,11 @@ def as_xy(data):
 def bench_net(net: str, args, cache: Path) -> list[dict]:
     """Every variant of one net: accuracy, int8 accuracy, MACs, latencies (see module doc)."""
     from edgekit import keras as ek
-    from edgekit.bench.linux import host_latencies
     from edgekit.converters.tflite import convert
     from edgekit.errors import UsageError
     from edgekit.keras import tf_keras
     from edgekit.models import from_keras
+    from edgekit.runtimes.timing import host_latencies
     from edgekit.tflite_model import read_tflite
     from edgekit.verify import run_model
 

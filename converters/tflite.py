@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from edgekit._fdcapture import capture_native_output
+from edgekit._tf import tensorflow
 from edgekit.data import sample_count, take
 from edgekit.errors import ToolError, UsageError
-from edgekit.models import LoadedModel
+from edgekit.models import LoadedModel, cached_model
 
 SCHEMES = ("float32", "float16", "dynamic", "int8", "int16x8")
 CONVERT_TIMEOUT = 1800.0  # seconds for one conversion in the worker
@@ -85,8 +86,6 @@ def convert(
     qat = loaded.is_qat and scheme == "int8"
     if needs_data and calibration is None and not qat:
         raise UsageError(f"{scheme} quantization needs calibration data")
-    from edgekit._tf import tensorflow
-
     tf = tensorflow()
     started = time.perf_counter()
     samples = 0
@@ -164,8 +163,6 @@ def convert_file(
     sparse: bool,
 ) -> ConvertedModel:
     """Worker-side :func:`convert` of a model file (loaded once, then cached)."""
-    from edgekit.models import cached_model
-
     return convert(
         cached_model(path, unsafe),
         scheme,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import AbstractContextManager
 from types import ModuleType
 
 from edgekit._fdcapture import capture_native_output
@@ -77,3 +78,24 @@ def import_tfmot() -> ModuleType:
         else:
             os.environ["TF_USE_LEGACY_KERAS"] = before
     return tensorflow_model_optimization
+
+
+def safe_mode_scope(keras: ModuleType, safe: bool) -> AbstractContextManager:
+    """Keras's guard against Python code in model files (safe mode: a Lambda's bytecode is
+    refused) set to `safe` for the deserialisation inside; `keras` is the package a model
+    belongs to (tf_keras or Keras 3).
+
+    Neither Keras exports this scope. `load_model(..., safe_mode=...)` covers `.keras` archives
+    only: tf_keras's legacy `.h5` loader reads the flag from this scope, and loads lambdas when
+    it is unset. `from_config` takes no flag, and the public `enable_unsafe_deserialization()`
+    turns the guard off for the whole process. So this is edgekit's one import from the
+    Kerases' private `src`.
+
+    >>> with safe_mode_scope(tf_keras(), True):                       # doctest: +SKIP
+    ...     model = tf_keras().models.load_model("model.h5", compile=False)
+    """
+    if keras.__name__.startswith("tf_keras"):
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
+    else:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    return SafeModeScope(safe)

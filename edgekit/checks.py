@@ -15,6 +15,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from edgekit.errors import ToolError
+from edgekit.runtimes.edgetpu import analyze
+from edgekit.runtimes.tflm import describe_missing, measure_arena, missing_ops
 from edgekit.targets import TargetProfile
 from edgekit.tflite_model import TFLiteModel
 
@@ -254,8 +257,6 @@ def float_ops(model: TFLiteModel) -> list[str]:
 def check_runtime_ops(model: TFLiteModel, profile: TargetProfile) -> Check:
     """Would the device's runtime know every op at its version?"""
     if profile.op_rules == "tflm" or profile.runtime == "tflm":
-        from edgekit.runtimes.tflm import describe_missing, missing_ops
-
         lacking = missing_ops(model, profile.coprocessors)
         if lacking:
             names = ", ".join(describe_missing(op) for op in lacking)
@@ -326,8 +327,6 @@ def check_ram(arena_bytes: int, profile: TargetProfile) -> Check | None:
 
 
 def check_edgetpu(model: TFLiteModel, profile: TargetProfile) -> tuple[list[Check], Any]:
-    from edgekit.runtimes.edgetpu import analyze
-
     analysis = analyze(model, profile.memory.parameter_cache_bytes)
     first = analysis.first_cpu_op
     total = len(analysis.placements)
@@ -368,9 +367,6 @@ def check_model(
     if profile.uses_edgetpu:
         checks += check_edgetpu(model, profile)[0]
     if profile.is_mcu and arena_bytes is None and measure and runtime_ops.ok:
-        from edgekit.errors import ToolError
-        from edgekit.runtimes.tflm import measure_arena
-
         try:
             arena_bytes = measure_arena(model).tensor_arena_bytes
         except ToolError as exc:

@@ -2,7 +2,9 @@
 
 Like the rest of the CLI, nothing heavy is imported at module level: `bench` runs harnesses
 in subprocesses or on devices and needs neither TensorFlow nor a runtime in this process
-(except `--device tflm-host`, which loads tflite_micro).
+(except `--device tflm-host`, which loads tflite_micro). This module is loaded at CLI
+start-up, so the bench runner (numpy), the results store (sqlite3) and rich are imported by
+the commands that use them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,19 @@ from typing import Any
 
 import click
 
-from edgekit.bench.compare import METRICS, PLOT_METRICS  # light: no runtime, no numpy
+from edgekit import metrics as M
+from edgekit.bench.compare import (  # light: no runtime, no numpy
+    METRICS,
+    PLOT_METRICS,
+    compare,
+    plot_runs,
+    plottable,
+    write_csv,
+)
+from edgekit.console import console as _console
+from edgekit.console import escape, table
 from edgekit.errors import UsageError
+from edgekit.files import atomic_write
 
 DB_OPTION = click.option(
     "--db",
@@ -22,12 +35,6 @@ DB_OPTION = click.option(
     default=None,
     help="Results database (default: EDGEKIT_DB, else edgekit.db in the user data directory).",
 )
-
-
-def _console():
-    from edgekit.console import console
-
-    return console()
 
 
 RUN_ID = click.IntRange(1, 2**63 - 1)  # SQLite's INTEGER range: a larger id is an OverflowError
@@ -74,7 +81,7 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
     Exit codes: 0 the run completed; 1 the device or harness failed (the failed run is
     recorded with its reason); 2 bad input.
     """
-    from edgekit.bench.runner import bench
+    from edgekit.bench.runner import bench  # see the module docstring (and _store)
 
     def progress(message: str) -> None:  # stderr: --json keeps stdout for the result
         click.echo(f"... {message}", err=True)
@@ -93,50 +100,49 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
 
 
 def _print_result(result: Any) -> None:
+    from rich.markup import escape as markup_escape  # rich: not at CLI start-up
+
     console = _console()
     m = result.metrics
-    lat = m.get("latency_ms") or {}
+    lat = m.get(M.LATENCY_MS) or {}
     where = f"{result.target} on {result.device}"
     if not result.ok:
-        from rich.markup import escape
-
-        console.print(f"[red]FAILED[/red] {escape(f'{result.model_name} {where}: {result.error}')}")
+        failure = markup_escape(f"{result.model_name} {where}: {result.error}")
+        console.print(f"[red]FAILED[/red] {failure}")
         if result.id is not None:
             console.print(f"[dim]recorded as run {result.id}[/dim]")
         return
-    from rich.markup import escape
-
     runtime = " ".join(filter(None, [result.runtime, result.runtime_version]))
-    console.print(escape(f"{result.model_name}  {where}  [{runtime}]"))
-    if m.get("total_nodes") is not None or m.get("delegate_nodes") is not None:
-        taken = f"{m.get('delegate_nodes')}/{m.get('total_nodes') or '?'} nodes"
-        note = " (rest on CPU)" if m.get("fallback_to_cpu") else ""
+    console.print(markup_escape(f"{result.model_name}  {where}  [{runtime}]"))
+    if m.get(M.TOTAL_NODES) is not None or m.get(M.DELEGATE_NODES) is not None:
+        taken = f"{m.get(M.DELEGATE_NODES)}/{m.get(M.TOTAL_NODES) or '?'} nodes"
+        note = " (rest on CPU)" if m.get(M.FALLBACK_TO_CPU) else ""
         console.print(f"  delegate            {result.delegate or 'none'}: {taken}{note}")
-    if "instructions" in m:
+    if M.INSTRUCTIONS in m:
         _print_firmware(console, m)
     if lat:
-        label = " (estimate)" if m.get("latency_source", "").startswith("estimate") else ""
+        label = " (estimate)" if m.get(M.LATENCY_SOURCE, "").startswith("estimate") else ""
         console.print(
             f"  latency ms{label:11} p50 {_ms(lat.get('p50'))}  p90 {_ms(lat.get('p90'))}  "
             f"p99 {_ms(lat.get('p99'))}  mean {_ms(lat.get('mean'))} ± {_ms(lat.get('std'))}  "
             f"min {_ms(lat.get('min'))}"
         )
-    if "init_ms" in m or "first_inference_ms" in m:
+    if M.INIT_MS in m or M.FIRST_INFERENCE_MS in m:
         console.print(
-            f"  init / first ms     {_ms(m.get('init_ms'))} / {_ms(m.get('first_inference_ms'))}"
+            f"  init / first ms     {_ms(m.get(M.INIT_MS))} / {_ms(m.get(M.FIRST_INFERENCE_MS))}"
         )
-    if m.get("peak_rss_mb") is not None:
-        console.print(f"  peak RSS            {m['peak_rss_mb']:.1f} MB")
-    if m.get("arena_used_bytes") is not None and "instructions" not in m:
+    if m.get(M.PEAK_RSS_MB) is not None:
+        console.print(f"  peak RSS            {m[M.PEAK_RSS_MB]:.1f} MB")
+    if m.get(M.ARENA_USED_BYTES) is not None and M.INSTRUCTIONS not in m:
         console.print(
-            f"  tensor arena        {m['arena_used_bytes']:,} B used of {m.get('arena_bytes'):,} B"
+            f"  tensor arena        {m[M.ARENA_USED_BYTES]:,} B used of {m.get(M.ARENA_BYTES):,} B"
         )
     if "simulation" in (result.runtime or ""):
         console.print(
             "  [yellow]host simulation: timings are this machine's, not a board's[/yellow]"
         )
-    if m.get("transport_ms"):
-        parts = ", ".join(f"{k} {v:.0f}" for k, v in m["transport_ms"].items())
+    if m.get(M.TRANSPORT_MS):
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in m[M.TRANSPORT_MS].items())
         console.print(f"  transport ms        {parts}")
     if result.id is not None:
         console.print(f"[dim]recorded as run {result.id}[/dim]")
@@ -144,23 +150,23 @@ def _print_result(result: Any) -> None:
 
 def _print_firmware(console: Any, m: dict[str, Any]) -> None:
     """Instructions, arena and ELF figures of a `--device qemu` run."""
-    ins, elf = m["instructions"], m.get("elf") or {}
+    ins, elf = m[M.INSTRUCTIONS], m.get(M.ELF) or {}
     console.print(f"  instructions        {ins['per_inference']:,} per inference (min "
                   f"{ins['min']:,}, max {ins['max']:,}; {ins['source']})")  # fmt: skip
-    console.print(f"  tensor arena        {m['arena_bytes']:,} B smallest that runs (32-bit) vs "
-                  f"{m['arena_host_bytes']:,} B host figure")  # fmt: skip
+    console.print(f"  tensor arena        {m[M.ARENA_BYTES]:,} B smallest that runs (32-bit) vs "
+                  f"{m[M.ARENA_HOST_BYTES]:,} B host figure")  # fmt: skip
 
     def budget(value: int, limit: int | None) -> str:
         return f"{value:,} B" + (f" of {limit:,} B ({value / limit:.0%})" if limit else "")
 
-    console.print(f"  flash               {budget(m['flash_bytes'], m.get('flash_budget_bytes'))}"
+    console.print(f"  flash               {budget(m[M.FLASH_BYTES], m.get(M.FLASH_BUDGET_BYTES))}"
                   f" (text {elf.get('text', 0):,} + data {elf.get('data', 0):,})")  # fmt: skip
     console.print(
-        f"  RAM                 {budget(m['ram_bytes'], m.get('ram_budget_bytes'))} "
+        f"  RAM                 {budget(m[M.RAM_BYTES], m.get(M.RAM_BUDGET_BYTES))} "
         f"(data + bss {elf.get('bss', 0):,} incl. arena {elf.get('tensor_arena', 0):,}"
-        f" + stack {m.get('stack_bytes') or 0:,} + heap {m.get('heap_bytes') or 0:,})"
+        f" + stack {m.get(M.STACK_BYTES) or 0:,} + heap {m.get(M.HEAP_BYTES) or 0:,})"
     )
-    build = m.get("build_seconds") or {}
+    build = m.get(M.BUILD_SECONDS) or {}
     library = "cached" if build.get("library_cached") else f"{build.get('tflm_library')} s"
     console.print(f"  build               TFLM library {library}, firmware "
                   f"{build.get('application')} s")  # fmt: skip
@@ -173,7 +179,7 @@ def results() -> None:
 
 def _store(db: str | None):
     """The results store for reading: it must exist."""
-    from edgekit.bench.store import ResultStore
+    from edgekit.bench.store import ResultStore  # sqlite3: not for `edgekit --help`
 
     return ResultStore(db, create=False)
 
@@ -190,8 +196,6 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
         return
-    from edgekit.console import escape, table
-
     figures = [METRICS[name] for name in LIST_METRICS]
     rows = []
     for r in runs:
@@ -206,8 +210,8 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
 
 
 # `results list`: latency for devices with a clock, instructions and sizes for firmware runs.
-LIST_METRICS = ("p50", "mean", "instructions", "arena", "flash", "ram")
-LIST_HEADINGS = {"instructions": "instructions", "arena": "arena B"}
+LIST_METRICS = ("p50", "mean", M.INSTRUCTIONS, "arena", "flash", "ram")
+LIST_HEADINGS = {M.INSTRUCTIONS: "instructions", "arena": "arena B"}
 
 
 def _figure(value: float | None, unit: str) -> str:
@@ -226,8 +230,6 @@ def results_show(run_id: int, db: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(run.to_dict(), indent=2))
         return
-    from edgekit.console import escape
-
     _console().print(f"[bold]run {run.id}[/bold]  {escape(run.created)}  edgekit "
                      f"{escape(run.edgekit_version)}  sha256 "
                      f"{escape(run.model_sha256[:16])}")  # fmt: skip
@@ -242,25 +244,21 @@ def results_show(run_id: int, db: str | None, as_json: bool) -> None:
                    "no latency: QEMU runs).")  # fmt: skip
 def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str | None) -> None:
     """Ratios between runs (the first is the baseline): int8 vs float, device A vs B."""
-    from edgekit.bench.compare import compare
+    from rich.table import Table
 
     rows = compare(_store(db), list(run_ids), metric)
     chosen = rows[0].metric
-    from rich.table import Table
-
-    from edgekit.console import escape
-
-    table = Table(title=f"{chosen.label}, relative to run {run_ids[0]}")
+    grid = Table(title=f"{chosen.label}, relative to run {run_ids[0]}")
     columns = ["id", "model", "target", "device", "delegate", chosen.label, "ratio"]
     for column in columns + (["speed-up"] if chosen.timing else []):
-        table.add_column(column)
+        grid.add_column(column)
     for row in rows:
         run = row.run
         cells = [str(run.id), escape(run.model_name), escape(run.target), escape(run.device),
                  escape(run.delegate or "-"), _figure(row.value, chosen.unit),
                  f"{row.ratio:.3f}x"]  # fmt: skip
-        table.add_row(*cells, *([f"{1 / row.ratio:.2f}x"] if chosen.timing else []))
-    _console().print(table)
+        grid.add_row(*cells, *([f"{1 / row.ratio:.2f}x"] if chosen.timing else []))
+    _console().print(grid)
 
 
 @results.command("export")
@@ -272,14 +270,10 @@ def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str | None
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -> None:
     """Every run as CSV: one row per run, latency figures in columns."""
-    from edgekit.bench.compare import write_csv
-
     runs = _store(db).list()
     if out is None:
         write_csv(runs, sys.stdout)
         return
-    from edgekit.files import atomic_write
-
     with atomic_write(out, force=force) as handle:
         write_csv(runs, handle)
     click.echo(f"wrote {len(runs)} runs to {out}", err=True)
@@ -297,8 +291,6 @@ def results_plot(out: str, run_ids: tuple[int, ...], db: str | None, metric: str
                  force: bool) -> None:  # fmt: skip
     """Latency distributions, or instructions, arena, flash or RAM, per run into OUT.png
     (default: the last 8 completed runs that have it)."""
-    from edgekit.bench.compare import plot_runs, plottable
-
     store = _store(db)
     runs = [store.get(i) for i in run_ids] if run_ids else plottable(store.list(limit=50), metric)
     if not runs:

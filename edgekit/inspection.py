@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.checks import check_model
 from edgekit.graph import (  # noqa: F401  (re-exported: part of inspection's API)
     activation_lower_bound,
     op_macs,
     weight_sparsity,
     weight_tensors,
 )
+from edgekit.targets import load_target
 from edgekit.tflite_model import TFLiteModel, load_tflite
 
 COLUMNS = {
@@ -159,8 +161,5 @@ def inspect(path: str | Path, target: Any = None) -> ModelInfo:
     model = load_tflite(path)
     info = summarize(model)
     if target is not None:
-        from edgekit.checks import check_model
-        from edgekit.targets import load_target
-
         info.checks = check_model(model, load_target(target))
     return info

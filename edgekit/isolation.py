@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import shutil
 import signal
 import struct
@@ -35,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekit import signals
+import edgekit
+from edgekit import errors, signals
 from edgekit.errors import RuntimeCrash, RuntimeFailure, RuntimeTimeout
 
 DEFAULT_TIMEOUT = 600.0
@@ -60,8 +62,6 @@ _BOOT = (
 def worker_argv() -> list[str]:
     """The command that starts a worker: `edgekit._worker` run as `__main__`, importing the
     same edgekit as this process."""
-    import edgekit
-
     return [sys.executable, "-c", _BOOT, str(Path(edgekit.__file__).resolve().parent.parent)]
 
 
@@ -200,8 +200,6 @@ class Worker:
 
     def call(self, target: str, *args: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Run `module:function(*args)` in the worker; see :func:`call`."""
-        import select
-
         what = self.what or target
         proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
         self.calls += 1
@@ -275,8 +273,6 @@ def unpack_reply(reply: tuple, what: str) -> Any:
     if kind == "ok":
         return reply[1]
     _, error_class, message, native, trace = reply
-    from edgekit import errors
-
     cls = getattr(errors, error_class, None)
     if isinstance(cls, type) and issubclass(cls, errors.EdgekitError):
         raise cls(message)

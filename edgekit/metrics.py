@@ -150,6 +150,18 @@ DELEGATE_NODES = "delegate_nodes"
 TOTAL_NODES = "total_nodes"
 OUTPUT_DIGEST = "output_digest"
 TRANSPORT_MS = "transport_ms"
+DELEGATE_PARTITIONS = "delegate_partitions"
+DELEGATE_NAME = "delegate_name"
+FALLBACK_TO_CPU = "fallback_to_cpu"
+RUN_COUNT = "count"
+WARMUP_AVG_MS = "warmup_avg_ms"
+HOST_OUTPUT_DIGEST = "host_output_digest"
+ELF = "elf"
+BUILD_SECONDS = "build_seconds"
+ARENA_SOURCE = "arena_source"
+ARENA_USED_SOURCE = "arena_used_source"
+LATENCY_SOURCE = "latency_source"
+MEMORY_SOURCE = "memory_source"
 
 BENCH: dict[str, MetricDef] = _table(
     (LATENCY_MS, "ms", "min, p50, p90, p99, mean, std, max over the timed runs"),
@@ -169,6 +181,18 @@ BENCH: dict[str, MetricDef] = _table(
     (TOTAL_NODES, "", "graph nodes in the model"),
     (OUTPUT_DIGEST, "", "first 16 hex digits of the sha256 of the first output"),
     (TRANSPORT_MS, "ms", "time spent copying and running over the transport"),
+    (DELEGATE_PARTITIONS, "", "subgraphs the delegate took"),
+    (DELEGATE_NAME, "", "the delegate benchmark_model reports applying"),
+    (FALLBACK_TO_CPU, "", "True when the delegate left graph nodes on the CPU"),
+    (RUN_COUNT, "", "timed runs benchmark_model reports"),
+    (WARMUP_AVG_MS, "ms", "mean of benchmark_model's warm-up runs"),
+    (HOST_OUTPUT_DIGEST, "", "host TFLM's output digest on the same input (QEMU runs)"),
+    (ELF, "bytes", "text, data, bss and tensor_arena of the firmware ELF"),
+    (BUILD_SECONDS, "", "seconds building the TFLM library and the firmware"),
+    (ARENA_SOURCE, "", "where arena_bytes comes from"),
+    (ARENA_USED_SOURCE, "", "where arena_used_bytes comes from"),
+    (LATENCY_SOURCE, "", "where latency_ms comes from (an estimate, for QEMU runs)"),
+    (MEMORY_SOURCE, "", "where the flash, RAM, stack and heap figures come from"),
 )
 BENCH.update({name: DEPLOY[name] for name in (FLASH_BYTES, RAM_BYTES)})  # one meaning each
 

@@ -23,8 +23,12 @@ deploys and caches the last models it loaded. Live models stay in the caller's p
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import os
+import re
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import jsonfile
-from edgekit.data import InputSpec
+from edgekit._tf import import_tfmot, safe_mode_scope, tensorflow, tf_keras
+from edgekit.data import InputSpec, regular_file
 from edgekit.errors import EdgekitError, UsageError
-from edgekit.tflite_model import TFLiteModel, load_tflite
+from edgekit.isolation import Worker
+from edgekit.tflite_model import MAX_MODEL_BYTES, TFLiteModel, load_tflite
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -75,8 +81,6 @@ class LoadedModel:
     def tf_specs(self) -> list[Any]:
         """One `tf.TensorSpec` per input, named as the data names it (the converted model's
         signature then carries those names, and feeds are matched by them)."""
-        from edgekit._tf import tensorflow
-
         tf = tensorflow()
         if len(self.input_specs) == 1:
             return [tf.TensorSpec(self.input_shape, tf.as_dtype(self.input_dtype), name="input")]
@@ -96,8 +100,6 @@ class LoadedModel:
 
     def concrete_function(self) -> Any:
         """A TF concrete function with fixed [1, ...] inputs: no dynamic batch survives."""
-        from edgekit._tf import tensorflow
-
         tf = tensorflow()
         specs = self.tf_specs()
         if self.saved_model is not None:
@@ -167,8 +169,6 @@ def input_name(name: Any, position: int, taken: set[str]) -> str:
     >>> input_name("image", 0, set()), input_name("my input:0", 1, set()), input_name("", 2, set())
     ('image', 'my_input_0', 'x2')
     """
-    import re
-
     text = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(name or "")).strip("_.-")
     if not text or not text[0].isalpha() or text in taken:
         text = f"x{position}"
@@ -220,11 +220,7 @@ def _keras3_saved_model(model: Any, specs: list[Any]) -> Any:
     keeps a TensorList of unknown shape, which the converter refuses. The signature names
     every input by its spec and, with several outputs, every output by its Keras name (a
     plain `model.export` calls them output_0, output_1)."""
-    import tempfile
-
     import keras
-
-    from edgekit._tf import tensorflow
 
     tf = tensorflow()
     names = list(getattr(model, "output_names", None) or [])
@@ -271,9 +267,6 @@ UNSAFE_HINT = (
 def check_keras_file(path: Path, unsafe: bool = False) -> bool:
     """Cheap checks before TensorFlow loads: the format, and for HDF5 the config. Returns
     whether Keras 3 wrote the file (`.keras` or `.h5`): it then loads with Keras 3."""
-    from edgekit.data import regular_file
-    from edgekit.tflite_model import MAX_MODEL_BYTES
-
     regular_file(path, "model", MAX_MODEL_BYTES)
     if path.suffix == ".keras":
         return _keras_file_version(path).startswith("3")
@@ -303,7 +296,7 @@ def keras_file_writer(path: Path) -> tuple[str, str]:
                     return "", ""
                 meta = jsonfile.loads(archive.read(info), f"{path}: metadata.json", expect=dict)
             return str(meta.get("keras_version", "")), ""
-        import h5py
+        import h5py  # ~50 ms: only when an .h5 file is read
 
         with h5py.File(path, "r") as handle:
             attrs = {k: handle.attrs.get(k) for k in ("keras_version", "backend")}
@@ -332,7 +325,7 @@ def custom_class_names(path: Path) -> list[str]:
             with zipfile.ZipFile(path) as archive:
                 config = jsonfile.loads(archive.read("config.json"), f"{path}: config.json")
         else:
-            import h5py
+            import h5py  # ~50 ms: only when an .h5 file is read
 
             with h5py.File(path, "r") as handle:
                 raw = handle.attrs.get("model_config")
@@ -365,7 +358,7 @@ def config_nodes(config: Any) -> Iterator[dict]:
 def hdf5_lambda_layers(path: Path) -> list[str]:
     """Names of Lambda layers whose function is serialized bytecode, read from a legacy
     `.h5` file's `model_config` without building anything."""
-    import h5py
+    import h5py  # ~50 ms: only when an .h5 file is read
 
     try:
         with h5py.File(path, "r") as handle:
@@ -386,13 +379,9 @@ def hdf5_lambda_layers(path: Path) -> list[str]:
 
 
 def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = False) -> LoadedModel:
-    from edgekit._tf import tf_keras
-
     # Cheap format checks first: a corrupt or unsafe file is reported before TensorFlow loads.
     is_keras3 = check_keras_file(path, unsafe)
     keras2 = tf_keras()
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
-
     try:
         if is_keras3:
             import keras  # Keras 3 file: load with Keras 3
@@ -407,7 +396,7 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
                 path, custom_objects=custom_objects, compile=False, safe_mode=not unsafe
             )
         else:
-            with SafeModeScope(not unsafe):  # legacy .h5: tf_keras's own lambda guard
+            with safe_mode_scope(keras2, not unsafe):  # legacy .h5: tf_keras's lambda guard
                 model = keras2.models.load_model(
                     path, custom_objects=custom_objects, compile=False
                 )
@@ -449,8 +438,6 @@ EDGEKIT_KERAS3_CLASSES = {
 def _register_edgekit_classes(path: Path) -> None:
     """Import the modules that register edgekit's Keras 3 classes a file uses (a pruned or
     clustered model saved before stripping): Keras resolves them by registered name."""
-    import importlib
-
     for name in custom_class_names(path):
         if name in EDGEKIT_KERAS3_CLASSES:
             importlib.import_module(EDGEKIT_KERAS3_CLASSES[name])
@@ -461,17 +448,13 @@ def _load_with_tfmot_scope(
 ) -> Any:
     """Models saved mid-compression hold tfmot's wrapper classes (library code, not user
     code); load them inside tfmot's scopes."""
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
-
-    from edgekit.keras._tfmot import tfmot
-
-    mot = tfmot()
+    mot = import_tfmot()
     options = {"custom_objects": custom_objects, "compile": False}
     if path.suffix == ".keras":
         options["safe_mode"] = not unsafe
     try:
         with (
-            SafeModeScope(not unsafe),
+            safe_mode_scope(keras2, not unsafe),
             mot.quantization.keras.quantize_scope(),
             mot.sparsity.keras.prune_scope(),
             mot.clustering.keras.cluster_scope(),
@@ -495,10 +478,6 @@ def _check_hdf5(path: Path) -> None:
 
 
 def _load_saved_model(path: Path) -> LoadedModel:
-    from edgekit._tf import tensorflow
-    from edgekit.data import regular_file
-    from edgekit.tflite_model import MAX_MODEL_BYTES
-
     regular_file(path / "saved_model.pb", "SavedModel graph", MAX_MODEL_BYTES)
     tf = tensorflow()
     try:
@@ -634,10 +613,6 @@ def conversion_worker() -> Any:
     """The process-wide worker that loads and converts model files (started on first use)."""
     global _WORKER
     if _WORKER is None:
-        import atexit
-
-        from edgekit.isolation import Worker
-
         _WORKER = Worker("TensorFlow")
         atexit.register(stop_conversion_worker)
     return _WORKER

@@ -20,6 +20,8 @@ from typing import Any
 
 from edgekit import jsonfile
 from edgekit.data import InputSpec
+from edgekit.errors import EdgekitError
+from edgekit.models import input_name, load_model
 
 MAX_CONFIG_BYTES = 64 * 1024**2
 
@@ -67,9 +69,6 @@ def keras_config(path: str | Path) -> Any:
 
 
 def _tflite_specs(path: Path) -> list[InputSpec] | None:
-    from edgekit.errors import EdgekitError
-    from edgekit.models import load_model
-
     try:
         return list(load_model(path).input_specs)  # a .tflite loads without TensorFlow
     except EdgekitError:
@@ -85,7 +84,7 @@ def _keras_zip_config(path: Path) -> Any:
 
 
 def _h5_config(path: Path) -> Any:
-    import h5py
+    import h5py  # ~50 ms: only when an .h5 file is read
 
     with h5py.File(path, "r") as handle:
         raw = handle.attrs.get("model_config")
@@ -130,8 +129,6 @@ def _config_specs(config: Any) -> list[InputSpec] | None:
         order = [str(entry[0]) for entry in listed]
         if sorted(order) != sorted(inputs):
             return None
-    from edgekit.models import input_name
-
     specs, taken = [], set()
     for position, name in enumerate(order):
         layer = inputs[name]

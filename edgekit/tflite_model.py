@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.data import regular_file
 from edgekit.errors import EdgekitError, UsageError
 
 DTYPE_BYTES = {
@@ -358,8 +359,6 @@ def _buffer_bytes(buf: Any, data: bytes, source: str) -> bytes:
 
 def load_tflite(path: str | Path) -> TFLiteModel:
     """Read a `.tflite` file from disk with a one-line error for missing or corrupt files."""
-    from edgekit.data import regular_file
-
     path = regular_file(path, "model", MAX_MODEL_BYTES)
     try:
         data = path.read_bytes()

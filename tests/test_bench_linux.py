@@ -18,10 +18,10 @@ import pytest
 from helpers import run_edgekit
 from sshd import start_sshd
 
-from edgekit.bench.linux import harness_path
 from edgekit.bench.runner import bench
 from edgekit.bench.store import ResultStore
 from edgekit.errors import EdgekitError, ToolError
+from edgekit.runtimes.harness import harness_path
 
 AWKWARD = "my model; rm -rf x $(id).tflite"  # spaces, ';' and shell syntax in the file name
 

@@ -46,7 +46,7 @@ NO_RUNNABLE_EXAMPLE = {
     "edgekit.keras.channel_schedule", "edgekit.keras.channels", "edgekit.keras.distillation",
     "edgekit.keras.finetune", "edgekit.keras.folding", "edgekit.keras.lottery",
     "edgekit.keras.lowrank", "edgekit.keras.surgery",
-    "edgekit.stages", "edgekit.tflite_edit", "edgekit.analyze", "edgekit.assemble",
+    "edgekit.runtimes.timing", "edgekit.stages", "edgekit.tflite_edit", "edgekit.analyze", "edgekit.assemble",
     # the deploy stages: each example needs a loaded model or a converted one
     "edgekit.stages.analysis", "edgekit.stages.checks", "edgekit.stages.convert",
     "edgekit.stages.edgetpu", "edgekit.stages.facts", "edgekit.stages.firmware",

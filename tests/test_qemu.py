@@ -20,7 +20,7 @@ import pytest
 from helpers import REPO, run_edgekit, shared_dir
 
 from edgekit.bench.firmware import PROGRESS_SECONDS
-from edgekit.bench.qemu import elf_sizes, qemu_command, run_firmware, smallest_arena
+from edgekit.bench.qemu import elf_sizes, qemu_command, run_elf, run_firmware, smallest_arena
 from edgekit.bench.result import DeviceFailure
 from edgekit.bench.runner import bench
 from edgekit.bench.store import ResultStore
@@ -157,9 +157,9 @@ def test_arena_is_bisected_on_the_32_bit_cpu_and_the_elf_is_measured(qemu_run):
     firmware = qemu_run[0].device_info["elf"]
     from pathlib import Path
 
-    run_firmware(Path(firmware), "mps2-an386", "EDGEKIT_RUN 0 1")
+    run_elf(Path(firmware), "mps2-an386", "EDGEKIT_RUN 0 1")
     with pytest.raises(DeviceFailure, match="AllocateTensors failed"):
-        run_firmware(Path(firmware), "mps2-an386", f"arena={m['arena_bytes'] - 1} EDGEKIT_RUN 0 1")
+        run_elf(Path(firmware), "mps2-an386", f"arena={m['arena_bytes'] - 1} EDGEKIT_RUN 0 1")
 
 
 @pytest.mark.slow
@@ -210,7 +210,7 @@ def test_the_cmake_route_builds_the_same_firmware(qemu_run, digits_m4, tflm_tree
                           text=True, timeout=600)  # fmt: skip
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     assert "warning" not in made.stdout + made.stderr
-    collected = run_firmware(build / "edgekit_harness.elf", "mps2-an386", "EDGEKIT_RUN 0 2")
+    collected = run_elf(build / "edgekit_harness.elf", "mps2-an386", "EDGEKIT_RUN 0 2")
     assert f"crc32:{collected['summary']['output_crc32']}" == result.metrics["output_digest"]
     assert len(collected["runs"]) == 2
 
@@ -258,7 +258,7 @@ def test_the_commands_report_md_prints_work_in_the_bundle_directory(
 
     built = run("Build the firmware yourself (CMake; see harness/README.md)", subset)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    collected = run_firmware(bundle / "build-cortex-m4" / "edgekit_harness.elf", "mps2-an386",
+    collected = run_elf(bundle / "build-cortex-m4" / "edgekit_harness.elf", "mps2-an386",
                              "EDGEKIT_RUN 0 1")  # fmt: skip
     expected = qemu_run[0].metrics["output_digest"]
     assert f"crc32:{collected['summary']['output_crc32']}" == expected
@@ -285,7 +285,7 @@ def test_a_missing_op_is_reported_as_such_not_as_a_small_arena(digits_m4, tflm_t
     build = build_firmware(sources, tflm_tree, load_target("cortex-m4").firmware, tmp_path / "b",
                            progress=lambda m: None)  # fmt: skip
     with pytest.raises(DeviceFailure, match="op FULLY_CONNECTED is not registered in model_ops.h"):
-        run_firmware(build.elf, "mps2-an386", "EDGEKIT_RUN 0 1")
+        run_elf(build.elf, "mps2-an386", "EDGEKIT_RUN 0 1")
 
 
 @pytest.mark.slow
@@ -337,6 +337,35 @@ def test_deploy_reports_32_bit_figures_and_where_they_came_from(digits_m4_bundle
     assert elf.read_bytes()[:4] == b"\x7fELF"
     text = (bundle.path / "report.md").read_text()
     assert "arena_32bit_bytes" in text and "firmware (qemu)" in text
+
+
+@pytest.mark.slow
+def test_run_firmware_is_deploys_firmware_step(digits_m4_bundle, qemu_run, tflm_tree):
+    """edgekit.bench.run_firmware: the bundle's model and arena on QEMU, as deploy runs it."""
+    from edgekit.report import Role
+
+    bundle = digits_m4_bundle
+    arena = bundle.report.metrics.tensor_arena_bytes
+    model = bundle.file(Role.DEPLOYED_MODEL)
+    result = run_firmware(model, bundle.profile, arena_bytes=arena, tflm_dir=tflm_tree)
+    assert result.ok, result.error
+    assert result.device == "qemu" and result.target == "cortex-m4"
+    settings = {"runs": 3, "warmup": 1, "threads": 1, "delegate": "none", "input": "random"}
+    assert result.settings == settings
+    expected = qemu_run[0].metrics
+    assert result.metrics["arena_bytes"] == expected["arena_bytes"]
+    _same_count(result.metrics["instructions"]["per_inference"], expected["instructions"])
+
+
+def test_run_firmware_records_a_device_failure(digits_tflite, monkeypatch):
+    def fail(request):
+        raise DeviceFailure("QEMU (mps2-an386) did not finish within 600 s")
+
+    monkeypatch.setattr("edgekit.bench.qemu.run_qemu", fail)
+    model = digits_tflite["int8"]
+    result = run_firmware(model, load_target("cortex-m4"), arena_bytes=None, tflm_dir="unused")
+    assert result.status == "failed" and "did not finish within 600 s" in result.error
+    assert result.model_name == model.name and result.harness == "mcu"
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ _EXPORTS = {
     "BenchResult": "edgekit.bench.result",
     "ResultStore": "edgekit.bench.store",
     "parse_device": "edgekit.bench.uri",
+    "run_firmware": "edgekit.bench.qemu",
 }
 __all__ = sorted(_EXPORTS)
 

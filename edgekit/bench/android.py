@@ -26,6 +26,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.bench.result import BenchResult, DeviceFailure
 from edgekit.errors import UsageError
 
@@ -83,19 +84,19 @@ def parse_benchmark_output(text: str, delegate: str | None = None) -> dict[str, 
         for key, name in (("p50", "p50"), ("median", "p50"), ("p90", "p90"), ("p99", "p99")):
             if key in pairs:
                 stats[name] = pairs[key] * us
-        metrics["latency_ms"] = stats
-        metrics["count"] = int(counts[-1].group(1))
+        metrics[M.LATENCY_MS] = stats
+        metrics[M.RUN_COUNT] = int(counts[-1].group(1))
         if "first" in pairs:
-            metrics["first_inference_ms"] = pairs["first"] * us
+            metrics[M.FIRST_INFERENCE_MS] = pairs["first"] * us
     timings = _TIMINGS.search(text)
     if timings:
         init, first, warmup, avg = (float(g) * 1e-3 for g in timings.groups())
-        metrics.update(init_ms=init, first_inference_ms=first, warmup_avg_ms=warmup)
-        metrics.setdefault("latency_ms", {})["mean"] = avg
+        metrics.update({M.INIT_MS: init, M.FIRST_INFERENCE_MS: first, M.WARMUP_AVG_MS: warmup})
+        metrics.setdefault(M.LATENCY_MS, {})["mean"] = avg
     memory = list(_MEMORY.finditer(text))
     if memory:
-        metrics["init_memory_mb"] = float(memory[-1].group(1))
-        metrics["peak_rss_mb"] = float(memory[-1].group(2))
+        metrics[M.INIT_MEMORY_MB] = float(memory[-1].group(1))
+        metrics[M.PEAK_RSS_MB] = float(memory[-1].group(2))
     replaced = [m for m in _REPLACING.finditer(text)]
     wanted = _DELEGATE_NAMES.get(delegate or "")
     if wanted:
@@ -103,14 +104,16 @@ def parse_benchmark_output(text: str, delegate: str | None = None) -> dict[str, 
     if replaced:
         nodes, total = int(replaced[-1].group(1)), int(replaced[-1].group(2))
         metrics.update(
-            delegate_name=replaced[-1].group(3),
-            delegate_nodes=nodes,
-            total_nodes=total,
-            delegate_partitions=int(replaced[-1].group(4) or 0) or None,
-            fallback_to_cpu=nodes < total,
+            {
+                M.DELEGATE_NAME: replaced[-1].group(3),
+                M.DELEGATE_NODES: nodes,
+                M.TOTAL_NODES: total,
+                M.DELEGATE_PARTITIONS: int(replaced[-1].group(4) or 0) or None,
+                M.FALLBACK_TO_CPU: nodes < total,
+            }
         )
     elif delegate and delegate != "none":
-        metrics.update(delegate_nodes=0, fallback_to_cpu=True)
+        metrics.update({M.DELEGATE_NODES: 0, M.FALLBACK_TO_CPU: True})
     return metrics
 
 
@@ -181,10 +184,10 @@ def run_benchmark_model(request: Any) -> BenchResult:
         timeout = request.timeout if step == "benchmark_model" else None
         output = adb.run(argv, step, timeout)
     metrics = parse_benchmark_output(output, request.settings["delegate"])
-    if "latency_ms" not in metrics:
+    if M.LATENCY_MS not in metrics:
         raise DeviceFailure("benchmark_model printed no timings: " + output.strip()[-200:])
     delegate = request.settings["delegate"]
-    applied = delegate if metrics.get("delegate_nodes") else None
+    applied = delegate if metrics.get(M.DELEGATE_NODES) else None
     return BenchResult(
         status="ok",
         runtime="benchmark_model",

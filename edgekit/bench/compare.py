@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from edgekit import metrics as M
 from edgekit.bench.result import BenchResult
 from edgekit.errors import UsageError
 from edgekit.files import atomic_write, check_replaceable
+from edgekit.plotting import pyplot
 
 
 def _at(*keys: str) -> Callable[[dict[str, Any]], Any]:
@@ -40,8 +42,9 @@ def _at(*keys: str) -> Callable[[dict[str, Any]], Any]:
 def _arena(metrics: dict[str, Any]) -> Any:
     # QEMU bisects the smallest arena that runs (arena_bytes, with its arena_source); a board
     # or tflm-host run reports what its interpreter used of the arena it was given.
-    return metrics.get("arena_bytes") if "arena_source" in metrics else metrics.get(
-        "arena_used_bytes")  # fmt: skip
+    if M.ARENA_SOURCE in metrics:
+        return metrics.get(M.ARENA_BYTES)
+    return metrics.get(M.ARENA_USED_BYTES)
 
 
 @dataclass(frozen=True)
@@ -66,24 +69,36 @@ class Metric:
 
 
 METRICS = {m.name: m for m in (
-    *(Metric(k, f"{k} ms", _at("latency_ms", k), "ms") for k in ("p50", "p90", "p99", "mean",
-                                                                 "min")),
-    Metric("instructions", "instructions per inference", _at("instructions", "per_inference"),
+    *(Metric(k, f"{k} ms", _at(M.LATENCY_MS, k), "ms") for k in ("p50", "p90", "p99", "mean",
+                                                                   "min")),
+    Metric(M.INSTRUCTIONS, "instructions per inference", _at(M.INSTRUCTIONS, "per_inference"),
            "instructions"),
     Metric("arena", "tensor arena B", _arena, "B"),
-    Metric("flash", "flash B", _at("flash_bytes"), "B"),
-    Metric("ram", "RAM B", _at("ram_bytes"), "B"),
+    Metric("flash", "flash B", _at(M.FLASH_BYTES), "B"),
+    Metric("ram", "RAM B", _at(M.RAM_BYTES), "B"),
 )}  # fmt: skip
 # When no --metric is given: latency if every run has it, else instructions (QEMU runs).
-DEFAULT_METRICS = ("p50", "instructions")
+DEFAULT_METRICS = ("p50", M.INSTRUCTIONS)
 
+# The CSV export: the run's fields, its settings, then its figures (metrics keys, with the
+# latency statistics and instruction counts flattened to `p50_ms`, `instructions_min`, ...).
+_CSV_LATENCY = ("p50", "p90", "p99", "mean", "std", "min")
+_CSV_INSTRUCTIONS = ("per_inference", "min", "max")
+_CSV_FIGURES = (
+    M.INIT_MS,
+    M.FIRST_INFERENCE_MS,
+    M.PEAK_RSS_MB,
+    M.ARENA_USED_BYTES,
+    M.DELEGATE_NODES,
+    M.TOTAL_NODES,
+    M.OUTPUT_DIGEST,
+)
+_CSV_MEMORY = (M.ARENA_BYTES, M.FLASH_BYTES, M.RAM_BYTES, M.STACK_BYTES, M.HEAP_BYTES)
 CSV_COLUMNS = (
     "id", "created", "edgekit_version", "model_name", "model_sha256", "target", "device",
     "transport", "harness", "runtime", "runtime_version", "delegate", "status", "error",
-    "threads", "warmup", "runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
-    "init_ms", "first_inference_ms", "peak_rss_mb", "arena_used_bytes", "delegate_nodes",
-    "total_nodes", "output_digest", "instructions_per_inference", "instructions_min",
-    "instructions_max", "arena_bytes", "flash_bytes", "ram_bytes", "stack_bytes", "heap_bytes",
+    "threads", "warmup", "runs", *(f"{k}_ms" for k in _CSV_LATENCY), *_CSV_FIGURES,
+    *(f"{M.INSTRUCTIONS}_{k}" for k in _CSV_INSTRUCTIONS), *_CSV_MEMORY,
 )  # fmt: skip
 
 
@@ -141,17 +156,15 @@ def compare(store: Any, run_ids: list[int], metric: str | None = None) -> list[R
 
 
 def csv_row(run: BenchResult) -> dict[str, Any]:
-    lat = run.metrics.get("latency_ms") or {}
+    lat = run.metrics.get(M.LATENCY_MS) or {}
     row = {c: getattr(run, c, None) for c in CSV_COLUMNS if hasattr(run, c)}
     row.update({k: run.settings.get(k) for k in ("threads", "warmup", "runs")})
-    row.update({f"{k}_ms": lat.get(k) for k in ("p50", "p90", "p99", "mean", "std", "min")})
-    for key in ("init_ms", "first_inference_ms", "peak_rss_mb", "arena_used_bytes",
-                "delegate_nodes", "total_nodes", "output_digest", "arena_bytes", "flash_bytes",
-                "ram_bytes", "stack_bytes", "heap_bytes"):  # fmt: skip
+    row.update({f"{k}_ms": lat.get(k) for k in _CSV_LATENCY})
+    for key in (*_CSV_FIGURES, *_CSV_MEMORY):
         row[key] = run.metrics.get(key)
-    instructions = run.metrics.get("instructions") or {}
-    for key in ("per_inference", "min", "max"):
-        row[f"instructions_{key}"] = instructions.get(key)
+    instructions = run.metrics.get(M.INSTRUCTIONS) or {}
+    for key in _CSV_INSTRUCTIONS:
+        row[f"{M.INSTRUCTIONS}_{key}"] = instructions.get(key)
     return row
 
 
@@ -162,14 +175,14 @@ def write_csv(runs: list[BenchResult], handle: IO[str]) -> None:
         writer.writerow(csv_row(run))
 
 
-PLOT_METRICS = ("latency", "instructions", "arena", "flash", "ram")
+PLOT_METRICS = ("latency", M.INSTRUCTIONS, "arena", "flash", "ram")
 
 
 def plot_metric(runs: list[BenchResult], metric: str | None) -> str:
     """What `results plot` draws: `metric`, else latency when every run has per-run latencies,
     else instructions (QEMU runs)."""
     if metric is None:
-        metric = "latency" if all(r.latencies_ms for r in runs) else "instructions"
+        metric = "latency" if all(r.latencies_ms for r in runs) else M.INSTRUCTIONS
     if metric == "latency":
         missing = [r.id for r in runs if not r.latencies_ms]
         if missing:
@@ -185,7 +198,7 @@ def plottable(runs: list[BenchResult], metric: str | None, limit: int = 8) -> li
     else instructions), oldest first; `runs` is newest first, as the store lists them."""
     done = [r for r in runs if r.ok]
     if metric is None:
-        metric = "latency" if any(r.latencies_ms for r in done) else "instructions"
+        metric = "latency" if any(r.latencies_ms for r in done) else M.INSTRUCTIONS
     if metric == "latency":
         chosen = [r for r in done if r.latencies_ms]
     else:
@@ -205,10 +218,8 @@ def plot_runs(runs: list[BenchResult], out: str | Path, metric: str | None = Non
             f"{out}: cannot plot to .{suffix or '(none)'}; use one of "
             + ", ".join(f".{f}" for f in PLOT_FORMATS)
         )
-    from edgekit.plotting import pyplot
-
     plt = pyplot()
-    import numpy as np
+    import numpy as np  # not at the top: this module is loaded at CLI start-up
 
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(runs)), 4.5))
     positions = range(1, len(runs) + 1)

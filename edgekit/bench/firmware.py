@@ -23,6 +23,7 @@ A missing toolchain is one line naming the Debian package.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -37,7 +38,9 @@ from pathlib import Path
 from queue import Empty, Queue
 from threading import Thread
 
+from edgekit.bench.tflm_sources import library_sources, ops_in
 from edgekit.errors import RuntimeFailure, UsageError
+from edgekit.files import cache_root
 from edgekit.targets import Firmware
 
 ENV_TFLM_DIR = "EDGEKIT_TFLM_DIR"
@@ -164,8 +167,6 @@ def _tree_digest(tree: Path) -> str:
 
 def cache_dir(kind: str) -> Path:
     """`kind` ("tflm-lib", "firmware") under edgekit's cache directory."""
-    from edgekit.files import cache_root
-
     return cache_root() / kind
 
 
@@ -269,10 +270,6 @@ def tflm_library(tree: Path, firmware: Firmware, model_ops: Path,
     `tflm/model_ops.h`) registers, for (tree, CPU flags, compiler): from the cache, or built
     into it first on `jobs` (default: every) cores. `compiler` is :func:`require_toolchain`'s
     answer, asked here if not given."""
-    import fcntl
-
-    from edgekit.bench.tflm_sources import library_sources, ops_in
-
     compiler = compiler or require_toolchain()
     kernels = kernels_of(tree)
     if not model_ops.is_file():

@@ -1,7 +1,8 @@
 """Run the Linux harness (`devices/linux/edgekit_harness.py`) here or over SSH.
 
-Both transports hand the harness the same argv and read back its one JSON line. Nothing goes
-through a local shell: commands are argv lists. Over SSH one remote shell is unavoidable, so
+Both transports hand the harness the same argv and read back its one JSON line; the harness
+itself and the local run live in :mod:`edgekit.runtimes.harness`. Nothing goes through a
+local shell: commands are argv lists. Over SSH one remote shell is unavoidable, so
 every word of the remote command is `shlex.quote`d, and the files copied there get fixed names
 (`model.tflite`, `input.npy`) in a private `mktemp -d` directory, whatever the local names.
 
@@ -12,22 +13,35 @@ every word of the remote command is `shlex.quote`d, and the files copied there g
 from __future__ import annotations
 
 import io
-import json
 import shlex
 import shutil
 import subprocess
-import sys
 import tarfile
-import tempfile
 import time
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.result import DeviceFailure
+from edgekit import metrics as M
 from edgekit.bench.uri import DeviceURI
-from edgekit.errors import ToolError, UsageError
+from edgekit.errors import DeviceFailure, ToolError, UsageError
+from edgekit.runtimes.harness import (
+    HarnessJob,
+    LocalTransport,
+    harness_argv,
+    harness_path,
+    parse_harness_output,
+    run_argv,
+)
+
+# The harness names moved to edgekit.runtimes.harness are still importable from here.
+__all__ = [
+    "HarnessJob",
+    "LocalTransport",
+    "SSHTransport",
+    "harness_argv",
+    "harness_path",
+    "parse_harness_output",
+]
 
 STEP_TIMEOUT = 60.0  # seconds for each remote step that is not the benchmark itself
 # Run by the device's Python (3.7 on Coral boards): unpack the tar stream on stdin into argv[1].
@@ -36,104 +50,6 @@ UNPACK = (
     "archive.extractall(sys.argv[1], **({'filter': 'data'} if hasattr(tarfile, 'data_filter') "
     "else {}))"
 )
-
-
-@dataclass
-class HarnessJob:
-    model: Path
-    runs: int = 50
-    warmup: int = 5
-    threads: int | None = None
-    delegate: str = "xnnpack"
-    input: Path | None = None
-    seed: int = 0
-    timeout: float = 300.0  # the benchmark step
-
-
-def harness_path() -> Path:
-    """The harness script shipped in the package (`edgekit.devices.linux`)."""
-    return Path(str(resources.files("edgekit.devices.linux") / "edgekit_harness.py"))
-
-
-def harness_argv(job: HarnessJob, model: str | None = None, input_file: str | None = None) -> list:
-    argv = [model or str(job.model), "--runs", str(job.runs), "--warmup", str(job.warmup)]
-    argv += ["--delegate", job.delegate, "--seed", str(job.seed)]
-    if job.threads:
-        argv += ["--threads", str(job.threads)]
-    if job.input is not None:
-        argv += ["--input", input_file or str(job.input)]
-    return argv
-
-
-def parse_harness_output(stdout: str, stderr: str, code: int, where: str) -> dict[str, Any]:
-    """The harness's JSON result, or DeviceFailure with the reason."""
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                break
-    tail = " ".join(stderr.strip().splitlines()[-2:])[:300] or "no output"
-    raise DeviceFailure(f"harness on {where} exited with status {code} without a result: {tail}")
-
-
-def _run(
-    argv: list[str], timeout: float, step: str, where: str, stdin: bytes | None = None
-) -> subprocess.CompletedProcess:
-    try:
-        proc = subprocess.run(argv, capture_output=True, input=stdin, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise DeviceFailure(f"{step} on {where} timed out after {timeout:.0f} s") from None
-    proc.stdout = proc.stdout.decode("utf-8", "replace")
-    proc.stderr = proc.stderr.decode("utf-8", "replace")
-    return proc
-
-
-class LocalTransport:
-    """This machine: the harness in a subprocess of the current Python."""
-
-    def __init__(self, python: str | None = None) -> None:
-        self.python = python or sys.executable
-        self.where = "local"
-
-    def run(self, job: HarnessJob) -> dict[str, Any]:
-        argv = [self.python, str(harness_path()), *harness_argv(job)]
-        started = time.perf_counter()
-        proc = _run(argv, job.timeout, "harness run", self.where)
-        result = parse_harness_output(proc.stdout, proc.stderr, proc.returncode, self.where)
-        result["transport_ms"] = {"run": (time.perf_counter() - started) * 1e3}
-        return result
-
-
-def host_latencies(
-    models: list[bytes],
-    *,
-    rounds: int = 3,
-    runs: int = 30,
-    threads: int = 1,
-    delegate: str = "xnnpack",
-    details: list | None = None,
-) -> list[float]:
-    """p50 latency (ms) of each .tflite on this host through the harness (LiteRT), as the
-    median over `rounds` interleaved rounds: ratios between models come from one run on a
-    shared, noisy machine. `details` (a list) receives each model's first harness result."""
-    import statistics
-
-    measured: list[list[float]] = [[] for _ in models]
-    with tempfile.TemporaryDirectory(prefix="edgekit-latency-") as tmp:
-        paths = []
-        for i, data in enumerate(models):
-            paths.append(Path(tmp) / f"m{i}.tflite")
-            paths[-1].write_bytes(data)
-        for _ in range(rounds):
-            for i, path in enumerate(paths):
-                job = HarnessJob(path, runs=runs, warmup=max(3, runs // 10), threads=threads,
-                                 delegate=delegate)  # fmt: skip
-                result = LocalTransport().run(job)
-                measured[i].append(result["metrics"]["latency_ms"]["p50"])
-                if details is not None and len(details) < len(models):
-                    details.append(result)
-    return [statistics.median(values) for values in measured]
 
 
 def _ssh_reason(proc: subprocess.CompletedProcess) -> str:
@@ -176,7 +92,7 @@ class SSHTransport:
     def _ssh(
         self, command: str, timeout: float, step: str, stdin: bytes | None = None
     ) -> subprocess.CompletedProcess:
-        proc = _run(self.ssh_argv(command), timeout, step, self.where, stdin)
+        proc = run_argv(self.ssh_argv(command), timeout, step, self.where, stdin)
         if proc.returncode == 255:  # ssh's own failure: connection refused, lost, auth
             raise DeviceFailure(f"{step}: ssh to {self.where} failed: {_ssh_reason(proc)}")
         return proc
@@ -185,7 +101,7 @@ class SSHTransport:
         """The first step, a private directory on the device. If ssh fails here no connection
         was ever made: that is an error (a mistyped host, a device that is off), not a run."""
         command = 'mktemp -d "${TMPDIR:-/tmp}/edgekit.XXXXXX"'
-        proc = _run(self.ssh_argv(command), STEP_TIMEOUT, "mktemp", self.where)
+        proc = run_argv(self.ssh_argv(command), STEP_TIMEOUT, "mktemp", self.where)
         if proc.returncode == 255:
             reason = _ssh_reason(proc)
             error = UsageError if "Could not resolve hostname" in reason else ToolError
@@ -250,5 +166,5 @@ class SSHTransport:
             except DeviceFailure:
                 pass  # the device is gone; the run's own error says so
             timings["cleanup"] = (clock() - started) * 1e3
-        result["transport_ms"] = timings
+        result[M.TRANSPORT_MS] = timings
         return result

@@ -28,12 +28,24 @@ import hashlib
 import platform
 import re
 import subprocess
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
+from edgekit.bench import firmware as fw
+from edgekit.bench.request import BenchRequest, model_file
 from edgekit.bench.result import BenchResult, DeviceFailure, latency_stats
 from edgekit.bench.serial_link import Collector
+from edgekit.bench.uri import parse_device
+from edgekit.converters.tflm import write_tflm_sources
 from edgekit.errors import UsageError
+from edgekit.graph import activation_lower_bound
+from edgekit.isolation import call
+from edgekit.runtimes.tflm import measure_arena, probe_timeout
+from edgekit.targets import TargetProfile, load_target
+from edgekit.tflite_model import read_tflite
 
 # QEMU machines the MPS2 board port runs on, and their CPU.
 BOARDS = {"mps2-an386": "cortex-m4", "mps2-an500": "cortex-m7"}
@@ -71,12 +83,10 @@ def board_for(profile: Any, requested: str | None) -> str:
     return board
 
 
-def run_firmware(elf: Path, board: str, arguments: str, timeout: float = RUN_TIMEOUT) -> dict:
+def run_elf(elf: Path, board: str, arguments: str, timeout: float = RUN_TIMEOUT) -> dict:
     """Run the ELF under QEMU; the protocol messages (hello, runs, ticks, memory, summary)."""
-    from edgekit.bench.firmware import require_tool
-
     command = qemu_command(board, elf, arguments)
-    command[0] = require_tool("qemu-system-arm")
+    command[0] = fw.require_tool("qemu-system-arm")
     try:
         proc = subprocess.run(command, capture_output=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)  # fmt: skip
@@ -102,7 +112,7 @@ def smallest_arena(elf: Path, board: str, low: int, high: int) -> int:
     while high - low > 1:
         middle = (low + high) // 2
         try:
-            run_firmware(elf, board, f"arena={middle} EDGEKIT_RUN 0 1", timeout=120)
+            run_elf(elf, board, f"arena={middle} EDGEKIT_RUN 0 1", timeout=120)
             high = middle
         except DeviceFailure:
             low = middle
@@ -127,9 +137,6 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 def host_crc(data: bytes, model: Any, arena: int, name: str) -> str:
     """Host TFLM's (tflite_micro) output CRC on the harness's input, in a worker process.
     `model` is `data` read (:func:`~edgekit.tflite_model.read_tflite`), for the timeout."""
-    from edgekit.isolation import call
-    from edgekit.runtimes.tflm import probe_timeout
-
     collected = call("edgekit.bench.tflm_host:simulate", data, arena, name, 0, 1,
                      timeout=probe_timeout(model) * 3, what=f"host TFLM on {name}")  # fmt: skip
     return collected["summary"]["output_crc32"]
@@ -144,16 +151,8 @@ def _qemu_version() -> str:
 
 def run_qemu(request: Any) -> BenchResult:
     """Build, size the arena, run, measure and check the bundle's firmware under QEMU."""
-    from edgekit.bench import firmware as fw
-    from edgekit.graph import activation_lower_bound
-    from edgekit.tflite_model import read_tflite
-
     profile = request.profile
     if profile.firmware is None:  # a bundle deployed before profiles had [firmware]
-        from dataclasses import replace
-
-        from edgekit.targets import load_target
-
         try:
             profile = replace(profile, firmware=load_target(profile.name).firmware)
         except UsageError:
@@ -177,7 +176,7 @@ def run_qemu(request: Any) -> BenchResult:
                               library=library, progress=request.progress)  # fmt: skip
     request.progress(f"finding the smallest arena that runs on {board}")
     try:
-        run_firmware(build.elf, board, "EDGEKIT_RUN 0 1", timeout=request.timeout)
+        run_elf(build.elf, board, "EDGEKIT_RUN 0 1", timeout=request.timeout)
     except DeviceFailure as exc:
         raise DeviceFailure(f"the bundle's {host_arena:,}-byte arena does not run: {exc}") from None
     low, _ = activation_lower_bound(model)
@@ -187,7 +186,7 @@ def run_qemu(request: Any) -> BenchResult:
                               progress=request.progress)  # fmt: skip
     settings = request.settings
     request.progress(f"running {settings['runs']} runs on QEMU {board} ({library.kernels})")
-    collected = run_firmware(final.elf, board, f"EDGEKIT_RUN {settings['warmup']} "
+    collected = run_elf(final.elf, board, f"EDGEKIT_RUN {settings['warmup']} "
                              f"{settings['runs']}", timeout=request.timeout)  # fmt: skip
     sizes = elf_sizes(final.elf)
     request.progress("checking the output CRC against host TFLM")
@@ -195,20 +194,58 @@ def run_qemu(request: Any) -> BenchResult:
     return _result(request, collected, board, build, final, sizes, minimum, host_arena, expected)
 
 
+def run_firmware(
+    model: Path,
+    profile: TargetProfile,
+    *,
+    arena_bytes: int | None,
+    tflm_dir: str | Path,
+    progress: Callable[[str], None] | None = None,
+    runs: int = 3,
+    warmup: int = 1,
+    timeout: float = 600.0,
+) -> BenchResult:
+    """Deploy's firmware step: :func:`run_qemu` on a `.tflite` (beside its `tflm/` sources,
+    whose arena is `arena_bytes`) for `profile`, on its QEMU board. A device failure is a
+    result with status `failed` and the reason, not an exception.
+
+    >>> result = run_firmware(Path("bundle/model.tflite"), load_target("cortex-m4"),
+    ...                       arena_bytes=20480, tflm_dir="tflm-tree")  # doctest: +SKIP
+    >>> result.metrics["instructions"]["per_inference"]                 # doctest: +SKIP
+    1234567
+    """
+    found = model_file(Path(model))
+    found.arena_bytes = arena_bytes
+    request = BenchRequest(
+        model=found,
+        device=parse_device("qemu"),
+        profile=profile,
+        settings={
+            "runs": runs,
+            "warmup": warmup,
+            "threads": 1,
+            "delegate": "none",
+            "input": "random",
+        },
+        timeout=timeout,
+        tflm_dir=tflm_dir,
+        progress=progress or (lambda message: None),
+    )
+    try:
+        return run_qemu(request)
+    except DeviceFailure as exc:
+        return BenchResult(status="failed", error=str(exc), **request.identity())
+
+
 def _model_sources(request: Any, model: Any, name: str) -> tuple[Path, int]:
     """The bundle's tflm/ folder and arena; for a bare .tflite, sources made here."""
-    from edgekit.bench.firmware import cache_dir
-
     bundle_tflm = request.model.path.parent / "tflm"
     arena = request.model.arena_bytes
     if arena is not None and (bundle_tflm / "model_data.cc").is_file():
         return bundle_tflm, arena
-    from edgekit.converters.tflm import write_tflm_sources
-    from edgekit.runtimes.tflm import measure_arena
-
     request.progress("measuring the TFLM arena on this host")
     measured = measure_arena(model)
-    out = cache_dir("firmware") / f"{request.model.sha256[:16]}-sources"
+    out = fw.cache_dir("firmware") / f"{request.model.sha256[:16]}-sources"
     write_tflm_sources(model, name, out, measured)
     return out, measured.tensor_arena_bytes
 
@@ -223,32 +260,32 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
         raise DeviceFailure("the firmware reported no tick clock: cannot count instructions")
     per_run = [ticks * tick_ns for ticks in collected["ticks"]]  # 1 ns = 1 instruction
     budget = request.profile.memory
-    ram = sizes["data"] + sizes["bss"] + memory.get("stack_bytes", 0) + memory.get("heap_bytes", 0)
+    ram = sizes["data"] + sizes["bss"] + memory.get(M.STACK_BYTES, 0) + memory.get(M.HEAP_BYTES, 0)
     metrics: dict[str, Any] = {
-        "instructions": {
+        M.INSTRUCTIONS: {
             "per_inference": round(sum(per_run) / len(per_run)),
             "min": min(per_run), "max": max(per_run), "resolution": tick_ns,
             "first_inference": round(summary.get("first_us", 0) * 1000),
             "source": f"QEMU {board} -icount shift=0 (1 instruction = 1 ns), "
                       f"{len(per_run)} runs",
         },
-        "output_digest": f"crc32:{summary.get('output_crc32')}",
-        "host_output_digest": f"crc32:{expected}",
-        "arena_bytes": minimum,
-        "arena_used_bytes": hello.get("arena_used_bytes"),
-        "arena_source": "smallest arena that runs on the 32-bit CPU under QEMU (bisected "
+        M.OUTPUT_DIGEST: f"crc32:{summary.get('output_crc32')}",
+        M.HOST_OUTPUT_DIGEST: f"crc32:{expected}",
+        M.ARENA_BYTES: minimum,
+        M.ARENA_USED_BYTES: hello.get(M.ARENA_USED_BYTES),
+        M.ARENA_SOURCE: "smallest arena that runs on the 32-bit CPU under QEMU (bisected "
                         "to the byte)",
-        "arena_host_bytes": host_arena,
-        "elf": sizes,
-        "flash_bytes": sizes["text"] + sizes["data"],
-        "ram_bytes": ram,
-        "flash_budget_bytes": budget.flash_bytes,
-        "ram_budget_bytes": budget.ram_bytes,
-        "stack_bytes": memory.get("stack_bytes"),
-        "heap_bytes": memory.get("heap_bytes"),
-        "memory_source": "arm-none-eabi-size on the ELF built with the smallest arena; stack "
+        M.ARENA_HOST_BYTES: host_arena,
+        M.ELF: sizes,
+        M.FLASH_BYTES: sizes["text"] + sizes["data"],
+        M.RAM_BYTES: ram,
+        M.FLASH_BUDGET_BYTES: budget.flash_bytes,
+        M.RAM_BUDGET_BYTES: budget.ram_bytes,
+        M.STACK_BYTES: memory.get(M.STACK_BYTES),
+        M.HEAP_BYTES: memory.get(M.HEAP_BYTES),
+        M.MEMORY_SOURCE: "arm-none-eabi-size on the ELF built with the smallest arena; stack "
                          "and heap high-water marks from the MPS2 board port",
-        "build_seconds": {"tflm_library": round(library.seconds, 1),
+        M.BUILD_SECONDS: {"tflm_library": round(library.seconds, 1),
                           "library_cached": library.cached,
                           "application": round(build.app_seconds + final.app_seconds, 1)},
     }  # fmt: skip
@@ -256,8 +293,8 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
     estimates: list[float] = []
     if firmware.cpi and firmware.clock_hz:
         estimates = [n * firmware.cpi / firmware.clock_hz * 1000 for n in per_run]
-        metrics["latency_ms"] = latency_stats(estimates)
-        metrics["latency_source"] = (
+        metrics[M.LATENCY_MS] = latency_stats(estimates)
+        metrics[M.LATENCY_SOURCE] = (
             f"estimate: instructions x CPI {firmware.cpi:g} / "
             f"{firmware.clock_hz / 1e6:g} MHz (target profile)"
         )
@@ -289,22 +326,3 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
         latencies_ms=estimates,
         **identity,
     )
-
-
-def bench_firmware(model, profile, *, arena_bytes, tflm_dir, progress=None, runs=3, warmup=1,
-                 timeout=600.0):  # TEMPORARY (H1 replaces)
-    from edgekit.bench.result import BenchResult, DeviceFailure
-    from edgekit.bench.runner import BenchRequest, _model_file
-    from edgekit.bench.uri import parse_device
-
-    bench_model = _model_file(model)
-    bench_model.arena_bytes = arena_bytes
-    request = BenchRequest(
-        model=bench_model, device=parse_device("qemu"), profile=profile,
-        settings={"runs": runs, "warmup": warmup, "threads": 1, "delegate": "none", "input": "random"},
-        timeout=timeout, tflm_dir=tflm_dir, progress=progress,
-    )
-    try:
-        return run_qemu(request)
-    except DeviceFailure as exc:
-        return BenchResult(status="failed", error=str(exc), **request.identity())

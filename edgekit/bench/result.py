@@ -24,6 +24,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgekit import __version__
+from edgekit import metrics as M
 from edgekit.errors import DeviceFailure
 
 __all__ = ["BenchResult", "DeviceFailure", "latency_stats"]
@@ -60,8 +62,6 @@ class BenchResult:
         if not self.created:
             self.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         if not self.edgekit_version:
-            from edgekit import __version__
-
             self.edgekit_version = __version__
 
     @property
@@ -70,7 +70,7 @@ class BenchResult:
 
     @property
     def p50_ms(self) -> float | None:
-        return (self.metrics.get("latency_ms") or {}).get("p50")
+        return (self.metrics.get(M.LATENCY_MS) or {}).get("p50")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +83,7 @@ def latency_stats(values_ms: list[float]) -> dict[str, float]:
     >>> latency_stats([1.0, 2.0, 3.0])["p50"]
     2.0
     """
+    # Not at the top: this module is loaded at CLI start-up, and the harness script is not light.
     from edgekit.devices.linux.edgekit_harness import latency_stats as harness_stats
 
     return harness_stats(values_ms)

@@ -11,17 +11,34 @@ reason; bad input (no such model, no `ssh`/`adb`, no serial port) is an `Edgekit
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from edgekit import metrics as M
+from edgekit.bench.android import run_benchmark_model
+from edgekit.bench.linux import SSHTransport
+from edgekit.bench.qemu import run_qemu
+from edgekit.bench.request import BenchModel, BenchRequest, model_file
 from edgekit.bench.result import BenchResult, DeviceFailure
-from edgekit.bench.uri import DeviceURI, parse_device
+from edgekit.bench.serial_link import run_serial
+from edgekit.bench.store import ResultStore
+from edgekit.bench.tflm_host import run_tflm_host
+from edgekit.bench.uri import parse_device, positive_seconds
+from edgekit.bundle import Bundle
+from edgekit.data import regular_file
+from edgekit.devices.linux.edgekit_harness import HarnessError, load_inputs
 from edgekit.errors import UsageError
+from edgekit.report import Role
+from edgekit.runtimes.harness import HarnessJob, LocalTransport
 from edgekit.targets import DELEGATES, TargetProfile, load_target
+from edgekit.tflite_model import load_tflite
+
+# BenchModel, BenchRequest and model_file (edgekit.bench.request) are importable from here too.
+__all__ = ["BenchModel", "BenchRequest", "bench", "from_harness", "model_file", "resolve_model"]
 
 MAX_ARENA_BYTES = 512 * 1024 * 1024
 MAX_RUNS = 100_000_000  # timed or warm-up runs (a soak test may want millions)
@@ -33,21 +50,9 @@ DEVICES_FOR_HARNESS = {
 }
 
 
-@dataclass
-class BenchModel:
-    """The model file to benchmark, and the arena its bundle measured at deploy time."""
-
-    path: Path
-    name: str
-    sha256: str
-    arena_bytes: int | None = None  # TFLM arena from the bundle's report
-
-
 def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = None) -> BenchModel:
     """A `.tflite` file, or a deploy bundle (its deployed model, or its Edge TPU-compiled
     model when the delegate is `edgetpu`). `bundle` is the loaded Bundle, if any."""
-    from edgekit.report import Role
-
     path = Path(model)
     if bundle is not None:
         role = Role.EDGETPU_MODEL if delegate == "edgetpu" else Role.DEPLOYED_MODEL
@@ -60,7 +65,7 @@ def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = 
                     "on the CPU with --delegate xnnpack"
                 )
             raise UsageError(f"{path}: the bundle's report lists no deployed model")
-        found = _model_file(file)
+        found = model_file(file)
         arena = bundle.report.metrics.tensor_arena_bytes
         if arena is not None and (not isinstance(arena, int) or isinstance(arena, bool)
                                   or not 0 < arena <= MAX_ARENA_BYTES):  # fmt: skip
@@ -74,7 +79,7 @@ def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = 
         raise UsageError(f"{path}: no such model or bundle")
     if path.suffix != ".tflite":
         raise UsageError(f"{path}: expected a .tflite model or a deploy bundle directory")
-    return _model_file(path)
+    return model_file(path)
 
 
 def check_input_file(path: Path, model: Path) -> None:
@@ -82,14 +87,7 @@ def check_input_file(path: Path, model: Path) -> None:
 
     The check is the harness's own (`load_inputs`), against the model's input tensors.
     """
-    from edgekit.data import regular_file
-
     regular_file(path, "input")
-    import numpy as np
-
-    from edgekit.devices.linux.edgekit_harness import HarnessError, load_inputs
-    from edgekit.tflite_model import load_tflite
-
     inputs = [
         {"shape": t.shape, "dtype": np.dtype(t.dtype.lower()), "name": t.name}
         for t in load_tflite(model).input_tensors()
@@ -103,46 +101,6 @@ def check_input_file(path: Path, model: Path) -> None:
         raise UsageError(
             f"{path}: not a readable input file ({type(exc).__name__}: {detail})"
         ) from None
-
-
-def _model_file(path: Path) -> BenchModel:
-    from edgekit.data import regular_file
-    from edgekit.tflite_model import MAX_MODEL_BYTES
-
-    regular_file(path, "model", MAX_MODEL_BYTES)
-    data = path.read_bytes()
-    if data[4:8] != b"TFL3":
-        raise UsageError(f"{path}: not a TFLite flatbuffer")
-    return BenchModel(path, path.name, hashlib.sha256(data).hexdigest())
-
-
-@dataclass
-class BenchRequest:
-    """Everything a harness runner needs; runners return a BenchResult."""
-
-    model: BenchModel
-    device: DeviceURI
-    profile: TargetProfile
-    settings: dict[str, Any]  # runs, warmup, threads, delegate, input (as recorded)
-    input: Path | None = None
-    timeout: float = 300.0
-    remote_python: str = "python3"
-    ssh_config: str | Path | None = None
-    benchmark_binary: str | Path | None = None
-    tflm_dir: str | Path | None = None  # --device qemu: the TFLM tree to build against
-    progress: Callable[[str], None] = print
-
-    def identity(self) -> dict[str, Any]:
-        """The BenchResult fields every run has, whatever happened on the device."""
-        return dict(
-            model_name=self.model.name,
-            model_sha256=self.model.sha256,
-            target=self.profile.name,
-            device=self.device.redacted,
-            transport=self.device.scheme,
-            harness=self.profile.harness,
-            settings=self.settings,
-        )
 
 
 def bench(
@@ -172,16 +130,12 @@ def bench(
                                    ("--threads", threads, 1, MAX_THREADS)):  # fmt: skip
         if value is not None and not low <= value <= high:
             raise UsageError(f"{flag} must be between {low} and {high:,}; received {value}")
-    from edgekit.bench.uri import positive_seconds
-
     timeout = positive_seconds(timeout, "--timeout")
     uri = parse_device(device)
     bundle = None
     if not os.path.lexists(model):
         raise UsageError(f"{model}: no such model or bundle")
     if Path(model).is_dir():
-        from edgekit.bundle import Bundle
-
         bundle = Bundle.load(model)  # read once: the effective profile and the files
     if target is not None:
         profile = load_target(target)
@@ -223,8 +177,6 @@ def bench(
     )
     store = None
     if record:  # opened (and checked writable) before the run: no result is lost after it
-        from edgekit.bench.store import ResultStore
-
         store = ResultStore(db)
     try:
         result = _RUNNERS[profile.harness](request)
@@ -242,13 +194,15 @@ def from_harness(raw: dict[str, Any], request: BenchRequest) -> BenchResult:
     metrics = dict(raw.get("metrics") or {})
     if delegate:
         metrics.update(
-            delegate_nodes=delegate.get("nodes"),
-            delegate_partitions=delegate.get("partitions"),
-            total_nodes=delegate.get("total_nodes"),
-            fallback_to_cpu=delegate.get("fallback_to_cpu"),
+            {
+                M.DELEGATE_NODES: delegate.get("nodes"),
+                M.DELEGATE_PARTITIONS: delegate.get("partitions"),
+                M.TOTAL_NODES: delegate.get(M.TOTAL_NODES),
+                M.FALLBACK_TO_CPU: delegate.get(M.FALLBACK_TO_CPU),
+            }
         )
-    if raw.get("transport_ms"):
-        metrics["transport_ms"] = raw["transport_ms"]
+    if raw.get(M.TRANSPORT_MS):
+        metrics[M.TRANSPORT_MS] = raw[M.TRANSPORT_MS]
     return BenchResult(
         status="ok" if raw.get("status") == "ok" else "failed",
         error=raw.get("error"),
@@ -263,8 +217,6 @@ def from_harness(raw: dict[str, Any], request: BenchRequest) -> BenchResult:
 
 
 def _run_linux(request: BenchRequest) -> BenchResult:
-    from edgekit.bench.linux import HarnessJob, LocalTransport, SSHTransport
-
     settings = request.settings
     if settings["delegate"] in ("gpu", "nnapi"):
         raise UsageError(f"delegate {settings['delegate']} is Android-only; the Linux harness "
@@ -288,24 +240,12 @@ def _run_linux(request: BenchRequest) -> BenchResult:
     return from_harness(transport.run(job), request)
 
 
-def _run_android(request: BenchRequest) -> BenchResult:
-    from edgekit.bench.android import run_benchmark_model
-
-    return run_benchmark_model(request)
-
-
 def _run_mcu(request: BenchRequest) -> BenchResult:
     if request.device.scheme == "tflm-host":
-        from edgekit.bench.tflm_host import run_tflm_host
-
         return run_tflm_host(request)
     if request.device.scheme == "qemu":
-        from edgekit.bench.qemu import run_qemu
-
         return run_qemu(request)
-    from edgekit.bench.serial_link import run_serial
-
     return run_serial(request)
 
 
-_RUNNERS = {"linux": _run_linux, "android": _run_android, "mcu": _run_mcu}
+_RUNNERS = {"linux": _run_linux, "android": run_benchmark_model, "mcu": _run_mcu}

@@ -19,6 +19,7 @@ import os
 import time
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.bench.result import BenchResult, DeviceFailure, latency_stats
 from edgekit.errors import UsageError
 
@@ -40,7 +41,7 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
 
 
 def open_port(path: str, baud: int) -> Any:
-    try:
+    try:  # here, not at the top: without pyserial, only a serial run fails (in one line)
         import serial
     except ImportError:
         raise UsageError("pyserial is not installed (pip install pyserial)") from None
@@ -96,7 +97,7 @@ class Collector:
 
 def read_run(port: Any, warmup: int, runs: int, timeout: float, line_timeout: float) -> dict:
     """Send EDGEKIT_RUN and collect messages until the summary (Collector.messages())."""
-    import serial
+    import serial  # present: open_port imported it
 
     collector = Collector(runs)
     deadline = time.monotonic() + timeout
@@ -139,15 +140,17 @@ def result_from_messages(collected: dict, request: Any, runtime: str) -> BenchRe
     if not latencies:
         raise DeviceFailure("the board reported no timed runs")
     metrics: dict[str, Any] = {
-        "first_inference_ms": summary.get("first_us", 0) / 1000,
-        "latency_ms": latency_stats(latencies),
-        "output_digest": f"crc32:{summary.get('output_crc32')}",
+        M.FIRST_INFERENCE_MS: summary.get("first_us", 0) / 1000,
+        M.LATENCY_MS: latency_stats(latencies),
+        M.OUTPUT_DIGEST: f"crc32:{summary.get('output_crc32')}",
     }
-    if hello:
+    if hello:  # the board's hello message: its arena fields are spelled as the metrics
         metrics.update(
-            init_ms=hello.get("init_us", 0) / 1000,
-            arena_bytes=hello.get("arena_bytes"),
-            arena_used_bytes=hello.get("arena_used_bytes"),
+            {
+                M.INIT_MS: hello.get("init_us", 0) / 1000,
+                M.ARENA_BYTES: hello.get(M.ARENA_BYTES),
+                M.ARENA_USED_BYTES: hello.get(M.ARENA_USED_BYTES),
+            }
         )
     settings = dict(request.settings)
     if summary.get("runs") != settings["runs"]:

@@ -23,7 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from edgekit import jsonfile
+from edgekit import metrics as M
 from edgekit.bench.result import BenchResult
 from edgekit.errors import UsageError
 
@@ -60,10 +63,12 @@ REQUIRED = {"created", "edgekit_version", "model_name", "model_sha256", "target"
             "transport", "status"}  # fmt: skip
 # Metrics the CLI formats as numbers (see edgekit.bench.result): checked when rows are read.
 NUMERIC_METRICS = (
-    "init_ms", "first_inference_ms", "peak_rss_mb", "arena_used_bytes", "arena_bytes",
-    "arena_host_bytes", "flash_bytes", "ram_bytes", "flash_budget_bytes", "ram_budget_bytes",
-    "stack_bytes", "heap_bytes", "delegate_nodes", "total_nodes",
+    M.INIT_MS, M.FIRST_INFERENCE_MS, M.PEAK_RSS_MB, M.ARENA_USED_BYTES, M.ARENA_BYTES,
+    M.ARENA_HOST_BYTES, M.FLASH_BYTES, M.RAM_BYTES, M.FLASH_BUDGET_BYTES, M.RAM_BUDGET_BYTES,
+    M.STACK_BYTES, M.HEAP_BYTES, M.DELEGATE_NODES, M.TOTAL_NODES,
 )  # fmt: skip
+# Metrics that are objects of figures: {"p50": ..., ...}, {"per_inference": ..., ...}.
+OBJECT_METRICS = (M.LATENCY_MS, M.TRANSPORT_MS, M.INSTRUCTIONS, M.ELF)
 JSON_COLUMNS = ("settings", "metrics", "device_info", "latencies_ms")
 
 
@@ -71,8 +76,6 @@ def default_db_path() -> Path:
     env = os.environ.get("EDGEKIT_DB")
     if env:
         return Path(env)
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("edgekit")) / "edgekit.db"
 
 
@@ -219,14 +222,14 @@ class ResultStore:
                 raise UsageError(f"{where} is corrupt ({column} is {text!r}, not JSON)")
             expect = list if column == "latencies_ms" else dict
             data[column] = jsonfile.loads(text, f"{where}: {column}", expect=expect)
-        for key in ("latency_ms", "transport_ms", "instructions", "elf"):
+        for key in OBJECT_METRICS:
             if not isinstance(data["metrics"].get(key) or {}, dict):
                 raise UsageError(f"{where} is corrupt (metrics.{key} is not an object)")
         metrics = data["metrics"]
         figures = [metrics.get(key) for key in NUMERIC_METRICS]
-        for key in ("latency_ms", "transport_ms", "elf"):
+        for key in (M.LATENCY_MS, M.TRANSPORT_MS, M.ELF):
             figures += (metrics.get(key) or {}).values()
-        instructions = metrics.get("instructions") or {}
+        instructions = metrics.get(M.INSTRUCTIONS) or {}
         figures += [instructions.get(key) for key in ("per_inference", "min", "max")]
         if not all(_finite(v) for v in [*figures, *data["latencies_ms"]] if v is not None):
             raise UsageError(f"{where} is corrupt (figures that are not finite numbers)")

@@ -16,9 +16,15 @@ from __future__ import annotations
 import platform
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.bench.result import BenchResult, DeviceFailure
 from edgekit.bench.serial_link import Collector, result_from_messages
-from edgekit.errors import RuntimeFailure
+from edgekit.devices.mcu.simulated_board import TflmBoard
+from edgekit.errors import RuntimeFailure, UsageError
+from edgekit.graph import activation_lower_bound
+from edgekit.isolation import call
+from edgekit.runtimes.tflm import allocated_bytes, measure_arena, probe_timeout
+from edgekit.tflite_model import read_tflite
 
 HOST_SIMULATION = "tflite_micro (host simulation)"
 
@@ -26,9 +32,6 @@ HOST_SIMULATION = "tflite_micro (host simulation)"
 def simulate(model: bytes, arena: int, name: str, warmup: int, runs: int) -> dict[str, Any]:
     """Worker-side: the board's hello, run and summary messages, and the allocator's total."""
     from tflite_micro.python.tflite_micro import _version
-
-    from edgekit.devices.mcu.simulated_board import TflmBoard
-    from edgekit.runtimes.tflm import allocated_bytes
 
     board = TflmBoard(model, arena, name)
     collector = Collector(runs)
@@ -41,17 +44,10 @@ def simulate(model: bytes, arena: int, name: str, warmup: int, runs: int) -> dic
 
 
 def run_tflm_host(request: Any) -> BenchResult:
-    from edgekit.isolation import call
-    from edgekit.runtimes.tflm import measure_arena, probe_timeout
-    from edgekit.tflite_model import read_tflite
-
     data = request.model.path.read_bytes()
     model = read_tflite(data, request.model.name)
     arena = request.model.arena_bytes
     if arena is not None:
-        from edgekit.errors import UsageError
-        from edgekit.graph import activation_lower_bound
-
         needed, _ = activation_lower_bound(model)
         if arena < needed:
             raise UsageError(
@@ -79,7 +75,7 @@ def run_tflm_host(request: Any) -> BenchResult:
         raise DeviceFailure(str(exc)) from None
     result = result_from_messages(collected, request, HOST_SIMULATION)
     result.runtime_version = collected["version"]
-    result.metrics["arena_used_source"] = (
+    result.metrics[M.ARENA_USED_SOURCE] = (
         "tflite_micro Python RecordingMicroAllocator total, 64-bit host"
     )
     result.device_info = {

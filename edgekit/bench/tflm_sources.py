@@ -33,6 +33,8 @@ import os
 import re
 from pathlib import Path
 
+from edgekit.errors import UsageError
+
 SOURCE_ROOTS = ("tensorflow", "signal", "third_party")
 KERNEL_DIRS = ("tensorflow/lite/micro/kernels/", "signal/micro/kernels/")
 _TEST_ONLY = re.compile(r"test|^fake_|^mock_")
@@ -102,8 +104,6 @@ class _Tree:
             bodies[match.group(1)] = header[match.start() : end]
         unknown = [m for m in methods if m not in bodies]
         if unknown:
-            from edgekit.errors import UsageError
-
             raise UsageError(
                 f"model_ops.h calls {', '.join(unknown)}, which this TFLM tree's "
                 "MicroMutableOpResolver does not have (a newer TFLM tree?)"
@@ -171,8 +171,6 @@ def library_sources(tree: Path, methods: list[str]) -> list[str]:
     selected.update(s for s in index.op_files if index.defines[s] & wanted)
     missing = wanted - {name for s in selected for name in index.defines[s]}
     if missing:
-        from edgekit.errors import UsageError
-
         raise UsageError(
             f"the TFLM tree {tree} defines no {', '.join(sorted(missing))} (the kernels of "
             "model_ops.h's ops): make the tree with create_tflm_tree.py"

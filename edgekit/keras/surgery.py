@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from edgekit._tf import safe_mode_scope
 from edgekit.errors import UsageError
 from edgekit.keras._compat import keras_of, require_built  # noqa: F401  (keras_of: public here too)
 
@@ -67,13 +68,9 @@ def from_config(model: Any, config: dict) -> Any:
     guards model *files*) is off for this one call.
     """
     keras = keras_of(model)
-    if keras.__name__.startswith("tf_keras"):
-        from tf_keras.src.saving.serialization_lib import SafeModeScope
-    else:
-        from keras.src.saving.serialization_lib import SafeModeScope
     custom = {type(layer).__name__: type(layer) for layer in model.layers}
     kind = keras.Sequential if is_sequential(model) else keras.Model
-    with SafeModeScope(False):
+    with safe_mode_scope(keras, False):
         return kind.from_config(config, custom_objects=custom)
 
 

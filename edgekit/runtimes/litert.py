@@ -17,11 +17,18 @@ RuntimeFailure, not edgekit's end.
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any
 
 import numpy as np
 
-from edgekit.errors import RuntimeCrash, RuntimeFailure
+from edgekit._fdcapture import capture_native_output
+from edgekit.errors import RuntimeCrash, RuntimeFailure, UsageError
+from edgekit.graph import op_macs
+from edgekit.isolation import call, last_native_line
+from edgekit.models import input_name
+from edgekit.tflite_edit import single_op_model
 from edgekit.tflite_model import TFLiteModel
 
 KERNELS = {
@@ -54,11 +61,7 @@ def run(
     the sample axis first; each sample is reshaped to the input tensor's shape.
     Returns ({output tensor: (samples, *shape)}, {kept tensor: (samples, *shape)}).
     """
-    import warnings
-
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edgekit._fdcapture import capture_native_output
 
     resolver = getattr(OpResolverType, KERNELS[kernels])
     with capture_native_output() as out, warnings.catch_warnings():
@@ -100,15 +103,11 @@ def run(
 
 
 def _native_detail(text: str) -> str:
-    from edgekit.isolation import last_native_line
-
     return last_native_line(text)
 
 
 def run_timeout(model: TFLiteModel, samples: int) -> float:
     """A deadline for `samples` invocations: generous for the model's MACs."""
-    from edgekit.graph import op_macs
-
     macs = sum(op_macs(model, op) for op in model.operators)
     return 60.0 + samples * (0.05 + macs / 2e7)
 
@@ -122,8 +121,6 @@ def run_isolated(
     timeout: float | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """:func:`run` in a worker process (see the module docstring)."""
-    from edgekit.isolation import call
-
     samples = len(feeds[0]) if feeds else 0
     try:
         return call(
@@ -143,13 +140,7 @@ def run_isolated(
 def run_ops_alone(model: bytes, kernels: str, indices: list[int]) -> None:
     """Worker-side: each op of `indices` cut out alone, prepared and run on zeros. A kernel
     that aborts in Prepare or Eval kills this process; an op LiteRT refuses is skipped."""
-    import warnings
-
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edgekit._fdcapture import capture_native_output
-    from edgekit.errors import UsageError
-    from edgekit.tflite_edit import single_op_model
 
     resolver = getattr(OpResolverType, KERNELS[kernels])
     for index in indices:
@@ -176,8 +167,6 @@ def locate_crash(model: TFLiteModel, kernels: str, timeout: float = 120.0) -> st
     A crash in a whole model names no op; users need to know which op, and why. The scales of
     the op's quantized tensors are given, since a degenerate scale is the usual cause.
     """
-    from edgekit.isolation import call
-
     def crashes(indices: list[int]) -> bool:
         try:
             call("edgekit.runtimes.litert:run_ops_alone", model.data, kernels, indices,
@@ -220,8 +209,6 @@ def input_feeds(model: Any, x: Any) -> list[np.ndarray]:
     >>> [f.shape for f in input_feeds(model, {"image": img, "meta": m})]  # doctest: +SKIP
     [(32, 8), (32, 32, 32, 3)]
     """
-    from edgekit.errors import UsageError
-
     tensors = model.input_tensors()
     if not isinstance(x, dict):
         if len(tensors) != 1:
@@ -246,10 +233,6 @@ def _data_name(model: Any, index: int, x: dict) -> str | None:
     """Which of the data's input names a model input carries: its signature name, else its
     tensor name as the converter writes it (`serving_default_image:0`; models edited by
     edgekit keep tensor names but may lose the signature)."""
-    import re
-
-    from edgekit.models import input_name
-
     tensor = model.tensors[index].name
     stripped = re.sub(r":\d+$", "", re.sub(r"^serving_default_", "", tensor))
     for candidate in (model.io_name(index), tensor, stripped):

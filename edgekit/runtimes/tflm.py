@@ -25,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from edgekit._fdcapture import capture_native_output
 from edgekit.errors import RuntimeFailure, ToolError
+from edgekit.graph import activation_lower_bound, op_macs
+from edgekit.isolation import Worker, call
 from edgekit.tflite_model import TFLiteModel
 
 try:
@@ -111,8 +114,6 @@ def _one_line(exc: BaseException) -> str:
 
 def probe_arena(model: bytes, arena_size: int) -> tuple[bool, str]:
     """(runs, why not): allocate and invoke once with zeros. Worker-side."""
-    from edgekit._fdcapture import capture_native_output
-
     with capture_native_output() as out:
         try:
             interp = _interpreter(model, arena_size)
@@ -146,8 +147,6 @@ def interp_positions(interp: Any, kind: str = "input") -> list[int]:
 
 def allocated_bytes(model: bytes, arena_size: int) -> int | None:
     """What the recording allocator reports as the arena total after one invoke. Worker-side."""
-    from edgekit._fdcapture import capture_native_output
-
     interp = _interpreter(model, arena_size)
     _zero_inputs(interp)
     interp.invoke()
@@ -166,8 +165,6 @@ def run(
     Returns (outputs per graph output position, stacked over samples; {tensor: stacked
     values} for the `keep` tensors, which needs a preserve-all-tensors arena).
     """
-    from edgekit._fdcapture import capture_native_output
-
     with capture_native_output() as out:
         interp = _interpreter(model, arena_size, preserve_all=bool(keep))
     shapes = [interp.get_input_details(i)["shape"] for i in range(len(feeds))]
@@ -223,8 +220,6 @@ class ArenaMeasurement:
 def probe_timeout(model: TFLiteModel) -> float:
     """Seconds one allocate+invoke may take: generous for the model's MACs, finite for a
     corrupt model that makes TFLM spin."""
-    from edgekit.graph import op_macs
-
     macs = sum(op_macs(model, op) for op in model.operators)
     return 20.0 + macs / 5e6
 
@@ -242,8 +237,6 @@ class ArenaProber:
     """
 
     def __init__(self, data: bytes, timeout: float = 60.0, name: str = "the model") -> None:
-        from edgekit.isolation import Worker
-
         self.data = bytes(data)
         self.timeout = timeout
         self.worker = Worker(f"TFLM on {name}")
@@ -275,8 +268,6 @@ def measure_arena(model: TFLiteModel) -> ArenaMeasurement:
 
     Raises ToolError when TFLM cannot run the model at any size, RuntimeFailure when it hangs.
     """
-    from edgekit.graph import activation_lower_bound
-
     lower_bound, _ = activation_lower_bound(model)
     with ArenaProber(model.data, probe_timeout(model), model.source) as prober:
         lo, hi = 0, max(4096, 2 * lower_bound)
@@ -316,8 +307,6 @@ def run_isolated(
 
     Outputs and `keep` tensors come back shaped (samples, *tensor shape).
     """
-    from edgekit.isolation import call
-
     arena = preserve_all_arena(model, arena_bytes) if keep else arena_bytes
     if len(feeds) != len(model.inputs):
         raise ValueError(f"{model.source} has {len(model.inputs)} inputs; {len(feeds)} given")

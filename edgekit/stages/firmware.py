@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgekit import metrics as M
 from edgekit.bench.firmware import ENV_TFLM_DIR, missing_packages
-from edgekit.bench.qemu import bench_firmware as run_firmware
+from edgekit.bench.qemu import run_firmware
 from edgekit.checks import Check, kib
 from edgekit.targets import TargetProfile
 

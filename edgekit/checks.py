@@ -302,28 +302,26 @@ def check_allowed_ops(model: TFLiteModel, profile: TargetProfile) -> Check | Non
 
 
 def check_flash(model_bytes: int, profile: TargetProfile) -> Check | None:
-    available = profile.memory.model_flash_bytes
-    if available is None:
-        return None
-    return Check(
-        "flash_budget",
-        model_bytes <= available,
-        f"model needs {kib(model_bytes)}; {kib(available)} of flash available "
-        f"({kib(profile.memory.flash_bytes)} minus "
-        f"{kib(profile.memory.reserve_flash_bytes)} reserve)",
-    )
+    memory = profile.memory
+    return _budget("flash_budget", "model", "flash", model_bytes, memory.model_flash_bytes,
+                   memory.flash_bytes, memory.reserve_flash_bytes)
 
 
 def check_ram(arena_bytes: int, profile: TargetProfile) -> Check | None:
-    available = profile.memory.arena_ram_bytes
+    memory = profile.memory
+    return _budget("ram_budget", "tensor arena", "RAM", arena_bytes, memory.arena_ram_bytes,
+                   memory.ram_bytes, memory.reserve_ram_bytes)
+
+
+def _budget(name: str, what: str, where: str, used: int, available: int | None,
+            total: int | None, reserve: int | None) -> Check | None:
+    """`used` against what the profile leaves of `total` after its `reserve` (None: no
+    budget)."""
     if available is None:
         return None
-    return Check(
-        "ram_budget",
-        arena_bytes <= available,
-        f"tensor arena needs {kib(arena_bytes)}; {kib(available)} of RAM available "
-        f"({kib(profile.memory.ram_bytes)} minus {kib(profile.memory.reserve_ram_bytes)} reserve)",
-    )
+    detail = (f"{what} needs {kib(used)}; {kib(available)} of {where} available "
+              f"({kib(total)} minus {kib(reserve)} reserve)")
+    return Check(name, used <= available, detail)
 
 
 def check_edgetpu(model: TFLiteModel, profile: TargetProfile) -> tuple[list[Check], Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit import metrics as M
 from edgekit.checks import check_model
 from edgekit.graph import (  # noqa: F401  (re-exported: part of inspection's API)
     activation_lower_bound,
@@ -78,16 +79,16 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "model_bytes": self.model_bytes,
+            M.MODEL_BYTES: self.model_bytes,
             "sha256": self.sha256,
             "inputs": self.inputs,
             "outputs": self.outputs,
             "ops": [vars(o) for o in self.ops],
             "dtypes": [vars(d) for d in self.dtypes],
-            "parameters": self.parameters,
+            M.PARAMETERS: self.parameters,
             "parameter_bytes": self.parameter_bytes,
-            "macs": self.macs,
-            "activation_lower_bound_bytes": self.activation_lower_bound_bytes,
+            M.MACS: self.macs,
+            M.ACTIVATION_LOWER_BOUND_BYTES: self.activation_lower_bound_bytes,
             "peak_op": self.peak_op,
             "min_runtime_version": self.min_runtime_version,
             "subgraphs": self.subgraphs,

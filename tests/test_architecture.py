@@ -187,10 +187,12 @@ def test_no_module_imports_another_packages_private_names():
 
 
 def metric_literals() -> list[str]:
-    """Metric names spelled as strings outside edgekit.metrics (docstrings aside)."""
+    """Metric names spelled as strings outside edgekit.metrics (docstrings aside). One-word
+    names (macs, count, elf, instructions, parameters) are ordinary words as well, and are
+    left out: `from edgekit import metrics as M` spells them where they are metrics."""
     from edgekit import metrics
 
-    names = set(metrics.DEPLOY) | set(metrics.BENCH) | set(metrics.VERDICTS)
+    names = {n for n in (*metrics.DEPLOY, *metrics.BENCH, *metrics.VERDICTS) if "_" in n}
     found = []
     for name, tree in _modules().items():
         if name in ("edgekit.metrics", "edgekit.targets") or name.startswith("edgekit.devices"):

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edgekit.runtimes.tflm import _interpreter, _runtime, interp_positions, measure_arena
+from edgekit.runtimes.tflm import interp_positions, measure_arena, tflm_interpreter, tflm_runtime
 from edgekit.tflite_model import read_tflite
 
 PROTOCOL_VERSION = 1
@@ -46,9 +46,9 @@ class TflmBoard:
     """The harness loop around a tflite_micro interpreter (shared by `tflm-host`)."""
 
     def __init__(self, model: bytes, arena_bytes: int, name: str = "model") -> None:
-        _runtime()  # import outside the timed init, as a board has nothing to import
+        tflm_runtime()  # import outside the timed init, as a board has nothing to import
         started = time.perf_counter()
-        self.interp = _interpreter(model, arena_bytes)
+        self.interp = tflm_interpreter(model, arena_bytes)
         self.init_us = int((time.perf_counter() - started) * 1e6)
         self.model_bytes = len(model)
         self.arena_bytes = arena_bytes

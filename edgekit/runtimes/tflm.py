@@ -84,14 +84,17 @@ def describe_missing(op: str) -> str:
 # --- in the worker process ------------------------------------------------------------------
 
 
-def _runtime() -> Any:
+def tflm_runtime() -> Any:
+    """The `tflite_micro` runtime module (imported when first needed: it is native code)."""
     from tflite_micro.python.tflite_micro import runtime
 
     return runtime
 
 
-def _interpreter(model: bytes, arena_size: int, preserve_all: bool = False) -> Any:
-    runtime = _runtime()
+def tflm_interpreter(model: bytes, arena_size: int, preserve_all: bool = False) -> Any:
+    """A `tflite_micro` interpreter for `model` with an arena of `arena_size` bytes
+    (`preserve_all`: every intermediate tensor stays readable, for the kernel check)."""
+    runtime = tflm_runtime()
     config = (
         runtime.InterpreterConfig.kPreserveAllTensors
         if preserve_all
@@ -116,7 +119,7 @@ def probe_arena(model: bytes, arena_size: int) -> tuple[bool, str]:
     """(runs, why not): allocate and invoke once with zeros. Worker-side."""
     with capture_native_output() as out:
         try:
-            interp = _interpreter(model, arena_size)
+            interp = tflm_interpreter(model, arena_size)
             _zero_inputs(interp)
             interp.invoke()
             ok = True
@@ -147,7 +150,7 @@ def interp_positions(interp: Any, kind: str = "input") -> list[int]:
 
 def allocated_bytes(model: bytes, arena_size: int) -> int | None:
     """What the recording allocator reports as the arena total after one invoke. Worker-side."""
-    interp = _interpreter(model, arena_size)
+    interp = tflm_interpreter(model, arena_size)
     _zero_inputs(interp)
     interp.invoke()
     with capture_native_output() as out:
@@ -166,7 +169,7 @@ def run(
     values} for the `keep` tensors, which needs a preserve-all-tensors arena).
     """
     with capture_native_output() as out:
-        interp = _interpreter(model, arena_size, preserve_all=bool(keep))
+        interp = tflm_interpreter(model, arena_size, preserve_all=bool(keep))
     shapes = [interp.get_input_details(i)["shape"] for i in range(len(feeds))]
     output_positions = interp_positions(interp, "output")
     outputs: list[list[np.ndarray]] = []

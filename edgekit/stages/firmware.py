@@ -124,12 +124,12 @@ def build_and_run(
         detail=detail,
         elf=Path(info["elf"]),
         elf_name=elf_name,
-        arena_32bit_source=f"{m['arena_source']}; {where}",
+        arena_32bit_source=f"{m[M.ARENA_SOURCE]}; {where}",
         elf_text_data_bss_arena=" / ".join(
-            f"{m['elf'][k]:,}" for k in ("text", "data", "bss", "tensor_arena")
+            f"{m[M.ELF][k]:,}" for k in ("text", "data", "bss", "tensor_arena")
         ),
         stack_high_water_bytes=m[M.STACK_BYTES],
-        memory_source=m["memory_source"],
+        memory_source=m[M.MEMORY_SOURCE],
         instructions_source=m[M.INSTRUCTIONS]["source"] + " (instructions, not cycles)",
         built_with=f"{info['compiler']}; QEMU {info['qemu']}",
     )

@@ -73,8 +73,9 @@ def models(out: Path) -> dict[str, Path]:
     digits = edgekit.deploy(None, "raspberry-pi-4", example="digits", out=out, force=True)
     rng = np.random.default_rng(0)
     calib = rng.uniform(0, 1, (64, 96, 96, 3)).astype("float32")
-    big = edgekit.deploy(conv_net(), "raspberry-pi-4", calibration=calib, validation=calib,
-                         out=out, force=True)  # fmt: skip
+    big = edgekit.deploy(
+        conv_net(), "raspberry-pi-4", calibration=calib, validation=calib, out=out, force=True
+    )
     return {
         "digits int8": digits.path / "digits_int8.tflite",
         "digits float32": digits.path / "digits_float32.tflite",
@@ -108,9 +109,13 @@ def main() -> None:
             for name, model in paths.items():
                 local = bench(model, "raspberry-pi-4", "local", **common)
                 remote = bench(
-                    model, "raspberry-pi-4", server.alias_uri, remote_python=sys.executable,
-                    ssh_config=server.config, **common,
-                )  # fmt: skip
+                    model,
+                    "raspberry-pi-4",
+                    server.alias_uri,
+                    remote_python=sys.executable,
+                    ssh_config=server.config,
+                    **common,
+                )
                 assert local.ok and remote.ok, (local.error, remote.error)
                 loop = in_process_p50(model, args.runs, args.warmup, args.threads)
                 rows.setdefault(f"{name} harness local", []).append(local.p50_ms)
@@ -123,17 +128,24 @@ def main() -> None:
         server.stop()
 
     med = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"\n{args.rounds} rounds x {args.runs} runs, {args.threads} thread(s), XNNPACK; "
-          "median over rounds of each run's p50\n")  # fmt: skip
-    print("| model | in-process loop p50 | harness local p50 | overhead | harness ssh p50 | "
-          "ssh vs local |")  # fmt: skip
+    print(
+        f"\n{args.rounds} rounds x {args.runs} runs, {args.threads} thread(s), XNNPACK; "
+        "median over rounds of each run's p50\n"
+    )
+    print(
+        "| model | in-process loop p50 | harness local p50 | overhead | harness ssh p50 | "
+        "ssh vs local |"
+    )
     print("|---|---|---|---|---|---|")
     for name in paths:
-        loop, local, ssh = (med[f"{name} {k}"] for k in ("in-process loop", "harness local",
-                                                         "harness ssh"))  # fmt: skip
-        print(f"| {name} | {loop * 1e3:.1f} µs | {local * 1e3:.1f} µs | "
-              f"{100 * (local / loop - 1):+.1f} % | {ssh * 1e3:.1f} µs | "
-              f"{100 * (ssh / local - 1):+.1f} % |")  # fmt: skip
+        loop, local, ssh = (
+            med[f"{name} {k}"] for k in ("in-process loop", "harness local", "harness ssh")
+        )
+        print(
+            f"| {name} | {loop * 1e3:.1f} µs | {local * 1e3:.1f} µs | "
+            f"{100 * (local / loop - 1):+.1f} % | {ssh * 1e3:.1f} µs | "
+            f"{100 * (ssh / local - 1):+.1f} % |"
+        )
     for model in ("digits", "convnet96"):
         ratio = med[f"{model} int8 harness local"] / med[f"{model} float32 harness local"]
         print(f"\n{model}: int8 / float32 p50 (harness, local) = {ratio:.3f}")
@@ -141,8 +153,10 @@ def main() -> None:
     for key, values in rows.items():
         print(f"  {key}: {min(values) * 1e3:.1f}-{max(values) * 1e3:.1f} µs")
     setup, clean = statistics.median(transfer), statistics.median(cleanup)
-    print(f"ssh transfer (mktemp + scp of harness + model): median {setup:.0f} ms; "
-          f"cleanup {clean:.0f} ms")  # fmt: skip
+    print(
+        f"ssh transfer (mktemp + scp of harness + model): median {setup:.0f} ms; "
+        f"cleanup {clean:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

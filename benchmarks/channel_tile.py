@@ -61,18 +61,21 @@ def main() -> None:
         for c in channels:
             model = one_layer(kind, c, keras)
             calib = rng.standard_normal((16, *model.input_shape[1:])).astype(np.float32)
-            models.append(convert(from_keras(model), "int8", io_dtype="int8",
-                                  calibration=calib).data)  # fmt: skip
+            models.append(
+                convert(from_keras(model), "int8", io_dtype="int8", calibration=calib).data
+            )
         print(f"\n### {kind}: p50 µs by output channels\n")
         print("| channels | " + " | ".join(args.delegates) + " |")
         print("|---|" + "---|" * len(args.delegates))
         table = {}
         for delegate in args.delegates:
-            table[delegate] = host_latencies(models, rounds=args.rounds, runs=args.runs,
-                                             delegate=delegate, details=details)  # fmt: skip
+            table[delegate] = host_latencies(
+                models, rounds=args.rounds, runs=args.runs, delegate=delegate, details=details
+            )
         for i, c in enumerate(channels):
-            print(f"| {c} | " + " | ".join(f"{1000 * table[d][i]:.1f}" for d in args.delegates)
-                  + " |")  # fmt: skip
+            print(
+                f"| {c} | " + " | ".join(f"{1000 * table[d][i]:.1f}" for d in args.delegates) + " |"
+            )
         for delegate in args.delegates:
             print(f"\n{delegate}: latency jumps at {steps(channels, table[delegate])}")
         print(f"\n({details[0]['device']['cpu']}, {details[0]['runtime']})")

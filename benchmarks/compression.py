@@ -43,13 +43,15 @@ def main() -> None:
     steps = int(np.ceil(len(train.x) / 32))
 
     def deploy(model, **kw):
-        return edgekit.deploy(model, "cortex-m4", validation=(val.x, val.y), out=out, force=True,
-                              **kw).report.metrics  # fmt: skip
+        return edgekit.deploy(
+            model, "cortex-m4", validation=(val.x, val.y), out=out, force=True, **kw
+        ).report.metrics
 
     def fit(model, epochs, lr=3e-3, callbacks=()):
         model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
-        model.fit(train.x, train.y, epochs=epochs, batch_size=32, verbose=0,
-                  callbacks=list(callbacks))  # fmt: skip
+        model.fit(
+            train.x, train.y, epochs=epochs, batch_size=32, verbose=0, callbacks=list(callbacks)
+        )
         return model
 
     def float_accuracy(model):
@@ -57,14 +59,20 @@ def main() -> None:
 
     def student_model():
         return keras.Sequential(
-            [keras.Input((8, 8, 1)),
-             keras.layers.Conv2D(16, 3, padding="same", name="s_conv1"), keras.layers.ReLU(),
-             keras.layers.MaxPooling2D(),
-             keras.layers.Conv2D(16, 3, padding="same", name="s_conv2"), keras.layers.ReLU(),
-             keras.layers.Flatten(), keras.layers.Dense(32, activation="relu"),
-             keras.layers.Dense(10), keras.layers.Softmax()],
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Conv2D(16, 3, padding="same", name="s_conv1"),
+                keras.layers.ReLU(),
+                keras.layers.MaxPooling2D(),
+                keras.layers.Conv2D(16, 3, padding="same", name="s_conv2"),
+                keras.layers.ReLU(),
+                keras.layers.Flatten(),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(10),
+                keras.layers.Softmax(),
+            ],
             name="student",
-        )  # fmt: skip
+        )
 
     rows = []
     for seed in args.seeds:
@@ -83,8 +91,11 @@ def main() -> None:
         pruned = ek.prune_low_magnitude(keras.models.load_model(base_path), schedule)
         fit(pruned, EPOCHS_PRUNE, lr=1e-3, callbacks=[ek.callbacks.UpdatePruningStep()])
         pm = deploy(ek.strip_pruning(pruned), calibration=calib.x)
-        row.update(pruned_int8=pm["deployed_accuracy"], pruned_gzip=pm["model_gzip_bytes"],
-                   pruned_sparsity=pm["weight_sparsity"])  # fmt: skip
+        row.update(
+            pruned_int8=pm["deployed_accuracy"],
+            pruned_gzip=pm["model_gzip_bytes"],
+            pruned_sparsity=pm["weight_sparsity"],
+        )
 
         keras.utils.set_random_seed(seed)
         qat = ek.quantize_model(keras.models.load_model(base_path), target="cortex-m4")
@@ -96,13 +107,16 @@ def main() -> None:
         variants = {
             "scratch": None,
             "soft": lambda c=conv: [ek.SoftTargetLoss(4.0)],
-            "soft+at": lambda c=conv: [ek.SoftTargetLoss(4.0),
-                                       ek.AttentionTransferLoss([("s_conv1", c[0])], weight=10.0)],
+            "soft+at": lambda c=conv: [
+                ek.SoftTargetLoss(4.0),
+                ek.AttentionTransferLoss([("s_conv1", c[0])], weight=10.0),
+            ],
             "soft+at+fm": lambda c=conv: [
                 ek.SoftTargetLoss(4.0),
                 ek.AttentionTransferLoss([("s_conv1", c[0])], weight=10.0),
-                ek.FeatureMatchingLoss([("s_conv1", c[0])], weight=0.1)],
-        }  # fmt: skip
+                ek.FeatureMatchingLoss([("s_conv1", c[0])], weight=0.1),
+            ],
+        }
         for name, losses in variants.items():
             keras.utils.set_random_seed(seed)
             student = student_model()

@@ -36,13 +36,36 @@ FAMILIES = ("cortex-m4", "raspberry-pi-4", "coral", "android-arm64")
 def deploy(model: Path, calib: Path, target: str, out: Path, *extra: str) -> dict:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "edgekit", "deploy", str(model), "-t", target, "--calibration",
-         str(calib), "--out", str(out), "--no-analysis", "--force", *extra],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "deploy",
+            str(model),
+            "-t",
+            target,
+            "--calibration",
+            str(calib),
+            "--out",
+            str(out),
+            "--no-analysis",
+            "--force",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
-    row = {"exit": result.returncode, "seconds": seconds, "failed": "", "agreement": None,
-           "sqnr": None, "arena": None, "flash": None, "error": ""}  # fmt: skip
+    row = {
+        "exit": result.returncode,
+        "seconds": seconds,
+        "failed": "",
+        "agreement": None,
+        "sqnr": None,
+        "arena": None,
+        "flash": None,
+        "error": "",
+    }
     reports = list(out.glob("*/report.json"))
     row["report"] = json.loads(reports[0].read_text()) if reports else None
     row["bundle"] = reports[0].parent if reports else None
@@ -54,8 +77,9 @@ def deploy(model: Path, calib: Path, target: str, out: Path, *extra: str) -> dic
             sqnr=metrics.get("output_sqnr_db"),
             arena=metrics.get("tensor_arena_bytes"),
             flash=metrics.get("model_bytes"),
-            failed="; ".join(f"{c['name']}: {c['detail'][:90]}" for c in report["checks"]
-                             if not c["ok"]),  # fmt: skip
+            failed="; ".join(
+                f"{c['name']}: {c['detail'][:90]}" for c in report["checks"] if not c["ok"]
+            ),
         )
     else:
         lines = [line for line in result.stderr.splitlines() if line.startswith("error")]
@@ -72,8 +96,10 @@ def main() -> int:
     args = parser.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="edgekit-corpus-"))
     work.mkdir(parents=True, exist_ok=True)
-    print("| architecture | state | target | exit | failed checks / error | top-1 agr. | SQNR "
-          "| arena | flash | s |")
+    print(
+        "| architecture | state | target | exit | failed checks / error | top-1 agr. | SQNR "
+        "| arena | flash | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     bugs = 0
     for arch in args.arch:
@@ -83,11 +109,14 @@ def main() -> int:
                 row = deploy(model, calib, family, work / f"{arch}-{state}-{family}")
                 bugs += row["exit"] not in (0, 1, 2)
                 why = row["failed"] or row["error"] or "-"
-                print(f"| {arch} | {state} | {family} | {row['exit']} | {why.replace('|', '/')} | "
-                      f"{format_value(row['agreement'], 'pct')} | "
-                      f"{format_value(row['sqnr'], 'db')} | {format_value(row['arena'])} | "
-                      f"{format_value(row['flash'])} | "
-                      f"{row['seconds']:.0f} |", flush=True)  # fmt: skip
+                print(
+                    f"| {arch} | {state} | {family} | {row['exit']} | {why.replace('|', '/')} | "
+                    f"{format_value(row['agreement'], 'pct')} | "
+                    f"{format_value(row['sqnr'], 'db')} | {format_value(row['arena'])} | "
+                    f"{format_value(row['flash'])} | "
+                    f"{row['seconds']:.0f} |",
+                    flush=True,
+                )
     return 1 if bugs else 0
 
 

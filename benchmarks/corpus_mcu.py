@@ -44,8 +44,10 @@ def main() -> int:
     args = parser.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="edgekit-corpus-mcu-"))
     work.mkdir(parents=True, exist_ok=True)
-    print("| architecture | state | exit | firmware CRC = host TFLM (QEMU) | instructions "
-          "| g++ (host TFLM) | s |")
+    print(
+        "| architecture | state | exit | firmware CRC = host TFLM (QEMU) | instructions "
+        "| g++ (host TFLM) | s |"
+    )
     print("|---|---|---|---|---|---|---|")
     failures = 0
     for arch in args.arch:
@@ -68,9 +70,12 @@ def main() -> int:
             instructions = metrics.get("instructions_per_inference")
             firmware = _check(row["report"], "firmware_matches_host_tflm")
             failures += firmware.startswith("FAIL") or row["exit"] not in (0, 1)
-            print(f"| {arch} | {state} | {row['exit']} | {firmware} | "
-                  f"{f'{instructions:,}' if instructions else '-'} | {compiled} | "
-                  f"{row['seconds']:.0f} |", flush=True)  # fmt: skip
+            print(
+                f"| {arch} | {state} | {row['exit']} | {firmware} | "
+                f"{f'{instructions:,}' if instructions else '-'} | {compiled} | "
+                f"{row['seconds']:.0f} |",
+                flush=True,
+            )
     return 1 if failures else 0
 
 

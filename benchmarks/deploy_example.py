@@ -18,9 +18,15 @@ import time
 from pathlib import Path
 
 ALL = [
-    "android-arm64", "raspberry-pi-4", "raspberry-pi-5", "coral-usb", "coral-devboard",
-    "cortex-m4", "cortex-m7", "esp32-s3",
-]  # fmt: skip
+    "android-arm64",
+    "raspberry-pi-4",
+    "raspberry-pi-5",
+    "coral-usb",
+    "coral-devboard",
+    "cortex-m4",
+    "cortex-m7",
+    "esp32-s3",
+]
 
 
 def exact_minimum(model_path: Path) -> int:
@@ -48,8 +54,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for target in args.targets:
-            cmd = [sys.executable, "-m", "edgekit", "deploy", "--example", "digits",
-                   "--target", target, "--out", tmp, "--json", "--force"]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "edgekit",
+                "deploy",
+                "--example",
+                "digits",
+                "--target",
+                target,
+                "--out",
+                tmp,
+                "--json",
+                "--force",
+            ]
             started = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             wall = time.perf_counter() - started
@@ -63,8 +81,10 @@ def main() -> None:
                 bundle = Path(tmp) / f"digits-{report['target']['name']}"
                 arena, minimum = m["tensor_arena_bytes"], exact_minimum(bundle / deployed["path"])
             rows.append((target, report["status"], wall, m, arena, minimum))
-    print("| target | status | wall (s) | float32 B | deployed B | ratio | float acc | "
-          "deployed acc | drop (pts) | arena B | exact min B | arena − min |")  # fmt: skip
+    print(
+        "| target | status | wall (s) | float32 B | deployed B | ratio | float acc | "
+        "deployed acc | drop (pts) | arena B | exact min B | arena − min |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for target, status, wall, m, arena, minimum in rows:
         drop = 100 * (m["float_accuracy"] - m["deployed_accuracy"])

@@ -32,16 +32,47 @@ def main() -> None:
     times = {(e, v): [] for e in args.examples for v in VARIANTS}
     with tempfile.TemporaryDirectory() as out:
         for example in args.examples:  # train once, outside the timing
-            subprocess.run([sys.executable, "-m", "edgekit", "deploy", "--example", example,
-                            "-t", args.target, "-o", out, "--force", "--json"],
-                           capture_output=True, check=True)  # fmt: skip
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "edgekit",
+                    "deploy",
+                    "--example",
+                    example,
+                    "-t",
+                    args.target,
+                    "-o",
+                    out,
+                    "--force",
+                    "--json",
+                ],
+                capture_output=True,
+                check=True,
+            )
         for _ in range(args.rounds):
             for example in args.examples:
                 for name, flags in VARIANTS.items():
                     started = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "edgekit", "deploy", "--example",
-                                    example, "-t", args.target, "-o", out, "--force", "--json",
-                                    *flags], capture_output=True, check=True)  # fmt: skip
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "edgekit",
+                            "deploy",
+                            "--example",
+                            example,
+                            "-t",
+                            args.target,
+                            "-o",
+                            out,
+                            "--force",
+                            "--json",
+                            *flags,
+                        ],
+                        capture_output=True,
+                        check=True,
+                    )
                     times[(example, name)].append(time.perf_counter() - started)
     print("| example | variant | median wall (s) | vs converter |")
     print("|---|---|---|---|")

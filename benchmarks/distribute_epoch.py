@@ -19,8 +19,18 @@ SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "distributed_trainin
 
 
 def run(strategy: str, epochs: int) -> dict:
-    cmd = [sys.executable, str(SCRIPT), "--technique", "all", "--strategy", strategy,
-           "--epochs", str(epochs), "--out", "/dev/null"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--technique",
+        "all",
+        "--strategy",
+        strategy,
+        "--epochs",
+        str(epochs),
+        "--out",
+        "/dev/null",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -30,8 +40,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     results = {s: run(s, args.epochs) for s in ("none", "mirrored")}
-    print("| technique | single device: epoch (s) | MirroredStrategy x2: epoch (s) | ratio | "
-          "val acc single | val acc mirrored |")  # fmt: skip
+    print(
+        "| technique | single device: epoch (s) | MirroredStrategy x2: epoch (s) | ratio | "
+        "val acc single | val acc mirrored |"
+    )
     print("|---|---|---|---|---|---|")
     for technique in ("prune", "qat", "distill"):
         one = results["none"]["results"][technique]

@@ -59,11 +59,20 @@ class Run:
     def fit(self, model: Any, path: str, lr: float = 1e-3, callbacks: tuple = ()) -> Any:
         keras = keras_module(path)
         keras.utils.set_random_seed(0)
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])  # fmt: skip
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         start = time.perf_counter()
-        model.fit(self.train.x, self.train.y, epochs=self.epochs, batch_size=64, verbose=0,
-                  callbacks=list(callbacks))  # fmt: skip
+        model.fit(
+            self.train.x,
+            self.train.y,
+            epochs=self.epochs,
+            batch_size=64,
+            verbose=0,
+            callbacks=list(callbacks),
+        )
         self.seconds[path].append((time.perf_counter() - start) / self.epochs)
         return model
 
@@ -73,9 +82,15 @@ class Run:
     def deploy(self, model: Any, target: str, calibrate: bool = True) -> dict:
         import edgekit
 
-        bundle = edgekit.deploy(model, target, out=self.out, force=True, analysis=False,
-                                calibration=self.calib.x if calibrate else None,
-                                validation=(self.val.x, self.val.y))  # fmt: skip
+        bundle = edgekit.deploy(
+            model,
+            target,
+            out=self.out,
+            force=True,
+            analysis=False,
+            calibration=self.calib.x if calibrate else None,
+            validation=(self.val.x, self.val.y),
+        )
         metrics = dict(bundle.report.metrics.__dict__)
         metrics["verification"] = bundle.report.verification
         return metrics
@@ -89,8 +104,11 @@ def prune(run: Run, path: str) -> dict:
     pruned = ek.prune_low_magnitude(twin(run.name, path), schedule)
     run.fit(pruned, path, callbacks=(ek.callbacks.UpdatePruningStep(),))
     metrics = run.deploy(ek.strip_pruning(pruned), "raspberry-pi-4")
-    return {"zeros": metrics["weight_sparsity"], "gzip_bytes": metrics["model_gzip_bytes"],
-            "int8_accuracy": metrics["deployed_accuracy"]}  # fmt: skip
+    return {
+        "zeros": metrics["weight_sparsity"],
+        "gzip_bytes": metrics["model_gzip_bytes"],
+        "int8_accuracy": metrics["deployed_accuracy"],
+    }
 
 
 def qat(run: Run, path: str) -> dict:
@@ -100,9 +118,12 @@ def qat(run: Run, path: str) -> dict:
     run.fit(model, path, lr=1e-4)
     metrics = run.deploy(model, "cortex-m4", calibrate=False)
     found = metrics["qat_agreement"]
-    return {"simulated_accuracy": run.accuracy(model), "within_one_step": found,
-            "int8_accuracy": metrics["deployed_accuracy"],
-            "int8_samples": metrics["verified_samples"]}  # fmt: skip
+    return {
+        "simulated_accuracy": run.accuracy(model),
+        "within_one_step": found,
+        "int8_accuracy": metrics["deployed_accuracy"],
+        "int8_samples": metrics["verified_samples"],
+    }
 
 
 def distill(run: Run, path: str) -> dict:
@@ -120,8 +141,9 @@ def distill(run: Run, path: str) -> dict:
     scratch = run.accuracy(run.fit(student(), path, lr=3e-3))
     teacher = twin(run.name, path)
     taught = student()
-    distiller = ek.Distiller(taught, teacher, losses=[ek.SoftTargetLoss(temperature=4.0)],
-                             alpha=0.1)  # fmt: skip
+    distiller = ek.Distiller(
+        taught, teacher, losses=[ek.SoftTargetLoss(temperature=4.0)], alpha=0.1
+    )
     run.fit(distiller, path, lr=3e-3)
     distilled = run.accuracy(taught)
     return {"scratch": scratch, "distilled": distilled, "gain": distilled - scratch}
@@ -135,8 +157,11 @@ def channels(run: Run, path: str) -> dict:
     kind = type(smaller).__module__.split(".")[0]
     run.fit(smaller, path)
     metrics = run.deploy(smaller, "raspberry-pi-4")
-    return {"macs": ek.keras_macs(smaller) / ek.keras_macs(model), "returned": kind,
-            "int8_accuracy": metrics["deployed_accuracy"]}  # fmt: skip
+    return {
+        "macs": ek.keras_macs(smaller) / ek.keras_macs(model),
+        "returned": kind,
+        "int8_accuracy": metrics["deployed_accuracy"],
+    }
 
 
 def main() -> None:

@@ -78,8 +78,10 @@ def main() -> None:
             m, target=profile
         ),
     }
-    print(f"QAT {args.epochs} epoch(s); weight scales per op of the int8 model (FLOAT32 = op "
-          "left in float)\n")  # fmt: skip
+    print(
+        f"QAT {args.epochs} epoch(s); weight scales per op of the int8 model (FLOAT32 = op "
+        "left in float)\n"
+    )
     last = None
     for name, make in variants.items():
         last = fit(make(keras.models.load_model(path)))
@@ -87,9 +89,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         bundle = edgekit.deploy(last, profile, validation=(val.x, val.y), out=out)
     m = bundle.report.metrics
-    print(f"\ndeploy to {profile.name}: ok={bundle.ok}; float {100 * m.float_accuracy:.1f} %, "
-          f"TFLM {100 * m.deployed_accuracy:.1f} %, "
-          f"TFLM vs LiteRT reference kernels max {m.tflm_max_diff_steps} step(s)")  # fmt: skip
+    print(
+        f"\ndeploy to {profile.name}: ok={bundle.ok}; float {100 * m.float_accuracy:.1f} %, "
+        f"TFLM {100 * m.deployed_accuracy:.1f} %, "
+        f"TFLM vs LiteRT reference kernels max {m.tflm_max_diff_steps} step(s)"
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,14 @@ def main() -> None:
     reference = example.model(keras).predict(val.x, verbose=0)
     reference = reference.reshape(len(val.x), -1)
     with tempfile.TemporaryDirectory() as out:
-        uniform = edgekit.deploy(example.model_path, "cortex-m4", calibration=calib.x,
-                                 validation=(val.x, val.y), out=out, analysis=False)  # fmt: skip
+        uniform = edgekit.deploy(
+            example.model_path,
+            "cortex-m4",
+            calibration=calib.x,
+            validation=(val.x, val.y),
+            out=out,
+            analysis=False,
+        )
         uniform_bytes = uniform.file(Role.DEPLOYED_MODEL).read_bytes()
     qat = quantize_power_of_two(example.model(keras))
     qat.compile(keras.optimizers.Adam(5e-4), "sparse_categorical_crossentropy", ["accuracy"])
@@ -69,8 +75,10 @@ def main() -> None:
         "power-of-two QAT, as converted": converted,
         "power-of-two QAT, snapped to exact 0/±2^k": snapped,
     }
-    print(f"digits CNN, QAT {args.epochs} epochs, {len(val.x)} validation samples, "
-          f"{count} ops snapped; host: {host()}\n")  # fmt: skip
+    print(
+        f"digits CNN, QAT {args.epochs} epochs, {len(val.x)} validation samples, "
+        f"{count} ops snapped; host: {host()}\n"
+    )
     print("| digits | SQNR vs float | accuracy | gzip bytes | bytes |")
     print("|---|---|---|---|---|")
     for name, data in rows.items():

@@ -38,8 +38,10 @@ def main() -> None:
     import edgekit
     from edgekit.bench.runner import bench
 
-    trees = {"cmsis-nn": Path(args.shared, "tflm", "cortex-m"),
-             "reference": Path(args.shared, "tflm", "host")}  # fmt: skip
+    trees = {
+        "cmsis-nn": Path(args.shared, "tflm", "cortex-m"),
+        "reference": Path(args.shared, "tflm", "host"),
+    }
     work = Path(tempfile.mkdtemp(prefix="qemu-bench-"))
     rows = []
     for target in args.targets:
@@ -48,44 +50,73 @@ def main() -> None:
             bundle = edgekit.deploy(None, target, example=net, out=work / target)
             for kernels, tree in trees.items():
                 start = time.monotonic()
-                result = bench(bundle.path, device="qemu", tflm_dir=tree, runs=args.runs,
-                               warmup=1, record=False, on_progress=lambda m: None)  # fmt: skip
+                result = bench(
+                    bundle.path,
+                    device="qemu",
+                    tflm_dir=tree,
+                    runs=args.runs,
+                    warmup=1,
+                    record=False,
+                    on_progress=lambda m: None,
+                )
                 wall = time.monotonic() - start
                 m = result.metrics
                 row = {
-                    "net": net, "target": target, "kernels": kernels, "ok": result.ok,
-                    "error": result.error, "board": result.device_info.get("board"),
+                    "net": net,
+                    "target": target,
+                    "kernels": kernels,
+                    "ok": result.ok,
+                    "error": result.error,
+                    "board": result.device_info.get("board"),
                     "instructions": m["instructions"]["per_inference"],
-                    "arena_32bit": m["arena_bytes"], "arena_host": m["arena_host_bytes"],
-                    "text": m["elf"]["text"], "data": m["elf"]["data"], "bss": m["elf"]["bss"],
-                    "flash": m["flash_bytes"], "ram": m["ram_bytes"], "stack": m["stack_bytes"],
+                    "arena_32bit": m["arena_bytes"],
+                    "arena_host": m["arena_host_bytes"],
+                    "text": m["elf"]["text"],
+                    "data": m["elf"]["data"],
+                    "bss": m["elf"]["bss"],
+                    "flash": m["flash_bytes"],
+                    "ram": m["ram_bytes"],
+                    "stack": m["stack_bytes"],
                     "library_s": m["build_seconds"]["tflm_library"],
                     "library_cached": m["build_seconds"]["library_cached"],
-                    "firmware_s": m["build_seconds"]["application"], "bench_wall_s": wall,
-                    "crc": m["output_digest"], "host_crc": m["host_output_digest"],
-                }  # fmt: skip
+                    "firmware_s": m["build_seconds"]["application"],
+                    "bench_wall_s": wall,
+                    "crc": m["output_digest"],
+                    "host_crc": m["host_output_digest"],
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()
-    print("| net | target | kernels | instructions / inference | ref ÷ CMSIS-NN | arena 32-bit "
-          "| arena host (64-bit) | flash (text+data) | RAM (data+bss+stack) | stack | CRC = host |")
+    print(
+        "| net | target | kernels | instructions / inference | ref ÷ CMSIS-NN | arena 32-bit "
+        "| arena host (64-bit) | flash (text+data) | RAM (data+bss+stack) | stack | CRC = host |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        cmsis = next(r for r in rows if r["net"] == row["net"] and r["target"] == row["target"]
-                     and r["kernels"] == "cmsis-nn")  # fmt: skip
+        cmsis = next(
+            r
+            for r in rows
+            if r["net"] == row["net"]
+            and r["target"] == row["target"]
+            and r["kernels"] == "cmsis-nn"
+        )
         ratio = row["instructions"] / cmsis["instructions"]
-        print(f"| {row['net']} | {row['target']} ({row['board']}) | {row['kernels']} | "
-              f"{row['instructions']:,} | {ratio:.1f}x | {row['arena_32bit']:,} | "
-              f"{row['arena_host']:,} ({row['arena_host'] / row['arena_32bit'] - 1:+.1%}) | "
-              f"{row['flash']:,} | {row['ram']:,} | {row['stack']:,} | "
-              f"{'yes' if row['crc'] == row['host_crc'] else 'NO'} |")  # fmt: skip
+        print(
+            f"| {row['net']} | {row['target']} ({row['board']}) | {row['kernels']} | "
+            f"{row['instructions']:,} | {ratio:.1f}x | {row['arena_32bit']:,} | "
+            f"{row['arena_host']:,} ({row['arena_host'] / row['arena_32bit'] - 1:+.1%}) | "
+            f"{row['flash']:,} | {row['ram']:,} | {row['stack']:,} | "
+            f"{'yes' if row['crc'] == row['host_crc'] else 'NO'} |"
+        )
     print()
     print("| target | kernels | net | TFLM library | firmware (2 links) | whole bench |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         library = "cached" if row["library_cached"] else f"{row['library_s']:.0f} s (cold)"
-        print(f"| {row['target']} | {row['kernels']} | {row['net']} | {library} | "
-              f"{row['firmware_s']:.1f} s | {row['bench_wall_s']:.0f} s |")
+        print(
+            f"| {row['target']} | {row['kernels']} | {row['net']} | {library} | "
+            f"{row['firmware_s']:.1f} s | {row['bench_wall_s']:.0f} s |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

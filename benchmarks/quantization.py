@@ -77,8 +77,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["resnet8", "mobilenet", "dscnn"])
     parser.add_argument("--calibration", type=int, default=100)
     parser.add_argument("--methods", nargs="+", default=METHODS)
-    parser.add_argument("--mct-dir", default=None,
-                        help="score DIR/<model>_mct_int8.tflite (made by benchmarks/mct_peer.py)")
+    parser.add_argument(
+        "--mct-dir",
+        default=None,
+        help="score DIR/<model>_mct_int8.tflite (made by benchmarks/mct_peer.py)",
+    )
     args = parser.parse_args()
 
     from edgekit.converters.tflite import convert
@@ -88,8 +91,9 @@ def main() -> None:
     from edgekit.tflite_edit import average_pool_to_mean
     from edgekit.tflite_model import read_tflite
 
-    print("| model | quantizer | top-1 agreement | output SQNR | logits SQNR | accuracy | "
-          "seconds |")  # fmt: skip
+    print(
+        "| model | quantizer | top-1 agreement | output SQNR | logits SQNR | accuracy | seconds |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
         example = load_example(name)
@@ -113,26 +117,40 @@ def main() -> None:
             seconds = time.perf_counter() - started + float_seconds
             rows.append((f"edgekit {method}", result.data, seconds))
             if method == "minmax":
-                for label, data, bc in (("no rewrite, no bias correction", float_data, False),
-                                        ("rewrite only", rewritten, False),
-                                        ("bias correction only", float_data, True)):  # fmt: skip
+                for label, data, bc in (
+                    ("no rewrite, no bias correction", float_data, False),
+                    ("rewrite only", rewritten, False),
+                    ("bias correction only", float_data, True),
+                ):
                     started = time.perf_counter()
-                    ablation = quantize_int8(data, x, method="minmax", worker=worker,
-                                             bias_correction=bc)  # fmt: skip
-                    rows.append((f"edgekit minmax, {label}", ablation.data,
-                                 time.perf_counter() - started + float_seconds))  # fmt: skip
-        for global_min_max, label in ((False, "default: moving average"),
-                                      (True, "global min/max")):  # fmt: skip
+                    ablation = quantize_int8(
+                        data, x, method="minmax", worker=worker, bias_correction=bc
+                    )
+                    rows.append(
+                        (
+                            f"edgekit minmax, {label}",
+                            ablation.data,
+                            time.perf_counter() - started + float_seconds,
+                        )
+                    )
+        for global_min_max, label in ((False, "default: moving average"), (True, "global min/max")):
             started = time.perf_counter()
             try:
                 data = aeq(float_data, x, global_min_max)
             except Exception as exc:  # a peer's failure is a finding, not a crash here
-                print(f"| {name} | ai-edge-quantizer {label} | failed: {type(exc).__name__}: "
-                      f"{str(exc)[:80]} | | | | |")  # fmt: skip
+                print(
+                    f"| {name} | ai-edge-quantizer {label} | failed: {type(exc).__name__}: "
+                    f"{str(exc)[:80]} | | | | |"
+                )
                 continue
             if data is not None:
-                rows.append((f"ai-edge-quantizer ({label})", data,
-                             time.perf_counter() - started + float_seconds))  # fmt: skip
+                rows.append(
+                    (
+                        f"ai-edge-quantizer ({label})",
+                        data,
+                        time.perf_counter() - started + float_seconds,
+                    )
+                )
         if args.mct_dir:
             from pathlib import Path
 
@@ -144,9 +162,12 @@ def main() -> None:
             s = score(float_model, data, vx, vy)
             out = "identical" if s["output_sqnr"] is None else f"{s['output_sqnr']:.2f}"
             logits = "identical" if s["logits_sqnr"] is None else f"{s['logits_sqnr']:.2f}"
-            print(f"| {name} | {label} | {100 * s['agreement']:.1f} % | {out} dB | {logits} dB | "
-                  f"{100 * s['accuracy']:.1f} % (float {100 * s['float_accuracy']:.1f} %) | "
-                  f"{seconds:.2f} |", flush=True)  # fmt: skip
+            print(
+                f"| {name} | {label} | {100 * s['agreement']:.1f} % | {out} dB | {logits} dB | "
+                f"{100 * s['accuracy']:.1f} % (float {100 * s['float_accuracy']:.1f} %) | "
+                f"{seconds:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

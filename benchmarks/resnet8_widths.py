@@ -41,16 +41,16 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     calibration = np.random.default_rng(0).random((32, 32, 32, 3), dtype=np.float32)
     models = [
-        convert(from_keras(resnet8(keras, widths=w)), "int8", io_dtype="int8",
-                calibration=calibration).data
+        convert(
+            from_keras(resnet8(keras, widths=w)), "int8", io_dtype="int8", calibration=calibration
+        ).data
         for w in WIDTHS
-    ]  # fmt: skip
+    ]
     latencies = {
         delegate: host_latencies(models, rounds=args.rounds, runs=args.runs, delegate=delegate)
         for delegate in ("xnnpack", "none")
     }
-    print(f"host: {host()}; {args.rounds} rounds of "
-          f"{args.runs} runs, median p50\n")  # fmt: skip
+    print(f"host: {host()}; {args.rounds} rounds of {args.runs} runs, median p50\n")
     print("| widths | XNNPACK p50 ms | builtin p50 ms |")
     print("|---|---|---|")
     for i, widths in enumerate(WIDTHS):

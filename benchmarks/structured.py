@@ -91,30 +91,37 @@ def bench_net(net: str, args, cache: Path) -> list[dict]:
         for criterion in args.criteria:
             data = (tx[:512], ty[:512]) if criterion in ("taylor", "fisher") else None
             model, report = ek.prune_channels(
-                base, target_macs=int(macs * (1 - reduction)), criterion=criterion,
-                data=data, return_report=True,
-            )  # fmt: skip
-            variants.append(finish(model, criterion, {"kind": "channels",
-                                                      "reduction": reduction}))  # fmt: skip
+                base,
+                target_macs=int(macs * (1 - reduction)),
+                criterion=criterion,
+                data=data,
+                return_report=True,
+            )
+            variants.append(finish(model, criterion, {"kind": "channels", "reduction": reduction}))
     for tile in (16, 64):
         try:
-            model = ek.prune_channels(base, target_macs=int(macs * 0.5), criterion="l2",
-                                      round_to=tile)  # fmt: skip
+            model = ek.prune_channels(
+                base, target_macs=int(macs * 0.5), criterion="l2", round_to=tile
+            )
         except UsageError as exc:  # e.g. the first stage is one tile already
             print(f"{net}: 50 % with channels rounded to {tile}: {exc}")
             continue
-        variants.append(finish(model, f"l2, rounded to {tile}",
-                               {"kind": "tile", "reduction": 0.5}))  # fmt: skip
+        variants.append(finish(model, f"l2, rounded to {tile}", {"kind": "tile", "reduction": 0.5}))
     schedule = ek.pruning_schedule(
         0.8, epochs=args.epochs, steps_per_epoch=int(np.ceil(len(tx) / 64))
     )
     pruned = ek.prune_low_magnitude(base, schedule)
-    model, label, extra = finish(pruned, "unstructured 80 %", {"kind": "unstructured"},
-                                 callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    model, label, extra = finish(
+        pruned,
+        "unstructured 80 %",
+        {"kind": "unstructured"},
+        callbacks=[ek.callbacks.UpdatePruningStep()],
+    )
     variants.append((ek.strip_pruning(model), label, extra))
     model, lowrank = ek.factorize(base, budget=0.5, return_report=True)
-    variants.append(finish(model, "low-rank, budget 0.5",
-                           {"kind": "lowrank", "layers": len(lowrank.layers)}))  # fmt: skip
+    variants.append(
+        finish(model, "low-rank, budget 0.5", {"kind": "lowrank", "layers": len(lowrank.layers)})
+    )
 
     rows, blobs = [], []
     for model, label, extra in variants:
@@ -124,20 +131,32 @@ def bench_net(net: str, args, cache: Path) -> list[dict]:
         outputs = next(iter(run_model(read_tflite(data), vx).values()))
         int8_accuracy = float(np.mean(outputs.reshape(len(vx), -1).argmax(1) == vy))
         blobs.append(data)
-        rows.append({"label": label, **extra, "macs": ek.keras_macs(model),
-                     "params": model.count_params(), "accuracy": accuracy,
-                     "int8_accuracy": int8_accuracy})  # fmt: skip
+        rows.append(
+            {
+                "label": label,
+                **extra,
+                "macs": ek.keras_macs(model),
+                "params": model.count_params(),
+                "accuracy": accuracy,
+                "int8_accuracy": int8_accuracy,
+            }
+        )
     details: list[dict] = []
     for delegate in ("xnnpack", "none"):
-        p50 = host_latencies(blobs, rounds=args.rounds, runs=100, delegate=delegate,
-                             details=details)  # fmt: skip
+        p50 = host_latencies(
+            blobs, rounds=args.rounds, runs=100, delegate=delegate, details=details
+        )
         for row, value in zip(rows, p50, strict=True):
             row[f"p50_{delegate}"] = value
     reference = rows[0]
-    print(f"\n### {net}: {macs:,} MACs, {base.count_params():,} parameters "
-          f"({details[0]['device']['cpu']}, {time.time() - started:.0f} s)\n")  # fmt: skip
-    print("| variant | MACs removed | MACs | float acc (Δ pt) | int8 acc | XNNPACK p50 ms "
-          "(speed-up) | builtin p50 ms (speed-up) |")  # fmt: skip
+    print(
+        f"\n### {net}: {macs:,} MACs, {base.count_params():,} parameters "
+        f"({details[0]['device']['cpu']}, {time.time() - started:.0f} s)\n"
+    )
+    print(
+        "| variant | MACs removed | MACs | float acc (Δ pt) | int8 acc | XNNPACK p50 ms "
+        "(speed-up) | builtin p50 ms (speed-up) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         removed = 1 - row["macs"] / macs
@@ -155,8 +174,9 @@ def bench_net(net: str, args, cache: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", nargs="+", default=["resnet8", "mobilenet64"])
-    parser.add_argument("--criteria", nargs="+",
-                        default=["l1", "l2", "bn_gamma", "fpgm", "taylor", "fisher"])  # fmt: skip
+    parser.add_argument(
+        "--criteria", nargs="+", default=["l1", "l2", "bn_gamma", "fpgm", "taylor", "fisher"]
+    )
     parser.add_argument("--reductions", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)

@@ -31,8 +31,10 @@ def main() -> None:
 
     keras = tf_keras()
     work = Path(tempfile.mkdtemp(prefix="structured-qemu-"))
-    print("| net | variant | MACs | MACs vs unpruned | instructions / inference | "
-          "instructions vs unpruned | flash | 32-bit arena |")
+    print(
+        "| net | variant | MACs | MACs vs unpruned | instructions / inference | "
+        "instructions vs unpruned | flash | 32-bit arena |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for net in args.nets:
         example = load_example(net)
@@ -41,22 +43,29 @@ def main() -> None:
         for reduction in args.reductions:
             target = int(ek.keras_macs(base) * (1 - reduction))
             for tile, label in ((None, "no rounding"), (args.target, "tile")):
-                model = ek.prune_channels(base, target_macs=target, criterion="l2",
-                                          target=tile)  # fmt: skip
+                model = ek.prune_channels(base, target_macs=target, criterion="l2", target=tile)
                 variants.append((f"{reduction:.0%} fewer MACs, {label}", model))
         reference = None
         for index, (label, model) in enumerate(variants):
-            bundle = edgekit.deploy(model, args.target, calibration=example.calibration.x,
-                                    validation=(example.validation.x, example.validation.y),
-                                    out=work / f"{net}-{index}", tflm_dir=args.tflm_dir,
-                                    analysis=False)  # fmt: skip
+            bundle = edgekit.deploy(
+                model,
+                args.target,
+                calibration=example.calibration.x,
+                validation=(example.validation.x, example.validation.y),
+                out=work / f"{net}-{index}",
+                tflm_dir=args.tflm_dir,
+                analysis=False,
+            )
             m = bundle.report.metrics
             if reference is None:
                 reference = m
-            print(f"| {net} | {label} | {m.macs:,} | {m.macs / reference.macs:.2f}× | "
-                  f"{m.instructions_per_inference:,} | "
-                  f"{m.instructions_per_inference / reference.instructions_per_inference:.2f}× | "
-                  f"{m.flash_bytes:,} | {m.tensor_arena_32bit_bytes:,} |", flush=True)  # fmt: skip
+            print(
+                f"| {net} | {label} | {m.macs:,} | {m.macs / reference.macs:.2f}× | "
+                f"{m.instructions_per_inference:,} | "
+                f"{m.instructions_per_inference / reference.instructions_per_inference:.2f}× | "
+                f"{m.flash_bytes:,} | {m.tensor_arena_32bit_bytes:,} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -32,12 +32,14 @@ _ADD_METHOD = re.compile(r"TfLiteStatus\s+(Add\w+)\s*\(")
 def symbols(tree: Path, library: str) -> tuple[dict, dict, dict]:
     """(defined, undefined) symbols per source, and the sources defining each symbol."""
     order = all_sources(tree)
-    members = subprocess.run(["arm-none-eabi-ar", "t", library], capture_output=True,
-                             text=True, check=True).stdout.split()  # fmt: skip
+    members = subprocess.run(
+        ["arm-none-eabi-ar", "t", library], capture_output=True, text=True, check=True
+    ).stdout.split()
     if members != [Path(s).name + ".o" for s in order]:
         raise SystemExit(f"{library} was not built from every source of {tree} in order")
-    listing = subprocess.run(["arm-none-eabi-nm", "-A", library], capture_output=True,
-                             text=True, check=True).stdout  # fmt: skip
+    listing = subprocess.run(
+        ["arm-none-eabi-nm", "-A", library], capture_output=True, text=True, check=True
+    ).stdout
     defined, undefined = defaultdict(set), defaultdict(set)
     definers = defaultdict(list)
     position, previous = -1, None
@@ -59,8 +61,14 @@ def symbols(tree: Path, library: str) -> tuple[dict, dict, dict]:
     return defined, undefined, definers
 
 
-def pulled(method: str, selected: list[str], defined: dict, undefined: dict,
-           definers: dict, registrations: set[str]) -> set[str]:  # fmt: skip
+def pulled(
+    method: str,
+    selected: list[str],
+    defined: dict,
+    undefined: dict,
+    definers: dict,
+    registrations: set[str],
+) -> set[str]:
     """The objects the linker takes for `method` (preferring selected ones)."""
     chosen = set(selected)
     roots = [n for n in definers if any(re.search(rf"\d+{r}Ev$", n) for r in registrations)]

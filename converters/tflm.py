@@ -86,8 +86,15 @@ def harness_glue_source(name: str) -> str:
     )
 
 
-C_TYPES = {"INT8": "int8_t", "UINT8": "uint8_t", "INT16": "int16_t", "INT32": "int32_t",
-           "FLOAT32": "float", "BOOL": "bool", "INT64": "int64_t"}  # fmt: skip
+C_TYPES = {
+    "INT8": "int8_t",
+    "UINT8": "uint8_t",
+    "INT16": "int16_t",
+    "INT32": "int32_t",
+    "FLOAT32": "float",
+    "BOOL": "bool",
+    "INT64": "int64_t",
+}
 
 
 # C warns about static constants a file does not use (-Wunused-const-variable, on with -Wall):

@@ -88,12 +88,22 @@ def analyze(
     loaded = load_model(model)
     if loaded.is_qat:
         raise UsageError(f"{loaded.source}: a QAT model brings its own ranges; nothing to analyse")
-    calib = load_dataset(calibration, loaded.inputs, "calibration", dtype=loaded.input_dtype,
-                         min_samples=min_calibration_samples)  # fmt: skip
+    calib = load_dataset(
+        calibration,
+        loaded.inputs,
+        "calibration",
+        dtype=loaded.input_dtype,
+        min_samples=min_calibration_samples,
+    )
     data = calib
     if validation is not None:
-        data = load_dataset(validation, loaded.inputs, "validation", MAX_VALIDATION_SAMPLES,
-                            dtype=loaded.input_dtype)  # fmt: skip
+        data = load_dataset(
+            validation,
+            loaded.inputs,
+            "validation",
+            MAX_VALIDATION_SAMPLES,
+            dtype=loaded.input_dtype,
+        )
     options = QuantOptions(calibration_method, bias_correction, rewrite)
     progress("quantizing with edgekit's engine")
     if loaded.is_tflite:
@@ -105,9 +115,14 @@ def analyze(
         _, converted = convert_deployed(loaded, profile, calib.x, options, reference)
     engine = converted.quantization
     progress(f"analysing every layer on {min(samples, data.n)} samples")
-    result = analyze_models(engine.calibrated, engine.data, data.x, sensitivity=True,
-                            requantize=requantizer(engine, profile, loaded.worker),
-                            samples=samples)  # fmt: skip
+    result = analyze_models(
+        engine.calibrated,
+        engine.data,
+        data.x,
+        sensitivity=True,
+        requantize=requantizer(engine, profile, loaded.worker),
+        samples=samples,
+    )
     written = None
     if chart is not None:
         written = result.chart(chart, f"{loaded.name} → {profile.name}", force=force)

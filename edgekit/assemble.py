@@ -120,16 +120,18 @@ def _metrics(r: StageResults) -> Metrics:
     if result is not None:
         primary = result.primary
         if primary is not None:
-            figures.update({
-                M.FLOAT_ACCURACY: primary.float_accuracy,
-                M.DEPLOYED_ACCURACY: primary.deployed_accuracy,
-                M.TOP1_AGREEMENT: primary.top1_agreement,
-                M.OUTPUT_SQNR_DB: primary.sqnr_db,
-                M.LOGITS_SQNR_DB: primary.logits_sqnr_db,
-                M.OUTPUT_MAX_ABS_ERROR: primary.max_abs_error,
-                M.OUTPUT_COSINE_SIMILARITY: primary.cosine_similarity,
-                M.QAT_AGREEMENT: primary.qat_agreement,
-            })
+            figures.update(
+                {
+                    M.FLOAT_ACCURACY: primary.float_accuracy,
+                    M.DEPLOYED_ACCURACY: primary.deployed_accuracy,
+                    M.TOP1_AGREEMENT: primary.top1_agreement,
+                    M.OUTPUT_SQNR_DB: primary.sqnr_db,
+                    M.LOGITS_SQNR_DB: primary.logits_sqnr_db,
+                    M.OUTPUT_MAX_ABS_ERROR: primary.max_abs_error,
+                    M.OUTPUT_COSINE_SIMILARITY: primary.cosine_similarity,
+                    M.QAT_AGREEMENT: primary.qat_agreement,
+                }
+            )
         figures[M.VERIFIED_SAMPLES] = result.samples
         figures[M.VALIDATION_SAMPLES] = result.validation_samples
         figures[M.OPTIMIZED_VS_REFERENCE_STEPS] = result.optimized_vs_reference_steps

@@ -85,8 +85,10 @@ def check_static_shapes(model: TFLiteModel, profile: TargetProfile | None = None
     unknown = [t.name for t in model.tensors if any(d < 0 for d in t.shape)]
     shape_ops = [op.name for op in model.operators if op.name == "SHAPE"]
     if unknown or shape_ops:
-        what = f"tensors without a concrete shape: {', '.join(unknown[:3])}" if unknown else (
-            "a SHAPE op computes shapes at run time"
+        what = (
+            f"tensors without a concrete shape: {', '.join(unknown[:3])}"
+            if unknown
+            else ("a SHAPE op computes shapes at run time")
         )
         return Check("static_shapes", False, f"{what}; convert with a fixed batch of 1")
     signature = [t.name for t in model.tensors if t.dynamic]
@@ -108,8 +110,15 @@ def check_static_shapes(model: TFLiteModel, profile: TargetProfile | None = None
 
 
 FLOATS = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
-WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV",
-                "UNIDIRECTIONAL_SEQUENCE_LSTM", "BATCH_MATMUL", "SVDF")  # fmt: skip
+WEIGHTED_OPS = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "TRANSPOSE_CONV",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "BATCH_MATMUL",
+    "SVDF",
+)
 
 
 def core_activations(model: TFLiteModel) -> list[Any]:
@@ -200,9 +209,7 @@ def check_quantization(model: TFLiteModel, profile: TargetProfile) -> list[Check
             )
         )
     else:
-        checks.append(
-            Check("io_dtype", True, f"inputs/outputs are {have} ({precision} model)")
-        )
+        checks.append(Check("io_dtype", True, f"inputs/outputs are {have} ({precision} model)"))
     if precision in QUANTIZED:
         io = set(model.inputs + model.outputs)
         bad = sorted(
@@ -223,11 +230,12 @@ def check_quantization(model: TFLiteModel, profile: TargetProfile) -> list[Check
         if bad and "float32" in quant.precisions:
             # Kept in float by the user, the search or the converter (an op with no int8
             # kernel): a choice the target's float kernels allow, stated, not a failure.
-            checks.append(Check(
-                "mixed_precision", True,
-                f"{len(in_float)} op(s) run in float ({', '.join(in_float) or ', '.join(bad)}): "
-                f"{profile.name} has float32 kernels; the rest is {precision}",
-            ))  # fmt: skip
+            names = ", ".join(in_float) or ", ".join(bad)
+            detail = (
+                f"{len(in_float)} op(s) run in float ({names}): "
+                f"{profile.name} has float32 kernels; the rest is {precision}"
+            )
+            checks.append(Check("mixed_precision", True, detail))
         else:
             checks.append(
                 Check(
@@ -303,24 +311,47 @@ def check_allowed_ops(model: TFLiteModel, profile: TargetProfile) -> Check | Non
 
 def check_flash(model_bytes: int, profile: TargetProfile) -> Check | None:
     memory = profile.memory
-    return _budget("flash_budget", "model", "flash", model_bytes, memory.model_flash_bytes,
-                   memory.flash_bytes, memory.reserve_flash_bytes)
+    return _budget(
+        "flash_budget",
+        "model",
+        "flash",
+        model_bytes,
+        memory.model_flash_bytes,
+        memory.flash_bytes,
+        memory.reserve_flash_bytes,
+    )
 
 
 def check_ram(arena_bytes: int, profile: TargetProfile) -> Check | None:
     memory = profile.memory
-    return _budget("ram_budget", "tensor arena", "RAM", arena_bytes, memory.arena_ram_bytes,
-                   memory.ram_bytes, memory.reserve_ram_bytes)
+    return _budget(
+        "ram_budget",
+        "tensor arena",
+        "RAM",
+        arena_bytes,
+        memory.arena_ram_bytes,
+        memory.ram_bytes,
+        memory.reserve_ram_bytes,
+    )
 
 
-def _budget(name: str, what: str, where: str, used: int, available: int | None,
-            total: int | None, reserve: int | None) -> Check | None:
+def _budget(
+    name: str,
+    what: str,
+    where: str,
+    used: int,
+    available: int | None,
+    total: int | None,
+    reserve: int | None,
+) -> Check | None:
     """`used` against what the profile leaves of `total` after its `reserve` (None: no
     budget)."""
     if available is None:
         return None
-    detail = (f"{what} needs {kib(used)}; {kib(available)} of {where} available "
-              f"({kib(total)} minus {kib(reserve)} reserve)")
+    detail = (
+        f"{what} needs {kib(used)}; {kib(available)} of {where} available "
+        f"({kib(total)} minus {kib(reserve)} reserve)"
+    )
     return Check(name, used <= available, detail)
 
 

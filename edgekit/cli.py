@@ -76,16 +76,18 @@ def targets_list(targets_dir: str | None, as_json: bool) -> None:
     rows = []
     for p in profiles:
         mem = p.memory
-        rows.append([
-            p.name,
-            ", ".join(p.aliases),
-            p.family,
-            p.runtime_text,
-            f"{p.quantization.scheme} ({p.quantization.io_dtype} IO)",
-            _size(mem.flash_bytes),
-            _size(mem.ram_bytes),
-            p.harness,
-        ])  # fmt: skip
+        rows.append(
+            [
+                p.name,
+                ", ".join(p.aliases),
+                p.family,
+                p.runtime_text,
+                f"{p.quantization.scheme} ({p.quantization.io_dtype} IO)",
+                _size(mem.flash_bytes),
+                _size(mem.ram_bytes),
+                p.harness,
+            ]
+        )
     columns = ["name", "aliases", "family", "runtime", "quantization", "flash", "RAM", "harness"]
     _console().print(table("edgekit targets", columns, rows))
 
@@ -121,13 +123,14 @@ def _profile_rows(profile: Any) -> list[tuple[str, str]]:
     budget = [
         f"{label} {_size(value)}"
         for label, value in (
-            ("flash", m.flash_bytes), ("RAM", m.ram_bytes),
+            ("flash", m.flash_bytes),
+            ("RAM", m.ram_bytes),
             ("flash reserve", m.reserve_flash_bytes or None),
             ("RAM reserve", m.reserve_ram_bytes or None),
             ("parameter cache", m.parameter_cache_bytes),
         )
         if value is not None
-    ]  # fmt: skip
+    ]
     overrides = [
         f"{name}: {', '.join(f'{k} {v}' for k, v in values.items())}"
         for name, values in profile.delegate_overrides.items()
@@ -136,17 +139,23 @@ def _profile_rows(profile: Any) -> list[tuple[str, str]]:
         ("aliases", ", ".join(profile.aliases) or "-"),
         ("family", profile.family),
         ("runtime", f"{profile.runtime_text}: {profile.runtime_label}"),
-        ("quantization", f"{q.scheme}, {q.io_dtype} inputs/outputs, "
-                         f"{'per-channel' if q.per_channel else 'per-tensor'} weights"),
+        (
+            "quantization",
+            f"{q.scheme}, {q.io_dtype} inputs/outputs, "
+            f"{'per-channel' if q.per_channel else 'per-tensor'} weights",
+        ),
         ("precisions", ", ".join(q.precisions)),
-        ("ops", profile.op_rules + (f" (allowed: {', '.join(profile.allowed_ops)})"
-                                    if profile.allowed_ops else "")),
+        (
+            "ops",
+            profile.op_rules
+            + (f" (allowed: {', '.join(profile.allowed_ops)})" if profile.allowed_ops else ""),
+        ),
         ("memory", ", ".join(budget) or "no budget"),
         ("execution", f"{profile.threads} thread(s), delegate {profile.delegate}"),
         ("delegates", "; ".join(overrides) or "-"),
         ("harness", f"{profile.harness} over {profile.transport}"),
         ("source", profile.source),
-    ]  # fmt: skip
+    ]
 
 
 @cli.command("inspect")
@@ -297,15 +306,33 @@ class _Progress:
 @click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
 @click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")
 @click.option("--no-analysis", is_flag=True, help="Skip the per-layer quantization analysis.")
-@click.option("--keep-float", multiple=True, metavar="TENSOR",
-              help="Keep the op writing TENSOR in float (repeatable; mixed precision).")
-@click.option("--optimize", type=click.Choice(["accuracy"]), default=None,
-              help="Search every calibration method and bias correction (slower).")
-@click.option("--min-sqnr", type=float, default=None, metavar="DB",
-              help="Mixed precision: keep the fewest ops in float to reach this SQNR.")
-@click.option("--max-agreement-drop", type=float, default=None, metavar="PTS",
-              help="Mixed precision: keep the fewest ops in float to lose at most PTS points "
-              "of top-1 agreement.")
+@click.option(
+    "--keep-float",
+    multiple=True,
+    metavar="TENSOR",
+    help="Keep the op writing TENSOR in float (repeatable; mixed precision).",
+)
+@click.option(
+    "--optimize",
+    type=click.Choice(["accuracy"]),
+    default=None,
+    help="Search every calibration method and bias correction (slower).",
+)
+@click.option(
+    "--min-sqnr",
+    type=float,
+    default=None,
+    metavar="DB",
+    help="Mixed precision: keep the fewest ops in float to reach this SQNR.",
+)
+@click.option(
+    "--max-agreement-drop",
+    type=float,
+    default=None,
+    metavar="PTS",
+    help="Mixed precision: keep the fewest ops in float to lose at most PTS points "
+    "of top-1 agreement.",
+)
 @click.option("--sparse-size", is_flag=True, help="Also report TFLite's sparse-format size.")
 @click.option(
     "--unsafe-deserialization",
@@ -395,8 +422,6 @@ def deploy(
     return 0 if bundle.ok else 1
 
 
-
-
 def _print_deploy_summary(bundle: Any) -> None:
     report = bundle.report
     console = _console()
@@ -435,8 +460,10 @@ def _print_outputs(console: Any, outputs: list[Any]) -> None:
         if out.top1_agreement is not None:
             agreement = f", top-1 agreement {format_value(out.top1_agreement, 'pct')}"
         sqnr = format_value(out.sqnr_db, "db")
-        console.print(f"    {escape(out.name):26} {out.task}: SQNR {sqnr}, "
-                      f"max abs error {format_value(out.max_abs_error)}{agreement}")
+        console.print(
+            f"    {escape(out.name):26} {out.task}: SQNR {sqnr}, "
+            f"max abs error {format_value(out.max_abs_error)}{agreement}"
+        )
 
 
 @cli.command("analyze")
@@ -444,22 +471,44 @@ def _print_outputs(console: Any, outputs: list[Any]) -> None:
 @click.option("--target", "-t", required=True, help="Target profile name, alias or .toml path.")
 @click.option("--calibration", required=True, help="Calibration inputs: .npy/.npz.")
 @click.option("--validation", default=None, help="Inputs to analyse on (default: calibration).")
-@click.option("--calibration-method", default="default",
-              help="int8 ranges: minmax | percentile[:P] | mse | kl | default (edgekit's "
-                   "measured best; the default).")  # fmt: skip
+@click.option(
+    "--calibration-method",
+    default="default",
+    help="int8 ranges: minmax | percentile[:P] | mse | kl | default (edgekit's "
+    "measured best; the default).",
+)
 @click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
 @click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")
-@click.option("--samples", type=click.IntRange(1, 500), default=64, show_default=True,
-              help="Samples the layers are compared on.")  # fmt: skip
-@click.option("--chart", type=click.Path(dir_okay=False), default=None,
-              help="Write the per-layer chart (PNG) here.")  # fmt: skip
+@click.option(
+    "--samples",
+    type=click.IntRange(1, 500),
+    default=64,
+    show_default=True,
+    help="Samples the layers are compared on.",
+)
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the per-layer chart (PNG) here.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing --chart file.")
 @MIN_CALIBRATION
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
-def analyze_cmd(model: str, target: str, calibration: str, validation: str | None,
-                calibration_method: str, no_bias_correction: bool, no_rewrite: bool,
-                samples: int, chart: str | None, force: bool,
-                min_calibration_samples: int | None, as_json: bool) -> int:  # fmt: skip
+def analyze_cmd(
+    model: str,
+    target: str,
+    calibration: str,
+    validation: str | None,
+    calibration_method: str,
+    no_bias_correction: bool,
+    no_rewrite: bool,
+    samples: int,
+    chart: str | None,
+    force: bool,
+    min_calibration_samples: int | None,
+    as_json: bool,
+) -> int:
     """Where int8 loses accuracy, layer by layer, and what would win it back.
 
     For every op: SQNR int8 vs float, the float range against the int8 grid (bits used,
@@ -479,49 +528,75 @@ def analyze_cmd(model: str, target: str, calibration: str, validation: str | Non
         if not as_json:
             err.print(f"[dim]… {escape(message)}[/dim]")
 
-    report = analyze(model, target, calibration=calibration, validation=validation,
-                     calibration_method=calibration_method,
-                     bias_correction=not no_bias_correction, rewrite=not no_rewrite,
-                     chart=chart, force=force, samples=samples, on_progress=progress,
-                     **_given(min_calibration_samples=min_calibration_samples))  # fmt: skip
+    report = analyze(
+        model,
+        target,
+        calibration=calibration,
+        validation=validation,
+        calibration_method=calibration_method,
+        bias_correction=not no_bias_correction,
+        rewrite=not no_rewrite,
+        chart=chart,
+        force=force,
+        samples=samples,
+        on_progress=progress,
+        **_given(min_calibration_samples=min_calibration_samples),
+    )
     if as_json:
         print_json(report.to_dict())
         return 0
     a = report.analysis
     console = _console()
     engine = report.engine
-    console.print(f"[bold]{escape(report.model)} → {report.target}[/bold]: int8 by edgekit's "
-                  f"engine ({engine.method} ranges, {engine.calibration_samples} "
-                  f"calibration samples, bias correction in {engine.bias_corrected_ops} ops"
-                  + "".join(f"; {r}" for r in engine.rewrites) + ")")  # fmt: skip
+    console.print(
+        f"[bold]{escape(report.model)} → {report.target}[/bold]: int8 by edgekit's "
+        f"engine ({engine.method} ranges, {engine.calibration_samples} "
+        f"calibration samples, bias correction in {engine.bias_corrected_ops} ops"
+        + "".join(f"; {r}" for r in engine.rewrites)
+        + ")"
+    )
     console.print(f"compared at {escape(a.probe)} on {a.samples} samples:")
 
     def db(value: float | None) -> str:
         return "exact" if value is None else f"{value:.1f} dB"
 
     console.print(f"  int8 model                         {db(a.output_sqnr_db)}")
-    console.print(f"  same grids, float arithmetic       {db(a.simulated_sqnr_db)}: "
-                  f"{escape(a.kernel_gap())}")  # fmt: skip
+    console.print(
+        f"  same grids, float arithmetic       {db(a.simulated_sqnr_db)}: {escape(a.kernel_gap())}"
+    )
     console.print(f"  exact weights (per-element bound)  {db(a.per_element_bound_db)}")
     if a.sensitivity_base_db is not None:
-        console.print(f"  gains measured from (quantizer alone, no bias correction) "
-                      f"{db(a.sensitivity_base_db)}")  # fmt: skip
+        console.print(
+            f"  gains measured from (quantizer alone, no bias correction) "
+            f"{db(a.sensitivity_base_db)}"
+        )
     from rich.table import Table
 
     table = Table(title="layers, worst first")
-    for column in ("#", "op", "SQNR dB", "float range", "int8 grid", "bits used", "clipped",
-                   "gain if float dB"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("op", "float range", "int8 grid")
-                         else "right")  # fmt: skip
+    for column in (
+        "#",
+        "op",
+        "SQNR dB",
+        "float range",
+        "int8 grid",
+        "bits used",
+        "clipped",
+        "gain if float dB",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("op", "float range", "int8 grid") else "right"
+        )
     for layer in a.ranked():
         table.add_row(
-            str(layer.index), layer.op,
+            str(layer.index),
+            layer.op,
             "exact" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}",
             f"[{layer.float_min:.3g}, {layer.float_max:.3g}]",
             f"[{layer.grid_min:.3g}, {layer.grid_max:.3g}]",
-            f"{layer.bits_used:.1f}", f"{100 * layer.clipped:.2f} %",
+            f"{layer.bits_used:.1f}",
+            f"{100 * layer.clipped:.2f} %",
             "-" if layer.sensitivity_db is None else f"{layer.sensitivity_db:+.2f}",
-        )  # fmt: skip
+        )
     console.print(table)
     if report.chart:
         console.print(f"chart: {escape(str(report.chart))}")

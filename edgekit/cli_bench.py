@@ -47,35 +47,73 @@ def _ms(value: Any) -> str:
 @click.command("bench")
 @click.argument("model", type=click.Path())
 @click.option("--target", "-t", default=None, help="Target profile (default: the bundle's).")
-@click.option("--device", "-d", default="local", show_default=True,
-              help="local | ssh://[user@]host[:port] | adb://SERIAL | "
-                   "serial:///dev/ttyX?baud=N | tflm-host | qemu[:BOARD]")  # fmt: skip
+@click.option(
+    "--device",
+    "-d",
+    default="local",
+    show_default=True,
+    help="local | ssh://[user@]host[:port] | adb://SERIAL | "
+    "serial:///dev/ttyX?baud=N | tflm-host | qemu[:BOARD]",
+)
 @click.option("--runs", type=int, default=50, show_default=True, help="Timed runs.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Warm-up runs.")
 @click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
 @click.option("--delegate", default=None, help="xnnpack | none | edgetpu | gpu | nnapi | PATH.")
 @click.option("--input", "input_path", default=None, help="Input .npy/.npz (default: random).")
-@click.option("--timeout", type=float, default=300.0, show_default=True,
-              help="Seconds for the benchmark step (other remote steps: 60 s each).")  # fmt: skip
-@click.option("--remote-python", default="python3", show_default=True,
-              help="Python on an ssh device (e.g. a venv's bin/python).")  # fmt: skip
-@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
-              help="ssh_config file to use instead of ~/.ssh/config.")  # fmt: skip
-@click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
-              help="Android: benchmark_model binary to push (default: on the device).")  # fmt: skip
-@click.option("--tflm-dir", type=click.Path(file_okay=False), default=None,
-              envvar="EDGEKIT_TFLM_DIR",
-              help="--device qemu: TFLM tree (create_tflm_tree.py) to build the firmware "
-                   "with [env: EDGEKIT_TFLM_DIR].")  # fmt: skip
+@click.option(
+    "--timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds for the benchmark step (other remote steps: 60 s each).",
+)
+@click.option(
+    "--remote-python",
+    default="python3",
+    show_default=True,
+    help="Python on an ssh device (e.g. a venv's bin/python).",
+)
+@click.option(
+    "--ssh-config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="ssh_config file to use instead of ~/.ssh/config.",
+)
+@click.option(
+    "--benchmark-binary",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Android: benchmark_model binary to push (default: on the device).",
+)
+@click.option(
+    "--tflm-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar="EDGEKIT_TFLM_DIR",
+    help="--device qemu: TFLM tree (create_tflm_tree.py) to build the firmware "
+    "with [env: EDGEKIT_TFLM_DIR].",
+)
 @DB_OPTION
 @click.option("--no-record", is_flag=True, help="Do not store the run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: int,
-              threads: int | None, delegate: str | None, input_path: str | None,
-              timeout: float, remote_python: str, ssh_config: str | None,
-              benchmark_binary: str | None, tflm_dir: str | None, db: str | None,
-              no_record: bool,
-              as_json: bool) -> int:  # fmt: skip
+def bench_cmd(
+    model: str,
+    target: str | None,
+    device: str,
+    runs: int,
+    warmup: int,
+    threads: int | None,
+    delegate: str | None,
+    input_path: str | None,
+    timeout: float,
+    remote_python: str,
+    ssh_config: str | None,
+    benchmark_binary: str | None,
+    tflm_dir: str | None,
+    db: str | None,
+    no_record: bool,
+    as_json: bool,
+) -> int:
     """Benchmark MODEL (.tflite or a deploy bundle) on a device; record the result.
 
     Exit codes: 0 the run completed; 1 the device or harness failed (the failed run is
@@ -87,11 +125,23 @@ def bench_cmd(model: str, target: str | None, device: str, runs: int, warmup: in
         click.echo(f"... {message}", err=True)
 
     result = bench(
-        model, target, device, runs=runs, warmup=warmup, threads=threads, delegate=delegate,
-        input=input_path, timeout=timeout, remote_python=remote_python, ssh_config=ssh_config,
-        benchmark_binary=benchmark_binary, tflm_dir=tflm_dir, db=db, record=not no_record,
+        model,
+        target,
+        device,
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        delegate=delegate,
+        input=input_path,
+        timeout=timeout,
+        remote_python=remote_python,
+        ssh_config=ssh_config,
+        benchmark_binary=benchmark_binary,
+        tflm_dir=tflm_dir,
+        db=db,
+        record=not no_record,
         on_progress=progress,
-    )  # fmt: skip
+    )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return 0 if result.ok else 1
@@ -151,16 +201,22 @@ def _print_result(result: Any) -> None:
 def _print_firmware(console: Any, m: dict[str, Any]) -> None:
     """Instructions, arena and ELF figures of a `--device qemu` run."""
     ins, elf = m[M.INSTRUCTIONS], m.get(M.ELF) or {}
-    console.print(f"  instructions        {ins['per_inference']:,} per inference (min "
-                  f"{ins['min']:,}, max {ins['max']:,}; {ins['source']})")  # fmt: skip
-    console.print(f"  tensor arena        {m[M.ARENA_BYTES]:,} B smallest that runs (32-bit) vs "
-                  f"{m[M.ARENA_HOST_BYTES]:,} B host figure")  # fmt: skip
+    console.print(
+        f"  instructions        {ins['per_inference']:,} per inference (min "
+        f"{ins['min']:,}, max {ins['max']:,}; {ins['source']})"
+    )
+    console.print(
+        f"  tensor arena        {m[M.ARENA_BYTES]:,} B smallest that runs (32-bit) vs "
+        f"{m[M.ARENA_HOST_BYTES]:,} B host figure"
+    )
 
     def budget(value: int, limit: int | None) -> str:
         return f"{value:,} B" + (f" of {limit:,} B ({value / limit:.0%})" if limit else "")
 
-    console.print(f"  flash               {budget(m[M.FLASH_BYTES], m.get(M.FLASH_BUDGET_BYTES))}"
-                  f" (text {elf.get('text', 0):,} + data {elf.get('data', 0):,})")  # fmt: skip
+    console.print(
+        f"  flash               {budget(m[M.FLASH_BYTES], m.get(M.FLASH_BUDGET_BYTES))}"
+        f" (text {elf.get('text', 0):,} + data {elf.get('data', 0):,})"
+    )
     console.print(
         f"  RAM                 {budget(m[M.RAM_BYTES], m.get(M.RAM_BUDGET_BYTES))} "
         f"(data + bss {elf.get('bss', 0):,} incl. arena {elf.get('tensor_arena', 0):,}"
@@ -168,8 +224,9 @@ def _print_firmware(console: Any, m: dict[str, Any]) -> None:
     )
     build = m.get(M.BUILD_SECONDS) or {}
     library = "cached" if build.get("library_cached") else f"{build.get('tflm_library')} s"
-    console.print(f"  build               TFLM library {library}, firmware "
-                  f"{build.get('application')} s")  # fmt: skip
+    console.print(
+        f"  build               TFLM library {library}, firmware {build.get('application')} s"
+    )
 
 
 @click.group("results")
@@ -186,8 +243,13 @@ def _store(db: str | None):
 
 @results.command("list")
 @DB_OPTION
-@click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
-              help="Show at most this many runs.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1_000_000),
+    default=20,
+    show_default=True,
+    help="Show at most this many runs.",
+)
 @click.option("--model", default=None, help="Only runs of this model (name or sha256 prefix).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -> None:
@@ -201,11 +263,32 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
     for r in runs:
         status = r.status if r.ok else f"[red]failed[/red]: {escape(r.error or '')}"
         # The sha256 prefix tells same-named models from different bundles apart.
-        rows.append([str(r.id), r.created, escape(r.model_name), r.model_sha256[:12], r.target,
-                     escape(r.device), escape(r.runtime or "-"), r.delegate or "-", status,
-                     *(_figure(m.of(r), m.unit) for m in figures)])  # fmt: skip
-    columns = ["id", "created", "model", "sha256", "target", "device", "runtime", "delegate",
-               "status", *(LIST_HEADINGS.get(m.name, m.label) for m in figures)]  # fmt: skip
+        rows.append(
+            [
+                str(r.id),
+                r.created,
+                escape(r.model_name),
+                r.model_sha256[:12],
+                r.target,
+                escape(r.device),
+                escape(r.runtime or "-"),
+                r.delegate or "-",
+                status,
+                *(_figure(m.of(r), m.unit) for m in figures),
+            ]
+        )
+    columns = [
+        "id",
+        "created",
+        "model",
+        "sha256",
+        "target",
+        "device",
+        "runtime",
+        "delegate",
+        "status",
+        *(LIST_HEADINGS.get(m.name, m.label) for m in figures),
+    ]
     _console().print(table(f"edgekit results ({len(runs)} shown)", columns, rows))
 
 
@@ -230,18 +313,24 @@ def results_show(run_id: int, db: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(run.to_dict(), indent=2))
         return
-    _console().print(f"[bold]run {run.id}[/bold]  {escape(run.created)}  edgekit "
-                     f"{escape(run.edgekit_version)}  sha256 "
-                     f"{escape(run.model_sha256[:16])}")  # fmt: skip
+    _console().print(
+        f"[bold]run {run.id}[/bold]  {escape(run.created)}  edgekit "
+        f"{escape(run.edgekit_version)}  sha256 "
+        f"{escape(run.model_sha256[:16])}"
+    )
     _print_result(run)
 
 
 @results.command("compare")
 @click.argument("run_ids", type=RUN_ID, nargs=-1, required=True)
 @DB_OPTION
-@click.option("--metric", default=None, type=click.Choice(list(METRICS)),
-              help="What to compare (default: p50 latency, else instructions when a run has "
-                   "no latency: QEMU runs).")  # fmt: skip
+@click.option(
+    "--metric",
+    default=None,
+    type=click.Choice(list(METRICS)),
+    help="What to compare (default: p50 latency, else instructions when a run has "
+    "no latency: QEMU runs).",
+)
 def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str | None) -> None:
     """Ratios between runs (the first is the baseline): int8 vs float, device A vs B."""
     from rich.table import Table
@@ -254,9 +343,15 @@ def results_compare(run_ids: tuple[int, ...], db: str | None, metric: str | None
         grid.add_column(column)
     for row in rows:
         run = row.run
-        cells = [str(run.id), escape(run.model_name), escape(run.target), escape(run.device),
-                 escape(run.delegate or "-"), _figure(row.value, chosen.unit),
-                 f"{row.ratio:.3f}x"]  # fmt: skip
+        cells = [
+            str(run.id),
+            escape(run.model_name),
+            escape(run.target),
+            escape(run.device),
+            escape(run.delegate or "-"),
+            _figure(row.value, chosen.unit),
+            f"{row.ratio:.3f}x",
+        ]
         grid.add_row(*cells, *([f"{1 / row.ratio:.2f}x"] if chosen.timing else []))
     _console().print(grid)
 
@@ -283,12 +378,17 @@ def results_export(db: str | None, as_csv: bool, out: str | None, force: bool) -
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.argument("run_ids", type=RUN_ID, nargs=-1)
 @DB_OPTION
-@click.option("--metric", default=None, type=click.Choice(PLOT_METRICS),
-              help="What to plot (default: latency distributions, else instructions when a "
-                   "run has no per-run latencies: QEMU runs).")  # fmt: skip
+@click.option(
+    "--metric",
+    default=None,
+    type=click.Choice(PLOT_METRICS),
+    help="What to plot (default: latency distributions, else instructions when a "
+    "run has no per-run latencies: QEMU runs).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing OUT file.")
-def results_plot(out: str, run_ids: tuple[int, ...], db: str | None, metric: str | None,
-                 force: bool) -> None:  # fmt: skip
+def results_plot(
+    out: str, run_ids: tuple[int, ...], db: str | None, metric: str | None, force: bool
+) -> None:
     """Latency distributions, or instructions, arena, flash or RAM, per run into OUT.png
     (default: the last 8 completed runs that have it)."""
     store = _store(db)

@@ -48,8 +48,11 @@ def printable(text: str, limit: int = 0) -> str:
     'ok\\\\x1b[31mr…'
     """
     out = "".join(
-        ch if ch.isprintable() or ch == " " else f"\\x{ord(ch):02x}"
-        if ord(ch) < 256 else f"\\u{ord(ch):04x}"
+        ch
+        if ch.isprintable() or ch == " "
+        else f"\\x{ord(ch):02x}"
+        if ord(ch) < 256
+        else f"\\u{ord(ch):04x}"
         for ch in text
     )
     return out if not limit or len(out) <= limit else out[: limit - 1] + "…"

@@ -97,8 +97,9 @@ class Dataset:
         return sample_count(self.x)
 
     def head(self, n: int) -> Dataset:
-        return Dataset(take(self.x, slice(0, n)), None if self.y is None else self.y[:n],
-                       self.source)  # fmt: skip
+        return Dataset(
+            take(self.x, slice(0, n)), None if self.y is None else self.y[:n], self.source
+        )
 
 
 def regular_file(path: str | Path, what: str, limit: int = MAX_DATA_BYTES) -> Path:
@@ -134,8 +135,16 @@ def _npy_header(handle: Any, what: str, path: Path, available: int) -> tuple[tup
         else:
             shape, dtype = _npy_header_3_0(handle)
     # A garbage header fails in numpy's tokenizer or literal parser, not only as ValueError.
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, RecursionError,
-            tokenize.TokenError) as exc:  # fmt: skip
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        SyntaxError,
+        TypeError,
+        KeyError,
+        RecursionError,
+        tokenize.TokenError,
+    ) as exc:
         raise UsageError(f"{what} file {path}: not a readable NumPy file ({exc})") from None
     if dtype.hasobject:
         raise UsageError(f"{what} file {path}: holds Python objects (pickles are refused)")
@@ -216,8 +225,10 @@ def check_array_file(path: str | Path, what: str, specs: list[InputSpec] | None 
                 if specs is None or len(specs) == 1:
                     need = "an array named 'x'"
                 else:
-                    need = (f"one array per input, named {', '.join(repr(s.name) for s in specs)}"
-                            " or x0, x1...")  # fmt: skip
+                    need = (
+                        f"one array per input, named {', '.join(repr(s.name) for s in specs)}"
+                        " or x0, x1..."
+                    )
                 raise UsageError(
                     f"{what} file {path}: .npz needs {need} (found: {', '.join(found) or 'none'})"
                 )

@@ -84,8 +84,7 @@ class LoadedModel:
         tf = tensorflow()
         if len(self.input_specs) == 1:
             return [tf.TensorSpec(self.input_shape, tf.as_dtype(self.input_dtype), name="input")]
-        return [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name)
-                for s in self.input_specs]  # fmt: skip
+        return [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in self.input_specs]
 
     @property
     def is_tflite(self) -> bool:
@@ -106,6 +105,7 @@ class LoadedModel:
             signature = self.saved_model.signatures["serving_default"]
             args = list(signature.structured_input_signature[1])
             if len(args) == 1:
+
                 def call(*xs):
                     return signature(**{args[0]: xs[0]})
             else:  # the signature's arguments carry the input names (see _keras3_saved_model)
@@ -136,8 +136,13 @@ class LoadedModel:
 
 
 # Fake-quant layers: tfmot's (tf_keras) and edgekit's (Keras 3, edgekit.keras.qat3_layers).
-QAT_CLASSES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "QuantizeWeights",
-               "QuantizeActivation")  # fmt: skip
+QAT_CLASSES = (
+    "QuantizeWrapper",
+    "QuantizeWrapperV2",
+    "QuantizeLayer",
+    "QuantizeWeights",
+    "QuantizeActivation",
+)
 
 
 def is_qat_model(model: Any) -> bool:
@@ -183,8 +188,9 @@ def _keras_specs(inputs: list[Any], source: str) -> tuple[InputSpec, ...]:
         dtype = getattr(tensor, "dtype", "float32")
         dtype = str(getattr(dtype, "name", dtype))
         name = getattr(tensor, "name", "") if len(inputs) > 1 else "x"
-        specs.append(InputSpec(input_name(name, i, taken), _static_input(tensor.shape, source),
-                               dtype))  # fmt: skip
+        specs.append(
+            InputSpec(input_name(name, i, taken), _static_input(tensor.shape, source), dtype)
+        )
     return tuple(specs)
 
 
@@ -309,7 +315,7 @@ def keras_file_writer(path: Path) -> tuple[str, str]:
 
 
 def writer_text(path: Path) -> str:
-    """"Keras 3.15.1 (tensorflow backend)" / "tf_keras 2.21.0", or "" if the file is silent."""
+    """ "Keras 3.15.1 (tensorflow backend)" / "tf_keras 2.21.0", or "" if the file is silent."""
     version, backend = keras_file_writer(path)
     if not version:
         return ""
@@ -329,8 +335,9 @@ def custom_class_names(path: Path) -> list[str]:
 
             with h5py.File(path, "r") as handle:
                 raw = handle.attrs.get("model_config")
-            config = jsonfile.loads(raw if isinstance(raw, bytes) else str(raw),
-                                    f"{path}: model_config")  # fmt: skip
+            config = jsonfile.loads(
+                raw if isinstance(raw, bytes) else str(raw), f"{path}: model_config"
+            )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EdgekitError):
         return []
     found: list[str] = []
@@ -397,9 +404,7 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
             )
         else:
             with safe_mode_scope(keras2, not unsafe):  # legacy .h5: tf_keras's lambda guard
-                model = keras2.models.load_model(
-                    path, custom_objects=custom_objects, compile=False
-                )
+                model = keras2.models.load_model(path, custom_objects=custom_objects, compile=False)
     except EdgekitError:
         raise
     except Exception as exc:
@@ -408,8 +413,11 @@ def _load_keras_file(path: Path, custom_objects: dict | None, unsafe: bool = Fal
         if "lambda" in str(exc).lower() and "safe_mode" in str(exc):
             raise UsageError(f"{path}: a Lambda layer holds Python code; {UNSAFE_HINT}") from None
         if not any(name in str(exc) for name in ("Quantize", "Prune", "Cluster")):
-            unknown = [n for n in custom_class_names(path)
-                       if n not in (custom_objects or {}) and n not in EDGEKIT_KERAS3_CLASSES]
+            unknown = [
+                n
+                for n in custom_class_names(path)
+                if n not in (custom_objects or {}) and n not in EDGEKIT_KERAS3_CLASSES
+            ]
             if unknown:
                 raise UsageError(
                     f"{path}: custom class(es) {', '.join(unknown[:3])} unknown here: load it "
@@ -491,8 +499,9 @@ def _load_saved_model(path: Path) -> LoadedModel:
     if not specs:
         raise UsageError(f"{path}: the SavedModel's signature takes no inputs")
     inputs = tuple(
-        InputSpec(name if len(specs) > 1 else "x", _static_input(spec.shape, str(path)),
-                  spec.dtype.name)  # fmt: skip
+        InputSpec(
+            name if len(specs) > 1 else "x", _static_input(spec.shape, str(path)), spec.dtype.name
+        )
         for name, spec in specs.items()
     )
     return LoadedModel(
@@ -586,10 +595,13 @@ def _load_tflite_file(path: Path) -> LoadedModel:
     taken: set[str] = set()
     several = len(tflite.inputs) > 1
     specs = tuple(
-        InputSpec(input_name(tflite.io_name(index), i, taken) if several else "x",
-                  tuple(tflite.tensors[index].shape), tflite.tensors[index].dtype.lower())
+        InputSpec(
+            input_name(tflite.io_name(index), i, taken) if several else "x",
+            tuple(tflite.tensors[index].shape),
+            tflite.tensors[index].dtype.lower(),
+        )
         for i, index in enumerate(tflite.inputs)
-    )  # fmt: skip
+    )
     return LoadedModel(
         name=path.stem,
         source=str(path),

@@ -123,6 +123,8 @@ class DeployOptions:
     @property
     def mixed_precision(self) -> bool:
         """Ops are to be kept in float (by name or by a goal)."""
-        return bool(self.keep_float) or self.min_sqnr is not None or (
-            self.max_agreement_drop is not None
+        return (
+            bool(self.keep_float)
+            or self.min_sqnr is not None
+            or (self.max_agreement_drop is not None)
         )

@@ -136,8 +136,13 @@ def deploy(
     if not options.write_bundle:
         with tempfile.TemporaryDirectory(prefix="edgekit-deploy-") as work:
             results = run_stages(inputs, profile, options, Path(work), steps)
-        return Deployment(assemble(results, steps.steps, bundle=False), profile, None,
-                          results.conversion.deployed, results.conversion.reference)
+        return Deployment(
+            assemble(results, steps.steps, bundle=False),
+            profile,
+            None,
+            results.conversion.deployed,
+            results.conversion.reference,
+        )
     created = missing_dirs(root)
     staging = None
     try:  # a signal may land while prepare() makes --out: those folders go too
@@ -164,12 +169,14 @@ def run_stages(
     conversion = _convert(inputs, profile, options, steps)
     deployed, name = conversion.deployed, slug(inputs.loaded.name)
     files = BundleFiles(staging)
-    model_file = files.write(f"{name}_{conversion.scheme}.tflite", deployed.data,
-                             Role.DEPLOYED_MODEL)
+    model_file = files.write(
+        f"{name}_{conversion.scheme}.tflite", deployed.data, Role.DEPLOYED_MODEL
+    )
     if conversion.reference is not None and conversion.scheme != "float32":
         files.write(f"{name}_float32.tflite", conversion.reference.data, Role.FLOAT_REFERENCE)
-    r = StageResults(profile, inputs, conversion, facts.model_facts(deployed),
-                     artifacts=files.artifacts)
+    r = StageResults(
+        profile, inputs, conversion, facts.model_facts(deployed), artifacts=files.artifacts
+    )
     if facts.wants_sparse_size(r.facts, conversion) and not options.sparse_size:
         r.notes.append(facts.sparse_size_hint(r.facts))
     elif facts.wants_sparse_size(r.facts, conversion):
@@ -192,8 +199,15 @@ def run_stages(
         failed = ", ".join(c.name for c in r.checks if not c.ok) or "none"
         step.detail = f"{len(r.checks)} checks, failed: {failed}"
     with steps.run("verify") as step:
-        r.verification = verify_deployed(deployed, conversion.reference, inputs.validation,
-                                         profile, r.tflm, options.task, inputs.loaded.is_qat)
+        r.verification = verify_deployed(
+            deployed,
+            conversion.reference,
+            inputs.validation,
+            profile,
+            r.tflm,
+            options.task,
+            inputs.loaded.is_qat,
+        )
         step.detail = r.verification.detail
         if r.verification.result is None:
             step.status = "check_failed"
@@ -202,15 +216,22 @@ def run_stages(
     elif options.host_latency:
         with steps.run("host latency") as step:
             r.latency = latency.host_latency(deployed, profile)
-            step.detail = r.latency.error or f"p50 {r.latency.p50_ms:.3f} ms on " \
-                f"{r.latency.cpu or 'this host'}"
+            step.detail = (
+                r.latency.error
+                or f"p50 {r.latency.p50_ms:.3f} ms on {r.latency.cpu or 'this host'}"
+            )
     if conversion.engine is not None:
         r.quantization = analysis.engine_facts(conversion.engine, profile)
         if options.analysis:
             with steps.run("per-layer analysis") as step:
                 r.layers = analysis.analyze_layers(
-                    conversion.engine, inputs.validation.x, profile, inputs.loaded.worker,
-                    staging / "analysis.png", f"{inputs.loaded.name} → {profile.name}")
+                    conversion.engine,
+                    inputs.validation.x,
+                    profile,
+                    inputs.loaded.worker,
+                    staging / "analysis.png",
+                    f"{inputs.loaded.name} → {profile.name}",
+                )
                 step.detail = r.layers.detail
             if r.layers.chart is not None:
                 files.add(r.layers.chart, Role.CHART)
@@ -223,14 +244,16 @@ def run_stages(
     return r
 
 
-def _convert(inputs: load.Inputs, profile: TargetProfile, options: DeployOptions,
-             steps: Steps) -> convert.Conversion:
+def _convert(
+    inputs: load.Inputs, profile: TargetProfile, options: DeployOptions, steps: Steps
+) -> convert.Conversion:
     loaded = inputs.loaded
     quant = convert.QuantOptions.of(options)
     if convert.quantizes_tflite(loaded, profile):
         with steps.run("quantize float .tflite to int8") as step:
-            conversion = convert.quantize_tflite(loaded, profile, inputs.calibration, quant,
-                                                 steps.note)
+            conversion = convert.quantize_tflite(
+                loaded, profile, inputs.calibration, quant, steps.note
+            )
             step.detail = conversion.detail
         return conversion
     if loaded.is_tflite:
@@ -245,14 +268,16 @@ def _convert(inputs: load.Inputs, profile: TargetProfile, options: DeployOptions
         return convert.Conversion(reference, reference, scheme)
     with steps.run(f"convert {scheme}") as step:
         calibration = None if inputs.calibration is None else inputs.calibration.x
-        deployed, converted = convert.convert_deployed(loaded, profile, calibration, quant,
-                                                       reference, steps.note)
+        deployed, converted = convert.convert_deployed(
+            loaded, profile, calibration, quant, reference, steps.note
+        )
         step.detail = convert.conversion_detail(converted)
     return convert.Conversion(deployed, reference, scheme, converted)
 
 
-def _tflm(deployed: TFLiteModel, name: str, files: BundleFiles, steps: Steps,
-          sources: bool) -> TflmExport:
+def _tflm(
+    deployed: TFLiteModel, name: str, files: BundleFiles, steps: Steps, sources: bool
+) -> TflmExport:
     with steps.run("tflm export (measure arena)") as step:
         tflm = export_tflm(deployed, name, sources=sources)
         step.detail = tflm.detail
@@ -278,8 +303,9 @@ def _edgetpu_file(r: StageResults) -> str | None:
     return run.output_model.name if run and run.output_model else None
 
 
-def _firmware(r: StageResults, model_file: Path, files: BundleFiles, options: DeployOptions,
-              steps: Steps) -> None:
+def _firmware(
+    r: StageResults, model_file: Path, files: BundleFiles, options: DeployOptions, steps: Steps
+) -> None:
     why = firmware.firmware_skip_reason(r.profile, options.tflm_dir)
     if why is not None:
         steps.skip(firmware.STEP, f"{why}: {firmware.ESTIMATE}")
@@ -288,8 +314,12 @@ def _firmware(r: StageResults, model_file: Path, files: BundleFiles, options: De
     assert r.tflm is not None and r.tflm.arena is not None
     with steps.run(firmware.STEP) as step:
         r.firmware = firmware.build_and_run(
-            r.profile, model_file, r.tflm.arena.tensor_arena_bytes,
-            firmware.tflm_tree(options.tflm_dir), steps.note)
+            r.profile,
+            model_file,
+            r.tflm.arena.tensor_arena_bytes,
+            firmware.tflm_tree(options.tflm_dir),
+            steps.note,
+        )
         step.detail = r.firmware.detail
         if r.firmware.elf is not None:
             files.adopt(r.firmware.elf, f"firmware/{r.firmware.elf_name}", Role.FIRMWARE)

@@ -60,6 +60,7 @@ from edgekit.verify import VerificationResult
 
 SCHEMA_VERSION = 2
 
+
 class Role(str, enum.Enum):
     """What a file in a bundle is for."""
 
@@ -170,7 +171,12 @@ class Artifact:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "role": self.role.value, "bytes": self.bytes, "sha256": self.sha256}
+        return {
+            "path": self.path,
+            "role": self.role.value,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Artifact:
@@ -260,8 +266,16 @@ class DataSection(Record):
 
 # Schema 1's figure keys in `tflm`, written from the metrics they duplicate (not read back).
 TFLM_FIGURES = {
-    **{name: name for name in (M.TENSOR_ARENA_BYTES, M.ACTIVATION_LOWER_BOUND_BYTES,
-                               M.FLASH_BYTES, M.RAM_BYTES, M.INSTRUCTIONS_PER_INFERENCE)},
+    **{
+        name: name
+        for name in (
+            M.TENSOR_ARENA_BYTES,
+            M.ACTIVATION_LOWER_BOUND_BYTES,
+            M.FLASH_BYTES,
+            M.RAM_BYTES,
+            M.INSTRUCTIONS_PER_INFERENCE,
+        )
+    },
     "arena_minimum_bytes": M.TENSOR_ARENA_MINIMUM_BYTES,
     "arena_32bit_bytes": M.TENSOR_ARENA_32BIT_BYTES,
 }
@@ -411,18 +425,28 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     lines.append("; ".join(facts) + ".")
     search = q.get("search") or {}
     if search.get("candidates"):
-        lines += ["", "`--optimize accuracy` tried (scored on the calibration inputs):", "",
-                  "| configuration | SQNR | agreement |", "|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "`--optimize accuracy` tried (scored on the calibration inputs):",
+            "",
+            "| configuration | SQNR | agreement |",
+            "|---|---|---|",
+        ]
         for c in search["candidates"]:
-            lines.append(f"| {c['label']} | {format_value(c['sqnr_db'], 'db')} | "
-                         f"{format_value(c['agreement'], 'pct')} |")  # fmt: skip
+            lines.append(
+                f"| {c['label']} | {format_value(c['sqnr_db'], 'db')} | "
+                f"{format_value(c['agreement'], 'pct')} |"
+            )
     mixed = search.get("mixed")
     if mixed:
         verdict = "met" if mixed["met"] else "**not met**"
-        lines += ["", f"Mixed precision, goal {mixed['goal']}: {verdict} with "
-                  f"{len(mixed['kept_in_float'])} op(s) in float "
-                  f"({format_value(mixed['start_sqnr_db'], 'db')} → "
-                  f"{format_value(mixed['final_sqnr_db'], 'db')})."]  # fmt: skip
+        lines += [
+            "",
+            f"Mixed precision, goal {mixed['goal']}: {verdict} with "
+            f"{len(mixed['kept_in_float'])} op(s) in float "
+            f"({format_value(mixed['start_sqnr_db'], 'db')} → "
+            f"{format_value(mixed['final_sqnr_db'], 'db')}).",
+        ]
         cost = q.get("mixed_precision_cost")
         if cost:
             lines.append(f"Cost (all int8 → mixed): {cost}.")
@@ -468,9 +492,13 @@ def render_markdown(report: DeployReport) -> str:
     if not report.metrics.accuracy_meaningful:
         lines += ["", "**Calibration was random: the accuracy figures above are meaningless.**"]
     if report.verification and report.verification.outputs:
-        lines += ["", "### Outputs", "",
-                  "| output | task | SQNR | logits SQNR | max abs error | cosine | agreement |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "### Outputs",
+            "",
+            "| output | task | SQNR | logits SQNR | max abs error | cosine | agreement |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for out in report.verification.outputs:
             lines.append(
                 f"| {out.name} {list(out.shape)} | {out.task} ({out.task_reason}) | "
@@ -531,9 +559,7 @@ def render_markdown(report: DeployReport) -> str:
                 lines += ["", f"{label}:", "", f"    {getattr(report.bench, key)}"]
     lines += ["", "## Files", "", "| path | role | bytes | sha256 |", "|---|---|---|---|"]
     for art in report.artifacts:
-        lines.append(
-            f"| {art.path} | {art.role.value} | {art.bytes:,} | `{art.sha256[:16]}…` |"
-        )
+        lines.append(f"| {art.path} | {art.role.value} | {art.bytes:,} | `{art.sha256[:16]}…` |")
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"

@@ -251,7 +251,7 @@ class TargetProfile:
                 "threads": self.threads,
                 "delegate": self.delegate,
                 "channel_tile": self.channel_tile,
-            },  # fmt: skip
+            },
             "delegates": self.delegate_overrides,
             **({"firmware": self.firmware.to_dict()} if self.firmware else {}),
             "source": self.source,
@@ -309,11 +309,23 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     top = _Fields(source, data)
     top.reject_unknown(
         (
-            "name", "aliases", "description", "family", "runtime", "runtime_version",
-            "runtime_label", "harness", "transport", "quantization", "ops", "memory",
-            "execution", "delegates", "firmware",
+            "name",
+            "aliases",
+            "description",
+            "family",
+            "runtime",
+            "runtime_version",
+            "runtime_label",
+            "harness",
+            "transport",
+            "quantization",
+            "ops",
+            "memory",
+            "execution",
+            "delegates",
+            "firmware",
         )
-    )  # fmt: skip
+    )
     quant = top.sub("quantization")
     quant.reject_unknown(("scheme", "io_dtype", "per_channel", "precisions"))
     ops = top.sub("ops")
@@ -399,8 +411,9 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     # Settings nothing would read are refused, not carried: a GPU override on an MCU.
     for override in delegates:
         if override not in HARNESS_DELEGATES[harness]:
-            raise top.fail(f"delegates.{override}",
-                           f"is for a delegate the {harness} harness does not have")  # fmt: skip
+            raise top.fail(
+                f"delegates.{override}", f"is for a delegate the {harness} harness does not have"
+            )
     if memory.parameter_cache_bytes is not None and family != "coral":
         raise mem.fail("parameter_cache_bytes", "is the Edge TPU's cache: for coral targets only")
     firmware = _firmware(top, family)
@@ -453,9 +466,13 @@ def _firmware(top: _Fields, family: str) -> Firmware | None:
     for key, value in (("clock_hz", clock), ("cpi", cpi)):
         if value is not None and not value > 0:
             raise fw.fail(key, f"must be > 0; received {value!r}")
-    return Firmware(cpu=fw.get("cpu", str, choices=QEMU_CPUS), cpu_flags=tuple(flags),
-                    qemu_board=board, clock_hz=clock,
-                    cpi=None if cpi is None else float(cpi))  # fmt: skip
+    return Firmware(
+        cpu=fw.get("cpu", str, choices=QEMU_CPUS),
+        cpu_flags=tuple(flags),
+        qemu_board=board,
+        clock_hz=clock,
+        cpi=None if cpi is None else float(cpi),
+    )
 
 
 def load_profile_file(path: str | os.PathLike[str]) -> TargetProfile:

@@ -172,8 +172,10 @@ def fake_quant_model(
             dq.buffer = 0
             graph.tensors.append(dq)
             q_index, dq_index = len(graph.tensors) - 2, len(graph.tensors) - 1
-            for opcode, inputs, outputs in ((quantize_op, [out], [q_index]),
-                                            (dequantize_op, [q_index], [dq_index])):  # fmt: skip
+            for opcode, inputs, outputs in (
+                (quantize_op, [out], [q_index]),
+                (dequantize_op, [q_index], [dq_index]),
+            ):
                 new = schema.OperatorT()
                 new.opcodeIndex, new.inputs, new.outputs = opcode, inputs, outputs
                 operators.append(new)

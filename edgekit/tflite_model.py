@@ -24,23 +24,74 @@ from edgekit.data import regular_file
 from edgekit.errors import EdgekitError, UsageError
 
 DTYPE_BYTES = {
-    "FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "STRING": 0, "BOOL": 1,
-    "INT16": 2, "COMPLEX64": 8, "INT8": 1, "FLOAT64": 8, "COMPLEX128": 16, "UINT64": 8,
-    "RESOURCE": 0, "VARIANT": 0, "UINT32": 4, "UINT16": 2, "INT4": 0.5, "BFLOAT16": 2,
-}  # fmt: skip
+    "FLOAT32": 4,
+    "FLOAT16": 2,
+    "INT32": 4,
+    "UINT8": 1,
+    "INT64": 8,
+    "STRING": 0,
+    "BOOL": 1,
+    "INT16": 2,
+    "COMPLEX64": 8,
+    "INT8": 1,
+    "FLOAT64": 8,
+    "COMPLEX128": 16,
+    "UINT64": 8,
+    "RESOURCE": 0,
+    "VARIANT": 0,
+    "UINT32": 4,
+    "UINT16": 2,
+    "INT4": 0.5,
+    "BFLOAT16": 2,
+}
 MAX_MODEL_BYTES = 2 * 1024**3  # flatbuffers address 2 GiB; larger models are refused unread
 # The fewest inputs each op's kernel reads (its optional inputs are not counted), and the
 # rank its weights must have: a model breaking these is corrupt, whatever a runtime would do.
 MIN_INPUTS = {
-    "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3,
-    "ADD": 2, "SUB": 2, "MUL": 2, "DIV": 2, "MAXIMUM": 2, "MINIMUM": 2, "SQUARED_DIFFERENCE": 2,
-    "BATCH_MATMUL": 2, "MEAN": 2, "SUM": 2, "REDUCE_MAX": 2, "REDUCE_MIN": 2, "PAD": 2,
-    "PADV2": 2, "RESHAPE": 1, "SOFTMAX": 1, "LOGISTIC": 1, "TANH": 1, "RELU": 1, "RELU6": 1,
-    "AVERAGE_POOL_2D": 1, "MAX_POOL_2D": 1, "QUANTIZE": 1, "DEQUANTIZE": 1, "CONCATENATION": 1,
-    "STRIDED_SLICE": 4, "SLICE": 3, "GATHER": 2, "TRANSPOSE": 2, "RESIZE_BILINEAR": 2,
-    "RESIZE_NEAREST_NEIGHBOR": 2, "LEAKY_RELU": 1, "HARD_SWISH": 1, "PRELU": 2, "SPLIT": 2,
-    "SPLIT_V": 3, "EXPAND_DIMS": 2, "SQUEEZE": 1, "L2_NORMALIZATION": 1,
-}  # fmt: skip
+    "CONV_2D": 2,
+    "DEPTHWISE_CONV_2D": 2,
+    "FULLY_CONNECTED": 2,
+    "TRANSPOSE_CONV": 3,
+    "ADD": 2,
+    "SUB": 2,
+    "MUL": 2,
+    "DIV": 2,
+    "MAXIMUM": 2,
+    "MINIMUM": 2,
+    "SQUARED_DIFFERENCE": 2,
+    "BATCH_MATMUL": 2,
+    "MEAN": 2,
+    "SUM": 2,
+    "REDUCE_MAX": 2,
+    "REDUCE_MIN": 2,
+    "PAD": 2,
+    "PADV2": 2,
+    "RESHAPE": 1,
+    "SOFTMAX": 1,
+    "LOGISTIC": 1,
+    "TANH": 1,
+    "RELU": 1,
+    "RELU6": 1,
+    "AVERAGE_POOL_2D": 1,
+    "MAX_POOL_2D": 1,
+    "QUANTIZE": 1,
+    "DEQUANTIZE": 1,
+    "CONCATENATION": 1,
+    "STRIDED_SLICE": 4,
+    "SLICE": 3,
+    "GATHER": 2,
+    "TRANSPOSE": 2,
+    "RESIZE_BILINEAR": 2,
+    "RESIZE_NEAREST_NEIGHBOR": 2,
+    "LEAKY_RELU": 1,
+    "HARD_SWISH": 1,
+    "PRELU": 2,
+    "SPLIT": 2,
+    "SPLIT_V": 3,
+    "EXPAND_DIMS": 2,
+    "SQUEEZE": 1,
+    "L2_NORMALIZATION": 1,
+}
 WEIGHT_RANK = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "TRANSPOSE_CONV": 4, "FULLY_CONNECTED": 2}
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
@@ -165,8 +216,20 @@ class TFLiteModel:
 
 
 def _np_dtype(dtype: str) -> np.dtype | None:
-    numeric = ("FLOAT32", "FLOAT16", "FLOAT64", "INT8", "INT16", "INT32", "INT64", "UINT8",
-               "UINT16", "UINT32", "UINT64", "BOOL")  # fmt: skip
+    numeric = (
+        "FLOAT32",
+        "FLOAT16",
+        "FLOAT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "BOOL",
+    )
     return np.dtype(dtype.lower()) if dtype in numeric else None
 
 

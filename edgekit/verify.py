@@ -442,8 +442,7 @@ def verify(
         if reference is not None:
             ref = dequantize_tensor(ref_out[p.float_index], reference.tensors[p.float_index])
         step = output_step(deployed, p.deployed_index)
-        metrics = compare_output(p.name, tensor, tasks[p.deployed_index], ref, values, labels,
-                                 step)  # fmt: skip
+        metrics = compare_output(p.name, tensor, tasks[p.deployed_index], ref, values, labels, step)
         if qat and ref is not None and step > 0:
             metrics.qat_agreement = within_one_step(ref, values, step)
         if p.deployed_index in logit_pairs:

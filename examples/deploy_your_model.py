@@ -43,8 +43,10 @@ def main(out: str = "edgekit-out") -> int:
     )
     m = bundle.report.metrics
     print(f"{bundle.path}: {'deployed' if bundle.ok else 'FAILED'}")
-    print(f"accuracy float {m.float_accuracy:.3f} → int8 {m.deployed_accuracy:.3f} "
-          f"(on {bundle.report.verification['runtime']})")
+    print(
+        f"accuracy float {m.float_accuracy:.3f} → int8 {m.deployed_accuracy:.3f} "
+        f"(on {bundle.report.verification['runtime']})"
+    )
     print(f"model {m.model_bytes} B, tensor arena {m.tensor_arena_bytes} B")
     return 0 if bundle.ok else 1
 

@@ -61,14 +61,20 @@ def _train(technique, strategy, args, keras, ek, data):
         else:
             teacher = load_example("digits").model(keras)  # the trained example, this Keras
             student = keras.Sequential(
-                [keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, padding="same", name="s_conv"),
-                 keras.layers.ReLU(), keras.layers.Flatten(), keras.layers.Dense(10),
-                 keras.layers.Softmax()],
+                [
+                    keras.Input((8, 8, 1)),
+                    keras.layers.Conv2D(8, 3, padding="same", name="s_conv"),
+                    keras.layers.ReLU(),
+                    keras.layers.Flatten(),
+                    keras.layers.Dense(10),
+                    keras.layers.Softmax(),
+                ],
                 name="student",
-            )  # fmt: skip
+            )
             model = ek.Distiller(student, teacher, [ek.SoftTargetLoss(4.0)], alpha=0.5)
-        model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"])  # fmt: skip
+        model.compile(
+            keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
 
     epoch_seconds: list[float] = []
 
@@ -79,8 +85,14 @@ def _train(technique, strategy, args, keras, ek, data):
         def on_epoch_end(self, epoch, logs=None):
             epoch_seconds.append(time.perf_counter() - self.started)
 
-    model.fit(train.x, train.y, epochs=args.epochs, batch_size=batch, verbose=0,
-              callbacks=[*callbacks, Timer()])  # fmt: skip
+    model.fit(
+        train.x,
+        train.y,
+        epochs=args.epochs,
+        batch_size=batch,
+        verbose=0,
+        callbacks=[*callbacks, Timer()],
+    )
     trained = getattr(model, "student", model)
     accuracy = model.evaluate(val.x, val.y, verbose=0, return_dict=True)["accuracy"]
     return {
@@ -97,19 +109,26 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--sparsity", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keras", choices=("3", "tf_keras"), default="3",
-                        help="Keras 3 (import keras, default) or tf_keras models")  # fmt: skip
+    parser.add_argument(
+        "--keras",
+        choices=("3", "tf_keras"),
+        default="3",
+        help="Keras 3 (import keras, default) or tf_keras models",
+    )
     parser.add_argument("--out", default="distributed-result.json")
     args = parser.parse_args()
 
     if args.keras == "3" and args.strategy == "multiworker":
-        print("error: Keras 3's fit does not run under MultiWorkerMirroredStrategy "
-              "(keras-team/keras#20585); train tf_keras models across workers: --keras tf_keras",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "error: Keras 3's fit does not run under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585); train tf_keras models across workers: --keras tf_keras",
+            file=sys.stderr,
+        )
         sys.exit(2)
     strategy = _strategy(args.strategy)  # before any other TensorFlow work
     from edgekit import keras as ek
     from edgekit.examples.digits import digits_splits
+
     if args.keras == "3":
         import keras
     else:

@@ -163,11 +163,13 @@ def train_briefly(model, arch: Architecture, steps: int = 3, seed: int = 0) -> N
             y.append(keras.utils.to_categorical(rng.integers(0, arch.classes, len(x[0])), 10))
         else:
             y.append(rng.normal(size=(len(x[0]), *output.shape[1:])).astype("float32"))
-    losses = ["categorical_crossentropy" if o.shape[-1] == arch.classes else "mse"
-              for o in model.outputs]  # fmt: skip
+    losses = [
+        "categorical_crossentropy" if o.shape[-1] == arch.classes else "mse" for o in model.outputs
+    ]
     model.compile(optimizer="adam", loss=losses if len(losses) > 1 else losses[0])
-    model.fit(x if len(x) > 1 else x[0], y if len(y) > 1 else y[0], batch_size=16, epochs=1,
-              verbose=0)  # fmt: skip
+    model.fit(
+        x if len(x) > 1 else x[0], y if len(y) > 1 else y[0], batch_size=16, epochs=1, verbose=0
+    )
 
 
 def save(

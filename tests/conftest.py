@@ -133,8 +133,11 @@ TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
 def need_qemu_tools() -> None:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        missing_part("QEMU", f"{', '.join(missing)} not installed (apt-get install "
-                     "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")  # fmt: skip
+        missing_part(
+            "QEMU",
+            f"{', '.join(missing)} not installed (apt-get install "
+            "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)",
+        )
 
 
 @pytest.fixture(scope="session")
@@ -158,8 +161,9 @@ def digits_m4_deploy(example, tflm_tree, tmp_path_factory):
             notes.append((time.monotonic(), message))
 
     out = tmp_path_factory.mktemp("m4") / "digits-m4"
-    bundle = edgekit.deploy(None, "cortex-m4", example="digits", tflm_dir=tflm_tree, out=out,
-                            on_step=listen)  # fmt: skip
+    bundle = edgekit.deploy(
+        None, "cortex-m4", example="digits", tflm_dir=tflm_tree, out=out, on_step=listen
+    )
     return bundle, notes
 
 
@@ -180,6 +184,13 @@ def qemu_run(digits_m4, tflm_tree, tmp_path_factory):
 
     db = tmp_path_factory.mktemp("db") / "results.db"
     messages: list[str] = []
-    result = bench(digits_m4, device="qemu", tflm_dir=tflm_tree, runs=5, warmup=1, db=db,
-                   on_progress=messages.append)  # fmt: skip
+    result = bench(
+        digits_m4,
+        device="qemu",
+        tflm_dir=tflm_tree,
+        runs=5,
+        warmup=1,
+        db=db,
+        on_progress=messages.append,
+    )
     return result, db, messages

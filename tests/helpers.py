@@ -51,8 +51,11 @@ def compile_keras3(model, learning_rate=1e-3):
     """Compile a Keras 3 classifier: Adam, sparse categorical cross-entropy, accuracy."""
     import keras
 
-    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])  # fmt: skip
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -63,8 +66,9 @@ def deploy_digits(model, target, digits_data, out):
     from edgekit.tflite_model import load_tflite
 
     calib, val = digits_data[1], digits_data[2]
-    bundle = edgekit.deploy(model, target, calibration=calib.x[:64], validation=(val.x, val.y),
-                            out=out)  # fmt: skip
+    bundle = edgekit.deploy(
+        model, target, calibration=calib.x[:64], validation=(val.x, val.y), out=out
+    )
     assert bundle.ok, bundle.report.failed_checks()
     deployed = next(a.path for a in bundle.report.artifacts if a.role == "deployed model")
     return bundle, load_tflite(bundle.path / deployed)
@@ -76,9 +80,17 @@ def deploy_saved(model, calibration, tmp_path):
     path = tmp_path / f"{model.name}.keras"
     model.save(path)
     np.save(tmp_path / "calib.npy", calibration)
-    result = run_edgekit("deploy", str(path), "-t", "cortex-m4", "--calibration",
-                         str(tmp_path / "calib.npy"), "--out", str(tmp_path / "out"),
-                         "--no-analysis")  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        str(tmp_path / "calib.npy"),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-analysis",
+    )
     assert result.returncode == 0, result.stderr[-1500:]
     return path
 
@@ -124,8 +136,9 @@ def off_power_of_two(model) -> dict[str, list[int]]:
     return found
 
 
-def masked_matches_rebuilt(model, x, criterion: str, ratio: float, atol: float,
-                           min_channels: int = 4):  # fmt: skip
+def masked_matches_rebuilt(
+    model, x, criterion: str, ratio: float, atol: float, min_channels: int = 4
+):
     """Channel-prune `model` (either Keras) two ways, zeroing the pruned channels in place
     and rebuilding without them; assert both compute the same on `x`. Returns the rebuilt."""
     from edgekit.keras.channel_pruning import ChannelPruner
@@ -135,8 +148,9 @@ def masked_matches_rebuilt(model, x, criterion: str, ratio: float, atol: float,
     keep = pruner.plan(ratio, pruner.scores())
     smaller = pruner.rebuild(keep)
     apply_masks(pruner.masks(keep))
-    np.testing.assert_allclose(smaller.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=atol)  # fmt: skip
+    np.testing.assert_allclose(
+        smaller.predict(x, verbose=0), model.predict(x, verbose=0), atol=atol
+    )
     return smaller
 
 
@@ -213,12 +227,21 @@ def compile_tflm_sources(bundle: Path, tree: Path, out: Path) -> None:
     model's headers and model_data.cc, each to an object (the library is test_qemu's)."""
     third = tree / "third_party"
     includes = []
-    for path in (tree, third / "flatbuffers" / "include", third / "gemmlowp", third / "ruy",
-                 bundle / "tflm", REPO / "devices" / "mcu"):  # fmt: skip
+    for path in (
+        tree,
+        third / "flatbuffers" / "include",
+        third / "gemmlowp",
+        third / "ruy",
+        bundle / "tflm",
+        REPO / "devices" / "mcu",
+    ):
         includes += ["-I", str(path)]
-    flags = ["-std=c++17", "-Wall", "-Werror", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY",
-             "-c"]  # fmt: skip
+    flags = ["-std=c++17", "-Wall", "-Werror", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY", "-c"]
     for source in (REPO / "devices" / "mcu" / "main.cc", bundle / "tflm" / "model_data.cc"):
         obj = out / (source.stem + ".o")
-        subprocess.run(["g++", *flags, *includes, str(source), "-o", str(obj)], check=True,
-                       capture_output=True, text=True)  # fmt: skip
+        subprocess.run(
+            ["g++", *flags, *includes, str(source), "-o", str(obj)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )

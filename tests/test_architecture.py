@@ -15,8 +15,9 @@ def _modules() -> dict[str, ast.Module]:
     found = {}
     for package, folder in ROOTS.items():
         for path in (REPO / folder).rglob("*.py"):
-            parts = [p for p in path.relative_to(REPO / folder).with_suffix("").parts
-                     if p != "__init__"]  # fmt: skip
+            parts = [
+                p for p in path.relative_to(REPO / folder).with_suffix("").parts if p != "__init__"
+            ]
             found[".".join([package, *parts])] = ast.parse(path.read_text())
     return found
 
@@ -105,18 +106,49 @@ def test_runtime_knowledge_lives_in_one_place():
 # The layers of docs/architecture.md, lowest first. A module may import modules of its own
 # layer or a lower one, never a higher one (the most specific prefix places a module).
 LAYERS = {
-    0: ("edgekit.errors", "edgekit.signals", "edgekit.console", "edgekit.files",
-        "edgekit.jsonfile", "edgekit.metrics", "edgekit.records", "edgekit._fdcapture",
-        "edgekit._tf", "edgekit._tfmot", "edgekit.isolation", "edgekit._worker",
-        "edgekit.plotting"),
-    1: ("edgekit.tflite_model", "edgekit.tflite_edit", "edgekit.graph", "edgekit.data",
-        "edgekit.targets", "edgekit.signature", "edgekit.models"),
+    0: (
+        "edgekit.errors",
+        "edgekit.signals",
+        "edgekit.console",
+        "edgekit.files",
+        "edgekit.jsonfile",
+        "edgekit.metrics",
+        "edgekit.records",
+        "edgekit._fdcapture",
+        "edgekit._tf",
+        "edgekit._tfmot",
+        "edgekit.isolation",
+        "edgekit._worker",
+        "edgekit.plotting",
+    ),
+    1: (
+        "edgekit.tflite_model",
+        "edgekit.tflite_edit",
+        "edgekit.graph",
+        "edgekit.data",
+        "edgekit.targets",
+        "edgekit.signature",
+        "edgekit.models",
+    ),
     2: ("edgekit.runtimes",),
-    3: ("edgekit.converters", "edgekit.quantization", "edgekit.checks", "edgekit.verify",
-        "edgekit.inspection", "edgekit.report", "edgekit.bundle", "edgekit.devices"),
+    3: (
+        "edgekit.converters",
+        "edgekit.quantization",
+        "edgekit.checks",
+        "edgekit.verify",
+        "edgekit.inspection",
+        "edgekit.report",
+        "edgekit.bundle",
+        "edgekit.devices",
+    ),
     4: ("edgekit.stages", "edgekit.bench", "edgekit.options", "edgekit.progress"),
-    5: ("edgekit.pipeline", "edgekit.assemble", "edgekit.analyze", "edgekit.examples",
-        "edgekit.keras"),
+    5: (
+        "edgekit.pipeline",
+        "edgekit.assemble",
+        "edgekit.analyze",
+        "edgekit.examples",
+        "edgekit.keras",
+    ),
     6: ("edgekit.cli", "edgekit.cli_bench", "edgekit.__main__", "edgekit"),
 }
 LAYER_NAMES = ("base", "formats", "runtimes", "tools", "stages", "pipeline", "interfaces")
@@ -174,11 +206,13 @@ def private_imports() -> list[str]:
             if _package(node.module) == _package(name) and node.module in modules:
                 continue
             private_module = any(p.startswith("_") for p in node.module.split(".")[2:])
-            private_names = [a.name for a in node.names
-                             if a.name.startswith("_") and not a.name.endswith("__")]
+            private_names = [
+                a.name for a in node.names if a.name.startswith("_") and not a.name.endswith("__")
+            ]
             if private_module or private_names:
-                found.append(f"{name}: from {node.module} import "
-                             f"{', '.join(a.name for a in node.names)}")
+                found.append(
+                    f"{name}: from {node.module} import {', '.join(a.name for a in node.names)}"
+                )
     return sorted(found)
 
 
@@ -202,7 +236,11 @@ def metric_literals() -> list[str]:
             continue
         docstrings = _docstring_nodes(tree)
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings:
+            if (
+                isinstance(node, ast.Constant)
+                and node.value in names
+                and id(node) not in docstrings
+            ):
                 found.append(f"{name}:{node.lineno} {node.value!r}")
     return sorted(found)
 

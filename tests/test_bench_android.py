@@ -93,16 +93,28 @@ def test_adb_command_lines_keep_paths_whole(tmp_path, monkeypatch):
         benchmark_binary=binary,
     )
     steps = dict(command_lines(request, ADB("emulator-5554")))
-    assert steps["push model"] == [str(fake_adb), "-s", "emulator-5554", "push", str(model),
-                                   "/data/local/tmp/edgekit/model.tflite"]  # fmt: skip
+    assert steps["push model"] == [
+        str(fake_adb),
+        "-s",
+        "emulator-5554",
+        "push",
+        str(model),
+        "/data/local/tmp/edgekit/model.tflite",
+    ]
     assert steps["push binary"][4] == str(binary)
     run = steps["benchmark_model"]
     assert run[:4] == [str(fake_adb), "-s", "emulator-5554", "shell"] and len(run) == 5
     words = shlex.split(run[4])
     assert words[0] == "/data/local/tmp/edgekit/benchmark_model"
     assert "--graph=/data/local/tmp/edgekit/model.tflite" in words
-    assert {"--num_threads=4", "--warmup_runs=3", "--num_runs=40", "--use_gpu=true",
-            "--use_xnnpack=false", "--use_nnapi=false"} <= set(words)  # fmt: skip
+    assert {
+        "--num_threads=4",
+        "--warmup_runs=3",
+        "--num_runs=40",
+        "--use_gpu=true",
+        "--use_xnnpack=false",
+        "--use_nnapi=false",
+    } <= set(words)
 
 
 def test_flags_refuse_unknown_delegates():

@@ -60,9 +60,15 @@ def test_local_and_ssh_run_the_same_model_and_agree(awkward_model, sshd, tmp_pat
 
     before = set(glob.glob("/tmp/edgekit.*"))
     remote = bench(
-        awkward_model, "raspberry-pi-4", sshd.alias_uri, runs=20, threads=1, db=db,
-        remote_python=sys.executable, ssh_config=sshd.config,
-    )  # fmt: skip
+        awkward_model,
+        "raspberry-pi-4",
+        sshd.alias_uri,
+        runs=20,
+        threads=1,
+        db=db,
+        remote_python=sys.executable,
+        ssh_config=sshd.config,
+    )
     assert remote.ok, remote.error
     _check_latencies(remote, 20)
     assert remote.device == "ssh://edgekit-test" and remote.transport == "ssh"
@@ -80,8 +86,9 @@ def test_local_and_ssh_run_the_same_model_and_agree(awkward_model, sshd, tmp_pat
 def _harness_on(port: int) -> list[int]:
     """Pids of harness processes started over ssh to this test's sshd (its SSH_CONNECTION
     names the port): other test runs on the machine may run harnesses of their own."""
-    found = subprocess.run(["pgrep", "-f", "edgekit_harness.py model.tflite"],
-                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    found = subprocess.run(
+        ["pgrep", "-f", "edgekit_harness.py model.tflite"], capture_output=True, text=True
+    ).stdout.split()
     mine = []
     for pid in map(int, found):
         try:
@@ -98,8 +105,14 @@ def _harness_on(port: int) -> list[int]:
 
 def test_ssh_failures_are_recorded_runs(digits_tflite, sshd, tmp_path):
     db = tmp_path / "results.db"
-    common = dict(runs=10_000_000, warmup=0, threads=1, db=db, remote_python=sys.executable,
-                  ssh_config=sshd.config)  # fmt: skip
+    common = dict(
+        runs=10_000_000,
+        warmup=0,
+        threads=1,
+        db=db,
+        remote_python=sys.executable,
+        ssh_config=sshd.config,
+    )
     outcome = {}
     worker = threading.Thread(
         target=lambda: outcome.update(
@@ -131,11 +144,25 @@ def test_a_connection_that_never_happened_is_an_error_not_a_run(digits_tflite, s
     db = tmp_path / "results.db"
     # A device that is not there at all: connection refused, an error, no hang, no run.
     with pytest.raises(ToolError, match="cannot connect to ssh://root@127.0.0.1:1: .*refused"):
-        bench(digits_tflite["int8"], "raspberry-pi-4", "ssh://root@127.0.0.1:1", runs=5, db=db,
-              ssh_config=sshd.config)  # fmt: skip
+        bench(
+            digits_tflite["int8"],
+            "raspberry-pi-4",
+            "ssh://root@127.0.0.1:1",
+            runs=5,
+            db=db,
+            ssh_config=sshd.config,
+        )
     # A mistyped host is bad input: exit 2, one line, nothing recorded.
-    typo = run_edgekit("bench", str(digits_tflite["int8"]), "-t", "rpi4", "--device",
-                       "ssh://no-such-host.invalid", "--db", str(db))  # fmt: skip
+    typo = run_edgekit(
+        "bench",
+        str(digits_tflite["int8"]),
+        "-t",
+        "rpi4",
+        "--device",
+        "ssh://no-such-host.invalid",
+        "--db",
+        str(db),
+    )
     assert typo.returncode == 2, typo.stderr
     assert "cannot connect to ssh://no-such-host.invalid" in typo.stderr.splitlines()[-1]
     assert ResultStore(db).list() == []
@@ -144,9 +171,16 @@ def test_a_connection_that_never_happened_is_an_error_not_a_run(digits_tflite, s
 def test_a_device_without_an_sftp_server(digits_tflite, tmp_path):
     server = start_sshd(tmp_path / "sshd", sftp=False)
     try:
-        result = bench(digits_tflite["int8"], "raspberry-pi-4", server.alias_uri, runs=3,
-                       threads=1, db=tmp_path / "r.db", remote_python=sys.executable,
-                       ssh_config=server.config)  # fmt: skip
+        result = bench(
+            digits_tflite["int8"],
+            "raspberry-pi-4",
+            server.alias_uri,
+            runs=3,
+            threads=1,
+            db=tmp_path / "r.db",
+            remote_python=sys.executable,
+            ssh_config=server.config,
+        )
     finally:
         server.stop()
     assert result.ok, result.error
@@ -155,10 +189,19 @@ def test_a_device_without_an_sftp_server(digits_tflite, tmp_path):
 
 def test_harness_reports_a_missing_delegate_instead_of_running_on_cpu(digits_tflite, tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(harness_path()), str(digits_tflite["uint8"]), "--delegate",
-         "edgetpu", "--runs", "3"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(harness_path()),
+            str(digits_tflite["uint8"]),
+            "--delegate",
+            "edgetpu",
+            "--runs",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     result = json.loads(proc.stdout)
     assert result["status"] == "failed" and "metrics" not in result
@@ -168,8 +211,10 @@ def test_harness_reports_a_missing_delegate_instead_of_running_on_cpu(digits_tfl
     np.save(wrong, np.zeros((1, 8, 8, 3), np.int8))
     proc = subprocess.run(
         [sys.executable, str(harness_path()), str(digits_tflite["int8"]), "--input", str(wrong)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert (
         "expected int8[1, 8, 8, 1], received int8[1, 8, 8, 3]" in json.loads(proc.stdout)["error"]
@@ -187,18 +232,37 @@ def test_bench_cli_bad_input_is_one_line(digits_tflite, tmp_path):
         (["bench", str(digits_tflite["int8"]), "--device", "ftp://x"], "bad device"),
         (["bench", str(tmp_path / "none.tflite"), "--target", "rpi4"], "no such model"),
         (["bench", str(digits_tflite["int8"])], "no target"),
-        (["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--input", str(wrong_shape)],
-         "expected int8[1, 8, 8, 1], received int8[1, 8, 8, 3]"),
-        (["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--input", str(not_numpy)],
-         "text.npy: not a readable NumPy file"),
-        (["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--device", "serial:///dev/nope"],
-         "--device must be local or ssh"),
-        (["bench", str(digits_tflite["int8"]), "-t", "cortex-m4", "--device",
-          "serial:///dev/ttyNOPE0"], "serial port /dev/ttyNOPE0 does not exist"),
-    ]  # fmt: skip
+        (
+            ["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--input", str(wrong_shape)],
+            "expected int8[1, 8, 8, 1], received int8[1, 8, 8, 3]",
+        ),
+        (
+            ["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--input", str(not_numpy)],
+            "text.npy: not a readable NumPy file",
+        ),
+        (
+            ["bench", str(digits_tflite["int8"]), "-t", "rpi4", "--device", "serial:///dev/nope"],
+            "--device must be local or ssh",
+        ),
+        (
+            [
+                "bench",
+                str(digits_tflite["int8"]),
+                "-t",
+                "cortex-m4",
+                "--device",
+                "serial:///dev/ttyNOPE0",
+            ],
+            "serial port /dev/ttyNOPE0 does not exist",
+        ),
+    ]
     if shutil.which("adb") is None:
-        cases.append((["bench", str(digits_tflite["int8"]), "-t", "android-arm64", "--device",
-                       "adb://X"], "'adb' not found on PATH"))  # fmt: skip
+        cases.append(
+            (
+                ["bench", str(digits_tflite["int8"]), "-t", "android-arm64", "--device", "adb://X"],
+                "'adb' not found on PATH",
+            )
+        )
     for args, message in cases:
         proc = run_edgekit(*args, env=env, timeout=120)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -221,8 +285,10 @@ def test_harness_falls_back_to_the_next_interpreter_package(digits_tflite):
     model = str(digits_tflite["int8"])
     direct = subprocess.run(
         [sys.executable, str(harness_path()), model, "--runs", "3"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     blocked = (
         "import runpy, sys; sys.modules['ai_edge_litert'] = None; "
         "sys.modules['tflite_runtime'] = None; "

@@ -50,17 +50,35 @@ def test_protocol_header_lines_parse_on_the_host(tmp_path):
     (tmp_path / "driver.cc").write_text(DRIVER)
     exe = tmp_path / "driver"
     subprocess.run(
-        ["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(REPO / "devices" / "mcu"),
-         "-o", str(exe), str(tmp_path / "driver.cc")], check=True,
-    )  # fmt: skip
+        [
+            "g++",
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            "-I",
+            str(REPO / "devices" / "mcu"),
+            "-o",
+            str(exe),
+            str(tmp_path / "driver.cc"),
+        ],
+        check=True,
+    )
     lines = subprocess.run([str(exe)], capture_output=True, check=True).stdout.splitlines()
     messages = [parse_line(line) for line in lines]
     assert messages[1] is None  # console noise is ignored
     hello, runs, memory = messages[0], messages[2:5], messages[5]
     summary, error = messages[6], messages[7]
-    assert hello == {"kind": "hello", "protocol": 1, "harness": "edgekit-tflm",
-                     "model": "digits_cnn", "model_bytes": 78176, "arena_bytes": 11936,
-                     "arena_used_bytes": 11920, "init_us": 1234, "tick_ns": 40}  # fmt: skip
+    assert hello == {
+        "kind": "hello",
+        "protocol": 1,
+        "harness": "edgekit-tflm",
+        "model": "digits_cnn",
+        "model_bytes": 78176,
+        "arena_bytes": 11936,
+        "arena_used_bytes": 11920,
+        "init_us": 1234,
+        "tick_ns": 40,
+    }
     assert [m["us"] for m in runs] == [800, 801, 802]
     assert [m["ticks"] for m in runs] == [4294967295, 4294967294, 4294967293]  # 32-bit ticks
     assert memory == {"kind": "memory", "stack_bytes": 1364, "heap_bytes": 0}
@@ -77,8 +95,9 @@ def test_protocol_header_lines_parse_on_the_host(tmp_path):
 def _start_board(model, *extra):
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgekit.devices.mcu.simulated_board", str(model), *extra],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     uri = proc.stdout.readline().strip()
     assert uri.startswith("serial:///dev/pts/"), uri
     return proc, uri
@@ -151,8 +170,15 @@ def test_board_dying_mid_run_is_a_recorded_failure(digits_tflite, tmp_path):
             killer.start()
 
     try:
-        result = bench(digits_tflite["int8"], "cortex-m4", uri, runs=100_000, db=db,
-                       timeout=600, on_progress=progress)  # fmt: skip
+        result = bench(
+            digits_tflite["int8"],
+            "cortex-m4",
+            uri,
+            runs=100_000,
+            db=db,
+            timeout=600,
+            on_progress=progress,
+        )
     finally:
         killer.cancel()
         board.kill()

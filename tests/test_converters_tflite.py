@@ -115,8 +115,16 @@ def test_keras_file_needs_explicit_custom_objects(tmp_path):
     loaded = load_model(path)
     assert loaded.keras_model is not None and loaded.worker is None
     # A process where it is not registered (the CLI) refuses it in one line and says what to do.
-    result = run_edgekit("deploy", str(path), "-t", "raspberry-pi-4", "--calibration", "random",
-                         "--out", str(tmp_path / "o"))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(path),
+        "-t",
+        "raspberry-pi-4",
+        "--calibration",
+        "random",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "edgekit_test>Doubler" in last, last

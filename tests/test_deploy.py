@@ -19,9 +19,14 @@ from edgekit.tflite_model import load_tflite
 
 REPORT_KEYS = {"target", "artifacts", "metrics", "checks", "steps", "status", "model", "notes"}
 METRIC_KEYS = {
-    "float_accuracy", "deployed_accuracy", "top1_agreement", "output_sqnr_db", "model_bytes",
-    "parameters", "macs",
-}  # fmt: skip
+    "float_accuracy",
+    "deployed_accuracy",
+    "top1_agreement",
+    "output_sqnr_db",
+    "model_bytes",
+    "parameters",
+    "macs",
+}
 
 
 def _check_bundle(path):
@@ -65,12 +70,18 @@ def test_cli_deploy_example_to_coral(tmp_path):
     assert (bundle / "harness" / "edgekit_harness.py").is_file()
     assert any("no Edge TPU-compiled model" in note for note in report["notes"])
     db = tmp_path / "r.db"
-    host = run_edgekit(*shlex.split(report["bench"]["host"])[1:], "--runs", "3", "--db", str(db),
-                       cwd=bundle)  # fmt: skip
+    host = run_edgekit(
+        *shlex.split(report["bench"]["host"])[1:], "--runs", "3", "--db", str(db), cwd=bundle
+    )
     assert host.returncode == 0, host.stderr
     words = shlex.split(report["bench"]["on_device"])
-    device = subprocess.run([sys.executable, *words[1:], "--runs", "3"], cwd=bundle,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    device = subprocess.run(
+        [sys.executable, *words[1:], "--runs", "3"],
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert device.returncode == 0 and json.loads(device.stdout)["status"] == "ok", device.stderr
     # The report lists every op and where it runs; the IO a Coral app must quantize.
     assert {op["placement"] for op in report["ops"]} == {"tpu"}
@@ -106,8 +117,11 @@ def test_cli_deploy_example_to_mcu_with_json_and_force(tmp_path):
     glue = (bundle / "tflm" / "edgekit_model.h").read_text()
     assert "#define EDGEKIT_MODEL_DATA g_digits_model_data\n" in glue
     assert "g_digits_model_data[]" in (bundle / "tflm" / "model_data.h").read_text()
-    assert {p.name for p in (bundle / "harness").iterdir()} >= {"main.cc", "edgekit_platform.h",
-                                                                "edgekit_protocol.h"}  # fmt: skip
+    assert {p.name for p in (bundle / "harness").iterdir()} >= {
+        "main.cc",
+        "edgekit_platform.h",
+        "edgekit_protocol.h",
+    }
     assert report["bench"]["simulate"].endswith("--device tflm-host")
     forced = run_edgekit(*args, "--force")
     assert forced.returncode == 0, forced.stderr
@@ -137,8 +151,13 @@ def test_python_api_with_live_model_and_arrays(example, tmp_path):
     # The bundle carries its harness; the one-line on-device command runs as written.
     words = shlex.split(bundle.report.bench["on_device"])
     assert words[:3] == ["python3", "harness/edgekit_harness.py", "digits_cnn_int8.tflite"]
-    proc = subprocess.run([sys.executable, *words[1:], "--runs", "5"], cwd=bundle.path,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, *words[1:], "--runs", "5"],
+        cwd=bundle.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "ok", proc.stderr
     assert bundle.report.bench["host"] == "edgekit bench . --device ssh://USER@HOST"
     from edgekit.bench import bench
@@ -161,9 +180,17 @@ def test_collapse_fails_the_deploy_with_exit_1(example, tmp_path):
     val = tmp_path / "val.npz"
     np.savez(val, x=example.validation.x, y=example.validation.y)
     result = run_edgekit(
-        "deploy", str(example.model_path), "--target", "raspberry-pi-5",
-        "--calibration", str(calib), "--validation", str(val), "--out", str(tmp_path / "o"),
-    )  # fmt: skip
+        "deploy",
+        str(example.model_path),
+        "--target",
+        "raspberry-pi-5",
+        "--calibration",
+        str(calib),
+        "--validation",
+        str(val),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert result.returncode == 1, result.stderr
     report = _check_bundle(tmp_path / "o" / "digits-raspberry-pi-5")
     assert report["status"] == "failed"
@@ -174,9 +201,11 @@ def test_collapse_fails_the_deploy_with_exit_1(example, tmp_path):
 
 def test_tflite_input_deploys_without_reconversion(digits_tflite, example, tmp_path):
     bundle = edgekit.deploy(
-        digits_tflite["int8"], "esp32-s3", validation=(example.validation.x, example.validation.y),
+        digits_tflite["int8"],
+        "esp32-s3",
+        validation=(example.validation.x, example.validation.y),
         out=tmp_path,
-    )  # fmt: skip
+    )
     assert bundle.ok
     assert (bundle.path / "digits_int8_as-given.tflite").read_bytes() == digits_tflite[
         "int8"
@@ -189,9 +218,13 @@ def test_tflite_input_deploys_without_reconversion(digits_tflite, example, tmp_p
 
 def test_gpu_delegate_deploys_float16(example, tmp_path):
     bundle = edgekit.deploy(
-        example.model_path, "android-arm64", delegate="gpu", example=None,
-        calibration=example.calibration.x, out=tmp_path,
-    )  # fmt: skip
+        example.model_path,
+        "android-arm64",
+        delegate="gpu",
+        example=None,
+        calibration=example.calibration.x,
+        out=tmp_path,
+    )
     assert bundle.ok
     model = load_tflite(bundle.path / "digits_float16.tflite")
     assert "FLOAT16" in {t.dtype for t in model.tensors if t.is_constant}
@@ -212,8 +245,13 @@ def test_a_gpu_bundle_is_benchmarked_with_the_gpu_delegate(example, tmp_path, mo
     """Bench reads the bundle's effective profile (delegate gpu), not the profile's name
     (which says xnnpack). adb is absent here: a stand-in on PATH records each call and prints
     benchmark_model's documented output."""
-    bundle = edgekit.deploy(example.model_path, "android-arm64", delegate="gpu",
-                            calibration="random", out=tmp_path / "out")  # fmt: skip
+    bundle = edgekit.deploy(
+        example.model_path,
+        "android-arm64",
+        delegate="gpu",
+        calibration="random",
+        out=tmp_path / "out",
+    )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "log.txt").write_text(GPU_LOG)
@@ -235,6 +273,7 @@ def test_a_gpu_bundle_is_benchmarked_with_the_gpu_delegate(example, tmp_path, mo
     calls = (bin_dir / "calls.txt").read_text()
     assert "--use_gpu=true" in calls and "--use_xnnpack=false" in calls
     assert "digits_float16.tflite" in calls
+
 
 def test_unsupported_op_fails_mcu_deploy_with_reason(tmp_path):
     import tensorflow as tf
@@ -281,12 +320,13 @@ def test_the_readme_deploy_without_matplotlib_skips_the_chart_with_a_note(exampl
         f"sys.argv = ['edgekit', 'deploy', '--example', 'digits', '--target', 'coral', "
         f"'--out', {str(out)!r}]; runpy.run_module('edgekit', run_name='__main__')"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     bundle = next(out.iterdir())
     report = json.loads((bundle / "report.json").read_text())
     assert not (bundle / "analysis.png").exists() and report["quantization"]["analysis"]["layers"]
-    assert any("chart not drawn: charts need matplotlib (pip install 'edgekit[plot]')" in note
-               for note in report["notes"])  # fmt: skip
+    assert any(
+        "chart not drawn: charts need matplotlib (pip install 'edgekit[plot]')" in note
+        for note in report["notes"]
+    )
     assert "analysis.png" not in (bundle / "report.md").read_text()

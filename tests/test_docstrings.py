@@ -29,30 +29,65 @@ MODULES = sorted(
 
 
 def test_the_walk_finds_the_package():
-    assert {"edgekit.verify", "edgekit.runtimes.tflm", "edgekit.converters.tflm",
-            "edgekit.bench.runner", "edgekit.isolation"} <= set(MODULES)  # fmt: skip
+    assert {
+        "edgekit.verify",
+        "edgekit.runtimes.tflm",
+        "edgekit.converters.tflm",
+        "edgekit.bench.runner",
+        "edgekit.isolation",
+    } <= set(MODULES)
 
 
 NO_RUNNABLE_EXAMPLE = {
     # no example at all: private helpers, entry points, the on-device harness, namespaces
-    "edgekit._fdcapture", "edgekit.cli", "edgekit.cli_bench", "edgekit.converters",
-    "edgekit.devices", "edgekit.devices.linux", "edgekit.devices.linux.edgekit_harness",
-    "edgekit.devices.mcu", "edgekit.devices.mcu.simulated_board", "edgekit.bench.tflm_host",
-    "edgekit.keras._tfmot", "edgekit.keras.callbacks",
-    "edgekit.keras.clustering", "edgekit.runtimes",
+    "edgekit._fdcapture",
+    "edgekit.cli",
+    "edgekit.cli_bench",
+    "edgekit.converters",
+    "edgekit.devices",
+    "edgekit.devices.linux",
+    "edgekit.devices.linux.edgekit_harness",
+    "edgekit.devices.mcu",
+    "edgekit.devices.mcu.simulated_board",
+    "edgekit.bench.tflm_host",
+    "edgekit.keras._tfmot",
+    "edgekit.keras.callbacks",
+    "edgekit.keras.clustering",
+    "edgekit.runtimes",
     # only `+SKIP` examples: they need a model file, a trained model or a device
-    "edgekit.bench", "edgekit.bench.runner", "edgekit.converters.tflite",
-    "edgekit.graph", "edgekit.keras", "edgekit.keras.batchnorm", "edgekit.keras.channel_pruning",
-    "edgekit.keras.channel_schedule", "edgekit.keras.channels", "edgekit.keras.distillation",
-    "edgekit.keras.finetune", "edgekit.keras.folding", "edgekit.keras.lottery",
-    "edgekit.keras.lowrank", "edgekit.keras.surgery",
-    "edgekit.runtimes.timing", "edgekit.stages", "edgekit.tflite_edit", "edgekit.analyze", "edgekit.assemble",
+    "edgekit.bench",
+    "edgekit.bench.runner",
+    "edgekit.converters.tflite",
+    "edgekit.graph",
+    "edgekit.keras",
+    "edgekit.keras.batchnorm",
+    "edgekit.keras.channel_pruning",
+    "edgekit.keras.channel_schedule",
+    "edgekit.keras.channels",
+    "edgekit.keras.distillation",
+    "edgekit.keras.finetune",
+    "edgekit.keras.folding",
+    "edgekit.keras.lottery",
+    "edgekit.keras.lowrank",
+    "edgekit.keras.surgery",
+    "edgekit.runtimes.timing",
+    "edgekit.stages",
+    "edgekit.tflite_edit",
+    "edgekit.analyze",
+    "edgekit.assemble",
     # the deploy stages: each example needs a loaded model or a converted one
-    "edgekit.stages.analysis", "edgekit.stages.checks", "edgekit.stages.convert",
-    "edgekit.stages.edgetpu", "edgekit.stages.facts", "edgekit.stages.firmware",
-    "edgekit.stages.harness", "edgekit.stages.latency", "edgekit.stages.load",
-    "edgekit.stages.tflm", "edgekit.stages.verify",
-}  # fmt: skip
+    "edgekit.stages.analysis",
+    "edgekit.stages.checks",
+    "edgekit.stages.convert",
+    "edgekit.stages.edgetpu",
+    "edgekit.stages.facts",
+    "edgekit.stages.firmware",
+    "edgekit.stages.harness",
+    "edgekit.stages.latency",
+    "edgekit.stages.load",
+    "edgekit.stages.tflm",
+    "edgekit.stages.verify",
+}
 
 
 def test_the_list_without_examples_names_real_modules():

@@ -19,8 +19,14 @@ def model_files(tmp_path_factory, digits_tflite):
     import keras
 
     out = tmp_path_factory.mktemp("early")
-    model = keras.Sequential([keras.Input((12, 10, 1)), keras.layers.Conv2D(2, 3),
-                              keras.layers.Flatten(), keras.layers.Dense(3)])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((12, 10, 1)),
+            keras.layers.Conv2D(2, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
     model.save(out / "k3.keras")
     model.save(out / "k3.h5")
     k2 = tf_keras()
@@ -54,8 +60,11 @@ def _deploy_without_tensorflow(args, cwd):
     """`edgekit deploy ARGS` with every import recorded: (result, heavy modules imported)."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "edgekit", "deploy", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     heavy = {m for m in imported if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")}
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -81,8 +90,9 @@ def test_bad_data_is_refused_before_the_model_loads(model_files, name, tmp_path)
     ]
     if name != "tflite":  # a .tflite is already quantized: its calibration data is ignored
         for args, expected in cases:
-            result, heavy, errors = _deploy_without_tensorflow([str(path), *target, *args],
-                                                               tmp_path)  # fmt: skip
+            result, heavy, errors = _deploy_without_tensorflow(
+                [str(path), *target, *args], tmp_path
+            )
             assert result.returncode == 2, (args, result.stderr[-500:])
             assert len(errors) == 1 and expected in errors[0], (args, errors)
             assert not heavy, (args, sorted(heavy)[:5])
@@ -96,8 +106,9 @@ def test_bad_data_is_refused_before_the_model_loads(model_files, name, tmp_path)
 
 def test_example_with_a_taken_out_is_refused_before_training(tmp_path):
     (tmp_path / "edgekit-out" / "resnet8-coral-usb").mkdir(parents=True)
-    result, heavy, errors = _deploy_without_tensorflow(["--example", "resnet8", "-t", "coral"],
-                                                       tmp_path)  # fmt: skip
+    result, heavy, errors = _deploy_without_tensorflow(
+        ["--example", "resnet8", "-t", "coral"], tmp_path
+    )
     assert result.returncode == 2 and "already exists" in errors[0] and not heavy
 
 
@@ -106,8 +117,17 @@ def test_unwritable_out_is_refused_before_the_model_loads(model_files, tmp_path)
     """As root, permission bits do not stop a write: a read-only file system does. /proc is
     one on every Linux machine."""
     result, heavy, errors = _deploy_without_tensorflow(
-        [str(model_files["k3.keras"]), "-t", "raspberry-pi-4", "--calibration", "random",
-         "--out", "/proc/edgekit-out"], tmp_path)  # fmt: skip
+        [
+            str(model_files["k3.keras"]),
+            "-t",
+            "raspberry-pi-4",
+            "--calibration",
+            "random",
+            "--out",
+            "/proc/edgekit-out",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 2 and "cannot write to --out /proc/edgekit-out" in errors[0]
     assert not heavy
 
@@ -137,11 +157,16 @@ def test_several_inputs_are_read_in_the_models_order(two_input_files, name, tmp_
     assert [(s.name, s.shape) for s in specs] == [("meta", (1, 8)), ("image", (1, 6, 6, 1))]
     assert input_signature(two_input_files / name) is None  # not one input
     # An .npz whose `image` has the wrong shape is refused before TensorFlow loads.
-    np.savez(tmp_path / "bad.npz", meta=np.zeros((12, 8), np.float32),
-             image=np.zeros((12, 6, 6, 2), np.float32))  # fmt: skip
+    np.savez(
+        tmp_path / "bad.npz",
+        meta=np.zeros((12, 8), np.float32),
+        image=np.zeros((12, 6, 6, 2), np.float32),
+    )
     np.save(tmp_path / "one.npy", np.zeros((12, 8), np.float32))
-    for data, expected in (("bad.npz", "calibration input 'image' data has shape [12, 6, 6, 2]"),
-                           ("one.npy", "the model has 2 inputs; pass an .npz")):  # fmt: skip
+    for data, expected in (
+        ("bad.npz", "calibration input 'image' data has shape [12, 6, 6, 2]"),
+        ("one.npy", "the model has 2 inputs; pass an .npz"),
+    ):
         result, heavy, errors = _deploy_without_tensorflow(
             [str(two_input_files / name), "-t", "raspberry-pi-4", "--calibration", data],
             tmp_path,
@@ -150,15 +175,17 @@ def test_several_inputs_are_read_in_the_models_order(two_input_files, name, tmp_
         assert not heavy, sorted(heavy)[:5]
 
 
-def test_missing_calibration_is_refused_before_the_model_loads(model_files, two_input_files,
-                                                                tmp_path):  # fmt: skip
+def test_missing_calibration_is_refused_before_the_model_loads(
+    model_files, two_input_files, tmp_path
+):
     """An int8 target without --calibration: said in 0.4 s, not after a 4 s model load; for a
     model with two inputs the advice names the .npz it needs."""
     two = "FILE.npz with one array per input (meta, image; or x0, x1...)"
-    for path, advice in ((model_files["k2.h5"], "FILE.npy (or .npz with 'x')"),
-                         (two_input_files / "k3.keras", two)):  # fmt: skip
-        result, heavy, errors = _deploy_without_tensorflow([str(path), "-t", "cortex-m4"],
-                                                           tmp_path)  # fmt: skip
+    for path, advice in (
+        (model_files["k2.h5"], "FILE.npy (or .npz with 'x')"),
+        (two_input_files / "k3.keras", two),
+    ):
+        result, heavy, errors = _deploy_without_tensorflow([str(path), "-t", "cortex-m4"], tmp_path)
         assert result.returncode == 2 and len(errors) == 1, result.stderr[-800:]
         assert "needs calibration data" in errors[0] and advice in errors[0], errors
         assert not heavy, sorted(heavy)[:5]

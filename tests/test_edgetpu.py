@@ -78,8 +78,9 @@ def test_float_io_leaves_quantize_and_dequantize_on_cpu(example, example_loaded)
     from edgekit.tflite_model import read_tflite
 
     # int8 internals with float IO: QUANTIZE in, DEQUANTIZE out, neither on the Edge TPU
-    data = convert(example_loaded, "int8", io_dtype="float32",
-                   calibration=example.calibration.x).data  # fmt: skip
+    data = convert(
+        example_loaded, "int8", io_dtype="float32", calibration=example.calibration.x
+    ).data
     placements = analyze(read_tflite(data)).placements
     assert (placements[0].op, placements[-1].op) == ("QUANTIZE", "DEQUANTIZE")
     assert not placements[-1].on_tpu and placements[-1].reason

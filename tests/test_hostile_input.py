@@ -60,8 +60,9 @@ def test_a_lambda_in_a_model_file_never_runs(suffix, tmp_path):
     model.save(path)
     marker.unlink(missing_ok=True)
     out = tmp_path / "out"
-    result = run_edgekit("deploy", str(path), "-t", "cortex-m4", "--calibration", "random",
-                         "--out", str(out))  # fmt: skip
+    result = run_edgekit(
+        "deploy", str(path), "-t", "cortex-m4", "--calibration", "random", "--out", str(out)
+    )
     one_line_error(result, 2, "Lambda", "--unsafe-deserialization")
     assert not marker.exists()
     from edgekit.errors import UsageError
@@ -86,8 +87,18 @@ def test_a_lambda_in_a_model_file_never_runs(suffix, tmp_path):
             models.check_keras_file = original
         assert not marker.exists()
     # The explicit opt-in runs it, and the report says so.
-    opted = run_edgekit("deploy", str(path), "-t", "raspberry-pi-4", "--calibration", "random",
-                        "--out", str(out), "--unsafe-deserialization", "--json")  # fmt: skip
+    opted = run_edgekit(
+        "deploy",
+        str(path),
+        "-t",
+        "raspberry-pi-4",
+        "--calibration",
+        "random",
+        "--out",
+        str(out),
+        "--unsafe-deserialization",
+        "--json",
+    )
     assert opted.returncode in (0, 1), opted.stderr
     assert marker.exists()
     report = json.loads(opted.stdout)
@@ -115,15 +126,23 @@ def _hdf5_with_config(path: Path, config: str) -> Path:
 
 
 HOSTILE_KERAS_FILES = {
-    "deep config": (lambda p: _keras_archive(p / "m.keras", b'{"keras_version": "3.1"}',
-                                             _DEEP.encode()), "config.json: JSON nested"),
-    "metadata a list": (lambda p: _keras_archive(p / "m.keras", b"[1, 2]", b"{}"),
-                        "metadata.json: expected a JSON object"),
-    "metadata not UTF-8": (lambda p: _keras_archive(p / "m.keras", b'{"k": "\xff"}', b"{}"),
-                           "metadata.json: not UTF-8"),
-    "deep h5 model_config": (lambda p: _hdf5_with_config(p / "m.h5", _DEEP),
-                             "model_config: JSON nested"),
-}  # fmt: skip
+    "deep config": (
+        lambda p: _keras_archive(p / "m.keras", b'{"keras_version": "3.1"}', _DEEP.encode()),
+        "config.json: JSON nested",
+    ),
+    "metadata a list": (
+        lambda p: _keras_archive(p / "m.keras", b"[1, 2]", b"{}"),
+        "metadata.json: expected a JSON object",
+    ),
+    "metadata not UTF-8": (
+        lambda p: _keras_archive(p / "m.keras", b'{"k": "\xff"}', b"{}"),
+        "metadata.json: not UTF-8",
+    ),
+    "deep h5 model_config": (
+        lambda p: _hdf5_with_config(p / "m.h5", _DEEP),
+        "model_config: JSON nested",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_KERAS_FILES))
@@ -144,8 +163,16 @@ def _dynamic_input(model):
 
 def test_a_tflite_input_with_a_negative_dimension_is_one_line(digits_tflite, tmp_path):
     path = _edited(digits_tflite, tmp_path, "dynamic", _dynamic_input)
-    result = run_edgekit("deploy", str(path), "-t", "cortex-m4", "--calibration", "random",
-                         "--out", str(tmp_path / "o"))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        "random",
+        "--out",
+        str(tmp_path / "o"),
+    )
     one_line_error(result, 2, "[1, -1, 8, 1]", "static input shape")
 
 
@@ -158,8 +185,16 @@ def test_calibration_beyond_float32_is_refused(example, tmp_path):
     x[0, 0, 0, 0] = 1e300
     np.save(calib, x)
     out = tmp_path / "out"
-    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
-                         str(calib), "--out", str(out))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(example.model_path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        str(calib),
+        "--out",
+        str(out),
+    )
     one_line_error(result, 2, "overflow", "float32")
     no_partials(out)
 
@@ -184,8 +219,13 @@ def _drop_inputs(model):
 
 def _drop_zero_points(model):
     tensors = model.subgraphs[0].tensors
-    tensor = next(t for t in tensors if t.quantization is not None
-                  and t.quantization.scale is not None and len(t.quantization.scale) > 1)
+    tensor = next(
+        t
+        for t in tensors
+        if t.quantization is not None
+        and t.quantization.scale is not None
+        and len(t.quantization.scale) > 1
+    )
     tensor.quantization.zeroPoint = []
 
 
@@ -210,8 +250,9 @@ def test_corrupt_structure_is_one_line_from_the_reader(name, digits_tflite, tmp_
     path = _edited(digits_tflite, tmp_path, name.replace(" ", "_"), edit)
     one_line_error(run_edgekit("inspect", str(path)), 2, "corrupt", fragment)
     out = tmp_path / "out"
-    one_line_error(run_edgekit("deploy", str(path), "-t", "cortex-m4", "--out", str(out)), 2,
-                   fragment)  # fmt: skip
+    one_line_error(
+        run_edgekit("deploy", str(path), "-t", "cortex-m4", "--out", str(out)), 2, fragment
+    )
     no_partials(out)
 
 
@@ -222,8 +263,11 @@ def bundle_m4(digits_tflite, tmp_path):
     return edgekit.deploy(digits_tflite["int8"], "cortex-m4", out=tmp_path / "b")
 
 
-BAD_ARENAS = [(100, "below the model's activation lower bound"), (-5, "positive integer"),
-              ("abc", "positive integer")]  # fmt: skip
+BAD_ARENAS = [
+    (100, "below the model's activation lower bound"),
+    (-5, "positive integer"),
+    ("abc", "positive integer"),
+]
 
 
 @pytest.mark.parametrize("arena, fragment", BAD_ARENAS)
@@ -233,8 +277,9 @@ def test_tflm_host_refuses_a_bad_arena_from_the_report(bundle_m4, tmp_path, aren
     report["metrics"]["tensor_arena_bytes"] = arena
     report_file.write_text(json.dumps(report))
     db = tmp_path / "r.db"
-    result = run_edgekit("bench", str(bundle_m4.path), "--device", "tflm-host", "--runs", "3",
-                         "--db", str(db))  # fmt: skip
+    result = run_edgekit(
+        "bench", str(bundle_m4.path), "--device", "tflm-host", "--runs", "3", "--db", str(db)
+    )
     one_line_error(result, 2, fragment)
     from edgekit.bench.store import ResultStore
 
@@ -293,9 +338,22 @@ def test_special_files_are_refused_before_reading(tmp_path):
         one_line_error(run_edgekit("inspect", str(path), timeout=300), 2, "not a regular file")
     fifo_npy = tmp_path / "calib.npy"
     os.mkfifo(fifo_npy)
-    one_line_error(run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4", "--calibration",
-                               str(fifo_npy), "--out", str(tmp_path / "o"), timeout=300), 2,
-                   "not a regular file")  # fmt: skip
+    one_line_error(
+        run_edgekit(
+            "deploy",
+            "--example",
+            "digits",
+            "-t",
+            "cortex-m4",
+            "--calibration",
+            str(fifo_npy),
+            "--out",
+            str(tmp_path / "o"),
+            timeout=300,
+        ),
+        2,
+        "not a regular file",
+    )
 
 
 # --- silent wrong answers -------------------------------------------------------------------
@@ -312,8 +370,16 @@ def test_special_files_are_refused_before_reading(tmp_path):
 def test_bad_calibration_values(example, tmp_path, make, fragment):
     calib = tmp_path / "c.npy"
     np.save(calib, make(example.calibration.x))
-    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
-                         str(calib), "--out", str(tmp_path / "o"))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(example.model_path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        str(calib),
+        "--out",
+        str(tmp_path / "o"),
+    )
     one_line_error(result, 2, fragment)
 
 
@@ -326,29 +392,55 @@ def test_calibration_without_a_batch_axis_or_with_too_few_samples(example, tmp_p
     np.save(few, x[:3])
     args = ("deploy", str(example.model_path), "-t", "cortex-m4", "--no-analysis", "--out")
     out = tmp_path / "o"
-    one_line_error(run_edgekit(*args, str(out), "--calibration", str(single)), 2,
-                   "[8, 8, 1], rank 3", "[N, 8, 8, 1], rank 4", "x[None]")  # fmt: skip
-    one_line_error(run_edgekit(*args, str(out), "--calibration", str(few)), 2,
-                   "has 3 samples", "at least 10", "--min-calibration-samples 3")  # fmt: skip
+    one_line_error(
+        run_edgekit(*args, str(out), "--calibration", str(single)),
+        2,
+        "[8, 8, 1], rank 3",
+        "[N, 8, 8, 1], rank 4",
+        "x[None]",
+    )
+    one_line_error(
+        run_edgekit(*args, str(out), "--calibration", str(few)),
+        2,
+        "has 3 samples",
+        "at least 10",
+        "--min-calibration-samples 3",
+    )
     assert not out.exists()
-    asked = run_edgekit(*args, str(out), "--calibration", str(few), "--min-calibration-samples",
-                        "3", "--json")  # fmt: skip
+    asked = run_edgekit(
+        *args, str(out), "--calibration", str(few), "--min-calibration-samples", "3", "--json"
+    )
     assert asked.returncode in (0, 1), asked.stderr
     assert json.loads(asked.stdout)["quantization"]["calibration_samples"] == 3
 
 
-@pytest.mark.parametrize("labels, fragment", [(-7, "class indices >= 0"), (1e15, "class indices"),
-                                              ("cat", "integer class indices"),
-                                              (np.timedelta64(3, "s"), "timedelta64"),
-                                              (np.full(10, np.nan), "200 NaN")])  # fmt: skip
+@pytest.mark.parametrize(
+    "labels, fragment",
+    [
+        (-7, "class indices >= 0"),
+        (1e15, "class indices"),
+        ("cat", "integer class indices"),
+        (np.timedelta64(3, "s"), "timedelta64"),
+        (np.full(10, np.nan), "200 NaN"),
+    ],
+)
 def test_bad_labels(example, tmp_path, labels, fragment):
     val = tmp_path / "v.npz"
     x = example.validation.x[:20]
     # an array of labels is a row per input: one-hot, as wide as it is
     np.savez(val, x=x, y=np.full((20, *np.shape(labels)), labels))
-    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
-                         "random", "--validation", str(val), "--out",
-                         str(tmp_path / "o"))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(example.model_path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        "random",
+        "--validation",
+        str(val),
+        "--out",
+        str(tmp_path / "o"),
+    )
     one_line_error(result, 2, fragment)
 
 
@@ -359,8 +451,16 @@ def test_a_huge_npy_header_is_refused_unread(example, tmp_path):
             handle, {"descr": "<f4", "fortran_order": False, "shape": (2**28, 8, 8, 1)}
         )
         handle.write(b"\0" * 64)
-    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
-                         str(path), "--out", str(tmp_path / "o"))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(example.model_path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+    )
     one_line_error(result, 2, "header declares")
 
 
@@ -373,8 +473,16 @@ def test_a_garbage_npy_header_is_one_line(example, tmp_path):
     path = tmp_path / "garbage.npy"
     # numpy's tokenizer fails on this header (TokenError), not its literal parser.
     path.write_bytes(_npy_bytes(2, b"{'descr': '<f4', 'shape': (4, 8, 8, 1), '''") + b"\0" * 1024)
-    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
-                         str(path), "--out", str(tmp_path / "o"))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(example.model_path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+    )
     one_line_error(result, 2, "garbage.npy", "not a readable NumPy file")
 
 
@@ -408,8 +516,16 @@ def test_a_compressed_npz_that_inflates_past_the_limit_is_refused(example, tmp_p
             for _ in range(rows * 256 // len(chunk) + 1):
                 member.write(chunk)
     assert path.stat().st_size < MAX_UNPACKED_BYTES // 100
-    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
-                         str(path), "--out", str(tmp_path / "o"))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(example.model_path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+    )
     one_line_error(result, 2, "bomb.npz", "x.npy unpacks to", "compressed")
 
 
@@ -418,8 +534,9 @@ def test_force_replaces_regular_files_only(example, tmp_path):
     from edgekit.bench.store import ResultStore
 
     db = tmp_path / "r.db"
-    ResultStore(db).add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok",
-                                    latencies_ms=[1.0, 2.0]))  # fmt: skip
+    ResultStore(db).add(
+        BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok", latencies_ms=[1.0, 2.0])
+    )
     calib = tmp_path / "calib.npy"
     np.save(calib, example.calibration.x[:8])
     fifo = tmp_path / "pipe.png"
@@ -430,9 +547,17 @@ def test_force_replaces_regular_files_only(example, tmp_path):
         ["results", "export", "--csv", "--out", str(fifo), "--db", str(db)],
         ["results", "export", "--csv", "--out", str(device), "--db", str(db)],
         ["results", "plot", str(fifo), "--db", str(db)],
-        ["analyze", str(example.model_path), "-t", "cortex-m4", "--calibration", str(calib),
-         "--chart", str(fifo)],
-    ]  # fmt: skip
+        [
+            "analyze",
+            str(example.model_path),
+            "-t",
+            "cortex-m4",
+            "--calibration",
+            str(calib),
+            "--chart",
+            str(fifo),
+        ],
+    ]
     for command in commands:
         one_line_error(run_edgekit(*command, "--force", timeout=120), 2, "regular files only")
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and device.is_symlink()
@@ -447,19 +572,32 @@ def test_bundle_artifacts_stay_inside_the_bundle(bundle_m4, tmp_path):
     for bad in ("../secret.tflite", str(secret)):
         report["artifacts"][0]["path"] = bad
         report_file.write_text(json.dumps(report))
-        result = run_edgekit("bench", str(bundle_m4.path), "--device", "tflm-host", "--runs", "2",
-                             "--db", str(tmp_path / "r.db"))  # fmt: skip
+        result = run_edgekit(
+            "bench",
+            str(bundle_m4.path),
+            "--device",
+            "tflm-host",
+            "--runs",
+            "2",
+            "--db",
+            str(tmp_path / "r.db"),
+        )
         one_line_error(result, 2, "outside the bundle" if bad.startswith("..") else "not relative")
 
 
 def test_malformed_report_json_is_one_line(bundle_m4, tmp_path):
     report_file = bundle_m4.path / "report.json"
     good = report_file.read_text()
-    for text in ("{not json", "[1, 2]", json.dumps({**json.loads(good), "target": {"x": 1}}),
-                 json.dumps({**json.loads(good), "artifacts": [{"path": "a"}]})):  # fmt: skip
+    for text in (
+        "{not json",
+        "[1, 2]",
+        json.dumps({**json.loads(good), "target": {"x": 1}}),
+        json.dumps({**json.loads(good), "artifacts": [{"path": "a"}]}),
+    ):
         report_file.write_text(text)
-        result = run_edgekit("bench", str(bundle_m4.path), "--device", "tflm-host",
-                             "--db", str(tmp_path / "r.db"))  # fmt: skip
+        result = run_edgekit(
+            "bench", str(bundle_m4.path), "--device", "tflm-host", "--db", str(tmp_path / "r.db")
+        )
         one_line_error(result, 2)
 
 
@@ -469,12 +607,15 @@ def test_hostile_report_json_is_one_line(bundle_m4, tmp_path, device):
     good = json.loads(report_file.read_text())
     nul = {**good, "artifacts": [{**good["artifacts"][0], "path": "model\0.tflite"}]}
     deep = {**good, "notes": json.loads("[" * 900 + "]" * 900)}
-    for text, fragment in ((json.dumps(nul), "is not a file name"),
-                           (json.dumps(deep), "JSON nested"),
-                           ('{"a": ' * 50_000 + "1" + "}" * 50_000, "JSON nested")):  # fmt: skip
+    for text, fragment in (
+        (json.dumps(nul), "is not a file name"),
+        (json.dumps(deep), "JSON nested"),
+        ('{"a": ' * 50_000 + "1" + "}" * 50_000, "JSON nested"),
+    ):
         report_file.write_text(text)
-        result = run_edgekit("bench", str(bundle_m4.path), "--device", device,
-                             "--db", str(tmp_path / "r.db"))  # fmt: skip
+        result = run_edgekit(
+            "bench", str(bundle_m4.path), "--device", device, "--db", str(tmp_path / "r.db")
+        )
         one_line_error(result, 2, str(report_file.parent), fragment)
 
 
@@ -497,16 +638,25 @@ def test_hostile_report_json_is_one_line(bundle_m4, tmp_path, device):
 )
 def test_bad_device_uris(digits_tflite, tmp_path, device, fragment):
     db = tmp_path / "r.db"
-    result = run_edgekit("bench", str(digits_tflite["int8"]), "-t", "cortex-m4", "--device",
-                         device, "--db", str(db))  # fmt: skip
+    result = run_edgekit(
+        "bench", str(digits_tflite["int8"]), "-t", "cortex-m4", "--device", device, "--db", str(db)
+    )
     one_line_error(result, 2, fragment)
     assert not db.exists()  # refused before a run: nothing recorded
 
 
 @pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-3", "1e308"])
 def test_bad_timeouts(digits_tflite, tmp_path, timeout):
-    result = run_edgekit("bench", str(digits_tflite["int8"]), "-t", "rpi4", "--timeout", timeout,
-                         "--db", str(tmp_path / "r.db"))  # fmt: skip
+    result = run_edgekit(
+        "bench",
+        str(digits_tflite["int8"]),
+        "-t",
+        "rpi4",
+        "--timeout",
+        timeout,
+        "--db",
+        str(tmp_path / "r.db"),
+    )
     one_line_error(result, 2, "--timeout")
 
 
@@ -519,8 +669,10 @@ OUT_OF_RANGE = [
     (["results", "compare", "1", BIG], "RUN_IDS"),
     (["results", "list", "--limit", "-3"], "--limit"),
     (["deploy", "--example", "digits", "-t", "cortex-m4", "--min-sqnr", "nan"], "--min-sqnr"),
-    (["deploy", "--example", "digits", "-t", "cortex-m4", "--max-agreement-drop", "1e308"],
-     "--max-agreement-drop"),
+    (
+        ["deploy", "--example", "digits", "-t", "cortex-m4", "--max-agreement-drop", "1e308"],
+        "--max-agreement-drop",
+    ),
 ]
 
 
@@ -557,15 +709,33 @@ def test_streamed_npz_input(digits_tflite, tmp_path):
     with path.open("wb") as raw, zipfile.ZipFile(Unseekable(raw), "w") as archive:
         with archive.open("x.npy", "w") as member:
             np.lib.format.write_array(member, array)
-    result = run_edgekit("bench", str(digits_tflite["int8"]), "-t", "rpi4", "--input", str(path),
-                         "--runs", "2", "--db", str(tmp_path / "r.db"))  # fmt: skip
+    result = run_edgekit(
+        "bench",
+        str(digits_tflite["int8"]),
+        "-t",
+        "rpi4",
+        "--input",
+        str(path),
+        "--runs",
+        "2",
+        "--db",
+        str(tmp_path / "r.db"),
+    )
     assert result.returncode in (0, 2), result.stderr
     if result.returncode == 2:
         one_line_error(result, 2)
     broken = tmp_path / "broken.npz"
     broken.write_bytes(path.read_bytes()[:-30])
-    result = run_edgekit("bench", str(digits_tflite["int8"]), "-t", "rpi4", "--input",
-                         str(broken), "--db", str(tmp_path / "r.db"))  # fmt: skip
+    result = run_edgekit(
+        "bench",
+        str(digits_tflite["int8"]),
+        "-t",
+        "rpi4",
+        "--input",
+        str(broken),
+        "--db",
+        str(tmp_path / "r.db"),
+    )
     one_line_error(result, 2)
 
 
@@ -608,9 +778,20 @@ def test_tampered_result_rows_are_one_line(tmp_path, name):
 
     db = tmp_path / "r.db"
     store = ResultStore(db)
-    ids = [store.add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok",
-                                 metrics={"latency_ms": {"p50": 1.0}}, latencies_ms=[1.0, 2.0]))
-           for _ in range(2)]  # fmt: skip
+    ids = [
+        store.add(
+            BenchResult(
+                "m.tflite",
+                "0" * 64,
+                "rpi4",
+                "local",
+                "ok",
+                metrics={"latency_ms": {"p50": 1.0}},
+                latencies_ms=[1.0, 2.0],
+            )
+        )
+        for _ in range(2)
+    ]
     column, value = TAMPERED_ROWS[name]
     with sqlite3.connect(db) as conn:  # what a hand edit could leave: no NOT NULL either
         conn.execute("ALTER TABLE runs RENAME TO old")
@@ -619,8 +800,13 @@ def test_tampered_result_rows_are_one_line(tmp_path, name):
         conn.execute("DROP TABLE old")
         conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, ids[1]))
     out = tmp_path / "plot.png"
-    for args in (["list"], ["show", str(ids[1])], ["compare", *map(str, ids)],
-                 ["export", "--csv"], ["plot", str(out)]):  # fmt: skip
+    for args in (
+        ["list"],
+        ["show", str(ids[1])],
+        ["compare", *map(str, ids)],
+        ["export", "--csv"],
+        ["plot", str(out)],
+    ):
         one_line_error(run_edgekit("results", *args, "--db", str(db)), 2, f"run {ids[1]}")
     assert not out.exists()
 
@@ -630,10 +816,12 @@ def test_plot_to_an_unknown_format(tmp_path):
     from edgekit.bench.store import ResultStore
 
     db = tmp_path / "r.db"
-    ResultStore(db).add(BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok",
-                                    latencies_ms=[1.0, 2.0]))  # fmt: skip
-    one_line_error(run_edgekit("results", "plot", str(tmp_path / "x.xyz"), "--db", str(db)), 2,
-                   ".png")  # fmt: skip
+    ResultStore(db).add(
+        BenchResult("m.tflite", "0" * 64, "rpi4", "local", "ok", latencies_ms=[1.0, 2.0])
+    )
+    one_line_error(
+        run_edgekit("results", "plot", str(tmp_path / "x.xyz"), "--db", str(db)), 2, ".png"
+    )
     assert not (tmp_path / "x.xyz").exists()
 
 
@@ -680,17 +868,21 @@ def test_a_dangling_symlink_at_the_bundle_path(digits_tflite, tmp_path):
 def test_a_later_deploy_removes_what_a_killed_one_left(digits_tflite, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
-    stale = [out / f".digits_int8-cortex-m4.{dead}.k3j9.partial",
-             out / f".digits_int8-cortex-m4.old-{dead}"]  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    stale = [
+        out / f".digits_int8-cortex-m4.{dead}.k3j9.partial",
+        out / f".digits_int8-cortex-m4.old-{dead}",
+    ]
     live = out / f".digits_int8-cortex-m4.{os.getpid()}.a1b2.partial"  # a concurrent deploy
     other = out / f".other-cortex-m4.{dead}.x.partial"  # another bundle's: not this deploy's
     for path in (*stale, live, other):
         path.mkdir()
         (path / "report.json").write_text("{}")
-    result = run_edgekit("deploy", str(digits_tflite["int8"]), "-t", "cortex-m4", "--out",
-                         str(out), "--json")  # fmt: skip
+    result = run_edgekit(
+        "deploy", str(digits_tflite["int8"]), "-t", "cortex-m4", "--out", str(out), "--json"
+    )
     assert result.returncode in (0, 1), result.stderr
     assert (out / "digits_int8-cortex-m4" / "report.json").is_file()
     assert not any(path.exists() for path in stale)
@@ -701,14 +893,25 @@ def test_workers_leave_nothing_in_the_temp_directory(example, tmp_path):
     """TensorFlow writes autograph modules to the temp directory: 3 a deploy, left behind."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp / f"edgekit-worker-{dead}-abc123"  # from a SIGKILLed edgekit
     stale.mkdir()
     (stale / "__autograph_generated_filex.py").write_text("")
-    result = run_edgekit("deploy", str(example.model_path), "-t", "cortex-m4", "--calibration",
-                         "random", "--no-analysis", "--out", str(tmp_path / "o"), "--json",
-                         env={"TMPDIR": str(tmp)})  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(example.model_path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        "random",
+        "--no-analysis",
+        "--out",
+        str(tmp_path / "o"),
+        "--json",
+        env={"TMPDIR": str(tmp)},
+    )
     assert result.returncode in (0, 1), result.stderr
     assert json.loads(result.stdout)["target"]["name"] == "cortex-m4"
     assert sorted(p.name for p in tmp.iterdir()) == []
@@ -776,11 +979,25 @@ def test_a_signal_mid_deploy_leaves_nothing_behind(example, tmp_path, sig, code,
 def _signal_after(example, made, after: str, sig, group: bool):
     """Start a deploy, send `sig` when the step `after` has finished; (process, its stderr)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgekit", "deploy", str(example.model_path), "-t",
-         "cortex-m4", "--calibration", "random", "--out", str(made / "out")],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        start_new_session=True, preexec_fn=_default_sigint,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "deploy",
+            str(example.model_path),
+            "-t",
+            "cortex-m4",
+            "--calibration",
+            "random",
+            "--out",
+            str(made / "out"),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+    )
     seen = []
     for line in proc.stderr:
         seen.append(line)
@@ -821,14 +1038,24 @@ def test_bench_checks_the_results_store_before_running(digits_tflite, tmp_path):
     shutil.copyfile(digits_tflite["int8"], src / "m.tflite")
     if os.geteuid() == 0:
         if shutil.which("unshare") is None:
-            missing_part("MOUNT", "root without unshare(1) (util-linux): no way to make a file "
-                         "read-only for root")  # fmt: skip
+            missing_part(
+                "MOUNT",
+                "root without unshare(1) (util-linux): no way to make a file read-only for root",
+            )
         env = {**os.environ, "RO": str(ro), "SRC": str(src), "PY": sys.executable}
-        done = subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY_SCRIPT], env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        done = subprocess.run(
+            ["unshare", "-m", "sh", "-c", READ_ONLY_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0:
-            missing_part("MOUNT", "cannot mount a read-only tmpfs here (a container without "
-                         f"CAP_SYS_ADMIN?): {done.stderr.strip()[:200]}")  # fmt: skip
+            missing_part(
+                "MOUNT",
+                "cannot mount a read-only tmpfs here (a container without "
+                f"CAP_SYS_ADMIN?): {done.stderr.strip()[:200]}",
+            )
         listed = ((src / "list.rc").read_text().strip(), (src / "list.out").read_text())
         benched = ((src / "bench.rc").read_text().strip(), (src / "bench.out").read_text())
     else:
@@ -836,8 +1063,16 @@ def test_bench_checks_the_results_store_before_running(digits_tflite, tmp_path):
         src.chmod(0o555)
         try:
             listed_proc = run_edgekit("results", "list", "--db", str(src / "ro.db"))
-            bench_proc = run_edgekit("bench", str(src / "m.tflite"), "-t", "rpi4", "--runs", "2",
-                                     "--db", str(src / "ro.db"))  # fmt: skip
+            bench_proc = run_edgekit(
+                "bench",
+                str(src / "m.tflite"),
+                "-t",
+                "rpi4",
+                "--runs",
+                "2",
+                "--db",
+                str(src / "ro.db"),
+            )
         finally:
             src.chmod(0o755)
         listed = (str(listed_proc.returncode), listed_proc.stdout + listed_proc.stderr)
@@ -852,10 +1087,25 @@ def test_bad_data_is_refused_before_tensorflow_loads(example, tmp_path):
     bad = tmp_path / "bad.npy"
     bad.write_bytes(b"not numpy at all")
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "edgekit", "deploy", str(example.model_path),
-         "-t", "cortex-m4", "--calibration", str(bad), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "edgekit",
+            "deploy",
+            str(example.model_path),
+            "-t",
+            "cortex-m4",
+            "--calibration",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "not a readable NumPy file" in result.stderr
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert not {m for m in imported if m.split(".")[0] in ("tensorflow", "tf_keras")}
@@ -886,8 +1136,9 @@ def test_results_compare_prints_markup_in_names_as_data(tmp_path):
     db = tmp_path / "r.db"
     store = ResultStore(db)
     for name in ("[/bold]", "plain"):
-        store.add(BenchResult(name, "0" * 64, "rpi4", "[/x]", "ok",
-                              metrics={"latency_ms": {"p50": 1.0}}))  # fmt: skip
+        store.add(
+            BenchResult(name, "0" * 64, "rpi4", "[/x]", "ok", metrics={"latency_ms": {"p50": 1.0}})
+        )
     result = run_edgekit("results", "compare", "1", "2", "--db", str(db))
     assert result.returncode == 0, result.stderr
     assert "[/bold]" in result.stdout and "[/x]" in result.stdout

@@ -26,14 +26,20 @@ print(json.dumps({{"tf.keras": tf.keras.__name__, "env": os.environ.get("TF_USE_
 """
 
 
-@pytest.mark.parametrize("before", ["", "import tensorflow as tf"],
-                         ids=["edgekit-first", "tensorflow-first"])  # fmt: skip
+@pytest.mark.parametrize(
+    "before", ["", "import tensorflow as tf"], ids=["edgekit-first", "tensorflow-first"]
+)
 def test_edgekit_leaves_the_users_keras_alone(before):
     """Importing edgekit and running a tfmot-backed wrapper on a tf_keras model leaves
     `tf.keras` as Keras 3 and no TF_USE_LEGACY_KERAS in the environment (tfmot sets it)."""
     env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    result = subprocess.run([sys.executable, "-c", KERAS_CHOICE.format(before=before)],
-                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", KERAS_CHOICE.format(before=before)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen == {"tf.keras": "keras._tf_keras.keras", "env": None, "stripped": "tf_keras"}
@@ -43,13 +49,27 @@ def test_a_keras3_h5_file_deploys_and_the_report_says_who_wrote_it(tmp_path):
     """`.h5` saved by today's tf.keras (Keras 3) failed: tf_keras cannot read `batch_shape`."""
     import keras
 
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.save(tmp_path / "cnn.h5")
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).random((20, 8, 8, 1), np.float32))
-    result = run_edgekit("deploy", str(tmp_path / "cnn.h5"), "-t", "raspberry-pi-4",
-                         "--calibration", str(tmp_path / "calib.npy"), "--out",
-                         str(tmp_path / "out"), "--no-analysis")  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(tmp_path / "cnn.h5"),
+        "-t",
+        "raspberry-pi-4",
+        "--calibration",
+        str(tmp_path / "calib.npy"),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-analysis",
+    )
     assert result.returncode == 0, result.stderr[-1500:]
     report = json.loads(next((tmp_path / "out").glob("*/report.json")).read_text())
     assert report["model"]["kind"] == "keras3"
@@ -65,9 +85,18 @@ def test_a_keras_file_deploys_whatever_the_users_keras_backend(tmp_path):
 
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
     model.save(tmp_path / "m.keras")
-    result = run_edgekit("deploy", str(tmp_path / "m.keras"), "-t", "raspberry-pi-4",
-                         "--calibration", "random", "--out", str(tmp_path / "out"),
-                         "--no-analysis", env={"KERAS_BACKEND": "jax"})  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(tmp_path / "m.keras"),
+        "-t",
+        "raspberry-pi-4",
+        "--calibration",
+        "random",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-analysis",
+        env={"KERAS_BACKEND": "jax"},
+    )
     assert result.returncode == 0, result.stderr[-1500:]
 
 
@@ -95,8 +124,14 @@ def test_keras3_models_convert_as_they_are_custom_and_keras3_only_layers(tmp_pat
     model.save(tmp_path / "custom.keras")
     calib = np.random.default_rng(0).random((32, 8, 8, 1), np.float32)
     for source in (str(tmp_path / "custom.keras"), model):
-        bundle = edgekit.deploy(source, "raspberry-pi-4", calibration=calib, out=tmp_path / "o",
-                                force=True, analysis=False)  # fmt: skip
+        bundle = edgekit.deploy(
+            source,
+            "raspberry-pi-4",
+            calibration=calib,
+            out=tmp_path / "o",
+            force=True,
+            analysis=False,
+        )
         assert bundle.ok, [c.detail for c in bundle.report.failed_checks()]
         assert bundle.report.model["kind"] == "keras3"
         assert bundle.report.metrics.output_sqnr_db > 25
@@ -147,17 +182,32 @@ def test_under_the_jax_backend_files_and_live_models_deploy_and_wrappers_say_wha
 
         missing_part("JAX", "jax not installed (pip install -e '.[test]' installs it)")
     env = {**__import__("os").environ, "KERAS_BACKEND": "jax"}
-    result = subprocess.run([sys.executable, "-c", JAX_USER], capture_output=True, text=True,
-                            env=env, cwd=tmp_path, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_USER],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["live_ok"] is True
     for name, message in seen["errors"].items():
         assert message is not None, name
         assert "\n" not in message and "'jax'" in message and "KERAS_BACKEND=tensorflow" in message
-    cli = run_edgekit("deploy", str(tmp_path / "jax.keras"), "-t", "raspberry-pi-4",
-                      "--calibration", "random", "--out", str(tmp_path / "out"), "--no-analysis",
-                      env={"KERAS_BACKEND": "jax"})  # fmt: skip
+    cli = run_edgekit(
+        "deploy",
+        str(tmp_path / "jax.keras"),
+        "-t",
+        "raspberry-pi-4",
+        "--calibration",
+        "random",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-analysis",
+        env={"KERAS_BACKEND": "jax"},
+    )
     assert cli.returncode == 0, cli.stderr[-1500:]
     report = json.loads(next((tmp_path / "out").glob("*/report.json")).read_text())
     assert report["model"]["written_by"].startswith("Keras 3.")  # .keras files omit the backend
@@ -175,6 +225,7 @@ def test_the_built_in_examples_come_as_keras3_models_with_the_trained_weights(ex
     assert type(model).__module__.startswith("keras.")
     x = example.validation.x[:64]
     reference = example.model(tf_keras())
-    np.testing.assert_allclose(model.predict(x, verbose=0), reference.predict(x, verbose=0),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), reference.predict(x, verbose=0), atol=1e-5
+    )
     assert type(example.model(tf_keras())).__module__.startswith("tf_keras")

@@ -59,7 +59,8 @@ def _tfmot_centroids(weights: np.ndarray, k: int, method: str, preserve: bool) -
     from tensorflow_model_optimization.python.core.clustering.keras import clustering_centroids
 
     initialiser = clustering_centroids.CentroidsInitializerFactory.get_centroid_initializer(
-        f"CentroidInitialization.{method}")  # fmt: skip
+        f"CentroidInitialization.{method}"
+    )
     tensor = tensorflow().constant(weights)
     return initialiser(tensor, k, preserve_sparsity=preserve).get_cluster_centroids().numpy()
 
@@ -95,16 +96,19 @@ def test_forward_and_gradients_match_tfmot(aggregation):
     from tensorflow_model_optimization.python.core.clustering.keras import cluster_config
 
     theirs = clustering.cluster_weights(
-        theirs, number_of_clusters=4,
+        theirs,
+        number_of_clusters=4,
         cluster_centroids_init=clustering.CentroidInitialization.LINEAR,
         cluster_gradient_aggregation=cluster_config.GradientAggregation[aggregation.upper()],
-    )  # fmt: skip
+    )
     ours = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, use_bias=False)])
     ours.layers[0].set_weights([kernel])
     ours = ek.cluster_weights(ours, 4, "linear", cluster_gradient_aggregation=aggregation)
     results = []
-    pairs = ((theirs, theirs.layers[0].original_clusterable_weights["kernel"]),
-             (ours, ours.layers[0].layer.kernel))  # fmt: skip
+    pairs = (
+        (theirs, theirs.layers[0].original_clusterable_weights["kernel"]),
+        (ours, ours.layers[0].layer.kernel),
+    )
     for model, kernel_variable in pairs:
         centroids = next(w for w in model.trainable_weights if "centroids" in w.name)
         with tf.GradientTape() as tape:
@@ -133,8 +137,9 @@ def test_clustered_model_is_keras3_trains_and_strips(clustered, digits_data):
     assert to_numpy(hidden.indices[0]).max() < CLUSTERS  # assignments held, refreshed by fit
 
 
-def test_keras_file_round_trips_mid_training_and_stripped(keras3_digits_model, digits_data,
-                                                          tmp_path):  # fmt: skip
+def test_keras_file_round_trips_mid_training_and_stripped(
+    keras3_digits_model, digits_data, tmp_path
+):
     train = digits_data[0].head(256)
     model = compile_keras3(ek.cluster_weights(keras3_digits_model, 8, "density_based"), 1e-4)
     model.fit(train.x, train.y, epochs=1, batch_size=BATCH, verbose=0)
@@ -161,8 +166,9 @@ def test_preserve_sparsity_keeps_the_zeros(keras3_digits_model, digits_data):
     train = digits_data[0].head(256)
     schedule = ek.ConstantSparsity(0.5, 0, frequency=1)
     pruned = compile_keras3(ek.prune_low_magnitude(keras3_digits_model, schedule))
-    pruned.fit(train.x, train.y, batch_size=BATCH, verbose=0,
-               callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    pruned.fit(
+        train.x, train.y, batch_size=BATCH, verbose=0, callbacks=[ek.callbacks.UpdatePruningStep()]
+    )
     sparse = ek.strip_pruning(pruned)
     model = compile_keras3(ek.cluster_weights(sparse, 8, preserve_sparsity=True), 1e-3)
     model.fit(train.x, train.y, epochs=1, batch_size=BATCH, verbose=0)
@@ -179,8 +185,12 @@ def test_centroid_init_names_of_edgekit_and_tfmot():
 
     enum = tfmot().clustering.keras.CentroidInitialization
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="d")])
-    for given, name in ((enum.DENSITY_BASED, "density_based"), ("KMeans++", "kmeans++"),
-                        (None, "kmeans++"), ("linear", "linear")):  # fmt: skip
+    for given, name in (
+        (enum.DENSITY_BASED, "density_based"),
+        ("KMeans++", "kmeans++"),
+        (None, "kmeans++"),
+        ("linear", "linear"),
+    ):
         assert ek.cluster_weights(model, 4, given).layers[0].cluster_centroids_init == name
     k2 = tf_keras()
     legacy = k2.Sequential([k2.Input((4,)), k2.layers.Dense(8)])
@@ -209,10 +219,15 @@ def test_clear_errors():
 
 def test_a_layer_inside_a_model_definition(digits_data):
     keras.utils.set_random_seed(1)
-    model = compile_keras3(keras.Sequential([
-        keras.Input((8, 8, 1)), keras.layers.Flatten(),
-        ek.cluster_weights(keras.layers.Dense(10, name="d"), 4, "linear"),
-    ]))  # fmt: skip
+    model = compile_keras3(
+        keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Flatten(),
+                ek.cluster_weights(keras.layers.Dense(10, name="d"), 4, "linear"),
+            ]
+        )
+    )
     train = digits_data[0].head(128)
     model.fit(train.x, train.y, batch_size=BATCH, verbose=0)
     assert len(np.unique(to_numpy(ek.strip_clustering(model).get_layer("d").kernel))) <= 4
@@ -249,8 +264,9 @@ def test_a_weight_ticket_of_a_keras3_model_is_keras3_sparse_and_trains(digits_da
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
     model = keras.Model(inputs, keras.layers.Dense(10, name="label")(x))
-    ticket, table = ek.find_ticket(model, train.x, train.y, rounds=2, epochs=3, rewind_epoch=1,
-                                   validation_data=(val.x, val.y))  # fmt: skip
+    ticket, table = ek.find_ticket(
+        model, train.x, train.y, rounds=2, epochs=3, rewind_epoch=1, validation_data=(val.x, val.y)
+    )
     assert isinstance(ticket, keras.Model) and isinstance(ticket.optimizer, keras.Optimizer)
     kernels = [to_numpy(ticket.get_layer(name).kernel) for name in ("conv", "hidden", "label")]
     zeros = sum(int(np.sum(k == 0)) for k in kernels) / sum(k.size for k in kernels)
@@ -273,9 +289,16 @@ def test_a_keras3_channel_ticket_is_a_smaller_keras3_model(digits_data):
     x = keras.layers.Flatten()(keras.layers.MaxPooling2D()(x))
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="label")(x))
     before = keras_macs(model)
-    ticket, table = ek.find_ticket(model, train.x, train.y, rounds=1, epochs=3, rewind_epoch=1,
-                                   granularity="channel",
-                                   validation_data=(val.x, val.y))  # fmt: skip
+    ticket, table = ek.find_ticket(
+        model,
+        train.x,
+        train.y,
+        rounds=1,
+        epochs=3,
+        rewind_epoch=1,
+        granularity="channel",
+        validation_data=(val.x, val.y),
+    )
     assert type(ticket).__module__.startswith("keras.")
     assert keras_macs(ticket) < before
     assert table.rounds[-1].accuracy > 0.5  # 3 epochs from the rewind point

@@ -41,8 +41,9 @@ def _student() -> keras.Model:
 
 
 def _compile(model: keras.Model) -> keras.Model:
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])  # fmt: skip
+    model.compile(
+        keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     return model
 
 
@@ -73,8 +74,9 @@ def test_soft_targets_distil_a_keras3_student_with_keras3_fit(teacher, digits_da
     assert not isinstance(distiller, tf_keras().Model)
     teacher_before = [w.copy() for w in teacher.get_weights()]
     _compile(distiller)
-    history = distiller.fit(x, y, epochs=EPOCHS, batch_size=BATCH, verbose=0,
-                            validation_data=(val.x, val.y)).history  # fmt: skip
+    history = distiller.fit(
+        x, y, epochs=EPOCHS, batch_size=BATCH, verbose=0, validation_data=(val.x, val.y)
+    ).history
     assert history["loss"][-1] < history["loss"][0]
     assert distiller.student is student  # trained in place
     for old, new in zip(teacher_before, teacher.get_weights(), strict=True):
@@ -91,8 +93,10 @@ def test_soft_targets_distil_a_keras3_student_with_keras3_fit(teacher, digits_da
 def test_attention_and_feature_matching_reduce_their_terms(teacher, digits_data):
     train, _, val = digits_data
     keras.utils.set_random_seed(1)
-    losses = [ek.AttentionTransferLoss([("s_conv", "t_conv")]),
-              ek.FeatureMatchingLoss([("s_conv", "t_conv")])]  # fmt: skip
+    losses = [
+        ek.AttentionTransferLoss([("s_conv", "t_conv")]),
+        ek.FeatureMatchingLoss([("s_conv", "t_conv")]),
+    ]
     distiller = _compile(ek.Distiller(_student(), teacher, losses, alpha=0.3))
     [adapter] = distiller.adapters  # 4 → 32 channels: a Keras 3 1x1 convolution
     assert isinstance(adapter, keras.layers.Conv2D) and adapter.kernel.shape == (1, 1, 4, 32)
@@ -115,12 +119,16 @@ def test_losses_compute_what_the_tf_keras_implementation_computes(teacher):
     features = Features(student_logits, teacher_logits, {"s_conv": s_conv}, {"t_conv": t_conv})
 
     def losses():
-        return [ek.SoftTargetLoss(3.0), ek.AttentionTransferLoss([("s_conv", "t_conv")], p=2),
-                ek.FeatureMatchingLoss([("s_conv", "t_conv")])]  # fmt: skip
+        return [
+            ek.SoftTargetLoss(3.0),
+            ek.AttentionTransferLoss([("s_conv", "t_conv")], p=2),
+            ek.FeatureMatchingLoss([("s_conv", "t_conv")]),
+        ]
 
     mine = ek.Distiller(_student(), teacher, losses()).distillation_losses
-    theirs = ek.Distiller(ek.ensure_tf_keras(_student()), ek.ensure_tf_keras(teacher),
-                          losses()).distillation_losses  # fmt: skip
+    theirs = ek.Distiller(
+        ek.ensure_tf_keras(_student()), ek.ensure_tf_keras(teacher), losses()
+    ).distillation_losses
     assert mine[0].ops is not theirs[0].ops  # keras.ops against TensorFlow
     theirs[2].adapters["s_conv"].set_weights(mine[2].adapters["s_conv"].get_weights())
     for keras3_loss, tf_keras_loss in zip(mine, theirs, strict=True):
@@ -133,9 +141,13 @@ def test_distillation_schedule_anneals_the_keras3_distiller(teacher, digits_data
     train = digits_data[0]
     distiller = _compile(ek.Distiller(_student(), teacher, [ek.SoftTargetLoss(6.0)], alpha=0.1))
     history = distiller.fit(
-        train.x[:128], train.y[:128], epochs=3, batch_size=BATCH, verbose=0,
+        train.x[:128],
+        train.y[:128],
+        epochs=3,
+        batch_size=BATCH,
+        verbose=0,
         callbacks=[ek.callbacks.DistillationSchedule(temperature=(6.0, 2.0), alpha=(0.1, 0.5))],
-    ).history  # fmt: skip
+    ).history
     assert history["distill/temperature"] == pytest.approx([6.0, 4.0, 2.0])
     assert history["distill/alpha"] == pytest.approx([0.1, 0.3, 0.5])
     # The values the compiled step reads are the model's own Keras 3 variables.
@@ -148,16 +160,27 @@ def test_distillation_schedule_anneals_the_keras3_distiller(teacher, digits_data
 def test_the_student_saves_reloads_and_deploys(teacher, digits_data, tmp_path):
     train, calib, val = digits_data
     student = _student()
-    distiller = _compile(ek.Distiller(student, teacher, [
-        ek.SoftTargetLoss(4.0), ek.FeatureMatchingLoss([("s_conv", "t_conv")])]))  # fmt: skip
+    distiller = _compile(
+        ek.Distiller(
+            student,
+            teacher,
+            [ek.SoftTargetLoss(4.0), ek.FeatureMatchingLoss([("s_conv", "t_conv")])],
+        )
+    )
     distiller.fit(train.x, train.y, epochs=3, batch_size=BATCH, verbose=0)
     student.save(tmp_path / "student.keras")
     reloaded = keras.saving.load_model(tmp_path / "student.keras")
     assert all(type(la).__module__.startswith("keras.") for la in reloaded.layers)
-    np.testing.assert_allclose(reloaded.predict(val.x, verbose=0),
-                               student.predict(val.x, verbose=0), atol=1e-6)  # fmt: skip
-    bundle = edgekit.deploy(reloaded, "raspberry-pi-4", calibration=calib.x[:64],
-                            validation=(val.x, val.y), out=tmp_path / "bundle")  # fmt: skip
+    np.testing.assert_allclose(
+        reloaded.predict(val.x, verbose=0), student.predict(val.x, verbose=0), atol=1e-6
+    )
+    bundle = edgekit.deploy(
+        reloaded,
+        "raspberry-pi-4",
+        calibration=calib.x[:64],
+        validation=(val.x, val.y),
+        out=tmp_path / "bundle",
+    )
     assert bundle.ok, bundle.report.failed_checks()
     assert bundle.report.metrics["deployed_accuracy"] > 0.85
 
@@ -174,10 +197,21 @@ def test_mixed_kerases_and_subclassed_models_are_refused_in_one_line(base_model)
 def test_a_pruned_keras3_student_distils_and_keeps_its_sparsity(teacher, digits_data):
     train = digits_data[0]
     student = ek.prune_low_magnitude(_student(), ek.ConstantSparsity(0.5, 0, frequency=1))
-    distiller = _compile(ek.Distiller(student, teacher, [
-        ek.SoftTargetLoss(2.0), ek.AttentionTransferLoss([("s_conv", "t_conv")])]))  # fmt: skip
-    distiller.fit(train.x[:256], train.y[:256], epochs=1, batch_size=BATCH, verbose=0,
-                  callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    distiller = _compile(
+        ek.Distiller(
+            student,
+            teacher,
+            [ek.SoftTargetLoss(2.0), ek.AttentionTransferLoss([("s_conv", "t_conv")])],
+        )
+    )
+    distiller.fit(
+        train.x[:256],
+        train.y[:256],
+        epochs=1,
+        batch_size=BATCH,
+        verbose=0,
+        callbacks=[ek.callbacks.UpdatePruningStep()],
+    )
     assert ek.total_sparsity(distiller.student) == pytest.approx(0.5, abs=0.01)
 
 
@@ -186,8 +220,14 @@ def test_fit_logs_the_student_and_distillation_parts_of_the_loss(teacher, digits
     in training; validation reports the student's loss and how far it is from the teacher."""
     train, _, val = digits_data
     distiller = _compile(ek.Distiller(_student(), teacher, [ek.SoftTargetLoss(4.0)], alpha=0.3))
-    history = distiller.fit(train.x[:256], train.y[:256], epochs=2, batch_size=32, verbose=0,
-                            validation_data=(val.x[:128], val.y[:128])).history  # fmt: skip
+    history = distiller.fit(
+        train.x[:256],
+        train.y[:256],
+        epochs=2,
+        batch_size=32,
+        verbose=0,
+        validation_data=(val.x[:128], val.y[:128]),
+    ).history
     for epoch in range(2):
         parts = 0.3 * history["student_loss"][epoch] + 0.7 * history["distillation_loss"][epoch]
         assert history["loss"][epoch] == pytest.approx(parts, rel=1e-3)

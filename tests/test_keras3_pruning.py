@@ -23,11 +23,19 @@ def pruned(keras3_digits_model, digits_data):
     train = digits_data[0]
     steps = int(np.ceil(len(train.x) / BATCH))
     before = [w.copy() for w in keras3_digits_model.get_weights()]
-    model = compile_keras3(ek.prune_low_magnitude(keras3_digits_model, ek.pruning_schedule(
-        FINAL, epochs=EPOCHS, steps_per_epoch=steps)))  # fmt: skip
-    history = model.fit(train.x, train.y, epochs=EPOCHS, batch_size=BATCH, verbose=0,
-                        callbacks=[ek.callbacks.UpdatePruningStep(),
-                                   ek.callbacks.SparsityLogger()])  # fmt: skip
+    model = compile_keras3(
+        ek.prune_low_magnitude(
+            keras3_digits_model, ek.pruning_schedule(FINAL, epochs=EPOCHS, steps_per_epoch=steps)
+        )
+    )
+    history = model.fit(
+        train.x,
+        train.y,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        verbose=0,
+        callbacks=[ek.callbacks.UpdatePruningStep(), ek.callbacks.SparsityLogger()],
+    )
     for old, new in zip(before, keras3_digits_model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)  # the user's model keeps its weights
     return model, history
@@ -42,13 +50,19 @@ def test_schedules_match_tfmot():
 
     theirs = tfmot().sparsity.keras
     pairs = [
-        (ek.PolynomialDecay(0.1, 0.8, 3, 103, frequency=7),
-         theirs.PolynomialDecay(0.1, 0.8, 3, 103, frequency=7)),
-        (ek.PolynomialDecay(0.0, 0.9, 0, 50, power=2, frequency=1),
-         theirs.PolynomialDecay(0.0, 0.9, 0, 50, power=2, frequency=1)),
-        (ek.ConstantSparsity(0.6, 5, end_step=40, frequency=5),
-         theirs.ConstantSparsity(0.6, 5, end_step=40, frequency=5)),
-    ]  # fmt: skip
+        (
+            ek.PolynomialDecay(0.1, 0.8, 3, 103, frequency=7),
+            theirs.PolynomialDecay(0.1, 0.8, 3, 103, frequency=7),
+        ),
+        (
+            ek.PolynomialDecay(0.0, 0.9, 0, 50, power=2, frequency=1),
+            theirs.PolynomialDecay(0.0, 0.9, 0, 50, power=2, frequency=1),
+        ),
+        (
+            ek.ConstantSparsity(0.6, 5, end_step=40, frequency=5),
+            theirs.ConstantSparsity(0.6, 5, end_step=40, frequency=5),
+        ),
+    ]
     for mine, tfmot_schedule in pairs:
         for step in (0, 2, 3, 10, 17, 24, 50, 53, 102, 103, 110, 200):
             should, sparsity = tfmot_schedule(step)
@@ -96,10 +110,15 @@ def test_a_layer_inside_a_model_definition_with_a_tfmot_schedule(digits_data):
     from edgekit.keras._tfmot import tfmot
 
     schedule = tfmot().sparsity.keras.ConstantSparsity(0.5, 0, frequency=1)
-    model = compile_keras3(keras.Sequential([
-        keras.Input((8, 8, 1)), keras.layers.Flatten(),
-        ek.prune_low_magnitude(keras.layers.Dense(10, name="d"), schedule),
-    ]))  # fmt: skip
+    model = compile_keras3(
+        keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Flatten(),
+                ek.prune_low_magnitude(keras.layers.Dense(10, name="d"), schedule),
+            ]
+        )
+    )
     train = digits_data[0].head(64)
     model.fit(train.x, train.y, verbose=0, callbacks=[ek.callbacks.UpdatePruningStep()])
     assert ek.layer_sparsity(model) == {"d": 0.5}
@@ -127,8 +146,11 @@ def test_strip_pruning_gives_plain_keras3_layers(pruned, digits_data):
 
 def test_keras_file_round_trips_mid_training(keras3_digits_model, digits_data, tmp_path):
     train = digits_data[0].head(256)
-    model = compile_keras3(ek.prune_low_magnitude(
-        keras3_digits_model, ek.PolynomialDecay(0.0, 0.7, 0, 16, frequency=2)))  # fmt: skip
+    model = compile_keras3(
+        ek.prune_low_magnitude(
+            keras3_digits_model, ek.PolynomialDecay(0.0, 0.7, 0, 16, frequency=2)
+        )
+    )
     fit = dict(batch_size=BATCH, verbose=0, callbacks=[ek.callbacks.UpdatePruningStep()])
     model.fit(train.x, train.y, epochs=1, **fit)  # 8 steps: half-way
     model.save(tmp_path / "mid.keras")
@@ -193,15 +215,19 @@ def test_training_without_the_callback_says_what_is_missing(keras3_digits_model,
     """tfmot stops a pruned model trained without UpdatePruningStep; so does edgekit's Keras 3
     path (the masks would never apply: the model would train unpruned, silently)."""
     train = digits_data[0]
-    model = compile_keras3(ek.prune_low_magnitude(keras3_digits_model, ek.pruning_schedule(
-        FINAL, epochs=1, steps_per_epoch=4)))  # fmt: skip
+    model = compile_keras3(
+        ek.prune_low_magnitude(
+            keras3_digits_model, ek.pruning_schedule(FINAL, epochs=1, steps_per_epoch=4)
+        )
+    )
     with pytest.raises(Exception, match="UpdatePruningStep"):
         model.fit(train.x[:64], train.y[:64], epochs=1, batch_size=BATCH, verbose=0)
     assert model.predict(train.x[:4], verbose=0).shape == (4, 10)  # inference needs no callback
 
 
-def test_an_unstripped_pruned_file_deploys_and_reloads_in_a_new_process(pruned, digits_data,
-                                                                         tmp_path):  # fmt: skip
+def test_an_unstripped_pruned_file_deploys_and_reloads_in_a_new_process(
+    pruned, digits_data, tmp_path
+):
     """Saved before strip_pruning, the file holds edgekit's registered layer: `edgekit deploy`
     loaded it in a fresh worker as "custom class unknown"; a new process reloads it after
     `from edgekit.keras import PruneLowMagnitude`."""
@@ -210,11 +236,14 @@ def test_an_unstripped_pruned_file_deploys_and_reloads_in_a_new_process(pruned, 
 
     model, _ = pruned
     path = deploy_saved(model, digits_data[0].x[:32], tmp_path)
-    reload = ("import keras, sys; from edgekit.keras import PruneLowMagnitude; "
-              "m = keras.saving.load_model(sys.argv[1]); "
-              "print(sum(isinstance(la, PruneLowMagnitude) for la in m.layers))")  # fmt: skip
-    loaded = subprocess.run([sys.executable, "-c", reload, str(path)],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    reload = (
+        "import keras, sys; from edgekit.keras import PruneLowMagnitude; "
+        "m = keras.saving.load_model(sys.argv[1]); "
+        "print(sum(isinstance(la, PruneLowMagnitude) for la in m.layers))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", reload, str(path)], capture_output=True, text=True, timeout=300
+    )
     assert loaded.returncode == 0, loaded.stderr[-1500:]
     assert int(loaded.stdout.split()[-1]) == 4  # conv, depthwise, hidden, label
 
@@ -223,11 +252,20 @@ def test_target_fit_check_is_a_keras3_callback_in_fit(keras3_digits_model, digit
     """Inside Keras 3's own fit, beside UpdatePruningStep: the figures land in the History."""
     train, calib = digits_data[0], digits_data[1]
     steps = int(np.ceil(256 / BATCH))
-    model = compile_keras3(ek.prune_low_magnitude(keras3_digits_model, ek.pruning_schedule(
-        0.5, epochs=2, steps_per_epoch=steps)))  # fmt: skip
+    model = compile_keras3(
+        ek.prune_low_magnitude(
+            keras3_digits_model, ek.pruning_schedule(0.5, epochs=2, steps_per_epoch=steps)
+        )
+    )
     check = ek.callbacks.TargetFitCheck("cortex-m4", calib.x[:32], every_n_epochs=1)
     assert isinstance(check, keras.callbacks.Callback)
-    history = model.fit(train.x[:256], train.y[:256], epochs=2, batch_size=BATCH, verbose=0,
-                        callbacks=[ek.callbacks.UpdatePruningStep(), check]).history  # fmt: skip
+    history = model.fit(
+        train.x[:256],
+        train.y[:256],
+        epochs=2,
+        batch_size=BATCH,
+        verbose=0,
+        callbacks=[ek.callbacks.UpdatePruningStep(), check],
+    ).history
     assert history["cortex-m4/fits_budget"] == [1.0, 1.0]
     assert all(1_000 < size < 200_000 for size in history["cortex-m4/model_bytes"])

@@ -64,13 +64,22 @@ def test_the_layout_follows_tfmots_default_8bit_scheme(qat):
     assert type(qat).__module__.startswith("keras")
     kinds = [(type(layer).__name__, layer.name) for layer in qat.layers]
     assert ("BatchNormalization", "bn") not in kinds  # folded into the conv first
-    wrapped = {layer.layer.name: layer.per_channel for layer in qat.layers
-               if isinstance(layer, QuantizeWeights)}  # fmt: skip
+    wrapped = {
+        layer.layer.name: layer.per_channel
+        for layer in qat.layers
+        if isinstance(layer, QuantizeWeights)
+    }
     assert wrapped == {"conv": True, "depthwise": True, "hidden": True, "label": True}
     quantizers = [layer.name for layer in qat.layers if isinstance(layer, QuantizeActivation)]
     # conv → ReLU fuse (the ReLU quantizes); pooling/flatten keep the range; softmax is fixed.
-    assert quantizers == ["image_quant", "relu_quant", "relu_dw_quant", "add_quant",
-                          "hidden_quant", "label_quant"]  # fmt: skip
+    assert quantizers == [
+        "image_quant",
+        "relu_quant",
+        "relu_dw_quant",
+        "add_quant",
+        "hidden_quant",
+        "label_quant",
+    ]
     assert kinds[-1] == ("Activation", "label_activation")
     assert qat.get_layer("image_quant").learned_range() == (0.0, 1.0)  # every input value seen
     low, high = qat.get_layer("relu_quant").learned_range()  # a moving average from tfmot's ±6
@@ -83,8 +92,12 @@ def test_it_deploys_to_int8_with_the_learned_ranges_and_matches_the_simulation(
     assert bundle.ok, bundle.report.failed_checks()
     deployed = read_tflite(bundle.file(Role.DEPLOYED_MODEL).read_bytes())
     ops = [op for op in deployed.operators if op.name in WEIGHTED]
-    assert sorted(op.name for op in ops) == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-                                             "FULLY_CONNECTED"]  # fmt: skip
+    assert sorted(op.name for op in ops) == [
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+        "FULLY_CONNECTED",
+    ]
     for op in ops:  # int8 in, int8 weights (one scale per output channel), int8 out
         weight = deployed.tensors[op.inputs[1]]
         assert (deployed.tensors[op.inputs[0]].dtype, weight.dtype) == ("INT8", "INT8")
@@ -110,12 +123,15 @@ def test_it_deploys_to_int8_with_the_learned_ranges_and_matches_the_simulation(
     int8 = next(iter(run_model(deployed, val.x, "builtin").values())).reshape(simulated.shape)
     share = within_one_step(simulated, int8, output_step(deployed, deployed.outputs[0]))
     metrics = bundle.report.metrics
-    print(f"QAT agreement {share:.4f} (report {metrics.qat_agreement:.4f}), accuracy float "
-          f"{float_model.evaluate(val.x, val.y, verbose=0)[1]:.3f}, deployed "
-          f"{metrics.deployed_accuracy:.3f}")  # fmt: skip
+    print(
+        f"QAT agreement {share:.4f} (report {metrics.qat_agreement:.4f}), accuracy float "
+        f"{float_model.evaluate(val.x, val.y, verbose=0)[1]:.3f}, deployed "
+        f"{metrics.deployed_accuracy:.3f}"
+    )
     assert share >= 0.95 and metrics.qat_agreement >= 0.95
-    assert any(n.startswith("QAT agreement:") and "within one int8 step" in n
-               for n in bundle.report.notes)  # fmt: skip
+    assert any(
+        n.startswith("QAT agreement:") and "within one int8 step" in n for n in bundle.report.notes
+    )
     float_accuracy = float_model.evaluate(val.x, val.y, verbose=0)[1]
     assert metrics.deployed_accuracy >= float_accuracy - 0.03
     assert bundle.report.verification["runtime"].startswith("TFLM")
@@ -129,33 +145,47 @@ def test_it_saves_as_keras_reloads_and_the_cli_deploys_it_without_calibration(
     path = tmp_path / "qat.keras"
     qat.save(path)
     reloaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(reloaded.predict(val.x[:64], verbose=0),
-                               qat.predict(val.x[:64], verbose=0), atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        reloaded.predict(val.x[:64], verbose=0), qat.predict(val.x[:64], verbose=0), atol=1e-6
+    )
     learned = qat.get_layer("add_quant").learned_range()
     assert reloaded.get_layer("add_quant").learned_range() == learned
     np.savez(tmp_path / "val.npz", x=val.x[:100], y=val.y[:100])
-    result = run_edgekit("deploy", str(path), "-t", "raspberry-pi-4", "--validation",
-                         str(tmp_path / "val.npz"), "--out", str(tmp_path / "out"),
-                         "--no-analysis")  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(path),
+        "-t",
+        "raspberry-pi-4",
+        "--validation",
+        str(tmp_path / "val.npz"),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-analysis",
+    )
     assert result.returncode == 0, result.stderr[-1500:]
     assert "QAT agreement" in (next((tmp_path / "out").iterdir()) / "report.md").read_text()
     assert "qat_agreement" in result.stdout + result.stderr  # in the summary table too
 
 
 def test_a_per_tensor_target_gets_one_scale_per_kernel(float_model, digits_data, tmp_path):
-    per_tensor = replace(load_target("raspberry-pi-4"),
-                         quantization=Quantization("int8", "int8", per_channel=False))  # fmt: skip
+    per_tensor = replace(
+        load_target("raspberry-pi-4"), quantization=Quantization("int8", "int8", per_channel=False)
+    )
     model = compile_keras3(ek.quantize_model(float_model, target=per_tensor))
     assert {layer.per_channel for layer in model.layers if isinstance(layer, QuantizeWeights)} == {
         False
     }
     model.fit(digits_data[0].x[:256], digits_data[0].y[:256], epochs=1, verbose=0)
     val = digits_data[2]
-    bundle = edgekit.deploy(model, per_tensor, validation=(val.x[:100], val.y[:100]),
-                            out=tmp_path, analysis=False)  # fmt: skip
+    bundle = edgekit.deploy(
+        model, per_tensor, validation=(val.x[:100], val.y[:100]), out=tmp_path, analysis=False
+    )
     deployed = read_tflite(bundle.file(Role.DEPLOYED_MODEL).read_bytes())
-    counts = [len(deployed.tensors[op.inputs[1]].quant.scales)
-              for op in deployed.operators if op.name in WEIGHTED]  # fmt: skip
+    counts = [
+        len(deployed.tensors[op.inputs[1]].quant.scales)
+        for op in deployed.operators
+        if op.name in WEIGHTED
+    ]
     assert counts == [1, 1, 1, 1]
 
 
@@ -172,8 +202,7 @@ def test_refusals_name_the_reason(float_model):
         ek.quantize_model(model)
 
 
-def test_power_of_two_trains_in_keras3_and_deploys_exact_powers(float_model, digits_data,
-                                                               tmp_path):  # fmt: skip
+def test_power_of_two_trains_in_keras3_and_deploys_exact_powers(float_model, digits_data, tmp_path):
     pot = compile_keras3(ek.quantize_power_of_two(float_model), 5e-4)
     assert type(pot).__module__.startswith("keras")
     assert {layer.weights_mode for layer in pot.layers if isinstance(layer, QuantizeWeights)} == {
@@ -181,13 +210,15 @@ def test_power_of_two_trains_in_keras3_and_deploys_exact_powers(float_model, dig
     }
     pot.fit(digits_data[0].x, digits_data[0].y, epochs=1, batch_size=BATCH, verbose=0)
     val = digits_data[2]
-    bundle = edgekit.deploy(pot, "raspberry-pi-4", validation=(val.x, val.y), out=tmp_path,
-                            analysis=False)  # fmt: skip
+    bundle = edgekit.deploy(
+        pot, "raspberry-pi-4", validation=(val.x, val.y), out=tmp_path, analysis=False
+    )
     assert bundle.ok, bundle.report.failed_checks()
     model = read_tflite(bundle.file(Role.DEPLOYED_MODEL).read_bytes())
     assert off_power_of_two(model) == {}
-    assert "power-of-two weights" in next(s.detail for s in bundle.report.steps
-                                          if s.name == "convert int8")  # fmt: skip
+    assert "power-of-two weights" in next(
+        s.detail for s in bundle.report.steps if s.name == "convert int8"
+    )
     assert bundle.report.metrics.deployed_accuracy > 0.8
 
 
@@ -202,40 +233,67 @@ def test_concatenate_pools_leaky_relu_and_softmax_layer_deploy_fully_int8(digits
     trained_keras3(model, digits_data[0], epochs=4)  # QAT fine-tunes a trained model
     qat = trained_keras3(ek.quantize_model(model), digits_data[0].head(1024), epochs=2)
     val = digits_data[2]
-    bundle = edgekit.deploy(qat, "cortex-m4", validation=(val.x[:100], val.y[:100]),
-                            out=tmp_path, analysis=False)  # fmt: skip
+    bundle = edgekit.deploy(
+        qat, "cortex-m4", validation=(val.x[:100], val.y[:100]), out=tmp_path, analysis=False
+    )
     assert bundle.ok, bundle.report.failed_checks()
     deployed = read_tflite(bundle.file(Role.DEPLOYED_MODEL).read_bytes())
     # The two branches may come in either order (the converter orders by tensor names).
-    assert sorted((op.name, deployed.tensors[op.inputs[0]].dtype)
-                  for op in deployed.operators) == sorted(
-        (name, "INT8") for name in ("CONV_2D", "LEAKY_RELU", "CONV_2D", "CONCATENATION",
-                                    "AVERAGE_POOL_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED",
-                                    "SOFTMAX")
-    )  # fmt: skip
+    assert sorted(
+        (op.name, deployed.tensors[op.inputs[0]].dtype) for op in deployed.operators
+    ) == sorted(
+        (name, "INT8")
+        for name in (
+            "CONV_2D",
+            "LEAKY_RELU",
+            "CONV_2D",
+            "CONCATENATION",
+            "AVERAGE_POOL_2D",
+            "CONV_2D",
+            "MEAN",
+            "FULLY_CONNECTED",
+            "SOFTMAX",
+        )
+    )
     # Ranges are moving averages from tfmot's ±6: after 64 steps they are still wide, so int8
     # rounds coarsely and drifts from the simulation a little more than after a long fine-tune.
     assert bundle.report.metrics.qat_agreement >= 0.8
 
 
-def test_preserve_sparsity_keeps_a_pruned_models_zeros_through_qat(float_model, digits_data,
-                                                                   tmp_path):  # fmt: skip
+def test_preserve_sparsity_keeps_a_pruned_models_zeros_through_qat(
+    float_model, digits_data, tmp_path
+):
     """Plain QAT refills a pruned kernel's zeros; preserve="sparsity" keeps every one, into the
     int8 file."""
     train, val = digits_data[0], digits_data[2]
     steps = int(np.ceil(len(train.x) / BATCH))
-    pruned = compile_keras3(ek.prune_low_magnitude(
-        float_model, ek.pruning_schedule(0.75, epochs=2, steps_per_epoch=steps)))  # fmt: skip
-    pruned.fit(train.x, train.y, epochs=2, batch_size=BATCH, verbose=0,
-               callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    pruned = compile_keras3(
+        ek.prune_low_magnitude(
+            float_model, ek.pruning_schedule(0.75, epochs=2, steps_per_epoch=steps)
+        )
+    )
+    pruned.fit(
+        train.x,
+        train.y,
+        epochs=2,
+        batch_size=BATCH,
+        verbose=0,
+        callbacks=[ek.callbacks.UpdatePruningStep()],
+    )
     sparse = ek.strip_pruning(pruned)
     zeros = {}
     for preserve in (None, "sparsity"):
-        model = compile_keras3(ek.quantize_model(sparse, target="cortex-m4", preserve=preserve),
-                               5e-4)  # fmt: skip
+        model = compile_keras3(
+            ek.quantize_model(sparse, target="cortex-m4", preserve=preserve), 5e-4
+        )
         model.fit(train.x, train.y, epochs=1, batch_size=BATCH, verbose=0)
-        bundle = edgekit.deploy(model, "cortex-m4", validation=(val.x, val.y),
-                                out=tmp_path / str(preserve), analysis=False)  # fmt: skip
+        bundle = edgekit.deploy(
+            model,
+            "cortex-m4",
+            validation=(val.x, val.y),
+            out=tmp_path / str(preserve),
+            analysis=False,
+        )
         zeros[preserve] = bundle.report.metrics["weight_sparsity"]
         if preserve:
             assert bundle.report.metrics["deployed_accuracy"] > 0.85, bundle.report.verification
@@ -261,9 +319,11 @@ def test_user_mistakes_get_one_line_errors(qat, tmp_path):
         ek.quantize_model(sub, target="cortex-m4")
     unbuilt = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(2)])
     schedule = ek.pruning_schedule(0.5, epochs=1, steps_per_epoch=1)
-    for wrap in (lambda m: ek.quantize_model(m, target="cortex-m4"),
-                 lambda m: ek.prune_low_magnitude(m, schedule),
-                 lambda m: ek.cluster_weights(m, 4)):  # fmt: skip
+    for wrap in (
+        lambda m: ek.quantize_model(m, target="cortex-m4"),
+        lambda m: ek.prune_low_magnitude(m, schedule),
+        lambda m: ek.cluster_weights(m, 4),
+    ):
         with pytest.raises(UsageError, match="not built; define it with keras.Input"):
             wrap(unbuilt)
     float_only = Quantization(scheme="float32", io_dtype="float32")

@@ -56,8 +56,7 @@ def _reloads(model: keras.Model, path, x: np.ndarray) -> keras.Model:
     model.save(path)
     back = keras.saving.load_model(path)
     assert _is_keras3(back)
-    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     return back
 
 
@@ -84,8 +83,9 @@ def test_prune_channels_keras3_in_keras3_out(trained, digits_data, criterion, tm
     train, calib, val = digits_data
     before = [w.copy() for w in trained.get_weights()]
     data = (calib.x, None) if criterion == "taylor" else None
-    smaller, report = ek.prune_channels(trained, ratio=0.5, criterion=criterion, data=data,
-                                        return_report=True)  # fmt: skip
+    smaller, report = ek.prune_channels(
+        trained, ratio=0.5, criterion=criterion, data=data, return_report=True
+    )
     assert _is_keras3(smaller)
     for old, new in zip(before, trained.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)  # the user's model is left as it was
@@ -94,29 +94,33 @@ def test_prune_channels_keras3_in_keras3_out(trained, digits_data, criterion, tm
     assert keras_macs(smaller) < 0.5 * keras_macs(trained) == 0.5 * report.macs_before
     assert smaller.output_shape == trained.output_shape == (None, 10)
     ek.recalibrate_batchnorm(smaller, train.x[:512])
-    history = ek.fine_tune(smaller, train.x, train.y, epochs=8, learning_rate=3e-3,
-                           batch_size=BATCH)  # fmt: skip
+    history = ek.fine_tune(
+        smaller, train.x, train.y, epochs=8, learning_rate=3e-3, batch_size=BATCH
+    )
     assert len(history.history["accuracy"]) == 8  # Keras 3's fit ran
     assert smaller.evaluate(val.x, val.y, verbose=0)[1] > 0.85  # 0.1 before fine-tuning
     _reloads(smaller, tmp_path / "pruned.keras", val.x[:32])
 
 
 def test_masked_keras3_model_computes_what_the_rebuilt_one_does(trained, digits_data):
-    smaller = masked_matches_rebuilt(_copy(trained), digits_data[2].x[:64], "fpgm", 0.4,
-                                     atol=1e-5, min_channels=2)  # fmt: skip
+    smaller = masked_matches_rebuilt(
+        _copy(trained), digits_data[2].x[:64], "fpgm", 0.4, atol=1e-5, min_channels=2
+    )
     assert _is_keras3(smaller) and keras_macs(smaller) < keras_macs(trained)
 
 
 def test_keras3_sequential_models_are_pruned_and_factorised_too():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((10, 10, 2)),
-        layers.Conv2D(12, 3, activation="relu", name="conv"),
-        layers.Reshape((64, 12), name="reshape"),
-        layers.Dense(32, activation="relu", name="wide"),
-        layers.GlobalAveragePooling1D(),
-        layers.Dense(3, name="head"),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((10, 10, 2)),
+            layers.Conv2D(12, 3, activation="relu", name="conv"),
+            layers.Reshape((64, 12), name="reshape"),
+            layers.Dense(32, activation="relu", name="wide"),
+            layers.GlobalAveragePooling1D(),
+            layers.Dense(3, name="head"),
+        ]
+    )
     x = np.random.default_rng(1).normal(size=(16, 10, 10, 2)).astype(np.float32)
     smaller = masked_matches_rebuilt(model, x, "l2", 0.5, atol=1e-5, min_channels=2)
     assert isinstance(smaller, keras.Sequential) and smaller.get_layer("conv").filters == 6
@@ -130,8 +134,11 @@ def test_subclassed_keras3_models_are_refused_in_one_line():
         def call(self, x):
             return x
 
-    for compress in (lambda m: ek.prune_channels(m, ratio=0.5), ek.sparsify,
-                     lambda m: ek.factorize(m, energy=0.9)):  # fmt: skip
+    for compress in (
+        lambda m: ek.prune_channels(m, ratio=0.5),
+        ek.sparsify,
+        lambda m: ek.factorize(m, energy=0.9),
+    ):
         with pytest.raises(UsageError, match="subclassed model; structured compression edits"):
             compress(Subclassed())
 
@@ -142,11 +149,19 @@ def test_schedule_prunes_during_keras3_fit_and_deploys(trained, digits_data, tmp
     train, calib, val = digits_data
     model = _compile(_copy(trained), keras.optimizers.Adam(3e-3))
     before = keras_macs(model)
-    schedule = ek.callbacks.ChannelPruningSchedule(ratio=0.5, epochs=[0, 1], criterion="l1",
-                                                   verbose=0)  # fmt: skip
+    schedule = ek.callbacks.ChannelPruningSchedule(
+        ratio=0.5, epochs=[0, 1], criterion="l1", verbose=0
+    )
     assert isinstance(schedule, keras.callbacks.Callback)
-    history = model.fit(train.x, train.y, epochs=4, batch_size=BATCH, verbose=0,
-                        validation_data=(val.x, val.y), callbacks=[schedule])  # fmt: skip
+    history = model.fit(
+        train.x,
+        train.y,
+        epochs=4,
+        batch_size=BATCH,
+        verbose=0,
+        validation_data=(val.x, val.y),
+        callbacks=[schedule],
+    )
     macs = history.history["pruning/macs"]
     assert before > macs[0] > macs[1] == macs[2] == macs[3]
     slots = 0
@@ -159,12 +174,19 @@ def test_schedule_prunes_during_keras3_fit_and_deploys(trained, digits_data, tmp
     smaller = schedule.pruned_model()
     assert _is_keras3(smaller) and keras_macs(smaller) == macs[-1]
     x = val.x[:64]
-    np.testing.assert_allclose(smaller.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        smaller.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
     assert history.history["val_accuracy"][-1] > 0.8  # trained on, not broken
     reloaded = _reloads(smaller, tmp_path / "scheduled.keras", x)
-    bundle = edgekit.deploy(reloaded, "raspberry-pi-4", calibration=calib.x[:64],
-                            out=tmp_path / "out", force=True, analysis=False)  # fmt: skip
+    bundle = edgekit.deploy(
+        reloaded,
+        "raspberry-pi-4",
+        calibration=calib.x[:64],
+        out=tmp_path / "out",
+        force=True,
+        analysis=False,
+    )
     assert bundle.ok, [c.detail for c in bundle.report.failed_checks()]
     assert bundle.report.model["kind"] == "keras3"
 
@@ -191,9 +213,14 @@ def test_factorize_keras3_approximates_the_original(trained, digits_data, tmp_pa
     thin, report = ek.factorize(model, energy=0.99, return_report=True)
     assert _is_keras3(thin)
     assert {(f.name, f.method, f.ranks) for f in report.layers} == {
-        ("conv2", "separable", (3,)), ("hidden", "svd", (4,))}  # fmt: skip
+        ("conv2", "separable", (3,)),
+        ("hidden", "svd", (4,)),
+    }
     assert [type(thin.get_layer(n)).__name__ for n in ("conv2_v", "conv2", "hidden_lr")] == [
-        "Conv2D", "Conv2D", "Dense"]  # fmt: skip
+        "Conv2D",
+        "Conv2D",
+        "Dense",
+    ]
     assert keras_macs(thin) < keras_macs(model)
     expected = model.predict(x, verbose=0)
     error = np.abs(thin.predict(x, verbose=0) - expected).max() / np.abs(expected).max()
@@ -208,8 +235,9 @@ def test_sparsify_and_proximal_sparsity_on_keras3(trained, digits_data, tmp_path
     x = val.x[:32]
     sparse = ek.sparsify(trained, filters=1e-4, gamma=1e-4)
     assert _is_keras3(sparse)
-    np.testing.assert_allclose(sparse.predict(x, verbose=0), trained.predict(x, verbose=0),
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        sparse.predict(x, verbose=0), trained.predict(x, verbose=0), atol=1e-6
+    )
     producers = sum(len(g.producers) for g in ChannelGraph(trained).prunable())
     assert producers == 4  # conv1, pw, conv2, hidden; BNs follow the first two
     assert len(sparse.losses) == producers + 2  # a kernel term each, a γ term per BN

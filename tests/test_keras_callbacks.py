@@ -16,8 +16,13 @@ def test_target_fit_check_logs_and_leaves_the_model_alone(base_model, digits_dat
     train, calib, _ = digits_data
     pruned = ek.prune_low_magnitude(base_model, ek.ConstantSparsity(0.5, 0, frequency=1))
     pruned.compile("adam", "sparse_categorical_crossentropy")
-    pruned.fit(train.x[:64], train.y[:64], epochs=1, verbose=0,
-               callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    pruned.fit(
+        train.x[:64],
+        train.y[:64],
+        epochs=1,
+        verbose=0,
+        callbacks=[ek.callbacks.UpdatePruningStep()],
+    )
     check = ek.callbacks.TargetFitCheck("cortex-m4", calib.x)
     check.set_model(pruned)
     before = [w.copy() for w in pruned.get_weights()]

@@ -53,8 +53,9 @@ def test_clustered_weights_survive_int8(base_model, digits_data, tmp_path):
         quantization=Quantization("int8", "int8", per_channel=False),
     )
     for target, per_channel in ((per_tensor, False), ("cortex-m4", True), ("coral", True)):
-        bundle = edgekit.deploy(stripped, target, calibration=calib.x, validation=(val.x, val.y),
-                                out=tmp_path)  # fmt: skip
+        bundle = edgekit.deploy(
+            stripped, target, calibration=calib.x, validation=(val.x, val.y), out=tmp_path
+        )
         assert bundle.ok, bundle.report.failed_checks()
         deployed = next(a.path for a in bundle.report.artifacts if a.role == "deployed model")
         model = load_tflite(bundle.path / deployed)

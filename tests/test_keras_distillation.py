@@ -69,9 +69,10 @@ def test_bad_layer_names_list_the_valid_ones(base_model):
         ek.Distiller(_student(keras), base_model, [ek.FeatureMatchingLoss([("s_conv", "missing")])])
     with pytest.raises(EdgekitError, match="adapter=True"):
         ek.Distiller(
-            _student(keras), base_model,
+            _student(keras),
+            base_model,
             [ek.FeatureMatchingLoss([("s_conv", "conv2d_1")], adapter=False)],
-        )  # fmt: skip
+        )
 
 
 @pytest.mark.slow
@@ -93,10 +94,14 @@ def test_distiller_trains_anneals_and_the_student_deploys(base_model, digits_dat
     teacher_before = [w.copy() for w in base_model.get_weights()]
     distiller.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
     history = distiller.fit(
-        train.x, train.y, epochs=3, batch_size=32, verbose=0,
+        train.x,
+        train.y,
+        epochs=3,
+        batch_size=32,
+        verbose=0,
         validation_data=(val.x, val.y),
         callbacks=[ek.callbacks.DistillationSchedule(temperature=(6.0, 2.0), alpha=(0.1, 0.5))],
-    ).history  # fmt: skip
+    ).history
     assert history["distill/temperature"] == pytest.approx([6.0, 4.0, 2.0])
     assert history["distill/alpha"] == pytest.approx([0.1, 0.3, 0.5])
     assert history["loss"][-1] < history["loss"][0]
@@ -106,13 +111,19 @@ def test_distiller_trains_anneals_and_the_student_deploys(base_model, digits_dat
     )
     assert distiller.student.count_params() < base_model.count_params() / 4
     for target in ("cortex-m4", "coral"):
-        bundle = edgekit.deploy(distiller.student, target, calibration=calib.x,
-                                validation=(val.x, val.y), out=tmp_path)  # fmt: skip
+        bundle = edgekit.deploy(
+            distiller.student, target, calibration=calib.x, validation=(val.x, val.y), out=tmp_path
+        )
         assert bundle.ok, bundle.report.failed_checks()
         assert bundle.report.metrics["deployed_accuracy"] > 0.8
     assert bundle.report.metrics["top1_agreement"] > 0.95
-    m4 = edgekit.deploy(distiller.student, "cortex-m4", calibration=calib.x,
-                        validation=(val.x, val.y), out=tmp_path / "again")  # fmt: skip
+    m4 = edgekit.deploy(
+        distiller.student,
+        "cortex-m4",
+        calibration=calib.x,
+        validation=(val.x, val.y),
+        out=tmp_path / "again",
+    )
     # On an MCU target the deployed figures are TFLM's (the runtime the board runs).
     assert m4.report.verification["runtime"].startswith("TFLM")
     assert m4.report.metrics.deployed_accuracy > 0.8
@@ -127,8 +138,13 @@ def test_pruned_student_distills_and_keeps_sparsity(base_model, digits_data):
         student, base_model, [ek.AttentionTransferLoss([("s_conv", "conv2d")])]
     )
     distiller.compile("adam", "sparse_categorical_crossentropy")
-    distiller.fit(train.x[:256], train.y[:256], epochs=1, verbose=0,
-                  callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    distiller.fit(
+        train.x[:256],
+        train.y[:256],
+        epochs=1,
+        verbose=0,
+        callbacks=[ek.callbacks.UpdatePruningStep()],
+    )
     assert ek.total_sparsity(distiller.student) == pytest.approx(0.5, abs=0.01)
 
 
@@ -137,9 +153,10 @@ def test_qat_wrapped_student_distills_by_original_layer_names(base_model, digits
     train = digits_data[0]
     student = ek.quantize_model(_student(keras), target="cortex-m4")
     distiller = ek.Distiller(
-        student, base_model,
+        student,
+        base_model,
         [ek.SoftTargetLoss(2.0), ek.AttentionTransferLoss([("s_conv", "conv2d")])],
-    )  # fmt: skip
+    )
     distiller.compile("adam", "sparse_categorical_crossentropy")
     history = distiller.fit(train.x[:256], train.y[:256], epochs=2, verbose=0).history
     assert np.isfinite(history["loss"]).all()

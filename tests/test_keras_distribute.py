@@ -27,12 +27,27 @@ def _free_port() -> int:
 
 
 def _run(strategy: str, out, env=None, keras="3"):
-    cmd = [sys.executable, str(SCRIPT), "--technique", "all", "--strategy", strategy,
-           "--epochs", EPOCHS, "--out", str(out), "--keras", keras]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--technique",
+        "all",
+        "--strategy",
+        strategy,
+        "--epochs",
+        EPOCHS,
+        "--out",
+        str(out),
+        "--keras",
+        keras,
+    ]
     return subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cmd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
 
 
 def _finish(proc):
@@ -86,11 +101,20 @@ def test_multi_worker_mirrored_with_two_processes(single_tf_keras, tmp_path):
     assert (tmp_path / "r0.json").exists() and not (tmp_path / "r1.json").exists()
 
 
-
 def test_keras3_under_multi_worker_is_refused_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--strategy", "multiworker", "--out",
-                             str(tmp_path / "r.json")], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--strategy",
+            "multiworker",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: Keras 3")
     assert "--keras tf_keras" in result.stderr and "Traceback" not in result.stderr

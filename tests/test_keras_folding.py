@@ -18,10 +18,14 @@ def _randomise_batchnorm(model, seed=0):
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 2, gamma.shape), rng.normal(0, 1, beta.shape),
-                rng.normal(0, 1, mean.shape), rng.uniform(0.2, 3, var.shape),
-            ])  # fmt: skip
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 2, gamma.shape),
+                    rng.normal(0, 1, beta.shape),
+                    rng.normal(0, 1, mean.shape),
+                    rng.uniform(0.2, 3, var.shape),
+                ]
+            )
 
 
 def test_sequential_example_folds_to_the_same_outputs(base_model, digits_data):
@@ -31,8 +35,9 @@ def test_sequential_example_folds_to_the_same_outputs(base_model, digits_data):
     assert "BatchNormalization" not in _kinds(folded)
     assert _kinds(base_model).count("BatchNormalization") == 2  # untouched
     assert folded.get_layer(base_model.layers[0].name).use_bias
-    np.testing.assert_allclose(folded.predict(x, verbose=0), base_model.predict(x, verbose=0),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        folded.predict(x, verbose=0), base_model.predict(x, verbose=0), atol=1e-5
+    )
 
 
 def _keras(which):
@@ -66,8 +71,7 @@ def test_functional_dense_folds_and_shared_conv_is_left_or_refused(which):
         n for n in ("bn_after_shared", "bn_head") if n in {lyr.name for lyr in folded.layers}
     ] == ["bn_after_shared"]
     x = np.random.default_rng(2).normal(size=(8, 6, 6, 2)).astype("float32")
-    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_keras3_residual_depthwise_model_folds_as_keras3():
@@ -86,8 +90,7 @@ def test_keras3_residual_depthwise_model_folds_as_keras3():
     assert type(folded).__module__.startswith("keras.")
     assert "BatchNormalization" not in _kinds(folded)
     x = np.random.default_rng(4).normal(size=(4, 8, 8, 3)).astype("float32")
-    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_surgery_reads_and_renames_links_in_both_config_formats():

@@ -30,8 +30,9 @@ def base_model_module(example):
     return example.model(tf_keras())
 
 
-def test_power_of_two_weights_deploy_exactly_and_run_on_tflm(pot_model, example, digits_data,
-                                                              tmp_path):  # fmt: skip
+def test_power_of_two_weights_deploy_exactly_and_run_on_tflm(
+    pot_model, example, digits_data, tmp_path
+):
     _, calib, val = digits_data
     pot = edgekit.deploy(pot_model, "cortex-m4", validation=(val.x, val.y), out=tmp_path / "p")
     assert pot.ok, pot.report.failed_checks()
@@ -42,8 +43,13 @@ def test_power_of_two_weights_deploy_exactly_and_run_on_tflm(pot_model, example,
     step = next(s for s in pot.report.steps if s.name == "convert int8")
     assert "power-of-two weights" in step.detail
     # Against uniform int8 of the same float model: a few points at most, and smaller gzip.
-    uniform = edgekit.deploy(example.model_path, "cortex-m4", calibration=calib.x,
-                             validation=(val.x, val.y), out=tmp_path / "u")  # fmt: skip
+    uniform = edgekit.deploy(
+        example.model_path,
+        "cortex-m4",
+        calibration=calib.x,
+        validation=(val.x, val.y),
+        out=tmp_path / "u",
+    )
     pm, um = pot.report.metrics, uniform.report.metrics
     assert pm.deployed_accuracy >= um.deployed_accuracy - 0.03
     assert pm.output_sqnr_db < um.output_sqnr_db  # the constraint costs SQNR, and says so

@@ -45,9 +45,13 @@ def test_keras3_model_is_rebuilt_for_tfmot():
     import keras as keras3
 
     k3 = keras3.Sequential(
-        [keras3.Input((8, 8, 1)), keras3.layers.Conv2D(8, 3), keras3.layers.Flatten(),
-         keras3.layers.Dense(10)]
-    )  # fmt: skip
+        [
+            keras3.Input((8, 8, 1)),
+            keras3.layers.Conv2D(8, 3),
+            keras3.layers.Flatten(),
+            keras3.layers.Dense(10),
+        ]
+    )
     # A Keras 3 model is pruned natively (test_keras3_pruning.py); tfmot's options need the
     # tf_keras rebuild, asked for explicitly.
     rebuilt = ek.ensure_tf_keras(k3)
@@ -66,16 +70,26 @@ def test_pruning_reaches_the_deployed_models(base_model, digits_data, tmp_path):
     )
     pruned.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
     history = pruned.fit(
-        train.x, train.y, epochs=4, batch_size=32, verbose=0,
+        train.x,
+        train.y,
+        epochs=4,
+        batch_size=32,
+        verbose=0,
         callbacks=[ek.callbacks.UpdatePruningStep(), ek.callbacks.SparsityLogger()],
-    )  # fmt: skip
+    )
     assert history.history["sparsity/total"][-1] == pytest.approx(0.8, abs=0.01)
     assert history.history["sparsity/total"][0] < history.history["sparsity/total"][-1]
     assert any(key.startswith("sparsity/dense") for key in history.history)
     stripped = ek.strip_pruning(pruned)
     for target in ("cortex-m4", "coral"):
-        bundle = edgekit.deploy(stripped, target, calibration=calib.x, validation=(val.x, val.y),
-                                out=tmp_path, sparse_size=True)  # fmt: skip
+        bundle = edgekit.deploy(
+            stripped,
+            target,
+            calibration=calib.x,
+            validation=(val.x, val.y),
+            out=tmp_path,
+            sparse_size=True,
+        )
         assert bundle.ok, bundle.report.failed_checks()
         deployed = next(a.path for a in bundle.report.artifacts if a.role == "deployed model")
         model = load_tflite(bundle.path / deployed)
@@ -108,12 +122,19 @@ def test_pruning_a_model_leaves_the_original_untouched_and_distillable(base_mode
     # fine-tuning with the original as teacher would distil from the student itself.
     train = digits_data[0]
     before = [w.copy() for w in base_model.get_weights()]
-    pruned = ek.prune_low_magnitude(base_model, ek.pruning_schedule(0.8, epochs=1,
-                                                                    steps_per_epoch=8))  # fmt: skip
+    pruned = ek.prune_low_magnitude(
+        base_model, ek.pruning_schedule(0.8, epochs=1, steps_per_epoch=8)
+    )
     mine = {v.ref() for v in pruned.weights}
     assert not any(v.ref() in mine for v in base_model.weights)
-    history = ek.fine_tune(pruned, train.x[:512], train.y[:512], epochs=1, teacher=base_model,
-                           callbacks=[ek.callbacks.UpdatePruningStep()])  # fmt: skip
+    history = ek.fine_tune(
+        pruned,
+        train.x[:512],
+        train.y[:512],
+        epochs=1,
+        teacher=base_model,
+        callbacks=[ek.callbacks.UpdatePruningStep()],
+    )
     assert history.history["distillation_loss"][-1] > 0  # a real teacher
     for old, new in zip(before, base_model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)

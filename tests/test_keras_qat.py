@@ -44,14 +44,18 @@ def test_per_axis_or_per_tensor_comes_from_the_target(base_model, digits_data):
         load_target("cortex-m4"), quantization=Quantization("int8", "int8", per_channel=False)
     )
     qat = _train(ek.quantize_model(base_model, target=per_tensor), train)
-    assert "BatchNormalization" not in {type(layer.layer).__name__ for layer in qat.layers
-                                        if hasattr(layer, "layer")}  # fmt: skip
+    assert "BatchNormalization" not in {
+        type(layer.layer).__name__ for layer in qat.layers if hasattr(layer, "layer")
+    }
     model = read_tflite(convert(from_keras(qat), "int8", io_dtype="int8", per_channel=False).data)
     # Every conv kernel (the BatchNorm-followed ones and the Conv+ReLU one) has one scale.
     assert _weight_scales(model, ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")) == {
-        "CONV_2D0": 1, "DEPTHWISE_CONV_2D1": 1, "CONV_2D2": 1,
-        "FULLY_CONNECTED7": 1, "FULLY_CONNECTED8": 1,
-    }  # fmt: skip
+        "CONV_2D0": 1,
+        "DEPTHWISE_CONV_2D1": 1,
+        "CONV_2D2": 1,
+        "FULLY_CONNECTED7": 1,
+        "FULLY_CONNECTED8": 1,
+    }
     assert {t.dtype for t in model.tensors if not t.is_constant} == {"INT8"}
     with pytest.raises(EdgekitError, match="per-tensor weights.*per-axis only"):
         ek.quantize_model(base_model, target=per_tensor, preserve="sparsity")
@@ -127,13 +131,16 @@ def test_prune_preserving_qat_keeps_sparsity(base_model, digits_data, tmp_path):
     model = load_tflite(bundle.path / "digits_cnn_int8.tflite")
     assert weight_sparsity(model, ("CONV_2D", "FULLY_CONNECTED")) >= 0.73
     plain = _train(ek.quantize_model(stripped, target="cortex-m4"), train.head(600))
-    plain_bundle = edgekit.deploy(plain, "cortex-m4", validation=(val.x, val.y),
-                                  out=tmp_path / "plain")  # fmt: skip
+    plain_bundle = edgekit.deploy(
+        plain, "cortex-m4", validation=(val.x, val.y), out=tmp_path / "plain"
+    )
     plain_model = load_tflite(plain_bundle.path / "digits_cnn_int8.tflite")
     # Without the preserving scheme, QAT training refills zeros: below the target.
     assert weight_sparsity(plain_model, ("CONV_2D", "FULLY_CONNECTED")) < 0.73
-    assert bundle.ok and plain_bundle.ok, (bundle.report.failed_checks(),
-                                           plain_bundle.report.failed_checks())  # fmt: skip
+    assert bundle.ok and plain_bundle.ok, (
+        bundle.report.failed_checks(),
+        plain_bundle.report.failed_checks(),
+    )
     for b in (bundle, plain_bundle):
         metrics = b.report.metrics
         assert metrics["deployed_accuracy"] > 0.9  # 95.8 % here, float 95.6 %

@@ -33,8 +33,9 @@ def test_several_inputs_come_as_a_list_a_dict_or_an_npz(tmp_path):
     assert np.array_equal(data.x["image"], image[:5])
     assert np.array_equal(load_dataset(str(numbered), SPECS, "calibration").x["meta"], meta)
     # Read before the model's inputs were known (deploy checks files before TensorFlow loads):
-    early = load_dataset(str(numbered), [InputSpec("x0", (1, 4, 4, 3)), InputSpec("x1", (1, 8))],
-                         "calibration")  # fmt: skip
+    early = load_dataset(
+        str(numbered), [InputSpec("x0", (1, 4, 4, 3)), InputSpec("x1", (1, 8))], "calibration"
+    )
     assert np.array_equal(load_dataset(early, SPECS, "calibration").x["image"], image)
 
 
@@ -87,8 +88,11 @@ def _same_shape_model():
     keras.utils.set_random_seed(3)
     left = keras.Input((8,), name="left")
     right = keras.Input((8,), name="right")
-    out = layers.Dense(4)(layers.Concatenate()([layers.Dense(6, activation="relu")(left),
-                                                layers.Dense(6)(right) * 3.0]))  # fmt: skip
+    out = layers.Dense(4)(
+        layers.Concatenate()(
+            [layers.Dense(6, activation="relu")(left), layers.Dense(6)(right) * 3.0]
+        )
+    )
     return keras.Model([left, right], out, name="left_right")
 
 
@@ -104,8 +108,13 @@ def test_inputs_of_one_shape_reach_the_right_tensor(tmp_path):
     model = _same_shape_model()
     rng = np.random.default_rng(0)
     left, right = rng.normal(size=(64, 8)).astype("float32"), rng.random((64, 8), np.float32)
-    bundle = edgekit.deploy(model, "raspberry-pi-4", calibration={"right": right, "left": left},
-                            out=tmp_path, analysis=False)  # fmt: skip
+    bundle = edgekit.deploy(
+        model,
+        "raspberry-pi-4",
+        calibration={"right": right, "left": left},
+        out=tmp_path,
+        analysis=False,
+    )
     assert bundle.ok, [c.detail for c in bundle.report.failed_checks()]
     deployed = load_tflite(bundle.file(Role.DEPLOYED_MODEL))
     expected = model.predict([left, right], verbose=0)
@@ -130,15 +139,30 @@ def test_a_two_input_bundle_benches_on_the_linux_harness(tmp_path):
     image, meta = keras.Input((6, 6, 1), name="image"), keras.Input((8,), name="meta")
     joined = keras.layers.Concatenate()([keras.layers.Flatten()(image), meta])
     model = keras.Model([image, meta], keras.layers.Dense(3)(joined))
-    bundle = edgekit.deploy(model, "raspberry-pi-4", calibration="random", out=tmp_path / "b",
-                            analysis=False)  # fmt: skip
+    bundle = edgekit.deploy(
+        model, "raspberry-pi-4", calibration="random", out=tmp_path / "b", analysis=False
+    )
     deployed = load_tflite(bundle.file(Role.DEPLOYED_MODEL))
     assert [len(t.shape) for t in deployed.input_tensors()] == [2, 4]  # meta first
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "in.npz", image=rng.integers(-128, 127, (1, 6, 6, 1), dtype=np.int8),
-             meta=rng.integers(-128, 127, (1, 8), dtype=np.int8))  # fmt: skip
+    np.savez(
+        tmp_path / "in.npz",
+        image=rng.integers(-128, 127, (1, 6, 6, 1), dtype=np.int8),
+        meta=rng.integers(-128, 127, (1, 8), dtype=np.int8),
+    )
     for extra in ([], ["--input", str(tmp_path / "in.npz")]):
-        result = run_edgekit("bench", str(bundle.path), "--device", "local", "--runs", "3",
-                             "--warmup", "0", "--db", str(tmp_path / "r.db"), *extra)  # fmt: skip
+        result = run_edgekit(
+            "bench",
+            str(bundle.path),
+            "--device",
+            "local",
+            "--runs",
+            "3",
+            "--warmup",
+            "0",
+            "--db",
+            str(tmp_path / "r.db"),
+            *extra,
+        )
         assert result.returncode == 0, result.stderr[-1500:]
         assert "recorded as run" in result.stdout

@@ -46,11 +46,22 @@ def test_in_ci_a_missing_part_fails_instead_of_skipping(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKIT_REQUIRE")}
         env.pop("CI", None)
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider",
-             str(tmp_path / "test_part.py")],
-            capture_output=True, text=True, env={**env, **extra, "PYTHONPATH": str(REPO / "tests")},
-            cwd=tmp_path, timeout=300,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-rfs",
+                "-p",
+                "no:cacheprovider",
+                str(tmp_path / "test_part.py"),
+            ],
+            capture_output=True,
+            text=True,
+            env={**env, **extra, "PYTHONPATH": str(REPO / "tests")},
+            cwd=tmp_path,
+            timeout=300,
+        )
         outcomes[name] = (done.returncode, "1 skipped" in done.stdout, "1 failed" in done.stdout)
     assert outcomes["here"] == (0, True, False)
     assert outcomes["ci"] == outcomes["ci service"] == outcomes["one part"] == (1, False, True)
@@ -87,8 +98,17 @@ def test_an_interrupted_step_is_not_a_green_tick(capsys):
 
 
 def test_an_mcu_target_refuses_a_delegate(tmp_path):
-    result = run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4", "--delegate", "gpu",
-                         "--out", str(tmp_path))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        "--example",
+        "digits",
+        "-t",
+        "cortex-m4",
+        "--delegate",
+        "gpu",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 2
     assert "runs TFLM, which has no delegates" in result.stderr
     assert not any(tmp_path.iterdir())
@@ -98,10 +118,21 @@ def test_a_pytest_run_leaves_no_cache_directory(tmp_path):
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     env.pop("EDGEKIT_CACHE_DIR", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(REPO / "tests" / "test_lint.py")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(REPO / "tests" / "test_lint.py"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-1000:]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("edgekit-test-cache")]
 
@@ -109,10 +140,23 @@ def test_a_pytest_run_leaves_no_cache_directory(tmp_path):
 def test_a_taken_bundle_path_is_refused_before_tensorflow_loads(example, tmp_path):
     (tmp_path / "digits-cortex-m4").mkdir()
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "edgekit", "deploy", str(example.model_path),
-         "-t", "cortex-m4", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "edgekit",
+            "deploy",
+            str(example.model_path),
+            "-t",
+            "cortex-m4",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "already exists" in result.stderr
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert not {m for m in imported if m.split(".")[0] in ("tensorflow", "tf_keras")}
@@ -130,16 +174,20 @@ def test_the_first_progress_line_comes_before_tensorflow(example, tmp_path):
         "               calibration='random', on_step=on_step)\n"
         "print(seen[0])\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "('start', 'load model', False)"
 
 
 def test_examples_and_guides_use_only_public_imports():
     private = re.compile(r"from edgekit\._|import edgekit\._")
-    for path in [*(REPO / "examples").glob("*.py"), *(REPO / "docs").rglob("*.md"),
-                 REPO / "README.md"]:  # fmt: skip
+    for path in [
+        *(REPO / "examples").glob("*.py"),
+        *(REPO / "docs").rglob("*.md"),
+        REPO / "README.md",
+    ]:
         assert not private.search(path.read_text()), path
 
 
@@ -155,8 +203,13 @@ def test_a_validation_file_without_labels_is_noted(example, tmp_path):
 
     val = tmp_path / "val.npz"
     np.savez(val, x=example.validation.x[:40])
-    bundle = edgekit.deploy(example.model_path, "raspberry-pi-4", calibration="random",
-                            validation=str(val), out=tmp_path)  # fmt: skip
+    bundle = edgekit.deploy(
+        example.model_path,
+        "raspberry-pi-4",
+        calibration="random",
+        validation=str(val),
+        out=tmp_path,
+    )
     assert any("has no labels" in note and "'y'" in note for note in bundle.report.notes)
     assert bundle.report.metrics.deployed_accuracy is None
 
@@ -164,8 +217,13 @@ def test_a_validation_file_without_labels_is_noted(example, tmp_path):
 def test_float16_step_says_what_float16_is(example, tmp_path):
     import edgekit
 
-    bundle = edgekit.deploy(example.model_path, "android-arm64", delegate="gpu",
-                            calibration=example.calibration.x, out=tmp_path)  # fmt: skip
+    bundle = edgekit.deploy(
+        example.model_path,
+        "android-arm64",
+        delegate="gpu",
+        calibration=example.calibration.x,
+        out=tmp_path,
+    )
     step = next(s for s in bundle.report.steps if s.name == "convert float16")
     assert "float16 weights" in step.detail
     assert "calibration" not in step.detail and "per-channel" not in step.detail
@@ -178,8 +236,9 @@ def test_a_uint8_io_model_is_described_as_such(digits_tflite):
     from edgekit.targets import load_target
     from edgekit.tflite_model import load_tflite
 
-    checks = {c.name: c for c in check_model(load_tflite(digits_tflite["uint8"]),
-                                              load_target("coral"))}  # fmt: skip
+    checks = {
+        c.name: c for c in check_model(load_tflite(digits_tflite["uint8"]), load_target("coral"))
+    }
     assert checks["fully_quantized"].ok
     assert "uint8 at the inputs/outputs" in checks["fully_quantized"].detail
 
@@ -188,8 +247,13 @@ def test_bundle_commands_quote_uris():
     from edgekit.bench.bundle import bench_commands
 
     host = bench_commands("mcu", "serial", "m.tflite", 1, "none")["host"]
-    assert shlex.split(host) == ["edgekit", "bench", ".", "--device",
-                                 "serial:///dev/ttyACM0?baud=115200"]  # fmt: skip
+    assert shlex.split(host) == [
+        "edgekit",
+        "bench",
+        ".",
+        "--device",
+        "serial:///dev/ttyACM0?baud=115200",
+    ]
     assert "'serial:///dev/ttyACM0?baud=115200'" in host
 
 
@@ -206,8 +270,17 @@ def test_help_texts_say_what_they_mean(tmp_path):
     listing = help_of("results", "list")
     assert "Show at most this many runs" in listing and "Print the runs as JSON" in listing
     assert "--json" in help_of("results", "show")
-    typo = run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4",
-                       "--calibration-method", "minmx", "--out", str(tmp_path))  # fmt: skip
+    typo = run_edgekit(
+        "deploy",
+        "--example",
+        "digits",
+        "-t",
+        "cortex-m4",
+        "--calibration-method",
+        "minmx",
+        "--out",
+        str(tmp_path),
+    )
     assert typo.returncode == 2 and "converter" in typo.stderr.splitlines()[-1], typo.stderr
 
 

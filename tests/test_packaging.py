@@ -20,9 +20,20 @@ def wheel(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("wheel")
     source = tmp_path_factory.mktemp("source") / "edgekit"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        "*.egg-info", "build", "dist", ".git", "__pycache__", ".venv", ".ruff_cache",
-        ".pytest_cache"))  # fmt: skip
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            "*.egg-info",
+            "build",
+            "dist",
+            ".git",
+            "__pycache__",
+            ".venv",
+            ".ruff_cache",
+            ".pytest_cache",
+        ),
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
         check=True,
@@ -66,8 +77,12 @@ def test_wheel_has_every_package_of_the_source_tree(wheel):
     # pyproject lists packages by hand (package-dir maps converters/, targets/, devices/ into
     # edgekit): a package missing from that list installs editable but not from a wheel.
     names = set(zipfile.ZipFile(wheel).namelist())
-    roots = {"edgekit": "edgekit", "converters": "edgekit/converters",
-             "targets": "edgekit/profiles", "devices": "edgekit/devices"}  # fmt: skip
+    roots = {
+        "edgekit": "edgekit",
+        "converters": "edgekit/converters",
+        "targets": "edgekit/profiles",
+        "devices": "edgekit/devices",
+    }
     for source, installed in roots.items():
         for init in (REPO / source).rglob("__init__.py"):
             relative = init.relative_to(REPO / source).as_posix()
@@ -83,8 +98,9 @@ def test_regular_install_in_a_venv(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     probe = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site = subprocess.run([str(py), "-c", probe], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
+    site = subprocess.run(
+        [str(py), "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
     outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (Path(site) / "outer-deps.pth").write_text("\n".join(sorted(outer)) + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
@@ -113,9 +129,12 @@ def test_no_generic_top_level_package_in_this_environment(tmp_path):
 
 
 LIGHT = [
-    ["--help"], ["targets", "list"], ["targets", "show", "coral"], ["bench", "--help"],
+    ["--help"],
+    ["targets", "list"],
+    ["targets", "show", "coral"],
+    ["bench", "--help"],
     ["results", "list", "--db", "r.db"],
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("args", LIGHT)
@@ -195,8 +214,13 @@ def test_every_example_needs_only_what_pip_install_brings():
     import importlib.metadata as metadata
     import re
 
-    out = subprocess.run([sys.executable, "-c", EXAMPLE_DATA], capture_output=True, text=True,
-                         check=True, timeout=600).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", EXAMPLE_DATA],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout.split()
     owners = metadata.packages_distributions()
     closure = _declared_closure()
     missing = {

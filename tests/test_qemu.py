@@ -51,9 +51,18 @@ def test_bundle_runs_on_qemu_bit_exact_with_host_tflm(qemu_run, digits_m4):
     assert stored.runtime == result.runtime and stored.metrics["instructions"]
 
 
-DIGITS_OPS = "".join(f"resolver.Add{op}();\n" for op in (
-    "AveragePool2D", "Conv2D", "DepthwiseConv2D", "FullyConnected", "MaxPool2D", "Reshape",
-    "Softmax"))  # fmt: skip
+DIGITS_OPS = "".join(
+    f"resolver.Add{op}();\n"
+    for op in (
+        "AveragePool2D",
+        "Conv2D",
+        "DepthwiseConv2D",
+        "FullyConnected",
+        "MaxPool2D",
+        "Reshape",
+        "Softmax",
+    )
+)
 
 
 def test_the_library_holds_tflm_s_core_and_only_the_models_kernels(tflm_tree):
@@ -62,14 +71,22 @@ def test_the_library_holds_tflm_s_core_and_only_the_models_kernels(tflm_tree):
     assert len(chosen) < len(everything) / 2  # 317 files in the shared CMSIS-NN tree
     kernels = "tensorflow/lite/micro/kernels/"
     cmsis = "third_party/cmsis_nn/Source/"
-    for needed in ("tensorflow/lite/micro/micro_interpreter.cc",  # the core
-                   f"{kernels}cmsis_nn/conv.cc", f"{kernels}conv_common.cc",  # an op, its helper
-                   f"{kernels}reshape.cc", f"{kernels}kernel_util.cc",  # reference, shared
-                   f"{cmsis}ConvolutionFunctions/arm_convolve_s8.c"):  # fmt: skip
+    for needed in (
+        "tensorflow/lite/micro/micro_interpreter.cc",  # the core
+        f"{kernels}cmsis_nn/conv.cc",
+        f"{kernels}conv_common.cc",  # an op, its helper
+        f"{kernels}reshape.cc",
+        f"{kernels}kernel_util.cc",  # reference, shared
+        f"{cmsis}ConvolutionFunctions/arm_convolve_s8.c",
+    ):
         assert needed in chosen, needed
-    for unused in (f"{kernels}cmsis_nn/svdf.cc", f"{kernels}lstm_eval.cc",
-                   f"{kernels}cmsis_nn/add.cc", "signal/src/window.cc",
-                   "tensorflow/lite/micro/test_helpers.cc"):  # fmt: skip
+    for unused in (
+        f"{kernels}cmsis_nn/svdf.cc",
+        f"{kernels}lstm_eval.cc",
+        f"{kernels}cmsis_nn/add.cc",
+        "signal/src/window.cc",
+        "tensorflow/lite/micro/test_helpers.cc",
+    ):
         assert unused not in chosen, unused
     # Every op MicroMutableOpResolver can register has its kernel found, in both trees.
     resolver = (tflm_tree / "tensorflow/lite/micro/micro_mutable_op_resolver.h").read_text()
@@ -81,9 +98,11 @@ def test_the_library_holds_tflm_s_core_and_only_the_models_kernels(tflm_tree):
     assert f"{kernels}conv.cc" in library_sources(reference, ["AddConv2D"])  # reference kernels
     # Helpers named by a function pointer, and tables (data) (found unlinked: see benchmarks.md)
     assert "signal/micro/kernels/fft_auto_scale_common.cc" in library_sources(
-        tflm_tree, ["AddFftAutoScale"])  # fmt: skip
+        tflm_tree, ["AddFftAutoScale"]
+    )
     assert f"{cmsis}NNSupportFunctions/arm_nntables.c" in library_sources(
-        tflm_tree, ["AddUnidirectionalSequenceLSTM"])  # fmt: skip
+        tflm_tree, ["AddUnidirectionalSequenceLSTM"]
+    )
     with pytest.raises(UsageError, match="calls AddTurbo, which this TFLM tree"):
         library_sources(tflm_tree, ["AddConv2D", "AddTurbo"])
 
@@ -97,8 +116,10 @@ def test_a_cold_library_build_shows_progress_with_the_time_left(digits_m4_deploy
     chosen = library_sources(tflm_tree, ops_in((bundle.path / "tflm/model_ops.h").read_text()))
     assert f": {len(chosen)} files (TFLM's core and the kernels of AveragePool2D" in starts[0]
     assert f"on {os.cpu_count()} cores" in starts[0]
-    progress = re.compile(r"TFLM library \(cmsis-nn, cortex-m4\): (\d+)/(\d+) files, \d+ s, "
-                          r"(about \d+ s left|estimating the time left)$")  # fmt: skip
+    progress = re.compile(
+        r"TFLM library \(cmsis-nn, cortex-m4\): (\d+)/(\d+) files, \d+ s, "
+        r"(about \d+ s left|estimating the time left)$"
+    )
     shown = [(t, progress.search(m)) for t, m in notes if progress.search(m)]
     assert shown and all(int(m.group(2)) == len(chosen) for _, m in shown)
     assert any(m.group(3).startswith("about") for _, m in shown)
@@ -113,15 +134,36 @@ def test_a_cold_library_build_shows_progress_with_the_time_left(digits_m4_deploy
 
 @pytest.mark.slow
 def test_json_output_keeps_progress_on_stderr(digits_m4, tflm_tree, tmp_path):
-    benched = run_edgekit("bench", str(digits_m4), "--device", "qemu", "--tflm-dir",
-                          str(tflm_tree), "--runs", "2", "--warmup", "0", "--no-record",
-                          "--json")  # fmt: skip
+    benched = run_edgekit(
+        "bench",
+        str(digits_m4),
+        "--device",
+        "qemu",
+        "--tflm-dir",
+        str(tflm_tree),
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--no-record",
+        "--json",
+    )
     assert benched.returncode == 0, benched.stderr
     assert json.loads(benched.stdout)["metrics"]["instructions"]["per_inference"] > 0
     assert "... compiling the harness and model for cortex-m4" in benched.stderr
-    deployed = run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4", "--tflm-dir",
-                           str(tflm_tree), "--no-analysis", "--out", str(tmp_path),
-                           "--json")  # fmt: skip
+    deployed = run_edgekit(
+        "deploy",
+        "--example",
+        "digits",
+        "-t",
+        "cortex-m4",
+        "--tflm-dir",
+        str(tflm_tree),
+        "--no-analysis",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
     assert deployed.returncode == 0, deployed.stderr
     assert json.loads(deployed.stdout)["metrics"]["instructions_per_inference"] > 0
     assert "compiling the harness and model for cortex-m4" in deployed.stderr
@@ -175,8 +217,19 @@ def test_smallest_arena_bisection_is_reproducible_from_any_lower_bound(qemu_run)
 @pytest.mark.slow
 def test_cli_prints_instructions_arena_flash_and_ram(qemu_run, digits_m4, tflm_tree):
     # The same runs as qemu_run: the same firmware gives the same instruction count.
-    proc = run_edgekit("bench", str(digits_m4), "--device", "qemu", "--tflm-dir", str(tflm_tree),
-                       "--runs", "5", "--warmup", "1", "--no-record")  # fmt: skip
+    proc = run_edgekit(
+        "bench",
+        str(digits_m4),
+        "--device",
+        "qemu",
+        "--tflm-dir",
+        str(tflm_tree),
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+        "--no-record",
+    )
     assert proc.returncode == 0, proc.stderr
     m = qemu_run[0].metrics
     assert "[tflm (qemu mps2-an386) TFLM cmsis-nn; protocol 1]" in proc.stdout
@@ -200,14 +253,25 @@ def test_the_cmake_route_builds_the_same_firmware(qemu_run, digits_m4, tflm_tree
     library = next(cache_dir("tflm-lib").glob("cortex-m4-cmsis-nn-*/libtflm.a"))
     build = tmp_path / "build"
     configure = subprocess.run(
-        ["cmake", "-S", str(harness), "-B", str(build),
-         f"-DCMAKE_TOOLCHAIN_FILE={harness / 'arm-none-eabi.cmake'}", "-DEDGEKIT_CPU=cortex-m4",
-         f"-DTFLM_DIR={tflm_tree}", f"-DEDGEKIT_TFLM_LIBRARY={library}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            "cmake",
+            "-S",
+            str(harness),
+            "-B",
+            str(build),
+            f"-DCMAKE_TOOLCHAIN_FILE={harness / 'arm-none-eabi.cmake'}",
+            "-DEDGEKIT_CPU=cortex-m4",
+            f"-DTFLM_DIR={tflm_tree}",
+            f"-DEDGEKIT_TFLM_LIBRARY={library}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert configure.returncode == 0, configure.stdout + configure.stderr
-    made = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    made = subprocess.run(
+        ["cmake", "--build", str(build), "-j2"], capture_output=True, text=True, timeout=600
+    )
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     assert "warning" not in made.stdout + made.stderr
     collected = run_elf(build / "edgekit_harness.elf", "mps2-an386", "EDGEKIT_RUN 0 2")
@@ -220,14 +284,19 @@ def _same_count(counted: int, instructions: dict) -> None:
     ticks under -icount shift=0): the mean of N runs moves with where the first tick falls."""
     assert instructions["resolution"] == 40
     assert abs(counted - instructions["per_inference"]) <= instructions["resolution"], (
-        counted, instructions)
+        counted,
+        instructions,
+    )
 
 
 def _printed_commands(bundle) -> dict[str, str]:
     """report.md's benchmark commands by their label (the indented line under each)."""
     lines = (bundle / "report.md").read_text().splitlines()
-    return {lines[i - 2].rstrip(":"): line.strip() for i, line in enumerate(lines)
-            if line.startswith("    ") and i >= 2 and lines[i - 2].endswith(":")}  # fmt: skip
+    return {
+        lines[i - 2].rstrip(":"): line.strip()
+        for i, line in enumerate(lines)
+        if line.startswith("    ") and i >= 2 and lines[i - 2].endswith(":")
+    }
 
 
 @pytest.mark.slow
@@ -253,13 +322,15 @@ def test_the_commands_report_md_prints_work_in_the_bundle_directory(
 
     def run(label: str, tree=tflm_tree) -> subprocess.CompletedProcess:
         command = printed[label].replace("TFLM_TREE", shlex.quote(str(tree)))
-        return subprocess.run(command, shell=True, cwd=bundle, env=env, capture_output=True,
-                              text=True, timeout=1800)  # fmt: skip
+        return subprocess.run(
+            command, shell=True, cwd=bundle, env=env, capture_output=True, text=True, timeout=1800
+        )
 
     built = run("Build the firmware yourself (CMake; see harness/README.md)", subset)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    collected = run_elf(bundle / "build-cortex-m4" / "edgekit_harness.elf", "mps2-an386",
-                             "EDGEKIT_RUN 0 1")  # fmt: skip
+    collected = run_elf(
+        bundle / "build-cortex-m4" / "edgekit_harness.elf", "mps2-an386", "EDGEKIT_RUN 0 1"
+    )
     expected = qemu_run[0].metrics["output_digest"]
     assert f"crc32:{collected['summary']['output_crc32']}" == expected
     emulated = run("Cortex-M firmware under QEMU (instructions, 32-bit arena, flash/RAM)")
@@ -282,35 +353,53 @@ def test_a_missing_op_is_reported_as_such_not_as_a_small_arena(digits_m4, tflm_t
     text = ops.read_text()
     assert "resolver.AddFullyConnected()" in text
     ops.write_text("\n".join(line for line in text.splitlines() if "AddFullyConnected" not in line))
-    build = build_firmware(sources, tflm_tree, load_target("cortex-m4").firmware, tmp_path / "b",
-                           progress=lambda m: None)  # fmt: skip
+    build = build_firmware(
+        sources,
+        tflm_tree,
+        load_target("cortex-m4").firmware,
+        tmp_path / "b",
+        progress=lambda m: None,
+    )
     with pytest.raises(DeviceFailure, match="op FULLY_CONNECTED is not registered in model_ops.h"):
         run_elf(build.elf, "mps2-an386", "EDGEKIT_RUN 0 1")
 
 
 @pytest.mark.slow
-def test_a_profile_cpi_gives_a_labelled_millisecond_estimate(qemu_run, digits_m4, tflm_tree,
-                                                             tmp_path):  # fmt: skip
-    profile = (REPO / "targets" / "cortex-m4.toml").read_text().replace(
-        "clock_hz = 64000000", "clock_hz = 64000000\ncpi = 1.5"
+def test_a_profile_cpi_gives_a_labelled_millisecond_estimate(
+    qemu_run, digits_m4, tflm_tree, tmp_path
+):
+    profile = (
+        (REPO / "targets" / "cortex-m4.toml")
+        .read_text()
+        .replace("clock_hz = 64000000", "clock_hz = 64000000\ncpi = 1.5")
     )
     (tmp_path / "m4-cpi.toml").write_text(profile.replace('name = "cortex-m4"', 'name = "m4-cpi"'))
-    result = bench(digits_m4, tmp_path / "m4-cpi.toml", device="qemu", tflm_dir=tflm_tree,
-                   runs=3, warmup=0, record=False)  # fmt: skip
+    result = bench(
+        digits_m4,
+        tmp_path / "m4-cpi.toml",
+        device="qemu",
+        tflm_dir=tflm_tree,
+        runs=3,
+        warmup=0,
+        record=False,
+    )
     per_inference = result.metrics["instructions"]["per_inference"]
     assert result.metrics["latency_source"].startswith("estimate: instructions x CPI 1.5 / 64")
-    assert result.metrics["latency_ms"]["p50"] == pytest.approx(per_inference * 1.5 / 64e3,
-                                                                rel=1e-3)  # fmt: skip
+    assert result.metrics["latency_ms"]["p50"] == pytest.approx(
+        per_inference * 1.5 / 64e3, rel=1e-3
+    )
 
 
 @pytest.mark.slow
-def test_crc_mismatch_is_a_failed_check_naming_the_kernels(digits_m4, tflm_tree, monkeypatch,
-                                                            tmp_path):  # fmt: skip
+def test_crc_mismatch_is_a_failed_check_naming_the_kernels(
+    digits_m4, tflm_tree, monkeypatch, tmp_path
+):
     # The kernels here are bit-exact, so a divergence is injected on the host side only: the
     # firmware still builds and runs for real.
     monkeypatch.setattr("edgekit.bench.qemu.host_crc", lambda *args: "00000000")
-    result = bench(digits_m4, device="qemu", tflm_dir=tflm_tree, runs=2, warmup=0,
-                   db=tmp_path / "r.db")  # fmt: skip
+    result = bench(
+        digits_m4, device="qemu", tflm_dir=tflm_tree, runs=2, warmup=0, db=tmp_path / "r.db"
+    )
     assert result.status == "failed"
     assert "cmsis-nn kernels" in result.error
     assert "differs from host TFLM's 00000000" in result.error
@@ -369,8 +458,9 @@ def test_run_firmware_records_a_device_failure(digits_tflite, monkeypatch):
 
 
 @pytest.mark.slow
-def test_deploy_without_a_tflm_tree_says_the_figures_are_host_estimates(example, tmp_path,
-                                                                        monkeypatch):  # fmt: skip
+def test_deploy_without_a_tflm_tree_says_the_figures_are_host_estimates(
+    example, tmp_path, monkeypatch
+):
     import edgekit
 
     monkeypatch.delenv("EDGEKIT_TFLM_DIR", raising=False)
@@ -419,11 +509,13 @@ def test_qemu_errors_are_one_line(digits_m4, tflm_tree, tmp_path, monkeypatch):
         ([bundle, "--device", "qemu"], "pass --tflm-dir"),
         ([bundle, "--device", "qemu", "--tflm-dir", str(tmp_path)], "is not a TFLM tree"),
         ([bundle, "--device", "qemu:mps2-an500", "--tflm-dir", str(tmp_path)], "is a cortex-m7"),
-        ([bundle, "--device", "qemu:mps2-an505", "--tflm-dir", str(tmp_path)],
-         "unknown QEMU board"),
+        (
+            [bundle, "--device", "qemu:mps2-an505", "--tflm-dir", str(tmp_path)],
+            "unknown QEMU board",
+        ),
         ([bundle, "--device", "qemu", "--target", "esp32-s3"], "has no [firmware] section"),
         ([str(no_ops), "--device", "qemu", "--tflm-dir", str(tflm_tree)], "no model_ops.h in"),
-    ]  # fmt: skip
+    ]
     for args, message in cases:
         proc = run_edgekit("bench", *args, "--no-record")
         assert proc.returncode == 2, (args, proc.stderr)
@@ -436,8 +528,16 @@ def test_a_missing_toolchain_names_the_debian_package(digits_m4, tflm_tree, tmp_
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     env = dict(os.environ, PATH=str(bin_dir))
-    proc = run_edgekit("bench", str(digits_m4), "--device", "qemu", "--tflm-dir",
-                       str(tflm_tree), "--no-record", env=env)  # fmt: skip
+    proc = run_edgekit(
+        "bench",
+        str(digits_m4),
+        "--device",
+        "qemu",
+        "--tflm-dir",
+        str(tflm_tree),
+        "--no-record",
+        env=env,
+    )
     assert proc.returncode == 2
     assert "arm-none-eabi-gcc not found: install Debian's gcc-arm-none-eabi" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -107,8 +107,9 @@ def test_every_method_makes_a_real_int8_model_and_the_default_beats_the_converte
     baseline = _score(float_model, plain, v)
     scores = {}
     for method in ("minmax", "percentile:99.999", "mse", "kl"):
-        result = quantize_int8(rewritten, x, method=method, statistics=stats,
-                               worker=conversion_worker())  # fmt: skip
+        result = quantize_int8(
+            rewritten, x, method=method, statistics=stats, worker=conversion_worker()
+        )
         model = read_tflite(result.data)
         assert {t.dtype for t in model.input_tensors()} == {"INT8"}
         assert "MEAN" in {op.name for op in model.operators}
@@ -130,19 +131,26 @@ def test_bias_correction_removes_the_measured_shift(resnet8, r8_statistics):
     after = read_tflite(quantize_int8(rewritten, x, bias_correction=True, **kwargs).data)
     float_model = read_tflite(rewritten)
     names = {t.name: t.index for t in float_model.tensors}
-    corrected = [op for op in after.operators if op.name in ("CONV_2D", "FULLY_CONNECTED")
-                 and op.fused_activation == "NONE"]  # fmt: skip
+    corrected = [
+        op
+        for op in after.operators
+        if op.name in ("CONV_2D", "FULLY_CONNECTED") and op.fused_activation == "NONE"
+    ]
     assert corrected
-    changed = [op for op in corrected
-               if not np.array_equal(after.weights(op.inputs[2]), before.weights(op.inputs[2]))]
+    changed = [
+        op
+        for op in corrected
+        if not np.array_equal(after.weights(op.inputs[2]), before.weights(op.inputs[2]))
+    ]
     assert changed
     op = changed[0]
     out = op.outputs[0]
     _, ref = run_isolated(float_model, [x], "builtin", keep=(names[after.tensors[out].name],))
     shifts = []
     for model in (before, after):
-        _, got = run_isolated(model, [quantize_input(x, model.input_tensors()[0])], "reference",
-                              keep=(out,))  # fmt: skip
+        _, got = run_isolated(
+            model, [quantize_input(x, model.input_tensors()[0])], "reference", keep=(out,)
+        )
         expected = ref[names[after.tensors[out].name]]
         error = expected - dequantize_tensor(got[out], model.tensors[out])
         shifts.append(np.abs(error.reshape(-1, error.shape[-1]).mean(axis=0)).mean())
@@ -153,9 +161,14 @@ def test_analysis_ranks_every_layer_and_draws_it(resnet8, tmp_path):
     from edgekit.analyze import analyze
 
     chart = tmp_path / "r8.png"
-    report = analyze(resnet8.model_path, "cortex-m7", calibration=resnet8.calibration.x[:100],
-                     validation=(resnet8.validation.x, resnet8.validation.y), chart=chart,
-                     samples=32)  # fmt: skip
+    report = analyze(
+        resnet8.model_path,
+        "cortex-m7",
+        calibration=resnet8.calibration.x[:100],
+        validation=(resnet8.validation.x, resnet8.validation.y),
+        chart=chart,
+        samples=32,
+    )
     a = report.analysis
     assert len(a.layers) >= 14 and a.samples == 32
     assert all(layer.sensitivity_db is not None for layer in a.layers)
@@ -172,16 +185,42 @@ def test_analyze_cli(resnet8, tmp_path):
     calib = tmp_path / "calib.npy"
     np.save(calib, resnet8.calibration.x[:50])
     chart = tmp_path / "a.png"
-    result = run_edgekit("analyze", str(resnet8.model_path), "-t", "rpi4", "--calibration",
-                         str(calib), "--samples", "16", "--chart", str(chart))  # fmt: skip
+    result = run_edgekit(
+        "analyze",
+        str(resnet8.model_path),
+        "-t",
+        "rpi4",
+        "--calibration",
+        str(calib),
+        "--samples",
+        "16",
+        "--chart",
+        str(chart),
+    )
     assert result.returncode == 0, result.stderr
     assert "layers, worst first" in result.stdout and "gain if float" in result.stdout
     assert chart.exists()
-    again = run_edgekit("analyze", str(resnet8.model_path), "-t", "rpi4", "--calibration",
-                        str(calib), "--chart", str(chart))  # fmt: skip
+    again = run_edgekit(
+        "analyze",
+        str(resnet8.model_path),
+        "-t",
+        "rpi4",
+        "--calibration",
+        str(calib),
+        "--chart",
+        str(chart),
+    )
     assert again.returncode == 2 and "--force" in again.stderr
-    typo = run_edgekit("analyze", str(resnet8.model_path), "-t", "rpi4", "--calibration",
-                       str(calib), "--calibration-method", "entropy")  # fmt: skip
+    typo = run_edgekit(
+        "analyze",
+        str(resnet8.model_path),
+        "-t",
+        "rpi4",
+        "--calibration",
+        str(calib),
+        "--calibration-method",
+        "entropy",
+    )
     assert typo.returncode == 2 and "unknown calibration method" in typo.stderr
 
 
@@ -204,9 +243,13 @@ def test_a_float_tflite_is_quantized_on_deploy(resnet8, resnet8_float, tmp_path)
     path, _ = resnet8_float
     calib = tmp_path / "calib.npy"
     np.save(calib, resnet8.calibration.x[:100])
-    bundle = edgekit.deploy(path, "cortex-m7", calibration=str(calib),
-                            validation=(resnet8.validation.x[:100], resnet8.validation.y[:100]),
-                            out=tmp_path)  # fmt: skip
+    bundle = edgekit.deploy(
+        path,
+        "cortex-m7",
+        calibration=str(calib),
+        validation=(resnet8.validation.x[:100], resnet8.validation.y[:100]),
+        out=tmp_path,
+    )
     assert bundle.ok, bundle.report.failed_checks()
     deployed = read_tflite(bundle.file(edgekit.report.Role.DEPLOYED_MODEL).read_bytes())
     assert {t.dtype for t in deployed.input_tensors()} == {"INT8"}
@@ -218,15 +261,25 @@ def test_a_float_tflite_is_quantized_on_deploy(resnet8, resnet8_float, tmp_path)
 def test_mixed_precision_keeps_the_fewest_ops_in_float(resnet8, tmp_path):
     """A goal above what all-int8 reaches: ops go to float until it holds, then any the goal
     does not need come back. The cost is measured."""
-    first = edgekit.deploy(resnet8.model_path, "raspberry-pi-4",
-                           calibration=resnet8.calibration.x[:100], analysis=False,
-                           validation=resnet8.validation.x[:100], out=tmp_path / "a")  # fmt: skip
+    first = edgekit.deploy(
+        resnet8.model_path,
+        "raspberry-pi-4",
+        calibration=resnet8.calibration.x[:100],
+        analysis=False,
+        validation=resnet8.validation.x[:100],
+        out=tmp_path / "a",
+    )
     logits = first.report.metrics.logits_sqnr_db
     goal = round(logits + 3.0, 1)
-    mixed = edgekit.deploy(resnet8.model_path, "raspberry-pi-4",
-                           calibration=resnet8.calibration.x[:100], min_sqnr=goal,
-                           analysis=False, validation=resnet8.validation.x[:100],
-                           out=tmp_path / "b")  # fmt: skip
+    mixed = edgekit.deploy(
+        resnet8.model_path,
+        "raspberry-pi-4",
+        calibration=resnet8.calibration.x[:100],
+        min_sqnr=goal,
+        analysis=False,
+        validation=resnet8.validation.x[:100],
+        out=tmp_path / "b",
+    )
     q = mixed.report.quantization
     search = q["search"]["mixed"]
     assert search["met"] and search["final_sqnr_db"] >= goal
@@ -248,13 +301,24 @@ def test_mixed_precision_keeps_the_fewest_ops_in_float(resnet8, tmp_path):
 def test_keep_float_on_a_microcontroller_deploys(resnet8, tmp_path):
     """TFLM has float kernels: an op the user keeps in float runs there, and the bundle
     passes, stating it."""
-    first = edgekit.deploy(resnet8.model_path, "cortex-m4", calibration=resnet8.calibration.x[:32],
-                           analysis=False, out=tmp_path / "a")  # fmt: skip
+    first = edgekit.deploy(
+        resnet8.model_path,
+        "cortex-m4",
+        calibration=resnet8.calibration.x[:32],
+        analysis=False,
+        out=tmp_path / "a",
+    )
     deployed = read_tflite(first.file(edgekit.report.Role.DEPLOYED_MODEL).read_bytes())
     conv = next(op for op in deployed.operators if op.name == "CONV_2D")
     kept = deployed.tensors[conv.outputs[0]].name
-    bundle = edgekit.deploy(resnet8.model_path, "cortex-m4", calibration=resnet8.calibration.x[:32],
-                            keep_float=(kept,), analysis=False, out=tmp_path / "b")  # fmt: skip
+    bundle = edgekit.deploy(
+        resnet8.model_path,
+        "cortex-m4",
+        calibration=resnet8.calibration.x[:32],
+        keep_float=(kept,),
+        analysis=False,
+        out=tmp_path / "b",
+    )
     assert bundle.ok, bundle.report.failed_checks()
     check = next(c for c in bundle.report.checks if c.name == "mixed_precision")
     assert "CONV_2D" in check.detail
@@ -264,26 +328,55 @@ def test_keep_float_on_a_microcontroller_deploys(resnet8, tmp_path):
 
 
 def test_mixed_precision_is_refused_where_there_are_no_float_kernels(resnet8, tmp_path):
-    result = run_edgekit("deploy", str(resnet8.model_path), "-t", "coral", "--calibration",
-                         "random", "--min-sqnr", "40", "--out", str(tmp_path))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(resnet8.model_path),
+        "-t",
+        "coral",
+        "--calibration",
+        "random",
+        "--min-sqnr",
+        "40",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 2 and "runs only int8" in result.stderr
-    result = run_edgekit("deploy", str(resnet8.model_path), "-t", "coral", "--calibration",
-                         "random", "--keep-float", "logits", "--out", str(tmp_path))  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(resnet8.model_path),
+        "-t",
+        "coral",
+        "--calibration",
+        "random",
+        "--keep-float",
+        "logits",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 2 and "runs only int8" in result.stderr
     assert not any(tmp_path.iterdir())
 
 
 def test_optimize_accuracy_tries_every_method(resnet8, tmp_path):
-    bundle = edgekit.deploy(resnet8.model_path, "raspberry-pi-4", optimize="accuracy",
-                            calibration=resnet8.calibration.x[:64], analysis=False,
-                            validation=resnet8.validation.x[:64], out=tmp_path)  # fmt: skip
+    bundle = edgekit.deploy(
+        resnet8.model_path,
+        "raspberry-pi-4",
+        optimize="accuracy",
+        calibration=resnet8.calibration.x[:64],
+        analysis=False,
+        validation=resnet8.validation.x[:64],
+        out=tmp_path,
+    )
     q = bundle.report.quantization
     candidates = q["search"]["candidates"]
     assert len(candidates) == 10
     best = max(c["sqnr_db"] for c in candidates)
     bias = q["bias_corrected_ops"] > 0
-    chosen = next(c for c in candidates if c["label"].split(",")[0] == q["method"]
-                  and ("bias correction" in c["label"]) == bias)
+    chosen = next(
+        c
+        for c in candidates
+        if c["label"].split(",")[0] == q["method"] and ("bias correction" in c["label"]) == bias
+    )
     assert chosen["sqnr_db"] == best
     assert json.loads((bundle.path / "report.json").read_text())["quantization"]["search"]
 
@@ -295,8 +388,13 @@ def test_analysis_gains_are_measured_like_for_like(example, tmp_path):
     from edgekit.analyze import analyze
 
     chart = tmp_path / "digits.png"
-    report = analyze(example.model_path, "cortex-m7", calibration=example.calibration.x[:100],
-                     chart=chart, samples=32)  # fmt: skip
+    report = analyze(
+        example.model_path,
+        "cortex-m7",
+        calibration=example.calibration.x[:100],
+        chart=chart,
+        samples=32,
+    )
     a = report.analysis
     gains = [layer.sensitivity_db for layer in a.layers]
     assert a.sensitivity_base_db is not None and all(g is not None for g in gains)

@@ -79,8 +79,9 @@ def test_a_corrupted_tflm_result_fails_and_names_the_op(resnet8_m7):
     assert all(op["local_diff_steps"] <= 1 for op in check.ops if op["index"] < conv)
     # The same comparison on the real model passes.
     outputs, _ = tflm.run_isolated(model, feeds, arena)
-    good = check_tflm_kernels(model, feeds, dict(zip(model.outputs, outputs, strict=True)),
-                              reference, arena)  # fmt: skip
+    good = check_tflm_kernels(
+        model, feeds, dict(zip(model.outputs, outputs, strict=True)), reference, arena
+    )
     assert good.ok
 
 
@@ -123,8 +124,9 @@ def _two_heads():
 
 def test_every_output_is_verified_matched_by_name(tmp_path):
     model, x = _two_heads()
-    bundle = edgekit.deploy(model, "cortex-m4", calibration=x[:200], validation=x[200:],
-                            out=tmp_path)  # fmt: skip
+    bundle = edgekit.deploy(
+        model, "cortex-m4", calibration=x[:200], validation=x[200:], out=tmp_path
+    )
     outputs = {o["name"]: o for o in bundle.report.verification["outputs"]}
     assert set(outputs) == {"main", "aux"}
     assert outputs["main"]["shape"] == [1, 10] and outputs["aux"]["shape"] == [1, 3]
@@ -138,8 +140,12 @@ def test_each_target_reports_the_runtime_its_device_runs(example, digits_tflite,
     data = Dataset(example.validation.x[:50], example.validation.y[:50], "val")
     runs = {}
     for target in ("raspberry-pi-4", "coral", "cortex-m4"):
-        bundle = edgekit.deploy(digits_tflite["uint8" if target == "coral" else "int8"], target,
-                                validation=(data.x, data.y), out=tmp_path / target)  # fmt: skip
+        bundle = edgekit.deploy(
+            digits_tflite["uint8" if target == "coral" else "int8"],
+            target,
+            validation=(data.x, data.y),
+            out=tmp_path / target,
+        )
         runs[target] = bundle.report
     assert runs["raspberry-pi-4"].verification["runtime"] == "LiteRT + XNNPACK"
     assert runs["cortex-m4"].verification["runtime"].startswith("TFLM")

@@ -22,8 +22,17 @@ WRITERS, ROWS = 8, 25
 def _write_rows(db: str, writer: int) -> None:
     store = ResultStore(db)
     for i in range(ROWS):
-        store.add(BenchResult(f"w{writer}.tflite", f"{writer:064d}", "cortex-m4", "tflm-host",
-                              "ok", metrics={"i": i}, latencies_ms=[float(i)]))  # fmt: skip
+        store.add(
+            BenchResult(
+                f"w{writer}.tflite",
+                f"{writer:064d}",
+                "cortex-m4",
+                "tflm-host",
+                "ok",
+                metrics={"i": i},
+                latencies_ms=[float(i)],
+            )
+        )
 
 
 def test_eight_processes_writing_at_once_lose_no_rows(tmp_path):
@@ -66,8 +75,19 @@ def test_results_cli_on_real_local_runs(digits_tflite, tmp_path):
     env = {"EDGEKIT_DB": str(db)}
     ids = {}
     for name in ("float32", "int8"):
-        proc = run_edgekit("bench", str(digits_tflite[name]), "--target", "rpi4", "--runs", "30",
-                           "--threads", "1", "--json", env=env, timeout=300)  # fmt: skip
+        proc = run_edgekit(
+            "bench",
+            str(digits_tflite[name]),
+            "--target",
+            "rpi4",
+            "--runs",
+            "30",
+            "--threads",
+            "1",
+            "--json",
+            env=env,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         ids[name] = json.loads(proc.stdout)["id"]
     store = ResultStore(db)
@@ -130,16 +150,31 @@ def _qemu_run(instructions: int, flash: int, model: str = "digits_int8.tflite") 
     and sizes, no milliseconds."""
     elf = {"text": flash - 100, "data": 100, "bss": 9000, "tensor_arena": 8000}
     return BenchResult(
-        model, "d" * 64, "cortex-m4", "qemu", "ok", runtime="tflm (qemu mps2-an386)",
+        model,
+        "d" * 64,
+        "cortex-m4",
+        "qemu",
+        "ok",
+        runtime="tflm (qemu mps2-an386)",
         metrics={
-            "instructions": {"per_inference": instructions, "min": instructions - 40,
-                             "max": instructions + 40, "resolution": 40, "source": "QEMU"},
-            "arena_bytes": 8000, "arena_used_bytes": 7800, "arena_host_bytes": 9900,
+            "instructions": {
+                "per_inference": instructions,
+                "min": instructions - 40,
+                "max": instructions + 40,
+                "resolution": 40,
+                "source": "QEMU",
+            },
+            "arena_bytes": 8000,
+            "arena_used_bytes": 7800,
+            "arena_host_bytes": 9900,
             "arena_source": "smallest arena that runs on the 32-bit CPU under QEMU",
-            "elf": elf, "flash_bytes": flash, "ram_bytes": 9100 + 2048,
-            "stack_bytes": 2048, "heap_bytes": 0,
+            "elf": elf,
+            "flash_bytes": flash,
+            "ram_bytes": 9100 + 2048,
+            "stack_bytes": 2048,
+            "heap_bytes": 0,
         },
-    )  # fmt: skip
+    )
 
 
 def test_qemu_runs_are_listed_compared_exported_and_plotted(tmp_path):
@@ -159,22 +194,24 @@ def test_qemu_runs_are_listed_compared_exported_and_plotted(tmp_path):
     assert compared.returncode == 0, compared.stderr  # instructions: no latency to compare
     assert "instructions per inference, relative to run" in compared.stdout
     assert "0.750x" in compared.stdout and "1.33x" in compared.stdout  # ratio and speed-up
-    flash = run_edgekit("results", "compare", str(first), str(second), "--metric", "flash",
-                        env=env)  # fmt: skip
+    flash = run_edgekit("results", "compare", str(first), str(second), "--metric", "flash", env=env)
     assert flash.returncode == 0 and "90,000" in flash.stdout and "0.750x" in flash.stdout
     assert "speed-up" not in flash.stdout  # a smaller image is not a faster one
-    latency = run_edgekit("results", "compare", str(first), str(second), "--metric", "p50",
-                          env=env)  # fmt: skip
+    latency = run_edgekit("results", "compare", str(first), str(second), "--metric", "p50", env=env)
     assert latency.returncode == 2 and "Traceback" not in latency.stderr
     assert "no p50 ms; they all have --metric instructions, arena, flash or ram" in latency.stderr
 
-    rows = list(csv.DictReader(io.StringIO(run_edgekit("results", "export", "--csv",
-                                                       env=env).stdout)))  # fmt: skip
+    rows = list(
+        csv.DictReader(io.StringIO(run_edgekit("results", "export", "--csv", env=env).stdout))
+    )
     newest = rows[0]
     assert int(newest["id"]) == second
     assert newest["instructions_per_inference"] == "900000" and newest["instructions_min"]
     assert (newest["arena_bytes"], newest["flash_bytes"], newest["ram_bytes"]) == (
-        "8000", "90000", "11148")  # fmt: skip
+        "8000",
+        "90000",
+        "11148",
+    )
     assert newest["p50_ms"] == ""
 
     png = tmp_path / "runs.png"
@@ -182,10 +219,12 @@ def test_qemu_runs_are_listed_compared_exported_and_plotted(tmp_path):
     assert plotted.returncode == 0, plotted.stderr
     assert "instructions of 2 runs" in plotted.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    ram = run_edgekit("results", "plot", str(tmp_path / "ram.svg"), str(first), "--metric", "ram",
-                      env=env)  # fmt: skip
+    ram = run_edgekit(
+        "results", "plot", str(tmp_path / "ram.svg"), str(first), "--metric", "ram", env=env
+    )
     assert ram.returncode == 0 and "ram of 1 runs" in ram.stderr
-    refused = run_edgekit("results", "plot", str(tmp_path / "l.png"), "--metric", "latency",
-                          str(first), env=env)  # fmt: skip
+    refused = run_edgekit(
+        "results", "plot", str(tmp_path / "l.png"), "--metric", "latency", str(first), env=env
+    )
     assert refused.returncode == 2 and "no per-run latencies to plot" in refused.stderr
     assert not (tmp_path / "l.png").exists()

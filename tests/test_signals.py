@@ -32,11 +32,16 @@ print("cleared")
 """
 
 
-@pytest.mark.parametrize("name, raised", [("SIGTERM", "Terminated"),
-                                          ("SIGINT", "KeyboardInterrupt")])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, raised", [("SIGTERM", "Terminated"), ("SIGINT", "KeyboardInterrupt")]
+)
 def test_a_signal_swallowed_by_a_finalizer_is_raised_again(name, raised):
-    result = subprocess.run([sys.executable, "-c", SWALLOWED.replace("{name}", name)],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", SWALLOWED.replace("{name}", name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-1500:]
     assert result.stdout.splitlines() == ["finalizer done", f"raised again: {raised}", "cleared"]
     assert "Exception ignored" in result.stderr  # the swallow this module exists for

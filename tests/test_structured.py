@@ -24,8 +24,14 @@ def _randomize_bn(model, seed=0):
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
             n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),
-                               rng.normal(0, 0.1, n), rng.uniform(0.5, 2.0, n)])  # fmt: skip
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, n),
+                    rng.normal(0, 0.1, n),
+                    rng.normal(0, 0.1, n),
+                    rng.uniform(0.5, 2.0, n),
+                ]
+            )
     return model
 
 
@@ -36,8 +42,9 @@ def branchy_net(seed=0):
     x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inputs)))
     x = layers.ReLU()(layers.BatchNormalization()(layers.DepthwiseConv2D(3, padding="same")(x)))
     a = layers.BatchNormalization(name="bn_a")(layers.Conv2D(16, 1, name="conv_a")(x))
-    b = layers.BatchNormalization(name="bn_b")(layers.Conv2D(16, 3, padding="same",
-                                                            name="conv_b")(x))  # fmt: skip
+    b = layers.BatchNormalization(name="bn_b")(
+        layers.Conv2D(16, 3, padding="same", name="conv_b")(x)
+    )
     x = layers.ReLU()(layers.Add()([a, b]))
     c = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_c")(x)
     x = layers.Concatenate()([x, c])
@@ -50,14 +57,17 @@ def branchy_net(seed=0):
 
 def sequential_net(seed=0):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((10, 10, 2)),
-        layers.Conv2D(12, 3, activation="relu"),
-        layers.Reshape((64, 12)),
-        layers.Dense(6, activation="relu"),
-        layers.GlobalAveragePooling1D(),
-        layers.Dense(3),
-    ], name="seq")  # fmt: skip
+    return keras.Sequential(
+        [
+            keras.Input((10, 10, 2)),
+            layers.Conv2D(12, 3, activation="relu"),
+            layers.Reshape((64, 12)),
+            layers.Dense(6, activation="relu"),
+            layers.GlobalAveragePooling1D(),
+            layers.Dense(3),
+        ],
+        name="seq",
+    )
 
 
 # --- the channel graph ------------------------------------------------------------------------
@@ -188,8 +198,9 @@ def test_fpgm_ranks_the_filter_at_the_geometric_median_last():
 def test_mac_budget_tile_and_floor(resnet8):
     model = resnet8.model(keras)
     before = keras_macs(model)
-    smaller, report = ek.prune_channels(model, target_macs=before // 2, criterion="l2",
-                                        round_to=8, return_report=True)  # fmt: skip
+    smaller, report = ek.prune_channels(
+        model, target_macs=before // 2, criterion="l2", round_to=8, return_report=True
+    )
     assert keras_macs(smaller) <= before // 2 and report.macs_after == keras_macs(smaller)
     assert report.mac_ratio > 0.25  # the least pruning that fits, not the most
     assert report.tile == 8 and all(g["after"] % 8 == 0 for g in report.groups)
@@ -207,8 +218,9 @@ def test_mac_budget_tile_and_floor(resnet8):
 
 def test_global_scope_prunes_layers_unevenly(resnet8):
     model = resnet8.model(keras)
-    report = ek.prune_channels(model, ratio=0.4, scope="global", criterion="l2",
-                               min_channels=1, return_report=True)[1]  # fmt: skip
+    report = ek.prune_channels(
+        model, ratio=0.4, scope="global", criterion="l2", min_channels=1, return_report=True
+    )[1]
     shares = {g["producers"][0]: g["after"] / g["before"] for g in report.groups}
     assert max(shares.values()) - min(shares.values()) > 0.1
 
@@ -224,8 +236,9 @@ def test_latency_budget_is_measured_with_the_harness(resnet8):
     for attempt in range(3):  # a baseline timed in a quiet moment of a shared host can be
         baseline = _latency_ms(model, x, "none")  # out of reach of every candidate timed later
         try:
-            smaller, report = ek.prune_channels(model, target_latency_ms=0.7 * baseline, data=x,
-                                                delegate="none", return_report=True)  # fmt: skip
+            smaller, report = ek.prune_channels(
+                model, target_latency_ms=0.7 * baseline, data=x, delegate="none", return_report=True
+            )
             break
         except UsageError as error:
             assert "measures" in str(error) and "ms" in str(error)
@@ -245,11 +258,18 @@ def test_schedule_prunes_in_steps_during_fit_and_rebuilds_after(resnet8):
     model = resnet8.model(keras)
     before = keras_macs(model)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
-    schedule = ek.callbacks.ChannelPruningSchedule(target_macs=0.5, epochs=[0, 1],
-                                                   criterion="l1", verbose=0)  # fmt: skip
-    history = model.fit(train.x[:512], train.y[:512], epochs=3, batch_size=64, verbose=0,
-                        validation_data=(resnet8.validation.x, resnet8.validation.y),
-                        callbacks=[schedule])  # fmt: skip
+    schedule = ek.callbacks.ChannelPruningSchedule(
+        target_macs=0.5, epochs=[0, 1], criterion="l1", verbose=0
+    )
+    history = model.fit(
+        train.x[:512],
+        train.y[:512],
+        epochs=3,
+        batch_size=64,
+        verbose=0,
+        validation_data=(resnet8.validation.x, resnet8.validation.y),
+        callbacks=[schedule],
+    )
     macs = history.history["pruning/macs"]
     assert before > macs[0] > macs[1] == macs[2] and macs[1] <= before / 2
     assert len(schedule.history) == 3 and "val_accuracy" in schedule.history[-1]
@@ -259,8 +279,9 @@ def test_schedule_prunes_in_steps_during_fit_and_rebuilds_after(resnet8):
     smaller = schedule.pruned_model()
     assert keras_macs(smaller) == macs[-1]
     x = resnet8.validation.x[:64]
-    np.testing.assert_allclose(smaller.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        smaller.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
     assert history.history["val_accuracy"][-1] > 0.5  # trained on, not broken
 
 
@@ -272,8 +293,7 @@ def test_schedule_zeroes_the_optimizer_state_of_removed_channels():
     y = np.random.default_rng(1).integers(0, 4, 64)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=1, verbose=0)  # the slots hold momentum now
-    schedule = ek.callbacks.ChannelPruningSchedule(ratio=0.5, epochs=[0], min_channels=2,
-                                                   verbose=0)  # fmt: skip
+    schedule = ek.callbacks.ChannelPruningSchedule(ratio=0.5, epochs=[0], min_channels=2, verbose=0)
     schedule.set_model(model)
     schedule.on_train_begin()
     schedule.on_epoch_begin(0)
@@ -294,8 +314,7 @@ def test_group_lasso_value_and_sparsify_attaches_the_penalties(resnet8):
     model = resnet8.model(keras)
     sparse = ek.sparsify(model, filters=1e-3, gamma=1e-3)
     x = resnet8.validation.x[:8]
-    np.testing.assert_allclose(sparse.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(sparse.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     producers = sum(len(g.producers) for g in ChannelGraph(model).prunable())
     assert len(sparse.losses) == 2 * producers  # a kernel and a γ term per prunable producer
 
@@ -310,11 +329,19 @@ def test_proximal_sparsity_zeroes_channels_that_then_rank_last(digits_data, tmp_
     model = keras.Model(inputs, outputs)
     before = keras.models.clone_model(model)
     before.set_weights(model.get_weights())
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy",
-                  ["accuracy"])  # fmt: skip
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy", ["accuracy"]
+    )
     prox = ek.callbacks.ProximalSparsity(filters=0.0, gamma=0.3, recalibrate=train.x[:512])
-    history = model.fit(train.x, train.y, epochs=4, batch_size=64, verbose=0, callbacks=[prox],
-                        validation_data=(val.x, val.y))  # fmt: skip
+    history = model.fit(
+        train.x,
+        train.y,
+        epochs=4,
+        batch_size=64,
+        verbose=0,
+        callbacks=[prox],
+        validation_data=(val.x, val.y),
+    )
     zero = history.history["sparsity/zero_gammas"][-1]
     assert zero >= 3  # exact zeros, not small values
     assert model.evaluate(val.x, val.y, verbose=0)[1] > 0.85  # statistics re-estimated
@@ -351,35 +378,44 @@ def _low_rank_conv(method: str):
         kernel = np.einsum("icr,jro->ijco", v, h)
     else:  # Tucker-2 ranks (4, 5) along the channel modes
         core = rng.normal(size=(3, 3, 4, 5))
-        kernel = np.einsum("ijab,ca,ob->ijco", core, rng.normal(size=(cin, 4)),
-                           rng.normal(size=(cout, 5)))  # fmt: skip
+        kernel = np.einsum(
+            "ijab,ca,ob->ijco", core, rng.normal(size=(cin, 4)), rng.normal(size=(cout, 5))
+        )
     inputs = keras.Input((16, 16, cin))
     x = layers.Conv2D(cout, 3, strides=2, padding="same", activation="relu", name="big")(inputs)
     outputs = layers.Dense(3)(layers.GlobalAveragePooling2D()(x))
     model = keras.Model(inputs, outputs)
-    model.get_layer("big").set_weights([kernel.astype(np.float32),
-                                        rng.normal(size=cout).astype(np.float32)])  # fmt: skip
+    model.get_layer("big").set_weights(
+        [kernel.astype(np.float32), rng.normal(size=cout).astype(np.float32)]
+    )
     return model
 
 
 @pytest.mark.parametrize("method,ranks", [("separable", (3,)), ("tucker2", (4, 5))])
 def test_exactly_low_rank_convs_factorise_exactly(method, ranks):
     model = _low_rank_conv(method)
-    smaller, report = ek.factorize(model, energy=0.9999, layers=["big"], method=method,
-                                   return_report=True)  # fmt: skip
+    smaller, report = ek.factorize(
+        model, energy=0.9999, layers=["big"], method=method, return_report=True
+    )
     (layer,) = report.layers
     assert layer.method == method and layer.ranks == ranks and layer.energy > 0.9999
     assert layer.macs_after < layer.macs_before and report.macs_after < report.macs_before
     x = np.random.default_rng(1).normal(size=(8, 16, 16, 16)).astype(np.float32)
     expected = model.predict(x, verbose=0)
-    np.testing.assert_allclose(smaller.predict(x, verbose=0), expected,
-                               atol=1e-3 * np.abs(expected).max())  # fmt: skip
+    np.testing.assert_allclose(
+        smaller.predict(x, verbose=0), expected, atol=1e-3 * np.abs(expected).max()
+    )
 
 
 def test_dense_svd_budget_and_refusals():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,)), layers.Dense(128, activation="relu",
-                              name="wide"), layers.Dense(10, name="head")])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            layers.Dense(128, activation="relu", name="wide"),
+            layers.Dense(10, name="head"),
+        ]
+    )
     smaller, report = ek.factorize(model, budget=0.5, return_report=True)
     wide = next(f for f in report.layers if f.name == "wide")
     assert wide.method == "svd" and wide.macs_after <= 0.5 * wide.macs_before
@@ -415,22 +451,32 @@ def test_factorised_resnet_recovers_with_fine_tuning(resnet8):
 
 def _tiny_cnn():
     keras.utils.set_random_seed(0)
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        layers.Conv2D(16, 3, padding="same", activation="relu"),
-        layers.Conv2D(16, 3, padding="same", activation="relu"),
-        layers.Flatten(),
-        layers.Dense(10, activation="softmax"),
-    ])  # fmt: skip
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("granularity", ["weight", "channel"])
 def test_lottery_ticket_rounds(granularity, digits_data):
     train, _, val = digits_data
-    ticket, table = ek.find_ticket(_tiny_cnn(), train.x, train.y, rounds=2, epochs=3,
-                                   rewind_epoch=1, granularity=granularity,
-                                   prune_per_round=0.3, learning_rate=3e-3,
-                                   validation_data=(val.x, val.y))  # fmt: skip
+    ticket, table = ek.find_ticket(
+        _tiny_cnn(),
+        train.x,
+        train.y,
+        rounds=2,
+        epochs=3,
+        rewind_epoch=1,
+        granularity=granularity,
+        prune_per_round=0.3,
+        learning_rate=3e-3,
+        validation_data=(val.x, val.y),
+    )
     assert [r.round for r in table.rounds] == [0, 1, 2]
     # The dense net reaches 94 % on the digits and every ticket stays near it (94-95 %
     # by weight, 93-94 % by channel, deterministic); 0.9 catches a broken round.
@@ -489,13 +535,16 @@ def pruned_resnet8(resnet8):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["raspberry-pi-4", "android-arm64", "coral-usb", "cortex-m4"])
-def test_a_channel_pruned_resnet_deploys_to_every_family(pruned_resnet8, resnet8, target,
-                                                         tmp_path):  # fmt: skip
+def test_a_channel_pruned_resnet_deploys_to_every_family(pruned_resnet8, resnet8, target, tmp_path):
     import edgekit
 
-    bundle = edgekit.deploy(pruned_resnet8, target, calibration=resnet8.calibration.x,
-                            validation=(resnet8.validation.x, resnet8.validation.y),
-                            out=tmp_path / "b")  # fmt: skip
+    bundle = edgekit.deploy(
+        pruned_resnet8,
+        target,
+        calibration=resnet8.calibration.x,
+        validation=(resnet8.validation.x, resnet8.validation.y),
+        out=tmp_path / "b",
+    )
     report = bundle.report
     assert bundle.ok, [c.detail for c in report.checks if not c.ok]
     assert report.metrics.macs == pytest.approx(keras_macs(pruned_resnet8), rel=0.02)
@@ -515,13 +564,19 @@ def test_factorised_and_ticket_models_deploy(resnet8, digits_data, tmp_path):
 
     model = resnet8.model(keras)
     thin = ek.factorize(model, budget=0.6, layers=["s2_conv2", "s3_conv2", "logits"])
-    bundle = edgekit.deploy(thin, "cortex-m7", calibration=resnet8.calibration.x,
-                            validation=(resnet8.validation.x, resnet8.validation.y),
-                            out=tmp_path / "thin")  # fmt: skip
+    bundle = edgekit.deploy(
+        thin,
+        "cortex-m7",
+        calibration=resnet8.calibration.x,
+        validation=(resnet8.validation.x, resnet8.validation.y),
+        out=tmp_path / "thin",
+    )
     assert bundle.ok and bundle.report.metrics.macs < keras_macs(model)
     train, calib, val = digits_data
-    ticket, _ = ek.find_ticket(_tiny_cnn(), train.x, train.y, rounds=1, epochs=2,
-                               rewind_epoch=1, granularity="channel")  # fmt: skip
-    bundle = edgekit.deploy(ticket, "coral-usb", calibration=calib.x, validation=(val.x, val.y),
-                            out=tmp_path / "ticket")  # fmt: skip
+    ticket, _ = ek.find_ticket(
+        _tiny_cnn(), train.x, train.y, rounds=1, epochs=2, rewind_epoch=1, granularity="channel"
+    )
+    bundle = edgekit.deploy(
+        ticket, "coral-usb", calibration=calib.x, validation=(val.x, val.y), out=tmp_path / "ticket"
+    )
     assert bundle.ok and bundle.report.metrics.macs == pytest.approx(keras_macs(ticket), rel=0.02)

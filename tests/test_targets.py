@@ -7,9 +7,15 @@ from edgekit.errors import EdgekitError
 from edgekit.targets import list_targets, load_target
 
 BUILTIN = {
-    "android-arm64", "raspberry-pi-4", "raspberry-pi-5", "coral-usb", "coral-devboard",
-    "cortex-m4", "cortex-m7", "esp32-s3",
-}  # fmt: skip
+    "android-arm64",
+    "raspberry-pi-4",
+    "raspberry-pi-5",
+    "coral-usb",
+    "coral-devboard",
+    "cortex-m4",
+    "cortex-m7",
+    "esp32-s3",
+}
 
 VALID = """
 name = "my-board"
@@ -64,18 +70,29 @@ def test_unknown_target_suggests_close_names():
     "edit, field",
     [
         (lambda t: t.replace('family = "mcu"', 'family = "toaster"'), "family"),
-        (lambda t: t.replace('io_dtype = "int8"', 'io_dtype = 8'), "quantization.io_dtype"),
+        (lambda t: t.replace('io_dtype = "int8"', "io_dtype = 8"), "quantization.io_dtype"),
         (lambda t: t.replace("flash_bytes = 1000", "flash_bytes = -5"), "memory.flash_bytes"),
-        (lambda t: t.replace("reserve_ram_bytes = 100", "reserve_ram_bytes = 600"),
-         "memory.reserve_ram_bytes"),
+        (
+            lambda t: t.replace("reserve_ram_bytes = 100", "reserve_ram_bytes = 600"),
+            "memory.reserve_ram_bytes",
+        ),
         (lambda t: t.replace('runtime_version = "tflm"\n', ""), "runtime_version"),
         (lambda t: t + "\n[execution]\nthreds = 2\n", "execution.threds"),
-        (lambda t: t.replace('scheme = "int8"\nio_dtype = "int8"', 'scheme = "float16"\nio_dtype = "float32"'), "quantization.scheme"),
-        (lambda t: t + "\n[delegates.gpu]\nquantization = \"float16\"\n", "delegates.gpu"),
-        (lambda t: t.replace("ram_bytes = 500", "ram_bytes = 500\nparameter_cache_bytes = 8388608"),
-         "memory.parameter_cache_bytes"),
+        (
+            lambda t: t.replace(
+                'scheme = "int8"\nio_dtype = "int8"', 'scheme = "float16"\nio_dtype = "float32"'
+            ),
+            "quantization.scheme",
+        ),
+        (lambda t: t + '\n[delegates.gpu]\nquantization = "float16"\n', "delegates.gpu"),
+        (
+            lambda t: t.replace(
+                "ram_bytes = 500", "ram_bytes = 500\nparameter_cache_bytes = 8388608"
+            ),
+            "memory.parameter_cache_bytes",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_profile_is_one_error_naming_file_and_field(tmp_path, edit, field):
     path = tmp_path / "my-board.toml"
     path.write_text(edit(VALID))

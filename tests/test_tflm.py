@@ -140,10 +140,14 @@ def test_io_header_gives_an_application_what_it_needs(digits_tflite, tmp_path):
         "         (int)sizeof(Input0Type));\n  return 0;\n}\n"
     )
     exe = tmp_path / "probe"
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", str(exe), "probe.cc"],
-                   cwd=tmp_path, check=True)  # fmt: skip
-    first, second = subprocess.run([str(exe)], capture_output=True, text=True,
-                                   check=True).stdout.splitlines()  # fmt: skip
+    subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Werror", "-o", str(exe), "probe.cc"],
+        cwd=tmp_path,
+        check=True,
+    )
+    first, second = subprocess.run(
+        [str(exe)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     inp, out = model.input_tensors()[0], model.output_tensors()[0]
     counts, scale, zero, rank, dim = first.split()[:2], *first.split()[2:]
     assert counts == ["1", "1"] and int(rank) == 4 and int(dim) == 8
@@ -171,8 +175,12 @@ def test_every_scale_is_a_literal_c_and_cpp_read_back(compiler, tmp_path):
     source = "\n".join(lines) + f"\nint main(void) {{\n{body}  return 0;\n}}\n"
     (tmp_path / f"probe{suffix}").write_text(source)
     exe = tmp_path / "probe"
-    subprocess.run([compiler, "-Wall", "-Werror", "-o", str(exe), f"probe{suffix}"], cwd=tmp_path,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [compiler, "-Wall", "-Werror", "-o", str(exe), f"probe{suffix}"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
     printed = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
     assert [np.float32(p) for p in printed] == [np.float32(v) for v in values]
     assert c_float(1.0) == "1.0f" and c_float(1e-05) == "1e-05f"

@@ -29,9 +29,19 @@ def test_op_table_is_tflms_own_resolver():
     for tree in ("host", "cortex-m"):
         assert table_from_tree(shared_dir("tflm") / tree) == op_table(), tree
     builtin, custom = op_table()
-    for op in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "REDUCE_MIN", "REVERSE_V2", "EMBEDDING_LOOKUP",
-               "DYNAMIC_UPDATE_SLICE", "IF", "WHILE", "CALL_ONCE", "VAR_HANDLE",
-               "READ_VARIABLE", "ASSIGN_VARIABLE"):  # fmt: skip
+    for op in (
+        "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "REDUCE_MIN",
+        "REVERSE_V2",
+        "EMBEDDING_LOOKUP",
+        "DYNAMIC_UPDATE_SLICE",
+        "IF",
+        "WHILE",
+        "CALL_ONCE",
+        "VAR_HANDLE",
+        "READ_VARIABLE",
+        "ASSIGN_VARIABLE",
+    ):
         assert op in builtin, op
     for op in ("SignalWindow", "SignalRfft", "SignalFilterBank", "SignalEnergy", "SignalPCAN"):
         assert op in custom, op
@@ -98,7 +108,9 @@ def test_free_batch_and_signal_ops_models_pass(tmp_path):
     signal-library custom ops. Both were refused before."""
     base = shared_dir("tflm-models")
     hello = base / "tensorflow_lite_micro_examples_hello_world_models_hello_world_float.tflite"
-    audio = base / "tensorflow_lite_micro_examples_micro_speech_models_audio_preprocessor_int8.tflite"  # noqa: E501
+    audio = (
+        base / "tensorflow_lite_micro_examples_micro_speech_models_audio_preprocessor_int8.tflite"
+    )  # noqa: E501
     for path in (hello, audio):
         result = run_edgekit("inspect", str(path), "--target", "cortex-m4", "--json")
         assert result.returncode == 0, result.stdout[-2000:]

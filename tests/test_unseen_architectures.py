@@ -25,8 +25,19 @@ def model_dir(tmp_path_factory):
 
 def _deploy(model_dir: Path, arch: str, target: str, trained: bool, out: Path, *extra: str):
     model, calib = save(arch, model_dir, trained=trained)
-    result = run_edgekit("deploy", str(model), "-t", target, "--calibration", str(calib),
-                         "--out", str(out), "--no-analysis", *extra, timeout=1800)  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(model),
+        "-t",
+        target,
+        "--calibration",
+        str(calib),
+        "--out",
+        str(out),
+        "--no-analysis",
+        *extra,
+        timeout=1800,
+    )
     return result
 
 
@@ -87,9 +98,22 @@ def test_pixel_input_model_builds_for_a_microcontroller(model_dir, tflm_tree, tm
     assert "kInput0Scale EDGEKIT_IO_UNUSED = 1.0f;" in (bundle / "tflm" / "model_io.h").read_text()
     need_gxx()
     compile_tflm_sources(bundle, shared_dir("tflm") / "host", tmp_path)
-    bench = run_edgekit("bench", str(bundle), "--device", "qemu", "--tflm-dir",
-                        str(tflm_tree), "--runs", "2", "--warmup", "0",
-                        "--db", str(tmp_path / "r.db"), "--json", timeout=3600)  # fmt: skip
+    bench = run_edgekit(
+        "bench",
+        str(bundle),
+        "--device",
+        "qemu",
+        "--tflm-dir",
+        str(tflm_tree),
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--db",
+        str(tmp_path / "r.db"),
+        "--json",
+        timeout=3600,
+    )
     assert bench.returncode == 0, bench.stderr[-1500:]
     figures = json.loads(bench.stdout)
     assert figures["status"] == "ok" and figures["runtime"] == "tflm (qemu mps2-an386)"
@@ -113,14 +137,29 @@ def test_two_input_two_output_model_deploys_to_a_microcontroller(model_dir, tflm
     validation = tmp_path / "validation.npz"
     np.savez(validation, x0=x[0], x1=x[1], y=labels)  # by position: x0, x1 in model order
     out = tmp_path / "out"
-    result = run_edgekit("deploy", str(model_path), "-t", "cortex-m4", "--calibration",
-                         str(calib), "--validation", str(validation), "--out", str(out),
-                         "--no-analysis", "--tflm-dir", str(tflm_tree), timeout=3600)  # fmt: skip
+    result = run_edgekit(
+        "deploy",
+        str(model_path),
+        "-t",
+        "cortex-m4",
+        "--calibration",
+        str(calib),
+        "--validation",
+        str(validation),
+        "--out",
+        str(out),
+        "--no-analysis",
+        "--tflm-dir",
+        str(tflm_tree),
+        timeout=3600,
+    )
     report = _assert_outcome(result, out)
     assert result.returncode == 0, (result.stdout + result.stderr)[-1500:]
     assert "input image [1, 32, 32, 3] float32, input meta [1, 8] float32" in result.stderr
-    assert [i["shape"] for i in sorted(report["io"]["inputs"], key=lambda i: len(i["shape"]))] \
-        == [[1, 8], [1, 32, 32, 3]]  # fmt: skip
+    assert [i["shape"] for i in sorted(report["io"]["inputs"], key=lambda i: len(i["shape"]))] == [
+        [1, 8],
+        [1, 32, 32, 3],
+    ]
     outputs = report["verification"]["outputs"]
     assert len(outputs) == 2 and report["verification"]["runtime"].startswith("TFLM")
     assert {o["name"] for o in outputs} == {"label", "value"}  # Keras's names, not output_0

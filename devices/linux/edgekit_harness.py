@@ -32,8 +32,11 @@ import numpy as np
 
 HARNESS_VERSION = 1
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib",
-                   "Windows": "edgetpu.dll"}  # fmt: skip
+EDGETPU_LIBRARY = {
+    "Linux": "libedgetpu.so.1",
+    "Darwin": "libedgetpu.1.dylib",
+    "Windows": "edgetpu.dll",
+}
 
 
 class HarnessError(Exception):
@@ -263,13 +266,16 @@ def run(args) -> dict:
             "delegate": args.delegate,
             "input": args.input or "random",
             "seed": args.seed,
-        },  # fmt: skip
+        },
     }
     try:
         with open(args.model, "rb") as handle:
             data = handle.read()
-        result["model"] = {"name": os.path.basename(args.model), "bytes": len(data),
-                           "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+        result["model"] = {
+            "name": os.path.basename(args.model),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
         runtime = find_runtime(args.runtime)
         result["runtime"] = {"name": runtime[0], "version": runtime[1]}
         started = time.perf_counter()
@@ -336,8 +342,11 @@ def parse_args(argv=None):
     parser.add_argument("--runs", type=int, default=50, help="timed runs")
     parser.add_argument("--input", help=".npy (one input) or .npz (one array per input)")
     parser.add_argument("--seed", type=int, default=0, help="seed for random inputs")
-    parser.add_argument("--delegate", default="xnnpack",
-                        help="xnnpack | none | edgetpu | PATH to a delegate library")  # fmt: skip
+    parser.add_argument(
+        "--delegate",
+        default="xnnpack",
+        help="xnnpack | none | edgetpu | PATH to a delegate library",
+    )
     parser.add_argument("--runtime", choices=RUNTIMES, help="force one interpreter package")
     parser.add_argument("--output", help="also write the JSON result to this file")
     args = parser.parse_args(argv)

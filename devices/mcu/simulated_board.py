@@ -66,11 +66,16 @@ class TflmBoard:
             offset += size
 
     def hello(self, arena_used_bytes: int | None = None) -> dict:
-        return {"kind": "hello", "protocol": PROTOCOL_VERSION, "harness": "edgekit-tflm",
-                "model": self.name, "model_bytes": self.model_bytes,
-                "arena_bytes": self.arena_bytes,
-                "arena_used_bytes": arena_used_bytes or self.arena_bytes,
-                "init_us": self.init_us}  # fmt: skip
+        return {
+            "kind": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "harness": "edgekit-tflm",
+            "model": self.name,
+            "model_bytes": self.model_bytes,
+            "arena_bytes": self.arena_bytes,
+            "arena_used_bytes": arena_used_bytes or self.arena_bytes,
+            "init_us": self.init_us,
+        }
 
     def run(self, warmup: int, runs: int, delay_s: float = 0.0) -> Iterator[dict]:
         """Yield the protocol messages of one EDGEKIT_RUN: run lines, then the summary."""
@@ -92,8 +97,13 @@ class TflmBoard:
             if delay_s:
                 time.sleep(delay_s)
             yield {"kind": "run", "i": i, "us": us}
-        yield {"kind": "summary", "warmup": warmup, "runs": runs, "first_us": first_us,
-               "output_crc32": f"{crc:08x}"}  # fmt: skip
+        yield {
+            "kind": "summary",
+            "warmup": warmup,
+            "runs": runs,
+            "first_us": first_us,
+            "output_crc32": f"{crc:08x}",
+        }
 
 
 def line(message: dict) -> bytes:
@@ -129,8 +139,9 @@ def serve(fd: int, board: TflmBoard, delay_s: float, arena_used: int | None) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A simulated TFLM board behind a pty.")
     parser.add_argument("model", help=".tflite model (int8 for a realistic MCU)")
-    parser.add_argument("--arena", type=int, default=None,
-                        help="tensor arena bytes (default: measured like deploy)")  # fmt: skip
+    parser.add_argument(
+        "--arena", type=int, default=None, help="tensor arena bytes (default: measured like deploy)"
+    )
     parser.add_argument("--run-delay-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     import pty  # POSIX only: TflmBoard (tflm-host) needs neither

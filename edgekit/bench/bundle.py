@@ -24,13 +24,26 @@ from pathlib import Path
 
 HARNESS_FILES = {
     "linux": ("edgekit.devices.linux", ("edgekit_harness.py",)),
-    "mcu": ("edgekit.devices.mcu", ("main.cc", "edgekit_platform.h", "edgekit_protocol.h",
-                                    "CMakeLists.txt", "arm-none-eabi.cmake", "platformio.ini",
-                                    "README.md", "boards/mps2/Makefile", "boards/mps2/mps2.ld",
-                                    "boards/mps2/mps2.h", "boards/mps2/startup.c",
-                                    "boards/mps2/board.c", "boards/host/host.c")),
+    "mcu": (
+        "edgekit.devices.mcu",
+        (
+            "main.cc",
+            "edgekit_platform.h",
+            "edgekit_protocol.h",
+            "CMakeLists.txt",
+            "arm-none-eabi.cmake",
+            "platformio.ini",
+            "README.md",
+            "boards/mps2/Makefile",
+            "boards/mps2/mps2.ld",
+            "boards/mps2/mps2.h",
+            "boards/mps2/startup.c",
+            "boards/mps2/board.c",
+            "boards/host/host.c",
+        ),
+    ),
     "android": ("edgekit.devices", ()),
-}  # fmt: skip
+}
 EXAMPLE_DEVICE = {
     "local": "local",
     "ssh": "ssh://USER@HOST",
@@ -85,8 +98,9 @@ def bench_commands(
     elif harness == "mcu":
         commands["simulate"] = _line("edgekit", "bench", ".", "--device", "tflm-host")
         if cpu:
-            commands["emulate"] = _line("edgekit", "bench", ".", "--device", "qemu",
-                                        "--tflm-dir", "TFLM_TREE")  # fmt: skip
+            commands["emulate"] = _line(
+                "edgekit", "bench", ".", "--device", "qemu", "--tflm-dir", "TFLM_TREE"
+            )
             # CMake looks a relative toolchain file up in the build directory, then in the
             # source directory (harness/): "harness/arm-none-eabi.cmake" is found in neither.
             # A bare -j starts every one of TFLM's ~300 compilers at once: one per core.

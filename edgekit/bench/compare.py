@@ -68,15 +68,24 @@ class Metric:
         return value
 
 
-METRICS = {m.name: m for m in (
-    *(Metric(k, f"{k} ms", _at(M.LATENCY_MS, k), "ms") for k in ("p50", "p90", "p99", "mean",
-                                                                   "min")),
-    Metric(M.INSTRUCTIONS, "instructions per inference", _at(M.INSTRUCTIONS, "per_inference"),
-           "instructions"),
-    Metric("arena", "tensor arena B", _arena, "B"),
-    Metric("flash", "flash B", _at(M.FLASH_BYTES), "B"),
-    Metric("ram", "RAM B", _at(M.RAM_BYTES), "B"),
-)}  # fmt: skip
+METRICS = {
+    m.name: m
+    for m in (
+        *(
+            Metric(k, f"{k} ms", _at(M.LATENCY_MS, k), "ms")
+            for k in ("p50", "p90", "p99", "mean", "min")
+        ),
+        Metric(
+            M.INSTRUCTIONS,
+            "instructions per inference",
+            _at(M.INSTRUCTIONS, "per_inference"),
+            "instructions",
+        ),
+        Metric("arena", "tensor arena B", _arena, "B"),
+        Metric("flash", "flash B", _at(M.FLASH_BYTES), "B"),
+        Metric("ram", "RAM B", _at(M.RAM_BYTES), "B"),
+    )
+}
 # When no --metric is given: latency if every run has it, else instructions (QEMU runs).
 DEFAULT_METRICS = ("p50", M.INSTRUCTIONS)
 
@@ -95,11 +104,28 @@ _CSV_FIGURES = (
 )
 _CSV_MEMORY = (M.ARENA_BYTES, M.FLASH_BYTES, M.RAM_BYTES, M.STACK_BYTES, M.HEAP_BYTES)
 CSV_COLUMNS = (
-    "id", "created", "edgekit_version", "model_name", "model_sha256", "target", "device",
-    "transport", "harness", "runtime", "runtime_version", "delegate", "status", "error",
-    "threads", "warmup", "runs", *(f"{k}_ms" for k in _CSV_LATENCY), *_CSV_FIGURES,
-    *(f"{M.INSTRUCTIONS}_{k}" for k in _CSV_INSTRUCTIONS), *_CSV_MEMORY,
-)  # fmt: skip
+    "id",
+    "created",
+    "edgekit_version",
+    "model_name",
+    "model_sha256",
+    "target",
+    "device",
+    "transport",
+    "harness",
+    "runtime",
+    "runtime_version",
+    "delegate",
+    "status",
+    "error",
+    "threads",
+    "warmup",
+    "runs",
+    *(f"{k}_ms" for k in _CSV_LATENCY),
+    *_CSV_FIGURES,
+    *(f"{M.INSTRUCTIONS}_{k}" for k in _CSV_INSTRUCTIONS),
+    *_CSV_MEMORY,
+)
 
 
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -128,8 +154,10 @@ def pick_metric(runs: list[BenchResult], metric: str | None, what: str) -> Metri
     for name in DEFAULT_METRICS:
         if all(METRICS[name].of(run) is not None for run in runs):
             return METRICS[name]
-    raise UsageError(f"runs {[r.id for r in runs]} have neither latency nor instructions in "
-                     f"common; {_available(runs)}")  # fmt: skip
+    raise UsageError(
+        f"runs {[r.id for r in runs]} have neither latency nor instructions in "
+        f"common; {_available(runs)}"
+    )
 
 
 def _available(runs: list[BenchResult]) -> str:
@@ -186,8 +214,9 @@ def plot_metric(runs: list[BenchResult], metric: str | None) -> str:
     if metric == "latency":
         missing = [r.id for r in runs if not r.latencies_ms]
         if missing:
-            raise UsageError(f"run(s) {missing} have no per-run latencies to plot; "
-                             f"{_available(runs)}")  # fmt: skip
+            raise UsageError(
+                f"run(s) {missing} have no per-run latencies to plot; {_available(runs)}"
+            )
     else:
         pick_metric(runs, metric, "plot")
     return metric
@@ -206,8 +235,9 @@ def plottable(runs: list[BenchResult], metric: str | None, limit: int = 8) -> li
     return chosen[:limit][::-1]
 
 
-def plot_runs(runs: list[BenchResult], out: str | Path, metric: str | None = None,
-              force: bool = False) -> str:  # fmt: skip
+def plot_runs(
+    runs: list[BenchResult], out: str | Path, metric: str | None = None, force: bool = False
+) -> str:
     """Per-run latency distributions (box + points), or one bar per run of `metric`
     (:func:`plot_metric`), into an image; matplotlib, no display. Returns what was drawn."""
     check_replaceable(out, force)  # before the plotting

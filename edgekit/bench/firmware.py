@@ -99,8 +99,9 @@ def require_tool(tool: str) -> str:
 
 
 def _has_newlib(gcc: str) -> bool:
-    specs = subprocess.run([gcc, "-print-file-name=nano.specs"], capture_output=True,
-                           text=True, timeout=30).stdout.strip()  # fmt: skip
+    specs = subprocess.run(
+        [gcc, "-print-file-name=nano.specs"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
     return os.path.isabs(specs)  # gcc echoes the bare name when it has no such file
 
 
@@ -175,8 +176,9 @@ class _BuildProgress:
     the rest takes at the rate so far. A C++ source counts as ten C sources: TFLM's .cc files
     (templates, flatbuffers) took ~12 s each here and CMSIS-NN's .c files ~1 s."""
 
-    def __init__(self, what: str, sources: list[str],
-                 progress: Callable[[str], None] | None) -> None:  # fmt: skip
+    def __init__(
+        self, what: str, sources: list[str], progress: Callable[[str], None] | None
+    ) -> None:
         self.what, self.progress = what, progress
         self.weights = {name: 1.0 if name.endswith(".cc") else 0.1 for name in sources}
         self.left = sum(self.weights.values())
@@ -201,8 +203,12 @@ class _BuildProgress:
         self.progress(f"{self.what}: {self.done}/{total} files, {elapsed:.0f} s, {left}")
 
 
-def _make(args: list[str], what: str, progress: Callable[[str], None] | None = None,
-          sources: list[str] | None = None) -> str:  # fmt: skip
+def _make(
+    args: list[str],
+    what: str,
+    progress: Callable[[str], None] | None = None,
+    sources: list[str] | None = None,
+) -> str:
     """Run make; report its compiled files (CXX/CC lines) of `sources` to `progress` every few
     seconds, however long one file takes; return its output."""
     command = [require_tool("make"), "-f", str(board_dir() / "Makefile"), *args]
@@ -248,8 +254,12 @@ def _make(args: list[str], what: str, progress: Callable[[str], None] | None = N
 
 def _library_key(tree: Path, firmware: Firmware, compiler: str) -> str:
     """What decides every object of the library but the choice of sources."""
-    parts = [_tree_digest(tree), *library_flags(firmware), compiler,
-             (board_dir() / "Makefile").read_text()]  # fmt: skip
+    parts = [
+        _tree_digest(tree),
+        *library_flags(firmware),
+        compiler,
+        (board_dir() / "Makefile").read_text(),
+    ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -263,9 +273,14 @@ def _cached_library(prefix: Path, sources: list[str]) -> Path | None:
     return None
 
 
-def tflm_library(tree: Path, firmware: Firmware, model_ops: Path,
-                 progress: Callable[[str], None] = print, jobs: int | None = None,
-                 compiler: str | None = None) -> TflmLibrary:  # fmt: skip
+def tflm_library(
+    tree: Path,
+    firmware: Firmware,
+    model_ops: Path,
+    progress: Callable[[str], None] = print,
+    jobs: int | None = None,
+    compiler: str | None = None,
+) -> TflmLibrary:
     """The TFLM library with TFLM's core and the kernels `model_ops` (a bundle's
     `tflm/model_ops.h`) registers, for (tree, CPU flags, compiler): from the cache, or built
     into it first on `jobs` (default: every) cores. `compiler` is :func:`require_toolchain`'s
@@ -273,8 +288,10 @@ def tflm_library(tree: Path, firmware: Firmware, model_ops: Path,
     compiler = compiler or require_toolchain()
     kernels = kernels_of(tree)
     if not model_ops.is_file():
-        raise UsageError(f"no {model_ops.name} in {model_ops.parent}: it names the model's ops "
-                         "(edgekit deploy writes it)")  # fmt: skip
+        raise UsageError(
+            f"no {model_ops.name} in {model_ops.parent}: it names the model's ops "
+            "(edgekit deploy writes it)"
+        )
     methods = ops_in(model_ops.read_text(errors="replace"))
     sources = library_sources(tree, methods)
     key = _library_key(tree, firmware, compiler)
@@ -298,14 +315,25 @@ def tflm_library(tree: Path, firmware: Firmware, model_ops: Path,
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".building-") as work:
             listing = Path(work) / "sources.txt"
             listing.write_text("\n".join(sources) + "\n")
-            args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"LIB_DIR={work}",
-                    f"BUILD_DIR={work}", f"TFLM_SOURCE_LIST={listing}"]  # fmt: skip
+            args = [
+                f"TFLM_DIR={tree}",
+                *library_flags(firmware),
+                f"LIB_DIR={work}",
+                f"BUILD_DIR={work}",
+                f"TFLM_SOURCE_LIST={listing}",
+            ]
             names = ", ".join(m.removeprefix("Add") for m in methods)
-            progress(f"building the TFLM library once ({kernels} kernels, {firmware.cpu}): "
-                     f"{len(sources)} files (TFLM's core and the kernels of {names}) on {jobs} "
-                     "cores; it is cached for later builds")  # fmt: skip
-            _make([*args, f"-j{jobs}", "lib"], f"TFLM library ({kernels}, {firmware.cpu})",
-                  progress, sources)  # fmt: skip
+            progress(
+                f"building the TFLM library once ({kernels} kernels, {firmware.cpu}): "
+                f"{len(sources)} files (TFLM's core and the kernels of {names}) on {jobs} "
+                "cores; it is cached for later builds"
+            )
+            _make(
+                [*args, f"-j{jobs}", "lib"],
+                f"TFLM library ({kernels}, {firmware.cpu})",
+                progress,
+                sources,
+            )
             folder.mkdir(exist_ok=True)
             os.replace(Path(work) / "libtflm.a", library.path)
             os.replace(listing, folder / "sources.txt")  # last: it marks the library complete
@@ -327,11 +355,21 @@ def build_firmware(
     `tflm/` folder), against `library` (default: :func:`tflm_library`'s)."""
     library = library or tflm_library(tree, firmware, bundle_tflm / "model_ops.h", progress)
     start = time.monotonic()
-    args = [f"TFLM_DIR={tree}", *library_flags(firmware), f"TFLM_LIB={library.path}",
-            f"HARNESS={harness_dir()}", f"BUNDLE_TFLM={bundle_tflm}",
-            f"BUILD_DIR={build_dir}", f"ARENA={arena_bytes or ''}", "all"]  # fmt: skip
-    progress(f"compiling the harness and model for {firmware.cpu}"
-             + (f" with a {arena_bytes:,}-byte arena" if arena_bytes else ""))  # fmt: skip
+    args = [
+        f"TFLM_DIR={tree}",
+        *library_flags(firmware),
+        f"TFLM_LIB={library.path}",
+        f"HARNESS={harness_dir()}",
+        f"BUNDLE_TFLM={bundle_tflm}",
+        f"BUILD_DIR={build_dir}",
+        f"ARENA={arena_bytes or ''}",
+        "all",
+    ]
+    progress(
+        f"compiling the harness and model for {firmware.cpu}"
+        + (f" with a {arena_bytes:,}-byte arena" if arena_bytes else "")
+    )
     _make(args, f"firmware build ({firmware.cpu})")
-    return FirmwareBuild(build_dir / "edgekit_harness.elf", library, time.monotonic() - start,
-                         arena_bytes)  # fmt: skip
+    return FirmwareBuild(
+        build_dir / "edgekit_harness.elf", library, time.monotonic() - start, arena_bytes
+    )

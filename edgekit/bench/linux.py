@@ -77,11 +77,15 @@ class SSHTransport:
         self.remote_python = remote_python
         self.destination = f"{device.user}@{device.host}" if device.user else str(device.host)
         self.options = [
-            "-o", "BatchMode=yes",
-            "-o", f"ConnectTimeout={connect_timeout}",
-            "-o", "ServerAliveInterval=5",
-            "-o", "ServerAliveCountMax=2",
-        ]  # fmt: skip
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={connect_timeout}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=2",
+        ]
         if ssh_config is not None:
             self.options = ["-F", str(ssh_config), *self.options]
 

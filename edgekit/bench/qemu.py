@@ -54,9 +54,20 @@ RUN_TIMEOUT = 600.0
 
 def qemu_command(board: str, elf: Path, arguments: str) -> list[str]:
     """The QEMU command line: instruction counting, semihosting (exit status, arguments)."""
-    return ["qemu-system-arm", "-M", board, "-nographic", "-icount", "shift=0",
-            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-            "-append", arguments]  # fmt: skip
+    return [
+        "qemu-system-arm",
+        "-M",
+        board,
+        "-nographic",
+        "-icount",
+        "shift=0",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-kernel",
+        str(elf),
+        "-append",
+        arguments,
+    ]
 
 
 def board_for(profile: Any, requested: str | None) -> str:
@@ -88,8 +99,9 @@ def run_elf(elf: Path, board: str, arguments: str, timeout: float = RUN_TIMEOUT)
     command = qemu_command(board, elf, arguments)
     command[0] = fw.require_tool("qemu-system-arm")
     try:
-        proc = subprocess.run(command, capture_output=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.run(
+            command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         raise DeviceFailure(f"QEMU ({board}) did not finish within {timeout:.0f} s") from None
     collector = Collector()
@@ -121,11 +133,21 @@ def smallest_arena(elf: Path, board: str, low: int, high: int) -> int:
 
 def elf_sizes(elf: Path) -> dict[str, int]:
     """text, data and bss of the ELF (arm-none-eabi-size), and the tensor arena's bytes."""
-    size = subprocess.run(["arm-none-eabi-size", "-B", "-d", str(elf)], capture_output=True,
-                          text=True, timeout=60, check=True).stdout.splitlines()  # fmt: skip
+    size = subprocess.run(
+        ["arm-none-eabi-size", "-B", "-d", str(elf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
     text, data, bss = (int(v) for v in size[1].split()[:3])
-    symbols = subprocess.run(["arm-none-eabi-nm", "-S", "-C", str(elf)], capture_output=True,
-                             text=True, timeout=60, check=True).stdout  # fmt: skip
+    symbols = subprocess.run(
+        ["arm-none-eabi-nm", "-S", "-C", str(elf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     arena = 0
     for line in symbols.splitlines():
         words = line.split()
@@ -137,14 +159,23 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 def host_crc(data: bytes, model: Any, arena: int, name: str) -> str:
     """Host TFLM's (tflite_micro) output CRC on the harness's input, in a worker process.
     `model` is `data` read (:func:`~edgekit.tflite_model.read_tflite`), for the timeout."""
-    collected = call("edgekit.bench.tflm_host:simulate", data, arena, name, 0, 1,
-                     timeout=probe_timeout(model) * 3, what=f"host TFLM on {name}")  # fmt: skip
+    collected = call(
+        "edgekit.bench.tflm_host:simulate",
+        data,
+        arena,
+        name,
+        0,
+        1,
+        timeout=probe_timeout(model) * 3,
+        what=f"host TFLM on {name}",
+    )
     return collected["summary"]["output_crc32"]
 
 
 def _qemu_version() -> str:
-    out = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True,
-                         timeout=30).stdout  # fmt: skip
+    out = subprocess.run(
+        ["qemu-system-arm", "--version"], capture_output=True, text=True, timeout=30
+    ).stdout
     match = re.search(r"version (\S+)", out)
     return match.group(1) if match else "?"
 
@@ -170,10 +201,17 @@ def run_qemu(request: Any) -> BenchResult:
         f"{request.model.sha256[:16]}-{profile.firmware.cpu}-{fw.kernels_of(tree)}-"
         + hashlib.sha256(str(tree).encode()).hexdigest()[:8]
     )
-    library = fw.tflm_library(tree, profile.firmware, sources / "model_ops.h", request.progress,
-                              compiler=compiler)  # fmt: skip
-    build = fw.build_firmware(sources, tree, profile.firmware, build_root / "bundle-arena",
-                              library=library, progress=request.progress)  # fmt: skip
+    library = fw.tflm_library(
+        tree, profile.firmware, sources / "model_ops.h", request.progress, compiler=compiler
+    )
+    build = fw.build_firmware(
+        sources,
+        tree,
+        profile.firmware,
+        build_root / "bundle-arena",
+        library=library,
+        progress=request.progress,
+    )
     request.progress(f"finding the smallest arena that runs on {board}")
     try:
         run_elf(build.elf, board, "EDGEKIT_RUN 0 1", timeout=request.timeout)
@@ -181,13 +219,23 @@ def run_qemu(request: Any) -> BenchResult:
         raise DeviceFailure(f"the bundle's {host_arena:,}-byte arena does not run: {exc}") from None
     low, _ = activation_lower_bound(model)
     minimum = smallest_arena(build.elf, board, low, host_arena)
-    final = fw.build_firmware(sources, tree, profile.firmware, build_root / "minimal-arena",
-                              library=library, arena_bytes=minimum,
-                              progress=request.progress)  # fmt: skip
+    final = fw.build_firmware(
+        sources,
+        tree,
+        profile.firmware,
+        build_root / "minimal-arena",
+        library=library,
+        arena_bytes=minimum,
+        progress=request.progress,
+    )
     settings = request.settings
     request.progress(f"running {settings['runs']} runs on QEMU {board} ({library.kernels})")
-    collected = run_elf(final.elf, board, f"EDGEKIT_RUN {settings['warmup']} "
-                             f"{settings['runs']}", timeout=request.timeout)  # fmt: skip
+    collected = run_elf(
+        final.elf,
+        board,
+        f"EDGEKIT_RUN {settings['warmup']} {settings['runs']}",
+        timeout=request.timeout,
+    )
     sizes = elf_sizes(final.elf)
     request.progress("checking the output CRC against host TFLM")
     expected = host_crc(data, model, host_arena, name)
@@ -250,9 +298,17 @@ def _model_sources(request: Any, model: Any, name: str) -> tuple[Path, int]:
     return out, measured.tensor_arena_bytes
 
 
-def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
-            sizes: dict[str, int], minimum: int, host_arena: int, expected: str,
-            ) -> BenchResult:  # fmt: skip
+def _result(
+    request: Any,
+    collected: dict,
+    board: str,
+    build: Any,
+    final: Any,
+    sizes: dict[str, int],
+    minimum: int,
+    host_arena: int,
+    expected: str,
+) -> BenchResult:
     hello, summary = collected["hello"] or {}, collected["summary"]
     memory, library = collected["memory"] or {}, final.library
     tick_ns = int(hello.get("tick_ns") or 0)
@@ -264,17 +320,18 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
     metrics: dict[str, Any] = {
         M.INSTRUCTIONS: {
             "per_inference": round(sum(per_run) / len(per_run)),
-            "min": min(per_run), "max": max(per_run), "resolution": tick_ns,
+            "min": min(per_run),
+            "max": max(per_run),
+            "resolution": tick_ns,
             "first_inference": round(summary.get("first_us", 0) * 1000),
-            "source": f"QEMU {board} -icount shift=0 (1 instruction = 1 ns), "
-                      f"{len(per_run)} runs",
+            "source": f"QEMU {board} -icount shift=0 (1 instruction = 1 ns), {len(per_run)} runs",
         },
         M.OUTPUT_DIGEST: f"crc32:{summary.get('output_crc32')}",
         M.HOST_OUTPUT_DIGEST: f"crc32:{expected}",
         M.ARENA_BYTES: minimum,
         M.ARENA_USED_BYTES: hello.get(M.ARENA_USED_BYTES),
         M.ARENA_SOURCE: "smallest arena that runs on the 32-bit CPU under QEMU (bisected "
-                        "to the byte)",
+        "to the byte)",
         M.ARENA_HOST_BYTES: host_arena,
         M.ELF: sizes,
         M.FLASH_BYTES: sizes["text"] + sizes["data"],
@@ -284,11 +341,13 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
         M.STACK_BYTES: memory.get(M.STACK_BYTES),
         M.HEAP_BYTES: memory.get(M.HEAP_BYTES),
         M.MEMORY_SOURCE: "arm-none-eabi-size on the ELF built with the smallest arena; stack "
-                         "and heap high-water marks from the MPS2 board port",
-        M.BUILD_SECONDS: {"tflm_library": round(library.seconds, 1),
-                          "library_cached": library.cached,
-                          "application": round(build.app_seconds + final.app_seconds, 1)},
-    }  # fmt: skip
+        "and heap high-water marks from the MPS2 board port",
+        M.BUILD_SECONDS: {
+            "tflm_library": round(library.seconds, 1),
+            "library_cached": library.cached,
+            "application": round(build.app_seconds + final.app_seconds, 1),
+        },
+    }
     firmware = request.profile.firmware
     estimates: list[float] = []
     if firmware.cpi and firmware.clock_hz:
@@ -322,7 +381,7 @@ def _result(request: Any, collected: dict, board: str, build: Any, final: Any,
             "qemu": _qemu_version(),
             "elf": str(final.elf),
             "host": platform.machine(),
-        },  # fmt: skip
+        },
         latencies_ms=estimates,
         **identity,
     )

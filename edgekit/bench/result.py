@@ -33,8 +33,6 @@ __all__ = ["BenchResult", "DeviceFailure", "latency_stats"]
 STATUSES = ("ok", "failed")
 
 
-
-
 @dataclass
 class BenchResult:
     model_name: str

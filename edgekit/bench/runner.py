@@ -67,8 +67,11 @@ def resolve_model(model: str | Path, delegate: str | None = None, bundle: Any = 
             raise UsageError(f"{path}: the bundle's report lists no deployed model")
         found = model_file(file)
         arena = bundle.report.metrics.tensor_arena_bytes
-        if arena is not None and (not isinstance(arena, int) or isinstance(arena, bool)
-                                  or not 0 < arena <= MAX_ARENA_BYTES):  # fmt: skip
+        if arena is not None and (
+            not isinstance(arena, int)
+            or isinstance(arena, bool)
+            or not 0 < arena <= MAX_ARENA_BYTES
+        ):
             raise UsageError(
                 f"{path}: report.json gives tensor_arena_bytes {arena!r}; expected a positive "
                 f"integer up to {MAX_ARENA_BYTES:,}"
@@ -126,8 +129,11 @@ def bench(
 
     Returns the :class:`BenchResult` (status `failed` with the reason when the device failed).
     """
-    for flag, value, low, high in (("--runs", runs, 1, MAX_RUNS), ("--warmup", warmup, 0, MAX_RUNS),
-                                   ("--threads", threads, 1, MAX_THREADS)):  # fmt: skip
+    for flag, value, low, high in (
+        ("--runs", runs, 1, MAX_RUNS),
+        ("--warmup", warmup, 0, MAX_RUNS),
+        ("--threads", threads, 1, MAX_THREADS),
+    ):
         if value is not None and not low <= value <= high:
             raise UsageError(f"{flag} must be between {low} and {high:,}; received {value}")
     timeout = positive_seconds(timeout, "--timeout")
@@ -219,8 +225,10 @@ def from_harness(raw: dict[str, Any], request: BenchRequest) -> BenchResult:
 def _run_linux(request: BenchRequest) -> BenchResult:
     settings = request.settings
     if settings["delegate"] in ("gpu", "nnapi"):
-        raise UsageError(f"delegate {settings['delegate']} is Android-only; the Linux harness "
-                           "takes xnnpack, none, edgetpu or a delegate library path")  # fmt: skip
+        raise UsageError(
+            f"delegate {settings['delegate']} is Android-only; the Linux harness "
+            "takes xnnpack, none, edgetpu or a delegate library path"
+        )
     job = HarnessJob(
         model=request.model.path,
         runs=settings["runs"],

@@ -91,8 +91,13 @@ class Collector:
         return False
 
     def messages(self) -> dict[str, Any]:
-        return {"hello": self.hello, "runs": self.runs_ms, "ticks": self.ticks,
-                "memory": self.memory, "summary": self.summary}  # fmt: skip
+        return {
+            "hello": self.hello,
+            "runs": self.runs_ms,
+            "ticks": self.ticks,
+            "memory": self.memory,
+            "summary": self.summary,
+        }
 
 
 def read_run(port: Any, warmup: int, runs: int, timeout: float, line_timeout: float) -> dict:
@@ -176,9 +181,12 @@ def run_serial(request: Any) -> BenchResult:
     request.progress(f"reading the board on {device.path} ({request.settings['runs']} runs)")
     try:
         collected = read_run(
-            port, request.settings["warmup"], request.settings["runs"], request.timeout,
+            port,
+            request.settings["warmup"],
+            request.settings["runs"],
+            request.timeout,
             line_timeout,
-        )  # fmt: skip
+        )
     finally:
         port.close()
     return result_from_messages(collected, request, "tflm (board)")

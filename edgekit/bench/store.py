@@ -56,17 +56,47 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_model ON runs (model_sha256);
 """
 COLUMNS = (
-    "created", "edgekit_version", "model_name", "model_sha256", "target", "device",
-    "transport", "harness", "runtime", "runtime_version", "delegate", "status", "error",
-)  # fmt: skip
-REQUIRED = {"created", "edgekit_version", "model_name", "model_sha256", "target", "device",
-            "transport", "status"}  # fmt: skip
+    "created",
+    "edgekit_version",
+    "model_name",
+    "model_sha256",
+    "target",
+    "device",
+    "transport",
+    "harness",
+    "runtime",
+    "runtime_version",
+    "delegate",
+    "status",
+    "error",
+)
+REQUIRED = {
+    "created",
+    "edgekit_version",
+    "model_name",
+    "model_sha256",
+    "target",
+    "device",
+    "transport",
+    "status",
+}
 # Metrics the CLI formats as numbers (see edgekit.bench.result): checked when rows are read.
 NUMERIC_METRICS = (
-    M.INIT_MS, M.FIRST_INFERENCE_MS, M.PEAK_RSS_MB, M.ARENA_USED_BYTES, M.ARENA_BYTES,
-    M.ARENA_HOST_BYTES, M.FLASH_BYTES, M.RAM_BYTES, M.FLASH_BUDGET_BYTES, M.RAM_BUDGET_BYTES,
-    M.STACK_BYTES, M.HEAP_BYTES, M.DELEGATE_NODES, M.TOTAL_NODES,
-)  # fmt: skip
+    M.INIT_MS,
+    M.FIRST_INFERENCE_MS,
+    M.PEAK_RSS_MB,
+    M.ARENA_USED_BYTES,
+    M.ARENA_BYTES,
+    M.ARENA_HOST_BYTES,
+    M.FLASH_BYTES,
+    M.RAM_BYTES,
+    M.FLASH_BUDGET_BYTES,
+    M.RAM_BUDGET_BYTES,
+    M.STACK_BYTES,
+    M.HEAP_BYTES,
+    M.DELEGATE_NODES,
+    M.TOTAL_NODES,
+)
 # Metrics that are objects of figures: {"p50": ..., ...}, {"per_inference": ..., ...}.
 OBJECT_METRICS = (M.LATENCY_MS, M.TRANSPORT_MS, M.INSTRUCTIONS, M.ELF)
 JSON_COLUMNS = ("settings", "metrics", "device_info", "latencies_ms")
@@ -87,9 +117,7 @@ class ResultStore:
     a mistyped `--db` is an error, and a read-only database is read, not refused.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, create: bool = True
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.read_only = not create
         if self.path.is_dir():
@@ -97,8 +125,7 @@ class ResultStore:
         if not create:
             if not self.path.exists():
                 raise UsageError(
-                    f"no results database at {self.path} (run `edgekit bench` first, or pass "
-                    "--db)"
+                    f"no results database at {self.path} (run `edgekit bench` first, or pass --db)"
                 )
             self._check_version()
             return

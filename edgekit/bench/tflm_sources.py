@@ -46,14 +46,23 @@ _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 _USED = re.compile(r"(?<!::)(?<!\.)(?<!->)\b([A-Za-z_]\w*)")
 # A free function's or a global array's definition at the start of a line:
 # `int32_t arm_f(int a,\n int b)\n{`, `const int8_t table[256] = {`.
-_DEFINITION = re.compile(r"^[A-Za-z_][\w<>,*& \t]*?\b([A-Za-z_]\w*)\s*(?:\([^;{}()]*"
-                         r"(?:\([^;{}()]*\)[^;{}()]*)*\)\s*\{|\[[^\];]*\]\s*=)",
-                         re.MULTILINE)  # fmt: skip
+_DEFINITION = re.compile(
+    r"^[A-Za-z_][\w<>,*& \t]*?\b([A-Za-z_]\w*)\s*(?:\([^;{}()]*"
+    r"(?:\([^;{}()]*\)[^;{}()]*)*\)\s*\{|\[[^\];]*\]\s*=)",
+    re.MULTILINE,
+)
 _NOT_CODE = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.DOTALL)
 # Where a quoted include is looked up (the Makefile's TFLM_INCLUDES, less the CPU's device).
-INCLUDE_DIRS = ("", "third_party/flatbuffers/include", "third_party/gemmlowp", "third_party/ruy",
-                "third_party/kissfft", "third_party/cmsis_nn", "third_party/cmsis_nn/Include",
-                "third_party/cmsis/CMSIS/Core/Include")  # fmt: skip
+INCLUDE_DIRS = (
+    "",
+    "third_party/flatbuffers/include",
+    "third_party/gemmlowp",
+    "third_party/ruy",
+    "third_party/kissfft",
+    "third_party/cmsis_nn",
+    "third_party/cmsis_nn/Include",
+    "third_party/cmsis/CMSIS/Core/Include",
+)
 
 
 def ops_in(model_ops: str) -> list[str]:

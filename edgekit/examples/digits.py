@@ -128,7 +128,9 @@ def train_digits(out_dir: Path, epochs: int = EPOCHS) -> Path:
 
 
 def cached_model(
-    directory: str, filename: str, trainer: Callable[[Path], None],
+    directory: str,
+    filename: str,
+    trainer: Callable[[Path], None],
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """The model file in the cache, trained by `trainer(staging_dir)` when missing.
@@ -164,9 +166,11 @@ def load_example(name: str = "digits", progress: Callable[[str], None] | None = 
             names = ", ".join(["digits", *sorted(zoo.SPECS)])
             raise UsageError(f"unknown example {name!r}; available: {names}")
         path = cached_model(
-            f"{name}-v{zoo.SPECS[name].version}", f"{name}.keras",
-            lambda d: zoo.train(name, d / f"{name}.keras"), progress,
-        )  # fmt: skip
+            f"{name}-v{zoo.SPECS[name].version}",
+            f"{name}.keras",
+            lambda d: zoo.train(name, d / f"{name}.keras"),
+            progress,
+        )
         _, calib, val = zoo.splits(name)
         return Example(name, path, calib, val)
     path = cached_model(f"digits-v{VERSION}", "digits.keras", train_digits, progress)

@@ -81,8 +81,10 @@ def mobilenet(keras: Any, classes: int = 8, alpha: float = 0.25, size: int = 32)
     for block, (filters, strides) in enumerate(blocks, start=1):
         x = layers.DepthwiseConv2D(3, strides, padding="same", use_bias=False, name=f"dw{block}")(x)
         x = bn_relu6(x, f"dw{block}")
-        x = bn_relu6(layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"pw{block}")(x),
-                     f"pw{block}")  # fmt: skip
+        x = bn_relu6(
+            layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"pw{block}")(x),
+            f"pw{block}",
+        )
     return keras.Model(inputs, _average_pool_head(keras, x, classes), name="mobilenet")
 
 
@@ -98,8 +100,10 @@ def dscnn(keras: Any, classes: int = 6, filters: int = 64) -> Any:
     stem = layers.Conv2D(filters, (10, 4), (2, 2), padding="same", use_bias=False, name="stem")
     x = bn_relu(stem(inputs), "stem")
     for block in range(1, 5):
-        x = bn_relu(layers.DepthwiseConv2D(3, padding="same", use_bias=False,
-                                           name=f"dw{block}")(x), f"dw{block}")  # fmt: skip
+        x = bn_relu(
+            layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{block}")(x),
+            f"dw{block}",
+        )
         x = bn_relu(layers.Conv2D(filters, 1, use_bias=False, name=f"pw{block}")(x), f"pw{block}")
     return keras.Model(inputs, _average_pool_head(keras, x, classes), name="dscnn")
 
@@ -124,8 +128,11 @@ def _splits(
     x, y = sample(train, 0)
     calibration, _ = sample(200, 2)
     vx, vy = sample(500, 1)
-    return (Dataset(x, y, f"{name}:train"), Dataset(calibration, None, f"{name}:calibration"),
-            Dataset(vx, vy, f"{name}:validation"))  # fmt: skip
+    return (
+        Dataset(x, y, f"{name}:train"),
+        Dataset(calibration, None, f"{name}:calibration"),
+        Dataset(vx, vy, f"{name}:validation"),
+    )
 
 
 def _photo_data() -> tuple[Dataset, Dataset, Dataset]:
@@ -154,14 +161,17 @@ class Spec:
 
 
 SPECS = {
-    "resnet8": Spec(resnet8, _photo_data, 12, 3e-3, "sparse_categorical_crossentropy",
-                    "classification"),
-    "mobilenet": Spec(mobilenet, _photo_data, 12, 3e-3, "sparse_categorical_crossentropy",
-                      "classification"),
-    "dscnn": Spec(dscnn, _keyword_data, 8, 3e-3, "sparse_categorical_crossentropy",
-                  "classification"),
+    "resnet8": Spec(
+        resnet8, _photo_data, 12, 3e-3, "sparse_categorical_crossentropy", "classification"
+    ),
+    "mobilenet": Spec(
+        mobilenet, _photo_data, 12, 3e-3, "sparse_categorical_crossentropy", "classification"
+    ),
+    "dscnn": Spec(
+        dscnn, _keyword_data, 8, 3e-3, "sparse_categorical_crossentropy", "classification"
+    ),
     "autoencoder": Spec(autoencoder, _machine_data, 12, 2e-3, "mse", "regression"),
-}  # fmt: skip
+}
 
 
 def train(name: str, path: Any, epochs: int | None = None) -> None:
@@ -178,11 +188,11 @@ def train(name: str, path: Any, epochs: int | None = None) -> None:
     train_set, _, _ = spec.data()
     model = spec.build(keras)
     metrics = ["accuracy"] if spec.task == "classification" else []
-    model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate), loss=spec.loss,
-                  metrics=metrics)  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.Adam(spec.learning_rate), loss=spec.loss, metrics=metrics
+    )
     y = train_set.y if spec.task == "classification" else train_set.x
-    model.fit(train_set.x, y, epochs=epochs or spec.epochs, batch_size=64, shuffle=True,
-              verbose=0)  # fmt: skip
+    model.fit(train_set.x, y, epochs=epochs or spec.epochs, batch_size=64, shuffle=True, verbose=0)
     save_keras3(model, spec.build, path)
 
 

@@ -21,8 +21,13 @@ from edgekit.errors import UsageError
 
 # Keras 3 layer config keys that tf_keras layers do not take (weights are copied afterwards).
 _DROP_KEYS = {
-    "dtype", "build_config", "compile_config", "module", "registered_name", "quantization_config",
-}  # fmt: skip
+    "dtype",
+    "build_config",
+    "compile_config",
+    "module",
+    "registered_name",
+    "quantization_config",
+}
 
 
 def is_tf_keras(obj: Any) -> bool:

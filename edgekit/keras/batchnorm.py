@@ -35,8 +35,10 @@ def recalibrate_batchnorm(model: Any, x: Any, batch_size: int = 128) -> int:
     for layer in norms:
         rank = len(layer.input.shape)
         if [a % rank for a in np.atleast_1d(layer.axis)] != [rank - 1]:
-            raise UsageError(f"{layer.name}: recalibration handles channels-last BatchNormalization"
-                             f" only (axis={layer.axis})")  # fmt: skip
+            raise UsageError(
+                f"{layer.name}: recalibration handles channels-last BatchNormalization"
+                f" only (axis={layer.axis})"
+            )
         probe = keras.Model(model.input, layer.input)
         count, total, squares = 0, 0.0, 0.0
         for start in range(0, len(x), batch_size):

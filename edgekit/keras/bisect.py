@@ -13,8 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 
-def bisect(make: Callable[[float], Any], ok: Callable[[Any], bool], lo: float, hi: float,
-           iterations: int, smallest: bool = True) -> Any:  # fmt: skip
+def bisect(
+    make: Callable[[float], Any],
+    ok: Callable[[Any], bool],
+    lo: float,
+    hi: float,
+    iterations: int,
+    smallest: bool = True,
+) -> Any:
     """The candidate `make(x)` for the least x in [lo, hi] that is `ok` (`smallest=True`: ok
     holds above a threshold), or the greatest (`smallest=False`: ok holds below one).
     None when even the most permissive end is not ok."""

@@ -78,8 +78,14 @@ def _round(keep: int, size: int, tile: int | None, floor: int) -> int:
     return keep
 
 
-def _plan(groups: list[Any], scores: dict[int, np.ndarray], ratio: float, scope: str,
-          tile: int | None, floor: int) -> dict[int, np.ndarray]:  # fmt: skip
+def _plan(
+    groups: list[Any],
+    scores: dict[int, np.ndarray],
+    ratio: float,
+    scope: str,
+    tile: int | None,
+    floor: int,
+) -> dict[int, np.ndarray]:
     """Kept channel indices per group for a ratio (layer scope) or global threshold.
 
     Channels scored below zero (already removed by an earlier step) always go first."""
@@ -112,14 +118,23 @@ class ChannelPruner:
     `prune_channels` and the `ChannelPruningSchedule` callback are both built on it.
     """
 
-    def __init__(self, model: Any, *, criterion: str = "l1", data: Any = None,
-                 scope: str = "layer", min_channels: int = 4, round_to: int | None = None,
-                 target: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Any,
+        *,
+        criterion: str = "l1",
+        data: Any = None,
+        scope: str = "layer",
+        min_channels: int = 4,
+        round_to: int | None = None,
+        target: Any = None,
+    ) -> None:
         if scope not in SCOPES:
             raise UsageError(f"scope must be one of {SCOPES}; received {scope!r}")
         if criterion not in CRITERIA:
-            raise UsageError(f"unknown criterion {criterion!r}; expected one of "
-                             f"{', '.join(CRITERIA)}")  # fmt: skip
+            raise UsageError(
+                f"unknown criterion {criterion!r}; expected one of {', '.join(CRITERIA)}"
+            )
         if criterion in DATA_CRITERIA and data is None:
             raise UsageError(f"criterion {criterion} needs data=(x, y) or data=x")
         self.model = graph_model(model)
@@ -160,8 +175,9 @@ class ChannelPruner:
     def macs(self, keep: dict[int, np.ndarray]) -> int:
         return keras_macs(self.rebuild(keep))
 
-    def search(self, scores: dict[int, np.ndarray], fits: Any, iterations: int = 8,
-               lowest: float = 0.0) -> tuple[dict, Any]:  # fmt: skip
+    def search(
+        self, scores: dict[int, np.ndarray], fits: Any, iterations: int = 8, lowest: float = 0.0
+    ) -> tuple[dict, Any]:
         """Bisection on the ratio for the least pruning whose rebuilt model `fits`
         (model → (bool, measurement)). Returns (keep, measurement)."""
 
@@ -262,12 +278,20 @@ def prune_channels(
     """
     budgets = [b for b in (ratio, target_macs, target_latency_ms) if b is not None]
     if len(budgets) != 1:
-        raise UsageError("prune_channels needs exactly one of ratio=, target_macs=, "
-                         "target_latency_ms=")  # fmt: skip
+        raise UsageError(
+            "prune_channels needs exactly one of ratio=, target_macs=, target_latency_ms="
+        )
     if target_latency_ms is not None and data is None:
         raise UsageError("a latency budget needs data=x (calibration inputs to convert with)")
-    pruner = ChannelPruner(model, criterion=criterion, data=data, scope=scope,
-                           min_channels=min_channels, round_to=round_to, target=target)  # fmt: skip
+    pruner = ChannelPruner(
+        model,
+        criterion=criterion,
+        data=data,
+        scope=scope,
+        min_channels=min_channels,
+        round_to=round_to,
+        target=target,
+    )
     scores = pruner.scores()
     latency = None
     if ratio is not None:
@@ -276,8 +300,10 @@ def prune_channels(
         keep = pruner.plan(ratio, scores)
     elif target_macs is not None:
         if not 0 < target_macs < pruner.macs_before:
-            raise UsageError(f"target_macs must be between 0 and the model's "
-                             f"{pruner.macs_before:,} MACs; received {target_macs:,}")  # fmt: skip
+            raise UsageError(
+                f"target_macs must be between 0 and the model's "
+                f"{pruner.macs_before:,} MACs; received {target_macs:,}"
+            )
         keep, _ = pruner.search(scores, lambda m: (keras_macs(m) <= target_macs, None))
     else:
         x = np.asarray(data[0] if isinstance(data, tuple) else data)[:100]
@@ -300,7 +326,7 @@ def prune_channels(
         groups=[
             {"producers": g.producers, "before": g.size, "after": len(keep[g.id])}
             for g in pruner.groups
-        ],  # fmt: skip
+        ],
         skipped=list(pruner.graph.reasons),
         tile=pruner.tile,
         latency_ms=latency,

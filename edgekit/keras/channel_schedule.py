@@ -96,9 +96,14 @@ class ChannelPruningSchedule(Callback):
             raise UsageError(f"ratio must be in (0, 1); received {ratio}")
         self.target_macs, self.ratio = target_macs, ratio
         self.epochs = sorted({int(e) for e in epochs})
-        self.options = {"criterion": criterion, "data": data, "scope": scope,
-                        "min_channels": min_channels, "round_to": round_to,
-                        "target": target}  # fmt: skip
+        self.options = {
+            "criterion": criterion,
+            "data": data,
+            "scope": scope,
+            "min_channels": min_channels,
+            "round_to": round_to,
+            "target": target,
+        }
         self.verbose = verbose
         self.pruner: ChannelPruner | None = None
         self.keep: dict[int, np.ndarray] | None = None
@@ -135,17 +140,22 @@ class ChannelPruningSchedule(Callback):
         if self.verbose:
             macs = self._figures()["macs"]
             tile = f", channels rounded to {pruner.tile}" if pruner.tile else ""
-            print(f"channel pruning step {step + 1}/{len(self.epochs)}: {macs:,.0f} MACs "
-                  f"({macs / pruner.macs_before:.0%} of {pruner.macs_before:,}{tile})")  # fmt: skip
+            print(
+                f"channel pruning step {step + 1}/{len(self.epochs)}: {macs:,.0f} MACs "
+                f"({macs / pruner.macs_before:.0%} of {pruner.macs_before:,}{tile})"
+            )
 
     def _figures(self) -> dict[str, float]:
         smaller = self.pruner.rebuild(self.keep) if self.keep is not None else self.pruner.model
         return {
             "macs": float(keras_macs(smaller)),
             "params": float(smaller.count_params()),
-            "channels": float(sum(len(k) for k in (self.keep or {}).values()) if self.keep
-                              else sum(g.size for g in self.pruner.groups)),
-        }  # fmt: skip
+            "channels": float(
+                sum(len(k) for k in (self.keep or {}).values())
+                if self.keep
+                else sum(g.size for g in self.pruner.groups)
+            ),
+        }
 
     # --- Keras hooks -----------------------------------------------------------------------
 
@@ -185,7 +195,11 @@ class ChannelPruningSchedule(Callback):
         keys = list(self.history[0])
         lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         for row in self.history:
-            cells = [f"{row.get(k, float('nan')):,.0f}" if k in ("epoch", "macs", "params",
-                     "channels") else f"{row.get(k, float('nan')):.4f}" for k in keys]  # fmt: skip
+            cells = [
+                f"{row.get(k, float('nan')):,.0f}"
+                if k in ("epoch", "macs", "params", "channels")
+                else f"{row.get(k, float('nan')):.4f}"
+                for k in keys
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)

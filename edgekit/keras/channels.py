@@ -34,12 +34,30 @@ from edgekit.errors import UsageError
 from edgekit.keras import surgery
 
 PASS_THROUGH = {
-    "BatchNormalization", "ReLU", "Activation", "LeakyReLU", "ELU", "Dropout", "SpatialDropout2D",
-    "MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D", "ZeroPadding2D",
-    "UpSampling2D", "Cropping2D", "GaussianNoise", "ActivityRegularization", "Softmax", "PReLU",
-    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
-    "GlobalMaxPooling1D", "InputLayer",
-}  # fmt: skip
+    "BatchNormalization",
+    "ReLU",
+    "Activation",
+    "LeakyReLU",
+    "ELU",
+    "Dropout",
+    "SpatialDropout2D",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "ZeroPadding2D",
+    "UpSampling2D",
+    "Cropping2D",
+    "GaussianNoise",
+    "ActivityRegularization",
+    "Softmax",
+    "PReLU",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "InputLayer",
+}
 ELEMENTWISE = {"Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average"}
 PRODUCERS = {"Conv2D", "Conv1D", "Dense", "SeparableConv2D"}
 
@@ -171,8 +189,9 @@ class ChannelGraph:
             self._fix_space(self.spaces[last], "the model's output")
 
     def _block(self, layer: Any, ins: list[Space], why: str) -> Space:
-        self.reasons.append(f"layer {layer.name} ({type(layer).__name__}): {why}; its channels "
-                            "are left whole")  # fmt: skip
+        self.reasons.append(
+            f"layer {layer.name} ({type(layer).__name__}): {why}; its channels are left whole"
+        )
         for space in ins:
             self._fix_space(space, f"feeds {layer.name}")
         size = int(layer.output.shape[-1]) if hasattr(layer, "output") else 0
@@ -289,8 +308,9 @@ def _expand(space: Space, keep: dict[int, np.ndarray], find: Any) -> np.ndarray:
     return np.concatenate([p * width + inner for p in range(space.repeat)])
 
 
-def _slice_layer(layer: Any, weights: list[np.ndarray], in_keep: np.ndarray | None,
-                 out_keep: np.ndarray | None) -> tuple[dict, list[np.ndarray]]:  # fmt: skip
+def _slice_layer(
+    layer: Any, weights: list[np.ndarray], in_keep: np.ndarray | None, out_keep: np.ndarray | None
+) -> tuple[dict, list[np.ndarray]]:
     """(config changes, weights) of `layer` keeping `in_keep` input and `out_keep` output
     channels (None: all)."""
     kind = type(layer).__name__
@@ -394,8 +414,10 @@ def keras_macs(model: Any) -> int:
             total += positions * kh * kw * channels * multiplier
         elif kind == "SeparableConv2D":
             kh, kw, channels, multiplier = (int(d) for d in layer.depthwise_kernel.shape)
-            total += positions * (kh * kw * channels * multiplier + channels * multiplier
-                                  * int(layer.pointwise_kernel.shape[-1]))  # fmt: skip
+            total += positions * (
+                kh * kw * channels * multiplier
+                + channels * multiplier * int(layer.pointwise_kernel.shape[-1])
+            )
         elif kind == "Dense":
             total += positions * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
     return total

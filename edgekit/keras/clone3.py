@@ -56,9 +56,13 @@ def rebuilt(model: Any, replace: Callable[[Any], Replacement | None], hint: str)
 
 
 def wrap_layers(
-    model: Any, wrapper: type, wanted: Callable[[Any], bool], make: Callable[[Any], Any],
-    what: str, hint: str,
-) -> Any:  # fmt: skip
+    model: Any,
+    wrapper: type,
+    wanted: Callable[[Any], bool],
+    make: Callable[[Any], Any],
+    what: str,
+    hint: str,
+) -> Any:
     """A copy whose `wanted` layers are wrapped by `make(copy of the layer)` (a `wrapper`);
     `what` ("prune", "cluster") and `hint` word the errors (none wanted, a subclassed model)."""
 

@@ -29,8 +29,12 @@ CLUSTER_ALTERNATIVES = (
     "the supported layers: cluster_weights(layer, ...) inside the model definition"
 )
 # edgekit's initialisation names → tfmot's CentroidInitialization members.
-TFMOT_INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR",
-              "density_based": "DENSITY_BASED", "random": "RANDOM"}  # fmt: skip
+TFMOT_INIT = {
+    "kmeans++": "KMEANS_PLUS_PLUS",
+    "linear": "LINEAR",
+    "density_based": "DENSITY_BASED",
+    "random": "RANDOM",
+}
 
 
 @tensorflow_backend

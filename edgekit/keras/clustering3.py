@@ -140,19 +140,34 @@ class ClusterWeights(keras.layers.Wrapper):
         super().build(input_shape)
         for weight in clusterable_weights(self.layer):
             stem = weight.name.split("/")[-1]
-            self.centroids.append(self.add_weight(
-                name=f"cluster_centroids_{stem}", shape=(self.number_of_clusters,),
-                initializer="zeros", dtype=weight.dtype, trainable=True,
-            ))  # fmt: skip
-            self.indices.append(self.add_weight(
-                name=f"pulling_indices_{stem}", shape=weight.shape, initializer="zeros",
-                dtype="int32", trainable=False,
-            ))  # fmt: skip
+            self.centroids.append(
+                self.add_weight(
+                    name=f"cluster_centroids_{stem}",
+                    shape=(self.number_of_clusters,),
+                    initializer="zeros",
+                    dtype=weight.dtype,
+                    trainable=True,
+                )
+            )
+            self.indices.append(
+                self.add_weight(
+                    name=f"pulling_indices_{stem}",
+                    shape=weight.shape,
+                    initializer="zeros",
+                    dtype="int32",
+                    trainable=False,
+                )
+            )
             if self.preserve_sparsity:
-                self.masks.append(self.add_weight(
-                    name=f"sparsity_mask_{stem}", shape=weight.shape, initializer="ones",
-                    dtype=weight.dtype, trainable=False,
-                ))  # fmt: skip
+                self.masks.append(
+                    self.add_weight(
+                        name=f"sparsity_mask_{stem}",
+                        shape=weight.shape,
+                        initializer="ones",
+                        dtype=weight.dtype,
+                        trainable=False,
+                    )
+                )
         self.initialize_clusters()
         self.built = True
 
@@ -160,10 +175,14 @@ class ClusterWeights(keras.layers.Wrapper):
         """Centroids, assignments (and sparsity masks) from the layer's current weights."""
         for i, weight in enumerate(clusterable_weights(self.layer)):
             values = to_numpy(weight)
-            self.centroids[i].assign(initial_centroids(
-                values, self.number_of_clusters, self.cluster_centroids_init,
-                self.preserve_sparsity,
-            ))  # fmt: skip
+            self.centroids[i].assign(
+                initial_centroids(
+                    values,
+                    self.number_of_clusters,
+                    self.cluster_centroids_init,
+                    self.preserve_sparsity,
+                )
+            )
             if self.preserve_sparsity:  # weights first assigned to the zero centroid stay 0
                 self.masks[i].assign(np.ones_like(values))
                 self.indices[i].assign(to_numpy(self._assignment(i, self._centroids(i))))
@@ -210,8 +229,10 @@ class ClusterWeights(keras.layers.Wrapper):
         """Training re-assigns every weight to its nearest centroid first (as tfmot does at
         every call); inference uses the assignments held, so the converter folds the kernel
         into a constant."""
-        kernels = [self._trained_kernel(i) if training else self.clustered_kernel(i)
-                   for i in range(len(self.centroids))]  # fmt: skip
+        kernels = [
+            self._trained_kernel(i) if training else self.clustered_kernel(i)
+            for i in range(len(self.centroids))
+        ]
         mapping = list(zip(clusterable_weights(self.layer), kernels, strict=True))
         with keras.StatelessScope(state_mapping=mapping):
             return self.layer(inputs, **kwargs)
@@ -221,8 +242,10 @@ class ClusterWeights(keras.layers.Wrapper):
 
     def clustered_weights(self) -> list[np.ndarray]:
         """The wrapped layer's weights with each clustered kernel replaced by its centroids."""
-        kernels = {id(w): to_numpy(self.clustered_kernel(i))
-                   for i, w in enumerate(clusterable_weights(self.layer))}  # fmt: skip
+        kernels = {
+            id(w): to_numpy(self.clustered_kernel(i))
+            for i, w in enumerate(clusterable_weights(self.layer))
+        }
         return [kernels[id(w)] if id(w) in kernels else to_numpy(w) for w in self.layer.weights]
 
     def get_config(self) -> dict[str, Any]:
@@ -255,10 +278,11 @@ def cluster_keras3(
     weights. A single layer is wrapped as it is (for use inside a model definition).
     """
     options = dict(
-        number_of_clusters=number_of_clusters, cluster_centroids_init=cluster_centroids_init,
+        number_of_clusters=number_of_clusters,
+        cluster_centroids_init=cluster_centroids_init,
         preserve_sparsity=preserve_sparsity,
         cluster_gradient_aggregation=cluster_gradient_aggregation,
-    )  # fmt: skip
+    )
     if not isinstance(model, keras.Model):
         if not is_clusterable(model):
             raise UsageError(
@@ -266,13 +290,22 @@ def cluster_keras3(
                 "clusters; define get_clusterable_weights() on it to choose them"
             )
         return ClusterWeights(model, **options)
-    bad = [layer for layer in model.layers if layer.weights and not is_clusterable(layer)
-           and not isinstance(layer, (ClusterWeights, *UNCLUSTERED))]  # fmt: skip
+    bad = [
+        layer
+        for layer in model.layers
+        if layer.weights
+        and not is_clusterable(layer)
+        and not isinstance(layer, (ClusterWeights, *UNCLUSTERED))
+    ]
     if bad:
-        raise unsupported_layers_error("cluster", bad, (
-            "define get_clusterable_weights() on the layer (returning (name, variable) pairs), "
-            "or cluster a tf_keras model with tfmot (edgekit.keras.ensure_tf_keras(model))"
-        ))  # fmt: skip
+        raise unsupported_layers_error(
+            "cluster",
+            bad,
+            (
+                "define get_clusterable_weights() on the layer (returning (name, variable) pairs), "
+                "or cluster a tf_keras model with tfmot (edgekit.keras.ensure_tf_keras(model))"
+            ),
+        )
 
     wrap = partial(ClusterWeights, **options)
     clustered = wrap_layers(model, ClusterWeights, is_clusterable, wrap, "cluster", CLUSTER_LAYERS)

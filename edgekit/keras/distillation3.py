@@ -119,5 +119,3 @@ class Keras3Distiller(DistillerCore, keras.Model):
         self.distillation_loss_tracker.update_state(distill)
         # Validation's `loss` is the student's hard-label loss, as tf_keras's Distiller reports.
         return self.combine(hard, distill) if training else hard
-
-

@@ -148,8 +148,9 @@ class SoftTargetLoss(DistillationLoss):
         if temperature <= 0:
             raise UsageError(f"temperature must be > 0; received {temperature}")
         self.initial_temperature = float(temperature)
-        self.temperature: Any = tf.Variable(self.initial_temperature, trainable=False,
-                                            name="temperature")  # fmt: skip
+        self.temperature: Any = tf.Variable(
+            self.initial_temperature, trainable=False, name="temperature"
+        )
 
     def build(self, distiller: Any) -> None:
         super().build(distiller)

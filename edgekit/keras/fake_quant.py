@@ -75,8 +75,9 @@ def power_of_two(w: Any, channel_axes: tuple[int, ...]) -> Any:
     scale = tf.reduce_max(tf.abs(w), axis=reduce, keepdims=True) / 2.0 ** (EXPONENTS - 1)
     scale = tf.maximum(scale, 1e-12)
     magnitude = tf.abs(w) / scale
-    exponent = tf.clip_by_value(tf.round(tf.math.log(tf.maximum(magnitude, 1e-12)) / np.log(2.0)),
-                                0.0, EXPONENTS - 1)  # fmt: skip
+    exponent = tf.clip_by_value(
+        tf.round(tf.math.log(tf.maximum(magnitude, 1e-12)) / np.log(2.0)), 0.0, EXPONENTS - 1
+    )
     rounded = tf.where(magnitude < 0.5, tf.zeros_like(w), tf.sign(w) * 2.0**exponent * scale)
     return rounded
 
@@ -101,5 +102,7 @@ def moving_range(batch: Any, low: Any, high: Any, decay: float) -> tuple[Any, An
 def all_values_range(batch: Any, low: Any, high: Any) -> tuple[Any, Any]:
     """(min, max) of every value seen so far, 0 included (tfmot's AllValuesQuantizer: the
     model input's range)."""
-    return (tf.minimum(tf.minimum(low, tf.reduce_min(batch)), 0.0),
-            tf.maximum(tf.maximum(high, tf.reduce_max(batch)), 0.0))  # fmt: skip
+    return (
+        tf.minimum(tf.minimum(low, tf.reduce_min(batch)), 0.0),
+        tf.maximum(tf.maximum(high, tf.reduce_max(batch)), 0.0),
+    )

@@ -31,7 +31,8 @@ def _loss_for(y: np.ndarray, model: Any, teacher: Any) -> Any:
     if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
         last = model.layers[-1]
         probabilities = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or (
-            type(last).__name__ == "Softmax")  # fmt: skip
+            type(last).__name__ == "Softmax"
+        )
         return keras_of(model).losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
     return "mse"
 
@@ -91,12 +92,18 @@ def fine_tune(
 
         teacher = _unshared(teacher, model)
         teacher_trainable = teacher.trainable
-        trained = Distiller(model, teacher, [SoftTargetLoss(temperature)],
-                            alpha=alpha)  # fmt: skip
+        trained = Distiller(model, teacher, [SoftTargetLoss(temperature)], alpha=alpha)
     trained.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-    history = trained.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
-                          validation_data=validation_data, callbacks=callbacks or [],
-                          verbose=verbose)  # fmt: skip
+    history = trained.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        validation_data=validation_data,
+        callbacks=callbacks or [],
+        verbose=verbose,
+    )
     if teacher is not None:  # leave the student compiled for evaluate(), the teacher as it was
         teacher.trainable = teacher_trainable
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)

@@ -87,8 +87,9 @@ def _taps(graph: Any, groups: list[Any]) -> dict[int, list[str]]:
     return taps
 
 
-def gradient_scores(model: Any, graph: Any, groups: list[Any], criterion: str, data: Any,
-                    batch_size: int = 32) -> dict[int, np.ndarray]:  # fmt: skip
+def gradient_scores(
+    model: Any, graph: Any, groups: list[Any], criterion: str, data: Any, batch_size: int = 32
+) -> dict[int, np.ndarray]:
     """Taylor or Fisher scores per group from activations and loss gradients on `data`."""
     tf = tensorflow()
     keras = keras_of(model)  # a GradientTape sees either Keras's variables (TF backend)
@@ -140,8 +141,9 @@ def _ends_in_softmax(model: Any) -> bool:
     return kind == "Softmax" or activation == "softmax"
 
 
-def channel_scores(model: Any, graph: Any, groups: list[Any], criterion: str,
-                   data: Any = None) -> dict[int, np.ndarray]:  # fmt: skip
+def channel_scores(
+    model: Any, graph: Any, groups: list[Any], criterion: str, data: Any = None
+) -> dict[int, np.ndarray]:
     """{group id: a score per channel} by `criterion` (see the module docstring)."""
     if criterion not in CRITERIA:
         raise UsageError(f"unknown criterion {criterion!r}; expected one of {', '.join(CRITERIA)}")

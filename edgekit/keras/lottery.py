@@ -64,13 +64,18 @@ class TicketTable:
     rounds: list[TicketRound] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = [f"| round | {self.granularity}s left | MACs | non-zero params | val accuracy "
-                 "| val loss |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines = [
+            f"| round | {self.granularity}s left | MACs | non-zero params | val accuracy "
+            "| val loss |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in self.rounds:
             acc = "—" if r.accuracy is None else f"{100 * r.accuracy:.1f} %"
             loss = "—" if r.loss is None else f"{r.loss:.4f}"
-            lines.append(f"| {r.round} | {100 * r.remaining:.1f} % | {r.macs:,} | "
-                         f"{r.params:,} | {acc} | {loss} |")  # fmt: skip
+            lines.append(
+                f"| {r.round} | {100 * r.remaining:.1f} % | {r.macs:,} | "
+                f"{r.params:,} | {acc} | {loss} |"
+            )
         return "\n".join(lines)
 
 
@@ -161,8 +166,15 @@ def find_ticket(
     def train(run_epochs: int, mask: MaskCallback, keep: bool) -> None:
         model.compile(keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
         callbacks = [mask] + ([_Keep()] if keep else [])
-        model.fit(x, y, epochs=run_epochs, batch_size=batch_size, shuffle=True,
-                  callbacks=callbacks, verbose=verbose)  # fmt: skip
+        model.fit(
+            x,
+            y,
+            epochs=run_epochs,
+            batch_size=batch_size,
+            shuffle=True,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
 
     def evaluate() -> tuple[float | None, float | None]:
         if validation_data is None:
@@ -202,8 +214,10 @@ def find_ticket(
         params = _nonzero(model if pruner is None else pruner.rebuild(keep))
         table.rounds.append(TicketRound(round_number, left, macs, params, accuracy, value))
         if verbose:
-            print(f"ticket round {round_number}/{rounds}: {100 * left:.1f} % left, "
-                  f"accuracy {accuracy}")  # fmt: skip
+            print(
+                f"ticket round {round_number}/{rounds}: {100 * left:.1f} % left, "
+                f"accuracy {accuracy}"
+            )
     ticket = model if pruner is None else pruner.rebuild(keep)
     if pruner is not None:
         ticket.compile(keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)

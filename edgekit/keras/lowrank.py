@@ -74,12 +74,16 @@ class LowRankReport:
     params_after: int = 0
 
     def table(self) -> str:
-        lines = ["| layer | method | ranks | MACs before | MACs after | energy kept |",
-                 "|---|---|---|---|---|---|"]  # fmt: skip
+        lines = [
+            "| layer | method | ranks | MACs before | MACs after | energy kept |",
+            "|---|---|---|---|---|---|",
+        ]
         for f in self.layers:
             ranks = "×".join(str(r) for r in f.ranks)
-            lines.append(f"| {f.name} | {f.method} | {ranks} | {f.macs_before:,} | "
-                         f"{f.macs_after:,} | {f.energy:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {f.name} | {f.method} | {ranks} | {f.macs_before:,} | "
+                f"{f.macs_after:,} | {f.energy:.3f} |"
+            )
         return "\n".join(lines)
 
 
@@ -94,18 +98,46 @@ def _energy(original: np.ndarray, approx: np.ndarray) -> float:
 Pair = tuple[int, int]
 
 
-def _conv(name: str, filters: int, kernel: Pair, strides: Pair, dilation: Pair, padding: str,
-          bias: bool, activation: Any) -> dict:  # fmt: skip
-    return {"class_name": "Conv2D", "config": {
-        "name": name, "filters": int(filters), "kernel_size": list(kernel),
-        "strides": list(strides), "padding": padding, "dilation_rate": list(dilation),
-        "use_bias": bias, "activation": activation, "data_format": "channels_last",
-        "trainable": True, "dtype": "float32"}}  # fmt: skip
+def _conv(
+    name: str,
+    filters: int,
+    kernel: Pair,
+    strides: Pair,
+    dilation: Pair,
+    padding: str,
+    bias: bool,
+    activation: Any,
+) -> dict:
+    return {
+        "class_name": "Conv2D",
+        "config": {
+            "name": name,
+            "filters": int(filters),
+            "kernel_size": list(kernel),
+            "strides": list(strides),
+            "padding": padding,
+            "dilation_rate": list(dilation),
+            "use_bias": bias,
+            "activation": activation,
+            "data_format": "channels_last",
+            "trainable": True,
+            "dtype": "float32",
+        },
+    }
 
 
 def _dense(name: str, units: int, bias: bool, activation: Any) -> dict:
-    return {"class_name": "Dense", "config": {"name": name, "units": int(units), "use_bias": bias,
-            "activation": activation, "trainable": True, "dtype": "float32"}}  # fmt: skip
+    return {
+        "class_name": "Dense",
+        "config": {
+            "name": name,
+            "units": int(units),
+            "use_bias": bias,
+            "activation": activation,
+            "trainable": True,
+            "dtype": "float32",
+        },
+    }
 
 
 class _Layer:
@@ -148,15 +180,35 @@ def svd(info: _Layer, rho: float) -> Factorization:
     approx = (first.astype(np.float64) @ second).reshape(kernel.shape)
     cin, cout = matrix.shape
     if info.kind == "Dense":
-        chain = [_dense(f"{info.name}_lr", rank, False, "linear"),
-                 _dense(info.name, cout, info.bias is not None, info.activation)]  # fmt: skip
+        chain = [
+            _dense(f"{info.name}_lr", rank, False, "linear"),
+            _dense(info.name, cout, info.bias is not None, info.activation),
+        ]
         weights = [[first], info.last([second])]
         macs = info.out_positions * (cin * rank + rank * cout)
     else:
-        chain = [_conv(f"{info.name}_lr", rank, (1, 1), info.strides, info.dilation,
-                       info.padding, False, "linear"),
-                 _conv(info.name, cout, (1, 1), (1, 1), (1, 1), "valid", info.bias is not None,
-                       info.activation)]  # fmt: skip
+        chain = [
+            _conv(
+                f"{info.name}_lr",
+                rank,
+                (1, 1),
+                info.strides,
+                info.dilation,
+                info.padding,
+                False,
+                "linear",
+            ),
+            _conv(
+                info.name,
+                cout,
+                (1, 1),
+                (1, 1),
+                (1, 1),
+                "valid",
+                info.bias is not None,
+                info.activation,
+            ),
+        ]
         weights = [[first.reshape(1, 1, cin, rank)], info.last([second.reshape(1, 1, rank, cout)])]
         macs = info.out_positions * (cin * rank + rank * cout)
     return Factorization("svd", (rank,), chain, weights, macs, _energy(kernel, approx))
@@ -174,10 +226,19 @@ def separable(info: _Layer, rho: float) -> Factorization:
     horizontal = (root[:, None] * vt[:rank]).reshape(rank, kw, cout).transpose(1, 0, 2)[None]
     approx = np.einsum("icr,jro->ijco", vertical[:, 0], horizontal[0])
     (sh, sw), (dh, dw) = info.strides, info.dilation
-    chain = [_conv(f"{info.name}_v", rank, (kh, 1), (sh, 1), (dh, 1), info.padding, False,
-                   "linear"),
-             _conv(info.name, cout, (1, kw), (1, sw), (1, dw), info.padding,
-                   info.bias is not None, info.activation)]  # fmt: skip
+    chain = [
+        _conv(f"{info.name}_v", rank, (kh, 1), (sh, 1), (dh, 1), info.padding, False, "linear"),
+        _conv(
+            info.name,
+            cout,
+            (1, kw),
+            (1, sw),
+            (1, dw),
+            info.padding,
+            info.bias is not None,
+            info.activation,
+        ),
+    ]
     weights = [[vertical.astype(np.float32)], info.last([horizontal.astype(np.float32)])]
     macs = info.mid_positions * kh * cin * rank + info.out_positions * kw * rank * cout
     return Factorization("separable", (rank,), chain, weights, macs, _energy(kernel, approx))
@@ -204,21 +265,40 @@ def tucker2(info: _Layer, rho: float) -> Factorization:
         u_out = _leading(projected.transpose(3, 0, 1, 2).reshape(cout, -1), r2)
     core = np.einsum("ijco,ca,ob->ijab", kernel, u_in, u_out)
     approx = np.einsum("ijab,ca,ob->ijco", core, u_in, u_out)
-    chain = [_conv(f"{info.name}_in", r1, (1, 1), (1, 1), (1, 1), "valid", False, "linear"),
-             _conv(f"{info.name}_core", r2, (kh, kw), info.strides, info.dilation, info.padding,
-                   False, "linear"),
-             _conv(info.name, cout, (1, 1), (1, 1), (1, 1), "valid", info.bias is not None,
-                   info.activation)]  # fmt: skip
-    weights = [[u_in.reshape(1, 1, cin, r1).astype(np.float32)], [core.astype(np.float32)],
-               info.last([u_out.T.reshape(1, 1, r2, cout).astype(np.float32)])]  # fmt: skip
-    macs = (info.in_positions * cin * r1 + info.out_positions * kh * kw * r1 * r2
-            + info.out_positions * r2 * cout)  # fmt: skip
+    chain = [
+        _conv(f"{info.name}_in", r1, (1, 1), (1, 1), (1, 1), "valid", False, "linear"),
+        _conv(
+            f"{info.name}_core",
+            r2,
+            (kh, kw),
+            info.strides,
+            info.dilation,
+            info.padding,
+            False,
+            "linear",
+        ),
+        _conv(
+            info.name, cout, (1, 1), (1, 1), (1, 1), "valid", info.bias is not None, info.activation
+        ),
+    ]
+    weights = [
+        [u_in.reshape(1, 1, cin, r1).astype(np.float32)],
+        [core.astype(np.float32)],
+        info.last([u_out.T.reshape(1, 1, r2, cout).astype(np.float32)]),
+    ]
+    macs = (
+        info.in_positions * cin * r1
+        + info.out_positions * kh * kw * r1 * r2
+        + info.out_positions * r2 * cout
+    )
     return Factorization("tucker2", (r1, r2), chain, weights, macs, _energy(kernel, approx))
 
 
 DECOMPOSE: dict[str, Callable[[_Layer, float], Factorization]] = {
-    "svd": svd, "separable": separable, "tucker2": tucker2,
-}  # fmt: skip
+    "svd": svd,
+    "separable": separable,
+    "tucker2": tucker2,
+}
 
 
 def _methods(info: _Layer, method: str) -> list[str]:
@@ -228,13 +308,15 @@ def _methods(info: _Layer, method: str) -> list[str]:
     if pointwise and method != "svd":
         raise UsageError(f"layer {info.name}: {method} needs a k×k Conv2D; use svd")
     if not pointwise and method == "svd":
-        raise UsageError(f"layer {info.name}: svd is for Dense and 1×1 convs; use separable "
-                         "or tucker2")  # fmt: skip
+        raise UsageError(
+            f"layer {info.name}: svd is for Dense and 1×1 convs; use separable or tucker2"
+        )
     return [method]
 
 
-def _search(info: _Layer, method: str, energy: float | None, budget: float | None
-            ) -> Factorization | None:  # fmt: skip
+def _search(
+    info: _Layer, method: str, energy: float | None, budget: float | None
+) -> Factorization | None:
     """The smallest rank reaching `energy`, or the largest within `budget`·MACs (bisection on
     the rank fraction; both are monotone in it)."""
     decompose = DECOMPOSE[method]
@@ -274,18 +356,24 @@ def factorize(
         raise UsageError("factorize needs exactly one of energy= or budget=")
     goal = energy if energy is not None else budget
     if not 0.0 < float(goal) < 1.0:
-        raise UsageError(f"{'energy' if energy is not None else 'budget'} must be between 0 "
-                         f"and 1; received {goal}")  # fmt: skip
+        raise UsageError(
+            f"{'energy' if energy is not None else 'budget'} must be between 0 "
+            f"and 1; received {goal}"
+        )
     model = surgery.graph_model(model)
     by_name = {layer.name: layer for layer in model.layers}
     if layers is not None:
         unknown = [n for n in layers if n not in by_name]
         if unknown:
-            raise UsageError(f"no layer named {', '.join(unknown)} in {model.name}; layers: "
-                             f"{', '.join(by_name)}")  # fmt: skip
+            raise UsageError(
+                f"no layer named {', '.join(unknown)} in {model.name}; layers: {', '.join(by_name)}"
+            )
     explicit = layers is not None
-    names = layers if explicit else [n for n, la in by_name.items()
-                                     if type(la).__name__ in ("Dense", "Conv2D")]  # fmt: skip
+    names = (
+        layers
+        if explicit
+        else [n for n, la in by_name.items() if type(la).__name__ in ("Dense", "Conv2D")]
+    )
     report = LowRankReport(macs_before=keras_macs(model), params_before=model.count_params())
     config = surgery.model_config(model)
     weights = surgery.weights_by_layer(model)
@@ -307,19 +395,28 @@ def factorize(
         info = _Layer(layer)
         chosen_method = method.get(name, "auto") if isinstance(method, dict) else method
         if chosen_method not in METHODS:
-            raise UsageError(f"unknown method {chosen_method!r}; expected one of "
-                             f"{', '.join(METHODS)}")  # fmt: skip
-        candidates = [c for m in _methods(info, chosen_method)
-                      if (c := _search(info, m, energy, budget)) is not None]  # fmt: skip
+            raise UsageError(
+                f"unknown method {chosen_method!r}; expected one of {', '.join(METHODS)}"
+            )
+        candidates = [
+            c
+            for m in _methods(info, chosen_method)
+            if (c := _search(info, m, energy, budget)) is not None
+        ]
         cheaper = [c for c in candidates if c.macs < info.macs]
         if not cheaper:
             best = min(candidates, key=lambda c: c.macs, default=None)
-            cost = f"{best.macs:,} MACs ≥ the original {info.macs:,}" if best else (
-                f"nothing fits {budget:.0%} of its {info.macs:,} MACs")  # fmt: skip
+            cost = (
+                f"{best.macs:,} MACs ≥ the original {info.macs:,}"
+                if best
+                else (f"nothing fits {budget:.0%} of its {info.macs:,} MACs")
+            )
             why = f"rank for the goal costs {cost}"
             if explicit:
-                raise UsageError(f"layer {name}: refused, the factorised layer would cost more "
-                                 f"than the original ({cost})")  # fmt: skip
+                raise UsageError(
+                    f"layer {name}: refused, the factorised layer would cost more "
+                    f"than the original ({cost})"
+                )
             report.skipped.append(f"{name}: {why}")
             continue
         if energy is not None:
@@ -329,11 +426,15 @@ def factorize(
         surgery.replace_layer(config, name, best.chain, surgery.is_sequential(model))
         for entry, values in zip(best.chain, best.weights, strict=True):
             weights[entry["config"]["name"] if entry is not best.chain[-1] else name] = values
-        report.layers.append(FactorizedLayer(name, best.method, best.ranks, info.macs,
-                                             best.macs, best.energy))  # fmt: skip
+        report.layers.append(
+            FactorizedLayer(name, best.method, best.ranks, info.macs, best.macs, best.energy)
+        )
     if not report.layers:
-        raise UsageError(f"{model.name}: no layer can be factorised with fewer MACs ("
-                         + "; ".join(report.skipped) + ")")  # fmt: skip
+        raise UsageError(
+            f"{model.name}: no layer can be factorised with fewer MACs ("
+            + "; ".join(report.skipped)
+            + ")"
+        )
     rebuilt = surgery.from_config(model, config)
     surgery.set_weights(rebuilt, weights)
     report.macs_after = keras_macs(rebuilt)

@@ -97,8 +97,11 @@ class PowerOfTwoConfig(_QuantizeConfig):
     def get_output_quantizers(self, layer: Any) -> list:
         if not self.output:
             return []
-        return [_quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
-                                                   narrow_range=False)]  # fmt: skip
+        return [
+            _quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+            )
+        ]
 
     def get_config(self) -> dict:
         return {"output": self.output}
@@ -120,15 +123,17 @@ def quantize_power_of_two(model: Any) -> Any:
 
     def annotate(layer: Any) -> Any:
         if type(layer).__name__ in POT_LAYERS:
-            return qk.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()),
-                                              PowerOfTwoConfig())  # fmt: skip
+            return qk.quantize_annotate_layer(
+                layer.__class__.from_config(layer.get_config()), PowerOfTwoConfig()
+            )
         return qk.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
-    custom = {"PowerOfTwoConfig": PowerOfTwoConfig,
-              "PowerOfTwoWeightQuantizer": PowerOfTwoWeightQuantizer}  # fmt: skip
-    scheme = weights_scheme(lambda class_name, attr: PowerOfTwoConfig(output=False),
-                            custom=custom)  # fmt: skip
+    custom = {
+        "PowerOfTwoConfig": PowerOfTwoConfig,
+        "PowerOfTwoWeightQuantizer": PowerOfTwoWeightQuantizer,
+    }
+    scheme = weights_scheme(lambda class_name, attr: PowerOfTwoConfig(output=False), custom=custom)
     with qk.quantize_scope(custom):
         return qk.quantize_apply(annotated, scheme)

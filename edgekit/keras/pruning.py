@@ -33,9 +33,14 @@ from edgekit.keras.sparsity_stats import (  # noqa: F401  (public here as before
 )
 
 __all__ = [
-    "ConstantSparsity", "PolynomialDecay", "layer_sparsity", "prune_low_magnitude",
-    "pruning_schedule", "strip_pruning", "total_sparsity",
-]  # fmt: skip
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "layer_sparsity",
+    "prune_low_magnitude",
+    "pruning_schedule",
+    "strip_pruning",
+    "total_sparsity",
+]
 
 PRUNING_ALTERNATIVES = (
     "implement tfmot's PrunableLayer (get_prunable_weights) on the layer, or prune only the "

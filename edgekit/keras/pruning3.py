@@ -134,9 +134,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             for weight in prunable_weights(self.layer)
         ]
         self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), initializer=keras.initializers.Constant(-1),
-            dtype="int64", trainable=False,
-        )  # fmt: skip
+            name="pruning_step",
+            shape=(),
+            initializer=keras.initializers.Constant(-1),
+            dtype="int64",
+            trainable=False,
+        )
         self.built = True
 
     def call(self, inputs: Any, training: Any = None, **kwargs: Any) -> Any:

@@ -52,17 +52,45 @@ keras = keras3()
 
 # Layers whose output keeps its input's scale in TFLite (no quantizer of their own).
 KEEP_RANGE = {
-    "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D", "Flatten", "Reshape", "Dropout", "SpatialDropout1D",
-    "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ZeroPadding1D", "ZeroPadding2D",
-    "Cropping1D", "Cropping2D", "Permute", "UpSampling2D", "Identity", "ActivityRegularization",
-}  # fmt: skip
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "Flatten",
+    "Reshape",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "Cropping1D",
+    "Cropping2D",
+    "Permute",
+    "UpSampling2D",
+    "Identity",
+    "ActivityRegularization",
+}
 # Layers with an output of their own: a quantizer after them.
 QUANTIZE_OUTPUT = {
-    "ReLU", "LeakyReLU", "Activation", "Add", "Subtract", "Multiply", "Average", "Maximum",
-    "Minimum", "Concatenate", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-    "BatchNormalization", "Rescaling",
-}  # fmt: skip
+    "ReLU",
+    "LeakyReLU",
+    "Activation",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Concatenate",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "BatchNormalization",
+    "Rescaling",
+}
 # Activations TFLite gives a fixed output range (softmax 1/256, ...): quantized before.
 FIXED_RANGE = ("softmax", "sigmoid", "tanh")
 
@@ -133,8 +161,9 @@ def _plan(layer: Any, output: Any, consumers: dict[int, list[Any]], model_output
     return "unsupported"
 
 
-def quantize_keras3(model: Any, per_channel: bool = True, weights: str = "int8",
-                    preserve_sparsity: bool = False) -> Any:  # fmt: skip
+def quantize_keras3(
+    model: Any, per_channel: bool = True, weights: str = "int8", preserve_sparsity: bool = False
+) -> Any:
     """A QAT copy of a Keras 3 Sequential/Functional model (see the module docstring).
 
     `weights`: "int8" (`per_channel`: one scale per output channel, else per kernel) or
@@ -156,8 +185,11 @@ def quantize_keras3(model: Any, per_channel: bool = True, weights: str = "int8",
     nodes = _graph_nodes(graph)
     consumers = _consumers(graph, nodes)
     outputs = {id(t) for t in graph.outputs}
-    plans = {op.name: _plan(op, nodes[op.name][0].output_tensors[0], consumers, outputs)
-             for op in graph.operations if op.name in nodes}  # fmt: skip
+    plans = {
+        op.name: _plan(op, nodes[op.name][0].output_tensors[0], consumers, outputs)
+        for op in graph.operations
+        if op.name in nodes
+    }
     refused = [op for op in graph.operations if plans.get(op.name) == "unsupported"]
     if refused:
         names = ", ".join(f"{op.name!r} ({type(op).__name__})" for op in refused)
@@ -167,8 +199,11 @@ def quantize_keras3(model: Any, per_channel: bool = True, weights: str = "int8",
             "Concatenate, pooling, reshapes); quantize_model(ensure_tf_keras(model)) uses "
             "tfmot's registry"
         )
-    quantizer = {"per_channel": per_channel, "weights": weights,
-                 "preserve_sparsity": preserve_sparsity}  # fmt: skip
+    quantizer = {
+        "per_channel": per_channel,
+        "weights": weights,
+        "preserve_sparsity": preserve_sparsity,
+    }
     return _rebuild(graph, nodes, plans, quantizer, name=model.name)
 
 
@@ -184,8 +219,13 @@ def _functional(model: Any) -> Any:
     return keras.Model(inputs, outputs, name=model.name)
 
 
-def _rebuild(graph: Any, nodes: dict[str, list[Any]], plans: dict[str, str],
-             quantizer: dict[str, Any], name: str) -> Any:  # fmt: skip
+def _rebuild(
+    graph: Any,
+    nodes: dict[str, list[Any]],
+    plans: dict[str, str],
+    quantizer: dict[str, Any],
+    name: str,
+) -> Any:
     tensors: dict[int, Any] = {}
     inputs = []
     for tensor in graph.inputs:

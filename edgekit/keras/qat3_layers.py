@@ -47,16 +47,16 @@ KERNEL_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 class QuantizeActivation(keras.layers.Layer):
     """8-bit per-tensor fake quantization of a tensor, with a range learned in training."""
 
-    def __init__(self, ema_decay: float = 0.999, all_values: bool = False,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(self, ema_decay: float = 0.999, all_values: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ema_decay = float(ema_decay)
         self.all_values = bool(all_values)
 
     def build(self, input_shape: Any = None) -> None:
         def scalar(name: str, value: float) -> Any:
-            return self.add_weight(name=name, shape=(), trainable=False,
-                                   initializer=keras.initializers.Constant(value))  # fmt: skip
+            return self.add_weight(
+                name=name, shape=(), trainable=False, initializer=keras.initializers.Constant(value)
+            )
 
         start = 0.0 if self.all_values else 6.0  # tfmot's initial ranges
         self.range_min = scalar("range_min", -start)
@@ -83,8 +83,7 @@ class QuantizeActivation(keras.layers.Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "ema_decay": self.ema_decay,
-                "all_values": self.all_values}  # fmt: skip
+        return {**super().get_config(), "ema_decay": self.ema_decay, "all_values": self.all_values}
 
 
 @keras.saving.register_keras_serializable(package="edgekit")
@@ -97,12 +96,19 @@ class QuantizeWeights(keras.layers.Wrapper):
     zero through QAT (optimizers that move a weight only by its gradient: SGD, Adam).
     """
 
-    def __init__(self, layer: Any, per_channel: bool = True, weights: str = "int8",
-                 preserve_sparsity: bool = False, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        layer: Any,
+        per_channel: bool = True,
+        weights: str = "int8",
+        preserve_sparsity: bool = False,
+        **kwargs: Any,
+    ) -> None:
         kind = type(layer).__name__
         if kind not in KERNEL_LAYERS:
-            raise UsageError(f"QuantizeWeights wraps {', '.join(KERNEL_LAYERS)}; {layer.name!r} "
-                             f"is a {kind}")  # fmt: skip
+            raise UsageError(
+                f"QuantizeWeights wraps {', '.join(KERNEL_LAYERS)}; {layer.name!r} is a {kind}"
+            )
         if weights not in WEIGHT_MODES:
             raise UsageError(f"weights must be one of {WEIGHT_MODES}; received {weights!r}")
         config = layer.get_config()
@@ -110,8 +116,10 @@ class QuantizeWeights(keras.layers.Wrapper):
             config.get("data_format", "channels_last") != "channels_last"
             or config.get("groups", 1) != 1
         ):
-            raise UsageError(f"cannot quantize layer {layer.name!r} ({kind}): edgekit's Keras 3 "
-                             "QAT takes channels_last convolutions without groups")  # fmt: skip
+            raise UsageError(
+                f"cannot quantize layer {layer.name!r} ({kind}): edgekit's Keras 3 "
+                "QAT takes channels_last convolutions without groups"
+            )
         kwargs.setdefault("name", f"quant_{layer.name}")
         super().__init__(layer, **kwargs)
         self.per_channel = bool(per_channel)
@@ -135,8 +143,11 @@ class QuantizeWeights(keras.layers.Wrapper):
             self.layer.build(input_shape)
         if self.preserve_sparsity:  # ones until `keep_zeros` reads the kernel's zeros
             self.sparsity_mask = self.add_weight(
-                name="sparsity_mask", shape=self.layer.kernel.shape, trainable=False,
-                initializer="ones")  # fmt: skip
+                name="sparsity_mask",
+                shape=self.layer.kernel.shape,
+                trainable=False,
+                initializer="ones",
+            )
 
     def keep_zeros(self) -> None:
         """With `preserve_sparsity`, fix the mask to the kernel's current nonzero weights."""
@@ -166,6 +177,9 @@ class QuantizeWeights(keras.layers.Wrapper):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "per_channel": self.per_channel,
-                "weights": self.weights_mode,
-                "preserve_sparsity": self.preserve_sparsity}  # fmt: skip
+        return {
+            **super().get_config(),
+            "per_channel": self.per_channel,
+            "weights": self.weights_mode,
+            "preserve_sparsity": self.preserve_sparsity,
+        }

@@ -179,15 +179,26 @@ def _qk_module(name: str) -> Any:
 def _default_transforms(transforms: Any) -> list:
     """tfmot's Default8BitQuantizeLayoutTransform list, in its order."""
     names = (
-        "InputLayerQuantize", "SeparableConv1DQuantize", "SeparableConvQuantize",
-        "Conv2DReshapeBatchNormReLUQuantize", "Conv2DReshapeBatchNormActivationQuantize",
-        "Conv2DBatchNormReLUQuantize", "Conv2DBatchNormActivationQuantize",
-        "Conv2DReshapeBatchNormQuantize", "Conv2DBatchNormQuantize",
-        "ConcatTransform6Inputs", "ConcatTransform5Inputs", "ConcatTransform4Inputs",
-        "ConcatTransform3Inputs", "ConcatTransform", "DenseBatchNormQuantize",
-        "DenseBatchNormReLUQuantize", "DenseBatchNormActivationQuantize",
-        "LayerReLUQuantize", "LayerReluActivationQuantize",
-    )  # fmt: skip
+        "InputLayerQuantize",
+        "SeparableConv1DQuantize",
+        "SeparableConvQuantize",
+        "Conv2DReshapeBatchNormReLUQuantize",
+        "Conv2DReshapeBatchNormActivationQuantize",
+        "Conv2DBatchNormReLUQuantize",
+        "Conv2DBatchNormActivationQuantize",
+        "Conv2DReshapeBatchNormQuantize",
+        "Conv2DBatchNormQuantize",
+        "ConcatTransform6Inputs",
+        "ConcatTransform5Inputs",
+        "ConcatTransform4Inputs",
+        "ConcatTransform3Inputs",
+        "ConcatTransform",
+        "DenseBatchNormQuantize",
+        "DenseBatchNormReLUQuantize",
+        "DenseBatchNormActivationQuantize",
+        "LayerReLUQuantize",
+        "LayerReluActivationQuantize",
+    )
     return [getattr(transforms, name)() for name in names]
 
 
@@ -214,8 +225,9 @@ def quantize_model(model: Any, target: Any = None, preserve: str | None = None) 
                 "models only (Keras 3 QAT preserves sparsity): quantize ensure_tf_keras(model) "
                 "to use it"
             )
-        return quantize_keras3(model, per_channel=int8_per_channel(target),
-                               preserve_sparsity=preserve == "sparsity")  # fmt: skip
+        return quantize_keras3(
+            model, per_channel=int8_per_channel(target), preserve_sparsity=preserve == "sparsity"
+        )
     model = ensure_tf_keras(model)
     scheme = scheme_for(target, preserve)
     if getattr(scheme, "_disable_per_axis", False):

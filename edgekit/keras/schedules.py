@@ -113,8 +113,13 @@ class PolynomialDecay(PruningSchedule):
     """
 
     config_keys = (
-        "initial_sparsity", "final_sparsity", "power", "begin_step", "end_step", "frequency",
-    )  # fmt: skip
+        "initial_sparsity",
+        "final_sparsity",
+        "power",
+        "begin_step",
+        "end_step",
+        "frequency",
+    )
 
     def __init__(
         self,
@@ -126,8 +131,10 @@ class PolynomialDecay(PruningSchedule):
         frequency: int = 100,
     ) -> None:
         self.initial_sparsity, self.final_sparsity, self.power = (
-            initial_sparsity, final_sparsity, power,
-        )  # fmt: skip
+            initial_sparsity,
+            final_sparsity,
+            power,
+        )
         self.begin_step, self.end_step, self.frequency = begin_step, end_step, frequency
         self._validate(False, initial_sparsity=initial_sparsity, final_sparsity=final_sparsity)
 

@@ -92,8 +92,11 @@ def sparsify(model: Any, *, filters: float = 1e-4, gamma: float = 1e-4) -> Any:
     config = surgery.model_config(model)
     entries = surgery.layer_entries(config)
     for name in producers if filters > 0 else []:
-        key = "pointwise_regularizer" if entries[name]["class_name"] == "SeparableConv2D" else (
-            "kernel_regularizer")  # fmt: skip
+        key = (
+            "pointwise_regularizer"
+            if entries[name]["class_name"] == "SeparableConv2D"
+            else ("kernel_regularizer")
+        )
         entries[name]["config"][key] = keras.regularizers.serialize(GroupLasso(filters))
     for name in norms if gamma > 0 else []:
         entries[name]["config"]["gamma_regularizer"] = keras.regularizers.serialize(
@@ -138,7 +141,7 @@ class ProximalSparsity(Callback):
         model = getattr(self.model, "student", self.model)
         producers, norms = _targets(model)
         layers = {layer.name: layer for layer in model.layers}
-        self._kernels = [_filters_of(layers[p]) for p in producers]  # fmt: skip
+        self._kernels = [_filters_of(layers[p]) for p in producers]
         self._gammas = [layers[n].gamma for n in norms if layers[n].gamma is not None]
 
     def _learning_rate(self) -> float:
@@ -200,8 +203,13 @@ def gamma_histogram(models: dict[str, Any], path: str | Path, bins: int = 40) ->
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in series.items():
         zeros = int(np.sum(values < floor))
-        ax.hist(np.maximum(values, 0.0), bins=edges, histtype="step", lw=1.6,
-                label=f"{name}: {len(values)} γ, {zeros} below {floor:g}")  # fmt: skip
+        ax.hist(
+            np.maximum(values, 0.0),
+            bins=edges,
+            histtype="step",
+            lw=1.6,
+            label=f"{name}: {len(values)} γ, {zeros} below {floor:g}",
+        )
     ax.set_xscale("symlog", linthresh=floor)
     ax.set_xlabel("|γ| of BatchNormalization (first bin: < 1e-4)")
     ax.set_ylabel("channels")

@@ -93,12 +93,16 @@ class Analysis:
             return "integer kernels: not measured"
         gap = self.simulated_sqnr_db - self.output_sqnr_db
         if abs(gap) < 1.0:
-            return (f"integer kernels add nothing measurable (the simulation is {abs(gap):.1f} dB "
-                    f"from int8: noise over {self.samples} samples)")  # fmt: skip
+            return (
+                f"integer kernels add nothing measurable (the simulation is {abs(gap):.1f} dB "
+                f"from int8: noise over {self.samples} samples)"
+            )
         if gap > 0:
             return f"integer kernels and requantization cost {gap:.1f} dB"
-        return (f"int8 is {-gap:.1f} dB above the float simulation of its own grids: rounding "
-                "errors that cancel in integer arithmetic")  # fmt: skip
+        return (
+            f"int8 is {-gap:.1f} dB above the float simulation of its own grids: rounding "
+            "errors that cancel in integer arithmetic"
+        )
 
     def ranked(self) -> list[LayerReport]:
         """Worst first: by sensitivity where measured, then by per-layer SQNR."""
@@ -148,19 +152,35 @@ class Analysis:
         if self.output_sqnr_db is not None:
             label = f"whole model, at {self.probe[:30]}: {self.output_sqnr_db:.1f} dB"
             ax.axhline(self.output_sqnr_db, color="#e45756", lw=1, ls="--", label=label)
-        gains = [(i, layer.sensitivity_db) for i, layer in enumerate(layers)
-                 if layer.sensitivity_db is not None]  # fmt: skip
+        gains = [
+            (i, layer.sensitivity_db)
+            for i, layer in enumerate(layers)
+            if layer.sensitivity_db is not None
+        ]
         handles, names = ax.get_legend_handles_labels()
         if gains:
             twin = ax.twinx()
-            twin.scatter([g[0] for g in gains], [g[1] for g in gains], color="#f58518", s=18,
-                         label="output gain if this op stayed float (dB)")  # fmt: skip
+            twin.scatter(
+                [g[0] for g in gains],
+                [g[1] for g in gains],
+                color="#f58518",
+                s=18,
+                label="output gain if this op stayed float (dB)",
+            )
             twin.set_ylabel("gain if float (dB)")
             more = twin.get_legend_handles_labels()
             handles, names = handles + more[0], names + more[1]
         # One legend above the axes, never over a bar, a point or the model line.
-        ax.legend(handles, names, loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=2,
-                  fontsize=7, frameon=False, borderaxespad=0.0)  # fmt: skip
+        ax.legend(
+            handles,
+            names,
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.02),
+            ncol=2,
+            fontsize=7,
+            frameon=False,
+            borderaxespad=0.0,
+        )
         ax.set_title(title or "per-layer quantization error", fontsize=9, pad=34)
         fig.tight_layout()
         with atomic_write(path, force=force, binary=True) as handle:
@@ -237,8 +257,9 @@ def analyze_models(
         if twin is None or _quant_of(tensor) is None or op.name in ("QUANTIZE", "DEQUANTIZE"):
             continue
         pairs.append((op, out, twin))
-    _, fkept = run_isolated(fmodel, input_feeds(fmodel, x), "builtin",
-                            keep=tuple(t for _, _, t in pairs))  # fmt: skip
+    _, fkept = run_isolated(
+        fmodel, input_feeds(fmodel, x), "builtin", keep=tuple(t for _, _, t in pairs)
+    )
     qfeeds = input_feeds(qmodel, x)
     _, qkept = run_isolated(qmodel, qfeeds, "reference", keep=tuple(o for _, o, _ in pairs))
     layers = []
@@ -258,33 +279,45 @@ def analyze_models(
                 float_max=float(reference.max()),
                 grid_min=float(lo),
                 grid_max=float(hi),
-                bits_used=bits_used(float(reference.min()), float(reference.max()),
-                                    tensor.quant.scales[0]),  # fmt: skip
+                bits_used=bits_used(
+                    float(reference.min()), float(reference.max()), tensor.quant.scales[0]
+                ),
                 clipped=float(outside),
             )
         )
     probe = fmodel.tensors[probe_tensor(fmodel)].name
     reference_out = _outputs(fmodel, x, "builtin", probe)
     deployed_out = _outputs(qmodel, x, "reference", probe)
-    result = Analysis(samples=n, layers=layers, output_sqnr_db=sqnr_db(reference_out, deployed_out),
-                      probe=probe)  # fmt: skip
+    result = Analysis(
+        samples=n, layers=layers, output_sqnr_db=sqnr_db(reference_out, deployed_out), probe=probe
+    )
     _simulations(result, fmodel, qmodel, x, reference_out)
     if sensitivity and requantize is not None:
         _sensitivity(result, sensitivity, requantize, x, reference_out)
     return result
 
 
-def _simulations(result: Analysis, fmodel: TFLiteModel, qmodel: TFLiteModel, x: np.ndarray,
-                 reference_out: np.ndarray) -> None:  # fmt: skip
+def _simulations(
+    result: Analysis,
+    fmodel: TFLiteModel,
+    qmodel: TFLiteModel,
+    x: np.ndarray,
+    reference_out: np.ndarray,
+) -> None:
     """Fake-quant models: int8 grids in float arithmetic, with int8 weights and exact ones."""
-    grids = {qmodel.tensors[i].name: _quant_of(qmodel.tensors[i]) for op in qmodel.operators
-             for i in op.outputs if _quant_of(qmodel.tensors[i]) is not None}  # fmt: skip
+    grids = {
+        qmodel.tensors[i].name: _quant_of(qmodel.tensors[i])
+        for op in qmodel.operators
+        for i in op.outputs
+        if _quant_of(qmodel.tensors[i]) is not None
+    }
     float_weights = {}
     by_name = {t.name: t.index for t in fmodel.tensors}
     for op in qmodel.operators:
         out_name = qmodel.tensors[op.outputs[0]].name
-        twin = next((o for o in fmodel.operators
-                     if fmodel.tensors[o.outputs[0]].name == out_name), None)  # fmt: skip
+        twin = next(
+            (o for o in fmodel.operators if fmodel.tensors[o.outputs[0]].name == out_name), None
+        )
         if twin is None:
             continue
         # Weights (input 1) and biases (input 2) as the int8 model holds them: its biases carry
@@ -304,16 +337,17 @@ def _simulations(result: Analysis, fmodel: TFLiteModel, qmodel: TFLiteModel, x: 
         exact = read_tflite(fake_quant_model(fmodel.data, grids), "fake-quant.tflite")
         probe = f"{result.probe}/dq" if result.probe in grids else result.probe
         result.per_element_bound_db = sqnr_db(reference_out, _outputs(exact, x, "builtin", probe))
-        simulated = read_tflite(fake_quant_model(fmodel.data, grids, float_weights),
-                                "fake-quant-int8-weights.tflite")  # fmt: skip
-        result.simulated_sqnr_db = sqnr_db(reference_out,
-                                           _outputs(simulated, x, "builtin", probe))  # fmt: skip
+        simulated = read_tflite(
+            fake_quant_model(fmodel.data, grids, float_weights), "fake-quant-int8-weights.tflite"
+        )
+        result.simulated_sqnr_db = sqnr_db(reference_out, _outputs(simulated, x, "builtin", probe))
     except RuntimeFailure as exc:
         result.notes.append(f"fake-quant simulation did not run: {exc}")
 
 
-def _sensitivity(result: Analysis, limit: bool | int, requantize: Any, x: np.ndarray,
-                 reference_out: np.ndarray) -> None:  # fmt: skip
+def _sensitivity(
+    result: Analysis, limit: bool | int, requantize: Any, x: np.ndarray, reference_out: np.ndarray
+) -> None:
     candidates = sorted(result.layers, key=lambda layer: layer.sqnr_db or 1e9)
     if not isinstance(limit, bool):
         candidates = candidates[:limit]

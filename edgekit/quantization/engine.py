@@ -172,9 +172,7 @@ def dequantized_weights(model: TFLiteModel, index: int) -> np.ndarray:
     return (values - zero) * scales.reshape(shape)
 
 
-def correct_biases(
-    quantized: bytes, float_model: TFLiteModel, x: np.ndarray
-) -> tuple[bytes, int]:
+def correct_biases(quantized: bytes, float_model: TFLiteModel, x: np.ndarray) -> tuple[bytes, int]:
     """Empirical bias correction: run both models on the calibration inputs `x`, measure each
     conv/dense output's mean shift per channel (float minus int8), and fold it into that op's
     int32 bias. Only ops without a fused activation: behind a ReLU the shift that matters is
@@ -203,8 +201,7 @@ def correct_biases(
     # Reference kernels: the integer arithmetic TFLM runs (XNNPACK's rounding differs by CPU,
     # and correcting for it cost 0.9 dB on ResNet-8). A mean settles well before 500 samples.
     x = as_float32(take(x, slice(0, BIAS_CORRECTION_SAMPLES)))
-    _, reference = run_isolated(float_model, input_feeds(float_model, x), "builtin", 2,
-                                keep=twins)  # fmt: skip
+    _, reference = run_isolated(float_model, input_feeds(float_model, x), "builtin", 2, keep=twins)
     feeds = input_feeds(model, x)
     _, deployed = run_isolated(model, feeds, "reference", 1, keep=outputs)
     edited = unpack(quantized)
@@ -317,8 +314,9 @@ def quantize_int8(
     times["statistics"] = time.perf_counter() - started
     ranges = ranges_for(calibrated, statistics, method)
     started = time.perf_counter()
-    data = quantize_in_worker(worker, with_ranges(calibrated_bytes, ranges), io_dtype,
-                              per_channel, denylisted)  # fmt: skip
+    data = quantize_in_worker(
+        worker, with_ranges(calibrated_bytes, ranges), io_dtype, per_channel, denylisted
+    )
     times["quantize"] = time.perf_counter() - started
     corrected = 0
     if bias_correction:

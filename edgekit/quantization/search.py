@@ -39,9 +39,10 @@ class Goal:
     max_agreement_drop: float | None = None  # percentage points below the float model's 100 %
 
     def __post_init__(self) -> None:
-        for flag, value, low, high in (("--min-sqnr", self.min_sqnr_db, -100.0, 300.0),
-                                       ("--max-agreement-drop", self.max_agreement_drop, 0.0,
-                                        100.0)):  # fmt: skip
+        for flag, value, low, high in (
+            ("--min-sqnr", self.min_sqnr_db, -100.0, 300.0),
+            ("--max-agreement-drop", self.max_agreement_drop, 0.0, 100.0),
+        ):
             if value is not None and not low <= value <= high:  # NaN fails both
                 raise UsageError(f"{flag} must be between {low:g} and {high:g}; received {value}")
 
@@ -104,7 +105,7 @@ def best_configuration(
             if progress:
                 progress(f"trying {label} ({len(candidates) + 1}/{2 * len(SEARCH_METHODS)})")
             candidates.append(scorer(label, quantize(method, bias)))
-    winner = max(candidates, key=lambda c: (np.inf if c.sqnr_db is None else c.sqnr_db))
+    winner = max(candidates, key=lambda c: np.inf if c.sqnr_db is None else c.sqnr_db)
     return winner, candidates
 
 
@@ -156,8 +157,9 @@ def mixed_precision(
     for name in order:  # add in order of single-op gain until the goal holds
         chosen.append(name)
         current = scorer("+" + name, requantize(tuple(chosen)))
-        result.steps.append({"added": name, "sqnr_db": current.sqnr_db,
-                             "agreement": current.agreement})  # fmt: skip
+        result.steps.append(
+            {"added": name, "sqnr_db": current.sqnr_db, "agreement": current.agreement}
+        )
         if progress:
             progress(f"{len(chosen)} op(s) in float: {_db(current.sqnr_db)}")
         if goal.met(current.sqnr_db, current.agreement):
@@ -170,8 +172,9 @@ def mixed_precision(
         scored = scorer("-" + name, requantize(tuple(trial)))
         if goal.met(scored.sqnr_db, scored.agreement):
             chosen, current = trial, scored
-            result.steps.append({"dropped": name, "sqnr_db": scored.sqnr_db,
-                                 "agreement": scored.agreement})  # fmt: skip
+            result.steps.append(
+                {"dropped": name, "sqnr_db": scored.sqnr_db, "agreement": scored.agreement}
+            )
     result.kept_in_float, result.final, result.met = chosen, current, True
     return result
 

@@ -167,10 +167,17 @@ def locate_crash(model: TFLiteModel, kernels: str, timeout: float = 120.0) -> st
     A crash in a whole model names no op; users need to know which op, and why. The scales of
     the op's quantized tensors are given, since a degenerate scale is the usual cause.
     """
+
     def crashes(indices: list[int]) -> bool:
         try:
-            call("edgekit.runtimes.litert:run_ops_alone", model.data, kernels, indices,
-                 timeout=timeout, what="crash search")  # fmt: skip
+            call(
+                "edgekit.runtimes.litert:run_ops_alone",
+                model.data,
+                kernels,
+                indices,
+                timeout=timeout,
+                what="crash search",
+            )
         except RuntimeCrash:
             return True
         except RuntimeFailure:  # a deadline: no verdict

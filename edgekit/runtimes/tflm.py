@@ -325,7 +325,6 @@ def run_isolated(
         what=f"TFLM on {model.source}",
     )
     shaped = {
-        idx: values.reshape((samples, *model.tensors[idx].shape))
-        for idx, values in kept.items()
+        idx: values.reshape((samples, *model.tensors[idx].shape)) for idx, values in kept.items()
     }
     return outputs, shaped

@@ -52,15 +52,21 @@ def requantizer(
 ) -> Callable[[tuple[str, ...]], bytes]:
     """`denylisted names → int8 bytes` with the engine's ranges: the sensitivity probe."""
     calibrated = read_tflite(engine.calibrated)
-    ranged = with_ranges(engine.calibrated, ranges_for(calibrated, engine.statistics,
-                                                       engine.method))  # fmt: skip
+    ranged = with_ranges(
+        engine.calibrated, ranges_for(calibrated, engine.statistics, engine.method)
+    )
     if worker is None and "tensorflow" not in sys.modules:
         worker = conversion_worker()
     quant = profile.quantization
 
     def requantize(denylisted: tuple[str, ...]) -> bytes:
-        return quantize_in_worker(worker, ranged, quant.io_dtype, quant.per_channel,
-                                  tuple(engine.denylisted) + tuple(denylisted))  # fmt: skip
+        return quantize_in_worker(
+            worker,
+            ranged,
+            quant.io_dtype,
+            quant.per_channel,
+            tuple(engine.denylisted) + tuple(denylisted),
+        )
 
     return requantize
 
@@ -70,8 +76,9 @@ def mixed_precision_cost(all_int8: bytes, mixed: bytes, profile: TargetProfile) 
     cost: dict[str, Any] = {M.MODEL_BYTES: [len(all_int8), len(mixed)]}
     if profile.is_mcu:
         try:
-            cost[M.TENSOR_ARENA_BYTES] = [measure_arena(read_tflite(d)).tensor_arena_bytes
-                                          for d in (all_int8, mixed)]  # fmt: skip
+            cost[M.TENSOR_ARENA_BYTES] = [
+                measure_arena(read_tflite(d)).tensor_arena_bytes for d in (all_int8, mixed)
+            ]
         except EdgekitError as exc:
             cost[M.TENSOR_ARENA_BYTES] = f"not measured: {exc}"
     try:

@@ -94,8 +94,14 @@ class QuantOptions:
         goal = None
         if options.min_sqnr is not None or options.max_agreement_drop is not None:
             goal = Goal(options.min_sqnr, options.max_agreement_drop)
-        return cls(options.calibration_method, options.bias_correction, options.rewrite,
-                   options.keep_float, options.optimize == "accuracy", goal)
+        return cls(
+            options.calibration_method,
+            options.bias_correction,
+            options.rewrite,
+            options.keep_float,
+            options.optimize == "accuracy",
+            goal,
+        )
 
     @property
     def engine(self) -> bool:
@@ -146,8 +152,15 @@ def convert_deployed(
     if uses_engine(loaded, profile, options) and calibration is not None:
         if reference is None:
             reference = convert_reference(loaded)
-        return quantize_float_model(reference, profile, calibration, options, loaded.worker,
-                                    f"{loaded.name}_int8.tflite", progress)  # fmt: skip
+        return quantize_float_model(
+            reference,
+            profile,
+            calibration,
+            options,
+            loaded.worker,
+            f"{loaded.name}_int8.tflite",
+            progress,
+        )
     converted = convert_for_target(loaded, profile.quantization, calibration)
     if loaded.is_qat and converted.scheme == "int8":
         from edgekit.quantization.power_of_two import snap_power_of_two
@@ -199,13 +212,16 @@ def quantize_float_model(
     if options.rewrite and runs_mean(profile):
         candidate, ops = average_pool_to_mean(data)
         if ops:
-            error = float_difference(float_model, read_tflite(candidate),
-                                     as_float32(take(calibration, slice(0, 8))))  # fmt: skip
+            error = float_difference(
+                float_model, read_tflite(candidate), as_float32(take(calibration, slice(0, 8)))
+            )
             if error <= REWRITE_TOLERANCE:
                 data, rewritten = candidate, ops
             else:
-                notes.append(f"AVERAGE_POOL_2D → MEAN rewrite dropped: outputs moved by "
-                             f"{error:.2e} (relative), over {REWRITE_TOLERANCE:g}")  # fmt: skip
+                notes.append(
+                    f"AVERAGE_POOL_2D → MEAN rewrite dropped: outputs moved by "
+                    f"{error:.2e} (relative), over {REWRITE_TOLERANCE:g}"
+                )
     if worker is None:
         worker = None if "tensorflow" in sys.modules else conversion_worker()
     quant = profile.quantization
@@ -278,8 +294,15 @@ def check_mixed_precision_allowed(profile: TargetProfile) -> None:
         )
 
 
-def _search(result: Any, data: bytes, x: np.ndarray, options: QuantOptions, quant: Any,
-            worker: Any, progress: Any) -> Any:  # fmt: skip
+def _search(
+    result: Any,
+    data: bytes,
+    x: np.ndarray,
+    options: QuantOptions,
+    quant: Any,
+    worker: Any,
+    progress: Any,
+) -> Any:
     """--optimize accuracy (the best method and bias correction), then the mixed-precision
     goal, each scored on the calibration inputs."""
     from edgekit.quantization.engine import (
@@ -294,16 +317,24 @@ def _search(result: Any, data: bytes, x: np.ndarray, options: QuantOptions, quan
     method, bias = result.method, result.bias_corrected_ops > 0 or options.bias_correction
 
     def build(chosen_method: str, chosen_bias: bool, denylisted: tuple[str, ...] = ()) -> Any:
-        return quantize_int8(data, x, method=chosen_method, io_dtype=quant.io_dtype,
-                             per_channel=quant.per_channel, bias_correction=chosen_bias,
-                             denylisted=tuple(options.denylisted) + denylisted, worker=worker,
-                             statistics=result.statistics)  # fmt: skip
+        return quantize_int8(
+            data,
+            x,
+            method=chosen_method,
+            io_dtype=quant.io_dtype,
+            per_channel=quant.per_channel,
+            bias_correction=chosen_bias,
+            denylisted=tuple(options.denylisted) + denylisted,
+            worker=worker,
+            statistics=result.statistics,
+        )
 
     candidates = []
     if options.optimize:
         winner, scored = best_configuration(data, x, lambda m, b: build(m, b).data, progress)
-        candidates = [{"label": c.label, "sqnr_db": c.sqnr_db, "agreement": c.agreement}
-                      for c in scored]  # fmt: skip
+        candidates = [
+            {"label": c.label, "sqnr_db": c.sqnr_db, "agreement": c.agreement} for c in scored
+        ]
         method = winner.label.split(",")[0]
         bias = "bias correction" in winner.label
         result = build(method, bias)
@@ -312,18 +343,32 @@ def _search(result: Any, data: bytes, x: np.ndarray, options: QuantOptions, quan
         ranged = with_ranges(data, ranges_for(calibrated, result.statistics, method))
 
         def requantize(denylisted: tuple[str, ...]) -> bytes:
-            return quantize_in_worker(worker, ranged, quant.io_dtype, quant.per_channel,
-                                      tuple(options.denylisted) + denylisted)  # fmt: skip
+            return quantize_in_worker(
+                worker,
+                ranged,
+                quant.io_dtype,
+                quant.per_channel,
+                tuple(options.denylisted) + denylisted,
+            )
 
         mixed = mixed_precision(data, result.data, x, options.goal, requantize, progress)
         if mixed.kept_in_float:
             all_int8 = result.data
             result = build(method, bias, tuple(mixed.kept_in_float))
             result.all_int8 = all_int8
-    result.search = {"candidates": candidates, "mixed": None if mixed is None else {
-        "goal": mixed.goal.describe(), "met": mixed.met, "kept_in_float": mixed.kept_in_float,
-        "start_sqnr_db": mixed.start.sqnr_db, "final_sqnr_db": mixed.final.sqnr_db,
-        "steps": mixed.steps}}  # fmt: skip
+    result.search = {
+        "candidates": candidates,
+        "mixed": None
+        if mixed is None
+        else {
+            "goal": mixed.goal.describe(),
+            "met": mixed.met,
+            "kept_in_float": mixed.kept_in_float,
+            "start_sqnr_db": mixed.start.sqnr_db,
+            "final_sqnr_db": mixed.final.sqnr_db,
+            "steps": mixed.steps,
+        },
+    }
     return result
 
 
@@ -341,8 +386,10 @@ def conversion_detail(converted: ConvertedModel) -> str:
         per = "per-channel" if converted.per_channel else "per-tensor"
         return f"{size}, {', '.join(extras)}, {per} weights, {converted.io_dtype} inputs/outputs"
     if converted.power_of_two_ops:
-        return (f"{size}, ranges from quantization-aware training, power-of-two weights "
-                f"(0, ±2^k) in {converted.power_of_two_ops} ops")  # fmt: skip
+        return (
+            f"{size}, ranges from quantization-aware training, power-of-two weights "
+            f"(0, ±2^k) in {converted.power_of_two_ops} ops"
+        )
     if converted.scheme in ("int8", "int16x8"):
         source = (
             "ranges from quantization-aware training"

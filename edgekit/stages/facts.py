@@ -75,7 +75,9 @@ def sparse_size_hint(facts: ModelFacts) -> str:
     )
 
 
-def sparse_size(loaded: LoadedModel, conversion: Conversion, calibration: Dataset | None) -> SparseSize:
+def sparse_size(
+    loaded: LoadedModel, conversion: Conversion, calibration: Dataset | None
+) -> SparseSize:
     """Convert once more with EXPERIMENTAL_SPARSITY, for the size only (~9 s on a
     220k-parameter MobileNet); the bundle keeps the dense model, which every runtime runs."""
     converted = conversion.converted

@@ -102,7 +102,10 @@ def build_and_run(
             Check(
                 "firmware_fits_memory",
                 all(used <= limit for _, used, limit in fits),
-                "; ".join(f"{name} {kib(used)} of {kib(limit)} (ELF, 32-bit)" for name, used, limit in fits),
+                "; ".join(
+                    f"{name} {kib(used)} of {kib(limit)} (ELF, 32-bit)"
+                    for name, used, limit in fits
+                ),
             )
         )
     per_inference = m[M.INSTRUCTIONS]["per_inference"]

@@ -46,8 +46,7 @@ class Inputs:
         loaded = self.loaded
         written = f" written by {loaded.writer}" if loaded.writer else ""
         inputs = ", ".join(
-            f"input {'' if len(loaded.input_specs) == 1 else s.name + ' '}{list(s.shape)} "
-            f"{s.dtype}"
+            f"input {'' if len(loaded.input_specs) == 1 else s.name + ' '}{list(s.shape)} {s.dtype}"
             for s in loaded.input_specs
         )
         return f"{loaded.kind}{written}, {inputs}"
@@ -110,13 +109,20 @@ def _datasets(
             "accuracy figure is meaningless"
         )
     elif calibration is not None:
-        calib = load_dataset(calibration, shape, "calibration", dtype=loaded.input_dtype,
-                             min_samples=min_calibration_samples)  # fmt: skip
+        calib = load_dataset(
+            calibration,
+            shape,
+            "calibration",
+            dtype=loaded.input_dtype,
+            min_samples=min_calibration_samples,
+        )
     elif example_data is not None:
         calib = example_data[0]
     quantizes = quantizes_tflite(loaded, profile)
-    needs = profile.quantization.needs_calibration and not loaded.is_qat and (
-        not loaded.is_tflite or quantizes
+    needs = (
+        profile.quantization.needs_calibration
+        and not loaded.is_qat
+        and (not loaded.is_tflite or quantizes)
     )
     if needs and calib is None:
         raise _no_calibration(profile, [s.name for s in loaded.input_specs])
@@ -145,8 +151,11 @@ def _datasets(
 
 
 def _no_calibration(profile: TargetProfile, names: list[str]) -> UsageError:
-    files = ("FILE.npy (or .npz with 'x')" if len(names) == 1 else
-             f"FILE.npz with one array per input ({', '.join(names)}; or x0, x1...)")
+    files = (
+        "FILE.npy (or .npz with 'x')"
+        if len(names) == 1
+        else f"FILE.npz with one array per input ({', '.join(names)}; or x0, x1...)"
+    )
     return UsageError(
         f"target {profile.name} quantizes to {profile.quantization.scheme} and needs "
         f"calibration data: pass --calibration {files}, 100-500 representative inputs, "
@@ -162,7 +171,9 @@ def _early_calibration_check(model: str | Path, profile: TargetProfile) -> None:
     if Path(model).suffix.lower() not in KERAS_SUFFIXES:
         return
     config = keras_config(model)
-    classes = {str(node.get("class_name", "")).rsplit(">", 1)[-1] for node in config_nodes(config or {})}
+    classes = {
+        str(node.get("class_name", "")).rsplit(">", 1)[-1] for node in config_nodes(config or {})
+    }
     if config is None or classes & set(QAT_CLASSES):
         return
     specs = input_specs(model)
@@ -186,8 +197,10 @@ def _early_datasets(
             return data if len(specs) == 1 else source
         return source
 
-    return (early(calibration, "calibration", min_samples=min_calibration_samples),
-            early(validation, "validation", limit=MAX_VALIDATION_SAMPLES))  # fmt: skip
+    return (
+        early(calibration, "calibration", min_samples=min_calibration_samples),
+        early(validation, "validation", limit=MAX_VALIDATION_SAMPLES),
+    )
 
 
 def _precheck_data(source: Any, what: str) -> None:

@@ -90,6 +90,7 @@ def verify_deployed(
             detail += f"; {ADVICE}"
         checks.append(Check(M.TOP1_AGREEMENT, ok, detail))
     if result.kernel_check is not None:
-        checks.append(Check("tflm_matches_litert", result.kernel_check.ok,
-                            result.kernel_check.detail))
+        checks.append(
+            Check("tflm_matches_litert", result.kernel_check.ok, result.kernel_check.detail)
+        )
     return Verification(result, tuple(checks))

@@ -74,23 +74,40 @@ def driver(args: argparse.Namespace) -> int:
         path = work / f"mutant-{index}.tflite"
         path.write_bytes(data)
         started = time.perf_counter()
-        print(json.dumps({"index": index, "seed": seed_name, "kind": kind, "start": True}),
-              flush=True)  # fmt: skip
+        print(
+            json.dumps({"index": index, "seed": seed_name, "kind": kind, "start": True}), flush=True
+        )
         code = _run_one(args.mode, path, index, out)
         seconds = time.perf_counter() - started
         path.unlink()
-        print(json.dumps({"index": index, "seed": seed_name, "kind": kind, "code": code,
-                          "seconds": round(seconds, 3)}), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "index": index,
+                    "seed": seed_name,
+                    "kind": kind,
+                    "code": code,
+                    "seconds": round(seconds, 3),
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 
 def fuzz(seeds: Path, mode: str, count: int, seed: int = 0) -> dict:
     """Run `count` mutants through `mode`; restart the driver after a crash."""
     summary: dict = {
-        "mode": mode, "mutants": count, "exit_codes": collections.Counter(),
-        "native_crashes": [], "over_60s": [], "internal_errors": [], "left_behind": [],
-        "max_seconds": 0.0, "seconds": 0.0,
-    }  # fmt: skip
+        "mode": mode,
+        "mutants": count,
+        "exit_codes": collections.Counter(),
+        "native_crashes": [],
+        "over_60s": [],
+        "internal_errors": [],
+        "left_behind": [],
+        "max_seconds": 0.0,
+        "seconds": 0.0,
+    }
     with tempfile.TemporaryDirectory(prefix="edgekit-fuzz-") as tmp:
         work, private_tmp = Path(tmp) / "work", Path(tmp) / "tmp"
         work.mkdir()
@@ -99,11 +116,27 @@ def fuzz(seeds: Path, mode: str, count: int, seed: int = 0) -> dict:
         start, began = 0, time.perf_counter()
         while start < count:
             proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--driver", "--seeds", str(seeds),
-                 "--mode", mode, "--count", str(count), "--seed", str(seed), "--start",
-                 str(start), "--work", str(work)],
-                stdout=subprocess.PIPE, text=True, env=env,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--driver",
+                    "--seeds",
+                    str(seeds),
+                    "--mode",
+                    mode,
+                    "--count",
+                    str(count),
+                    "--seed",
+                    str(seed),
+                    "--start",
+                    str(start),
+                    "--work",
+                    str(work),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
             current = None
             for line in proc.stdout:
                 record = json.loads(line)
@@ -153,11 +186,13 @@ def make_seeds(directory: Path) -> list[Path]:
     files = {
         "digits_int8.tflite": convert(digits, "int8", io_dtype="int8", calibration=calib),
         "digits_float32.tflite": convert(digits, "float32"),
-        "residual_int8.tflite": convert(from_keras(residual_net(tf_keras())), "int8",
-                                        io_dtype="int8",
-                                        calibration=np.random.default_rng(0).random(
-                                            (32, 16, 16, 3), dtype=np.float32)),
-    }  # fmt: skip
+        "residual_int8.tflite": convert(
+            from_keras(residual_net(tf_keras())),
+            "int8",
+            io_dtype="int8",
+            calibration=np.random.default_rng(0).random((32, 16, 16, 3), dtype=np.float32),
+        ),
+    }
     for name, converted in files.items():
         (directory / name).write_bytes(converted.data)
     return sorted(directory.glob("*.tflite"))
@@ -203,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(text + "\n")
     print(text)
-    bad = any(r["native_crashes"] or r["internal_errors"] or r["over_60s"] or r["left_behind"]
-              for r in results)  # fmt: skip
+    bad = any(
+        r["native_crashes"] or r["internal_errors"] or r["over_60s"] or r["left_behind"]
+        for r in results
+    )
     return 1 if bad else 0
 
 

@@ -8,29 +8,32 @@ costs, and the per-layer analysis (SQNR and sensitivity of each op) with its cha
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgekit import metrics as M
 from edgekit import plotting
 from edgekit.errors import EdgekitError, RuntimeFailure
 from edgekit.isolation import Worker
-from edgekit.models import conversion_worker
 from edgekit.quantization.analysis import analyze_models
-from edgekit.quantization.engine import quantize_in_worker, ranges_for, with_ranges
+from edgekit.quantization.engine import QuantizationResult
 from edgekit.report import QuantizationSection
 from edgekit.runtimes.tflm import measure_arena
 from edgekit.runtimes.timing import host_latencies
+from edgekit.stages import convert
 from edgekit.targets import TargetProfile
 from edgekit.tflite_model import read_tflite
 
 ANALYSIS_SENSITIVITY_LAYERS = 3  # in a deploy; `edgekit analyze` measures every layer
 
 
-def engine_facts(engine: Any, profile: TargetProfile | None = None) -> QuantizationSection:
+def engine_facts(
+    engine: QuantizationResult, profile: TargetProfile | None = None
+) -> QuantizationSection:
     """The engine's settings and timings; with `profile`, what ops kept in float cost."""
     cost = None
     if engine.all_int8 and profile is not None:
@@ -48,27 +51,17 @@ def engine_facts(engine: Any, profile: TargetProfile | None = None) -> Quantizat
 
 
 def requantizer(
-    engine: Any, profile: TargetProfile, worker: Worker | None
+    engine: QuantizationResult, profile: TargetProfile, worker: Worker | None
 ) -> Callable[[tuple[str, ...]], bytes]:
     """`denylisted names → int8 bytes` with the engine's ranges: the sensitivity probe."""
-    calibrated = read_tflite(engine.calibrated)
-    ranged = with_ranges(
-        engine.calibrated, ranges_for(calibrated, engine.statistics, engine.method)
+    return convert.requantizer(
+        engine.calibrated,
+        engine.statistics,
+        engine.method,
+        profile.quantization,
+        tuple(engine.denylisted),
+        convert.worker_for(worker),
     )
-    if worker is None and "tensorflow" not in sys.modules:
-        worker = conversion_worker()
-    quant = profile.quantization
-
-    def requantize(denylisted: tuple[str, ...]) -> bytes:
-        return quantize_in_worker(
-            worker,
-            ranged,
-            quant.io_dtype,
-            quant.per_channel,
-            tuple(engine.denylisted) + tuple(denylisted),
-        )
-
-    return requantize
 
 
 def mixed_precision_cost(all_int8: bytes, mixed: bytes, profile: TargetProfile) -> dict:
@@ -101,8 +94,8 @@ class LayerAnalysis:
 
 
 def analyze_layers(
-    engine: Any,
-    validation: Any,
+    engine: QuantizationResult,
+    validation: np.ndarray | dict[str, np.ndarray],
     profile: TargetProfile,
     worker: Worker | None,
     chart: Path,

@@ -19,12 +19,22 @@ from edgekit.checks import model_precision
 from edgekit.converters.tflite import ConvertedModel, convert, convert_for_target
 from edgekit.data import Dataset, as_float32, take
 from edgekit.errors import UsageError
+from edgekit.isolation import Worker
 from edgekit.models import LoadedModel, conversion_worker
 from edgekit.options import DeployOptions
-from edgekit.quantization.search import Goal
-from edgekit.targets import TargetProfile
+from edgekit.quantization.engine import (
+    DEFAULT_METHOD,
+    QuantizationResult,
+    quantize_in_worker,
+    quantize_int8,
+    ranges_for,
+    with_ranges,
+)
+from edgekit.quantization.search import Goal, best_configuration, mixed_precision
+from edgekit.targets import Quantization, TargetProfile
 from edgekit.tflite_edit import average_pool_to_mean
 from edgekit.tflite_model import TFLiteModel, read_tflite
+from edgekit.verify import run_model
 
 Progress = Callable[[str], None]
 
@@ -43,7 +53,7 @@ class Conversion:
     converted: ConvertedModel | None = None
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> QuantizationResult | None:
         """edgekit's engine result (quantization.engine), when the engine made the model."""
         return None if self.converted is None else self.converted.quantization
 
@@ -108,7 +118,6 @@ class QuantOptions:
         return self.method != "converter"
 
     def resolved_method(self) -> str:
-        from edgekit.quantization.engine import DEFAULT_METHOD
 
         return DEFAULT_METHOD if self.method == "default" else self.method
 
@@ -194,7 +203,7 @@ def quantize_float_model(
     profile: TargetProfile,
     calibration: np.ndarray,
     options: QuantOptions,
-    worker: Any = None,
+    worker: Worker | None = None,
     name: str = "model_int8.tflite",
     progress: Progress | None = None,
 ) -> tuple[TFLiteModel, ConvertedModel]:
@@ -203,8 +212,6 @@ def quantize_float_model(
     TensorFlow's quantizer runs in `worker` (the model's conversion worker), or the shared
     conversion worker when the caller's process has no TensorFlow model of its own.
     """
-    from edgekit.quantization.engine import quantize_int8  # TensorFlow: loaded when used
-
     started = time.perf_counter()
     data = float_model.data
     rewritten: list[int] = []
@@ -222,8 +229,7 @@ def quantize_float_model(
                     f"AVERAGE_POOL_2D → MEAN rewrite dropped: outputs moved by "
                     f"{error:.2e} (relative), over {REWRITE_TOLERANCE:g}"
                 )
-    if worker is None:
-        worker = None if "tensorflow" in sys.modules else conversion_worker()
+    worker = worker_for(worker)
     quant = profile.quantization
     x = as_float32(take(calibration, slice(0, MAX_CALIBRATION)))
     if options.goal is not None:
@@ -273,8 +279,6 @@ def runs_mean(profile: TargetProfile) -> bool:
 
 def float_difference(a: TFLiteModel, b: TFLiteModel, x: np.ndarray) -> float:
     """Largest output difference between two float models, relative to the output's size."""
-    from edgekit.verify import run_model
-
     ra, rb = run_model(a, x, "builtin"), run_model(b, x, "builtin")
     worst = 0.0
     for name, values in ra.items():
@@ -295,28 +299,21 @@ def check_mixed_precision_allowed(profile: TargetProfile) -> None:
 
 
 def _search(
-    result: Any,
+    result: QuantizationResult,
     data: bytes,
     x: np.ndarray,
     options: QuantOptions,
-    quant: Any,
-    worker: Any,
-    progress: Any,
-) -> Any:
+    quant: Quantization,
+    worker: Worker | None,
+    progress: Progress | None,
+) -> QuantizationResult:
     """--optimize accuracy (the best method and bias correction), then the mixed-precision
     goal, each scored on the calibration inputs."""
-    from edgekit.quantization.engine import (
-        quantize_in_worker,
-        quantize_int8,
-        ranges_for,
-        with_ranges,
-    )
-    from edgekit.quantization.search import best_configuration, mixed_precision
-
-    calibrated = read_tflite(data)
     method, bias = result.method, result.bias_corrected_ops > 0 or options.bias_correction
 
-    def build(chosen_method: str, chosen_bias: bool, denylisted: tuple[str, ...] = ()) -> Any:
+    def build(
+        chosen_method: str, chosen_bias: bool, denylisted: tuple[str, ...] = ()
+    ) -> QuantizationResult:
         return quantize_int8(
             data,
             x,
@@ -340,17 +337,7 @@ def _search(
         result = build(method, bias)
     mixed = None
     if options.goal is not None:
-        ranged = with_ranges(data, ranges_for(calibrated, result.statistics, method))
-
-        def requantize(denylisted: tuple[str, ...]) -> bytes:
-            return quantize_in_worker(
-                worker,
-                ranged,
-                quant.io_dtype,
-                quant.per_channel,
-                tuple(options.denylisted) + denylisted,
-            )
-
+        requantize = requantizer(data, result.statistics, method, quant, options.denylisted, worker)
         mixed = mixed_precision(data, result.data, x, options.goal, requantize, progress)
         if mixed.kept_in_float:
             all_int8 = result.data
@@ -372,10 +359,37 @@ def _search(
     return result
 
 
+def requantizer(
+    model: bytes,
+    statistics: Any,
+    method: str,
+    quant: Quantization,
+    denylisted: tuple[str, ...],
+    worker: Worker | None,
+) -> Callable[[tuple[str, ...]], bytes]:
+    """`more denylisted names → int8 bytes`, with the ranges `method` makes of `statistics`
+    fixed: what the mixed-precision search and the sensitivity probe re-quantize with."""
+    ranged = with_ranges(model, ranges_for(read_tflite(model), statistics, method))
+
+    def requantize(extra: tuple[str, ...]) -> bytes:
+        names = tuple(denylisted) + tuple(extra)
+        return quantize_in_worker(worker, ranged, quant.io_dtype, quant.per_channel, names)
+
+    return requantize
+
+
+def worker_for(worker: Worker | None) -> Worker | None:
+    """The worker TensorFlow's quantizer runs in: the model's own, else the shared conversion
+    worker when this process has no TensorFlow of its own (None: run it here)."""
+    if worker is None and "tensorflow" not in sys.modules:
+        return conversion_worker()
+    return worker
+
+
 def conversion_detail(converted: ConvertedModel) -> str:
     """One line on how a model was converted, in the scheme's own terms."""
     size = f"{converted.model_bytes:,} bytes"
-    engine = getattr(converted, "quantization", None)
+    engine = converted.quantization
     if engine is not None:
         extras = [f"{engine.method} ranges from {engine.calibration_samples} samples"]
         if engine.bias_corrected_ops:

@@ -104,10 +104,16 @@ class DeployOptions:
         if self.task is not None and self.task not in TASKS:
             raise UsageError(f"unknown task {self.task!r}; expected one of: {', '.join(TASKS)}")
         if self.optimize not in (None, "accuracy"):
-            raise UsageError(f"--optimize takes 'accuracy'; received {self.optimize!r}")
+            raise UsageError(f"optimize (--optimize) takes 'accuracy'; received {self.optimize!r}")
+        if self.min_calibration_samples < 1:
+            raise UsageError(
+                "min_calibration_samples (--min-calibration-samples) must be at least 1; "
+                f"received {self.min_calibration_samples}"
+            )
         if self.calibration_method not in ("default", "converter"):
             parse_method(self.calibration_method, others=("converter", "default"))
-        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        keep = (self.keep_float,) if isinstance(self.keep_float, str) else self.keep_float
+        object.__setattr__(self, "keep_float", tuple(keep))
 
     def with_(self, **changes: Any) -> DeployOptions:
         """A copy with `changes`; an unknown name is a usage error."""

@@ -92,7 +92,7 @@ def model_name_from_path(model: Any) -> str | None:
 def deploy(
     model: Any,
     target: str | TargetProfile,
-    options: DeployOptions | None = None,
+    options: DeployOptions | dict[str, Any] | None = None,
     *,
     on_step: StepListener | None = None,
     **changes: Any,
@@ -109,7 +109,11 @@ def deploy(
 
     Returns the :class:`Deployment`; `.ok` is False when a check failed.
     """
+    if isinstance(options, dict):  # DeployOptions' fields by name
+        options, changes = DeployOptions(), {**options, **changes}
     options = (options or DeployOptions()).with_(**changes)
+    if target is None:
+        raise UsageError("no target given: pass a profile name (edgekit targets list) or a .toml")
     profile = load_target(target, options.targets_dir)
     if options.delegate:
         profile = profile.with_delegate(options.delegate)
@@ -196,8 +200,9 @@ def run_stages(
             _collect_edgetpu(r.edgetpu, work, files)
     with steps.run("check against profile") as step:
         r.checks = check_stage(deployed, profile, r.tflm, r.edgetpu)
-        failed = ", ".join(c.name for c in r.checks if not c.ok) or "none"
-        step.detail = f"{len(r.checks)} checks, failed: {failed}"
+        failed = ", ".join(c.name for c in r.checks if not c.ok)
+        step.detail = f"{len(r.checks)} checks, failed: {failed or 'none'}"
+        step.status = "check_failed" if failed else step.status
     with steps.run("verify") as step:
         r.verification = verify_deployed(
             deployed,

@@ -323,7 +323,7 @@ class BenchSection(Record):
 
 
 @dataclass(frozen=True)
-class DeployReport:
+class DeployReport(Record):
     edgekit_version: str
     created: str
     model: ModelSection

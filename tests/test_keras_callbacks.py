@@ -67,3 +67,21 @@ def test_every_n_epochs_and_bad_calibration(base_model, digits_data):
     assert [row["epoch"] for row in check.history] == [1.0]
     assert "tensor_arena_bytes" not in check.history[0]  # not an MCU target
     assert check.history[0]["host_latency_ms"] > 0 and check.history[0]["macs"] > 100_000
+
+
+def test_a_logits_classifier_gets_its_agreement_logged(digits_data):
+    """Found by a new user: a Dense(10) logits model verified on unlabelled inputs was taken
+    for a regression, so top1_agreement was never logged."""
+    import keras
+
+    train, calib, _ = digits_data
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    check = ek.callbacks.TargetFitCheck("raspberry-pi-4", calib.x[:64], latency=False)
+    history = model.fit(train.x[:256], train.y[:256], epochs=1, verbose=0, callbacks=[check])
+    assert history.history["raspberry-pi-4/top1_agreement"][0] > 0.9
+    assert check.last.report.verification.outputs[0].task == "classification"
+    assert "raspberry-pi-4/seconds" in history.history

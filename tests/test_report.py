@@ -38,6 +38,7 @@ def test_a_bundle_report_reads_back_equal(resnet8_m7):
     assert again.to_dict() == data
     # typed records, and report.json's spelling still reads
     assert again.verification.kernel_check.samples >= 20
+    assert again["metrics"] is again.metrics  # the report itself reads like report.json too
     assert again.verification["runtime"] == again.verification.runtime
     assert again.tflm.arena_source and again.quantization.analysis["layers"]
     # schema 1's figure keys in `tflm` are copies of the metrics, not a second definition
@@ -71,6 +72,13 @@ def test_options_are_checked_when_made():
         DeployOptions().with_(calibraton="x.npy")
     with pytest.raises(UsageError, match="unknown deploy option"):
         edgekit.deploy("model.keras", "coral", calibraton="x.npy")
+    with pytest.raises(UsageError, match="unknown deploy option"):  # a dict of options too
+        edgekit.deploy("model.keras", "coral", {"calibraton": "x.npy"})
+    with pytest.raises(UsageError, match="no target given"):
+        edgekit.deploy("model.keras", None)
+    with pytest.raises(UsageError, match="at least 1"):
+        DeployOptions(min_calibration_samples=-1)
+    assert DeployOptions(keep_float="dense/out").keep_float == ("dense/out",)
 
 
 def test_deploy_in_memory_writes_nothing(keras3_digits_model, digits_data, tmp_path, monkeypatch):

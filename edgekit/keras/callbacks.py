@@ -179,9 +179,11 @@ class TargetFitCheck(Callback):
     host, as in a deploy; not for MCU targets, and `latency=False` turns it off),
     `tensor_arena_bytes` (MCU targets), `top1_agreement` of the deployed model with the float
     model on `samples` calibration inputs, and `fits_budget` (1.0 or 0.0: every budget check
-    passed). The model being trained is never modified: pruning/clustering wrappers are
-    stripped from a copy. With `stop_when_fits=True`, training stops at the first epoch that
-    fits. :attr:`last` holds the last :class:`~edgekit.pipeline.Deployment`.
+    passed), and `seconds` (how long the check took). A model with one output of several
+    units is compared as a classifier (logits or probabilities alike; `task=` overrides). The
+    model being trained is never modified: pruning/clustering wrappers are stripped from a
+    copy. With `stop_when_fits=True`, training stops at the first epoch that fits.
+    :attr:`last` holds the last :class:`~edgekit.pipeline.Deployment`.
 
     >>> check = TargetFitCheck("cortex-m4", x_calibration)        # doctest: +SKIP
     >>> model.fit(x, y, epochs=5, callbacks=[check])              # doctest: +SKIP
@@ -195,9 +197,11 @@ class TargetFitCheck(Callback):
         stop_when_fits: bool = False,
         samples: int = 32,
         latency: bool = True,
+        task: str | None = None,
     ) -> None:
         super().__init__()
         self.profile = load_target(target)
+        self.task = task
         self.calibration = np.asarray(calibration, dtype=np.float32)
         if self.calibration.ndim < 2 or len(self.calibration) == 0:
             raise UsageError(
@@ -221,7 +225,9 @@ class TargetFitCheck(Callback):
     def measure(self, model: Any) -> dict[str, float]:
         """Deploy a deployable copy of `model` and return the figures (unprefixed)."""
         started = time.perf_counter()
-        self.last = deploy(deployable_copy(model), self.profile, self.options)
+        snapshot = deployable_copy(model)
+        task = self.task or _classifier_task(snapshot)
+        self.last = deploy(snapshot, self.profile, self.options, task=task)
         report = self.last.report
         figures = {
             name: float(report.metrics[name])
@@ -242,3 +248,12 @@ class TargetFitCheck(Callback):
                 logs[f"{self.profile.name}/{key}"] = value
         if self.stop_when_fits and figures[M.FITS_BUDGET] == 1.0:
             self.model.stop_training = True
+
+
+def _classifier_task(model: Any) -> str | None:
+    """ "classification" for one output of several units (the callback's inputs carry no
+    labels, so logits would otherwise read as a regression); else detected at deploy."""
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) == 1 and (outputs[0].shape[-1] or 0) > 1:
+        return "classification"
+    return None

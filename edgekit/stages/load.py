@@ -139,7 +139,12 @@ def _datasets(
         val = example_data[1].head(MAX_VALIDATION_SAMPLES)
     elif calib is not None:
         val = calib.head(MAX_VALIDATION_SAMPLES)
-        notes.append("no --validation given: verified on the calibration inputs, without labels")
+        notes.append(
+            "no --validation given: verified on the calibration inputs, without labels"
+            if calib.y is None
+            else "no --validation given: verified on the calibration data, labels and all; "
+            "the ranges were made from the same inputs, so accuracy may read high"
+        )
     else:
         val = random_calibration(shape, n=100, seed=1)
         notes.append("no validation data: verified on random inputs, without labels")

@@ -5,6 +5,7 @@ milliseconds) and measures the 32-bit arena, flash and RAM, and those are compar
 and plotted like latency (:data:`METRICS`).
 
 >>> from edgekit.bench.result import BenchResult
+from edgekit.bench.store import COLUMNS
 >>> a = BenchResult("f.tflite", "a" * 64, "t", "local", "ok", metrics={"latency_ms": {"p50": 2.0}})
 >>> b = BenchResult("q.tflite", "b" * 64, "t", "local", "ok", metrics={"latency_ms": {"p50": 0.5}})
 >>> [row.ratio for row in ratios([a, b], "p50")]
@@ -24,6 +25,7 @@ from typing import IO, Any
 
 from edgekit import metrics as M
 from edgekit.bench.result import BenchResult
+from edgekit.bench.store import COLUMNS
 from edgekit.errors import UsageError
 from edgekit.files import atomic_write, check_replaceable
 from edgekit.plotting import pyplot
@@ -105,19 +107,7 @@ _CSV_FIGURES = (
 _CSV_MEMORY = (M.ARENA_BYTES, M.FLASH_BYTES, M.RAM_BYTES, M.STACK_BYTES, M.HEAP_BYTES)
 CSV_COLUMNS = (
     "id",
-    "created",
-    "edgekit_version",
-    "model_name",
-    "model_sha256",
-    "target",
-    "device",
-    "transport",
-    "harness",
-    "runtime",
-    "runtime_version",
-    "delegate",
-    "status",
-    "error",
+    *COLUMNS,
     "threads",
     "warmup",
     "runs",

@@ -1,7 +1,8 @@
 """The `edgekit` command. Each command parses arguments, calls one library function, prints.
 
-Heavy modules (TensorFlow, the runtimes) are imported inside the commands that need them, so
-`edgekit --help` and `edgekit targets list` start in a fraction of a second.
+Heavy modules (TensorFlow, the runtimes, numpy and what imports it: inspection, the
+pipeline, analysis) are imported inside the commands that need them, so `edgekit --help` and
+`edgekit targets list` start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import click
 
 from edgekit import __version__, signals
 from edgekit.console import console as _console
-from edgekit.console import escape, print_json
+from edgekit.console import escape, print_json, table
 from edgekit.errors import EdgekitError, UsageError
 from edgekit.metrics import SUMMARY, format_value
+from edgekit.targets import list_targets, load_target
 
 TARGETS_DIR = click.option(
     "--targets-dir",
@@ -65,14 +67,10 @@ def targets() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def targets_list(targets_dir: str | None, as_json: bool) -> None:
     """Print a table of every target profile."""
-    from edgekit.targets import list_targets
-
     profiles = list_targets(targets_dir)
     if as_json:
         print_json([p.to_dict() for p in profiles])
         return
-    from edgekit.console import table
-
     rows = []
     for p in profiles:
         mem = p.memory
@@ -104,8 +102,6 @@ def _size(n: int | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def targets_show(name: str, targets_dir: str | None, as_json: bool) -> None:
     """Print one target profile."""
-    from edgekit.targets import load_target
-
     profile = load_target(name, targets_dir)
     data = profile.to_dict()
     if as_json:
@@ -166,7 +162,6 @@ def _profile_rows(profile: Any) -> list[tuple[str, str]]:
 def inspect_cmd(model: str, target: str | None, targets_dir: str | None, as_json: bool) -> None:
     """Print ops, MACs, tensors and memory of a .tflite model."""
     from edgekit.inspection import COLUMNS, inspect
-    from edgekit.targets import load_target
 
     profile = load_target(target, targets_dir) if target else None
     info = inspect(model, profile)

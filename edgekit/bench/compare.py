@@ -5,7 +5,6 @@ milliseconds) and measures the 32-bit arena, flash and RAM, and those are compar
 and plotted like latency (:data:`METRICS`).
 
 >>> from edgekit.bench.result import BenchResult
-from edgekit.bench.store import COLUMNS
 >>> a = BenchResult("f.tflite", "a" * 64, "t", "local", "ok", metrics={"latency_ms": {"p50": 2.0}})
 >>> b = BenchResult("q.tflite", "b" * 64, "t", "local", "ok", metrics={"latency_ms": {"p50": 0.5}})
 >>> [row.ratio for row in ratios([a, b], "p50")]

@@ -30,7 +30,10 @@ from edgekit.quantization.engine import (
     ranges_for,
     with_ranges,
 )
+from edgekit.quantization.power_of_two import snap_power_of_two
 from edgekit.quantization.search import Goal, best_configuration, mixed_precision
+from edgekit.runtimes.edgetpu import SUPPORTED_OPS
+from edgekit.runtimes.tflm import resolver_method
 from edgekit.targets import Quantization, TargetProfile
 from edgekit.tflite_edit import average_pool_to_mean
 from edgekit.tflite_model import TFLiteModel, read_tflite
@@ -172,8 +175,6 @@ def convert_deployed(
         )
     converted = convert_for_target(loaded, profile.quantization, calibration)
     if loaded.is_qat and converted.scheme == "int8":
-        from edgekit.quantization.power_of_two import snap_power_of_two
-
         data, snapped = snap_power_of_two(converted.data)
         if snapped:  # trained as powers of two: written exactly so
             converted = replace(converted, data=data, power_of_two_ops=snapped)
@@ -267,12 +268,8 @@ def runs_mean(profile: TargetProfile) -> bool:
     """Does the target's runtime have MEAN (the rewrite's op)? LiteRT does; TFLM and the Edge
     TPU compiler are asked by their own tables."""
     if profile.is_mcu:
-        from edgekit.runtimes.tflm import resolver_method
-
         return resolver_method("MEAN") is not None
     if profile.uses_edgetpu:
-        from edgekit.runtimes.edgetpu import SUPPORTED_OPS
-
         return "MEAN" in SUPPORTED_OPS
     return True
 

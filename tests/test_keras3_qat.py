@@ -266,6 +266,7 @@ def test_preserve_sparsity_keeps_a_pruned_models_zeros_through_qat(
     """Plain QAT refills a pruned kernel's zeros; preserve="sparsity" keeps every one, into the
     int8 file."""
     train, val = digits_data[0], digits_data[2]
+    keras.utils.set_random_seed(0)  # unseeded, the accuracy wandered around the bar
     steps = int(np.ceil(len(train.x) / BATCH))
     pruned = compile_keras3(
         ek.prune_low_magnitude(

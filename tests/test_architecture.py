@@ -148,6 +148,7 @@ LAYERS = {
         "edgekit.analyze",
         "edgekit.examples",
         "edgekit.keras",
+        "edgekit.fit",
     ),
     6: ("edgekit.cli", "edgekit.cli_bench", "edgekit.__main__", "edgekit"),
 }
@@ -249,3 +250,18 @@ def test_every_metric_name_is_spelled_once():
     """`latency_ms` was spelled in 13 places: each metric's name is now a constant of
     edgekit.metrics, which the CLI summary, report.md, callbacks and the store share."""
     assert metric_literals() == []
+
+
+def test_every_package_is_in_the_wheel():
+    """A new package folder missed in pyproject's explicit list installs with `-e .` but not
+    with `pip install .` (edgekit.stages once did)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    folders = {
+        ".".join(["edgekit", *p.parent.relative_to(REPO / "edgekit").parts])
+        for p in (REPO / "edgekit").rglob("__init__.py")
+    }
+    assert folders - listed == set()

@@ -1,0 +1,95 @@
+"""`edgekit fit`'s budgets: parsed in the units the flags name, filled from the profile, refused
+in one line when the target cannot measure them, and judged on a real deploy's figures."""
+
+from __future__ import annotations
+
+import pytest
+
+import edgekit
+from edgekit.errors import UsageError
+from edgekit.fit.budgets import Budgets, parse_positive, parse_size, verdicts
+from edgekit.options import DeployOptions
+from edgekit.targets import load_target
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("256", 256 * 1024),
+        ("256K", 262144),
+        ("256 KiB", 262144),
+        ("1.5MB", 1572864),
+        ("4096B", 4096),
+        (64, 65536),
+    ],
+)
+def test_sizes_in_the_units_people_write(text, expected):
+    assert parse_size(text, "--max-ram") == expected
+
+
+@pytest.mark.parametrize("text", ["-3", "0", "256 GB", "lots", "", "1e3K"])
+def test_a_size_in_no_unit_we_know_is_one_line(text):
+    with pytest.raises(UsageError, match="--max-flash: expected a positive size"):
+        parse_size(text, "--max-flash")
+
+
+def test_numbers_must_be_positive():
+    assert parse_positive("2e6", "--max-instructions", "count") == 2e6
+    for bad in ("0", "-1", "inf", "fast"):
+        with pytest.raises(UsageError, match="--max-latency-ms: expected a positive"):
+            parse_positive(bad, "--max-latency-ms", "number of milliseconds")
+
+
+def test_contradictory_or_misread_budgets_are_refused():
+    with pytest.raises(UsageError, match="not both"):
+        Budgets(max_latency_ms=5, max_instructions=10**6)
+    with pytest.raises(UsageError, match="not both"):
+        Budgets(max_drop=0.01, min_accuracy=0.9)
+    with pytest.raises(UsageError, match="0.01 = one point"):
+        Budgets(max_drop=1.0)  # "one point" written as 1: a whole model's accuracy
+    with pytest.raises(UsageError, match="0.9 = 90 %"):
+        Budgets(min_accuracy=90)
+    with pytest.raises(UsageError, match="--max-ram: must be positive"):
+        Budgets(max_ram_bytes=-1)
+
+
+def test_the_profile_fills_flash_and_ram_and_says_what_it_cannot_measure():
+    m4 = load_target("cortex-m4")
+    filled = Budgets().for_target(m4)
+    assert filled.max_ram_bytes == m4.memory.arena_ram_bytes > 0
+    assert filled.max_flash_bytes == m4.memory.model_flash_bytes > 0
+    assert Budgets(max_ram_bytes=1000).for_target(m4).max_ram_bytes == 1000
+    with pytest.raises(UsageError, match="not a microcontroller"):
+        Budgets(max_instructions=10**6).for_target(load_target("raspberry-pi-4"))
+
+
+def test_verdicts_on_a_real_deploy(keras3_digits_model, digits_data):
+    """In memory, on cortex-m4 without a TFLM tree: RAM is the host TFLM estimate and says
+    so; instructions are not measured, so that budget cannot hold."""
+    _, calib, val = digits_data
+    options = DeployOptions(
+        calibration=calib.x,
+        validation=(val.x, val.y),
+        analysis=False,
+        write_bundle=False,
+        firmware=False,
+    )
+    done = edgekit.deploy(keras3_digits_model, "cortex-m4", options)
+    m = done.report.metrics
+    budgets = Budgets(max_ram_bytes=m.tensor_arena_bytes, max_instructions=10**9, max_drop=0.02)
+    found = {
+        v.budget: v
+        for v in verdicts(
+            done.report,
+            budgets.for_target(done.profile),
+            done.profile,
+            baseline_accuracy=m.float_accuracy,
+        )
+    }
+    assert found["max_ram_bytes"].ok and "estimate" in found["max_ram_bytes"].source
+    assert found["max_flash_bytes"].measured == m.model_bytes and found["max_flash_bytes"].ok
+    assert not found["max_instructions"].ok and "not measured" in found["max_instructions"].source
+    assert found["max_drop"].ok, found["max_drop"]
+    tight = Budgets(max_ram_bytes=m.tensor_arena_bytes - 1)
+    (ram,) = verdicts(done.report, tight, done.profile)
+    assert not ram.ok and ram.measured == m.tensor_arena_bytes

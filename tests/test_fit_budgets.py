@@ -93,3 +93,38 @@ def test_verdicts_on_a_real_deploy(keras3_digits_model, digits_data):
     tight = Budgets(max_ram_bytes=m.tensor_arena_bytes - 1)
     (ram,) = verdicts(done.report, tight, done.profile)
     assert not ram.ok and ram.measured == m.tensor_arena_bytes
+
+
+def test_a_trial_cuts_fine_tunes_deploys_and_is_judged(keras3_digits_model, digits_data):
+    """One trial of `edgekit fit` on real parts: channels cut per group, fine-tuned by
+    distillation from the original on unlabelled inputs, deployed in memory, judged."""
+    import numpy as np
+
+    from edgekit.fit.trial import Candidate, FitData, prunable_groups, run_trial
+    from edgekit.keras import keras_macs
+
+    train, _, val = digits_data
+    model = keras3_digits_model
+    before = [w.copy() for w in model.get_weights()]
+    groups = prunable_groups(model)
+    assert groups
+    m4 = load_target("cortex-m4")
+    candidate = Candidate(tuple((name, 0.5) for name in groups))
+    data = FitData(train.x[:512], None, val.x[:200], val.y[:200])  # no training labels
+    trial, smaller = run_trial(
+        model,
+        candidate,
+        m4,
+        Budgets(max_drop=0.1).for_target(m4),
+        data,
+        epochs=2,
+        baseline_accuracy=0.95,
+    )
+    assert keras_macs(smaller) < 0.6 * keras_macs(model)
+    assert trial.report.metrics.macs < keras_macs(model)
+    assert trial.accuracy > 0.8 and trial.ok, [v for v in trial.verdicts if not v.ok]
+    assert {v.budget for v in trial.verdicts} == {"max_ram_bytes", "max_flash_bytes", "max_drop"}
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)  # the original is the teacher, untouched
+    with pytest.raises(UsageError, match="share of channels"):
+        Candidate((("conv1", 1.0),))

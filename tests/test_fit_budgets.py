@@ -128,3 +128,47 @@ def test_a_trial_cuts_fine_tunes_deploys_and_is_judged(keras3_digits_model, digi
         np.testing.assert_array_equal(old, new)  # the original is the teacher, untouched
     with pytest.raises(UsageError, match="share of channels"):
         Candidate((("conv1", 1.0),))
+
+
+def test_a_search_keeps_its_trials_resumes_and_repeats_with_its_seed(
+    keras3_digits_model, digits_data, tmp_path
+):
+    """Optuna's constrained TPE over real trials: stored, resumed from the storage (only the
+    missing trials run), and the same seed proposes the same candidates."""
+    from edgekit.fit.search import search
+    from edgekit.fit.trial import FitData
+
+    train, _, val = digits_data
+    m4 = load_target("cortex-m4")
+    data = FitData(train.x[:256], train.y[:256], val.x[:100], val.y[:100])
+    budgets = Budgets(max_drop=0.2)
+    seen = []
+    first = search(
+        keras3_digits_model,
+        m4,
+        budgets,
+        data,
+        trials=2,
+        seed=3,
+        storage=tmp_path / "fit.db",
+        progress=seen.append,
+    )
+    assert len(first.trials) == 2 and first.cost == "macs"
+    assert first.baseline.report.metrics.macs >= max(t.report.metrics.macs for t in first.trials)
+    assert first.best is None or first.best.ok
+    resumed = search(
+        keras3_digits_model,
+        m4,
+        budgets,
+        data,
+        trials=3,
+        seed=3,
+        storage=tmp_path / "fit.db",
+        progress=seen.append,
+    )
+    assert [t.candidate for t in resumed.trials[:2]] == [t.candidate for t in first.trials]
+    assert len(resumed.trials) == 3 and sum("trial 3/3" in s for s in seen) == 1
+    again = search(
+        keras3_digits_model, m4, budgets, data, trials=1, seed=3, storage=tmp_path / "other.db"
+    )
+    assert again.trials[0].candidate == first.trials[0].candidate

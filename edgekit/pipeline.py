@@ -181,12 +181,13 @@ def run_stages(
     r = StageResults(
         profile, inputs, conversion, facts.model_facts(deployed), artifacts=files.artifacts
     )
-    if facts.wants_sparse_size(r.facts, conversion) and not options.sparse_size:
-        r.notes.append(facts.sparse_size_hint(r.facts))
-    elif facts.wants_sparse_size(r.facts, conversion):
-        with steps.run("convert sparse format") as step:
-            r.sparse = facts.sparse_size(inputs.loaded, conversion, inputs.calibration)
-            step.detail = r.sparse.detail
+    if facts.wants_sparse_size(r.facts, conversion):
+        if not options.sparse_size:
+            r.notes.append(facts.sparse_size_hint(r.facts))
+        else:
+            with steps.run("convert sparse format") as step:
+                r.sparse = facts.sparse_size(inputs.loaded, conversion, inputs.calibration)
+                step.detail = r.sparse.detail
     if profile.is_mcu:
         r.tflm = _tflm(deployed, name, files, steps, sources=options.write_bundle)
     if profile.uses_edgetpu:

@@ -472,9 +472,10 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(report: DeployReport) -> str:
-    """A human-readable report; every metric row says what it measures."""
-    d = report.to_dict()
+def render_markdown(report: DeployReport, data: dict[str, Any] | None = None) -> str:
+    """A human-readable report; every metric row says what it measures. `data` is
+    `report.to_dict()` when the caller already has it."""
+    d = data if data is not None else report.to_dict()
     t = d["target"]
     quant = t["quantization"]
     lines = [
@@ -566,5 +567,6 @@ def render_markdown(report: DeployReport) -> str:
 
 
 def write_report(report: DeployReport, directory: Path) -> None:
-    (directory / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    (directory / "report.md").write_text(render_markdown(report))
+    data = report.to_dict()
+    (directory / "report.json").write_text(json.dumps(data, indent=2) + "\n")
+    (directory / "report.md").write_text(render_markdown(report, data))

@@ -28,8 +28,16 @@ from edgekit.report import DeployReport
 from edgekit.targets import TargetProfile
 
 # A bare number is KB, as the flags (--max-ram KB, --max-flash KB) say.
-_UNITS = {"": 1024, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20}
-_UNITS["mib"] = 1 << 20
+_UNITS = {
+    "": 1024,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+}
 
 
 def parse_size(text: str | int | float, flag: str) -> int:

@@ -103,6 +103,7 @@ def run_trial(
     from, and labels the training inputs when `data.y` is None."""
     started = time.perf_counter()
     ratios = dict(candidate.ratios)
+    labels = None
     if any(ratios.values()):
         labels = data.y if data.y is not None else _teacher_labels(model, data.x)
         needs_data = candidate.criterion in DATA_CRITERIA
@@ -115,8 +116,7 @@ def run_trial(
         )
     else:
         smaller = model
-    if epochs and smaller is not model:
-        labels = data.y if data.y is not None else _teacher_labels(model, data.x)
+    if epochs and labels is not None:  # the original itself is not fine-tuned
         fine_tune(smaller, data.x, labels, epochs=epochs, teacher=model)
     deployed = _deploy(smaller, profile, data, candidate, options)
     judged = tuple(verdicts(deployed.report, budgets, profile, baseline_accuracy))

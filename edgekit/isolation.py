@@ -185,6 +185,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.tmpdir: Path | None = None
         self.calls = 0
+        self.current = what  # what the last call runs, for its errors
 
     def _start(self) -> subprocess.Popen:
         self.stop()  # a dead worker's directory goes before a new one is made
@@ -200,15 +201,34 @@ class Worker:
 
     def call(self, target: str, *args: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Run `module:function(*args)` in the worker; see :func:`call`."""
-        what = self.what or target
+        self.send(target, *args)
+        return self.receive(timeout)
+
+    def send(self, target: str, *args: Any) -> None:
+        """Start `module:function(*args)` in the worker (starting it if needed); collect the
+        answer with :meth:`receive`. Several workers can compute at once this way."""
+        self.current = self.what or target
         proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
         self.calls += 1
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         try:
             write_message(proc.stdin, (target, args))
         except BrokenPipeError:
             self.stop()
-            raise exit_error(what, proc.returncode) from None
+            raise exit_error(self.current, proc.returncode) from None
+
+    def ready(self) -> bool:
+        """Has the worker answered (or died)? :meth:`receive` then does not wait."""
+        proc = self.proc
+        if proc is None or proc.stdout is None:
+            return True
+        return bool(select.select([proc.stdout], [], [], 0)[0])
+
+    def receive(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """The answer to the last :meth:`send`: its value, or the exception it raised."""
+        what, proc = self.current, self.proc
+        if proc is None or proc.stdout is None:
+            raise exit_error(what, None)
         # Short waits: a Ctrl-C that the kernel hands to another thread of this process does
         # not interrupt select(); Python raises KeyboardInterrupt at the next wake-up.
         deadline = time.monotonic() + timeout

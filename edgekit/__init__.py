@@ -13,15 +13,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "deploy", "inspect", "list_targets", "load_target"]
+__all__ = ["__version__", "deploy", "fit", "inspect", "list_targets", "load_target"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from edgekit.fitting.api import fit
     from edgekit.inspection import inspect
     from edgekit.pipeline import deploy
     from edgekit.targets import list_targets, load_target
 
 _LAZY = {
     "deploy": "edgekit.pipeline",
+    "fit": "edgekit.fitting.api",
     "inspect": "edgekit.inspection",
     "load_target": "edgekit.targets",
     "list_targets": "edgekit.targets",

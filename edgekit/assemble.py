@@ -67,9 +67,11 @@ class StageResults:
     notes: list[str] = field(default_factory=list)  # the pipeline's own (steps not run)
 
 
-def assemble(results: StageResults, steps: list[Step], bundle: bool = True) -> DeployReport:
+def assemble(
+    results: StageResults, steps: list[Step], bundle: bool = True, found_by: Any = None
+) -> DeployReport:
     """The report of a deploy, from its stage results and steps; `bundle=False`: the files
-    were not kept, so the report lists none."""
+    were not kept, so the report lists none. `found_by`: how `edgekit fit` found the model."""
     r = results
     loaded = r.inputs.loaded
     checks = r.checks + (r.verification.checks if r.verification else ())
@@ -93,6 +95,7 @@ def assemble(results: StageResults, steps: list[Step], bundle: bool = True) -> D
         tflm=_tflm(r),
         edgetpu=_edgetpu(r.edgetpu),
         bench=r.harness.section if r.harness else None,
+        fit=found_by,
         notes=tuple(_notes(r)),
     )
     return replace(report, status="deployed" if report.ok else "failed")

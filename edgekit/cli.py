@@ -601,9 +601,11 @@ def analyze_cmd(
 
 
 from edgekit.cli_bench import bench_cmd, results  # noqa: E402  (light: click + stdlib only)
+from edgekit.cli_fit import fit_cmd  # noqa: E402  (light: the search is imported when it runs)
 
 cli.add_command(bench_cmd)
 cli.add_command(results)
+cli.add_command(fit_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,12 +251,18 @@ def _store(db: str | None):
     help="Show at most this many runs.",
 )
 @click.option("--model", default=None, help="Only runs of this model (name or sha256 prefix).")
+@click.option("--fit", "fit_id", default=None, help="Only the trials of this `edgekit fit` search.")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
-def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -> None:
+def results_list(
+    db: str | None, limit: int, model: str | None, fit_id: str | None, as_json: bool
+) -> None:
     """The newest runs first."""
-    runs = _store(db).list(limit=limit, model=model)
+    runs = _store(db).list(limit=limit, model=model, fit=fit_id)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
+        return
+    if fit_id:
+        _print_fit_trials(fit_id, runs)
         return
     figures = [METRICS[name] for name in LIST_METRICS]
     rows = []
@@ -290,6 +296,31 @@ def results_list(db: str | None, limit: int, model: str | None, as_json: bool) -
         *(LIST_HEADINGS.get(m.name, m.label) for m in figures),
     ]
     _console().print(table(f"edgekit results ({len(runs)} shown)", columns, rows))
+
+
+def _print_fit_trials(fit_id: str, runs: list[Any]) -> None:
+    """`results list --fit ID`: a search's trials, with accuracy and whether they fit."""
+    rows = []
+    for r in runs:
+        m = r.metrics
+        accuracy = m.get(M.DEPLOYED_ACCURACY, m.get(M.TOP1_AGREEMENT))
+        fits = "yes" if r.settings.get("ok") else ", ".join(r.settings.get("failed_budgets", []))
+        rows.append(
+            [
+                str(r.id),
+                str(int(r.settings.get("trial", -1)) + 1),
+                escape(str(r.settings.get("candidate", ""))),
+                "-" if accuracy is None else f"{100 * accuracy:.1f} %",
+                _figure(METRICS[M.INSTRUCTIONS].of(r), METRICS[M.INSTRUCTIONS].unit),
+                _figure(METRICS["p50"].of(r), METRICS["p50"].unit),
+                _figure(m.get(M.ARENA_BYTES), "bytes"),
+                _figure(m.get(M.FLASH_BYTES), "bytes"),
+                fits if r.ok else f"[red]failed[/red]: {escape(r.error or '')}",
+            ]
+        )
+    columns = ["id", "trial", "candidate", "accuracy", "instructions", "p50 ms", "arena B"]
+    columns += ["flash B", "fits"]
+    _console().print(table(f"edgekit fit {fit_id}: {len(runs)} trials", columns, rows))
 
 
 # `results list`: latency for devices with a clock, instructions and sizes for firmware runs.

@@ -73,6 +73,8 @@ class DeployOptions:
       force: replace an existing bundle.
       write_bundle: False keeps everything in memory (`Deployment.path` is None): what
         `TargetFitCheck` and `edgekit fit` use to measure many candidates.
+      found_by: a :class:`~edgekit.report.FitSection`: how `edgekit fit` found the model
+        (the report says so).
     """
 
     calibration: Any = None
@@ -99,6 +101,7 @@ class DeployOptions:
     out: str | Path | None = None
     force: bool = False
     write_bundle: bool = True
+    found_by: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:

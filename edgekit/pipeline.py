@@ -141,7 +141,7 @@ def deploy(
         with tempfile.TemporaryDirectory(prefix="edgekit-deploy-") as work:
             results = run_stages(inputs, profile, options, Path(work), steps)
         return Deployment(
-            assemble(results, steps.steps, bundle=False),
+            assemble(results, steps.steps, bundle=False, found_by=options.found_by),
             profile,
             None,
             results.conversion.deployed,
@@ -152,7 +152,7 @@ def deploy(
     try:  # a signal may land while prepare() makes --out: those folders go too
         final, staging = prepare(root, slug(f"{inputs.loaded.name}-{profile.name}"), options.force)
         results = run_stages(inputs, profile, options, staging, steps)
-        report = assemble(results, steps.steps)
+        report = assemble(results, steps.steps, found_by=options.found_by)
         write_report(report, staging)
         publish(staging, final, options.force)
     except BaseException:

@@ -323,6 +323,34 @@ class BenchSection(Record):
 
 
 @dataclass(frozen=True)
+class FitBudget(Record):
+    """One budget of `edgekit fit`, the figure the chosen model measured, and where."""
+
+    budget: str
+    limit: float
+    measured: float | None
+    source: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class FitSection(Record):
+    """How `edgekit fit` found this model: the search, the budgets and what was cut."""
+
+    fit_id: str
+    original: str  # the model the search started from
+    search: str  # the method, trials, seed and where they ran
+    trial: int  # the chosen trial's number
+    trials: int
+    seed: int
+    candidate: str  # what the chosen trial changed
+    cost_metric: str
+    original_cost: float | None
+    cost: float | None
+    budgets: tuple[FitBudget, ...] = ()
+
+
+@dataclass(frozen=True)
 class DeployReport(Record):
     edgekit_version: str
     created: str
@@ -341,6 +369,7 @@ class DeployReport(Record):
     tflm: TflmSection | None = None
     edgetpu: EdgeTPUSection | None = None
     bench: BenchSection | None = None
+    fit: FitSection | None = None  # set when `edgekit fit` found the model
     notes: tuple[str, ...] = ()
     schema: int = SCHEMA_VERSION
 
@@ -472,6 +501,30 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _figure(value: float | None) -> str:
+    return format_value(value) if value is None or abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _fit_section(fit: FitSection) -> list[str]:
+    cost = f"{fit.cost_metric} {_figure(fit.cost)} (the original: {_figure(fit.original_cost)})"
+    lines = [
+        "",
+        "## How this model was found",
+        "",
+        f"`edgekit fit` (search {fit.fit_id}) from {fit.original}: {fit.search}. Chosen: trial "
+        f"{fit.trial} of {fit.trials}, seed {fit.seed}: {fit.candidate}; {cost}.",
+        "",
+        "| budget | limit | measured | holds | measured by |",
+        "|---|---|---|---|---|",
+    ]
+    for b in fit.budgets:
+        lines.append(
+            f"| {b.budget} | {_figure(b.limit)} | {_figure(b.measured)} | "
+            f"{'yes' if b.ok else '**no**'} | {b.source} |"
+        )
+    return lines
+
+
 def render_markdown(report: DeployReport, data: dict[str, Any] | None = None) -> str:
     """A human-readable report; every metric row says what it measures. `data` is
     `report.to_dict()` when the caller already has it."""
@@ -509,6 +562,8 @@ def render_markdown(report: DeployReport, data: dict[str, Any] | None = None) ->
                 f"{format_value(out.cosine_similarity)} | "
                 f"{format_value(out.top1_agreement, 'pct')} |"
             )
+    if report.fit:
+        lines += _fit_section(report.fit)
     if d["quantization"]:
         lines += _quantization_section(report, d["quantization"])
     lines += ["", "## Inputs and outputs", "", *_io_rows(d)]

@@ -148,7 +148,7 @@ LAYERS = {
         "edgekit.analyze",
         "edgekit.examples",
         "edgekit.keras",
-        "edgekit.fit",
+        "edgekit.fitting",
     ),
     6: ("edgekit.cli", "edgekit.cli_bench", "edgekit.__main__", "edgekit"),
 }

@@ -7,7 +7,7 @@ import pytest
 
 import edgekit
 from edgekit.errors import UsageError
-from edgekit.fit.budgets import Budgets, parse_positive, parse_size, verdicts
+from edgekit.fitting.budgets import Budgets, parse_positive, parse_size, verdicts
 from edgekit.options import DeployOptions
 from edgekit.targets import load_target
 
@@ -100,7 +100,7 @@ def test_a_trial_cuts_fine_tunes_deploys_and_is_judged(keras3_digits_model, digi
     distillation from the original on unlabelled inputs, deployed in memory, judged."""
     import numpy as np
 
-    from edgekit.fit.trial import Candidate, FitData, prunable_groups, run_trial
+    from edgekit.fitting.trial import Candidate, FitData, prunable_groups, run_trial
     from edgekit.keras import keras_macs
 
     train, _, val = digits_data
@@ -135,8 +135,8 @@ def test_a_search_keeps_its_trials_resumes_and_repeats_with_its_seed(
 ):
     """Optuna's constrained TPE over real trials: stored, resumed from the storage (only the
     missing trials run), and the same seed proposes the same candidates."""
-    from edgekit.fit.search import search
-    from edgekit.fit.trial import FitData
+    from edgekit.fitting.search import search
+    from edgekit.fitting.trial import FitData
 
     train, _, val = digits_data
     m4 = load_target("cortex-m4")

@@ -213,11 +213,17 @@ class ResultStore:
             raise UsageError(f"no run with id {run_id} in {self.path}")
         return rows[0]
 
-    def list(self, limit: int | None = None, model: str | None = None) -> list[BenchResult]:
-        """Newest first; `model` filters by name or sha256 prefix."""
+    def list(
+        self, limit: int | None = None, model: str | None = None, fit: str | None = None
+    ) -> list[BenchResult]:
+        """Newest first; `model` filters by name or sha256 prefix, `fit` by the id of the
+        `edgekit fit` search whose trials the rows are."""
         where, params = "", ()
         if model:
-            where, params = "WHERE model_name = ? OR model_sha256 LIKE ?", (model, model + "%")
+            where, params = "WHERE (model_name = ? OR model_sha256 LIKE ?)", (model, model + "%")
+        if fit:
+            where += (" AND" if where else "WHERE") + " device = ?"
+            params += (f"fit:{fit}",)
         tail = f" ORDER BY id DESC{f' LIMIT {int(limit)}' if limit else ''}"
         return self._select(where + tail, params)
 

@@ -1,6 +1,6 @@
 """Where `edgekit fit` runs its trials: in this process, in local worker processes, or on a
-Ray cluster (:mod:`edgekit.fit.ray_runner`). Each runner takes a batch of (number,
-candidate) jobs and returns their :class:`~edgekit.fit.jobs.TrialOutcome` in the batch's
+Ray cluster (:mod:`edgekit.fitting.ray_runner`). Each runner takes a batch of (number,
+candidate) jobs and returns their :class:`~edgekit.fitting.jobs.TrialOutcome` in the batch's
 order, so a search is the same whichever runs it.
 
 Local workers are edgekit's own worker processes (:mod:`edgekit.isolation`): they die with
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from edgekit.errors import EdgekitError, UsageError
-from edgekit.fit.jobs import FitContext, TrialOutcome, adopt, forget, run_job
-from edgekit.fit.trial import Candidate
+from edgekit.fitting.jobs import FitContext, TrialOutcome, adopt, forget, run_job
+from edgekit.fitting.trial import Candidate
 from edgekit.isolation import Worker
 
 TRIAL_TIMEOUT_S = 6 * 3600.0  # one trial (fine-tuning included); a hung runtime ends sooner
@@ -106,9 +106,9 @@ class LocalRunner:
 
     def _send(self, worker: Worker, job: Job) -> None:
         if id(worker) not in self.prepared or worker.proc is None:
-            worker.call("edgekit.fit.jobs:prepare", self.context, timeout=TRIAL_TIMEOUT_S)
+            worker.call("edgekit.fitting.jobs:prepare", self.context, timeout=TRIAL_TIMEOUT_S)
             self.prepared.add(id(worker))
-        worker.send("edgekit.fit.jobs:run_job", self.context.key, *job)
+        worker.send("edgekit.fitting.jobs:run_job", self.context.key, *job)
 
     def _receive(self, worker: Worker, job: Job, started: float) -> TrialOutcome:
         try:

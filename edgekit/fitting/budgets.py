@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 from edgekit import metrics as M
 from edgekit.errors import UsageError
-from edgekit.report import DeployReport
 from edgekit.targets import TargetProfile
+
+if TYPE_CHECKING:  # the report pulls in numpy and the runtimes: `edgekit fit --help` stays light
+    from edgekit.report import DeployReport
 
 # A bare number is KB, as the flags (--max-ram KB, --max-flash KB) say.
 _UNITS = {
@@ -51,13 +54,13 @@ def parse_size(text: str | int | float, flag: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def parse_positive(text: str | int | float, flag: str, what: str) -> float:
-    """A positive number (`--max-latency-ms 5`, `--max-instructions 2e6`)."""
+def parse_positive(text: str | int | float, flag: str, what: str, zero: bool = False) -> float:
+    """A positive number (`--max-latency-ms 5`, `--max-instructions 2e6`); `zero`: 0 too."""
     try:
         value = float(text)
     except (TypeError, ValueError):
         value = -1.0
-    if not value > 0 or value == float("inf"):
+    if not (value > 0 or (zero and value == 0)) or value == float("inf"):
         raise UsageError(f"{flag}: expected a positive {what}; received {text!r}")
     return value
 

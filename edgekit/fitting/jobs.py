@@ -2,7 +2,7 @@
 
 A search hands the same :class:`FitContext` (the original model as `.keras` bytes, the
 target, the budgets, the data) to every worker once, then trial after trial: a number and a
-:class:`~edgekit.fit.trial.Candidate`. The worker answers with a :class:`TrialOutcome`: the
+:class:`~edgekit.fitting.trial.Candidate`. The worker answers with a :class:`TrialOutcome`: the
 deploy report as a dict, the seconds it took, and the fitted model as `.keras` bytes. Plain
 data both ways, so the same function serves this process, local worker processes and Ray.
 
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError
-from edgekit.fit.budgets import Budgets
-from edgekit.fit.trial import Candidate, FitData, run_trial
+from edgekit.fitting.budgets import Budgets
+from edgekit.fitting.trial import Candidate, FitData, run_trial
 from edgekit.options import DeployOptions
 from edgekit.targets import TargetProfile
 

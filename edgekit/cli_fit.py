@@ -172,23 +172,27 @@ class LiveTable:
         self.trials = trials
         self.started = time.monotonic()
         self.result: Any = None
-        self.message = "starting"
+        self.message = ""
         self.console = _console(stderr=True)
-        self.live = Live(
-            self._render(), console=self.console, refresh_per_second=2, transient=False
-        )
-        self.live.start()
+        # started by the first event: an error in the checks before it is the only line
+        self.live = Live(console=self.console, refresh_per_second=2, transient=False)
 
     def say(self, message: str) -> None:
         self.message = message
-        self.live.update(self._render())
+        self._show()
 
     def update(self, trial: Any, so_far: Any) -> None:
         self.result = so_far
+        self._show()
+
+    def _show(self) -> None:
+        if not self.live.is_started:
+            self.live.start()
         self.live.update(self._render())
 
     def stop(self) -> None:
-        self.live.stop()
+        if self.live.is_started:
+            self.live.stop()
 
     def _render(self) -> Any:
         from rich.console import Group

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -122,8 +123,7 @@ def fit(
     if "space" in meta:  # a resumed search keeps its space
         space = SearchSpace.from_dict(meta["space"])
     else:
-        space = _space(model, profile, budgets, fit_data, sensitivity, say)
-        _check_reachable(model, profile, budgets, fit_data, options, space, say)
+        space = _reachable_space(model, profile, budgets, fit_data, options, sensitivity, say)
         meta = _write_meta(directory, {**meta, "space": space.to_dict()})
     recorder = _Recorder(store, meta["fit_id"], name, profile)
 
@@ -148,6 +148,7 @@ def fit(
         progress=say,
         on_trial=each,
     )
+    recorder.backfill(result)  # trials a stop told the storage but not the results store
     result = replace(result, fit_id=meta["fit_id"], directory=directory)
     best = result.best
     if best is not None:
@@ -247,51 +248,68 @@ def _directory(out: str | Path | None, name: str, resume: bool, force: bool) -> 
     return directory
 
 
-def _space(
-    model: Any,
-    profile: TargetProfile,
-    budgets: Budgets,
-    data: FitData,
-    sensitivity: bool,
-    say: Callable[[str], None],
-) -> SearchSpace:
-    """The search space, narrowed per group by the sensitivity pass (no fine-tuning)."""
-    if not sensitivity:
-        return search_space(model, profile)
-    found = measure_sensitivity(model, profile, data, SHARES, progress=say)
-    if budgets.max_drop is not None:
-        drop = budgets.max_drop
-    elif budgets.min_accuracy is not None:
-        drop = max(0.0, found.baseline - budgets.min_accuracy)
-    else:
-        drop = DEFAULT_DROP
-    return search_space(model, profile, shares=narrow(found, SHARES, drop))
-
-
-def _check_reachable(
+def _reachable_space(
     model: Any,
     profile: TargetProfile,
     budgets: Budgets,
     data: FitData,
     options: DeployOptions,
-    space: SearchSpace,
+    sensitivity: bool,
     say: Callable[[str], None],
-) -> None:
-    """End before the search when even the smallest candidate misses a cost budget."""
-    smallest = space.smallest
-    say(f"measuring the smallest candidate ({smallest.describe()})")
-    trial, _ = run_trial(model, smallest, profile, budgets, data, epochs=0, options=options)
-    missed = [v for v in trial.verdicts if v.budget in COST_BUDGETS and not v.ok]
+) -> SearchSpace:
+    """The search space, narrowed per group by the sensitivity pass (no fine-tuning) where
+    the narrowed space can still meet the cost budgets; ends before the search when even
+    the whole space's cheapest candidates miss one."""
+    whole = search_space(model, profile)
+    if sensitivity:
+        found = measure_sensitivity(model, profile, data, SHARES, progress=say)
+        if budgets.max_drop is not None:
+            drop = budgets.max_drop
+        elif budgets.min_accuracy is not None:
+            drop = max(0.0, found.baseline - budgets.min_accuracy)
+        else:
+            drop = DEFAULT_DROP
+        narrowed = search_space(model, profile, shares=narrow(found, SHARES, drop))
+        if narrowed == whole or not _misses(model, narrowed, profile, budgets, data, options, say):
+            return narrowed
+        say("the narrowed space cannot meet the budget: searching every share of every group")
+    missed = _misses(model, whole, profile, budgets, data, options, say)
     if missed:
-        parts = [
-            f"{_flag(v.budget)} {_value(v.budget, v.limit)}: the smallest candidate measures "
-            f"{_value(v.budget, v.measured)} ({v.source})"
-            for v in missed
-        ]
         raise UsageError(
-            "no candidate can meet the budget: " + "; ".join(parts) + f" ({smallest.describe()})"
-            "; relax the budget or start from a smaller model"
+            "no candidate can meet the budget: " + "; ".join(missed) + "; relax the budget or "
+            "start from a smaller model"
         )
+    return whole
+
+
+def _misses(
+    model: Any,
+    space: SearchSpace,
+    profile: TargetProfile,
+    budgets: Budgets,
+    data: FitData,
+    options: DeployOptions,
+    say: Callable[[str], None],
+) -> list[str]:
+    """The cost budgets that every one of the space's cheapest candidates misses (said with
+    the smallest figure reached); [] when one of them meets them all."""
+    best: dict[str, tuple[float, str]] = {}
+    for candidate in space.cheapest():
+        say(f"measuring a cheapest candidate ({candidate.describe()})")
+        trial, _ = run_trial(model, candidate, profile, budgets, data, epochs=0, options=options)
+        missed = [v for v in trial.verdicts if v.budget in COST_BUDGETS and not v.ok]
+        if not missed:
+            return []
+        for v in missed:
+            reached = math.inf if v.measured is None else v.measured
+            if v.budget not in best or reached < best[v.budget][0]:
+                text = (
+                    f"{_flag(v.budget)} {_value(v.budget, v.limit)}: the smallest candidate "
+                    f"measures {_value(v.budget, v.measured)} ({v.source}; "
+                    f"{candidate.describe()})"
+                )
+                best[v.budget] = (reached, text)
+    return [text for _, text in best.values()]
 
 
 def _flag(budget: str) -> str:
@@ -429,6 +447,10 @@ class _Recorder:
     def __init__(self, store: Any, fit_id: str, name: str, profile: TargetProfile) -> None:
         self.store, self.fit_id, self.name, self.profile = store, fit_id, name, profile
         self.seen: set[int] | None = None
+
+    def backfill(self, result: FitResult) -> None:
+        for trial in result.trials:
+            self.add(trial, result)
 
     def add(self, trial: Trial | Failure, so_far: FitResult) -> None:
         from edgekit.bench.result import BenchResult

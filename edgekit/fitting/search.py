@@ -342,6 +342,9 @@ class _State:
         report = DeployReport.from_dict(outcome.report, "a fit trial")
         judged = tuple(verdicts(report, self.budgets, profile, reference))
         trial = Trial(candidate, report, judged, outcome.seconds, asked.number)
+        # the model file first: a stop between the two leaves a file, never a told trial
+        # without its model
+        self._keep_model(asked.number, outcome.model, same_as=outcome.number)
         # the figures go into the storage, so a resumed search has them
         asked.set_user_attr("report", outcome.report)
         asked.set_user_attr("seconds", outcome.seconds)
@@ -354,7 +357,6 @@ class _State:
         study.tell(asked, [accuracy, math.inf if measured is None else measured])
         self.trials.append(trial)
         self.last = trial
-        self._keep_model(asked.number, outcome.model, same_as=outcome.number)
 
     def _keep_model(self, number: int, data: bytes | None, same_as: int | None = None) -> None:
         if self.folder is None:

@@ -43,15 +43,15 @@ class SearchSpace:
         choices += [len(self.criteria), len(self.low_rank), len(self.calibration)]
         return math.prod(choices) * len(self.precisions)
 
-    @property
-    def smallest(self) -> Candidate:
-        """The cheapest candidate: every group cut most, the lowest low-rank budget."""
-        ranks = [r for r in self.low_rank if r is not None]
-        return Candidate(
-            tuple((g, max(shares)) for g, shares in self.groups),
-            criterion=self.criteria[0],
-            low_rank=min(ranks) if ranks else None,
-        )
+    def cheapest(self) -> list[Candidate]:
+        """The cheapest candidates: every group cut most, without and with the lowest
+        low-rank budget (factorising can cost more than it saves on some kernels)."""
+        cut = tuple((g, max(shares)) for g, shares in self.groups)
+        ranks = sorted({r for r in self.low_rank if r is not None})
+        out = [Candidate(cut, criterion=self.criteria[0])]
+        if ranks:
+            out.append(Candidate(cut, criterion=self.criteria[0], low_rank=ranks[0]))
+        return out
 
     def suggest(self, trial: Any) -> Candidate:
         """Ask an Optuna trial for a candidate."""
@@ -155,10 +155,13 @@ def search_space(
 ) -> SearchSpace:
     """The space for `model` on `profile`: every prunable group (with `shares`, e.g. narrowed
     by the sensitivity pass), low-rank when the model has layers it can factorise, the
-    calibration methods, and mixed precision when the profile has float kernels."""
+    calibration methods, and mixed precision when the profile has float kernels and is not a
+    microcontroller."""
     groups = tuple((g, tuple((shares or {}).get(g, SHARES))) for g in prunable_groups(model))
     factorisable = low_rank and _factorisable(model)
-    mixed = quantization and "float32" in profile.quantization.precisions
+    # Float kernels are a choice where they are ordinary (Linux, Android CPUs); on an MCU
+    # TFLM's float reference kernels are slow and not what a user expects from int8.
+    mixed = quantization and "float32" in profile.quantization.precisions and not profile.is_mcu
     return SearchSpace(
         groups,
         low_rank=(None, *LOW_RANK) if factorisable else (None,),

@@ -172,3 +172,31 @@ def test_a_search_keeps_its_trials_resumes_and_repeats_with_its_seed(
         keras3_digits_model, m4, budgets, data, trials=1, seed=3, storage=tmp_path / "other.db"
     )
     assert again.trials[0].candidate == first.trials[0].candidate
+
+
+def test_coral_budgets_are_the_parameter_cache_and_every_op_on_the_edge_tpu(
+    keras3_digits_model, digits_data
+):
+    """On Coral, flash defaults to the Edge TPU's parameter cache, and a verdict asks every
+    op to run on the Edge TPU, from the compiler's log where it ran, else the rule analysis."""
+    import shutil
+
+    from edgekit.fitting.budgets import EDGETPU_OPS_ON_CPU
+
+    _, calib, val = digits_data
+    coral = load_target("coral-usb")
+    filled = Budgets().for_target(coral)
+    assert filled.max_flash_bytes == coral.memory.parameter_cache_bytes == 8 * 2**20
+    options = DeployOptions(
+        calibration=calib.x, validation=(val.x, val.y), analysis=False, write_bundle=False
+    )
+    done = edgekit.deploy(keras3_digits_model, coral, options)
+    found = {v.budget: v for v in verdicts(done.report, filled, coral)}
+    placement = found[EDGETPU_OPS_ON_CPU]
+    analysis = done.report.edgetpu.analysis
+    if shutil.which("edgetpu_compiler") is None:
+        assert placement.source.startswith("rule analysis")
+        assert placement.measured == analysis["ops_on_cpu"]
+    assert placement.ok == (placement.measured == 0)
+    assert "parameter cache" in found["max_flash_bytes"].source
+    assert found["max_flash_bytes"].measured == done.report.metrics.model_bytes

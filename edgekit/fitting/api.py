@@ -32,7 +32,7 @@ from typing import Any
 from edgekit import metrics as M
 from edgekit import plotting
 from edgekit.errors import UsageError
-from edgekit.fitting.budgets import Budgets
+from edgekit.fitting.budgets import EDGETPU_OPS_ON_CPU, Budgets
 from edgekit.fitting.search import COST_BUDGETS, Failure, FitResult, search
 from edgekit.fitting.sensitivity import narrow
 from edgekit.fitting.sensitivity import sensitivity as measure_sensitivity
@@ -313,6 +313,8 @@ def _misses(
 
 
 def _flag(budget: str) -> str:
+    if budget == EDGETPU_OPS_ON_CPU:
+        return "ops left on the CPU (every op on the Edge TPU)"
     return "--" + budget.replace("_bytes", "").replace("_", "-")
 
 

@@ -30,6 +30,9 @@ from edgekit.targets import TargetProfile
 if TYPE_CHECKING:  # the report pulls in numpy and the runtimes: `edgekit fit --help` stays light
     from edgekit.report import DeployReport
 
+# Not a flag: on Coral targets every op must run on the Edge TPU (a budget of 0 ops on the CPU).
+EDGETPU_OPS_ON_CPU = "edgetpu_ops_on_cpu"
+
 # A bare number is KB, as the flags (--max-ram KB, --max-flash KB) say.
 _UNITS = {
     "": 1024,
@@ -103,10 +106,13 @@ class Budgets:
         """These budgets with the profile's flash and RAM where none was given, checked
         against what the target can measure (one line, before any training)."""
         memory = profile.memory
+        flash = memory.model_flash_bytes
+        if profile.uses_edgetpu and memory.parameter_cache_bytes:
+            flash = memory.parameter_cache_bytes  # beyond it, weights stream in every inference
         filled = replace(
             self,
             max_ram_bytes=self.max_ram_bytes or memory.arena_ram_bytes,
-            max_flash_bytes=self.max_flash_bytes or memory.model_flash_bytes,
+            max_flash_bytes=self.max_flash_bytes or flash,
         )
         if filled.max_instructions is not None and not profile.is_mcu:
             raise UsageError(
@@ -155,7 +161,11 @@ def verdicts(
     if budgets.max_flash_bytes is not None:
         flash = m.model_bytes
         where = "model size (the firmware's code not counted)"
+        if profile.uses_edgetpu:
+            where = "model size against the Edge TPU's parameter cache"
         out.append(Verdict("max_flash_bytes", budgets.max_flash_bytes, flash, where))
+    if profile.uses_edgetpu:
+        out.append(_edgetpu_placement(report))
     if budgets.max_instructions is not None:
         out.append(
             Verdict(
@@ -179,6 +189,20 @@ def verdicts(
         )
         out.append(Verdict("max_drop", budgets.max_drop, drop, f"{label} below the original's"))
     return out
+
+
+def _edgetpu_placement(report: DeployReport) -> Verdict:
+    """Every op on the Edge TPU: from the compiler's log where `edgetpu_compiler` ran, else
+    from edgekit's rule analysis (labelled as such)."""
+    section = report.edgetpu
+    if section is None:
+        return Verdict(EDGETPU_OPS_ON_CPU, 0, None, "not analysed")
+    log = section.compiler.log or {}
+    if section.compiler.ran and log.get("ops_on_cpu") is not None:
+        return Verdict(EDGETPU_OPS_ON_CPU, 0, float(log["ops_on_cpu"]), "edgetpu_compiler's log")
+    on_cpu = section.analysis.get("ops_on_cpu")
+    where = "rule analysis (edgetpu_compiler not installed)"
+    return Verdict(EDGETPU_OPS_ON_CPU, 0, None if on_cpu is None else float(on_cpu), where)
 
 
 def _latency(report: DeployReport, profile: TargetProfile) -> tuple[float | None, str]:

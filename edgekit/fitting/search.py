@@ -24,7 +24,7 @@ from typing import Any
 
 from edgekit import metrics as M
 from edgekit.errors import UsageError
-from edgekit.fitting.budgets import Budgets, Verdict, verdicts
+from edgekit.fitting.budgets import EDGETPU_OPS_ON_CPU, Budgets, Verdict, verdicts
 from edgekit.fitting.jobs import FitContext, TrialOutcome
 from edgekit.fitting.runners import InProcessRunner, Runner
 from edgekit.fitting.space import SearchSpace, search_space
@@ -33,7 +33,14 @@ from edgekit.report import DeployReport
 from edgekit.targets import TargetProfile
 
 STUDY = "edgekit-fit"
-COST_BUDGETS = ("max_ram_bytes", "max_flash_bytes", "max_instructions", "max_latency_ms")
+# Budgets a cheaper candidate can meet (the early end checks them on the cheapest ones).
+COST_BUDGETS = (
+    "max_ram_bytes",
+    "max_flash_bytes",
+    "max_instructions",
+    "max_latency_ms",
+    EDGETPU_OPS_ON_CPU,
+)
 
 
 def cost_metric(budgets: Budgets) -> str:

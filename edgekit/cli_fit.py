@@ -54,6 +54,11 @@ TABLE_ROWS = 12  # the live table shows the newest trials
     type=click.IntRange(1, 256),
     help="Local worker processes (default: one per core, at most 4).",
 )
+@click.option(
+    "--device",
+    metavar="URI",
+    help="Linux/Android: measure each trial's latency on this device (local, ssh://..., adb://...).",
+)
 @click.option("--ray", "ray_address", metavar="ADDRESS", help="Run the trials on this Ray cluster.")
 @click.option("--resume", is_flag=True, help="Go on with the search stored in the output folder.")
 @click.option(
@@ -117,6 +122,7 @@ def fit_cmd(**opts: Any) -> int:
             resume=opts["resume"],
             force=opts["force"],
             tflm_dir=opts["tflm_dir"],
+            device=opts["device"],
             targets_dir=opts["targets_dir"],
             sensitivity=not opts["no_sensitivity"],
             store=store,

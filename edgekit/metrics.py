@@ -95,6 +95,11 @@ HOST_LATENCY_MS = _deploy(
     "ms",
     "p50 on this host: LiteRT, 1 thread, XNNPACK (not the target's own latency)",
 )
+DEVICE_LATENCY_MS = _deploy(
+    "device_latency_ms",
+    "ms",
+    "p50 on the device itself, by `edgekit bench` (set by `edgekit fit --device`)",
+)
 ACTIVATION_LOWER_BOUND_BYTES = _deploy(
     "activation_lower_bound_bytes",
     "bytes",

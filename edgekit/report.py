@@ -106,6 +106,7 @@ class Metrics:
     parameters: int | None = _metric(M.PARAMETERS)
     macs: int | None = _metric(M.MACS)
     host_latency_ms: float | None = _metric(M.HOST_LATENCY_MS)
+    device_latency_ms: float | None = _metric(M.DEVICE_LATENCY_MS)
     activation_lower_bound_bytes: int | None = _metric(M.ACTIVATION_LOWER_BOUND_BYTES)
     tensor_arena_bytes: int | None = _metric(M.TENSOR_ARENA_BYTES)
     tensor_arena_minimum_bytes: int | None = _metric(M.TENSOR_ARENA_MINIMUM_BYTES)

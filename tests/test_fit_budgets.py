@@ -200,3 +200,26 @@ def test_coral_budgets_are_the_parameter_cache_and_every_op_on_the_edge_tpu(
     assert placement.ok == (placement.measured == 0)
     assert "parameter cache" in found["max_flash_bytes"].source
     assert found["max_flash_bytes"].measured == done.report.metrics.model_bytes
+
+
+def test_latency_measured_on_a_device_through_edgekit_bench(keras3_digits_model, digits_data):
+    """`device=` measures each trial with the profile's harness over a bench URI (here the
+    real Linux harness on this host, `local`): that p50 is the latency verdict's figure."""
+    from edgekit.fitting.trial import Candidate, FitData, run_trial
+
+    train, _, val = digits_data
+    pi4 = load_target("raspberry-pi-4")
+    data = FitData(train.x[:200], None, val.x[:100], val.y[:100])
+    budgets = Budgets(max_latency_ms=1000.0).for_target(pi4)
+    trial, _ = run_trial(
+        keras3_digits_model, Candidate(), pi4, budgets, data, epochs=0, device="local"
+    )
+    m = trial.report.metrics
+    assert m.device_latency_ms is not None and 0 < m.device_latency_ms < 1000
+    (latency,) = [v for v in trial.verdicts if v.budget == "max_latency_ms"]
+    assert latency.measured == m.device_latency_ms and "on the device" in latency.source
+    assert latency.ok
+    with pytest.raises(UsageError, match="--device: cortex-m4's budgets are measured under QEMU"):
+        from edgekit.fitting.api import check_device
+
+        check_device(load_target("cortex-m4"), "local")

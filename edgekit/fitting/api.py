@@ -64,6 +64,7 @@ def fit(
     resume: bool = False,
     force: bool = False,
     tflm_dir: str | Path | None = None,
+    device: str | None = None,
     targets_dir: str | Path | None = None,
     sensitivity: bool = True,
     store: Any = None,
@@ -86,6 +87,8 @@ def fit(
       out: the folder that receives `<model>-<target>-fit/` (default `./edgekit-out`).
       resume: go on from the trials stored there; `force`: start that folder afresh.
       tflm_dir: a TFLM tree: MCU trials are measured by their firmware under QEMU.
+      device: Linux/Android targets: an `edgekit bench` device URI (`local`,
+        `ssh://pi@host`, `adb://SERIAL`) where each trial's latency is measured.
       store: a :class:`~edgekit.bench.store.ResultStore` (default: the user's) for the trials.
 
     Returns the :class:`~edgekit.fitting.search.FitResult`, with `directory`, `chosen`
@@ -103,6 +106,8 @@ def fit(
     budgets = _budgets(budgets).for_target(profile)
     tflm_dir = tflm_dir or os.environ.get("EDGEKIT_TFLM_DIR") or None
     check_measurable(budgets, profile, tflm_dir)
+    if device is not None:
+        check_device(profile, device)
     if trials < 1 or epochs_per_trial < 0:
         raise UsageError(f"--trials must be ≥ 1 and --epochs-per-trial ≥ 0; received {trials}")
     if workers is not None and workers < 1:
@@ -145,6 +150,7 @@ def fit(
         runner=_runner(workers, ray),
         options=options,
         models_dir=directory / "trials",
+        device=device,
         progress=say,
         on_trial=each,
     )
@@ -183,6 +189,21 @@ def check_measurable(budgets: Budgets, profile: TargetProfile, tflm_dir: str | P
             "--max-ram/--max-flash (the parameter cache) and benchmark the bundle with "
             "`edgekit bench`"
         )
+
+
+def check_device(profile: TargetProfile, device: str) -> None:
+    """`--device` measures latency with the profile's harness: Linux and Android targets."""
+    from edgekit.bench.uri import parse_device
+
+    uri = parse_device(device)
+    if profile.is_mcu or profile.uses_edgetpu:
+        raise UsageError(
+            f"--device: {profile.name}'s budgets are measured "
+            + ("under QEMU (--tflm-dir)" if profile.is_mcu else "by the Edge TPU rules")
+            + "; --device measures latency on Linux and Android devices"
+        )
+    if profile.harness == "android" and uri.scheme != "adb":
+        raise UsageError(f"--device: {profile.name} is measured over adb; received {uri.redacted}")
 
 
 def new_fit_id(directory: str | Path, created: float) -> str:

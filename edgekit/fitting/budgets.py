@@ -207,6 +207,8 @@ def _edgetpu_placement(report: DeployReport) -> Verdict:
 
 def _latency(report: DeployReport, profile: TargetProfile) -> tuple[float | None, str]:
     m = report.metrics
+    if m.device_latency_ms is not None:
+        return m.device_latency_ms, "p50 on the device (edgekit bench)"
     if not profile.is_mcu:
         return m.host_latency_ms, "LiteRT on this host (1 thread, XNNPACK)"
     firmware = profile.firmware

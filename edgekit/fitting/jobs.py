@@ -41,6 +41,7 @@ class FitContext:
     epochs: int = 1
     baseline_accuracy: float | None = None
     threads: int | None = None  # TensorFlow's threads in a worker (None: its default)
+    device: str | None = None  # an `edgekit bench` URI where latency is measured
 
     @property
     def key(self) -> str:
@@ -124,6 +125,7 @@ def run_job(context: FitContext | str, number: int, candidate: Candidate) -> Tri
             epochs=context.epochs,
             baseline_accuracy=context.baseline_accuracy,
             options=context.options,
+            device=context.device,
         )
         return TrialOutcome(number, trial.report.to_dict(), trial.seconds, keras_bytes(fitted))
     except EdgekitError as exc:

@@ -176,6 +176,7 @@ def search(
     runner: Callable[[FitContext, Any], Runner] | None = None,
     options: Any = None,
     models_dir: str | Path | None = None,
+    device: str | None = None,
     progress: Callable[[str], None] | None = None,
     on_trial: Callable[[Trial | Failure, FitResult], None] | None = None,
 ) -> FitResult:
@@ -188,6 +189,7 @@ def search(
         see :mod:`edgekit.fitting.runners`.
       options: DeployOptions every trial deploys with (e.g. `tflm_dir` for the firmware).
       models_dir: keep each trial's fitted model there as `trial-NNN.keras`.
+      device: an `edgekit bench` device URI where each trial's latency is measured.
       on_trial: called after each trial (or failure) with the result so far.
     """
     import optuna  # its import is slow (~0.5 s): only when a search runs
@@ -209,7 +211,7 @@ def search(
         load_if_exists=True,
         directions=["maximize", "minimize"],
     )
-    baseline = _baseline(study, model, profile, budgets, data, options, say)
+    baseline = _baseline(study, model, profile, budgets, data, options, device, say)
     reference = baseline.accuracy
     cost = cost_metric(budgets)
     stored = len(study.trials)
@@ -225,6 +227,7 @@ def search(
         options,
         epochs_per_trial,
         reference,
+        device=device,
     )
     folder = Path(models_dir) if models_dir is not None else None
     if folder is not None:
@@ -261,6 +264,7 @@ def _baseline(
     budgets: Budgets,
     data: FitData,
     options: Any,
+    device: str | None,
     say: Callable[[str], None],
 ) -> Trial:
     """The original model's figures: measured once, kept in the storage for a resume."""
@@ -269,7 +273,9 @@ def _baseline(
         report = DeployReport.from_dict(stored, "the fit's storage")
     else:
         say("measuring the original model")
-        trial, _ = run_trial(model, Candidate(), profile, budgets, data, epochs=0, options=options)
+        trial, _ = run_trial(
+            model, Candidate(), profile, budgets, data, epochs=0, options=options, device=device
+        )
         report = trial.report
         study.set_user_attr("baseline", report.to_dict())
     own = Trial(Candidate(), report, (), 0.0).accuracy  # its drop is 0 by definition

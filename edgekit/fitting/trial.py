@@ -10,13 +10,15 @@ memory for the target, and judged against the budgets on the figures the deploy 
 
 from __future__ import annotations
 
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.errors import UsageError
+from edgekit.errors import DeviceFailure, UsageError
 from edgekit.fitting.budgets import Budgets, Verdict, verdicts
 from edgekit.keras.channel_pruning import prune_channels
 from edgekit.keras.channels import ChannelGraph
@@ -29,6 +31,7 @@ from edgekit.report import DeployReport
 from edgekit.targets import TargetProfile
 
 PRECISIONS = ("int8", "mixed")
+DEVICE_RUNS = 30  # timed runs per trial on a device (`--device`)
 MIXED_AGREEMENT_DROP = 0.5  # points of top-1 agreement a mixed-precision candidate may lose
 
 
@@ -130,11 +133,13 @@ def run_trial(
     epochs: int = 1,
     baseline_accuracy: float | None = None,
     options: DeployOptions | None = None,
+    device: str | None = None,
 ) -> tuple[Trial, Any]:
     """Make, fine-tune, deploy (in memory) and judge one candidate; (trial, its Keras model).
 
     The original `model` is never modified; it is the teacher the candidate is distilled
-    from, and labels the training inputs when `data.y` is None."""
+    from, and labels the training inputs when `data.y` is None. `device`: an `edgekit bench`
+    device URI where the deployed model's latency is measured (Linux and Android targets)."""
     started = time.perf_counter()
     ratios = {name: share for name, share in candidate.ratios if share}
     labels = None
@@ -155,8 +160,26 @@ def run_trial(
     if epochs and labels is not None:  # the original itself is not fine-tuned
         fine_tune(smaller, data.x, labels, epochs=epochs, teacher=model)
     deployed = _deploy(smaller, profile, data, candidate, options)
-    judged = tuple(verdicts(deployed.report, budgets, profile, baseline_accuracy))
-    return Trial(candidate, deployed.report, judged, time.perf_counter() - started), smaller
+    report = deployed.report
+    if device is not None:
+        latency = device_latency(deployed.deployed.data, profile, device)
+        report = replace(report, metrics=replace(report.metrics, device_latency_ms=latency))
+    judged = tuple(verdicts(report, budgets, profile, baseline_accuracy))
+    return Trial(candidate, report, judged, time.perf_counter() - started), smaller
+
+
+def device_latency(model: bytes, profile: TargetProfile, device: str) -> float:
+    """p50 latency of a `.tflite` on `device` with the profile's harness (`edgekit bench`,
+    not recorded: the fit records its trials itself)."""
+    from edgekit.bench.runner import bench
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-fit-") as tmp:
+        path = Path(tmp) / "trial.tflite"
+        path.write_bytes(model)
+        result = bench(path, profile, device, runs=DEVICE_RUNS, record=False)
+    if not result.ok or result.p50_ms is None:
+        raise DeviceFailure(f"benchmark on {device} failed: {result.error or 'no latency'}")
+    return float(result.p50_ms)
 
 
 def _deploy(

@@ -159,6 +159,12 @@ def test_fit_end_to_end_then_resume(files, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert sorted(r["settings"]["trial"] for r in rows) == [0, 1, 2]
     assert all(r["transport"] == "fit" and r["target"] == "cortex-m4" for r in rows)
+    ids = [str(r["id"]) for r in rows]
+    db = ["--db", str(out / "results.db")]
+    assert main(["results", "compare", *ids, "--metric", "flash", *db]) == 0
+    assert "relative to run" in capsys.readouterr().out
+    assert main(["results", "list", "--fit", result["fit_id"], *db]) == 0
+    assert f"edgekit fit {result['fit_id']}: 3 trials" in capsys.readouterr().out
 
     assert main(_args(files, out, "--max-drop", "4", "--trials", "3")) == 2
     assert "--resume to go on with it" in capsys.readouterr().err

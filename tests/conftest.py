@@ -97,6 +97,46 @@ def digits_data():
 
 
 @pytest.fixture(scope="session")
+def fit_jobs(keras3_digits_model, digits_data):
+    """An `edgekit fit` context for the trained digits CNN on cortex-m4 (tiny data, one epoch),
+    two jobs (a quarter and half the channels cut) and their outcomes in this process: what
+    every runner must give back."""
+    from types import SimpleNamespace
+
+    from edgekit.fitting.budgets import Budgets
+    from edgekit.fitting.jobs import FitContext, keras_bytes
+    from edgekit.fitting.runners import InProcessRunner
+    from edgekit.fitting.trial import Candidate, FitData, prunable_groups
+    from edgekit.options import DeployOptions
+    from edgekit.targets import load_target
+
+    train, _, val = digits_data
+    m4 = load_target("cortex-m4")
+    model = keras3_digits_model
+    context = FitContext(
+        model=keras_bytes(model),
+        model_name=model.name,
+        profile=m4,
+        budgets=Budgets().for_target(m4),
+        data=FitData(train.x[:128], train.y[:128], val.x[:64], val.y[:64]),
+        options=DeployOptions(analysis=False),
+        epochs=1,
+        threads=1,
+    )
+    groups = prunable_groups(model)
+    jobs = [(n, Candidate(tuple((g, share) for g in groups))) for n, share in ((1, 0.25), (2, 0.5))]
+    runner = InProcessRunner(context, model)
+    try:
+        reference = runner.run(jobs)
+    finally:
+        runner.close()
+    assert [o.number for o in reference] == [1, 2] and all(o.ok for o in reference), reference
+    macs = [o.report["metrics"]["macs"] for o in reference]
+    assert macs[0] > macs[1], macs  # the jobs differ: an answer in the wrong order shows
+    return SimpleNamespace(context=context, jobs=jobs, reference=reference)
+
+
+@pytest.fixture(scope="session")
 def resnet8():
     """The reference ResNet-8 (residual adds, a global average pool), trained once a session."""
     from edgekit.examples import load_example

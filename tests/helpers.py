@@ -245,3 +245,15 @@ def compile_tflm_sources(bundle: Path, tree: Path, out: Path) -> None:
             capture_output=True,
             text=True,
         )
+
+
+def assert_same_trials(outcomes, reference) -> None:
+    """Another runner's outcomes for the `fit_jobs` fixture's jobs: in the jobs' order, each a
+    real deploy with the same MACs, model size and arena as in this process (fine-tuning in
+    another process may move the accuracy a little; the cut does not)."""
+    assert [o.number for o in outcomes] == [o.number for o in reference]
+    for got, want in zip(outcomes, reference, strict=True):
+        assert got.ok, got.error
+        assert got.model and got.model[:2] == b"PK"  # the fitted model, a `.keras` zip
+        for figure in ("macs", "model_bytes", "tensor_arena_bytes"):
+            assert got.report["metrics"][figure] == want.report["metrics"][figure], figure

@@ -221,3 +221,51 @@ def test_without_ray_installed_the_error_says_what_to_install(fit_jobs, monkeypa
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     with pytest.raises(UsageError, match=r'pip install "edgekit\[ray\]"'):
         RayRunner(fit_jobs.context, "127.0.0.1:6379")
+
+
+def test_edgekit_fit_with_ray_is_the_same_search_and_store(
+    ray_cluster, keras3_digits_model, digits_data, tmp_path
+):
+    """`edgekit.fit(..., ray=ADDRESS)` end to end on the cluster: the trials run there, the
+    result names the cluster, every trial is in the results store, and the seed's candidates
+    are those a local search proposes."""
+    import edgekit
+    from edgekit.bench.store import ResultStore
+
+    train, _, val = digits_data
+    common = dict(
+        validation=(val.x[:64], val.y[:64]),
+        trials=2,
+        seed=5,
+        sensitivity=False,
+    )
+    data = (train.x[:128], None)
+    store = ResultStore(tmp_path / "results.db")
+    on_ray = edgekit.fit(
+        keras3_digits_model,
+        "cortex-m4",
+        data,
+        {"max_drop": 0.5},
+        ray=ray_cluster.address,
+        out=tmp_path / "ray",
+        store=store,
+        **common,
+    )
+    assert "Ray cluster at" in on_ray.where and "2 nodes" in on_ray.where
+    assert len(on_ray.trials) == 2 and not on_ray.failures
+    rows = store.list(fit=on_ray.fit_id)
+    assert sorted(r.settings["trial"] for r in rows) == [0, 1]
+    local = edgekit.fit(
+        keras3_digits_model,
+        "cortex-m4",
+        data,
+        {"max_drop": 0.5},
+        workers=1,
+        out=tmp_path / "local",
+        store=store,
+        **common,
+    )
+    assert [t.candidate for t in local.trials] == [t.candidate for t in on_ray.trials]
+    assert [t.report.metrics.macs for t in local.trials] == [
+        t.report.metrics.macs for t in on_ray.trials
+    ]

@@ -89,7 +89,12 @@ class LocalRunner:
                     if any(w is worker for w, _, _ in running.values()):
                         continue
                     job = pending.pop(0)
-                    self._send(worker, job)
+                    try:
+                        self._send(worker, job)
+                    except EdgekitError as exc:  # the worker died loading the model
+                        self.prepared.discard(id(worker))
+                        done[job[0]] = TrialOutcome(job[0], None, 0.0, None, str(exc))
+                        continue
                     running[job[0]] = (worker, job, time.perf_counter())
                 for number, (worker, job, started) in list(running.items()):
                     if worker.ready():

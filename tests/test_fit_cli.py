@@ -269,3 +269,41 @@ def test_a_search_stopped_by_ctrl_c_or_sigkill_goes_on_from_its_trials(files, tm
         ]
     numbers = [t["trial"] - 1 for t in result["trials"]]
     assert sorted(trials) == sorted(numbers), "each stored trial recorded once"
+
+
+@pytest.mark.slow
+def test_mcu_trials_are_measured_by_their_firmware_under_qemu(
+    keras3_digits_model, digits_data, tflm_tree, tmp_path
+):
+    """With a TFLM tree, every trial's instructions, 32-bit arena and flash come from its
+    firmware under QEMU, and the instruction budget is judged on them."""
+    import edgekit
+    from edgekit.bench.store import ResultStore
+
+    train, _, val = digits_data
+    result = edgekit.fit(
+        keras3_digits_model,
+        "cortex-m4",
+        (train.x[:256], None),
+        {"max_instructions": 10**9, "max_drop": 0.5},
+        validation=(val.x[:64], val.y[:64]),
+        trials=1,
+        tflm_dir=tflm_tree,
+        sensitivity=False,
+        out=tmp_path,
+        store=ResultStore(tmp_path / "results.db"),
+    )
+    assert result.cost == "instructions_per_inference"
+    for trial in (result.baseline, *result.trials):
+        m = trial.report.metrics
+        assert m.instructions_per_inference > 0 and m.tensor_arena_32bit_bytes > 0
+        judged = {v.budget: v for v in trial.verdicts}
+        assert judged["max_instructions"].source == "firmware under QEMU"
+        assert judged["max_instructions"].measured == m.instructions_per_inference
+        assert judged["max_ram_bytes"].measured == m.tensor_arena_32bit_bytes
+    best = result.best
+    assert best is not None and result.bundle is not None
+    report = json.loads((result.bundle / "report.json").read_text())
+    assert report["metrics"]["instructions_per_inference"] > 0
+    fit_budgets = {b["budget"]: b for b in report["fit"]["budgets"]}
+    assert fit_budgets["max_instructions"]["source"] == "firmware under QEMU"

@@ -6,8 +6,9 @@ The search asks Optuna for as many candidates as its runner has slots (this proc
 worker processes, a Ray cluster), runs them at once, and tells Optuna the outcomes in trial
 order: the same search whichever runs it. Trials are kept in an Optuna storage (an SQLite
 file): run the same search again and it continues from the stored trials (a trial a stop
-interrupted runs again first); the same seed proposes the same candidates. A candidate
-already measured is not run again: its stored figures are reused.
+interrupted runs again first); the same seed proposes the same candidates. The first trials
+are the space's uniform candidates (every group cut alike, what a hand setting does); a
+candidate already measured is not run again: its stored figures are reused.
 
 >>> cost_metric(Budgets(max_instructions=10**6))
 'instructions_per_inference'
@@ -33,6 +34,7 @@ from edgekit.report import DeployReport
 from edgekit.targets import TargetProfile
 
 STUDY = "edgekit-fit"
+STARTUP_TRIALS = 6  # random candidates before TPE models the trials (after the uniform ones)
 # Budgets a cheaper candidate can meet (the early end checks them on the cheapest ones).
 COST_BUDGETS = (
     "max_ram_bytes",
@@ -216,8 +218,13 @@ def search(
     cost = cost_metric(budgets)
     stored = len(study.trials)
     # A resumed search draws on from where it stopped, not from the seed's first draws again.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + stored, constant_liar=True)
+    study.sampler = optuna.samplers.TPESampler(
+        seed=seed + stored, constant_liar=True, n_startup_trials=STARTUP_TRIALS
+    )
     _requeue_interrupted(study, optuna)
+    if not stored:
+        for candidate in space.uniform():  # the hand settings first: TPE refines from them
+            study.enqueue_trial(space.params(candidate))
     context = FitContext(
         keras_bytes(model),
         getattr(model, "name", "model") or "model",

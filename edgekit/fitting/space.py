@@ -24,6 +24,7 @@ SHARES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)  # of a group's channels
 CRITERIA = ("l1", "fpgm")  # data-free: a trial needs no gradients to choose channels
 LOW_RANK = (0.75, 0.5)  # share of each factorised layer's MACs kept
 CALIBRATION = ("default", "percentile", "mse")
+UNIFORM = (0.25, 0.375, 0.5)  # the uniform cuts a search tries first
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,27 @@ class SearchSpace:
         out = [Candidate(cut, criterion=self.criteria[0])]
         if ranks:
             out.append(Candidate(cut, criterion=self.criteria[0], low_rank=ranks[0]))
+        return out
+
+    def uniform(self, shares: tuple[float, ...] = UNIFORM) -> list[Candidate]:
+        """Every group cut by the same share (where every group allows it), no low-rank,
+        default calibration, int8: the hand settings a search starts from.
+
+        >>> space = SearchSpace((("a", (0.0, 0.25, 0.5)), ("b", (0.0, 0.25))))
+        >>> [c.describe() for c in space.uniform()]
+        ['a -25%, b -25%, l1, default calibration']
+        """
+        out = []
+        for share in shares:
+            if all(share in allowed for _, allowed in self.groups):
+                cut = tuple((g, share) for g, _ in self.groups)
+                first = Candidate(
+                    cut,
+                    criterion=self.criteria[0],
+                    calibration_method=self.calibration[0],
+                    precision=self.precisions[0],
+                )
+                out.append(first)
         return out
 
     def suggest(self, trial: Any) -> Candidate:

@@ -57,7 +57,7 @@ def fit(
     validation: Any = None,
     trials: int = 20,
     epochs_per_trial: int = 1,
-    workers: int | None = 1,
+    workers: int | None = None,
     ray: str | None = None,
     seed: int = 0,
     out: str | Path | None = None,
@@ -82,7 +82,8 @@ def fit(
         profile's RAM and flash fill what is not given.
       validation: held-out data every trial is measured on (default: 20 % of `data`).
       trials, epochs_per_trial, seed: the search (the same seed gives the same trials).
-      workers: local worker processes (None: one per core, at most 4; 1: this process).
+      workers: local worker processes (None: one per core, at most 4); 1 runs the trials in
+        this process, on the live model: what a model with custom layers needs.
       ray: a Ray cluster's address (`127.0.0.1:6379`, `auto`) to run the trials on.
       out: the folder that receives `<model>-<target>-fit/` (default `./edgekit-out`).
       resume: go on from the trials stored there; `force`: start that folder afresh.

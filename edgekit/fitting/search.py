@@ -325,9 +325,21 @@ class _State:
         self.last: Trial | Failure | None = None
 
     def complete(self, study: Any, optuna: Any) -> int:
-        return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        """Trials that ended: measured, or failed with an error (a trial a stop interrupted
+        does not count: it runs again), so a search whose every trial fails still ends."""
+        state = optuna.trial.TrialState
+        return sum(
+            t.state == state.COMPLETE or (t.state == state.FAIL and "error" in t.user_attrs)
+            for t in study.get_trials(deepcopy=False)
+        )
 
     def load(self, study: Any, profile: TargetProfile, reference: Any, optuna: Any) -> None:
+        failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+        for frozen in failed:
+            if "error" in frozen.user_attrs:
+                candidate = self.space.candidate(frozen.params)
+                error = str(frozen.user_attrs["error"])
+                self.failures.append(Failure(frozen.number, candidate, error))
         for frozen in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
             report = DeployReport.from_dict(frozen.user_attrs["report"], "the fit's storage")
             candidate = self.space.candidate(frozen.params)

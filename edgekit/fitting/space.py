@@ -55,24 +55,21 @@ class SearchSpace:
         return out
 
     def uniform(self, shares: tuple[float, ...] = UNIFORM) -> list[Candidate]:
-        """Every group cut by the same share (where every group allows it), no low-rank,
-        default calibration, int8: the hand settings a search starts from.
+        """Every group cut by the same share (a narrowed group: the most it allows up to
+        it), no low-rank, default calibration, int8: the hand settings a search starts from.
 
         >>> space = SearchSpace((("a", (0.0, 0.25, 0.5)), ("b", (0.0, 0.25))))
         >>> [c.describe() for c in space.uniform()]
-        ['a -25%, b -25%, l1, default calibration']
+        ['a -25%, b -25%, l1, default calibration', 'a -50%, b -25%, l1, default calibration']
         """
-        out = []
+        out: list[Candidate] = []
         for share in shares:
-            if all(share in allowed for _, allowed in self.groups):
-                cut = tuple((g, share) for g, _ in self.groups)
-                first = Candidate(
-                    cut,
-                    criterion=self.criteria[0],
-                    calibration_method=self.calibration[0],
-                    precision=self.precisions[0],
-                )
-                out.append(first)
+            # a group the sensitivity pass narrowed is cut by the most it allows up to `share`
+            cut = tuple((g, max(s for s in allowed if s <= share)) for g, allowed in self.groups)
+            if any(c.ratios == cut for c in out) or not any(s for _, s in cut):
+                continue
+            first = self.calibration[0], self.precisions[0]
+            out.append(Candidate(cut, self.criteria[0], *first))
         return out
 
     def suggest(self, trial: Any) -> Candidate:

@@ -68,8 +68,14 @@ class SearchSpace:
             cut = tuple((g, max(s for s in allowed if s <= share)) for g, allowed in self.groups)
             if any(c.ratios == cut for c in out) or not any(s for _, s in cut):
                 continue
-            first = self.calibration[0], self.precisions[0]
-            out.append(Candidate(cut, self.criteria[0], *first))
+            out.append(
+                Candidate(
+                    cut,
+                    self.criteria[0],
+                    calibration_method=self.calibration[0],
+                    precision=self.precisions[0],
+                )
+            )
         return out
 
     def suggest(self, trial: Any) -> Candidate:

@@ -124,12 +124,18 @@ def fit(
     fit_data = _fit_data(data, validation, loaded)
     name = loaded.name
     directory = _directory(out, f"{name}-{profile.name}-fit", resume, force)
+    made = not any(directory.iterdir())  # this run's own (empty) folder
     options = DeployOptions(analysis=False, tflm_dir=tflm_dir, targets_dir=targets_dir)
     meta = _meta(directory, name, profile, budgets, epochs_per_trial, seed)
     if "space" in meta:  # a resumed search keeps its space
         space = SearchSpace.from_dict(meta["space"])
     else:
-        space = _reachable_space(model, profile, budgets, fit_data, options, sensitivity, say)
+        try:
+            space = _reachable_space(model, profile, budgets, fit_data, options, sensitivity, say)
+        except BaseException:  # nothing was searched: this run's folder is not left behind
+            if made:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
         meta = _write_meta(directory, {**meta, "space": space.to_dict()})
     recorder = _Recorder(store, meta["fit_id"], name, profile)
 
@@ -256,7 +262,7 @@ def _directory(out: str | Path | None, name: str, resume: bool, force: bool) -> 
     directory = (root / name).absolute()
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a folder")
-    if directory.exists() and not resume:
+    if directory.exists() and not resume and (directory / META).exists():
         if not force:
             raise UsageError(
                 f"{directory} holds an earlier search: --resume to go on with it, --force to "
@@ -424,7 +430,7 @@ def _publish(
     deployed = edgekit.deploy(
         chosen,
         profile,
-        options,
+        options.with_(analysis=True),  # a normal bundle: the per-layer analysis too
         calibration=data.x[:500],
         validation=validation,
         calibration_method=best.candidate.calibration_method,

@@ -223,3 +223,24 @@ def test_latency_measured_on_a_device_through_edgekit_bench(keras3_digits_model,
         from edgekit.fitting.api import check_device
 
         check_device(load_target("cortex-m4"), "local")
+
+
+def test_instructions_become_an_estimated_latency_with_a_clock(digits_m4_bundle):
+    """A profile with `clock_hz` and `cpi` turns the firmware's instructions under QEMU into
+    milliseconds, labelled an estimate; without them a latency budget is refused."""
+    from dataclasses import replace
+
+    done = digits_m4_bundle  # the digits example deployed with its firmware run under QEMU
+    m4 = done.profile
+    clocked = replace(m4, firmware=replace(m4.firmware, clock_hz=64_000_000, cpi=1.3))
+    instructions = done.report.metrics.instructions_per_inference
+    assert instructions > 0
+    budgets = Budgets(max_latency_ms=1000.0).for_target(clocked)
+    (latency,) = [
+        v for v in verdicts(done.report, budgets, clocked) if v.budget == "max_latency_ms"
+    ]
+    assert latency.measured == pytest.approx(instructions * 1.3 / 64e6 * 1e3)
+    assert latency.source.startswith("estimate: instructions under QEMU") and latency.ok
+    if not (m4.firmware.clock_hz and m4.firmware.cpi):
+        with pytest.raises(UsageError, match="no clock_hz and cpi"):
+            Budgets(max_latency_ms=1.0).for_target(m4)

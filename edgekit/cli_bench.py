@@ -262,6 +262,10 @@ def results_list(
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
         return
     if fit_id:
+        if not runs:
+            raise UsageError(
+                f"no trials of an `edgekit fit` search {fit_id!r} in {_store(db).path}"
+            )
         _print_fit_trials(fit_id, runs)
         return
     figures = [METRICS[name] for name in LIST_METRICS]
@@ -308,7 +312,7 @@ def _print_fit_trials(fit_id: str, runs: list[Any]) -> None:
         rows.append(
             [
                 str(r.id),
-                str(int(r.settings.get("trial", -1)) + 1),
+                str(r.settings.get("trial", "-")),
                 escape(str(r.settings.get("candidate", ""))),
                 "-" if accuracy is None else f"{100 * accuracy:.1f} %",
                 _figure(METRICS[M.INSTRUCTIONS].of(r), METRICS[M.INSTRUCTIONS].unit),

@@ -185,11 +185,30 @@ class LiveTable:
 
     def say(self, message: str) -> None:
         self.message = message
+        if not self.console.is_terminal:  # a log, not a screen: one line per event
+            self.console.print(f"edgekit fit: {escape(message)}", soft_wrap=True)
+            return
         self._show()
 
     def update(self, trial: Any, so_far: Any) -> None:
         self.result = so_far
+        if not self.console.is_terminal:
+            self.console.print(self._line(trial, so_far), soft_wrap=True)
+            return
         self._show()
+
+    def _line(self, trial: Any, so_far: Any) -> str:
+        done = len(so_far.trials) + len(so_far.failures)
+        if not hasattr(trial, "report"):  # a failure
+            return f"trial {trial.number + 1} failed: {escape(trial.error, 200)}"
+        figure = trial.measured(so_far.cost)
+        holds = "every budget holds" if trial.ok else "misses " + ", ".join(trial.failed)
+        return (
+            f"trial {trial.number + 1} ({done}/{self.trials}): "
+            f"{escape(trial.candidate.describe())}: {_pct(trial.accuracy)}, "
+            f"{so_far.cost.replace('_', ' ')} {'-' if figure is None else f'{figure:,.4g}'}; "
+            f"{holds}"
+        )
 
     def _show(self) -> None:
         if not self.live.is_started:
@@ -292,6 +311,10 @@ def print_result(result: Any) -> None:
         console.print(f"  bundle: {result.bundle}")
     if result.chart is not None:
         console.print(f"  chart:  {result.chart}")
+    elif result.trials:
+        console.print(
+            "  chart:  not drawn: matplotlib is not installed (pip install 'edgekit[plot]')"
+        )
     console.print(
         f"search {result.fit_id} in {result.directory} ({_duration(result.seconds)}); its trials: "
         f"edgekit results list --fit {result.fit_id}"

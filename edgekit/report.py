@@ -506,6 +506,13 @@ def _figure(value: float | None) -> str:
     return format_value(value) if value is None or abs(value) < 1000 else f"{value:,.0f}"
 
 
+def _points(value: float | None) -> str:
+    """An accuracy shortfall (a fraction) in points; below zero: better than the reference."""
+    if value is None:
+        return format_value(value)
+    return f"{100 * value:+.1f} pt" + (" (better)" if value < 0 else "")
+
+
 def _fit_section(fit: FitSection) -> list[str]:
     cost = f"{fit.cost_metric} {_figure(fit.cost)} (the original: {_figure(fit.original_cost)})"
     lines = [
@@ -519,8 +526,9 @@ def _fit_section(fit: FitSection) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for b in fit.budgets:
+        show = _points if b.budget in ("max_drop", "min_accuracy") else _figure
         lines.append(
-            f"| {b.budget} | {_figure(b.limit)} | {_figure(b.measured)} | "
+            f"| {b.budget} | {show(b.limit)} | {show(b.measured)} | "
             f"{'yes' if b.ok else '**no**'} | {b.source} |"
         )
     return lines

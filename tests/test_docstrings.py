@@ -61,7 +61,6 @@ NO_RUNNABLE_EXAMPLE = {
     "edgekit.graph",
     "edgekit.keras",
     "edgekit.keras.batchnorm",
-    "edgekit.keras.channel_pruning",
     "edgekit.keras.channel_schedule",
     "edgekit.keras.channels",
     "edgekit.keras.distillation",

@@ -254,7 +254,7 @@ def test_edgekit_fit_with_ray_is_the_same_search_and_store(
     assert "Ray cluster at" in on_ray.where and "2 nodes" in on_ray.where
     assert len(on_ray.trials) == 2 and not on_ray.failures
     rows = store.list(fit=on_ray.fit_id)
-    assert sorted(r.settings["trial"] for r in rows) == [0, 1]
+    assert sorted(r.settings["trial"] for r in rows) == [1, 2]
     local = edgekit.fit(
         keras3_digits_model,
         "cortex-m4",

@@ -114,8 +114,7 @@ def fit(
     if workers is not None and workers < 1:
         raise UsageError(f"--workers: at least 1; received {workers}")
     if isinstance(model, (str, Path)):
-        say(f"loading {model}")
-        loaded = load_model(model, isolate=False)
+        loaded = load_model(model, isolate=False)  # (said nothing yet: an error is one line)
         if loaded.keras_model is None:
             raise UsageError(f"{model}: `edgekit fit` needs a Keras model (.keras or .h5)")
         model = loaded.keras_model
@@ -372,10 +371,14 @@ def _meta(
     settings.update({"epochs_per_trial": epochs, "seed": seed})
     if path.exists():
         meta = jsonfile.loads(path.read_text(), str(path), expect=dict)
-        if meta.get("settings") != settings:
+        stored = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+        if stored != settings:
+            changed = sorted(k for k in {*stored, *settings} if stored.get(k) != settings.get(k))
+            parts = [f"{k} was {stored.get(k)!r}, now {settings.get(k)!r}" for k in changed]
             raise UsageError(
-                f"{directory}: the stored search was run with other settings "
-                f"({meta.get('settings')}); --force to start afresh"
+                f"{directory}: the stored search was run with other settings ("
+                + "; ".join(parts)
+                + "): run it as it was to resume, or --force to start afresh"
             )
         return meta
     return {"fit_id": new_fit_id(directory, time.time()), "settings": settings}
@@ -494,12 +497,12 @@ class _Recorder:
                 for r in self.store.list(fit=self.fit_id)
                 if r.settings.get("trial") is not None
             }
-        if trial.number in self.seen:
+        if trial.number + 1 in self.seen:
             return
-        self.seen.add(trial.number)
+        self.seen.add(trial.number + 1)
         settings = {
             "fit": self.fit_id,
-            "trial": trial.number,
+            "trial": trial.number + 1,  # numbered as the tables show them
             "candidate": trial.candidate.describe(),
         }
         if isinstance(trial, Failure):

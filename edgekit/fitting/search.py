@@ -34,6 +34,7 @@ from edgekit.report import DeployReport
 from edgekit.targets import TargetProfile
 
 STUDY = "edgekit-fit"
+MAX_ASKS = 5  # candidates asked per trial at most (repeats are reused, not run)
 STARTUP_TRIALS = 6  # random candidates before TPE models the trials (after the uniform ones)
 # Budgets a cheaper candidate can meet (the early end checks them on the cheapest ones).
 COST_BUDGETS = (
@@ -244,9 +245,14 @@ def search(
     make = runner or (lambda ctx, live: InProcessRunner(ctx, live))
     pool = make(context, model)
     state.where = pool.where
+    asks = 0
     try:
         while (left := trials - state.complete(study, optuna)) > 0:
+            if asks >= MAX_ASKS * trials:
+                say(f"the sampler keeps proposing measured candidates: stopping at {trials - left}")
+                break
             asked = [study.ask() for _ in range(min(left, pool.slots))]
+            asks += len(asked)
             batch = [(t, space.suggest(t)) for t in asked]
             first: dict[Candidate, int] = {}  # a candidate asked twice in a batch runs once
             for t, candidate in batch:
@@ -293,7 +299,8 @@ def _requeue_interrupted(study: Any, optuna: Any) -> None:
     """Trials a stop left RUNNING are failed, and their candidates queued to run first."""
     for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(frozen.params, skip_if_exists=True)
+        # (not skip_if_exists: Optuna counts the trial just failed as existing)
+        study.enqueue_trial(frozen.params)
 
 
 def _excess(verdict: Verdict) -> float:
@@ -326,10 +333,12 @@ class _State:
 
     def complete(self, study: Any, optuna: Any) -> int:
         """Trials that ended: measured, or failed with an error (a trial a stop interrupted
-        does not count: it runs again), so a search whose every trial fails still ends."""
+        does not count: it runs again), so a search whose every trial fails still ends. A
+        candidate proposed again is not a trial: its stored figures are reused."""
         state = optuna.trial.TrialState
         return sum(
-            t.state == state.COMPLETE or (t.state == state.FAIL and "error" in t.user_attrs)
+            (t.state == state.COMPLETE and "same_as" not in t.user_attrs)
+            or (t.state == state.FAIL and "error" in t.user_attrs)
             for t in study.get_trials(deepcopy=False)
         )
 
@@ -393,7 +402,7 @@ class _State:
     def _keep_model(self, number: int, data: bytes | None, same_as: int | None = None) -> None:
         if self.folder is None:
             return
-        path = self.folder / f"trial-{number:03d}.keras"
+        path = self.folder / f"trial-{number + 1:03d}.keras"  # numbered as users see them
         if data is not None:
             partial = path.with_suffix(".keras.partial")
             partial.write_bytes(data)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.fitting.trial import Candidate, prunable_groups
+from edgekit.fitting.trial import Candidate
 from edgekit.targets import TargetProfile
 
 SHARES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)  # of a group's channels
@@ -182,7 +182,10 @@ def search_space(
     by the sensitivity pass), low-rank when the model has layers it can factorise, the
     calibration methods, and mixed precision when the profile has float kernels and is not a
     microcontroller."""
-    groups = tuple((g, tuple((shares or {}).get(g, SHARES))) for g in prunable_groups(model))
+    groups = tuple(
+        (name, realized(size, (shares or {}).get(name, SHARES), profile))
+        for name, size in group_sizes(model)
+    )
     factorisable = low_rank and _factorisable(model)
     # Float kernels are a choice where they are ordinary (Linux, Android CPUs); on an MCU
     # TFLM's float reference kernels are slow and not what a user expects from int8.
@@ -193,6 +196,29 @@ def search_space(
         calibration=CALIBRATION if quantization else ("default",),
         precisions=("int8", "mixed") if mixed else ("int8",),
     )
+
+
+def group_sizes(model: Any) -> list[tuple[str, int]]:
+    """Each prunable group (by its first producing layer) and its channel count."""
+    from edgekit.keras.channels import ChannelGraph
+
+    return [(g.producers[0], int(g.size)) for g in ChannelGraph(model).prunable() if g.producers]
+
+
+def realized(size: int, shares: Any, profile: TargetProfile) -> tuple[float, ...]:
+    """The shares a group of `size` channels really gets after rounding to the profile's
+    channel tile, once each: a share that keeps as many channels as a smaller one is no
+    choice (it would describe a cut that does not happen).
+
+    >>> from edgekit.targets import load_target
+    >>> realized(16, SHARES, load_target("cortex-m4"))
+    (0.0, 0.25, 0.5, 0.75)
+    """
+    from edgekit.keras.channel_pruning import kept_channels
+
+    tile = profile.channel_tile
+    counts = sorted({kept_channels(size, s, tile) for s in shares}, reverse=True)
+    return tuple(round(1.0 - kept / size, 6) for kept in counts)
 
 
 def _factorisable(model: Any) -> bool:

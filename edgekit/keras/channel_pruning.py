@@ -70,6 +70,16 @@ class PruningReport:
         return self.macs_after / max(self.macs_before, 1)
 
 
+def kept_channels(size: int, share: float, tile: int | None = None, floor: int = 4) -> int:
+    """How many of a group's `size` channels a layer-scope cut of `share` keeps, rounded to
+    the channel `tile` as :func:`prune_channels` rounds them.
+
+    >>> kept_channels(16, 0.125, tile=4), kept_channels(16, 0.25, tile=4), kept_channels(64, 0.125)
+    (16, 12, 56)
+    """
+    return _round(int(round(size * (1.0 - share))), size, tile, floor)
+
+
 def _round(keep: int, size: int, tile: int | None, floor: int) -> int:
     keep = max(min(keep, size), min(floor, size))
     if tile and size >= tile:

@@ -129,6 +129,13 @@ def fit_cmd(**opts: Any) -> int:
             progress=None if live is None else live.say,
             on_trial=None if live is None else live.update,
         )
+    except KeyboardInterrupt:
+        if live is not None:
+            live.stop()
+        click.echo(
+            "stopped: the same command with --resume goes on from the stored trials", err=True
+        )
+        raise
     finally:
         if live is not None:
             live.stop()

@@ -167,7 +167,7 @@ def test_fit_end_to_end_then_resume(files, tmp_path, capsys):
     assert f"edgekit fit {result['fit_id']}: 3 trials" in capsys.readouterr().out
 
     assert main(_args(files, out, "--max-drop", "4", "--trials", "3")) == 2
-    assert "--resume to go on with it" in capsys.readouterr().err
+    assert "resume it (--resume) or start afresh (--force)" in capsys.readouterr().err
 
     code = main(_args(files, out, "--max-drop", "4", "--trials", "4", "--resume", "--json"))
     captured = capsys.readouterr()

@@ -25,7 +25,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -224,10 +224,14 @@ def _budgets(budgets: Budgets | dict[str, Any] | None) -> Budgets:
     if isinstance(budgets, Budgets):
         return budgets
     if isinstance(budgets, dict):
-        try:
-            return Budgets(**budgets)
-        except TypeError as exc:
-            raise UsageError(f"budgets: {exc}") from None
+        known = [f.name for f in fields(Budgets)]
+        unknown = sorted(set(budgets) - set(known))
+        if unknown:
+            raise UsageError(
+                f"budgets: unknown {', '.join(unknown)}; expected: {', '.join(known)} (sizes in "
+                "bytes, max_drop a fraction: 0.01 = one point)"
+            )
+        return Budgets(**budgets)
     raise UsageError(f"budgets: a Budgets or a dict; received {type(budgets).__name__}")
 
 
@@ -264,8 +268,8 @@ def _directory(out: str | Path | None, name: str, resume: bool, force: bool) -> 
     if directory.exists() and not resume and (directory / META).exists():
         if not force:
             raise UsageError(
-                f"{directory} holds an earlier search: --resume to go on with it, --force to "
-                "start afresh"
+                f"{directory} holds an earlier search: resume it (--resume) or start afresh "
+                "(--force)"
             )
         shutil.rmtree(directory)
     try:

@@ -91,7 +91,8 @@ class Budgets:
             raise UsageError("give --max-drop or --min-accuracy, not both")
         if self.max_drop is not None and not 0 <= self.max_drop < 1:
             raise UsageError(
-                f"--max-drop: a fraction of accuracy (0.01 = one point); received {self.max_drop}"
+                "max_drop: a fraction of accuracy (0.01 = one point; the CLI's --max-drop "
+                f"takes points); received {self.max_drop}"
             )
         if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
             raise UsageError(

@@ -106,6 +106,11 @@ class FitResult:
             ],
             "pareto": [t.number + 1 for t in self.pareto()],
             "best": None if best is None else best.number + 1,
+            "closest": None
+            if best is not None or self.closest() is None
+            else self.closest().number + 1,
+            "model": self.baseline.report.model.name,
+            "target": self.baseline.report.target.name,
             "directory": None if self.directory is None else str(self.directory),
             "chosen": None if self.chosen is None else str(self.chosen),
             "bundle": None if self.bundle is None else str(self.bundle),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +93,15 @@ class Trial:
     """A candidate, the report of its deploy, and each budget's verdict."""
 
     candidate: Candidate
-    report: DeployReport
-    verdicts: tuple[Verdict, ...]
+    report: DeployReport = field(repr=False)
+    verdicts: tuple[Verdict, ...] = field(repr=False)
     seconds: float
     number: int = -1  # the search's trial number (-1: the original model, measured first)
+
+    def __repr__(self) -> str:
+        accuracy = "-" if self.accuracy is None else f"{self.accuracy:.3f}"
+        holds = "fits" if self.ok else "misses " + ", ".join(self.failed)
+        return f"Trial({self.number + 1}: {self.candidate.describe()}; {accuracy}; {holds})"
 
     @property
     def ok(self) -> bool:

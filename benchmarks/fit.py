@@ -59,6 +59,7 @@ def bench_net(net: str, args: argparse.Namespace) -> list[dict]:
 
     import edgekit
     from edgekit.bench.store import ResultStore
+    from edgekit.errors import UsageError
     from edgekit.examples import load_example
     from edgekit.examples.zoo import splits
     from edgekit.fitting.budgets import Budgets
@@ -107,59 +108,40 @@ def bench_net(net: str, args: argparse.Namespace) -> list[dict]:
                 flush=True,
             )
 
+    def search_arm(folder: str, **where) -> None:
+        """`edgekit.fit` on local workers or a Ray cluster; an early end is a row too."""
+        started = time.perf_counter()
+        try:
+            result = edgekit.fit(
+                model,
+                profile,
+                (data.x, data.y),
+                budgets,
+                validation=(data.x_val, data.y_val),
+                trials=args.trials,
+                epochs_per_trial=args.epochs_per_trial,
+                out=work / folder,
+                tflm_dir=args.tflm_dir,
+                store=store,
+                on_trial=each,
+                progress=lambda m: print(f"  {m}", flush=True),
+                **where,
+            )
+        except UsageError as exc:  # an early end: no candidate can meet the budget
+            print(f"  edgekit fit ended early: {exc}", flush=True)
+            early = {"arm": "edgekit fit: ended before the search", "fits": False}
+            early.update(cost=None, ratio=None, accuracy=None)
+            early["candidate"] = str(exc).split(": ", 1)[-1]
+            rows.append({**rows[0], **early, "seconds": time.perf_counter() - started})
+            return
+        seconds = time.perf_counter() - started
+        label = f"edgekit fit ({result.where})"
+        rows.append(_arm(net, label, result, reference, original, seconds))
+
     if "search" in args.arms:
-        started = time.perf_counter()
-        result = edgekit.fit(
-            model,
-            profile,
-            (data.x, data.y),
-            budgets,
-            validation=(data.x_val, data.y_val),
-            trials=args.trials,
-            epochs_per_trial=args.epochs_per_trial,
-            workers=args.workers,
-            out=work / "local",
-            tflm_dir=args.tflm_dir,
-            store=store,
-            on_trial=each,
-            progress=lambda m: print(f"  {m}", flush=True),
-        )
-        rows.append(
-            _arm(
-                net,
-                f"edgekit fit ({result.where})",
-                result,
-                reference,
-                original,
-                time.perf_counter() - started,
-            )
-        )
+        search_arm("local", workers=args.workers)
     if args.ray:
-        started = time.perf_counter()
-        result = edgekit.fit(
-            model,
-            profile,
-            (data.x, data.y),
-            budgets,
-            validation=(data.x_val, data.y_val),
-            trials=args.trials,
-            epochs_per_trial=args.epochs_per_trial,
-            ray=args.ray,
-            out=work / "ray",
-            tflm_dir=args.tflm_dir,
-            store=store,
-            on_trial=each,
-        )
-        rows.append(
-            _arm(
-                net,
-                f"edgekit fit (Ray: {result.where})",
-                result,
-                reference,
-                original,
-                time.perf_counter() - started,
-            )
-        )
+        search_arm("ray", ray=args.ray)
     if "greedy" in args.arms:
         from edgekit.fitting.greedy import greedy
 

@@ -248,16 +248,13 @@ class LiveTable:
             + f"; about {_duration(left)} left"
         )
         rows = [trial_row(t, r.cost) for t in r.trials[-TABLE_ROWS:]]
-        columns = [
-            "trial",
-            "candidate",
-            "accuracy",
-            r.cost.replace("_", " "),
-            "RAM",
-            "flash",
-            "budgets",
-        ]
+        columns = trial_columns(r.cost)
         return Group(Text(head), table("trials (newest last)", columns, rows), Text(self.message))
+
+
+def trial_columns(cost: str) -> list[str]:
+    """The headings of :func:`trial_row`'s cells."""
+    return ["trial", "candidate", "accuracy", cost.replace("_", " "), "RAM", "flash", "budgets"]
 
 
 def trial_row(trial: Any, cost: str) -> list[str]:
@@ -278,15 +275,7 @@ def trial_row(trial: Any, cost: str) -> list[str]:
 def print_result(result: Any) -> None:
     """The Pareto table, the chosen model, where everything is."""
     console = _console()
-    columns = [
-        "trial",
-        "candidate",
-        "accuracy",
-        result.cost.replace("_", " "),
-        "RAM",
-        "flash",
-        "budgets",
-    ]
+    columns = trial_columns(result.cost)
     rows = [trial_row(result.baseline, result.cost)]
     rows += [trial_row(t, result.cost) for t in result.pareto()]
     console.print(

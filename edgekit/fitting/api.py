@@ -32,7 +32,7 @@ from typing import Any
 from edgekit import metrics as M
 from edgekit import plotting
 from edgekit.errors import UsageError
-from edgekit.fitting.budgets import EDGETPU_OPS_ON_CPU, Budgets
+from edgekit.fitting.budgets import Budgets, flag
 from edgekit.fitting.search import COST_BUDGETS, Failure, FitResult, search
 from edgekit.fitting.sensitivity import narrow
 from edgekit.fitting.sensitivity import sensitivity as measure_sensitivity
@@ -335,18 +335,12 @@ def _misses(
             reached = math.inf if v.measured is None else v.measured
             if v.budget not in best or reached < best[v.budget][0]:
                 text = (
-                    f"{_flag(v.budget)} {_value(v.budget, v.limit)}: the smallest candidate "
+                    f"{flag(v.budget)} {_value(v.budget, v.limit)}: the smallest candidate "
                     f"measures {_value(v.budget, v.measured)} ({v.source}; "
                     f"{candidate.describe()})"
                 )
                 best[v.budget] = (reached, text)
     return [text for _, text in best.values()]
-
-
-def _flag(budget: str) -> str:
-    if budget == EDGETPU_OPS_ON_CPU:
-        return "ops left on the CPU (every op on the Edge TPU)"
-    return "--" + budget.replace("_bytes", "").replace("_", "-")
 
 
 def _value(budget: str, value: float | None) -> str:

@@ -101,7 +101,7 @@ class Budgets:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name not in ("max_drop",) and value is not None and value <= 0:
-                raise UsageError(f"{_flag(f.name)}: must be positive; received {value}")
+                raise UsageError(f"{flag(f.name)}: must be positive; received {value}")
 
     def for_target(self, profile: TargetProfile) -> Budgets:
         """These budgets with the profile's flash and RAM where none was given, checked
@@ -224,5 +224,12 @@ def _has_clock(profile: TargetProfile) -> bool:
     return firmware is not None and bool(firmware.cpi) and bool(firmware.clock_hz)
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_bytes", "").replace("_", "-")
+def flag(budget: str) -> str:
+    """The command-line flag a budget is given by (`max_ram_bytes` → `--max-ram`).
+
+    >>> flag("max_ram_bytes"), flag("max_latency_ms")
+    ('--max-ram', '--max-latency-ms')
+    """
+    if budget == EDGETPU_OPS_ON_CPU:  # no flag: every op must run on the Edge TPU
+        return "ops left on the CPU (every op on the Edge TPU)"
+    return "--" + budget.replace("_bytes", "").replace("_", "-")

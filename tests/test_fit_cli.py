@@ -117,6 +117,30 @@ def test_a_budget_no_candidate_can_meet_ends_before_the_search(files, tmp_path, 
     assert not (tmp_path / "digits-cortex-m4-fit").exists(), "nothing left behind"
 
 
+def test_an_accuracy_budget_the_original_cannot_be_measured_by_is_refused(
+    files, digits_data, tmp_path, capsys
+):
+    """A model whose classes all tie (untrained, last layer zero) on unlabelled inputs: its
+    accuracy cannot be measured, so a --max-drop is refused before any trial, and no folder
+    is left behind."""
+    from helpers import keras3_digits_cnn
+
+    model = keras3_digits_cnn()
+    label = model.get_layer("label")
+    label.kernel.assign(np.zeros(label.kernel.shape, np.float32))
+    model.save(tmp_path / "tied.keras")
+    np.savez(tmp_path / "val.npz", x=digits_data[2].x[:60])
+    args = _args(files, tmp_path, "--max-drop", "1", "--no-sensitivity", "--trials", "1")
+    args[1] = str(tmp_path / "tied.keras")
+    args[args.index("--validation") + 1] = str(tmp_path / "val.npz")
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "error: the original model's accuracy cannot be measured" in err.splitlines()[-1]
+    assert "labelled validation data" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*-fit")), "nothing left behind"
+
+
 def test_fit_end_to_end_then_resume(files, tmp_path, capsys):
     """Three trials in two worker processes: the chosen model saved and deployed as a bundle
     whose report says how it was found, every trial in the results store, the chart; then the
@@ -141,6 +165,12 @@ def test_fit_end_to_end_then_resume(files, tmp_path, capsys):
     assert "## How this model was found" in (bundle / "report.md").read_text()
     assert Path(result["chosen"]).stat().st_size > 0
     assert Path(result["chart"]).read_bytes()[:4] == b"\x89PNG"
+    import optuna
+
+    storage = f"sqlite:///{out / 'digits-cortex-m4-fit' / 'fit.db'}"
+    study = optuna.load_study(study_name="edgekit-fit", storage=storage)
+    # resources are Optuna's constraints; accuracy is an objective, not also a constraint
+    assert [set(t.constraints) for t in study.trials] == [{"max_ram_bytes", "max_flash_bytes"}] * 3
 
     assert (
         main(

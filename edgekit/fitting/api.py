@@ -137,29 +137,36 @@ def fit(
             raise
         meta = _write_meta(directory, {**meta, "space": space.to_dict()})
     recorder = _Recorder(store, meta["fit_id"], name, profile)
+    told: list[int] = []
 
     def each(trial: Trial | Failure, so_far: FitResult) -> None:
+        told.append(trial.number)
         recorder.add(trial, so_far)
         if on_trial is not None:
             on_trial(trial, so_far)
 
-    result = search(
-        model,
-        profile,
-        budgets,
-        fit_data,
-        trials=trials,
-        epochs_per_trial=epochs_per_trial,
-        seed=seed,
-        storage=directory / "fit.db",
-        space=space,
-        runner=_runner(workers, ray),
-        options=options,
-        models_dir=directory / "trials",
-        device=device,
-        progress=say,
-        on_trial=each,
-    )
+    try:
+        result = search(
+            model,
+            profile,
+            budgets,
+            fit_data,
+            trials=trials,
+            epochs_per_trial=epochs_per_trial,
+            seed=seed,
+            storage=directory / "fit.db",
+            space=space,
+            runner=_runner(workers, ray),
+            options=options,
+            models_dir=directory / "trials",
+            device=device,
+            progress=say,
+            on_trial=each,
+        )
+    except UsageError:  # refused before a trial ran (e.g. an accuracy it cannot measure)
+        if made and not told:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     recorder.backfill(result)  # trials a stop told the storage but not the results store
     result = replace(result, fit_id=meta["fit_id"], directory=directory)
     best = result.best

@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # the report pulls in numpy and the runtimes: `edgekit fit --
 # Not a flag: on Coral targets every op must run on the Edge TPU (a budget of 0 ops on the CPU).
 EDGETPU_OPS_ON_CPU = "edgetpu_ops_on_cpu"
 
+# The budgets on accuracy (the others are on resources: RAM, flash, instructions, latency).
+ACCURACY_BUDGETS = ("max_drop", "min_accuracy")
+
 # A bare number is KB, as the flags (--max-ram KB, --max-flash KB) say.
 _UNITS = {
     "": 1024,

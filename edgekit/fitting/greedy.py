@@ -23,16 +23,12 @@ from functools import partial
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.fitting.budgets import Budgets, Verdict
+from edgekit.fitting.budgets import ACCURACY_BUDGETS, Budgets, Verdict
 from edgekit.fitting.search import FitResult, cost_metric
 from edgekit.fitting.space import SHARES, SearchSpace
 from edgekit.fitting.trial import Candidate, FitData, Trial, prunable_groups, run_trial
 from edgekit.keras.channel_pruning import prune_channels
 from edgekit.targets import TargetProfile
-
-# Budgets on accuracy: cutting more channels does not bring them back, so the greedy stops
-# when only these fail.
-ACCURACY_BUDGETS = ("max_drop", "min_accuracy")
 
 
 @dataclass(frozen=True)

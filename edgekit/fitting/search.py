@@ -10,6 +10,14 @@ interrupted runs again first); the same seed proposes the same candidates. The f
 are the space's uniform candidates (every group cut alike, what a hand setting does); a
 candidate already measured is not run again: its stored figures are reused.
 
+Accuracy is the first objective and the budgeted cost the second; the resource budgets (RAM,
+flash, instructions, latency, Edge TPU placement) are Optuna's constraints, each as its
+excess over the limit relative to the limit. The accuracy budget is not a constraint: it
+would rank every candidate within the cost budget but short of the accuracy below a cheap
+accurate one that misses the cost budget, and steer the search away from the candidates
+the budget is about. Among those that meet the resource budgets TPE looks for the most
+accurate; whether that is within the accuracy budget is the verdict on the trial.
+
 >>> cost_metric(Budgets(max_instructions=10**6))
 'instructions_per_inference'
 """
@@ -25,7 +33,13 @@ from typing import Any
 
 from edgekit import metrics as M
 from edgekit.errors import UsageError
-from edgekit.fitting.budgets import EDGETPU_OPS_ON_CPU, Budgets, Verdict, verdicts
+from edgekit.fitting.budgets import (
+    ACCURACY_BUDGETS,
+    EDGETPU_OPS_ON_CPU,
+    Budgets,
+    Verdict,
+    verdicts,
+)
 from edgekit.fitting.jobs import FitContext, TrialOutcome
 from edgekit.fitting.runners import InProcessRunner, Runner
 from edgekit.fitting.space import SearchSpace, search_space
@@ -221,6 +235,12 @@ def search(
     )
     baseline = _baseline(study, model, profile, budgets, data, options, device, say)
     reference = baseline.accuracy
+    if reference is None and (budgets.max_drop is not None or budgets.min_accuracy is not None):
+        raise UsageError(
+            "the original model's accuracy cannot be measured on these inputs (its top "
+            "classes tie on every validation input, as an untrained model's do): an accuracy "
+            "budget needs labelled validation data (--validation FILE.npz with y)"
+        )
     cost = cost_metric(budgets)
     stored = len(study.trials)
     # A resumed search draws on from where it stopped, not from the seed's first draws again.
@@ -397,7 +417,8 @@ class _State:
         if outcome.number != asked.number:
             asked.set_user_attr("same_as", outcome.number)
         for verdict in judged:
-            asked.set_constraint(verdict.budget, _excess(verdict))
+            if verdict.budget not in ACCURACY_BUDGETS:  # an objective, not a constraint
+                asked.set_constraint(verdict.budget, _excess(verdict))
         measured = trial.measured(self.cost)
         accuracy = trial.accuracy or 0.0
         study.tell(asked, [accuracy, math.inf if measured is None else measured])

@@ -350,3 +350,10 @@ def test_mcu_trials_are_measured_by_their_firmware_under_qemu(
     assert report["metrics"]["instructions_per_inference"] > 0
     fit_budgets = {b["budget"]: b for b in report["fit"]["budgets"]}
     assert fit_budgets["max_instructions"]["source"] == "firmware under QEMU"
+    import optuna
+
+    storage = f"sqlite:///{result.directory / 'fit.db'}"
+    study = optuna.load_study(study_name="edgekit-fit", storage=storage)
+    (stored,) = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    measured = result.trials[0].report.metrics.instructions_per_inference
+    assert measured < 10**9 and stored.values[1] == 10**9, "within its budget, a cost is the budget"

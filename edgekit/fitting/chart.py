@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from edgekit import metrics as M
-from edgekit.fitting.search import FitResult
+from edgekit.fitting.search import FitResult, cost_limit
 from edgekit.plotting import pyplot
 
 
@@ -51,7 +51,7 @@ def pareto_chart(result: FitResult, path: str | Path) -> Path:
             label=f"chosen (trial {best.number + 1})",
             zorder=3,
         )
-    limit = _cost_limit(result)
+    limit = cost_limit(result.budgets)
     if limit is not None:
         ax.axvline(limit, color="#d62728", ls="--", lw=1, label="budget")
     ax.set_xlabel(label(result.cost))
@@ -64,15 +64,6 @@ def pareto_chart(result: FitResult, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _cost_limit(result: FitResult) -> float | None:
-    budgets = result.budgets
-    if result.cost == M.INSTRUCTIONS_PER_INFERENCE and budgets.max_instructions:
-        return float(budgets.max_instructions)
-    if result.cost == M.HOST_LATENCY_MS and budgets.max_latency_ms:
-        return float(budgets.max_latency_ms)
-    return None
 
 
 def _labelled(result: FitResult) -> bool:

@@ -10,7 +10,8 @@ interrupted runs again first); the same seed proposes the same candidates. The f
 are the space's uniform candidates (every group cut alike, what a hand setting does); a
 candidate already measured is not run again: its stored figures are reused.
 
-Accuracy is the first objective and the budgeted cost the second; the resource budgets (RAM,
+Accuracy is the first objective and the budgeted cost the second (a cost within its budget
+counts as the budget: :func:`objective_cost`); the resource budgets (RAM,
 flash, instructions, latency, Edge TPU placement) are Optuna's constraints, each as its
 excess over the limit relative to the limit. The accuracy budget is not a constraint: it
 would rank every candidate within the cost budget but short of the accuracy below a cheap
@@ -67,6 +68,28 @@ def cost_metric(budgets: Budgets) -> str:
     if budgets.max_latency_ms is not None:
         return M.HOST_LATENCY_MS
     return M.MACS
+
+
+def cost_limit(budgets: Budgets) -> float | None:
+    """The budget on the figure :func:`cost_metric` names (None: MACs, which have none)."""
+    if budgets.max_instructions is not None:
+        return float(budgets.max_instructions)
+    if budgets.max_latency_ms is not None:
+        return float(budgets.max_latency_ms)
+    return None
+
+
+def objective_cost(measured: float | None, limit: float | None) -> float:
+    """The cost the search minimises: below its budget a cost counts as the budget, since
+    within it the search is for the most accurate candidate (otherwise the cheap and
+    inaccurate ones are on the front, and the sampler keeps proposing cheaper ones).
+
+    >>> objective_cost(7.9e6, 1.5e7), objective_cost(1.7e7, 1.5e7), objective_cost(5.0, None)
+    (15000000.0, 17000000.0, 5.0)
+    """
+    if measured is None:
+        return math.inf
+    return measured if limit is None else max(measured, limit)
 
 
 @dataclass(frozen=True)
@@ -419,9 +442,8 @@ class _State:
         for verdict in judged:
             if verdict.budget not in ACCURACY_BUDGETS:  # an objective, not a constraint
                 asked.set_constraint(verdict.budget, _excess(verdict))
-        measured = trial.measured(self.cost)
-        accuracy = trial.accuracy or 0.0
-        study.tell(asked, [accuracy, math.inf if measured is None else measured])
+        cost = objective_cost(trial.measured(self.cost), cost_limit(self.budgets))
+        study.tell(asked, [trial.accuracy or 0.0, cost])
         self.trials.append(trial)
         self.last = trial
 

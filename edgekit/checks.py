@@ -27,6 +27,7 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib
 
 QUANTIZED = {"int8": ("INT8", "UINT8"), "int16x8": ("INT16",)}
+GOAL_CHECK = "quantization_goal"  # --min-sqnr / --max-agreement-drop judged by verification
 VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 NUMPY_IO = {"int8": "INT8", "uint8": "UINT8", "int16": "INT16", "float32": "FLOAT32"}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from edgekit.stages import analysis, convert, facts, firmware, harness, latency,
 from edgekit.stages.checks import check_stage
 from edgekit.stages.edgetpu import EdgeTPUResult, compile_edgetpu
 from edgekit.stages.tflm import TflmExport, export_tflm
-from edgekit.stages.verify import verify_deployed
+from edgekit.stages.verify import goal_check, verify_deployed
 from edgekit.targets import TargetProfile, load_target
 from edgekit.tflite_model import TFLiteModel
 
@@ -215,7 +215,13 @@ def run_stages(
             inputs.loaded.is_qat,
         )
         step.detail = r.verification.detail
-        if r.verification.result is None:
+        goal = convert.QuantOptions.of(options).goal
+        if goal is not None:
+            engine = conversion.engine
+            search = None if engine is None else (engine.search or {}).get("mixed")
+            judged = goal_check(goal, r.verification, search)
+            r.verification = replace(r.verification, checks=(*r.verification.checks, judged))
+        if r.verification.result is None or not all(c.ok for c in r.verification.checks):
             step.status = "check_failed"
     if profile.is_mcu:
         steps.skip("host latency", latency.MCU_SKIP)

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import metrics as M
-from edgekit.checks import Check
+from edgekit.checks import GOAL_CHECK, Check
 from edgekit.metrics import format_value
 from edgekit.quantization.analysis import Analysis
 from edgekit.records import Record, from_json, to_json
@@ -454,29 +454,40 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
         facts.append(f"kept in float: {', '.join(q['kept_in_float'])}")
     lines.append("; ".join(facts) + ".")
     search = q.get("search") or {}
+    chosen_on, held_out = search.get("samples") or ("?", "?")
     if search.get("candidates"):
         lines += [
             "",
-            "`--optimize accuracy` tried (scored on the calibration inputs):",
+            f"`--optimize accuracy` tried (chosen on {chosen_on} calibration samples, judged "
+            f"on the other {held_out}: a winner that is worse there than the starting "
+            "configuration is not kept):",
             "",
-            "| configuration | SQNR | agreement |",
-            "|---|---|---|",
+            "| configuration | SQNR (chosen on) | SQNR (held out) | agreement (held out) |",
+            "|---|---|---|---|",
         ]
         for c in search["candidates"]:
             lines.append(
                 f"| {c['label']} | {format_value(c['sqnr_db'], 'db')} | "
-                f"{format_value(c['agreement'], 'pct')} |"
+                f"{format_value(c.get('held_out_sqnr_db'), 'db')} | "
+                f"{format_value(c.get('held_out_agreement'), 'pct')} |"
             )
     mixed = search.get("mixed")
     if mixed:
         verdict = "met" if mixed["met"] else "**not met**"
         lines += [
             "",
-            f"Mixed precision, goal {mixed['goal']}: {verdict} with "
-            f"{len(mixed['kept_in_float'])} op(s) in float "
-            f"({format_value(mixed['start_sqnr_db'], 'db')} → "
+            f"Mixed precision, goal {mixed['goal']}: {verdict} on the {held_out} calibration "
+            f"samples the search held out, with {len(mixed['kept_in_float'])} op(s) in float "
+            f"({format_value(mixed.get('held_out_start_sqnr_db'), 'db')} → "
+            f"{format_value(mixed.get('held_out_final_sqnr_db'), 'db')}; on the {chosen_on} it "
+            f"chose on: {format_value(mixed['start_sqnr_db'], 'db')} → "
             f"{format_value(mixed['final_sqnr_db'], 'db')}).",
         ]
+        judged = next((c for c in report.checks if c.name == GOAL_CHECK), None)
+        if judged is not None:
+            lines.append(
+                f"Verification: {judged.detail}" + ("." if judged.ok else " (**failed**).")
+            )
         cost = q.get("mixed_precision_cost")
         if cost:
             lines.append(f"Cost (all int8 → mixed): {cost}.")

@@ -10,6 +10,13 @@
 Both score at the model's probe tensor: the logits when it ends in softmax (whose 1/256 output
 grid caps the SQNR of any int8 model), else the output.
 
+Both choose on half of the calibration inputs and judge on the other half (:func:`halves`:
+every other sample), so a figure they report as met was reached on samples they did not
+choose on: `--optimize accuracy` keeps its winner only if it also beats the starting
+configuration on the held-out half, and a goal is met only where the held-out half meets it.
+The deploy then judges the goal once more on the validation data (the `quantization_goal`
+check), at the tensor the report names.
+
 >>> Goal(min_sqnr_db=30.0).met(31.0, 0.99, 1.0)
 True
 """
@@ -62,29 +69,63 @@ class Goal:
         return " and ".join(parts)
 
 
+def halves(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the samples a search chooses on and of those it is judged on: every other
+    sample (data sorted by class stays balanced); one sample serves as both.
+
+    >>> [h.tolist() for h in halves(5)]
+    [[0, 2, 4], [1, 3]]
+    """
+    if n < 2:
+        return np.arange(n), np.arange(n)
+    return np.arange(0, n, 2), np.arange(1, n, 2)
+
+
 @dataclass
 class Scored:
+    """One candidate at the probe: SQNR and top-1 agreement on the half the search chooses
+    on, and on the held-out half."""
+
     label: str
     data: bytes
     sqnr_db: float | None
     agreement: float
+    held_sqnr_db: float | None = None
+    held_agreement: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "sqnr_db": self.sqnr_db,
+            "agreement": self.agreement,
+            "held_out_sqnr_db": self.held_sqnr_db,
+            "held_out_agreement": self.held_agreement,
+        }
 
 
 class Scorer:
-    """Scores int8 models against the float model's probe tensor on fixed inputs."""
+    """Scores int8 models against the float model's probe tensor on fixed inputs, split into
+    the half a search chooses on and the held-out half (:func:`halves`)."""
 
     def __init__(self, float_data: bytes, x: np.ndarray) -> None:
         self.float_model = read_tflite(float_data)
         self.probe = self.float_model.tensors[probe_tensor(self.float_model)].name
         self.x = as_float32(x)
         self.reference = _outputs(self.float_model, self.x, "builtin", self.probe)
+        self.choose, self.held = halves(len(self.x))
         self.runs = 0
 
     def __call__(self, label: str, data: bytes) -> Scored:
         self.runs += 1
         got = _outputs(read_tflite(data), self.x, "reference", self.probe)
-        agreement = float(np.mean(got.argmax(1) == self.reference.argmax(1)))
-        return Scored(label, data, sqnr_db(self.reference, got), agreement)
+        (sqnr, agreement), (held_sqnr, held_agreement) = (
+            self._score(got, part) for part in (self.choose, self.held)
+        )
+        return Scored(label, data, sqnr, agreement, held_sqnr, held_agreement)
+
+    def _score(self, got: np.ndarray, part: np.ndarray) -> tuple[float | None, float]:
+        ref = self.reference[part]
+        return sqnr_db(ref, got[part]), float(np.mean(got[part].argmax(1) == ref.argmax(1)))
 
 
 def best_configuration(
@@ -92,21 +133,40 @@ def best_configuration(
     x: np.ndarray,
     quantize: Callable[[str, bool], bytes],
     progress: Callable[[str], None] | None = None,
+    start: tuple[str, bool] | None = None,
 ) -> tuple[Scored, list[Scored]]:
     """(winner, every candidate) over SEARCH_METHODS × bias correction on/off.
 
-    `quantize(method, bias_correction) -> int8 bytes`.
+    `quantize(method, bias_correction) -> int8 bytes`. The winner has the best SQNR on the
+    half it chooses on; it is kept only if on the held-out half it is no worse than `start`
+    ((method, bias correction): the configuration before the search, scored too when it is
+    not among the candidates), else `start` wins.
     """
     scorer = Scorer(float_data, x)
+    configurations = [(m, b) for m in SEARCH_METHODS for b in (True, False)]
+    if start is not None and start not in configurations:
+        configurations.append(start)
     candidates = []
-    for method in SEARCH_METHODS:
-        for bias in (True, False):
-            label = f"{method}{', bias correction' if bias else ''}"
-            if progress:
-                progress(f"trying {label} ({len(candidates) + 1}/{2 * len(SEARCH_METHODS)})")
-            candidates.append(scorer(label, quantize(method, bias)))
-    winner = max(candidates, key=lambda c: np.inf if c.sqnr_db is None else c.sqnr_db)
+    for i, (method, bias) in enumerate(configurations):
+        label = configuration_label(method, bias)
+        if progress:
+            progress(f"trying {label} ({i + 1}/{len(configurations)})")
+        candidates.append(scorer(label, quantize(method, bias)))
+    winner = max(candidates, key=lambda c: _rank(c.sqnr_db))
+    if start is not None:
+        before = next(c for c in candidates if c.label == configuration_label(*start))
+        if _rank(winner.held_sqnr_db) < _rank(before.held_sqnr_db):
+            winner = before  # chosen on one half, worse on the other: not a real gain
     return winner, candidates
+
+
+def configuration_label(method: str, bias_correction: bool) -> str:
+    """'mse, bias correction': how a configuration is named in progress and the report."""
+    return f"{method}{', bias correction' if bias_correction else ''}"
+
+
+def _rank(sqnr: float | None) -> float:
+    return np.inf if sqnr is None else sqnr
 
 
 @dataclass
@@ -115,10 +175,11 @@ class MixedPrecision:
 
     goal: Goal
     kept_in_float: list[str]
-    met: bool
+    met: bool  # on the held-out half
     final: Scored
     start: Scored
     steps: list[dict[str, Any]] = field(default_factory=list)
+    search_met: bool = False  # on the half the search chose on
 
 
 def mixed_precision(
@@ -129,14 +190,15 @@ def mixed_precision(
     requantize: Callable[[tuple[str, ...]], bytes],
     progress: Callable[[str], None] | None = None,
 ) -> MixedPrecision:
-    """The fewest ops kept in float (by output tensor name) so the int8 model meets `goal`."""
+    """The fewest ops kept in float (by output tensor name) so the int8 model meets `goal` on
+    the half of `x` the search chooses on; `met` is the goal on the held-out half."""
     if goal.min_sqnr_db is None and goal.max_agreement_drop is None:
         raise UsageError("mixed precision needs a goal: --min-sqnr DB or --max-agreement-drop PTS")
     scorer = Scorer(float_data, x)
     start = scorer("int8", int8_data)
-    result = MixedPrecision(goal, [], goal.met(start.sqnr_db, start.agreement), start, start)
-    if result.met:
-        return result
+    result = MixedPrecision(goal, [], False, start, start)
+    if goal.met(start.sqnr_db, start.agreement):
+        return _judged(result)
     quantized = read_tflite(int8_data)
     float_names = {t.name for t in scorer.float_model.tensors}
     candidates = [
@@ -166,7 +228,7 @@ def mixed_precision(
             break
     if not goal.met(current.sqnr_db, current.agreement):
         result.kept_in_float, result.final = chosen, current
-        return result
+        return _judged(result)
     for name in list(chosen):  # then drop what the goal does not need
         trial = [n for n in chosen if n != name]
         scored = scorer("-" + name, requantize(tuple(trial)))
@@ -175,7 +237,15 @@ def mixed_precision(
             result.steps.append(
                 {"dropped": name, "sqnr_db": scored.sqnr_db, "agreement": scored.agreement}
             )
-    result.kept_in_float, result.final, result.met = chosen, current, True
+    result.kept_in_float, result.final = chosen, current
+    return _judged(result)
+
+
+def _judged(result: MixedPrecision) -> MixedPrecision:
+    """The goal on the half the search chose on, and on the held-out half (the verdict)."""
+    final, goal = result.final, result.goal
+    result.search_met = goal.met(final.sqnr_db, final.agreement)
+    result.met = result.search_met and goal.met(final.held_sqnr_db, final.held_agreement)
     return result
 
 

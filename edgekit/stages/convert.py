@@ -31,7 +31,7 @@ from edgekit.quantization.engine import (
     with_ranges,
 )
 from edgekit.quantization.power_of_two import snap_power_of_two
-from edgekit.quantization.search import Goal, best_configuration, mixed_precision
+from edgekit.quantization.search import Goal, best_configuration, halves, mixed_precision
 from edgekit.runtimes.edgetpu import SUPPORTED_OPS
 from edgekit.runtimes.tflm import resolver_method
 from edgekit.targets import Quantization, TargetProfile
@@ -325,10 +325,10 @@ def _search(
 
     candidates = []
     if options.optimize:
-        winner, scored = best_configuration(data, x, lambda m, b: build(m, b).data, progress)
-        candidates = [
-            {"label": c.label, "sqnr_db": c.sqnr_db, "agreement": c.agreement} for c in scored
-        ]
+        winner, scored = best_configuration(
+            data, x, lambda m, b: build(m, b).data, progress, start=(method, bias)
+        )
+        candidates = [c.to_dict() for c in scored]
         method = winner.label.split(",")[0]
         bias = "bias correction" in winner.label
         result = build(method, bias)
@@ -347,11 +347,17 @@ def _search(
         else {
             "goal": mixed.goal.describe(),
             "met": mixed.met,
+            "search_met": mixed.search_met,
             "kept_in_float": mixed.kept_in_float,
             "start_sqnr_db": mixed.start.sqnr_db,
             "final_sqnr_db": mixed.final.sqnr_db,
+            "held_out_start_sqnr_db": mixed.start.held_sqnr_db,
+            "held_out_final_sqnr_db": mixed.final.held_sqnr_db,
+            "final_agreement": mixed.final.agreement,
+            "held_out_final_agreement": mixed.final.held_agreement,
             "steps": mixed.steps,
         },
+        "samples": [len(part) for part in halves(len(x))],  # chosen on, held out
     }
     return result
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from edgekit import metrics as M
-from edgekit.checks import Check
+from edgekit.checks import GOAL_CHECK, Check
 from edgekit.data import Dataset
 from edgekit.errors import RuntimeFailure
+from edgekit.metrics import format_value
+from edgekit.quantization.search import Goal
 from edgekit.stages.tflm import TflmExport
 from edgekit.targets import TargetProfile
 from edgekit.tflite_model import TFLiteModel
@@ -24,6 +27,11 @@ from edgekit.verify import (
     VerificationResult,
     device_runtime,
     verify,
+)
+
+GOAL_ADVICE = (
+    "more calibration data closer to the validation data, a lower goal, or "
+    "quantization-aware training (edgekit.keras.quantize_model)"
 )
 
 
@@ -94,3 +102,44 @@ def verify_deployed(
             Check("tflm_matches_litert", result.kernel_check.ok, result.kernel_check.detail)
         )
     return Verification(result, tuple(checks))
+
+
+def goal_check(goal: Goal, verification: Verification, search: dict[str, Any] | None) -> Check:
+    """The mixed-precision goal judged where it can fail: on the validation data, at the tensor
+    the search scored (the logits when the model ends in softmax, else the output), and on
+    the calibration half the search held out (`search`: the search's `mixed` record). It
+    holds only where both hold: the report never says "met" where verification shows
+    otherwise.
+
+    >>> from edgekit.quantization.search import Goal                             # doctest: +SKIP
+    >>> goal_check(Goal(min_sqnr_db=24), verification, mixed).detail            # doctest: +SKIP
+    'goal SQNR ≥ 24 dB: not met on 200 validation samples: 23.2 dB at logits; ...'
+    """
+    want = f"goal {goal.describe()}"
+    result = verification.result
+    out = None if result is None else result.primary
+    if out is None:
+        return Check(GOAL_CHECK, False, f"{want}: not judged: verification did not run")
+    at_logits = out.logits_sqnr_db is not None
+    sqnr, where = (out.logits_sqnr_db, "logits") if at_logits else (out.sqnr_db, out.name)
+    agreement = out.top1_agreement
+    reached = [f"{format_value(sqnr, 'db')} at {where}"]
+    if goal.max_agreement_drop is not None:
+        reached.append(
+            "top-1 agreement not measured (no decisive sample)"
+            if agreement is None
+            else f"{100 * agreement:.1f} % top-1 agreement"
+        )
+    ok = goal.met(sqnr, 1.0 if agreement is None else agreement)
+    detail = f"{want}: {'met' if ok else 'not met'} on {result.samples} validation samples: "
+    detail += ", ".join(reached)
+    if search is not None:
+        held = format_value(search.get("held_out_final_sqnr_db"), "db")
+        if not search.get("met"):
+            ok = False
+            detail += f"; not met on the calibration samples the search held out ({held})"
+        else:
+            detail += f"; met on the calibration samples the search held out ({held})"
+    if not ok:
+        detail += "; " + GOAL_ADVICE
+    return Check(GOAL_CHECK, ok, detail)

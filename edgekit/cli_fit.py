@@ -19,7 +19,7 @@ import click
 from edgekit.console import console as _console
 from edgekit.console import escape, table
 from edgekit.errors import UsageError
-from edgekit.fitting.budgets import Budgets, parse_positive, parse_size
+from edgekit.fitting.budgets import ACCURACY_BUDGETS, Budgets, parse_positive, parse_size
 
 TABLE_ROWS = 12  # the live table shows the newest trials
 
@@ -288,15 +288,26 @@ def print_result(result: Any) -> None:
         closest = result.closest()
         hint = ""
         if closest is not None:
-            cost = result.cost.replace("_", " ")
+            only_accuracy = set(closest.failed) <= set(ACCURACY_BUDGETS)
+            what = (
+                f"the most accurate within the other budgets ({_pct(closest.accuracy)})"
+                if only_accuracy
+                else f"the smallest {result.cost.replace('_', ' ')} reached"
+            )
             hint = (
-                f"; the smallest {cost} reached: trial {closest.number + 1} "
+                f"; {what}: trial {closest.number + 1} "
                 f"({escape(closest.candidate.describe())}), which misses "
                 + ", ".join(closest.failed)
             )
+        if result.baseline.ok:
+            console.print(
+                "the original model itself meets every budget: no cut kept enough accuracy; "
+                "deploy the original as it is (edgekit deploy), or allow a larger drop"
+            )
         console.print(
-            f"[red]no candidate met every budget[/red]{hint}; relax a budget or run more "
-            "trials (--resume --trials N)"
+            f"[red]no candidate met every budget[/red]{hint}; relax "
+            f"{'it' if closest is not None and len(closest.failed) == 1 else 'them'}, train "
+            "longer (--epochs-per-trial) or run more trials (--resume --trials N)"
         )
     else:
         console.print(
@@ -309,7 +320,7 @@ def print_result(result: Any) -> None:
         console.print(f"  chart:  {result.chart}")
     elif result.trials:
         console.print(
-            "  chart:  not drawn: matplotlib is not installed (pip install 'edgekit[plot]')"
+            "  chart:  not drawn: matplotlib is not installed (pip install 'edgekit\\[plot]')"
         )
     console.print(
         f"search {result.fit_id} in {result.directory} ({_duration(result.seconds)}); its trials: "

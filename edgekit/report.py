@@ -466,8 +466,10 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
             "|---|---|---|---|",
         ]
         for c in search["candidates"]:
+            marks = [m for m in ("start", "chosen") if c.get(m)]
+            label = c["label"] + (f" ({', '.join(marks)})" if marks else "")
             lines.append(
-                f"| {c['label']} | {format_value(c['sqnr_db'], 'db')} | "
+                f"| {label} | {format_value(c['sqnr_db'], 'db')} | "
                 f"{format_value(c.get('held_out_sqnr_db'), 'db')} | "
                 f"{format_value(c.get('held_out_agreement'), 'pct')} |"
             )

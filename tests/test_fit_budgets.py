@@ -174,6 +174,59 @@ def test_a_search_keeps_its_trials_resumes_and_repeats_with_its_seed(
     assert again.trials[0].candidate == first.trials[0].candidate
 
 
+def test_a_candidate_proposed_again_is_reused_not_a_trial(
+    keras3_digits_model, digits_data, tmp_path
+):
+    """A space of two candidates: the sampler proposes one of them again; Optuna is told its
+    stored figures, but it is not a trial (not in the result, the table or the count), and
+    the progress says so."""
+    import optuna
+
+    from edgekit.fitting.search import STUDY, search
+    from edgekit.fitting.space import SearchSpace
+    from edgekit.fitting.trial import FitData
+
+    train, _, val = digits_data
+    data = FitData(train.x[:128], train.y[:128], val.x[:60], val.y[:60])
+    space = SearchSpace((("conv", (0.0, 0.5)), ("hidden", (0.0, 0.25))), criteria=("l1",))
+    seen: list[str] = []
+    result = search(
+        keras3_digits_model,
+        load_target("cortex-m4"),
+        Budgets(max_drop=0.5),
+        data,
+        trials=3,
+        epochs_per_trial=0,
+        seed=1,
+        space=space,
+        storage=tmp_path / "fit.db",
+        progress=seen.append,
+    )
+    candidates = [t.candidate for t in result.trials]
+    assert len(candidates) == 3 and len(set(candidates)) == 3
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path / 'fit.db'}")
+    told = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    repeats = [t for t in told if "same_as" in t.user_attrs]
+    assert len(told) == 3 + len(repeats) and repeats, "seed 1 proposes a measured one again"
+    assert sum("proposed again" in line for line in seen) == len(repeats)
+    assert {t.number for t in result.trials}.isdisjoint(t.number for t in repeats)
+
+    # Without a winner the nearest miss is the most accurate trial within the resource
+    # budgets, not the cheapest one
+    from dataclasses import replace
+
+    from edgekit.fitting.budgets import Verdict
+
+    short = Verdict("max_drop", 0.01, 0.05, "accuracy")
+    over = Verdict("max_ram_bytes", 1024, 2048, "arena")
+    a, b, c = sorted(result.trials, key=lambda t: t.report.metrics.macs)  # b, c: dearer
+    missed = tuple(replace(t, verdicts=(short, over) if t is a else (short,)) for t in (a, b, c))
+    nearest = replace(result, trials=missed).closest()
+    assert nearest.number == max((b, c), key=lambda t: t.accuracy).number
+    cheapest = replace(result, trials=tuple(replace(t, verdicts=(over,)) for t in missed))
+    assert cheapest.closest().number == a.number, "else the smallest cost reached"
+
+
 def test_coral_budgets_are_the_parameter_cache_and_every_op_on_the_edge_tpu(
     keras3_digits_model, digits_data
 ):

@@ -179,7 +179,13 @@ class FitResult:
         return sorted(front, key=self._cost)
 
     def closest(self) -> Trial | None:
-        """With no winner: the trial with the smallest cost reached."""
+        """With no winner, the nearest miss: the most accurate trial within every resource
+        budget (only accuracy short), else the trial with the smallest cost reached."""
+        within = [
+            t for t in self.trials if all(v.ok or v.budget in ACCURACY_BUDGETS for v in t.verdicts)
+        ]
+        if within:
+            return max(within, key=lambda t: (t.accuracy or 0.0, -self._cost(t)))
         return min(self.trials, key=self._cost, default=None)
 
 
@@ -310,8 +316,9 @@ def search(
             outcomes = {o.number: o for o in pool.run([(n, c) for c, n in first.items()])}
             for t, candidate in batch:
                 outcome = state.measured(candidate) or outcomes[first[candidate]]
-                state.tell(study, t, candidate, outcome, profile, reference, optuna)
-                if on_trial is not None:
+                if not state.tell(study, t, candidate, outcome, profile, reference, optuna):
+                    say(f"proposed again: trial {outcome.number + 1}'s candidate (reused)")
+                elif on_trial is not None:
                     on_trial(state.last, state.result(time.perf_counter() - started))
     finally:
         pool.close()
@@ -398,6 +405,8 @@ class _State:
                 error = str(frozen.user_attrs["error"])
                 self.failures.append(Failure(frozen.number, candidate, error))
         for frozen in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+            if "same_as" in frozen.user_attrs:  # a repeat: Optuna's, not a trial of ours
+                continue
             report = DeployReport.from_dict(frozen.user_attrs["report"], "the fit's storage")
             candidate = self.space.candidate(frozen.params)
             judged = tuple(verdicts(report, self.budgets, profile, reference))
@@ -421,33 +430,40 @@ class _State:
         profile: TargetProfile,
         reference: Any,
         optuna: Any,
-    ) -> None:
+    ) -> bool:
+        """Tell Optuna the outcome; False when it repeats a measured candidate (Optuna gets
+        its figures again, but it is not a trial of the search's own)."""
         if not outcome.ok:
             asked.set_user_attr("error", outcome.error)
             study.tell(asked, state=optuna.trial.TrialState.FAIL)
             self.last = Failure(asked.number, candidate, outcome.error or "no report")
             self.failures.append(self.last)
-            return
+            return True
+        repeat = outcome.number != asked.number
         report = DeployReport.from_dict(outcome.report, "a fit trial")
         judged = tuple(verdicts(report, self.budgets, profile, reference))
         trial = Trial(candidate, report, judged, outcome.seconds, asked.number)
         # the model file first: a stop between the two leaves a file, never a told trial
         # without its model
-        self._keep_model(asked.number, outcome.model, same_as=outcome.number)
+        if not repeat:
+            self._keep_model(asked.number, outcome.model)
         # the figures go into the storage, so a resumed search has them
         asked.set_user_attr("report", outcome.report)
         asked.set_user_attr("seconds", outcome.seconds)
-        if outcome.number != asked.number:
+        if repeat:
             asked.set_user_attr("same_as", outcome.number)
         for verdict in judged:
             if verdict.budget not in ACCURACY_BUDGETS:  # an objective, not a constraint
                 asked.set_constraint(verdict.budget, _excess(verdict))
         cost = objective_cost(trial.measured(self.cost), cost_limit(self.budgets))
         study.tell(asked, [trial.accuracy or 0.0, cost])
+        if repeat:
+            return False
         self.trials.append(trial)
         self.last = trial
+        return True
 
-    def _keep_model(self, number: int, data: bytes | None, same_as: int | None = None) -> None:
+    def _keep_model(self, number: int, data: bytes | None) -> None:
         if self.folder is None:
             return
         path = self.folder / f"trial-{number + 1:03d}.keras"  # numbered as users see them
@@ -455,8 +471,6 @@ class _State:
             partial = path.with_suffix(".keras.partial")
             partial.write_bytes(data)
             partial.replace(path)
-        elif same_as is not None and same_as in self.models:
-            path = self.models[same_as]
         if path.exists():
             self.models[number] = path
 

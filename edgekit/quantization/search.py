@@ -117,7 +117,11 @@ class Scorer:
 
     def __call__(self, label: str, data: bytes) -> Scored:
         self.runs += 1
-        got = _outputs(read_tflite(data), self.x, "reference", self.probe)
+        # The candidate's own probe (its softmax's input), not the float model's tensor by
+        # name: with the logits' op kept in float, that name is the float logits before the
+        # QUANTIZE that feeds the softmax, which is not what the model computes with (nor
+        # what verification measures).
+        got = _outputs(read_tflite(data), self.x, "reference")
         (sqnr, agreement), (held_sqnr, held_agreement) = (
             self._score(got, part) for part in (self.choose, self.held)
         )

@@ -31,7 +31,13 @@ from edgekit.quantization.engine import (
     with_ranges,
 )
 from edgekit.quantization.power_of_two import snap_power_of_two
-from edgekit.quantization.search import Goal, best_configuration, halves, mixed_precision
+from edgekit.quantization.search import (
+    Goal,
+    best_configuration,
+    configuration_label,
+    halves,
+    mixed_precision,
+)
 from edgekit.runtimes.edgetpu import SUPPORTED_OPS
 from edgekit.runtimes.tflm import resolver_method
 from edgekit.targets import Quantization, TargetProfile
@@ -328,7 +334,11 @@ def _search(
         winner, scored = best_configuration(
             data, x, lambda m, b: build(m, b).data, progress, start=(method, bias)
         )
-        candidates = [c.to_dict() for c in scored]
+        start = configuration_label(method, bias)
+        candidates = [
+            {**c.to_dict(), "start": c.label == start, "chosen": c.label == winner.label}
+            for c in scored
+        ]
         method = winner.label.split(",")[0]
         bias = "bias correction" in winner.label
         result = build(method, bias)

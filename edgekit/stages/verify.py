@@ -30,7 +30,7 @@ from edgekit.verify import (
 )
 
 GOAL_ADVICE = (
-    "more calibration data closer to the validation data, a lower goal, or "
+    "calibration data like what the model will see (and more of it), a lower goal, or "
     "quantization-aware training (edgekit.keras.quantize_model)"
 )
 
@@ -113,7 +113,7 @@ def goal_check(goal: Goal, verification: Verification, search: dict[str, Any] | 
 
     >>> from edgekit.quantization.search import Goal                             # doctest: +SKIP
     >>> goal_check(Goal(min_sqnr_db=24), verification, mixed).detail            # doctest: +SKIP
-    'goal SQNR ≥ 24 dB: not met on 200 validation samples: 23.2 dB at logits; ...'
+    'goal SQNR ≥ 24 dB: not met by verification on 200 samples: 23.2 dB at logits; ...'
     """
     want = f"goal {goal.describe()}"
     result = verification.result
@@ -131,7 +131,7 @@ def goal_check(goal: Goal, verification: Verification, search: dict[str, Any] | 
             else f"{100 * agreement:.1f} % top-1 agreement"
         )
     ok = goal.met(sqnr, 1.0 if agreement is None else agreement)
-    detail = f"{want}: {'met' if ok else 'not met'} on {result.samples} validation samples: "
+    detail = f"{want}: {'met' if ok else 'not met'} by verification on {result.samples} samples: "
     detail += ", ".join(reached)
     if search is not None:
         held = format_value(search.get("held_out_final_sqnr_db"), "db")

@@ -299,6 +299,13 @@ class _Progress:
     "converter) | default (edgekit's measured best; the default).",
 )
 @click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
+@click.option(
+    "--rounding",
+    type=click.Choice(["nearest", "learned"]),
+    default="nearest",
+    show_default=True,
+    help="int8 weight rounding: learned = AdaRound on the calibration data (slower).",
+)
 @click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")
 @click.option("--no-analysis", is_flag=True, help="Skip the per-layer quantization analysis.")
 @click.option(
@@ -311,7 +318,7 @@ class _Progress:
     "--optimize",
     type=click.Choice(["accuracy"]),
     default=None,
-    help="Search every calibration method and bias correction (slower).",
+    help="Search every calibration method and bias correction, then learned rounding (slower).",
 )
 @click.option(
     "--min-sqnr",
@@ -358,6 +365,7 @@ def deploy(
     task: str | None,
     calibration_method: str,
     no_bias_correction: bool,
+    rounding: str,
     no_rewrite: bool,
     no_analysis: bool,
     keep_float: tuple[str, ...],
@@ -393,6 +401,7 @@ def deploy(
         sparse_size=sparse_size,
         calibration_method=calibration_method,
         bias_correction=not no_bias_correction,
+        rounding=rounding,
         rewrite=not no_rewrite,
         analysis=not no_analysis,
         keep_float=keep_float,

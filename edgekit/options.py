@@ -53,7 +53,10 @@ class DeployOptions:
       bias_correction: fold the mean shift weight rounding causes into int32 biases.
       rewrite: turn global average pools into MEAN (its own output scale) before quantizing.
       keep_float: output tensor names of ops to keep in float (mixed precision).
-      optimize: "accuracy" searches every calibration method and bias correction.
+      rounding: "nearest" (the converter's) or "learned": AdaRound learns each conv/dense
+        op's weight rounding on the calibration data (a few seconds to a minute).
+      optimize: "accuracy" searches every calibration method and bias correction, then the
+        best method with learned rounding.
       min_sqnr, max_agreement_drop: a mixed-precision goal: the fewest ops kept in float (on
         targets with float kernels) that reach it.
 
@@ -89,6 +92,7 @@ class DeployOptions:
     bias_correction: bool = True
     rewrite: bool = True
     keep_float: tuple[str, ...] = ()
+    rounding: str = "nearest"
     optimize: str | None = None
     min_sqnr: float | None = None
     max_agreement_drop: float | None = None
@@ -108,6 +112,10 @@ class DeployOptions:
             raise UsageError(f"unknown task {self.task!r}; expected one of: {', '.join(TASKS)}")
         if self.optimize not in (None, "accuracy"):
             raise UsageError(f"optimize (--optimize) takes 'accuracy'; received {self.optimize!r}")
+        if self.rounding not in ("nearest", "learned"):
+            raise UsageError(
+                f"rounding (--rounding) takes 'nearest' or 'learned'; received {self.rounding!r}"
+            )
         if self.min_calibration_samples < 1:
             raise UsageError(
                 "min_calibration_samples (--min-calibration-samples) must be at least 1; "

@@ -229,6 +229,7 @@ class QuantizationSection(Record):
     method: str
     calibration_samples: int
     bias_corrected_ops: int = 0
+    rounding: dict[str, Any] | None = None  # learned rounding (rounding.LearnedRounding)
     rewrites: tuple[str, ...] = ()
     kept_in_float: tuple[str, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
@@ -447,6 +448,8 @@ def _io_rows(report: dict[str, Any]) -> list[str]:
 def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     lines = ["", "## Quantization", ""]
     facts = [f"calibration method `{q.get('method')}` on {q.get('calibration_samples')} samples"]
+    if q.get("rounding"):
+        facts.append(rounding_text(q["rounding"]))
     if q.get("bias_corrected_ops"):
         facts.append(f"bias correction in {q['bias_corrected_ops']} ops")
     facts += q.get("rewrites") or []
@@ -513,6 +516,30 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     if chart:
         lines += ["", f"![per-layer SQNR and sensitivity]({chart})"]
     return lines
+
+
+def rounding_text(rounding: dict[str, Any]) -> str:
+    """One phrase on what learned rounding did (from `LearnedRounding.to_dict()`).
+
+    >>> op = {"weights": 100, "flipped": 7, "error_nearest": 2e-4, "error_learned": 1e-4}
+    >>> rounding = {"ops": [op], "skipped": {}, "samples": 250, "seconds": 1.5}
+    >>> print(rounding_text(rounding))  # doctest: +NORMALIZE_WHITESPACE
+    learned rounding in 1 op(s) on 250 samples (7 of 100 weights off nearest;
+    output error 50 % of nearest's), 1.5 s
+    """
+    ops = rounding.get("ops") or []
+    weights = sum(op["weights"] for op in ops)
+    flipped = sum(op["flipped"] for op in ops)
+    nearest = sum(op["error_nearest"] for op in ops)
+    learned = sum(op["error_learned"] for op in ops)
+    share = f"; output error {100 * learned / nearest:.0f} % of nearest's" if nearest > 0 else ""
+    skipped = rounding.get("skipped") or {}
+    left = f", {len(skipped)} op(s) left at nearest" if skipped else ""
+    return (
+        f"learned rounding in {len(ops)} op(s) on {rounding.get('samples')} samples "
+        f"({flipped:,} of {weights:,} weights off nearest{share}){left}, "
+        f"{rounding.get('seconds', 0.0):.1f} s"
+    )
 
 
 def _figure(value: float | None) -> str:

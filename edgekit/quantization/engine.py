@@ -10,7 +10,10 @@ into int8. edgekit keeps both halves and changes what passes between them:
    per tensor by the chosen method;
 3. the converter's MLIR quantizer (`tensorflow.lite.python.convert.mlir_quantize`) on the model
    with those ranges: the int8 graph is the converter's, never hand-built;
-4. empirical bias correction: each conv/dense output's mean shift per channel (float minus
+4. optionally, learned rounding (AdaRound, :mod:`.rounding`): each conv/dense op's integer
+   weights rounded up or down to lower its output error on the calibration data, written into
+   the int8 model;
+5. empirical bias correction: each conv/dense output's mean shift per channel (float minus
    int8), measured on the calibration data, folded into its int32 bias (ops without a fused
    activation; see :func:`correct_biases`).
 
@@ -23,6 +26,7 @@ Steps 1 and 3 use private TensorFlow APIs, pinned by `tests/test_quantization.py
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +36,11 @@ from edgekit._fdcapture import capture_native_output
 from edgekit._tf import tensorflow
 from edgekit.converters.tflite import representative_dataset
 from edgekit.data import as_float32, sample_count, take
-from edgekit.errors import ToolError
+from edgekit.errors import ToolError, UsageError
 from edgekit.isolation import call
 from edgekit.models import cached_model
 from edgekit.quantization.calibration import Statistics, choose_range
+from edgekit.quantization.rounding import LearnedRounding, learn_rounding
 from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated, run_timeout
 from edgekit.tflite_edit import pack, unpack
 from edgekit.tflite_model import TFLiteModel, read_tflite
@@ -46,6 +51,7 @@ BIAS_CORRECTION_SAMPLES = 100
 # Narrowest range given to a tensor: an int8 scale of 3.9e-8 (LiteRT's softmax needs > 1.5e-8).
 MIN_RANGE = 1e-5
 DEFAULT_METHOD = "minmax"  # with the MEAN rewrite and bias correction: docs/benchmarks.md
+ROUNDINGS = ("nearest", "learned")
 
 
 # --- TensorFlow side (runs where the model lives: the conversion worker, or in-process) -----
@@ -243,6 +249,7 @@ class QuantizationResult:
     rewrites: list[str] = field(default_factory=list)
     search: dict[str, Any] | None = None  # --optimize accuracy / mixed-precision results
     all_int8: bytes = b""  # with mixed precision: the model before ops were kept in float
+    rounding: LearnedRounding | None = None  # learned rounding: what it did per op
 
 
 def collect_statistics(calibrated: TFLiteModel, x: np.ndarray, threads: int = 2) -> Statistics:
@@ -304,8 +311,17 @@ def quantize_int8(
     denylisted: tuple[str, ...] = (),
     worker: Any = None,
     statistics: Statistics | None = None,
+    rounding: str = "nearest",
+    rounding_x: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> QuantizationResult:
-    """int8 from a calibrated (or any float) `.tflite` and calibration inputs `x`."""
+    """int8 from a calibrated (or any float) `.tflite` and calibration inputs `x`.
+
+    `rounding` "learned" learns each conv/dense op's weight rounding (:mod:`.rounding`) on
+    `rounding_x` (default `x`); `progress` hears what it is doing.
+    """
+    if rounding not in ROUNDINGS:
+        raise UsageError(f"rounding must be one of {', '.join(ROUNDINGS)}; received {rounding!r}")
     times: dict[str, float] = {}
     started = time.perf_counter()
     calibrated = read_tflite(calibrated_bytes, "calibrated.tflite")
@@ -318,6 +334,14 @@ def quantize_int8(
         worker, with_ranges(calibrated_bytes, ranges), io_dtype, per_channel, denylisted
     )
     times["quantize"] = time.perf_counter() - started
+    learned = None
+    if rounding == "learned":
+        started = time.perf_counter()
+        learned = learn_rounding(
+            data, calibrated, x if rounding_x is None else rounding_x, progress=progress
+        )
+        data = learned.data
+        times["learned rounding"] = time.perf_counter() - started
     corrected = 0
     if bias_correction:
         started = time.perf_counter()
@@ -335,4 +359,5 @@ def quantize_int8(
         calibrated=calibrated_bytes,
         statistics=statistics,
         denylisted=tuple(denylisted),
+        rounding=learned,
     )

@@ -1,8 +1,8 @@
 """Searches over quantization choices, each scored end to end on real int8 models.
 
 - :func:`best_configuration` (`--optimize accuracy`): every calibration method, with and without
-  bias correction; the one whose int8 model is closest to the float model on the calibration
-  inputs wins.
+  bias correction, then the best method with learned rounding; the one whose int8 model is
+  closest to the float model on the calibration inputs wins.
 - :func:`mixed_precision` (`--min-sqnr DB` / `--max-agreement-drop PTS`): the fewest ops kept in
   float that reach the goal. Ops are ranked by how much keeping each alone in float gains, added
   in that order until the goal holds, then each is dropped again if the goal holds without it.
@@ -132,41 +132,73 @@ class Scorer:
         return sqnr_db(ref, got[part]), float(np.mean(got[part].argmax(1) == ref.argmax(1)))
 
 
+@dataclass(frozen=True)
+class Configuration:
+    """One way of making the int8 model: calibration method, bias correction, rounding.
+
+    >>> Configuration("mse", True, "learned").label
+    'mse, learned rounding, bias correction'
+    """
+
+    method: str
+    bias_correction: bool = True
+    rounding: str = "nearest"
+
+    @property
+    def label(self) -> str:
+        """How a configuration is named in progress lines and the report."""
+        parts = [self.method]
+        if self.rounding != "nearest":
+            parts.append(f"{self.rounding} rounding")
+        if self.bias_correction:
+            parts.append("bias correction")
+        return ", ".join(parts)
+
+
 def best_configuration(
     float_data: bytes,
     x: np.ndarray,
-    quantize: Callable[[str, bool], bytes],
+    quantize: Callable[[Configuration], bytes],
     progress: Callable[[str], None] | None = None,
-    start: tuple[str, bool] | None = None,
-) -> tuple[Scored, list[Scored]]:
-    """(winner, every candidate) over SEARCH_METHODS × bias correction on/off.
+    start: Configuration | None = None,
+    learned_rounding: bool = True,
+) -> tuple[tuple[Configuration, Scored], list[Scored]]:
+    """((winning configuration, its scores), every candidate scored).
 
-    `quantize(method, bias_correction) -> int8 bytes`. The winner has the best SQNR on the
-    half it chooses on; it is kept only if on the held-out half it is no worse than `start`
-    ((method, bias correction): the configuration before the search, scored too when it is
-    not among the candidates), else `start` wins.
+    First every method of SEARCH_METHODS with bias correction on and off; then, with
+    `learned_rounding`, the best of those methods again with learned rounding (with and
+    without bias correction; `quantize` learns it on the half the search chooses on).
+    `quantize(configuration) -> int8 bytes`. The winner has the best SQNR on the half it
+    chooses on; it is kept only if on the held-out half it is no worse than `start` (the
+    configuration before the search, scored too when it is not among the candidates), else
+    `start` wins.
     """
     scorer = Scorer(float_data, x)
-    configurations = [(m, b) for m in SEARCH_METHODS for b in (True, False)]
+    configurations = [Configuration(m, b) for m in SEARCH_METHODS for b in (True, False)]
     if start is not None and start not in configurations:
         configurations.append(start)
-    candidates = []
-    for i, (method, bias) in enumerate(configurations):
-        label = configuration_label(method, bias)
-        if progress:
-            progress(f"trying {label} ({i + 1}/{len(configurations)})")
-        candidates.append(scorer(label, quantize(method, bias)))
-    winner = max(candidates, key=lambda c: _rank(c.sqnr_db))
-    if start is not None:
-        before = next(c for c in candidates if c.label == configuration_label(*start))
-        if _rank(winner.held_sqnr_db) < _rank(before.held_sqnr_db):
-            winner = before  # chosen on one half, worse on the other: not a real gain
-    return winner, candidates
+    scored: dict[Configuration, Scored] = {}
 
+    def score(batch: list[Configuration], total: int) -> None:
+        for configuration in batch:
+            if configuration in scored:
+                continue
+            if progress:
+                progress(f"trying {configuration.label} ({len(scored) + 1}/{total})")
+            scored[configuration] = scorer(configuration.label, quantize(configuration))
 
-def configuration_label(method: str, bias_correction: bool) -> str:
-    """'mse, bias correction': how a configuration is named in progress and the report."""
-    return f"{method}{', bias correction' if bias_correction else ''}"
+    extra = 2 if learned_rounding else 0
+    score(configurations, len(configurations) + extra)
+    if learned_rounding:
+        best = max(scored, key=lambda c: _rank(scored[c].sqnr_db))
+        score(
+            [Configuration(best.method, b, "learned") for b in (True, False)],
+            len(configurations) + extra,
+        )
+    winner = max(scored, key=lambda c: _rank(scored[c].sqnr_db))
+    if start is not None and _rank(scored[winner].held_sqnr_db) < _rank(scored[start].held_sqnr_db):
+        winner = start  # chosen on one half, worse on the other: not a real gain
+    return (winner, scored[winner]), list(scored.values())
 
 
 def _rank(sqnr: float | None) -> float:

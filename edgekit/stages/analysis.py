@@ -42,6 +42,7 @@ def engine_facts(
         method=engine.method,
         calibration_samples=engine.calibration_samples,
         bias_corrected_ops=engine.bias_corrected_ops,
+        rounding=None if engine.rounding is None else engine.rounding.to_dict(),
         rewrites=tuple(engine.rewrites),
         kept_in_float=tuple(engine.denylisted),
         seconds={k: round(v, 3) for k, v in engine.seconds.items()},

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekit.checks import model_precision
 from edgekit.converters.tflite import ConvertedModel, convert, convert_for_target
-from edgekit.data import Dataset, as_float32, take
+from edgekit.data import Dataset, as_float32, sample_count, take
 from edgekit.errors import UsageError
 from edgekit.isolation import Worker
 from edgekit.models import LoadedModel, conversion_worker
@@ -32,9 +32,9 @@ from edgekit.quantization.engine import (
 )
 from edgekit.quantization.power_of_two import snap_power_of_two
 from edgekit.quantization.search import (
+    Configuration,
     Goal,
     best_configuration,
-    configuration_label,
     halves,
     mixed_precision,
 )
@@ -106,6 +106,7 @@ class QuantOptions:
     denylisted: tuple[str, ...] = ()  # ops kept in float (mixed precision)
     optimize: bool = False  # search every method and bias correction (--optimize accuracy)
     goal: Goal | None = None  # the fewest ops kept in float that reach it
+    rounding: str = "nearest"  # "learned": AdaRound on the calibration data
 
     @classmethod
     def of(cls, options: DeployOptions) -> QuantOptions:
@@ -120,6 +121,7 @@ class QuantOptions:
             options.keep_float,
             options.optimize == "accuracy",
             goal,
+            options.rounding,
         )
 
     @property
@@ -250,6 +252,8 @@ def quantize_float_model(
         bias_correction=options.bias_correction,
         denylisted=options.denylisted,
         worker=worker,
+        rounding=options.rounding,
+        progress=progress,
     )
     if options.optimize or options.goal is not None:
         result = _search(result, data, x, options, quant, worker, progress)
@@ -312,43 +316,51 @@ def _search(
 ) -> QuantizationResult:
     """--optimize accuracy (the best method and bias correction), then the mixed-precision
     goal, each scored on the calibration inputs."""
-    method, bias = result.method, result.bias_corrected_ops > 0 or options.bias_correction
+    chosen = Configuration(
+        result.method,
+        result.bias_corrected_ops > 0 or options.bias_correction,
+        options.rounding,
+    )
+    # Learned rounding is fitted to data: on the half the search chooses on, so the held-out
+    # half judges it on samples it never saw.
+    choose = as_float32(take(x, halves(sample_count(x))[0]))
 
-    def build(
-        chosen_method: str, chosen_bias: bool, denylisted: tuple[str, ...] = ()
-    ) -> QuantizationResult:
+    def build(configuration: Configuration, denylisted: tuple[str, ...] = ()) -> QuantizationResult:
         return quantize_int8(
             data,
             x,
-            method=chosen_method,
+            method=configuration.method,
             io_dtype=quant.io_dtype,
             per_channel=quant.per_channel,
-            bias_correction=chosen_bias,
+            bias_correction=configuration.bias_correction,
             denylisted=tuple(options.denylisted) + denylisted,
             worker=worker,
             statistics=result.statistics,
+            rounding=configuration.rounding,
+            rounding_x=choose,
+            progress=progress,
         )
 
     candidates = []
     if options.optimize:
-        winner, scored = best_configuration(
-            data, x, lambda m, b: build(m, b).data, progress, start=(method, bias)
+        (winner, _), scored = best_configuration(
+            data, x, lambda c: build(c).data, progress, start=chosen
         )
-        start = configuration_label(method, bias)
         candidates = [
-            {**c.to_dict(), "start": c.label == start, "chosen": c.label == winner.label}
+            {**c.to_dict(), "start": c.label == chosen.label, "chosen": c.label == winner.label}
             for c in scored
         ]
-        method = winner.label.split(",")[0]
-        bias = "bias correction" in winner.label
-        result = build(method, bias)
+        chosen = winner
+        result = build(chosen)
     mixed = None
     if options.goal is not None:
-        requantize = requantizer(data, result.statistics, method, quant, options.denylisted, worker)
+        requantize = requantizer(
+            data, result.statistics, chosen.method, quant, options.denylisted, worker
+        )
         mixed = mixed_precision(data, result.data, x, options.goal, requantize, progress)
         if mixed.kept_in_float:
             all_int8 = result.data
-            result = build(method, bias, tuple(mixed.kept_in_float))
+            result = build(chosen, tuple(mixed.kept_in_float))
             result.all_int8 = all_int8
     result.search = {
         "candidates": candidates,
@@ -405,6 +417,8 @@ def conversion_detail(converted: ConvertedModel) -> str:
     engine = converted.quantization
     if engine is not None:
         extras = [f"{engine.method} ranges from {engine.calibration_samples} samples"]
+        if engine.rounding is not None:
+            extras.append(f"learned rounding in {len(engine.rounding.ops)} ops")
         if engine.bias_corrected_ops:
             extras.append(f"bias corrected in {engine.bias_corrected_ops} ops")
         extras += engine.rewrites

@@ -306,6 +306,11 @@ class _Progress:
     show_default=True,
     help="int8 weight rounding: learned = AdaRound on the calibration data (slower).",
 )
+@click.option(
+    "--equalize",
+    is_flag=True,
+    help="Cross-layer equalisation of conv/depthwise pairs before int8 (per-tensor weights).",
+)
 @click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")
 @click.option("--no-analysis", is_flag=True, help="Skip the per-layer quantization analysis.")
 @click.option(
@@ -366,6 +371,7 @@ def deploy(
     calibration_method: str,
     no_bias_correction: bool,
     rounding: str,
+    equalize: bool,
     no_rewrite: bool,
     no_analysis: bool,
     keep_float: tuple[str, ...],
@@ -402,6 +408,7 @@ def deploy(
         calibration_method=calibration_method,
         bias_correction=not no_bias_correction,
         rounding=rounding,
+        equalize=equalize,
         rewrite=not no_rewrite,
         analysis=not no_analysis,
         keep_float=keep_float,

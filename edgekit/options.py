@@ -55,8 +55,10 @@ class DeployOptions:
       keep_float: output tensor names of ops to keep in float (mixed precision).
       rounding: "nearest" (the converter's) or "learned": AdaRound learns each conv/dense
         op's weight rounding on the calibration data (a few seconds to a minute).
+      equalize: cross-layer equalisation of the float model before quantizing (conv or
+        depthwise → conv pairs; mostly for per-tensor weights).
       optimize: "accuracy" searches every calibration method and bias correction, then the
-        best method with learned rounding.
+        best method with learned rounding, then with equalisation switched.
       min_sqnr, max_agreement_drop: a mixed-precision goal: the fewest ops kept in float (on
         targets with float kernels) that reach it.
 
@@ -93,6 +95,7 @@ class DeployOptions:
     rewrite: bool = True
     keep_float: tuple[str, ...] = ()
     rounding: str = "nearest"
+    equalize: bool = False
     optimize: str | None = None
     min_sqnr: float | None = None
     max_agreement_drop: float | None = None

@@ -20,14 +20,14 @@ from edgekit.errors import UsageError
 CONTROL_FLOW_OPS = ("IF", "WHILE", "CALL_ONCE", "CALL")
 
 
-def _schema() -> Any:
+def schema_module() -> Any:
     from ai_edge_litert import schema_py_generated  # heavy: loaded when a model is edited
 
     return schema_py_generated
 
 
 def unpack(data: bytes) -> Any:
-    schema = _schema()
+    schema = schema_module()
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(data), 0))
 
 
@@ -42,29 +42,48 @@ def single_op_model(data: bytes, op_index: int) -> tuple[bytes, list[int]]:
 
     The graph inputs are the op's non-constant, non-variable inputs, in the op's order.
     """
+    return sub_model(data, [op_index])
+
+
+def sub_model(
+    data: bytes, op_indices: list[int], outputs: list[int] | None = None
+) -> tuple[bytes, list[int]]:
+    """(model running ops `op_indices` of subgraph 0 in graph order, its graph inputs).
+
+    The graph inputs are the tensors the ops read that none of them writes (not constants or
+    variables), in the order they are first read; the outputs are `outputs` (default: the
+    last op's outputs).
+    """
     model = unpack(data)
     graph = model.subgraphs[0]
-    op = graph.operators[op_index]
-    code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    names = {v: k for k, v in vars(_schema().BuiltinOperator).items() if isinstance(v, int)}
-    if names.get(builtin) in CONTROL_FLOW_OPS:
-        raise UsageError(f"op #{op_index} {names[builtin]} calls subgraphs; it cannot run alone")
+    names = {v: k for k, v in vars(schema_module().BuiltinOperator).items() if isinstance(v, int)}
+    chosen = sorted(set(op_indices))
+    for op_index in chosen:
+        code = model.operatorCodes[graph.operators[op_index].opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if names.get(builtin) in CONTROL_FLOW_OPS:
+            raise UsageError(
+                f"op #{op_index} {names[builtin]} calls subgraphs; it cannot run alone"
+            )
 
     def constant(idx: int) -> bool:
         tensor = graph.tensors[idx]
         buffer = model.buffers[tensor.buffer] if 0 <= tensor.buffer < len(model.buffers) else None
         return buffer is not None and buffer.data is not None and len(buffer.data) > 0
 
-    inputs = []
-    for idx in op.inputs if op.inputs is not None else []:
-        idx = int(idx)
-        if idx >= 0 and not constant(idx) and not graph.tensors[idx].isVariable:
-            if idx not in inputs:
+    ops = [graph.operators[i] for i in chosen]
+    written = {int(i) for op in ops for i in (op.outputs if op.outputs is not None else [])}
+    inputs: list[int] = []
+    for op in ops:
+        for idx in op.inputs if op.inputs is not None else []:
+            idx = int(idx)
+            if idx < 0 or idx in written or idx in inputs:
+                continue
+            if not constant(idx) and not graph.tensors[idx].isVariable:
                 inputs.append(idx)
-    graph.operators = [op]
+    graph.operators = ops
     graph.inputs = inputs
-    graph.outputs = [int(i) for i in op.outputs]
+    graph.outputs = [int(i) for i in (outputs if outputs is not None else ops[-1].outputs)]
     model.subgraphs = [graph]
     model.signatureDefs = None
     return pack(model), inputs
@@ -72,7 +91,7 @@ def single_op_model(data: bytes, op_index: int) -> tuple[bytes, list[int]]:
 
 def _opcode_index(model: Any, builtin: int) -> int:
     """The index of `builtin` in the model's opcode table, added (version 1) if missing."""
-    schema = _schema()
+    schema = schema_module()
     for index, code in enumerate(model.operatorCodes):
         if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
             return index
@@ -89,7 +108,7 @@ def average_pool_to_mean(data: bytes) -> tuple[bytes, list[int]]:
     MEAN over the spatial axes, keeping dims: the same values in float, but quantized MEAN has
     its own output scale where an int8 average pool must keep its input's (a 6.4 maximum
     then sits in a 27.6 range: two bits lost). Returns the model and the rewritten ops."""
-    schema = _schema()
+    schema = schema_module()
     model = unpack(data)
     graph = model.subgraphs[0]
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if isinstance(v, int)}
@@ -139,7 +158,7 @@ def fake_quant_model(
     weights). The ops still compute in float: comparing this model with the real int8 one
     separates what the 8-bit grid costs from what integer kernels add.
     """
-    schema = _schema()
+    schema = schema_module()
     model = unpack(float_data)
     graph = model.subgraphs[0]
     quantize_op = _opcode_index(model, schema.BuiltinOperator.QUANTIZE)

@@ -483,9 +483,11 @@ def test_optimize_accuracy_tries_every_method(resnet8, tmp_path):
     )
     q = bundle.report.quantization
     candidates = q["search"]["candidates"]
-    assert len(candidates) >= 12  # (and the starting configuration, when not among them)
-    learned = [c for c in candidates if "learned rounding" in c["label"]]
-    assert len(learned) == 2, "the best method is tried again with learned rounding"
+    assert len(candidates) >= 15  # (and the starting configuration, when not among them)
+    learned = [c["label"] for c in candidates if "learned rounding" in c["label"]]
+    assert len([c for c in learned if "equalised" not in c]) == 2, "the best method again"
+    assert any(c["label"].startswith("block") for c in candidates)
+    assert sum("equalised" in c["label"] for c in candidates) == 1
     assert q["search"]["samples"] == [32, 32], "chosen on half, judged on the other half"
     best = max(candidates, key=lambda c: c["sqnr_db"])
     (chosen,) = [c for c in candidates if c["chosen"]]
@@ -504,13 +506,18 @@ def test_optimize_accuracy_tries_every_method(resnet8, tmp_path):
 
 
 def test_best_configuration_keeps_the_start_when_the_winner_loses_on_held_out_samples(
-    resnet8, resnet8_float
+    resnet8, resnet8_float, monkeypatch
 ):
     """Chosen on ordinary images, judged on images 4× as bright: percentile ranges win on the
     ordinary half (their outliers clipped) and lose on the bright half (clipped), where
-    min/max ranges cover it; the search keeps min/max, the configuration it started from."""
+    min/max ranges cover it; the search keeps min/max, the configuration it started from.
+    (The histogram methods only: block ranges, scored at the logits, win on both halves.)"""
+    from edgekit.quantization import search
     from edgekit.quantization.engine import quantize_int8
     from edgekit.quantization.search import Configuration, best_configuration
+
+    monkeypatch.setattr(search, "SEARCH_METHODS", search.SEARCH_METHODS[:-1])
+    assert "block" not in search.SEARCH_METHODS
 
     _, float_model = resnet8_float
     ordinary = resnet8.calibration.x[:24]

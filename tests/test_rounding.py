@@ -123,8 +123,8 @@ def test_tflm_runs_the_learned_integers(resnet8, resnet8_per_tensor):
 
 
 def test_deploy_with_learned_rounding_says_so(tmp_path):
-    """`--rounding learned` reaches the engine; the report says what it did, and TFLM's
-    verification on the MCU target passes."""
+    """`--rounding learned` and `--equalize` reach the engine; the report says what they
+    did, and TFLM's verification on the MCU target passes."""
     import json
 
     result = run_edgekit(
@@ -135,6 +135,7 @@ def test_deploy_with_learned_rounding_says_so(tmp_path):
         "cortex-m4",
         "--rounding",
         "learned",
+        "--equalize",
         "--no-analysis",
         "--out",
         str(tmp_path),
@@ -143,6 +144,7 @@ def test_deploy_with_learned_rounding_says_so(tmp_path):
     assert result.returncode == 0, result.stderr
     q = json.loads(result.stdout)["quantization"]
     assert q["rounding"]["ops"] and q["rounding"]["samples"] > 0
+    assert any("equalisation" in r for r in q["rewrites"]), q["rewrites"]
     (report,) = tmp_path.glob("*/report.md")
     assert "learned rounding in" in report.read_text()
     bad = run_edgekit("deploy", "--example", "digits", "-t", "cortex-m4", "--rounding", "up")

@@ -10,7 +10,9 @@ into a range:
 - `mse`: the range whose 8-bit quantization error (clipping plus rounding) over the
   histogram is smallest, searched over both ends;
 - `kl`: TensorRT's entropy calibration: the threshold whose quantized distribution (128 levels)
-  is closest to the observed one in KL divergence.
+  is closest to the observed one in KL divergence;
+- `block`: not from one histogram: among the ranges above, the one that moves the outputs of
+  the ops reading the tensor least (:mod:`.block_ranges`).
 
 >>> h = Histogram(lo=0.0, hi=10.0, counts=np.r_[np.full(2047, 10.0), 1.0])
 >>> choose_range(h, "minmax")
@@ -31,7 +33,7 @@ from edgekit._fdcapture import capture_native_output
 from edgekit.errors import UsageError
 
 BINS = 2048
-METHODS = ("minmax", "percentile", "mse", "kl")
+METHODS = ("minmax", "percentile", "mse", "kl", "block")
 DEFAULT_PERCENTILE = 99.99
 
 
@@ -55,6 +57,7 @@ class Statistics:
 
     histograms: dict[int, Histogram]
     samples: int = 0
+    block: dict[int, tuple[float, float]] | None = None  # `block` ranges, once chosen
 
 
 def parse_method(text: str, others: tuple[str, ...] = ()) -> tuple[str, float | None]:
@@ -62,7 +65,7 @@ def parse_method(text: str, others: tuple[str, ...] = ()) -> tuple[str, float | 
     `others` (names the caller handles itself, e.g. 'converter') among them."""
     name, _, arg = text.partition(":")
     if name not in METHODS:
-        accepted = ", ".join(("minmax", "percentile[:P]", "mse", "kl", *others))
+        accepted = ", ".join(("minmax", "percentile[:P]", "mse", "kl", "block", *others))
         raise UsageError(f"unknown calibration method {text!r}; expected one of {accepted}")
     if name != "percentile":
         if arg:
@@ -245,6 +248,8 @@ def _kl(h: Histogram) -> tuple[float, float]:
 def choose_range(h: Histogram, method: str) -> tuple[float, float]:
     """The (lo, hi) range for one tensor by `method` ("minmax", "percentile:P", "mse", "kl")."""
     name, arg = parse_method(method)
+    if name == "block":
+        raise ValueError("block ranges depend on the readers: see block_ranges.block_ranges")
     if h.hi <= h.lo or h.counts.sum() == 0 or name == "minmax":
         return h.lo, h.hi
     if name == "percentile":

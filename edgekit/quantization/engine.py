@@ -39,11 +39,13 @@ from edgekit.data import as_float32, sample_count, take
 from edgekit.errors import ToolError, UsageError
 from edgekit.isolation import call
 from edgekit.models import cached_model
+from edgekit.quantization.block_ranges import block_ranges
 from edgekit.quantization.calibration import Statistics, choose_range
 from edgekit.quantization.rounding import LearnedRounding, learn_rounding
 from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated, run_timeout
 from edgekit.tflite_edit import pack, unpack
 from edgekit.tflite_model import TFLiteModel, read_tflite
+from edgekit.verify import logits_tensor
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 TIMEOUT = 1800.0
@@ -90,19 +92,28 @@ def calibrate_only_file(path: str, unsafe: bool, calibration: Any) -> bytes:
 
 
 def mlir_quantize(
-    calibrated: bytes, io_dtype: str, per_channel: bool, denylisted: tuple[str, ...] = ()
+    calibrated: bytes,
+    io_dtype: str,
+    per_channel: bool,
+    denylisted: tuple[str, ...] = (),
+    activations: str = "int8",
 ) -> bytes:
-    """The converter's MLIR quantizer on a model carrying ranges. TensorFlow side."""
+    """The converter's MLIR quantizer on a model carrying ranges. TensorFlow side.
+
+    `activations` "int16" makes the 16x8 model (int16 activations, int8 weights)."""
     tf = tensorflow()
+    from tensorflow.compiler.mlir.lite import types_pb2  # private: pinned by a test
     from tensorflow.lite.python import convert as tf_convert  # private: pinned by a test
 
-    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
+    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32, "int16": tf.int16}
+    inference = {"int8": types_pb2.QUANTIZED_INT8, "int16": types_pb2.QUANTIZED_INT16}
     with capture_native_output() as log:
         try:
             return bytes(
                 tf_convert.mlir_quantize(
                     calibrated,
                     not per_channel,
+                    inference_type=inference[activations],
                     input_data_type=types[io_dtype],
                     output_data_type=types[io_dtype],
                     denylisted_nodes=list(denylisted) or None,
@@ -114,17 +125,23 @@ def mlir_quantize(
 
 
 def quantize_in_worker(
-    worker: Any, calibrated: bytes, io_dtype: str, per_channel: bool, denylisted=()
+    worker: Any,
+    calibrated: bytes,
+    io_dtype: str,
+    per_channel: bool,
+    denylisted=(),
+    activations: str = "int8",
 ) -> bytes:
     """:func:`mlir_quantize` where TensorFlow lives (a worker, or this process)."""
     if worker is None:
-        return mlir_quantize(calibrated, io_dtype, per_channel, tuple(denylisted))
+        return mlir_quantize(calibrated, io_dtype, per_channel, tuple(denylisted), activations)
     return worker.call(
         "edgekit.quantization.engine:mlir_quantize",
         calibrated,
         io_dtype,
         per_channel,
         tuple(denylisted),
+        activations,
         timeout=TIMEOUT,
     )
 
@@ -266,10 +283,24 @@ def collect_statistics(calibrated: TFLiteModel, x: np.ndarray, threads: int = 2)
 
 
 def ranges_for(
-    calibrated: TFLiteModel, statistics: Statistics, method: str
+    calibrated: TFLiteModel, statistics: Statistics, method: str, x: Any = None
 ) -> dict[int, tuple[float, float]]:
     """A range per tensor; graph inputs keep their observed extremes (clipping inputs only
-    loses information the model was given)."""
+    loses information the model was given). `block` ranges need the calibration inputs `x`
+    the first time; they are kept on `statistics` for later calls."""
+    if method == "block":
+        if statistics.block is None:
+            if x is None:
+                raise ValueError("block ranges need the calibration inputs")
+            probe = logits_tensor(calibrated, calibrated.outputs[0]) or calibrated.outputs[0]
+            statistics.block = block_ranges(
+                calibrated,
+                statistics,
+                x,
+                probe,
+                fixed=lambda i: _input_range(calibrated, statistics, i),
+            )
+        return {i: widened(*r) for i, r in statistics.block.items()}
     ranges = {}
     for index, histogram in statistics.histograms.items():
         if index in calibrated.inputs:
@@ -277,6 +308,15 @@ def ranges_for(
         else:
             ranges[index] = widened(*choose_range(histogram, method))
     return ranges
+
+
+def _input_range(
+    model: TFLiteModel, statistics: Statistics, index: int
+) -> tuple[float, float] | None:
+    if index not in model.inputs:
+        return None
+    histogram = statistics.histograms[index]
+    return histogram.lo, histogram.hi
 
 
 def widened(lo: float, hi: float) -> tuple[float, float]:
@@ -328,7 +368,7 @@ def quantize_int8(
     if statistics is None:
         statistics = collect_statistics(calibrated, x)
     times["statistics"] = time.perf_counter() - started
-    ranges = ranges_for(calibrated, statistics, method)
+    ranges = ranges_for(calibrated, statistics, method, x)
     started = time.perf_counter()
     data = quantize_in_worker(
         worker, with_ranges(calibrated_bytes, ranges), io_dtype, per_channel, denylisted

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.data import as_float32
+from edgekit.quantization.activations import kept_activations
 from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
 from edgekit.tflite_edit import pack, unpack
 from edgekit.tflite_model import Operator, TFLiteModel, read_tflite
@@ -50,7 +51,6 @@ BETA = (20.0, 2.0)
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch
 QMIN, QMAX = -127, 127  # TFLite's int8 weights are symmetric
 GEOMETRY_TOLERANCE = 1e-3  # relative: patches × weights must give the float op's output
-FLOAT_BYTES = 1 << 30  # float activations held at once
 
 
 @dataclass
@@ -277,7 +277,7 @@ def _targets(model: TFLiteModel, float_model: TFLiteModel) -> tuple[list[_Target
     return targets, skipped
 
 
-def _as_matrix(weights: np.ndarray, kind: str) -> np.ndarray:
+def as_matrix(weights: np.ndarray, kind: str) -> np.ndarray:
     """Weights as (out channels, K) in patch order."""
     if kind == "DEPTHWISE_CONV_2D":  # (1, kh, kw, O)
         return weights.reshape(-1, weights.shape[-1]).T
@@ -290,7 +290,19 @@ def _from_matrix(matrix: np.ndarray, shape: tuple[int, ...], kind: str) -> np.nd
     return matrix.reshape(shape)
 
 
-def _activation(op: Operator, y: np.ndarray) -> np.ndarray:
+def linear_output(kind: str, patches: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(rows, out channels): the op's output before bias and activation, from its patches and
+    its weights as :func:`as_matrix` gives them."""
+    rows = len(patches)
+    if kind == "DEPTHWISE_CONV_2D":
+        p = patches.reshape(rows, -1, patches.shape[-1])
+        source = np.arange(len(w)) // (len(w) // p.shape[-1])
+        return np.einsum("rko,ok->ro", p[:, :, source], w)
+    return patches.reshape(rows, -1) @ w.T
+
+
+def apply_activation(op: Operator, y: np.ndarray) -> np.ndarray:
+    """The op's fused activation applied to `y` (RELU, RELU6, RELU_N1_TO_1; others pass)."""
     fused = op.fused_activation
     if fused == "RELU":
         return np.maximum(y, 0)
@@ -299,32 +311,6 @@ def _activation(op: Operator, y: np.ndarray) -> np.ndarray:
     if fused == "RELU_N1_TO_1":
         return np.clip(y, -1, 1)
     return y
-
-
-def _float_activations(
-    float_model: TFLiteModel, x: np.ndarray, targets: list[_Target]
-) -> dict[int, np.ndarray]:
-    """Each target's float input and output, in as few LiteRT runs as memory allows."""
-    wanted = []
-    for target in targets:
-        for index in (target.twin.inputs[0], target.twin.outputs[0]):
-            if index not in wanted:
-                wanted.append(index)
-    groups: list[list[int]] = [[]]
-    size = 0
-    for index in wanted:
-        tensor_bytes = 4 * len(x) * max(float_model.tensors[index].elements, 1)
-        if groups[-1] and size + tensor_bytes > FLOAT_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(index)
-        size += tensor_bytes
-    feeds = input_feeds(float_model, x)
-    kept: dict[int, np.ndarray] = {}
-    for group in groups:
-        outputs, got = run_isolated(float_model, feeds, "builtin", 2, keep=tuple(group))
-        kept.update({i: got[i] if i in got else outputs[i] for i in group})
-    return kept
 
 
 def learn_rounding(
@@ -346,7 +332,8 @@ def learn_rounding(
     result = LearnedRounding(quantized, skipped=skipped, samples=len(x))
     if not targets:
         return result
-    activations = _float_activations(float_model, x, targets)
+    wanted = [i for t in targets for i in (t.twin.inputs[0], t.twin.outputs[0])]
+    activations = kept_activations(float_model, x, wanted)
     feeds = input_feeds(model, x)
     edited = unpack(quantized)
     rng = np.random.default_rng(seed)
@@ -356,18 +343,18 @@ def learn_rounding(
         op, geometry = target.op, target.geometry
         current = read_tflite(pack(edited)) if number > 1 else model
         _, got = run_isolated(current, feeds, "builtin", 2, keep=(op.inputs[0],))
-        xq = _per_sample(
+        xq = per_sample(
             dequantize_tensor(got[op.inputs[0]], current.tensors[op.inputs[0]]),
             model.tensors[op.inputs[0]].shape,
         )
-        xf = _per_sample(activations[target.twin.inputs[0]], model.tensors[op.inputs[0]].shape)
+        xf = per_sample(activations[target.twin.inputs[0]], model.tensors[op.inputs[0]].shape)
         if xq.shape != xf.shape:
             skipped[target.name] = f"input shapes differ ({xq.shape} and {xf.shape})"
             continue
         total = geometry.positions(xf)
         rows = np.sort(rng.choice(total, min(total, max_rows), replace=False))
         pf, pq = geometry.patches(xf, rows), geometry.patches(xq, rows)
-        w = _as_matrix(float_model.weights(target.twin.inputs[1]).astype(np.float64), op.name)
+        w = as_matrix(float_model.weights(target.twin.inputs[1]).astype(np.float64), op.name)
         if pf.reshape(len(rows), -1).shape[1] != w.shape[1] and op.name != "DEPTHWISE_CONV_2D":
             skipped[target.name] = "grouped or reshaped weights"
             continue
@@ -377,7 +364,7 @@ def learn_rounding(
             continue
         weights = model.tensors[op.inputs[1]]
         stored = model.weights(weights.index)
-        nearest = _as_matrix(stored.astype(np.float64), op.name)
+        nearest = as_matrix(stored.astype(np.float64), op.name)
         scales = np.broadcast_to(np.asarray(weights.quant.scales, np.float64), (len(w),))
         objective = Objective(w, *gram(pf, pq, op.name, len(w)))
         learned = learn(objective, scales.copy(), nearest, iterations)
@@ -400,7 +387,7 @@ def learn_rounding(
     return result
 
 
-def _per_sample(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def per_sample(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """(samples, *shape without its batch axis of 1)."""
     if len(shape) > 1 and shape[0] == 1:
         return values.reshape(len(values), *shape[1:])
@@ -424,14 +411,8 @@ def _geometry_mismatch(
             return "the float op's bias is not constant"
         bias = values.astype(np.float64)
     check = rows[: min(len(rows), 256)]
-    p = patches[: len(check)].astype(np.float64)
-    if target.op.name == "DEPTHWISE_CONV_2D":
-        p = p.reshape(len(check), -1, p.shape[-1])
-        source = np.arange(len(w)) // (len(w) // p.shape[-1])
-        y = np.einsum("rko,ok->ro", p[:, :, source], w)
-    else:
-        y = p.reshape(len(check), -1) @ w.T
-    y = _activation(twin, y + bias)
+    y = linear_output(target.op.name, patches[: len(check)].astype(np.float64), w)
+    y = apply_activation(twin, y + bias)
     expected = activations[twin.outputs[0]].reshape(-1, len(w))[check]
     scale = max(float(np.max(np.abs(expected))), 1e-12)
     error = float(np.max(np.abs(y - expected))) / scale

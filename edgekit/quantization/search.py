@@ -24,7 +24,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from edgekit.quantization.analysis import _outputs, probe_tensor
 from edgekit.tflite_model import read_tflite
 from edgekit.verify import sqnr_db
 
-SEARCH_METHODS = ("minmax", "percentile:99.999", "percentile:99.99", "mse", "kl")
+SEARCH_METHODS = ("minmax", "percentile:99.999", "percentile:99.99", "mse", "kl", "block")
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ class Scorer:
 
 @dataclass(frozen=True)
 class Configuration:
-    """One way of making the int8 model: calibration method, bias correction, rounding.
+    """One way of making the int8 model: calibration method, bias correction, rounding, and
+    cross-layer equalisation of the float model first.
 
     >>> Configuration("mse", True, "learned").label
     'mse, learned rounding, bias correction'
@@ -143,11 +144,14 @@ class Configuration:
     method: str
     bias_correction: bool = True
     rounding: str = "nearest"
+    equalize: bool = False
 
     @property
     def label(self) -> str:
         """How a configuration is named in progress lines and the report."""
         parts = [self.method]
+        if self.equalize:
+            parts.append("equalised")
         if self.rounding != "nearest":
             parts.append(f"{self.rounding} rounding")
         if self.bias_correction:
@@ -162,12 +166,14 @@ def best_configuration(
     progress: Callable[[str], None] | None = None,
     start: Configuration | None = None,
     learned_rounding: bool = True,
+    equalization: bool = True,
 ) -> tuple[tuple[Configuration, Scored], list[Scored]]:
     """((winning configuration, its scores), every candidate scored).
 
     First every method of SEARCH_METHODS with bias correction on and off; then, with
     `learned_rounding`, the best of those methods again with learned rounding (with and
-    without bias correction; `quantize` learns it on the half the search chooses on).
+    without bias correction; `quantize` learns it on the half the search chooses on); then,
+    with `equalization`, the best so far with cross-layer equalisation switched.
     `quantize(configuration) -> int8 bytes`. The winner has the best SQNR on the half it
     chooses on; it is kept only if on the held-out half it is no worse than `start` (the
     configuration before the search, scored too when it is not among the candidates), else
@@ -187,15 +193,18 @@ def best_configuration(
                 progress(f"trying {configuration.label} ({len(scored) + 1}/{total})")
             scored[configuration] = scorer(configuration.label, quantize(configuration))
 
-    extra = 2 if learned_rounding else 0
-    score(configurations, len(configurations) + extra)
+    def best() -> Configuration:
+        return max(scored, key=lambda c: _rank(scored[c].sqnr_db))
+
+    total = len(configurations) + 2 * learned_rounding + equalization
+    score(configurations, total)
     if learned_rounding:
-        best = max(scored, key=lambda c: _rank(scored[c].sqnr_db))
-        score(
-            [Configuration(best.method, b, "learned") for b in (True, False)],
-            len(configurations) + extra,
-        )
-    winner = max(scored, key=lambda c: _rank(scored[c].sqnr_db))
+        top = best()
+        score([replace(top, bias_correction=b, rounding="learned") for b in (True, False)], total)
+    if equalization:
+        top = best()
+        score([replace(top, equalize=not top.equalize)], total)
+    winner = best()
     if start is not None and _rank(scored[winner].held_sqnr_db) < _rank(scored[start].held_sqnr_db):
         winner = start  # chosen on one half, worse on the other: not a real gain
     return (winner, scored[winner]), list(scored.values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from edgekit.quantization.engine import (
     ranges_for,
     with_ranges,
 )
+from edgekit.quantization.equalize import equalize as equalize_model
 from edgekit.quantization.power_of_two import snap_power_of_two
 from edgekit.quantization.search import (
     Configuration,
@@ -107,6 +108,7 @@ class QuantOptions:
     optimize: bool = False  # search every method and bias correction (--optimize accuracy)
     goal: Goal | None = None  # the fewest ops kept in float that reach it
     rounding: str = "nearest"  # "learned": AdaRound on the calibration data
+    equalize: bool = False  # cross-layer equalisation of the float model first
 
     @classmethod
     def of(cls, options: DeployOptions) -> QuantOptions:
@@ -122,6 +124,7 @@ class QuantOptions:
             options.optimize == "accuracy",
             goal,
             options.rounding,
+            options.equalize,
         )
 
     @property
@@ -243,8 +246,9 @@ def quantize_float_model(
     x = as_float32(take(calibration, slice(0, MAX_CALIBRATION)))
     if options.goal is not None:
         check_mixed_precision_allowed(profile)
+    sources = FloatSources(float_model, data, x)
     result = quantize_int8(
-        data,
+        sources.data(options.equalize),
         x,
         method=options.resolved_method(),
         io_dtype=quant.io_dtype,
@@ -255,9 +259,13 @@ def quantize_float_model(
         rounding=options.rounding,
         progress=progress,
     )
+    sources.statistics[options.equalize] = result.statistics
+    equalized = options.equalize
     if options.optimize or options.goal is not None:
-        result = _search(result, data, x, options, quant, worker, progress)
+        result, equalized = _search(result, sources, options, quant, worker, progress)
     result.rewrites = [f"op #{i} AVERAGE_POOL_2D → MEAN" for i in rewritten] + notes
+    if equalized and sources.note:
+        result.rewrites.append(sources.note)
     converted = ConvertedModel(
         data=result.data,
         scheme="int8",
@@ -305,29 +313,72 @@ def check_mixed_precision_allowed(profile: TargetProfile) -> None:
         )
 
 
+@dataclass
+class FloatSources:
+    """The float model the engine quantizes: as given (after the MEAN rewrite), and
+    cross-layer equalised (made when first asked for, dropped if it moves the outputs), with
+    each one's calibration statistics once known."""
+
+    reference: TFLiteModel
+    plain: bytes
+    x: np.ndarray
+    statistics: dict[bool, Any] = field(default_factory=dict)
+    note: str = ""
+    _equalized: bytes | None = None
+
+    def data(self, equalize: bool) -> bytes:
+        if not equalize:
+            return self.plain
+        if self._equalized is None:
+            made = equalize_model(self.plain, self.x)
+            error = float_difference(
+                self.reference, read_tflite(made.data), take(self.x, slice(0, 8))
+            )
+            self._equalized = self.plain
+            if not made.pairs:
+                self.note = "cross-layer equalisation: no op pairs to equalise"
+            elif error > EQUALIZE_TOLERANCE:
+                self.note = (
+                    f"cross-layer equalisation dropped: outputs moved by {error:.2e} "
+                    f"(relative), over {EQUALIZE_TOLERANCE:g}"
+                )
+            else:
+                self._equalized = made.data
+                self.note = (
+                    f"cross-layer equalisation of {len(made.pairs)} op pairs (channel range "
+                    f"ratio {made.range_ratio_before:.1f} → {made.range_ratio_after:.1f})"
+                )
+        return self._equalized
+
+
+EQUALIZE_TOLERANCE = 1e-4
+
+
 def _search(
     result: QuantizationResult,
-    data: bytes,
-    x: np.ndarray,
+    sources: FloatSources,
     options: QuantOptions,
     quant: Quantization,
     worker: Worker | None,
     progress: Progress | None,
-) -> QuantizationResult:
-    """--optimize accuracy (the best method and bias correction), then the mixed-precision
-    goal, each scored on the calibration inputs."""
+) -> tuple[QuantizationResult, bool]:
+    """--optimize accuracy (the best method, bias correction, rounding and equalisation),
+    then the mixed-precision goal, each scored on the calibration inputs. Returns the result
+    and whether its float model was equalised."""
+    x = sources.x
     chosen = Configuration(
         result.method,
         result.bias_corrected_ops > 0 or options.bias_correction,
         options.rounding,
+        options.equalize,
     )
     # Learned rounding is fitted to data: on the half the search chooses on, so the held-out
     # half judges it on samples it never saw.
     choose = as_float32(take(x, halves(sample_count(x))[0]))
 
     def build(configuration: Configuration, denylisted: tuple[str, ...] = ()) -> QuantizationResult:
-        return quantize_int8(
-            data,
+        built = quantize_int8(
+            sources.data(configuration.equalize),
             x,
             method=configuration.method,
             io_dtype=quant.io_dtype,
@@ -335,16 +386,18 @@ def _search(
             bias_correction=configuration.bias_correction,
             denylisted=tuple(options.denylisted) + denylisted,
             worker=worker,
-            statistics=result.statistics,
+            statistics=sources.statistics.get(configuration.equalize),
             rounding=configuration.rounding,
             rounding_x=choose,
             progress=progress,
         )
+        sources.statistics[configuration.equalize] = built.statistics
+        return built
 
     candidates = []
     if options.optimize:
         (winner, _), scored = best_configuration(
-            data, x, lambda c: build(c).data, progress, start=chosen
+            sources.plain, x, lambda c: build(c).data, progress, start=chosen
         )
         candidates = [
             {**c.to_dict(), "start": c.label == chosen.label, "chosen": c.label == winner.label}
@@ -354,10 +407,11 @@ def _search(
         result = build(chosen)
     mixed = None
     if options.goal is not None:
+        data = sources.data(chosen.equalize)
         requantize = requantizer(
             data, result.statistics, chosen.method, quant, options.denylisted, worker
         )
-        mixed = mixed_precision(data, result.data, x, options.goal, requantize, progress)
+        mixed = mixed_precision(sources.plain, result.data, x, options.goal, requantize, progress)
         if mixed.kept_in_float:
             all_int8 = result.data
             result = build(chosen, tuple(mixed.kept_in_float))
@@ -381,7 +435,7 @@ def _search(
         },
         "samples": [len(part) for part in halves(len(x))],  # chosen on, held out
     }
-    return result
+    return result, chosen.equalize
 
 
 def requantizer(

@@ -7,25 +7,30 @@ file saved by tf_keras 2.21, so the reference model is rebuilt there from edgeki
     python3 -m venv /tmp/mctenv
     /tmp/mctenv/bin/pip install "tensorflow==2.15.1" "model-compression-toolkit==2.6.1"
     PYTHONPATH=. /tmp/mctenv/bin/python benchmarks/mct_peer.py \
-        resnet8 weights.h5 calib.npy out.tflite
+        resnet8 weights.h5|weights.npz calib.npy out.tflite [--gptq]
 
 `benchmarks/quantization.py --mct-dir DIR` scores `DIR/<model>_mct_int8.tflite` beside the rest.
 This file imports no edgekit: it runs under MCT's TensorFlow.
 """
 
 import sys
+import time
 
 import numpy as np
 
 
-def main(name: str, weights: str, calibration: str, out: str) -> None:
+def main(name: str, weights: str, calibration: str, out: str, gptq: bool = False) -> None:
     import model_compression_toolkit as mct
     import tensorflow as tf
 
     from edgekit.examples.zoo import SPECS  # plain Keras builders; no edgekit TensorFlow import
 
     model = SPECS[name].build(tf.keras)
-    model.load_weights(weights)
+    if weights.endswith(".npz"):  # get_weights() of the same architecture, in order
+        stored = np.load(weights)
+        model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
+    else:
+        model.load_weights(weights)
     x = np.load(calibration).astype(np.float32)
 
     def representative():
@@ -34,9 +39,17 @@ def main(name: str, weights: str, calibration: str, out: str) -> None:
 
     # MCT 2.6.1's "tflite" platform fails its own config checks; its default (imx500) runs.
     tpc = mct.get_target_platform_capabilities()
-    quantized, _ = mct.ptq.keras_post_training_quantization(
-        model, representative, target_platform_capabilities=tpc
-    )
+    if gptq:
+        quantized, _ = mct.gptq.keras_gradient_post_training_quantization(
+            model,
+            representative,
+            gptq_config=mct.gptq.get_keras_gptq_config(n_epochs=5),
+            target_platform_capabilities=tpc,
+        )
+    else:
+        quantized, _ = mct.ptq.keras_post_training_quantization(
+            model, representative, target_platform_capabilities=tpc
+        )
     mct.exporter.keras_export_model(
         model=quantized,
         save_model_path=out,
@@ -46,4 +59,6 @@ def main(name: str, weights: str, calibration: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    started = time.perf_counter()
+    main(*sys.argv[1:5], gptq="--gptq" in sys.argv[5:])
+    print(f"{time.perf_counter() - started:.2f}")

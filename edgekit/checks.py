@@ -184,6 +184,18 @@ def check_precision(model: TFLiteModel, profile: TargetProfile) -> Check:
             f"the model computes in {precision}; {profile.name} ({runtime}) runs "
             f"{', '.join(quant.precisions)}",
         )
+    wide = [t for t in core_activations(model) if t.dtype == "INT16"]
+    if (
+        precision == "int16x8"
+        and quant.scheme == "int8"
+        and len(wide) < len(core_activations(model))
+    ):
+        return Check(
+            "precision",
+            True,
+            f"int8 with {len(wide)} activation(s) in int16 (16x8 ops, mixed precision): "
+            f"{runtime} has int16x8 kernels; cost: {PRECISION_COST[precision]}",
+        )
     if precision != quant.scheme:
         return Check(
             "precision",

@@ -295,8 +295,8 @@ class _Progress:
 @click.option(
     "--calibration-method",
     default="default",
-    help="int8 ranges: minmax | percentile[:P] | mse | kl | converter (the plain TFLite "
-    "converter) | default (edgekit's measured best; the default).",
+    help="int8 ranges: minmax | percentile[:P] | mse | kl | block (by the error at the logits) "
+    "| converter (the plain TFLite converter) | default (edgekit's measured best; the default).",
 )
 @click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
 @click.option(
@@ -330,15 +330,23 @@ class _Progress:
     type=float,
     default=None,
     metavar="DB",
-    help="Mixed precision: keep the fewest ops in float to reach this SQNR.",
+    help="Mixed precision: the fewest tensors in int16 (or ops in float) to reach this SQNR.",
 )
 @click.option(
     "--max-agreement-drop",
     type=float,
     default=None,
     metavar="PTS",
-    help="Mixed precision: keep the fewest ops in float to lose at most PTS points "
-    "of top-1 agreement.",
+    help="Mixed precision: the fewest tensors in int16 (or ops in float) to lose at most "
+    "PTS points of top-1 agreement.",
+)
+@click.option(
+    "--mixed-with",
+    type=click.Choice(["auto", "int16", "float"]),
+    default="auto",
+    show_default=True,
+    help="What mixed precision keeps at higher precision: int16 activations (no float ops; "
+    "auto on microcontrollers) or float ops (auto on LiteRT targets).",
 )
 @click.option("--sparse-size", is_flag=True, help="Also report TFLite's sparse-format size.")
 @click.option(
@@ -378,6 +386,7 @@ def deploy(
     optimize: str | None,
     min_sqnr: float | None,
     max_agreement_drop: float | None,
+    mixed_with: str,
     sparse_size: bool,
     unsafe_deserialization: bool,
     tflm_dir: str | None,
@@ -415,6 +424,7 @@ def deploy(
         optimize=optimize,
         min_sqnr=min_sqnr,
         max_agreement_drop=max_agreement_drop,
+        mixed_with=mixed_with,
         unsafe_deserialization=unsafe_deserialization,
         targets_dir=targets_dir,
         tflm_dir=tflm_dir,
@@ -485,8 +495,8 @@ def _print_outputs(console: Any, outputs: list[Any]) -> None:
 @click.option(
     "--calibration-method",
     default="default",
-    help="int8 ranges: minmax | percentile[:P] | mse | kl | default (edgekit's "
-    "measured best; the default).",
+    help="int8 ranges: minmax | percentile[:P] | mse | kl | block (by the error at the logits) "
+    "| default (edgekit's measured best; the default).",
 )
 @click.option("--no-bias-correction", is_flag=True, help="Skip int8 bias correction.")
 @click.option("--no-rewrite", is_flag=True, help="Keep global average pools (no MEAN).")

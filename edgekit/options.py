@@ -59,8 +59,11 @@ class DeployOptions:
         depthwise → conv pairs; mostly for per-tensor weights).
       optimize: "accuracy" searches every calibration method and bias correction, then the
         best method with learned rounding, then with equalisation switched.
-      min_sqnr, max_agreement_drop: a mixed-precision goal: the fewest ops kept in float (on
-        targets with float kernels) that reach it.
+      min_sqnr, max_agreement_drop: a mixed-precision goal: the fewest tensors carried in
+        int16 or ops kept in float that reach it.
+      mixed_with: what mixed precision keeps at higher precision: "int16" activations (16x8
+        ops, no float: the default on TFLM targets), "float" ops (the default on LiteRT
+        targets), or "auto".
 
     What to measure:
       analysis: the per-layer quantization analysis (and its chart) in the report.
@@ -99,6 +102,7 @@ class DeployOptions:
     optimize: str | None = None
     min_sqnr: float | None = None
     max_agreement_drop: float | None = None
+    mixed_with: str = "auto"
     analysis: bool = True
     sparse_size: bool = False
     host_latency: bool = True
@@ -115,6 +119,11 @@ class DeployOptions:
             raise UsageError(f"unknown task {self.task!r}; expected one of: {', '.join(TASKS)}")
         if self.optimize not in (None, "accuracy"):
             raise UsageError(f"optimize (--optimize) takes 'accuracy'; received {self.optimize!r}")
+        if self.mixed_with not in ("auto", "int16", "float"):
+            raise UsageError(
+                "mixed_with (--mixed-with) takes auto, int16 or float; received "
+                f"{self.mixed_with!r}"
+            )
         if self.rounding not in ("nearest", "learned"):
             raise UsageError(
                 f"rounding (--rounding) takes 'nearest' or 'learned'; received {self.rounding!r}"

@@ -117,8 +117,10 @@ def deploy(
     profile = load_target(target, options.targets_dir)
     if options.delegate:
         profile = profile.with_delegate(options.delegate)
-    if options.mixed_precision:
-        convert.check_mixed_precision_allowed(profile)
+    if options.keep_float:
+        convert.mixed_precision_kind(profile, "float")
+    if options.min_sqnr is not None or options.max_agreement_drop is not None:
+        convert.mixed_precision_kind(profile, options.mixed_with)
     steps = Steps(on_step)
     root = Path(options.out) if options.out is not None else Path.cwd() / "edgekit-out"
     if options.write_bundle:  # a taken or unwritable --out costs no time

@@ -232,6 +232,7 @@ class QuantizationSection(Record):
     rounding: dict[str, Any] | None = None  # learned rounding (rounding.LearnedRounding)
     rewrites: tuple[str, ...] = ()
     kept_in_float: tuple[str, ...] = ()
+    in_int16: tuple[str, ...] = ()  # activations carried in int16 (mixed precision)
     seconds: dict[str, float] = field(default_factory=dict)
     search: dict[str, Any] | None = None  # --optimize / mixed-precision search (tool output)
     mixed_precision_cost: dict[str, Any] | None = None
@@ -455,6 +456,8 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     facts += q.get("rewrites") or []
     if q.get("kept_in_float"):
         facts.append(f"kept in float: {', '.join(q['kept_in_float'])}")
+    if q.get("in_int16"):
+        facts.append(f"carried in int16 (16x8 ops): {', '.join(q['in_int16'])}")
     lines.append("; ".join(facts) + ".")
     search = q.get("search") or {}
     chosen_on, held_out = search.get("samples") or ("?", "?")
@@ -482,7 +485,7 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"Mixed precision, goal {mixed['goal']}: {verdict} on the {held_out} calibration "
-            f"samples the search held out, with {len(mixed['kept_in_float'])} op(s) in float "
+            f"samples the search held out, with {_kept(mixed)} "
             f"({format_value(mixed.get('held_out_start_sqnr_db'), 'db')} → "
             f"{format_value(mixed.get('held_out_final_sqnr_db'), 'db')}; on the {chosen_on} it "
             f"chose on: {format_value(mixed['start_sqnr_db'], 'db')} → "
@@ -516,6 +519,13 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     if chart:
         lines += ["", f"![per-layer SQNR and sensitivity]({chart})"]
     return lines
+
+
+def _kept(mixed: dict[str, Any]) -> str:
+    """'2 tensor(s) in int16' or '1 op(s) in float': what a mixed-precision search kept."""
+    if mixed.get("precision") == "int16":
+        return f"{len(mixed.get('in_int16') or [])} tensor(s) in int16"
+    return f"{len(mixed.get('kept_in_float') or [])} op(s) in float"
 
 
 def rounding_text(rounding: dict[str, Any]) -> str:

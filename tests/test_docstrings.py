@@ -77,7 +77,6 @@ NO_RUNNABLE_EXAMPLE = {
     # the deploy stages: each example needs a loaded model or a converted one
     "edgekit.stages.analysis",
     "edgekit.stages.checks",
-    "edgekit.stages.convert",
     "edgekit.stages.edgetpu",
     "edgekit.stages.facts",
     "edgekit.stages.firmware",

@@ -455,6 +455,7 @@ def test_mixed_precision_is_refused_where_there_are_no_float_kernels(resnet8, tm
         str(tmp_path),
     )
     assert result.returncode == 2 and "runs only int8" in result.stderr
+    assert "no int16 path" in result.stderr, "the Edge TPU has no int16 path: said so"
     result = run_edgekit(
         "deploy",
         str(resnet8.model_path),

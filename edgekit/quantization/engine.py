@@ -267,6 +267,7 @@ class QuantizationResult:
     search: dict[str, Any] | None = None  # --optimize accuracy / mixed-precision results
     all_int8: bytes = b""  # with mixed precision: the model before ops were kept in float
     rounding: LearnedRounding | None = None  # learned rounding: what it did per op
+    int16_tensors: tuple[str, ...] = ()  # mixed precision: activations carried in int16
 
 
 def collect_statistics(calibrated: TFLiteModel, x: np.ndarray, threads: int = 2) -> Statistics:

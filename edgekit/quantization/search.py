@@ -234,9 +234,13 @@ def mixed_precision(
     goal: Goal,
     requantize: Callable[[tuple[str, ...]], bytes],
     progress: Callable[[str], None] | None = None,
+    candidates: list[str] | None = None,
 ) -> MixedPrecision:
     """The fewest ops kept in float (by output tensor name) so the int8 model meets `goal` on
-    the half of `x` the search chooses on; `met` is the goal on the held-out half."""
+    the half of `x` the search chooses on; `met` is the goal on the held-out half.
+
+    `candidates` (names `requantize` takes) replaces the default, every op's output: with
+    int16 activations the names are tensors carried in int16 (:mod:`.int16`)."""
     if goal.min_sqnr_db is None and goal.max_agreement_drop is None:
         raise UsageError("mixed precision needs a goal: --min-sqnr DB or --max-agreement-drop PTS")
     scorer = Scorer(float_data, x)
@@ -244,14 +248,15 @@ def mixed_precision(
     result = MixedPrecision(goal, [], False, start, start)
     if goal.met(start.sqnr_db, start.agreement):
         return _judged(result)
-    quantized = read_tflite(int8_data)
-    float_names = {t.name for t in scorer.float_model.tensors}
-    candidates = [
-        quantized.tensors[op.outputs[0]].name
-        for op in quantized.operators
-        if op.name not in ("QUANTIZE", "DEQUANTIZE")
-        and quantized.tensors[op.outputs[0]].name in float_names
-    ]
+    if candidates is None:
+        quantized = read_tflite(int8_data)
+        float_names = {t.name for t in scorer.float_model.tensors}
+        candidates = [
+            quantized.tensors[op.outputs[0]].name
+            for op in quantized.operators
+            if op.name not in ("QUANTIZE", "DEQUANTIZE")
+            and quantized.tensors[op.outputs[0]].name in float_names
+        ]
     gains = []
     for i, name in enumerate(candidates):
         if progress:
@@ -268,7 +273,7 @@ def mixed_precision(
             {"added": name, "sqnr_db": current.sqnr_db, "agreement": current.agreement}
         )
         if progress:
-            progress(f"{len(chosen)} op(s) in float: {_db(current.sqnr_db)}")
+            progress(f"{len(chosen)} at higher precision: {_db(current.sqnr_db)}")
         if goal.met(current.sqnr_db, current.agreement):
             break
     if not goal.met(current.sqnr_db, current.agreement):

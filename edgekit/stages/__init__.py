@@ -28,11 +28,11 @@ from edgekit.stages.checks import check_stage
 from edgekit.stages.convert import (
     Conversion,
     QuantOptions,
-    check_mixed_precision_allowed,
     check_qat_target,
     conversion_detail,
     convert_deployed,
     convert_reference,
+    mixed_precision_kind,
     quantize_float_model,
 )
 from edgekit.stages.edgetpu import EdgeTPUResult, compile_edgetpu
@@ -45,7 +45,7 @@ __all__ = [
     "QuantOptions",
     "TflmExport",
     "Verification",
-    "check_mixed_precision_allowed",
+    "mixed_precision_kind",
     "check_qat_target",
     "check_stage",
     "compile_edgetpu",

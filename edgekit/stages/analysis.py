@@ -45,6 +45,7 @@ def engine_facts(
         rounding=None if engine.rounding is None else engine.rounding.to_dict(),
         rewrites=tuple(engine.rewrites),
         kept_in_float=tuple(engine.denylisted),
+        in_int16=tuple(engine.int16_tensors),
         seconds={k: round(v, 3) for k, v in engine.seconds.items()},
         search=engine.search,
         mixed_precision_cost=cost,

@@ -22,6 +22,7 @@ from edgekit.errors import UsageError
 from edgekit.isolation import Worker
 from edgekit.models import LoadedModel, conversion_worker
 from edgekit.options import DeployOptions
+from edgekit.quantization import int16
 from edgekit.quantization.engine import (
     DEFAULT_METHOD,
     QuantizationResult,
@@ -109,6 +110,7 @@ class QuantOptions:
     goal: Goal | None = None  # the fewest ops kept in float that reach it
     rounding: str = "nearest"  # "learned": AdaRound on the calibration data
     equalize: bool = False  # cross-layer equalisation of the float model first
+    mixed_with: str = "auto"  # what mixed precision keeps: "int16" activations or "float" ops
 
     @classmethod
     def of(cls, options: DeployOptions) -> QuantOptions:
@@ -125,6 +127,7 @@ class QuantOptions:
             goal,
             options.rounding,
             options.equalize,
+            options.mixed_with,
         )
 
     @property
@@ -245,7 +248,7 @@ def quantize_float_model(
     quant = profile.quantization
     x = as_float32(take(calibration, slice(0, MAX_CALIBRATION)))
     if options.goal is not None:
-        check_mixed_precision_allowed(profile)
+        mixed_precision_kind(profile, options.mixed_with)
     sources = FloatSources(float_model, data, x)
     result = quantize_int8(
         sources.data(options.equalize),
@@ -262,7 +265,7 @@ def quantize_float_model(
     sources.statistics[options.equalize] = result.statistics
     equalized = options.equalize
     if options.optimize or options.goal is not None:
-        result, equalized = _search(result, sources, options, quant, worker, progress)
+        result, equalized = _search(result, sources, options, profile, worker, progress)
     result.rewrites = [f"op #{i} AVERAGE_POOL_2D → MEAN" for i in rewritten] + notes
     if equalized and sources.note:
         result.rewrites.append(sources.note)
@@ -302,15 +305,40 @@ def float_difference(a: TFLiteModel, b: TFLiteModel, x: np.ndarray) -> float:
     return worst
 
 
-def check_mixed_precision_allowed(profile: TargetProfile) -> None:
-    """Ops kept in float need float kernels on the target: the profile says which it has."""
+def mixed_precision_kind(profile: TargetProfile, asked: str = "auto") -> str:
+    """What mixed precision keeps at higher precision on `profile`: "int16" (16x8 ops: TFLM
+    targets with int16x8 kernels, by default) or "float" (ops kept in float: LiteRT targets,
+    by default). Refused where the target has neither kernel (the Edge TPU: 8-bit only, no
+    int16 path).
+
+    >>> from edgekit.targets import load_target
+    >>> mixed_precision_kind(load_target("cortex-m4")), mixed_precision_kind(load_target("rpi4"))
+    ('int16', 'float')
+    """
     precisions = profile.quantization.precisions
-    if "float32" not in precisions:
-        runtime = "the Edge TPU" if profile.uses_edgetpu else profile.runtime_text
+    has = {"int16": "int16x8" in precisions, "float": "float32" in precisions}
+    runtime = "the Edge TPU" if profile.uses_edgetpu else profile.runtime_text
+    if asked == "auto":
+        order = ("int16", "float") if profile.is_mcu else ("float", "int16")
+        asked = next((kind for kind in order if has[kind]), "")
+        if not asked:
+            raise UsageError(
+                f"mixed precision keeps ops at higher precision, and {profile.name} ({runtime}) "
+                f"runs only {', '.join(precisions)} (no int16 path, no float ops): use QAT or "
+                "another calibration method instead"
+            )
+        return asked
+    if asked not in has:
+        raise UsageError(f"--mixed-with takes auto, int16 or float; received {asked!r}")
+    if not has[asked]:
+        kernels = "int16x8" if asked == "int16" else "float32"
+        what = "keeps ops in float" if asked == "float" else "carries tensors in int16"
         raise UsageError(
-            f"mixed precision keeps ops in float, and {profile.name} ({runtime}) runs only "
-            f"{', '.join(precisions)}: use QAT or another calibration method instead"
+            f"mixed precision {what}, and {profile.name} ({runtime}) runs only "
+            f"{', '.join(precisions)} (no {kernels} kernels): use QAT or another calibration "
+            "method instead"
         )
+    return asked
 
 
 @dataclass
@@ -358,13 +386,15 @@ def _search(
     result: QuantizationResult,
     sources: FloatSources,
     options: QuantOptions,
-    quant: Quantization,
+    profile: TargetProfile,
     worker: Worker | None,
     progress: Progress | None,
 ) -> tuple[QuantizationResult, bool]:
     """--optimize accuracy (the best method, bias correction, rounding and equalisation),
-    then the mixed-precision goal, each scored on the calibration inputs. Returns the result
+    then the mixed-precision goal (tensors carried in int16, or ops kept in float: see
+    :func:`mixed_precision_kind`), each scored on the calibration inputs. Returns the result
     and whether its float model was equalised."""
+    quant = profile.quantization
     x = sources.x
     chosen = Configuration(
         result.method,
@@ -405,17 +435,38 @@ def _search(
         ]
         chosen = winner
         result = build(chosen)
-    mixed = None
+    mixed, kind = None, None
     if options.goal is not None:
+        kind = mixed_precision_kind(profile, options.mixed_with)
         data = sources.data(chosen.equalize)
-        requantize = requantizer(
-            data, result.statistics, chosen.method, quant, options.denylisted, worker
-        )
-        mixed = mixed_precision(sources.plain, result.data, x, options.goal, requantize, progress)
-        if mixed.kept_in_float:
-            all_int8 = result.data
-            result = build(chosen, tuple(mixed.kept_in_float))
-            result.all_int8 = all_int8
+        if kind == "int16":
+            if progress:
+                progress("making the 16x8 model (int16 activations)")
+            wide = int16_model(data, result.statistics, chosen.method, quant, worker, x)
+            names = int16.candidates(read_tflite(result.data), read_tflite(wide))
+            base = result.data
+
+            def requantize(extra: tuple[str, ...]) -> bytes:
+                return int16.splice(base, wide, extra)
+
+            mixed = mixed_precision(
+                sources.plain, base, x, options.goal, requantize, progress, candidates=names
+            )
+            if mixed.kept_in_float:
+                result.data = requantize(tuple(mixed.kept_in_float))
+                result.all_int8 = base
+                result.int16_tensors = tuple(mixed.kept_in_float)
+        else:
+            requantize = requantizer(
+                data, result.statistics, chosen.method, quant, options.denylisted, worker
+            )
+            mixed = mixed_precision(
+                sources.plain, result.data, x, options.goal, requantize, progress
+            )
+            if mixed.kept_in_float:
+                all_int8 = result.data
+                result = build(chosen, tuple(mixed.kept_in_float))
+                result.all_int8 = all_int8
     result.search = {
         "candidates": candidates,
         "mixed": None
@@ -424,7 +475,9 @@ def _search(
             "goal": mixed.goal.describe(),
             "met": mixed.met,
             "search_met": mixed.search_met,
-            "kept_in_float": mixed.kept_in_float,
+            "kept_in_float": mixed.kept_in_float if kind == "float" else [],
+            "in_int16": mixed.kept_in_float if kind == "int16" else [],
+            "precision": kind,
             "start_sqnr_db": mixed.start.sqnr_db,
             "final_sqnr_db": mixed.final.sqnr_db,
             "held_out_start_sqnr_db": mixed.start.held_sqnr_db,
@@ -436,6 +489,23 @@ def _search(
         "samples": [len(part) for part in halves(len(x))],  # chosen on, held out
     }
     return result, chosen.equalize
+
+
+def int16_model(
+    model: bytes,
+    statistics: Any,
+    method: str,
+    quant: Quantization,
+    worker: Worker | None,
+    x: Any,
+) -> bytes:
+    """The whole model in 16x8 (int16 activations, int8 weights), from the same calibrated
+    float model and the same ranges made symmetric: the ops :func:`int16.splice` takes."""
+    ranges = int16.symmetric(ranges_for(read_tflite(model), statistics, method, x))
+    data = quantize_in_worker(
+        worker, with_ranges(model, ranges), "float32", quant.per_channel, (), "int16"
+    )
+    return int16.as_16x8_kernels_expect(data)
 
 
 def requantizer(
@@ -478,6 +548,8 @@ def conversion_detail(converted: ConvertedModel) -> str:
         extras += engine.rewrites
         if engine.denylisted:
             extras.append(f"{len(engine.denylisted)} op(s) kept in float")
+        if engine.int16_tensors:
+            extras.append(f"{len(engine.int16_tensors)} tensor(s) carried in int16")
         per = "per-channel" if converted.per_channel else "per-tensor"
         return f"{size}, {', '.join(extras)}, {per} weights, {converted.io_dtype} inputs/outputs"
     if converted.power_of_two_ops:

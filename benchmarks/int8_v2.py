@@ -69,23 +69,12 @@ def mobilenetv2(work: Path):
 
 
 def score(float_model, int8_data: bytes, x, y) -> dict:
-    from edgekit.quantization.analysis import _outputs, probe_tensor
-    from edgekit.tflite_model import read_tflite
-    from edgekit.verify import run_model, sqnr_db
+    """benchmarks/quantization.py's scores, named as the JSON here names them."""
+    from quantization import score as scores  # this folder is on the path when run
 
-    q = read_tflite(int8_data)
-    f = np.concatenate(list(run_model(float_model, x, "reference").values()), axis=-1)
-    o = np.concatenate(list(run_model(q, x, "reference").values()), axis=-1)
-    f, o = f.reshape(len(x), -1), o.reshape(len(x), -1)
-    probe = float_model.tensors[probe_tensor(float_model)].name
-    fl, ql = _outputs(float_model, x, "reference", probe), _outputs(q, x, "reference", probe)
-    return {
-        "agreement": float(np.mean(f.argmax(1) == o.argmax(1))),
-        "output_sqnr_db": sqnr_db(f, o),
-        "logits_sqnr_db": sqnr_db(fl, ql),
-        "accuracy": float(np.mean(o.argmax(1) == y)),
-        "float_accuracy": float(np.mean(f.argmax(1) == y)),
-    }
+    got = scores(float_model, int8_data, x, y)
+    got["output_sqnr_db"], got["logits_sqnr_db"] = got.pop("output_sqnr"), got.pop("logits_sqnr")
+    return got
 
 
 def costs(data: bytes, tflm_dir: str | None, work: Path) -> dict:
@@ -133,6 +122,7 @@ def make_rows(name: str, args, work: Path, worker, m4):
     rows: list[tuple[str, bytes | None, float, str]] = []
 
     def timed(label: str, make, note: str = "") -> bytes | None:
+        print(f"  {name}: {label}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         try:
             data = make()
@@ -183,16 +173,20 @@ def make_rows(name: str, args, work: Path, worker, m4):
         np.save(calib, x)
         fpath = work / f"{name}_float.tflite"
         fpath.write_bytes(float_data)
+        regex = "|".join(map(re.escape, mixed_names))
         for label, extra in (
             ("ai-edge-quantizer int8 (default: moving average)", ["--recipe", "int8"]),
             (
                 "ai-edge-quantizer int8 (global min/max)",
                 ["--recipe", "int8", "--global-min-max"],
             ),
-            ("ai-edge-quantizer 16x8 (whole model)", ["--recipe", "a16w8"]),
             (
-                "ai-edge-quantizer int8 + 16x8 on edgekit's int16 tensors (per-op recipe)",
-                ["--recipe", "mixed", "--a16-regex", "|".join(map(re.escape, mixed_names))]
+                "ai-edge-quantizer 16x8 (whole model, min/max)",
+                ["--recipe", "a16w8", "--global-min-max"],
+            ),
+            (
+                "ai-edge-quantizer int8 + 16x8 on edgekit's int16 tensors (per-op, min/max)",
+                ["--recipe", "mixed", "--global-min-max", "--a16-regex", regex]
                 if mixed_names
                 else None,
             ),

@@ -87,24 +87,20 @@ def test_one_tensor_makes_its_writer_and_readers_16x8(spliced):
 def test_a_goal_on_a_microcontroller_is_met_with_int16_not_float(resnet8, tmp_path):
     """cortex-m4 (TFLM): the mixed-precision search carries tensors in int16; the deployed
     model has no float op, TFLM verifies it, and the report says what is in int16."""
-    first = edgekit.deploy(
-        resnet8.model_path,
-        "cortex-m4",
-        calibration=resnet8.calibration.x[:64],
-        validation=resnet8.validation.x[:64],
-        analysis=False,
-        out=tmp_path / "a",
-    )
-    goal = round(first.report.metrics.logits_sqnr_db + 1.5, 1)
-    bundle = edgekit.deploy(
-        resnet8.model_path,
-        "cortex-m4",
-        calibration=resnet8.calibration.x[:64],
-        validation=resnet8.validation.x[:64],
-        min_sqnr=goal,
-        analysis=False,
-        out=tmp_path / "b",
-    )
+
+    def deploy(out: str, **options):
+        return edgekit.deploy(
+            resnet8.model_path,
+            "cortex-m4",
+            calibration=resnet8.calibration.x[:64],
+            validation=resnet8.validation.x[:64],
+            analysis=False,
+            out=tmp_path / out,
+            **options,
+        )
+
+    goal = round(deploy("a").report.metrics.logits_sqnr_db + 1.5, 1)
+    bundle = deploy("b", min_sqnr=goal)
     q = bundle.report.quantization
     mixed = q["search"]["mixed"]
     assert mixed["precision"] == "int16" and mixed["kept_in_float"] == []

@@ -211,7 +211,38 @@ def splice(int8_data: bytes, int16_data: bytes, tensors: tuple[str, ...]) -> byt
             if index in int8.outputs or any(u.index not in sixteen for u in users):
                 operators.append(requantize(wide[int8.tensors[index].name], index))
     graph.operators = operators
+    _drop_unused_buffers(model)
     return pack(model)
+
+
+def _drop_unused_buffers(model: Any) -> None:
+    """Drop the tensors and empty the buffers only replaced ops used (the int8 weights and
+    biases of ops now in 16x8): the file does not carry both copies."""
+    graph = model.subgraphs[0]
+    ops = graph.operators
+    used = {i for op in ops for i in _indices(op.inputs) + _indices(op.outputs)}
+    used |= set(_indices(graph.inputs) + _indices(graph.outputs))
+    kept = sorted(i for i in used if i >= 0)
+    new = {old: position for position, old in enumerate(kept)}
+    live = {graph.tensors[i].buffer for i in kept}
+    for tensor in graph.tensors:
+        if tensor.buffer not in live and tensor.buffer > 0:
+            model.buffers[tensor.buffer].data = None
+    graph.tensors = [graph.tensors[i] for i in kept]
+    for op in ops:
+        op.inputs = [new[i] if i >= 0 else -1 for i in _indices(op.inputs)]
+        op.outputs = [new[i] for i in _indices(op.outputs)]
+    graph.inputs = [new[i] for i in _indices(graph.inputs)]
+    graph.outputs = [new[i] for i in _indices(graph.outputs)]
+    for signature in model.signatureDefs or []:
+        if signature.subgraphIndex == 0:
+            for entry in list(signature.inputs or []) + list(signature.outputs or []):
+                entry.tensorIndex = new[int(entry.tensorIndex)]
+
+
+def _indices(values: Any) -> list[int]:
+    """Tensor indices of the schema object API (None, a list or a numpy array) as ints."""
+    return [] if values is None else [int(i) for i in values]
 
 
 def _builtin(model: Any, op: Any) -> int:

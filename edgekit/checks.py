@@ -193,7 +193,8 @@ def check_precision(model: TFLiteModel, profile: TargetProfile) -> Check:
         return Check(
             "precision",
             True,
-            f"int8 with {len(wide)} activation(s) in int16 (16x8 ops, mixed precision): "
+            f"int8 with {len(wide)} int16 activation(s) (the tensors carried in int16 and the "
+            f"int16 copies 16x8 ops read; mixed precision): "
             f"{runtime} has int16x8 kernels; cost: {PRECISION_COST[precision]}",
         )
     if precision != quant.scheme:

@@ -173,7 +173,8 @@ def best_configuration(
     First every method of SEARCH_METHODS with bias correction on and off; then, with
     `learned_rounding`, the best of those methods again with learned rounding (with and
     without bias correction; `quantize` learns it on the half the search chooses on); then,
-    with `equalization`, the best so far with cross-layer equalisation switched.
+    with `equalization`, the best so far with cross-layer equalisation switched, and min/max
+    ranges equalised.
     `quantize(configuration) -> int8 bytes`. The winner has the best SQNR on the half it
     chooses on; it is kept only if on the held-out half it is no worse than `start` (the
     configuration before the search, scored too when it is not among the candidates), else
@@ -196,14 +197,16 @@ def best_configuration(
     def best() -> Configuration:
         return max(scored, key=lambda c: _rank(scored[c].sqnr_db))
 
-    total = len(configurations) + 2 * learned_rounding + equalization
+    total = len(configurations) + 2 * learned_rounding + 2 * equalization
     score(configurations, total)
     if learned_rounding:
         top = best()
         score([replace(top, bias_correction=b, rounding="learned") for b in (True, False)], total)
-    if equalization:
-        top = best()
-        score([replace(top, equalize=not top.equalize)], total)
+    if equalization:  # the best so far switched, and min/max equalised (equalisation changes
+        top = best()  # the ranges: the method that wins without it need not win with it)
+        switched = [replace(top, equalize=not top.equalize)]
+        switched += [replace(top, method="minmax", equalize=True)]
+        score(switched, total)
     winner = best()
     if start is not None and _rank(scored[winner].held_sqnr_db) < _rank(scored[start].held_sqnr_db):
         winner = start  # chosen on one half, worse on the other: not a real gain

@@ -26,6 +26,7 @@ from edgekit.quantization import int16
 from edgekit.quantization.engine import (
     DEFAULT_METHOD,
     QuantizationResult,
+    correct_biases,
     quantize_in_worker,
     quantize_int8,
     ranges_for,
@@ -457,9 +458,19 @@ def _search(
                 result.all_int8 = base
                 result.int16_tensors = tuple(mixed.kept_in_float)
         else:
-            requantize = requantizer(
+            plain = requantizer(
                 data, result.statistics, chosen.method, quant, options.denylisted, worker
             )
+            calibrated = read_tflite(result.calibrated)
+
+            def requantize(extra: tuple[str, ...]) -> bytes:
+                # scored like the model it becomes: with bias correction when that is chosen
+                # (without it, a candidate looked better than the deployed model would be)
+                made = plain(extra)
+                if chosen.bias_correction:
+                    made, _ = correct_biases(made, calibrated, x)
+                return made
+
             mixed = mixed_precision(
                 sources.plain, result.data, x, options.goal, requantize, progress
             )

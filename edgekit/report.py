@@ -498,7 +498,7 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
             )
         cost = q.get("mixed_precision_cost")
         if cost:
-            lines.append(f"Cost (all int8 → mixed): {cost}.")
+            lines.append(f"Cost (all int8 → mixed): {cost_text(cost)}.")
     if not q.get("analysis"):
         return lines
     analysis = from_json(Analysis, q["analysis"])
@@ -519,6 +519,25 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
     if chart:
         lines += ["", f"![per-layer SQNR and sensitivity]({chart})"]
     return lines
+
+
+def cost_text(cost: dict[str, Any]) -> str:
+    """The mixed-precision cost (`mixed_precision_cost`) in words.
+
+    >>> cost_text({"model_bytes": [100, 120], "litert_p50_ms": "not measured: x",
+    ...            "order": ["all int8", "mixed"]})
+    'model bytes 100 → 120; litert p50 ms not measured: x'
+    """
+    parts = []
+    for key, value in cost.items():
+        if key == "order":
+            continue
+        label = key.replace("_", " ")
+        if isinstance(value, list) and len(value) == 2:
+            parts.append(f"{label} {_figure(value[0])} → {_figure(value[1])}")
+        else:
+            parts.append(f"{label} {value}")
+    return "; ".join(parts)
 
 
 def _kept(mixed: dict[str, Any]) -> str:

@@ -119,3 +119,4 @@ def test_a_goal_on_a_microcontroller_is_met_with_int16_not_float(resnet8, tmp_pa
     assert cost["tensor_arena_bytes"][1] > cost["tensor_arena_bytes"][0]
     text = (bundle.path / "report.md").read_text()
     assert "tensor(s) in int16" in text and "carried in int16 (16x8 ops)" in text
+    assert "Cost (all int8 → mixed): model bytes " in text and "{'" not in text

@@ -199,3 +199,26 @@ def test_silent_board_times_out(digits_tflite, tmp_path):
         os.close(master)
         os.close(slave)
     assert result.status == "failed" and "no data from the board for 1 s" in result.error
+
+
+def test_a_board_error_names_what_tflm_logged_before_it():
+    """TFLM prints which kernel refused in Prepare; the one-line failure carries it (a 16x8
+    FULLY_CONNECTED with per-channel weights on CMSIS-NN was "arena too small" before)."""
+    from edgekit.bench.result import DeviceFailure
+
+    collector = Collector()
+    console = [
+        b"boot banner\r\n",
+        b"/tflm/tensorflow/lite/micro/kernels/cmsis_nn/fully_connected.cc:116 "
+        b"!data->reference_op_data.is_per_channel was not true.\r\n",
+        b"Node FULLY_CONNECTED (number 5) failed to prepare with status 1\r\n",
+        b'EDGEKIT_RESULT {"kind":"error","message":"AllocateTensors failed"}\r\n',
+    ]
+    assert [collector.feed_line(line) for line in console[:3]] == [False] * 3
+    with pytest.raises(DeviceFailure) as failure:
+        collector.feed_line(console[3])
+    message = str(failure.value)
+    assert "\n" not in message and "boot banner" not in message
+    assert message.startswith("board error: AllocateTensors failed (the board's log: ")
+    assert "fully_connected.cc:116 " in message and "/tflm/" not in message
+    assert "Node FULLY_CONNECTED (number 5) failed to prepare" in message

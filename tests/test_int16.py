@@ -42,6 +42,9 @@ def test_the_16x8_model_is_what_16x8_kernels_take(spliced):
     assert int16_tensors and all(t.quant.zero_points == (0,) for t in int16_tensors)
     convs = [op for op in model.operators if op.name == "CONV_2D"]
     assert {model.tensors[op.inputs[2]].dtype for op in convs} == {"INT64"}
+    # CMSIS-NN's s16 fully-connected kernel takes per-tensor weights only
+    dense = [op for op in model.operators if op.name == "FULLY_CONNECTED"]
+    assert dense and all(len(model.tensors[op.inputs[1]].quant.scales) == 1 for op in dense)
 
 
 def test_tflm_runs_the_mixed_model_as_litert_does(resnet8, spliced):
@@ -66,6 +69,27 @@ def test_tflm_runs_the_mixed_model_as_litert_does(resnet8, spliced):
     before = sqnr_db(expected, _outputs(read_tflite(int8_data), v, "reference", probe))
     after = sqnr_db(expected, _outputs(mixed, v, "reference", probe))
     assert after > before + 1.0
+
+
+def test_the_cmsis_nn_firmware_runs_the_mixed_model(spliced, tflm_tree, tmp_path):
+    """Every candidate in int16 (the FULLY_CONNECTED too) on cortex-m4's CMSIS-NN kernels
+    under QEMU: it runs and its output CRC is host TFLM's (per-channel 16x8 dense weights
+    failed CMSIS-NN's Prepare before)."""
+    from edgekit.bench.qemu import run_firmware
+    from edgekit.targets import load_target
+
+    _, int8_data, wide, names = spliced
+    path = tmp_path / "resnet8_mixed.tflite"
+    path.write_bytes(int16.splice(int8_data, wide, tuple(names)))
+    mixed = read_tflite(path.read_bytes())
+    wide_ops = {op.name for op in mixed.operators if mixed.tensors[op.inputs[0]].dtype == "INT16"}
+    assert "FULLY_CONNECTED" in wide_ops
+    result = run_firmware(
+        path, load_target("cortex-m4"), arena_bytes=None, tflm_dir=tflm_tree, runs=1
+    )
+    assert result.status == "ok", result.error
+    assert result.metrics["output_digest"] == result.metrics["host_output_digest"]
+    assert result.metrics["instructions"]["per_inference"] > 1_000_000
 
 
 def test_one_tensor_makes_its_writer_and_readers_16x8(spliced):

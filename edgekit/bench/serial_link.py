@@ -1,10 +1,11 @@
 """Host side of the TFLM harness's serial line protocol (pyserial).
 
 The host sends `EDGEKIT_RUN <warmup> <runs>` and reads `EDGEKIT_RESULT {json}` lines (kinds
-`hello`, `run`, `memory`, `summary`, `error`) until the summary. Other console lines are
-ignored. Every read has a timeout: silence for `line_timeout` seconds, or the whole run going
-past `timeout`, or the port vanishing (board reset, cable pulled) ends the run as failed, with
-the runs seen so far in the reason.
+`hello`, `run`, `memory`, `summary`, `error`) until the summary. Of the other console lines
+(TFLM's own log, e.g. which kernel failed to prepare) the last few are kept, to name the cause
+when an `error` arrives. Every read has a timeout: silence for `line_timeout` seconds, or the
+whole run going past `timeout`, or the port vanishing (board reset, cable pulled) ends the run
+as failed, with the runs seen so far in the reason.
 
 >>> parse_line(b'EDGEKIT_RESULT {"kind":"run","i":0,"us":812}\\r\\n')
 {'kind': 'run', 'i': 0, 'us': 812}
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from collections import deque
 from typing import Any
 
 from edgekit import metrics as M
@@ -25,6 +28,18 @@ from edgekit.errors import UsageError
 
 PREFIX = b"EDGEKIT_RESULT "
 LINE_TIMEOUT = 10.0
+LOG_LINES = 2  # console lines kept before an error: TFLM's check and its "Node ... failed"
+
+
+def log_text(lines: Any) -> str:
+    """TFLM's console lines, shortened to one line: source paths cut to the file name.
+
+    >>> log_text(["/src/tflite/kernels/cmsis_nn/conv.cc:116 x was not true.",
+    ...           "Node CONV_2D (number 5) failed to prepare with status 1"])
+    'conv.cc:116 x was not true.; Node CONV_2D (number 5) failed to prepare with status 1'
+    """
+    text = "; ".join(re.sub(r"\S*/(\w+\.(?:cc|c|h):\d+)", r"\1", line) for line in lines)
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def parse_line(raw: bytes) -> dict[str, Any] | None:
@@ -63,6 +78,7 @@ class Collector:
         self.memory: dict[str, Any] | None = None
         self.summary: dict[str, Any] | None = None
         self.expected = runs
+        self.log: deque[str] = deque(maxlen=LOG_LINES)  # the last non-protocol lines
 
     def where(self) -> str:
         of = f" of {self.expected}" if self.expected else ""
@@ -71,7 +87,12 @@ class Collector:
     def feed_line(self, raw: bytes) -> bool:
         """Take one console line; True once the summary has arrived. A board error raises."""
         message = parse_line(raw)
-        return message is not None and self.feed(message)
+        if message is None:
+            text = raw.decode(errors="replace").strip()
+            if text:
+                self.log.append(text)
+            return False
+        return self.feed(message)
 
     def feed(self, message: dict[str, Any]) -> bool:
         """Take one parsed message; True once it is the summary. A board error raises."""
@@ -84,7 +105,8 @@ class Collector:
         elif kind == "memory":
             self.memory = message
         elif kind == "error":
-            raise DeviceFailure(f"board error: {message.get('message', '?')}")
+            said = f" (the board's log: {log_text(self.log)})" if self.log else ""
+            raise DeviceFailure(f"board error: {message.get('message', '?')}{said}")
         elif kind == "summary":
             self.summary = message
             return True

@@ -100,7 +100,9 @@ def mlir_quantize(
 ) -> bytes:
     """The converter's MLIR quantizer on a model carrying ranges. TensorFlow side.
 
-    `activations` "int16" makes the 16x8 model (int16 activations, int8 weights)."""
+    `activations` "int16" makes the 16x8 model (int16 activations, int8 weights), with
+    per-tensor FULLY_CONNECTED weights: CMSIS-NN's s16 fully-connected kernel refuses
+    per-channel ones (its Prepare fails on the board; TFLM's reference kernels take both)."""
     tf = tensorflow()
     from tensorflow.compiler.mlir.lite import types_pb2  # private: pinned by a test
     from tensorflow.lite.python import convert as tf_convert  # private: pinned by a test
@@ -117,6 +119,7 @@ def mlir_quantize(
                     input_data_type=types[io_dtype],
                     output_data_type=types[io_dtype],
                     denylisted_nodes=list(denylisted) or None,
+                    disable_per_channel_for_dense_layers=activations == "int16",
                 )
             )
         except Exception as exc:

@@ -670,6 +670,16 @@ def _quiet_shutdown() -> None:
         models.stop_conversion_worker()
 
 
+def _one_line(exc: click.ClickException) -> str:
+    """click's error in one line, where click prints usage, a hint and the error on four:
+    "Invalid value for '--rounding': 'foo' is not one of ... (edgekit deploy --help)"."""
+    message = " ".join(exc.format_message().split())
+    context = getattr(exc, "ctx", None)
+    if context is not None:
+        message += f" ({context.command_path} --help)"
+    return message
+
+
 def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EDGEKIT_DEBUG") == "1"
@@ -680,7 +690,7 @@ def _main(argv: list[str] | None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {_one_line(exc)}", err=True)
         return 2
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns KeyboardInterrupt (and so SIGTERM's Terminated) into Abort.

@@ -489,7 +489,14 @@ def _quantization_section(report: DeployReport, q: dict[str, Any]) -> list[str]:
             f"({format_value(mixed.get('held_out_start_sqnr_db'), 'db')} → "
             f"{format_value(mixed.get('held_out_final_sqnr_db'), 'db')}; on the {chosen_on} it "
             f"chose on: {format_value(mixed['start_sqnr_db'], 'db')} → "
-            f"{format_value(mixed['final_sqnr_db'], 'db')}).",
+            f"{format_value(mixed['final_sqnr_db'], 'db')}"
+            + (
+                f", searching for {format_value(mixed['aimed_sqnr_db'], 'db')} there to leave "
+                "a margin for unseen data"
+                if mixed.get("aimed_sqnr_db") is not None
+                else ""
+            )
+            + ").",
         ]
         judged = next((c for c in report.checks if c.name == GOAL_CHECK), None)
         if judged is not None:

@@ -215,6 +215,20 @@ class TFLiteModel:
         return self.constant_data.get(tensor_index)
 
 
+def short_name(name: str, width: int = 48) -> str:
+    """A tensor name short enough for a progress line: the converter's fused names
+    ("model/conv2d_3/BiasAdd;model/conv2d_3/Conv2D;...") by their layer.
+
+    >>> short_name("functional/conv2d_3/BiasAdd;functional/conv2d_3/Conv2D;conv2d_3/bias")
+    'conv2d_3'
+    >>> short_name("input_1")
+    'input_1'
+    """
+    parts = name.split(";")[0].split("/")
+    label = parts[-2] if len(parts) >= 3 else "/".join(parts)
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def _np_dtype(dtype: str) -> np.dtype | None:
     numeric = (
         "FLOAT32",

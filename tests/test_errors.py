@@ -112,3 +112,20 @@ def test_usage_errors_exit_2():
     result = run_edgekit("deploy", "--example", "digits")
     assert result.returncode == 2 and "--target" in result.stderr
     assert run_edgekit("deploy", "--target", "coral").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("deploy", "m.keras", "-t", "coral", "--rounding", "foo"), ("'--rounding'", "learned")),
+        (("deploy", "m.keras"), ("Missing option '--target'", "(edgekit deploy --help)")),
+        (("deploy", "m.keras", "--bogus"), ("No such option '--bogus'",)),
+        (("nosuch",), ("No such command 'nosuch'", "(edgekit --help)")),
+        (("bench", "m.tflite", "--runs", "many"), ("'--runs'", "many")),
+    ],
+)
+def test_click_usage_errors_are_one_line_too(args, fragments):
+    """click prints usage, a hint and the error on four lines; edgekit says it in one."""
+    result = run_edgekit(*args)
+    _assert_clean_error(result, None, *fragments)
+    assert len(result.stderr.strip().splitlines()) == 1

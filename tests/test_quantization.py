@@ -143,18 +143,24 @@ def test_bias_correction_removes_the_measured_shift(resnet8, r8_statistics):
         if not np.array_equal(after.weights(op.inputs[2]), before.weights(op.inputs[2]))
     ]
     assert changed
-    op = changed[0]
-    out = op.outputs[0]
-    _, ref = run_isolated(float_model, [x], "builtin", keep=(names[after.tensors[out].name],))
+    # every corrected op, the deepest too: measured all at once, a shift an upstream
+    # correction already removed was corrected again downstream (over-corrected)
+    outs = tuple(op.outputs[0] for op in changed)
+    twins = tuple(names[after.tensors[out].name] for out in outs)
+    _, ref = run_isolated(float_model, [x], "builtin", keep=twins)
     shifts = []
     for model in (before, after):
         _, got = run_isolated(
-            model, [quantize_input(x, model.input_tensors()[0])], "reference", keep=(out,)
+            model, [quantize_input(x, model.input_tensors()[0])], "reference", keep=outs
         )
-        expected = ref[names[after.tensors[out].name]]
-        error = expected - dequantize_tensor(got[out], model.tensors[out])
-        shifts.append(np.abs(error.reshape(-1, error.shape[-1]).mean(axis=0)).mean())
-    assert shifts[1] < shifts[0], shifts
+        mean_shift = []
+        for out, twin in zip(outs, twins, strict=True):
+            error = ref[twin] - dequantize_tensor(got[out], model.tensors[out])
+            step = model.tensors[out].quant.scales[0]
+            mean_shift.append(np.abs(error.reshape(-1, error.shape[-1]).mean(axis=0)).mean() / step)
+        shifts.append(np.array(mean_shift))
+    assert np.all(shifts[1] < shifts[0]), shifts
+    assert np.all(shifts[1] < 0.25), shifts
 
 
 def test_analysis_ranks_every_layer_and_draws_it(resnet8, tmp_path):

@@ -55,6 +55,7 @@ def test_every_conv_geometry_is_learned_and_written_as_int8():
     assert seen[0].startswith("learned rounding 1/6: ") and seen[-1].startswith(
         "learned rounding 6/6"
     )
+    assert all(";" not in line and len(line) < 80 for line in seen), seen  # layer names
     assert all(op.error_learned <= op.error_nearest for op in result.ops)
     assert sum(op.flipped for op in result.ops) > 0
     before, after = read_tflite(nearest), read_tflite(result.data)

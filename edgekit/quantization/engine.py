@@ -44,7 +44,7 @@ from edgekit.quantization.calibration import Statistics, choose_range
 from edgekit.quantization.rounding import LearnedRounding, learn_rounding
 from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated, run_timeout
 from edgekit.tflite_edit import pack, unpack
-from edgekit.tflite_model import TFLiteModel, read_tflite
+from edgekit.tflite_model import Operator, TFLiteModel, read_tflite
 from edgekit.verify import logits_tensor
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -204,6 +204,11 @@ def correct_biases(quantized: bytes, float_model: TFLiteModel, x: np.ndarray) ->
     int32 bias. Only ops without a fused activation: behind a ReLU the shift that matters is
     the one while the unit is active, which a plain mean does not give (measured: correcting
     them lost 1-4 dB). Ops are matched to the float model by their output tensor's name.
+
+    Sequential, in waves: an op is measured only after every corrected op upstream of it has
+    its correction, so a shift that an upstream correction removes is not corrected twice
+    (all at once over-corrected a residual CNN about 3x at the logits: 22.3 dB against
+    28.9 dB uncorrected). One int8 run per wave (the longest chain of corrected ops).
     Returns the model and how many ops were corrected.
     """
     model = read_tflite(quantized, "int8.tflite")
@@ -229,23 +234,48 @@ def correct_biases(quantized: bytes, float_model: TFLiteModel, x: np.ndarray) ->
     x = as_float32(take(x, slice(0, BIAS_CORRECTION_SAMPLES)))
     _, reference = run_isolated(float_model, input_feeds(float_model, x), "builtin", 2, keep=twins)
     feeds = input_feeds(model, x)
-    _, deployed = run_isolated(model, feeds, "reference", 1, keep=outputs)
     edited = unpack(quantized)
     tensors, buffers = edited.subgraphs[0].tensors, edited.buffers
-    for op, out, twin in zip(ops, outputs, twins, strict=True):
-        got = dequantize_tensor(deployed[out], model.tensors[out]).astype(np.float64)
-        shift = reference[twin].astype(np.float64) - got
-        shift = shift.reshape(-1, shift.shape[-1]).mean(axis=0)
-        bias = model.weights(op.inputs[2]).astype(np.int64)
-        scales = model.tensors[op.inputs[0]].quant.scales[0] * np.asarray(
-            model.tensors[op.inputs[1]].quant.scales, dtype=np.float64
+    current = quantized
+    for wave in _correction_waves(model, ops):
+        _, deployed = run_isolated(
+            read_tflite(current, model.source),
+            feeds,
+            "reference",
+            1,
+            keep=tuple(op.outputs[0] for op in wave),
         )
-        if shift.shape != bias.shape:
-            continue
-        steps = np.round(shift / np.broadcast_to(scales, bias.shape)).astype(np.int64)
-        updated = np.clip(bias + steps, -(2**31), 2**31 - 1).astype(np.int32)
-        buffers[tensors[op.inputs[2]].buffer].data = updated.view(np.uint8)
-    return pack(edited), len(ops)
+        for op in wave:
+            out = op.outputs[0]
+            got = dequantize_tensor(deployed[out], model.tensors[out]).astype(np.float64)
+            shift = reference[names[model.tensors[out].name]].astype(np.float64) - got
+            shift = shift.reshape(-1, shift.shape[-1]).mean(axis=0)
+            bias = model.weights(op.inputs[2]).astype(np.int64)
+            scales = model.tensors[op.inputs[0]].quant.scales[0] * np.asarray(
+                model.tensors[op.inputs[1]].quant.scales, dtype=np.float64
+            )
+            if shift.shape != bias.shape:
+                continue
+            steps = np.round(shift / np.broadcast_to(scales, bias.shape)).astype(np.int64)
+            updated = np.clip(bias + steps, -(2**31), 2**31 - 1).astype(np.int32)
+            buffers[tensors[op.inputs[2]].buffer].data = updated.view(np.uint8)
+        current = pack(edited)
+    return current, len(ops)
+
+
+def _correction_waves(model: TFLiteModel, ops: list[Operator]) -> list[list[Operator]]:
+    """`ops` grouped so that each op comes after every op of `ops` upstream of it: wave k
+    holds the ops whose longest chain of `ops` above them has k ops."""
+    producer = {i: op for op in model.operators for i in op.outputs}
+    chosen = {op.index for op in ops}
+    depth: dict[int, int] = {}  # op index → corrected ops on its longest chain, itself included
+    for op in model.operators:  # operators are stored in execution (topological) order
+        above = [depth[producer[i].index] for i in op.inputs if i in producer]
+        depth[op.index] = max(above, default=0) + (op.index in chosen)
+    waves: dict[int, list[Operator]] = {}
+    for op in ops:
+        waves.setdefault(depth[op.index], []).append(op)
+    return [waves[k] for k in sorted(waves)]
 
 
 # --- the whole engine ------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from edgekit.data import as_float32
 from edgekit.quantization.activations import kept_activations
 from edgekit.runtimes.litert import dequantize_tensor, input_feeds, run_isolated
 from edgekit.tflite_edit import pack, unpack
-from edgekit.tflite_model import Operator, TFLiteModel, read_tflite
+from edgekit.tflite_model import Operator, TFLiteModel, read_tflite, short_name
 
 KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 MAX_ROWS = 16384  # output positions an op's Gram matrices are built from
@@ -339,7 +339,7 @@ def learn_rounding(
     rng = np.random.default_rng(seed)
     for number, target in enumerate(targets, 1):
         if progress:
-            progress(f"learned rounding {number}/{len(targets)}: {target.name}")
+            progress(f"learned rounding {number}/{len(targets)}: {short_name(target.name)}")
         op, geometry = target.op, target.geometry
         current = read_tflite(pack(edited)) if number > 1 else model
         _, got = run_isolated(current, feeds, "builtin", 2, keep=(op.inputs[0],))

@@ -228,6 +228,7 @@ class MixedPrecision:
     start: Scored
     steps: list[dict[str, Any]] = field(default_factory=list)
     search_met: bool = False  # on the half the search chose on
+    aimed_sqnr_db: float | None = None  # the SQNR it searched for on its half (goal + margin)
 
 
 def mixed_precision(
@@ -242,6 +243,9 @@ def mixed_precision(
     """The fewest ops kept in float (by output tensor name) so the int8 model meets `goal` on
     the half of `x` the search chooses on; `met` is the goal on the held-out half.
 
+    An SQNR goal is searched for with a margin (:func:`aim`): stopping exactly at the goal on
+    the half it chose on left models just under it on data the search did not see.
+
     `candidates` (names `requantize` takes) replaces the default, every op's output: with
     int16 activations the names are tensors carried in int16 (:mod:`.int16`)."""
     if goal.min_sqnr_db is None and goal.max_agreement_drop is None:
@@ -249,8 +253,12 @@ def mixed_precision(
     scorer = Scorer(float_data, x)
     start = scorer("int8", int8_data)
     result = MixedPrecision(goal, [], False, start, start)
-    if goal.met(start.sqnr_db, start.agreement):
+    if goal.met(start.sqnr_db, start.agreement) and goal.met(
+        start.held_sqnr_db, start.held_agreement
+    ):
         return _judged(result)
+    target = aim(goal, start)
+    result.aimed_sqnr_db = target.min_sqnr_db
     if candidates is None:
         quantized = read_tflite(int8_data)
         float_names = {t.name for t in scorer.float_model.tensors}
@@ -277,21 +285,43 @@ def mixed_precision(
         )
         if progress:
             progress(f"{len(chosen)} at higher precision: {_db(current.sqnr_db)}")
-        if goal.met(current.sqnr_db, current.agreement):
+        if target.met(current.sqnr_db, current.agreement):
             break
-    if not goal.met(current.sqnr_db, current.agreement):
+    if target.met(current.sqnr_db, current.agreement):
+        needed = target
+    elif goal.met(current.sqnr_db, current.agreement):
+        needed = goal  # the margin is out of reach: the fewest that meet the goal itself
+    else:
         result.kept_in_float, result.final = chosen, current
         return _judged(result)
     for name in list(chosen):  # then drop what the goal does not need
         trial = [n for n in chosen if n != name]
         scored = scorer("-" + name, requantize(tuple(trial)))
-        if goal.met(scored.sqnr_db, scored.agreement):
+        if needed.met(scored.sqnr_db, scored.agreement):
             chosen, current = trial, scored
             result.steps.append(
                 {"dropped": name, "sqnr_db": scored.sqnr_db, "agreement": scored.agreement}
             )
     result.kept_in_float, result.final = chosen, current
     return _judged(result)
+
+
+MARGIN_DB = 0.5  # searched for above an SQNR goal, besides the gap between the halves
+
+
+def aim(goal: Goal, start: Scored) -> Goal:
+    """What the search looks for on its half: an SQNR goal raised by MARGIN_DB plus how much
+    the all-int8 model's SQNR on that half exceeds the held-out half's (at most 3 dB).
+
+    >>> aim(Goal(min_sqnr_db=24.0), Scored("int8", b"", 22.0, 0.97, 21.2, 0.96)).min_sqnr_db
+    25.3
+    """
+    if goal.min_sqnr_db is None:
+        return goal
+    gap = 0.0
+    if start.sqnr_db is not None and start.held_sqnr_db is not None:
+        gap = min(max(start.sqnr_db - start.held_sqnr_db, 0.0), 3.0)
+    return Goal(round(goal.min_sqnr_db + MARGIN_DB + gap, 2), goal.max_agreement_drop)
 
 
 def _judged(result: MixedPrecision) -> MixedPrecision:

@@ -486,6 +486,7 @@ def _search(
             "goal": mixed.goal.describe(),
             "met": mixed.met,
             "search_met": mixed.search_met,
+            "aimed_sqnr_db": mixed.aimed_sqnr_db,
             "kept_in_float": mixed.kept_in_float if kind == "float" else [],
             "in_int16": mixed.kept_in_float if kind == "int16" else [],
             "precision": kind,

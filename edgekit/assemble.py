@@ -18,6 +18,7 @@ from typing import Any
 from edgekit import __version__
 from edgekit import metrics as M
 from edgekit.checks import Check
+from edgekit.records import from_json
 from edgekit.report import (
     Artifact,
     CompilerSection,
@@ -28,6 +29,7 @@ from edgekit.report import (
     HostLatency,
     Metrics,
     ModelSection,
+    NpuSection,
     QuantizationSection,
     Step,
     TflmSection,
@@ -40,6 +42,7 @@ from edgekit.stages.firmware import ARENA_NOTE as FIRMWARE_ARENA_NOTE
 from edgekit.stages.firmware import Firmware
 from edgekit.stages.harness import Harness
 from edgekit.stages.load import Inputs
+from edgekit.stages.npu import NpuResult
 from edgekit.stages.tflm import ARENA_NOTE, TflmExport
 from edgekit.stages.verify import Verification
 from edgekit.targets import TargetProfile
@@ -56,6 +59,7 @@ class StageResults:
     sparse: SparseSize | None = None
     tflm: TflmExport | None = None
     edgetpu: EdgeTPUResult | None = None
+    npu: NpuResult | None = None
     checks: tuple[Check, ...] = ()
     verification: Verification | None = None
     latency: HostLatency | None = None
@@ -94,6 +98,7 @@ def assemble(
         data=_data(r),
         tflm=_tflm(r),
         edgetpu=_edgetpu(r.edgetpu),
+        npu=from_json(NpuSection, r.npu.to_dict()) if r.npu else None,
         bench=r.harness.section if r.harness else None,
         fit=found_by,
         notes=tuple(_notes(r)),
@@ -150,9 +155,12 @@ def _random_calibration(r: StageResults) -> bool:
 
 
 def _placed_ops(r: StageResults) -> tuple:
-    if r.edgetpu is None:
+    if r.npu is not None and r.npu.run.ok:
+        placement = r.npu.placements(r.conversion.deployed)
+    elif r.edgetpu is not None:
+        placement = r.edgetpu.placements()
+    else:
         return r.facts.ops
-    placement = r.edgetpu.placements()
     return tuple(replace(op, placement=placement.get(op.index)) for op in r.facts.ops)
 
 

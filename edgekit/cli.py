@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -156,7 +157,12 @@ def _profile_rows(profile: Any) -> list[tuple[str, str]]:
 
 @cli.command("inspect")
 @click.argument("model", type=click.Path())
-@click.option("--target", "-t", default=None, help="Also run every check for this target.")
+@click.option(
+    "--target",
+    "-t",
+    default=None,
+    help="Also run every check for this target (an Ethos-U target: Vela's placement too).",
+)
 @TARGETS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inspect_cmd(model: str, target: str | None, targets_dir: str | None, as_json: bool) -> None:
@@ -165,8 +171,12 @@ def inspect_cmd(model: str, target: str | None, targets_dir: str | None, as_json
 
     profile = load_target(target, targets_dir) if target else None
     info = inspect(model, profile)
+    npu = None
+    if profile is not None and profile.npu is not None:
+        npu = _npu_placement(Path(model), profile)
+        info.checks += npu.checks()
     if as_json:
-        print_json(info.to_dict())
+        print_json({**info.to_dict(), "npu": npu.to_dict() if npu else None})
         return 1 if any(not c.ok for c in info.checks) else 0
     from rich.table import Table
 
@@ -206,12 +216,59 @@ def inspect_cmd(model: str, target: str | None, targets_dir: str | None, as_json
     )
     version = escape(info.min_runtime_version or "absent", 40)
     console.print(f"min_runtime_version (metadata): {version}")
+    if npu is not None:
+        _print_npu(console, npu)
     if info.checks:
         _print_checks(console, info.checks)
     console.print("\n[dim]columns:[/dim]")
     for name, meaning in COLUMNS.items():
         console.print(f"[dim]  {name}: {meaning}[/dim]")
     return 1 if any(not c.ok for c in info.checks) else 0
+
+
+def _npu_placement(model: Path, profile: Any) -> Any:
+    """Vela on `model` for the profile's NPU, in a temporary folder (nothing is kept)."""
+    import tempfile
+
+    from edgekit.stages.npu import compile_for_npu
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-vela-") as work:
+        return compile_for_npu(model, Path(work), profile, chart=False)
+
+
+def _print_npu(console, npu) -> None:
+    """Vela's placement per op, the CPU ops' reasons and fixes, memory and its estimates."""
+    from rich.table import Table
+
+    data = npu.to_dict()
+    console.print(f"\n{escape(data['detail'])}")
+    if not npu.run.ok:
+        return
+    table = Table(title=f"placement on the {data['accelerator']} (cycles: Vela's estimate)")
+    for column in ("op", "on", "cycles", "MACs", "tensor"):
+        table.add_column(column, justify="right" if column in ("cycles", "MACs") else "left")
+    for row in data["ops"]:
+        parts = f" ({row['parts']} NPU ops)" if row["parts"] > 1 else ""
+        table.add_row(
+            escape(row["op"] + parts),
+            row["target"],
+            f"{row['cycles']:,}",
+            f"{row['macs']:,}",
+            escape(row["name"], 50),
+        )
+    console.print(table)
+    for op in data["cpu_ops"]:
+        console.print(
+            f"  on the CPU: {escape(op['op'])} {escape(op['tensor'], 50)}: {escape(op['reason'])}"
+            f"\n    to move it to the NPU: {escape(op['advice'])}"
+        )
+    ms = data["estimated_inference_ms"]
+    console.print(
+        f"SRAM {data['sram_used_bytes']:,} B, flash {data['flash_used_bytes']:,} B; "
+        f"Vela's estimate: {data['estimated_cycles']:,} NPU cycles, "
+        f"{'-' if ms is None else f'{ms:.3f}'} ms per inference (not a measurement; "
+        "NPU execution is not simulated here)"
+    )
 
 
 def _print_checks(console, checks) -> None:

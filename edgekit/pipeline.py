@@ -43,6 +43,7 @@ from edgekit.report import DeployReport, Role, write_report
 from edgekit.stages import analysis, convert, facts, firmware, harness, latency, load
 from edgekit.stages.checks import check_stage
 from edgekit.stages.edgetpu import EdgeTPUResult, compile_edgetpu
+from edgekit.stages.npu import compile_for_npu
 from edgekit.stages.tflm import TflmExport, export_tflm
 from edgekit.stages.verify import goal_check, verify_deployed
 from edgekit.targets import TargetProfile, load_target
@@ -201,8 +202,15 @@ def run_stages(
             if not r.edgetpu.compiler.ran:  # the full sentence is in the report's Edge TPU part
                 step.status, step.detail = "skipped", "not installed: rule-based analysis only"
             _collect_edgetpu(r.edgetpu, work, files)
+    if profile.npu is not None:
+        with steps.run("vela") as step:
+            r.npu = compile_for_npu(model_file, staging / ".vela", profile)
+            step.ran, step.detail = r.npu.run.ran, r.npu.run.detail
+            for path, name, role in r.npu.bundle_files():
+                files.adopt(path, name, role, move=True)
+            shutil.rmtree(staging / ".vela", ignore_errors=True)
     with steps.run("check against profile") as step:
-        r.checks = check_stage(deployed, profile, r.tflm, r.edgetpu)
+        r.checks = check_stage(deployed, profile, r.tflm, r.edgetpu, r.npu)
         failed = ", ".join(c.name for c in r.checks if not c.ok)
         step.detail = f"{len(r.checks)} checks, failed: {failed or 'none'}"
         step.status = "check_failed" if failed else step.status

@@ -29,6 +29,9 @@ results (:mod:`edgekit.assemble`); every field is a typed, frozen record and
   figure keys (`tensor_arena_bytes`, `arena_minimum_bytes`, ...) are still written, from the
   metrics (:data:`TFLM_FIGURES`), and are not read back
 - `edgetpu`: rule analysis and compiler run (Edge TPU targets), else null
+- `npu`: Vela's compilation for an Ethos-U target (placement per layer, the reason and the
+  fix for each op left on the CPU, SRAM and flash against the budgets, Vela's cycle and time
+  estimates), else null; see :mod:`edgekit.converters.vela`
 - `bench`: the harness shipped in the bundle and the commands that run it
 - `notes`: plain sentences worth reading
 
@@ -56,6 +59,7 @@ from edgekit.metrics import format_value
 from edgekit.quantization.analysis import Analysis
 from edgekit.records import Record, from_json, to_json
 from edgekit.targets import TargetProfile
+from edgekit.tflite_model import short_name
 from edgekit.verify import VerificationResult
 
 SCHEMA_VERSION = 2
@@ -69,6 +73,8 @@ class Role(str, enum.Enum):
     TFLM_SOURCE = "TFLM source"
     EDGETPU_MODEL = "Edge TPU model"
     EDGETPU_LOG = "Edge TPU compiler log"
+    NPU_MODEL = "Ethos-U model (Vela)"
+    NPU_LOG = "Vela report"
     HARNESS = "benchmark harness"
     CHART = "chart"
     FIRMWARE = "firmware (QEMU)"
@@ -313,6 +319,57 @@ class EdgeTPUSection(Record):
 
 
 @dataclass(frozen=True)
+class NpuLayerRow(Record):
+    """A row of Vela's per-layer table (`layers`), or an op with its lowering folded (`ops`,
+    where `parts` counts the NPU operations it became)."""
+
+    op: str
+    npu_op: str
+    target: str  # "NPU" or "CPU"
+    cycles: int  # Vela's estimate
+    macs: int
+    name: str
+    parts: int = 1
+
+
+@dataclass(frozen=True)
+class NpuCpuOp(Record):
+    """An op Vela leaves on the CPU, its reason, and what would move it to the NPU."""
+
+    op: str
+    tensor: str
+    reason: str
+    advice: str
+
+
+@dataclass(frozen=True)
+class NpuSection(Record):
+    """Vela's compilation for an Ethos-U target (:mod:`edgekit.converters.vela`): every
+    cycle and time figure is Vela's estimate, never a measurement."""
+
+    ran: bool
+    command: tuple[str, ...]
+    detail: str
+    version: str | None = None
+    output_model: str | None = None
+    accelerator: str = ""
+    npu_op_count: int | None = None
+    cpu_op_count: int | None = None
+    sram_used_bytes: int | None = None
+    flash_used_bytes: int | None = None
+    sram_limit_bytes: int | None = None
+    flash_limit_bytes: int | None = None
+    clock_hz: float | None = None
+    estimated_cycles: int | None = None
+    estimated_inference_ms: float | None = None
+    estimates: str = ""
+    simulation: str = ""
+    layers: tuple[NpuLayerRow, ...] = ()
+    ops: tuple[NpuLayerRow, ...] = ()
+    cpu_ops: tuple[NpuCpuOp, ...] = ()
+
+
+@dataclass(frozen=True)
 class BenchSection(Record):
     """The harness in the bundle and the commands that run it, from the bundle directory."""
 
@@ -371,6 +428,7 @@ class DeployReport(Record):
     data: DataSection = field(default_factory=DataSection)
     tflm: TflmSection | None = None
     edgetpu: EdgeTPUSection | None = None
+    npu: NpuSection | None = None  # Ethos-U targets: Vela's compilation
     bench: BenchSection | None = None
     fit: FitSection | None = None  # set when `edgekit fit` found the model
     notes: tuple[str, ...] = ()
@@ -428,6 +486,7 @@ _REPORT_TYPES: dict[str, Any] = {
     "data": DataSection,
     "tflm": TflmSection,
     "edgetpu": EdgeTPUSection,
+    "npu": NpuSection,
     "bench": BenchSection,
     "notes": tuple[str, ...],
 }
@@ -672,6 +731,8 @@ def render_markdown(report: DeployReport, data: dict[str, Any] | None = None) ->
             f"{analysis.get('ops_on_cpu')} on the CPU. Compiler: "
             f"{compiler.get('detail', 'not run')}",
         ]
+    if d["npu"]:
+        lines += _npu_section(d["npu"])
     lines += ["", "## Ops", "", "| # | op | version | MACs | runs on |", "|---|---|---|---|---|"]
     for op in report.ops:
         lines.append(
@@ -704,6 +765,49 @@ def render_markdown(report: DeployReport, data: dict[str, Any] | None = None) ->
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def _npu_section(npu: dict[str, Any]) -> list[str]:
+    """The Ethos-U part: Vela's placement, memory and estimates (labelled), CPU ops' fixes.
+
+    >>> _npu_section({"detail": "Vela failed: x", "ran": True, "output_model": None})[1]
+    '## Ethos-U (Vela)'
+    """
+    lines = ["", "## Ethos-U (Vela)", "", f"{npu['detail']}."]
+    if not npu.get("output_model"):
+        return lines
+    clock = npu.get("clock_hz")
+    lines += [
+        "",
+        f"- Accelerator: {npu.get('accelerator')}, Vela {npu.get('version')} "
+        f"(`{' '.join(npu.get('command', []))}`); compiled model: `{npu['output_model']}`",
+        f"- SRAM used: {format_value(npu.get('sram_used_bytes'))} B of "
+        f"{format_value(npu.get('sram_limit_bytes'))} B; flash (or DRAM) used: "
+        f"{format_value(npu.get('flash_used_bytes'))} B of "
+        f"{format_value(npu.get('flash_limit_bytes'))} B",
+        f"- Estimated by Vela, not measured: {format_value(npu.get('estimated_cycles'))} NPU "
+        f"cycles per inference, {format_value(npu.get('estimated_inference_ms'))} ms at "
+        f"{'-' if clock is None else f'{clock / 1e6:g} MHz'} (CPU ops not included)",
+        f"- {npu.get('simulation')}",
+    ]
+    cpu = npu.get("cpu_ops") or []
+    if cpu:
+        lines += ["", "Ops on the CPU, why, and what would move them to the NPU:", ""]
+        lines += ["| op | tensor | Vela's reason | to move it to the NPU |", "|---|---|---|---|"]
+        for op in cpu:
+            lines.append(f"| {op['op']} | {op['tensor']} | {op['reason']} | {op['advice']} |")
+    layers = npu.get("ops") or []  # the per-layer rows, each op's lowering folded
+    total = sum(layer["cycles"] for layer in layers) or 1
+    lines += ["", "| # | op | on | cycles (Vela's estimate) | share | MACs | tensor |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for i, layer in enumerate(layers):
+        parts = f" ({layer['parts']} NPU operations)" if layer["parts"] > 1 else ""
+        lines.append(
+            f"| {i} | {layer['op']}{parts} | {layer['target']} | {layer['cycles']:,} | "
+            f"{100 * layer['cycles'] / total:.1f} % | {layer['macs']:,} | "
+            f"{short_name(layer['name'])} |"
+        )
+    return lines
 
 
 def write_report(report: DeployReport, directory: Path) -> None:

@@ -1,6 +1,6 @@
 """Target profiles: what a device runs, what it accepts and how much room it has.
 
-Profiles are TOML files (`targets/*.toml` ships eight). Users add their own from a directory
+Profiles are TOML files (`targets/*.toml` ships thirteen). Users add their own from a directory
 given by `--targets-dir` or `EDGEKIT_TARGETS_PATH` (os.pathsep-separated). A user profile with a
 built-in's name replaces it. Every file is validated when loaded; a bad one is one error naming
 the file and the field.
@@ -36,6 +36,13 @@ Profile layout (every key is documented in docs/targets.md)::
     qemu_board = "mps2-an386"          # QEMU machine with that CPU
     clock_hz = 64000000                # optional, with cpi: a labelled ms estimate
     cpi = 1.3                          # optional: documented cycles per instruction
+    [npu]                              # optional (mcu): an Arm Ethos-U beside the CPU, via Vela
+    accelerator = "ethos-u55-128"      # Vela's --accelerator-config
+    system_config = "Ethos_U55_High_End_Embedded"  # a section of Vela's config file
+    memory_mode = "Shared_Sram"        # another section of it
+    config = "Arm/vela.ini"            # the file: Vela's own (this name) or a path
+    arena_cache_bytes = 393216         # optional: Vela's --arena-cache-size (Dedicated_Sram)
+    sram_bytes = 393216                # optional: the SRAM Vela may use (default: the arena RAM)
     [delegates.gpu]                    # optional per-delegate overrides
     quantization = "float16"
 """
@@ -126,6 +133,51 @@ class MemoryBudget:
 
 
 QEMU_CPUS = ("cortex-m4", "cortex-m7")  # what devices/mcu/boards/mps2 builds for
+# Vela 5.2's --accelerator-config choices
+NPU_ACCELERATORS = (
+    "ethos-u55-32",
+    "ethos-u55-64",
+    "ethos-u55-128",
+    "ethos-u55-256",
+    "ethos-u65-256",
+    "ethos-u65-512",
+    "ethos-u85-128",
+    "ethos-u85-256",
+    "ethos-u85-512",
+    "ethos-u85-1024",
+    "ethos-u85-2048",
+)
+
+
+@dataclass(frozen=True)
+class Npu:
+    """An Arm Ethos-U NPU beside the microcontroller's CPU (`[npu]`): how Vela compiles for it.
+
+    >>> Npu("ethos-u55-128", "Ethos_U55_High_End_Embedded", "Shared_Sram").macs_per_cycle
+    128
+    """
+
+    accelerator: str
+    system_config: str
+    memory_mode: str
+    config: str = "Arm/vela.ini"
+    arena_cache_bytes: int | None = None
+    sram_bytes: int | None = None  # the budget for Vela's SRAM figure; None: the arena RAM
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """The MAC units: the number at the end of the accelerator's name."""
+        return int(self.accelerator.rsplit("-", 1)[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accelerator": self.accelerator,
+            "system_config": self.system_config,
+            "memory_mode": self.memory_mode,
+            "config": self.config,
+            "arena_cache_bytes": self.arena_cache_bytes,
+            "sram_bytes": self.sram_bytes,
+        }
 
 
 @dataclass(frozen=True)
@@ -175,6 +227,7 @@ class TargetProfile:
     coprocessors: tuple[str, ...] = ()
     channel_tile: int | None = None  # channels the int8 kernels process at a time
     firmware: Firmware | None = None  # MCUs: CPU flags and QEMU board for --device qemu
+    npu: Npu | None = None  # MCUs with an Ethos-U: what Vela compiles for
     delegate_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
 
@@ -254,6 +307,7 @@ class TargetProfile:
             },
             "delegates": self.delegate_overrides,
             **({"firmware": self.firmware.to_dict()} if self.firmware else {}),
+            **({"npu": self.npu.to_dict()} if self.npu else {}),
             "source": self.source,
         }
 
@@ -263,7 +317,7 @@ class TargetProfile:
         if not isinstance(data, dict):
             raise UsageError(f"{source}: the target profile is not a table")
         table = {k: v for k, v in data.items() if k != "source"}
-        for section in ("memory", "execution", "firmware"):  # unset fields come back as null
+        for section in ("memory", "execution", "firmware", "npu"):  # unset fields come back null
             values = table.get(section)
             if isinstance(values, dict):
                 table[section] = {k: v for k, v in values.items() if v is not None}
@@ -324,6 +378,7 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
             "execution",
             "delegates",
             "firmware",
+            "npu",
         )
     )
     quant = top.sub("quantization")
@@ -417,6 +472,7 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
     if memory.parameter_cache_bytes is not None and family != "coral":
         raise mem.fail("parameter_cache_bytes", "is the Edge TPU's cache: for coral targets only")
     firmware = _firmware(top, family)
+    npu = _npu(top, family, coprocessors)
     return TargetProfile(
         name=name,
         aliases=tuple(aliases),
@@ -438,6 +494,7 @@ def parse_profile(data: dict[str, Any], source: str) -> TargetProfile:
         coprocessors=tuple(coprocessors),
         channel_tile=channel_tile,
         firmware=firmware,
+        npu=npu,
         memory=memory,
         threads=threads,
         delegate=delegate,
@@ -472,6 +529,31 @@ def _firmware(top: _Fields, family: str) -> Firmware | None:
         qemu_board=board,
         clock_hz=clock,
         cpi=None if cpi is None else float(cpi),
+    )
+
+
+def _npu(top: _Fields, family: str, coprocessors: list[str]) -> Npu | None:
+    if "npu" not in top.table:
+        return None
+    npu = top.sub("npu")
+    npu.reject_unknown(
+        ("accelerator", "system_config", "memory_mode", "config", "arena_cache_bytes", "sram_bytes")
+    )
+    if family != "mcu":
+        raise top.fail("npu", "is for mcu targets (an Ethos-U beside a Cortex-M)")
+    if "ethos-u" not in coprocessors:
+        raise top.fail("npu", 'needs ops.coprocessors = ["ethos-u"] (the device runs its op)')
+    names = {}
+    for key in ("system_config", "memory_mode", "config"):
+        value = npu.get(key, str, default="Arm/vela.ini" if key == "config" else ...)
+        if not value.strip():
+            raise npu.fail(key, "must not be empty")
+        names[key] = value
+    return Npu(
+        accelerator=npu.get("accelerator", str, choices=NPU_ACCELERATORS),
+        arena_cache_bytes=npu.get("arena_cache_bytes", int, default=None),
+        sram_bytes=npu.get("sram_bytes", int, default=None),
+        **names,
     )
 
 

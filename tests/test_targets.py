@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helpers import run_edgekit
 
@@ -15,6 +17,11 @@ BUILTIN = {
     "cortex-m4",
     "cortex-m7",
     "esp32-s3",
+    "cortex-m33",
+    "cortex-m55",
+    "ethos-u55-128",
+    "ethos-u55-256",
+    "ethos-u65-256",
 }
 
 VALID = """
@@ -49,6 +56,70 @@ def test_eight_builtin_profiles_load_with_datasheet_budgets():
         assert profiles[name].memory.reserve_ram_bytes > 0
     for name in ("raspberry-pi-4", "raspberry-pi-5"):
         assert profiles[name].threads == 4 and profiles[name].delegate == "xnnpack"
+    m33, m55 = profiles["cortex-m33"], profiles["cortex-m55"]
+    assert (m33.memory.flash_bytes, m33.memory.ram_bytes) == (1 << 20, 512 << 10)
+    assert m55.memory.ram_bytes == 2 << 20 and m55.npu is None
+
+
+def test_ethos_u_profiles_name_vela_s_configuration():
+    """Each Ethos-U profile: a Vela accelerator, system config and memory mode that Vela's
+    own config file defines, the NPU's op as a coprocessor, and its 8-channel granularity."""
+    import configparser
+    from importlib import resources
+
+    vela = configparser.ConfigParser()
+    vela.read_string(resources.files("ethosu").joinpath("config_files/Arm/vela.ini").read_text())
+    for name, accelerator in (
+        ("ethos-u55-128", "ethos-u55-128"),
+        ("ethos-u55-256", "ethos-u55-256"),
+        ("ethos-u65-256", "ethos-u65-256"),
+    ):
+        profile = load_target(name)
+        npu = profile.npu
+        assert npu is not None and npu.accelerator == accelerator
+        assert f"System_Config.{npu.system_config}" in vela.sections()
+        assert f"Memory_Mode.{npu.memory_mode}" in vela.sections()
+        assert accelerator.split("-")[1][:3] in npu.system_config.lower()  # u55 / u65
+        assert profile.coprocessors == ("ethos-u",) and profile.channel_tile == 8
+        assert profile.is_mcu and profile.memory.arena_ram_bytes
+        assert load_target(profile.to_dict()["name"]).npu == npu
+        back = profile.from_dict(profile.to_dict(), "report.json")
+        assert back.npu == npu
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ('accelerator = "ethos-u99"', "field 'npu.accelerator' must be one of"),
+        ('memory_mode = ""', "field 'npu.memory_mode' must not be empty"),
+        ("speed = 3", "field 'npu.speed' is not a profile field"),
+    ],
+)
+def test_a_bad_npu_section_is_one_error_naming_the_field(tmp_path, edit, message):
+    source = Path(resources_path("ethos-u55-128.toml")).read_text()
+    key = edit.split(" = ")[0]
+    lines = [line for line in source.splitlines() if not line.startswith(key + " =")]
+    at = lines.index("[npu]") + 1
+    lines.insert(at, edit)
+    path = tmp_path / "board.toml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EdgekitError, match=message.replace(".", r"\.")):
+        load_target(str(path))
+
+
+def test_an_npu_needs_the_ethos_u_coprocessor(tmp_path):
+    source = Path(resources_path("ethos-u55-128.toml")).read_text()
+    path = tmp_path / "board.toml"
+    path.write_text(source.replace('coprocessors = ["ethos-u"]', "coprocessors = []"))
+    with pytest.raises(EdgekitError, match="needs ops.coprocessors"):
+        load_target(str(path))
+
+
+def resources_path(name: str) -> str:
+    from importlib import resources
+
+    with resources.as_file(resources.files("edgekit.profiles").joinpath(name)) as path:
+        return str(path)
 
 
 def test_alias_and_gpu_delegate_override():

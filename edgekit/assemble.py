@@ -231,4 +231,10 @@ def _notes(r: StageResults) -> list[str]:
         notes.append(r.layers.note)
     if r.harness is not None and r.harness.note:
         notes.append(r.harness.note)
+    if r.npu is not None and r.firmware is not None and r.firmware.elf is not None:
+        notes.append(
+            "the firmware figures (instructions, 32-bit arena, flash) are the int8 model on the "
+            f"{r.profile.firmware.cpu if r.profile.firmware else 'CPU'} alone, the CPU-only "
+            "fallback: the NPU is not simulated here, and Vela's figures are its estimates"
+        )
     return notes + r.notes

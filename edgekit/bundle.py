@@ -250,6 +250,16 @@ class BundleFiles:
             path.write_bytes(data)
         return self.add(path, role)
 
+    def rewrite(self, relative: str, text: str) -> Path:
+        """Replace a file written before, and its record (size, sha256)."""
+        path = self.root / relative
+        path.write_text(text, encoding="utf-8")
+        self.artifacts = [
+            Artifact.of(path, self.root, a.role) if a.path == relative else a
+            for a in self.artifacts
+        ]
+        return path
+
     def add(self, path: Path, role: Role) -> Path:
         """Record a file already inside the bundle (a copy is made by :meth:`adopt`)."""
         self.artifacts.append(Artifact.of(path, self.root, role))

@@ -204,7 +204,8 @@ def run_stages(
             _collect_edgetpu(r.edgetpu, work, files)
     if profile.npu is not None:
         with steps.run("vela") as step:
-            r.npu = compile_for_npu(model_file, staging / ".vela", profile)
+            cpu_arena = r.tflm.arena.tensor_arena_bytes if r.tflm and r.tflm.arena else None
+            r.npu = compile_for_npu(model_file, staging / ".vela", profile, True, cpu_arena)
             step.ran, step.detail = r.npu.run.ran, r.npu.run.detail
             for path, name, role in r.npu.bundle_files():
                 files.adopt(path, name, role, move=True)
@@ -345,3 +346,5 @@ def _firmware(
         step.detail = r.firmware.detail
         if r.firmware.elf is not None:
             files.adopt(r.firmware.elf, f"firmware/{r.firmware.elf_name}", Role.FIRMWARE)
+        note = firmware.keep_arena(r.firmware, r.profile, r.tflm.arena.tensor_arena_bytes, files)
+        r.notes += [note] if note else []

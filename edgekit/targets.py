@@ -132,7 +132,8 @@ class MemoryBudget:
         return None if self.ram_bytes is None else self.ram_bytes - self.reserve_ram_bytes
 
 
-QEMU_CPUS = ("cortex-m4", "cortex-m7")  # what devices/mcu/boards/mps2 builds for
+# what devices/mcu/boards/mps2 builds for
+QEMU_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 # Vela 5.2's --accelerator-config choices
 NPU_ACCELERATORS = (
     "ethos-u55-32",

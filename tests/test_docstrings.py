@@ -79,7 +79,6 @@ NO_RUNNABLE_EXAMPLE = {
     "edgekit.stages.checks",
     "edgekit.stages.edgetpu",
     "edgekit.stages.facts",
-    "edgekit.stages.firmware",
     "edgekit.stages.harness",
     "edgekit.stages.latency",
     "edgekit.stages.load",

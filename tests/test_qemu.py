@@ -486,7 +486,7 @@ def test_firmware_section_is_validated():
     assert TargetProfile.from_dict(base, "x.toml").firmware.qemu_board == "mps2-an386"
     for bad, message in (
         ({"cpu_flags": "-mcpu=cortex-m4"}, "cpu_flags"),
-        ({"cpu": "cortex-m33"}, "must be one of cortex-m4, cortex-m7"),
+        ({"cpu": "cortex-m85"}, "must be one of cortex-m4, cortex-m7, cortex-m33, cortex-m55"),
         ({"qemu_board": "mps2 an386"}, "QEMU machine name"),
         ({"cpi": 0}, "must be > 0"),
         ({"turbo": True}, "is not a profile field"),
@@ -511,6 +511,10 @@ def test_qemu_errors_are_one_line(digits_m4, tflm_tree, tmp_path, monkeypatch):
         ([bundle, "--device", "qemu:mps2-an500", "--tflm-dir", str(tmp_path)], "is a cortex-m7"),
         (
             [bundle, "--device", "qemu:mps2-an505", "--tflm-dir", str(tmp_path)],
+            "is a cortex-m33",
+        ),
+        (
+            [bundle, "--device", "qemu:mps2-an521", "--tflm-dir", str(tmp_path)],
             "unknown QEMU board",
         ),
         ([bundle, "--device", "qemu", "--target", "esp32-s3"], "has no [firmware] section"),

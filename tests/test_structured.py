@@ -208,6 +208,9 @@ def test_mac_budget_tile_and_floor(resnet8):
     assert min(la.filters for la in floored.layers if isinstance(la, layers.Conv2D)) >= 6
     tiled = ek.prune_channels(model, ratio=0.3, target="cortex-m4", return_report=True)[1]
     assert tiled.tile == 4 and all(g["after"] % 4 == 0 for g in tiled.groups)
+    # an Ethos-U NPU's granularity: Vela's 8-channel OFM micro-block, from the profile
+    npu = ek.prune_channels(model, ratio=0.3, target="ethos-u55-128", return_report=True)[1]
+    assert npu.tile == 8 and all(g["after"] % 8 == 0 for g in npu.groups)
     with pytest.raises(UsageError, match="exactly one of"):
         ek.prune_channels(model, ratio=0.5, target_macs=100)
     with pytest.raises(UsageError, match="unknown criterion 'magic'"):

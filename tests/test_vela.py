@@ -70,6 +70,15 @@ def test_deploy_to_ethos_u_puts_vela_s_model_and_reports_in_the_bundle(digits_u5
     assert "## Ethos-U (Vela)" in text and "Estimated by Vela, not measured" in text
     assert "NPU execution is not simulated here" in text
     assert "`vela digits_int8.tflite --accelerator-config ethos-u55-128" in text
+    # the NPU build's TFLM sources: Vela's model, the ETHOSU op, an arena labelled an estimate
+    ops = (bundle.path / "tflm_npu" / "model_ops.h").read_text()
+    assert "resolver.AddEthosU()" in ops and ops.count("resolver.Add") == 1
+    assert f"#define EDGEKIT_TENSOR_ARENA_SIZE {npu['sram_used_bytes']}" in ops
+    assert "an ESTIMATE" in ops and "not simulated" in ops
+    from edgekit.converters.tflm import parse_c_array
+
+    array = parse_c_array((bundle.path / "tflm_npu" / "model_data.cc").read_text())
+    assert array == vela_model.read_bytes()
 
 
 def test_an_op_left_on_the_cpu_fails_the_check_with_vela_s_reason_and_the_fix(strided, tmp_path):
@@ -96,6 +105,9 @@ def test_an_op_left_on_the_cpu_fails_the_check_with_vela_s_reason_and_the_fix(st
     assert [op["placement"] for op in report["ops"]].count("cpu") == 1
     assert placements["FULLY_CONNECTED"] == "npu"
     assert "| CONV_2D |" in (bundle / "report.md").read_text()
+    ops = (bundle / "tflm_npu" / "model_ops.h").read_text()
+    assert "resolver.AddEthosU()" in ops and "resolver.AddConv2D()" in ops  # the CPU fallback
+    assert "plus the CPU-only arena" in ops
 
 
 def test_budgets_come_from_the_profile_and_fail_when_exceeded(tmp_path):

@@ -4,7 +4,7 @@
   on-device command, or run `edgekit bench . --device ssh://...` from the host);
 - `mcu` targets get the TFLM harness sources (`main.cc`, the platform and protocol headers,
   CMake with an arm-none-eabi toolchain file, PlatformIO, and board ports: `boards/mps2` for
-  QEMU's Cortex-M4/M7 boards with its own Makefile, `boards/host` for this machine) beside
+  QEMU's Cortex-M4/M7/M33/M55 boards with its own Makefile, `boards/host` for this machine) beside
   the bundle's `tflm/` folder;
 - `android` targets use Google's `benchmark_model` binary: the command pushes and runs it.
 
@@ -36,7 +36,12 @@ HARNESS_FILES = {
             "README.md",
             "boards/mps2/Makefile",
             "boards/mps2/mps2.ld",
+            "boards/mps2/an505.ld",
+            "boards/mps2/an547.ld",
+            "boards/mps2/sections.ld",
             "boards/mps2/mps2.h",
+            "boards/mps2/device/ARMCM33.h",
+            "boards/mps2/device/ARMCM55.h",
             "boards/mps2/startup.c",
             "boards/mps2/board.c",
             "boards/host/host.c",

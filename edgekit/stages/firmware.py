@@ -19,14 +19,19 @@ from pathlib import Path
 from edgekit import metrics as M
 from edgekit.bench.firmware import ENV_TFLM_DIR, missing_packages
 from edgekit.bench.qemu import run_firmware
+from edgekit.bundle import BundleFiles
 from edgekit.checks import Check, kib
 from edgekit.targets import TargetProfile
 
 STEP = "firmware (qemu)"
+RAISED = (
+    "the optimized kernels of the 32-bit firmware need more arena than the host's reference "
+    "kernels (CMSIS-NN scratch buffers), so tflm/model_ops.h carries the firmware's figure"
+)
 ESTIMATE = "the arena is the 64-bit host figure and flash/RAM are not measured"
 ARENA_NOTE = (
-    "kTensorArenaSize in model_ops.h is the 64-bit host figure, an upper bound; the 32-bit "
-    "firmware ran with arena_32bit_bytes"
+    "kTensorArenaSize in model_ops.h is the 64-bit host figure, raised to the firmware's where "
+    "its kernels needed more; the 32-bit firmware ran with arena_32bit_bytes"
 )
 
 
@@ -46,6 +51,38 @@ class Firmware:
     memory_source: str | None = None
     instructions_source: str | None = None
     built_with: str | None = None
+
+
+def raised_arena(ops_header: str, measured: int, host: int, board: str) -> str:
+    """`model_ops.h` with kTensorArenaSize raised to the arena the firmware measured, when
+    the optimized kernels need more than the host's reference kernels did.
+
+    >>> text = "#define EDGEKIT_TENSOR_ARENA_SIZE 100"
+    >>> raised_arena(text, 120, 100, "mps3-an547").splitlines()[1]
+    '#define EDGEKIT_TENSOR_ARENA_SIZE 120'
+    """
+    old = f"#define EDGEKIT_TENSOR_ARENA_SIZE {host}"
+    note = (
+        f"// Raised from {host} bytes (the host's reference kernels): the firmware on {board} "
+        f"needs {measured}.\n#define EDGEKIT_TENSOR_ARENA_SIZE {measured}"
+    )
+    return ops_header.replace(old, note)
+
+
+def keep_arena(
+    result: Firmware, profile: TargetProfile, host_bytes: int, files: BundleFiles
+) -> str | None:
+    """When the firmware needed more arena than the host measured, the bundle's
+    `tflm/model_ops.h` gets the firmware's figure (a device would fail AllocateTensors with
+    the host's); returns the note saying so, or None."""
+    measured = result.figures.get(M.TENSOR_ARENA_32BIT_BYTES)
+    header = files.root / "tflm" / "model_ops.h"
+    if not measured or measured <= host_bytes or not header.is_file():
+        return None
+    board = profile.firmware.qemu_board if profile.firmware else None
+    text = raised_arena(header.read_text(), measured, host_bytes, board or "the board")
+    files.rewrite("tflm/model_ops.h", text)
+    return f"kTensorArenaSize raised to {measured:,} B: {RAISED}"
 
 
 def tflm_tree(tflm_dir: str | Path | None) -> str | Path | None:

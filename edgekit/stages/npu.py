@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.checks import Check
+from edgekit.converters.tflm import tflm_sources
 from edgekit.converters.vela import NO_SIMULATION, VelaRun, grouped, run_vela
 from edgekit.plotting import available, pyplot
 from edgekit.report import Role
 from edgekit.targets import TargetProfile
-from edgekit.tflite_model import TFLiteModel, short_name
+from edgekit.tflite_model import TFLiteModel, read_tflite, short_name
 
 CHART = "vela_cycles.png"
+SOURCES = "tflm_npu"  # the bundle folder with the NPU build's TFLM sources
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class NpuResult:
         found += [(report, f"vela/{report.name}", Role.NPU_LOG) for report in run.files]
         if self.chart is not None:
             found.append((self.chart, self.chart.name, Role.CHART))
+        folder = run.output_model.parent / SOURCES if run.output_model else None
+        if folder is not None and folder.is_dir():
+            for source in sorted(folder.iterdir()):
+                found.append((source, f"{SOURCES}/{source.name}", Role.TFLM_SOURCE))
         return found
 
     def placements(self, model: TFLiteModel) -> dict[int, str]:
@@ -112,11 +118,16 @@ def _budget(name: str, what: str, used: int | None, budget: int | None) -> Check
 
 
 def compile_for_npu(
-    model_file: Path, out_dir: Path, profile: TargetProfile, chart: bool = True
+    model_file: Path,
+    out_dir: Path,
+    profile: TargetProfile,
+    chart: bool = True,
+    cpu_arena: int | None = None,
 ) -> NpuResult:
     """Vela on `model_file` for `profile.npu`, into `out_dir`. Budgets: SRAM is `[npu]
     sram_bytes`, else the arena RAM; flash is the model flash. The cycles chart is drawn when
-    matplotlib is installed."""
+    matplotlib is installed. With `cpu_arena` (the int8 model's TFLM arena), the TFLM sources
+    of the NPU build are written too (:func:`npu_sources`)."""
     assert profile.npu is not None
     run = run_vela(model_file, out_dir, profile.npu)
     result = NpuResult(
@@ -131,7 +142,45 @@ def compile_for_npu(
         result = NpuResult(
             run, result.accelerator, result.sram_limit_bytes, result.flash_limit_bytes, chart
         )
+    if cpu_arena is not None and run.ok and run.output_model is not None:
+        compiled = read_tflite(run.output_model.read_bytes(), run.output_model.name)
+        folder = out_dir / SOURCES
+        folder.mkdir(exist_ok=True)
+        for filename, text in npu_sources(compiled, model_file.stem, run, cpu_arena).items():
+            (folder / filename).write_text(text)
     return result
+
+
+def npu_sources(compiled: TFLiteModel, name: str, run: VelaRun, cpu_arena: int) -> dict[str, str]:
+    """The TFLM sources of the NPU build: Vela's model as a C array and a resolver that
+    registers the `ETHOSU` op (TFLM's `AddEthosU`, with the Ethos-U driver) and every op left
+    on the CPU. Its arena cannot be measured here (no NPU): it is Vela's SRAM figure, plus the
+    int8 model's CPU-only arena when ops stay on the CPU, labelled an estimate."""
+    estimate = (run.sram_used_bytes or 0) + (cpu_arena if run.cpu_ops else 0)
+    files = tflm_sources(compiled, f"{name}_vela", None)
+    header = files["model_ops.h"]
+    block = "\n".join(
+        [
+            f"// Tensor arena: an ESTIMATE, {estimate} bytes: Vela's SRAM figure "
+            f"({run.sram_used_bytes} bytes, the NPU's",
+            "// tensors and scratch)"
+            + (
+                f" plus the CPU-only arena ({cpu_arena} bytes) for the ops left on the CPU."
+                if run.cpu_ops
+                else "."
+            ),
+            "// The NPU is not simulated here: measure it on the board and override with",
+            "// -DEDGEKIT_TENSOR_ARENA_SIZE=N. The ETHOSU kernel needs TFLM's Ethos-U driver.",
+            "#ifndef EDGEKIT_TENSOR_ARENA_SIZE",
+            f"#define EDGEKIT_TENSOR_ARENA_SIZE {estimate}",
+            "#endif",
+            "constexpr size_t kTensorArenaSize = EDGEKIT_TENSOR_ARENA_SIZE;",
+            "",
+            "inline TfLiteStatus EdgekitRegisterOps(",
+        ]
+    )
+    files["model_ops.h"] = header.replace("inline TfLiteStatus EdgekitRegisterOps(", block, 1)
+    return files
 
 
 def draw_cycles(run: VelaRun, path: Path, title: str) -> None:

@@ -16,7 +16,9 @@ from edgekit.tflite_model import TFLiteModel
 
 ARENA_NOTE = (
     "a C++ MicroInterpreter needs a few hundred bytes less; a 32-bit MCU less again (4-byte "
-    "pointers): on the device kTensorArenaSize is an upper bound"
+    "pointers): with TFLM's reference kernels kTensorArenaSize is an upper bound on the "
+    "device, but optimized kernels (CMSIS-NN) may ask for larger scratch buffers: the "
+    "firmware step (--tflm-dir) measures the 32-bit arena and raises it when needed"
 )
 
 

@@ -60,9 +60,15 @@ static void paint_stack(void) {
 void mps2_board_init(void) {
   MPS2_UART0_BAUDDIV = 16u;
   MPS2_UART0_CTRL = 1u;  // TX enable
+#ifdef MPS2_TIMER0_BASE
   MPS2_TIMER0_RELOAD = 0xFFFFFFFFu;
   MPS2_TIMER0_VALUE = 0xFFFFFFFFu;
   MPS2_TIMER0_CTRL = 1u;  // enable, no interrupt
+#else
+  MPS2_SYSCNT_CNTCR = 0u;  // the scale may only change while the counter is off
+  MPS2_SYSCNT_CNTSCR = 0x00C80000u;  // 25/32
+  MPS2_SYSCNT_CNTCR = (1u << 0) | (1u << 2);  // EN | SCEN
+#endif
   heap_break = heap_peak = (uint8_t*)&_heap_start;
   paint_stack();
   if (RegisterDebugLogCallback) RegisterDebugLogCallback(debug_log);
@@ -70,7 +76,11 @@ void mps2_board_init(void) {
 
 void edgekit_write(const char* text) { mps2_write_raw(text); }
 
+#ifdef MPS2_TIMER0_BASE
 uint32_t edgekit_ticks(void) { return 0xFFFFFFFFu - MPS2_TIMER0_VALUE; }
+#else
+uint32_t edgekit_ticks(void) { return MPS2_SYSCNT_CNTCV_LO; }
+#endif
 
 uint32_t edgekit_tick_ns(void) { return 1000000000u / MPS2_TIMER_HZ; }
 

@@ -1,6 +1,7 @@
-// Startup for QEMU's Arm MPS2 boards (mps2-an386: Cortex-M4F, mps2-an500: Cortex-M7):
-// vector table, .data/.bss set-up, FPU on, C++ constructors, main(), then a semihosting exit
-// with main's status, so QEMU ends when the harness does.
+// Startup for QEMU's Arm MPS2/MPS3 boards (mps2-an386: Cortex-M4F, mps2-an500: Cortex-M7,
+// mps2-an505: Cortex-M33, mps3-an547: Cortex-M55): vector table, FPU (and MVE) on, .data/.bss
+// set-up, C++ constructors, main(), then a semihosting exit with main's status, so QEMU ends
+// when the harness does.
 // Copyright edgekit authors. Apache-2.0.
 #include <stdint.h>
 
@@ -13,15 +14,21 @@ extern int main(void);
 void Reset_Handler(void);
 void Fault_Handler(void);
 
+typedef void (*Handler)(void);
+extern const Handler mps2_vectors[16];
+
 void Reset_Handler(void) {
+#if defined(__ARM_FP) || defined(__ARM_FEATURE_MVE)
+  // CP10/CP11 full access: the FPU, and on Armv8.1-M also MVE (Helium). On the TrustZone
+  // boards the CPU stays secure, where this CPACR is the one that counts.
+  MPS2_CPACR |= (0xFu << 20);
+  __asm volatile("dsb\n\tisb" ::: "memory");
+#endif
+  MPS2_VTOR = (uint32_t)(uintptr_t)mps2_vectors;  // the linked table (an alias on the AN547)
   uint32_t* src = &_sidata;
   uint32_t* dst = &_sdata;
   while (dst < &_edata) *dst++ = *src++;
   for (dst = &_sbss; dst < &_ebss;) *dst++ = 0;
-#if defined(__ARM_FP)
-  MPS2_CPACR |= (0xFu << 20);  // CP10/CP11 (the FPU): full access
-  __asm volatile("dsb\n\tisb" ::: "memory");
-#endif
   mps2_board_init();
   __libc_init_array();
   mps2_exit(main());
@@ -32,8 +39,6 @@ void Fault_Handler(void) {
   mps2_exit(3);
 }
 
-typedef void (*Handler)(void);
-
 __attribute__((section(".isr_vector"), used)) const Handler mps2_vectors[16] = {
     (Handler)(uintptr_t)&_estack,  // initial stack pointer
     Reset_Handler,
@@ -42,7 +47,8 @@ __attribute__((section(".isr_vector"), used)) const Handler mps2_vectors[16] = {
     Fault_Handler,  // MemManage
     Fault_Handler,  // BusFault
     Fault_Handler,  // UsageFault
-    0, 0, 0, 0,
+    Fault_Handler,  // SecureFault (Armv8-M; reserved before)
+    0, 0, 0,
     Fault_Handler,  // SVCall
     Fault_Handler,  // DebugMonitor
     0,

@@ -42,6 +42,7 @@ HARNESS_FILES = {
             "boards/mps2/mps2.h",
             "boards/mps2/device/ARMCM33.h",
             "boards/mps2/device/ARMCM55.h",
+            "boards/mps2/device/armv8m_irqn.h",
             "boards/mps2/startup.c",
             "boards/mps2/board.c",
             "boards/host/host.c",

@@ -210,14 +210,19 @@ def run_qemu(request: Any) -> BenchResult:
     library = fw.tflm_library(
         tree, profile.firmware, sources / "model_ops.h", request.progress, compiler=compiler
     )
-    build = fw.build_firmware(
-        sources,
-        tree,
-        profile.firmware,
-        build_root / "bundle-arena",
-        library=library,
-        progress=request.progress,
-    )
+
+    def build_with(folder: str, arena: int | None) -> Any:
+        return fw.build_firmware(
+            sources,
+            tree,
+            profile.firmware,
+            build_root / folder,
+            library=library,
+            arena_bytes=arena,
+            progress=request.progress,
+        )
+
+    build = build_with("bundle-arena", None)
     request.progress(f"finding the smallest arena that runs on {board}")
     high = host_arena
     try:
@@ -230,15 +235,7 @@ def run_qemu(request: Any) -> BenchResult:
         request.progress(
             f"the host's {host_arena:,}-byte arena is too small on {board}; trying {high:,} bytes"
         )
-        build = fw.build_firmware(
-            sources,
-            tree,
-            profile.firmware,
-            build_root / "roomy-arena",
-            library=library,
-            arena_bytes=high,
-            progress=request.progress,
-        )
+        build = build_with("roomy-arena", high)
         try:
             run_elf(build.elf, board, "EDGEKIT_RUN 0 1", timeout=request.timeout)
         except DeviceFailure:
@@ -247,15 +244,7 @@ def run_qemu(request: Any) -> BenchResult:
             ) from None
     low, _ = activation_lower_bound(model)
     minimum = smallest_arena(build.elf, board, low, high)
-    final = fw.build_firmware(
-        sources,
-        tree,
-        profile.firmware,
-        build_root / "minimal-arena",
-        library=library,
-        arena_bytes=minimum,
-        progress=request.progress,
-    )
+    final = build_with("minimal-arena", minimum)
     settings = request.settings
     request.progress(f"running {settings['runs']} runs on QEMU {board} ({library.kernels})")
     collected = run_elf(

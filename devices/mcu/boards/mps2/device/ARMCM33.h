@@ -9,19 +9,7 @@
 extern "C" {
 #endif
 
-typedef enum IRQn {
-  NonMaskableInt_IRQn = -14,
-  HardFault_IRQn = -13,
-  MemoryManagement_IRQn = -12,
-  BusFault_IRQn = -11,
-  UsageFault_IRQn = -10,
-  SecureFault_IRQn = -9,
-  SVCall_IRQn = -5,
-  DebugMonitor_IRQn = -4,
-  PendSV_IRQn = -2,
-  SysTick_IRQn = -1,
-  Interrupt0_IRQn = 0
-} IRQn_Type;
+#include "armv8m_irqn.h"
 
 #define __CM33_REV                0x0000U   /* Core revision r0p1 */
 #define __SAUREGION_PRESENT       0U        /* SAU regions present */

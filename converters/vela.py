@@ -339,17 +339,19 @@ def cpu_ops_of(layers: tuple[VelaLayer, ...], reasons: tuple[CpuOp, ...]) -> tup
     Vela's reason. Vela also warns about ops it then folds away (a Flatten's SHAPE/PACK):
     those are left out.
 
-    >>> layers = (VelaLayer("Cumsum", "Passthrough", "CPU", 0, 0, "cs"),)
+    >>> layers = (VelaLayer("Cumsum", "Passthrough", "CPU", 0, 0, "cs"),
+    ...           VelaLayer("Conv2D", "Passthrough", "CPU", 0, 0, "conv"))
     >>> [op.reason for op in cpu_ops_of(layers, (CpuOp("CUMSUM", "cs", "Unsupported opType",
-    ...                                                  ""), CpuOp("SHAPE", "s", "x", "")))]
-    ['Unsupported opType']
+    ...         ""), CpuOp("SHAPE", "s", "x", ""), CpuOp("CONV_2D", "conv_act", "stride", "")))]
+    ['Unsupported opType', 'stride']
     """
-    by_tensor = {op.tensor: op for op in reasons}
+    by_tensor = {op.tensor.removesuffix("_act"): op for op in reasons}
     found = []
     for layer in layers:
         if layer.target != "CPU":
             continue
-        known = by_tensor.get(layer.name)
+        # an op with a fused activation is named "<output>_act" in Vela's warning
+        known = by_tensor.get(layer.name.removesuffix("_act"))
         found.append(
             known
             or CpuOp(layer.op.upper(), layer.name, "placed on the CPU (Vela printed no reason)", "")

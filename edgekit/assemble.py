@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edgekit import __version__
+from edgekit import __version__, plotting
 from edgekit import metrics as M
 from edgekit.checks import Check
 from edgekit.records import from_json
@@ -147,6 +147,9 @@ def _metrics(r: StageResults) -> Metrics:
             figures[M.TFLM_MAX_DIFF_STEPS] = result.kernel_check.max_diff_steps
     if r.firmware is not None:
         figures.update(r.firmware.figures)
+        needed = r.firmware.figures.get(M.TENSOR_ARENA_32BIT_BYTES)
+        if arena is not None and needed and needed > arena.tensor_arena_bytes:
+            figures[M.TENSOR_ARENA_BYTES] = needed  # model_ops.h was raised to it
     return Metrics(**figures)
 
 
@@ -231,6 +234,8 @@ def _notes(r: StageResults) -> list[str]:
         notes.append(r.layers.note)
     if r.harness is not None and r.harness.note:
         notes.append(r.harness.note)
+    if r.npu is not None and r.npu.run.ok and r.npu.chart is None:
+        notes.append(f"Vela's cycles chart not drawn: {plotting.MISSING}")
     if r.npu is not None and r.firmware is not None and r.firmware.elf is not None:
         notes.append(
             "the firmware figures (instructions, 32-bit arena, flash) are the int8 model on the "

@@ -150,9 +150,31 @@ def _profile_rows(profile: Any) -> list[tuple[str, str]]:
         ("memory", ", ".join(budget) or "no budget"),
         ("execution", f"{profile.threads} thread(s), delegate {profile.delegate}"),
         ("delegates", "; ".join(overrides) or "-"),
+        *_extra_rows(profile),
         ("harness", f"{profile.harness} over {profile.transport}"),
         ("source", profile.source),
     ]
+
+
+def _extra_rows(profile: Any) -> list[tuple[str, str]]:
+    """`[firmware]` and `[npu]`, when the profile has them."""
+    rows = []
+    fw = profile.firmware
+    if fw is not None:
+        rows.append(
+            ("firmware", f"{fw.cpu} on QEMU {fw.qemu_board or '-'}: {' '.join(fw.cpu_flags)}")
+        )
+    npu = profile.npu
+    if npu is not None:
+        sram = f", SRAM budget {_size(npu.sram_bytes)}" if npu.sram_bytes else ""
+        rows.append(
+            (
+                "npu",
+                f"{npu.accelerator} (Vela: {npu.system_config}, {npu.memory_mode}, "
+                f"{npu.config}{sram})",
+            )
+        )
+    return rows
 
 
 @cli.command("inspect")
@@ -248,7 +270,7 @@ def _print_npu(console, npu) -> None:
     for column in ("op", "on", "cycles", "MACs", "tensor"):
         table.add_column(column, justify="right" if column in ("cycles", "MACs") else "left")
     for row in data["ops"]:
-        parts = f" ({row['parts']} NPU ops)" if row["parts"] > 1 else ""
+        parts = f" ({row['parts']} parts)" if row["parts"] > 1 else ""
         table.add_row(
             escape(row["op"] + parts),
             row["target"],

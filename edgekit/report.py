@@ -798,10 +798,16 @@ def _npu_section(npu: dict[str, Any]) -> list[str]:
             lines.append(f"| {op['op']} | {op['tensor']} | {op['reason']} | {op['advice']} |")
     layers = npu.get("ops") or []  # the per-layer rows, each op's lowering folded
     total = sum(layer["cycles"] for layer in layers) or 1
-    lines += ["", "| # | op | on | cycles (Vela's estimate) | share | MACs | tensor |"]
+    lines += [
+        "",
+        "Per op (an op Vela lowers into several rows of its per-layer table, e.g. a conv and",
+        "its fused ReLU, is one row here; parts: how many):",
+        "",
+        "| # | op | on | cycles (Vela's estimate) | share | MACs | tensor |",
+    ]
     lines.append("|---|---|---|---|---|---|---|")
     for i, layer in enumerate(layers):
-        parts = f" ({layer['parts']} NPU operations)" if layer["parts"] > 1 else ""
+        parts = f" ({layer['parts']} parts)" if layer["parts"] > 1 else ""
         lines.append(
             f"| {i} | {layer['op']}{parts} | {layer['target']} | {layer['cycles']:,} | "
             f"{100 * layer['cycles'] / total:.1f} % | {layer['macs']:,} | "

@@ -91,11 +91,12 @@ class NpuResult:
     def placements(self, model: TFLiteModel) -> dict[int, str]:
         """Op index → "npu" or "cpu": an op whose output Vela lists on the CPU ran there;
         the others are in an ETHOSU op (or folded away by Vela)."""
-        on_cpu = {op.tensor for op in self.run.cpu_ops}
-        return {
-            op.index: "cpu" if op.outputs and model.tensors[op.outputs[0]].name in on_cpu else "npu"
-            for op in model.operators
-        }
+        on_cpu = {op.tensor.removesuffix("_act") for op in self.run.cpu_ops}
+        placed = {}
+        for op in model.operators:
+            name = model.tensors[op.outputs[0]].name if op.outputs else ""
+            placed[op.index] = "cpu" if name.removesuffix("_act") in on_cpu else "npu"
+        return placed
 
     def to_dict(self) -> dict[str, Any]:
         return {

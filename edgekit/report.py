@@ -14,7 +14,8 @@ results (:mod:`edgekit.assemble`); every field is a typed, frozen record and
 - `io`: {inputs, outputs}: each {name, tensor, shape, dtype, scale, zero_point}, what an
   application needs to quantize its inputs and read the outputs
 - `ops`: [{index, op, version, macs, placement}]; placement is "tpu"/"cpu" for Edge TPU
-  targets (by edgekit's rule analysis or the compiler), else null
+  targets (by edgekit's rule analysis or the compiler), "npu"/"cpu" for Ethos-U targets (by
+  Vela), else null
 - `metrics`: the :class:`Metrics` fields (each defined once, in :mod:`edgekit.metrics`)
 - `verification`: per-output comparison, TFLM-vs-reference kernel check, runtime used
 - `quantization`: how edgekit's engine made the int8 model (method, bias correction,

@@ -28,7 +28,7 @@ import io
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,6 @@ class VelaRun:
     clock_hz: float | None = None
     cycles: int | None = None  # Vela's estimate for one inference
     inference_ms: float | None = None  # Vela's estimate
-    summary: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -180,7 +179,6 @@ def run_vela(model: Path, out_dir: Path, npu: Any, timeout: float = VELA_TIMEOUT
         cpu_ops=reasons,
         npu_op_count=npu_ops,
         cpu_op_count=cpu_ops,
-        summary=summary,
         **figures,
     )
 
@@ -233,7 +231,7 @@ def parse_per_layer(text: str) -> tuple[VelaLayer, ...]:
     return tuple(layers)
 
 
-def grouped(layers: tuple[VelaLayer, ...] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+def grouped(layers: tuple[VelaLayer, ...]) -> list[dict[str, Any]]:
     """The per-layer rows with each original op's lowering folded into one row: a Conv2D
     and its fused Relu, or the 27 NPU operations of one Softmax. Rows are merged when they
     follow each other with the same original op and target, and the later one is part of
@@ -248,7 +246,7 @@ def grouped(layers: tuple[VelaLayer, ...] | list[dict[str, Any]]) -> list[dict[s
     """
     out: list[dict[str, Any]] = []
     for layer in layers:
-        row = layer.to_dict() if isinstance(layer, VelaLayer) else dict(layer)
+        row = layer.to_dict()
         last = out[-1] if out else None
         if (
             last is not None

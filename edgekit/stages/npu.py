@@ -15,7 +15,7 @@ estimate and is labelled so.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +140,7 @@ def compile_for_npu(
     if chart and run.ok and run.layers and available():
         chart = out_dir / CHART
         draw_cycles(run, chart, f"{model_file.stem} on {profile.npu.accelerator}")
-        result = NpuResult(
-            run, result.accelerator, result.sram_limit_bytes, result.flash_limit_bytes, chart
-        )
+        result = replace(result, chart=chart)
     if cpu_arena is not None and run.ok and run.output_model is not None:
         compiled = read_tflite(run.output_model.read_bytes(), run.output_model.name)
         folder = out_dir / SOURCES
